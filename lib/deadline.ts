@@ -1,0 +1,142 @@
+import type { Phase } from "./names.ts";
+import type { PhaseCaps } from "./types.ts";
+
+/**
+ * Default per-phase caps (ms). Each phase is bounded by its cap AND by what is left of the
+ * budget; `exec` has no cap of its own, so the command may use whatever the budget leaves.
+ * `teardown` is the grace for a polite close (DISCONNECT, FIN) before the socket is destroyed.
+ */
+export const DEFAULT_PHASE_CAPS: Readonly<Record<Phase, number>> = {
+  resolve: 2_000,
+  connect: 3_000,
+  banner: 5_000,
+  handshake: 5_000,
+  auth: 5_000,
+  channel: 5_000,
+  exec: Number.POSITIVE_INFINITY,
+  teardown: 250,
+};
+
+// setTimeout clamps anything above this to 1 ms; longer allowances need no timer at all.
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * The one deadline of a session. Created once at the edge from a budget and/or a parent
+ * signal; every wait in the engine goes through {@link Deadline.bound} or
+ * {@link Deadline.wait}, so no other module invents a timeout and every timer it creates is
+ * cleared before the wait settles.
+ */
+export class Deadline {
+  readonly budgetMs: number;
+  readonly caps: Readonly<Record<Phase, number>>;
+  readonly #start = performance.now();
+  readonly #signal: AbortSignal | undefined;
+
+  constructor(options: { budgetMs?: number; signal?: AbortSignal; caps?: PhaseCaps }) {
+    this.budgetMs = options.budgetMs ?? Number.POSITIVE_INFINITY;
+    this.#signal = options.signal;
+    this.caps = { ...DEFAULT_PHASE_CAPS, ...stripUndefined(options.caps ?? {}) };
+  }
+
+  /** Milliseconds since the deadline was created. */
+  elapsed(): number {
+    return performance.now() - this.#start;
+  }
+
+  /** Milliseconds left of the budget (may be negative, or Infinity without a budget). */
+  remaining(): number {
+    return this.budgetMs - this.elapsed();
+  }
+
+  /** True when the caller's signal has aborted. */
+  get aborted(): boolean {
+    return this.#signal?.aborted ?? false;
+  }
+
+  /** Time a phase may take now: the smaller of its cap and what is left of the budget. */
+  allowance(phase: Phase): number {
+    return Math.max(0, Math.min(this.caps[phase], this.remaining()));
+  }
+
+  /**
+   * Settles with `work`, unless the allowance `ms` runs out first (rejects with `onExpiry()`)
+   * or the caller's signal aborts (rejects with `onAbort()`). Expiry rejects at once: nothing
+   * waits for the peer's cooperation. The timer and the abort listener are released before
+   * the returned promise settles.
+   */
+  bound<T>(
+    ms: number,
+    work: Promise<T>,
+    onExpiry: () => Error,
+    onAbort: () => Error,
+  ): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const signal = this.#signal;
+      const cleanup = () => {
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener("abort", abort);
+      };
+      const abort = () => {
+        cleanup();
+        reject(onAbort());
+      };
+      if (signal?.aborted) {
+        reject(onAbort());
+        return;
+      }
+      if (ms <= 0) {
+        reject(onExpiry());
+        return;
+      }
+      signal?.addEventListener("abort", abort, { once: true });
+      if (ms <= MAX_TIMER_MS) {
+        timer = setTimeout(() => {
+          cleanup();
+          reject(onExpiry());
+        }, ms);
+      }
+      work.then(
+        (value) => {
+          cleanup();
+          resolve(value);
+        },
+        (err: unknown) => {
+          cleanup();
+          reject(err);
+        },
+      );
+    });
+  }
+
+  /**
+   * Waits for `work` at most `ms` (and never past an aborted signal). Resolves `true` when
+   * `work` settled in time, `false` otherwise. Never rejects: used for graces (exit → close,
+   * polite teardown) where running out of time is a normal outcome, not an error.
+   */
+  async wait(ms: number, work: Promise<unknown>): Promise<boolean> {
+    const expired = new Error("grace expired");
+    try {
+      await this.bound(
+        ms,
+        work.then(
+          () => undefined,
+          () => undefined,
+        ),
+        () => expired,
+        () => expired,
+      );
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
+
+function stripUndefined(caps: PhaseCaps): PhaseCaps {
+  const out: PhaseCaps = {};
+  for (const [phase, value] of Object.entries(caps) as [Phase, number | undefined][]) {
+    if (value !== undefined) out[phase] = value;
+  }
+  return out;
+}

@@ -1,0 +1,240 @@
+import {
+  type ErrorName,
+  type ErrorPhase,
+  PHASE_TIMEOUT_ERROR,
+  type Phase,
+  RETRYABLE_ERRORS,
+} from "./names.ts";
+
+/** Static facts of each error (SPEC §6): the HTTP status an API caller sees. */
+export const HTTP_STATUS: Record<ErrorName, number> = {
+  ValidationError: 400,
+  TargetNotAllowed: 403,
+  CommandNotAllowed: 403,
+  CredentialUnavailable: 500,
+  DeadlineExceeded: 504,
+  DnsLookupFailed: 502,
+  ResolveTimeout: 504,
+  ConnectRefused: 502,
+  ConnectTimeout: 504,
+  BannerTimeout: 504,
+  ProtocolError: 502,
+  HandshakeTimeout: 504,
+  HostKeyUnknown: 502,
+  HostKeyMismatch: 502,
+  AuthTimeout: 504,
+  AuthFailed: 502,
+  ChannelTimeout: 504,
+  ChannelRejected: 502,
+  CommandTimeout: 504,
+  ConnectionLost: 502,
+  CommandFailed: 500,
+  InternalError: 500,
+};
+
+const RETRYABLE: ReadonlySet<string> = new Set(RETRYABLE_ERRORS);
+
+export interface EngineErrorOptions {
+  phase: ErrorPhase;
+  /** Whether the remote command may have started. Decides `retryable` for `ConnectionLost`. */
+  commandStarted?: boolean;
+  cause?: unknown;
+}
+
+/**
+ * Base of every error the project reports. `name` is one of SPEC §6's names exactly:
+ * Step Functions `Retry`/`Catch` and alarms match on it.
+ */
+export abstract class EngineError extends Error {
+  abstract override readonly name: ErrorName;
+  readonly phase: ErrorPhase;
+  readonly commandStarted: boolean;
+
+  constructor(message: string, options: EngineErrorOptions) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.phase = options.phase;
+    this.commandStarted = options.commandStarted ?? false;
+  }
+
+  /** True only when the command certainly did not start (SPEC §5). */
+  get retryable(): boolean {
+    if (this.name === "ConnectionLost") return !this.commandStarted;
+    return RETRYABLE.has(this.name);
+  }
+
+  get httpStatus(): number {
+    return HTTP_STATUS[this.name];
+  }
+}
+
+export class ValidationError extends EngineError {
+  override readonly name = "ValidationError";
+}
+export class TargetNotAllowed extends EngineError {
+  override readonly name = "TargetNotAllowed";
+}
+export class CommandNotAllowed extends EngineError {
+  override readonly name = "CommandNotAllowed";
+}
+export class CredentialUnavailable extends EngineError {
+  override readonly name = "CredentialUnavailable";
+}
+export class DeadlineExceeded extends EngineError {
+  override readonly name = "DeadlineExceeded";
+}
+export class DnsLookupFailed extends EngineError {
+  override readonly name = "DnsLookupFailed";
+}
+export class ResolveTimeout extends EngineError {
+  override readonly name = "ResolveTimeout";
+}
+export class ConnectRefused extends EngineError {
+  override readonly name = "ConnectRefused";
+}
+export class ConnectTimeout extends EngineError {
+  override readonly name = "ConnectTimeout";
+}
+export class BannerTimeout extends EngineError {
+  override readonly name = "BannerTimeout";
+}
+export class ProtocolError extends EngineError {
+  override readonly name = "ProtocolError";
+}
+export class HandshakeTimeout extends EngineError {
+  override readonly name = "HandshakeTimeout";
+}
+export class HostKeyUnknown extends EngineError {
+  override readonly name = "HostKeyUnknown";
+}
+export class HostKeyMismatch extends EngineError {
+  override readonly name = "HostKeyMismatch";
+}
+export class AuthTimeout extends EngineError {
+  override readonly name = "AuthTimeout";
+}
+export class AuthFailed extends EngineError {
+  override readonly name = "AuthFailed";
+}
+export class ChannelTimeout extends EngineError {
+  override readonly name = "ChannelTimeout";
+}
+export class ChannelRejected extends EngineError {
+  override readonly name = "ChannelRejected";
+}
+export class CommandTimeout extends EngineError {
+  override readonly name = "CommandTimeout";
+}
+export class ConnectionLost extends EngineError {
+  override readonly name = "ConnectionLost";
+}
+export class CommandFailed extends EngineError {
+  override readonly name = "CommandFailed";
+}
+export class InternalError extends EngineError {
+  override readonly name = "InternalError";
+}
+
+type EngineErrorClass = new (message: string, options: EngineErrorOptions) => EngineError;
+
+/** Name → class, for code that must build an error from a name (timeouts, deserialisation). */
+export const ERROR_CLASSES: Record<ErrorName, EngineErrorClass> = {
+  ValidationError,
+  TargetNotAllowed,
+  CommandNotAllowed,
+  CredentialUnavailable,
+  DeadlineExceeded,
+  DnsLookupFailed,
+  ResolveTimeout,
+  ConnectRefused,
+  ConnectTimeout,
+  BannerTimeout,
+  ProtocolError,
+  HandshakeTimeout,
+  HostKeyUnknown,
+  HostKeyMismatch,
+  AuthTimeout,
+  AuthFailed,
+  ChannelTimeout,
+  ChannelRejected,
+  CommandTimeout,
+  ConnectionLost,
+  CommandFailed,
+  InternalError,
+};
+
+/** The timeout error of a phase, e.g. `BannerTimeout` for `banner`. */
+export function phaseTimeoutError(
+  phase: Phase,
+  elapsedMs: number,
+  commandStarted: boolean,
+): EngineError {
+  if (phase === "teardown") {
+    return new InternalError("teardown has no timeout error", { phase, commandStarted });
+  }
+  const name = PHASE_TIMEOUT_ERROR[phase];
+  const Cls = ERROR_CLASSES[name];
+  return new Cls(`${phase} phase did not finish within ${Math.round(elapsedMs)} ms`, {
+    phase,
+    commandStarted,
+  });
+}
+
+/** What the engine knew when an error arrived; the classifier needs nothing else. */
+export interface ClassifyContext {
+  phase: Phase;
+  commandStarted: boolean;
+  /** Set by the host verifier when it refused the server's key. */
+  hostKeyRefusal?: HostKeyUnknown | HostKeyMismatch;
+}
+
+const REFUSED_CODES = new Set(["ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EADDRNOTAVAIL"]);
+const SESSION_PHASES_BEFORE_KEX: ReadonlySet<Phase> = new Set(["banner", "handshake"]);
+
+/**
+ * The one place where anything thrown or emitted by ssh2, a socket or DNS becomes a SPEC §6
+ * error. Classification uses ssh2's `level`, socket `code`s and the engine's own state (phase,
+ * host-key decision) — never message text.
+ */
+export function classifyError(err: unknown, ctx: ClassifyContext): EngineError {
+  if (err instanceof EngineError) return err;
+  const { phase, commandStarted } = ctx;
+  const base = { phase, commandStarted, cause: err };
+  if (!(err instanceof Error)) {
+    return new InternalError(`non-error thrown: ${String(err)}`, base);
+  }
+  if (ctx.hostKeyRefusal) return ctx.hostKeyRefusal;
+  const level = (err as { level?: unknown }).level;
+  const code = (err as { code?: unknown }).code;
+  const detail = err.message;
+
+  if (phase === "resolve") {
+    return new DnsLookupFailed(`name did not resolve: ${detail}`, base);
+  }
+  if (phase === "connect") {
+    if (typeof code === "string" && REFUSED_CODES.has(code)) {
+      return new ConnectRefused(`connection refused or unreachable (${code})`, base);
+    }
+    return new ConnectRefused(`TCP connect failed: ${detail}`, base);
+  }
+  if (level === "client-authentication") {
+    return new AuthFailed(`authentication failed: ${detail}`, base);
+  }
+  if (level === "handshake") {
+    return new ProtocolError(`key exchange failed: ${detail}`, base);
+  }
+  if (level === "client-timeout") {
+    // readyTimeout is disabled (the engine owns the deadline), so this is SSH keepalive.
+    return new ConnectionLost(`peer stopped answering SSH keepalive: ${detail}`, base);
+  }
+  if (level === "client-socket" || typeof code === "string") {
+    return new ConnectionLost(`connection lost (${String(code ?? "socket error")})`, base);
+  }
+  if (level === undefined && SESSION_PHASES_BEFORE_KEX.has(phase)) {
+    // ssh2 emits packet/ident parse errors without a level.
+    return new ProtocolError(`protocol error: ${detail}`, base);
+  }
+  if (level === "protocol") {
+    return new ConnectionLost(`connection lost: ${detail}`, base);
+  }
+  return new ProtocolError(`protocol error: ${detail}`, base);
+}

@@ -1,0 +1,586 @@
+import { randomUUID } from "node:crypto";
+import { lookup as dnsLookup } from "node:dns/promises";
+import net from "node:net";
+// ssh2 is CommonJS: named imports of its values fail under ESM; take them from the default.
+import ssh2, { type AuthenticationType, type ClientChannel, type ConnectConfig } from "ssh2";
+import { Deadline } from "./deadline.ts";
+import {
+  ChannelRejected,
+  classifyError,
+  ConnectionLost,
+  DeadlineExceeded,
+  type EngineError,
+  HostKeyMismatch,
+  HostKeyUnknown,
+  InternalError,
+  ProtocolError,
+  phaseTimeoutError,
+} from "./errors.ts";
+import type { ErrorPhase, Phase, RemoteCleanup, Status } from "./names.ts";
+import { BannerGate } from "./session/banner-gate.ts";
+import { type PreparedAuth, prepareAuth } from "./session/credentials.ts";
+import {
+  fingerprintSha256,
+  type HostKeyPolicy,
+  knownHostsPolicy,
+  pinnedPolicy,
+} from "./session/host-keys.ts";
+import { OutputCapture } from "./session/output-capture.ts";
+import { wrapWithRemoteBound } from "./session/remote-bound.ts";
+
+const { Client } = ssh2;
+type Client = InstanceType<typeof Client>;
+import type { PhaseTimings, RunOptions, RunRequest, RunResult } from "./types.ts";
+
+/** Bytes kept per stream when the request does not say (SPEC §4). */
+export const DEFAULT_MAX_OUTPUT_BYTES = 65_536;
+/** After the exit status, how long remaining output and the channel close may take. */
+export const EXIT_GRACE_MS = 250;
+/** TCP keepalive: first probe after this much idle time (SSH keepalive does the fast work). */
+const TCP_KEEPALIVE_INITIAL_MS = 15_000;
+
+/**
+ * Runs one command on one host over one SSH session, inside one deadline (SPEC §3, §11).
+ *
+ * Resolves to the SPEC §5 result. Everything the remote or the network does — refusal, hang,
+ * reset, bad key, failed command — is reported in `result.error`; it rejects only for
+ * programming errors (missing options). When it resolves, the session's socket is destroyed
+ * and its timers and listeners are gone.
+ */
+export async function runCommand(request: RunRequest, options: RunOptions): Promise<RunResult> {
+  if (options === null || typeof options !== "object" || options.secret === undefined) {
+    throw new TypeError("runCommand: options.secret is required");
+  }
+  if (options.budgetMs === undefined && options.signal === undefined) {
+    throw new TypeError("runCommand: options.budgetMs or options.signal is required");
+  }
+  return new Session(request, options).run();
+}
+
+const TIMING_KEYS: Record<Phase, keyof Omit<PhaseTimings, "totalMs">> = {
+  resolve: "resolveMs",
+  connect: "connectMs",
+  banner: "bannerMs",
+  handshake: "handshakeMs",
+  auth: "authMs",
+  channel: "channelMs",
+  exec: "execMs",
+  teardown: "teardownMs",
+};
+
+interface Milestone {
+  promise: Promise<void>;
+  done: () => void;
+}
+
+function milestone(): Milestone {
+  let done!: () => void;
+  const promise = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  return { promise, done };
+}
+
+/** One session: owns the socket, the ssh2 client and the channel, and releases all three. */
+class Session {
+  readonly #req: RunRequest;
+  readonly #opts: RunOptions;
+  readonly #deadline: Deadline;
+  readonly #port: number;
+  readonly #requestId: string;
+  #phase: ErrorPhase = "resolve";
+  #phaseStart = 0;
+  readonly #timings: Partial<Record<Phase, number>> = {};
+  #address: string | null = null;
+
+  #socket: net.Socket | undefined;
+  #socketClosed: Promise<void> = Promise.resolve();
+  #gate: BannerGate | undefined;
+  #client: Client | undefined;
+  #channel: ClientChannel | undefined;
+  #channelClosed = false;
+  #channelDone: Promise<void> = Promise.resolve();
+
+  // The first failure of the session wins; every phase races against it.
+  readonly #failure: Promise<never>;
+  #rejectFailure!: (err: EngineError) => void;
+  #failedWith: EngineError | undefined;
+  #tearingDown = false;
+
+  #commandStarted = false;
+  #hostKeyRefusal: HostKeyUnknown | HostKeyMismatch | undefined;
+  #ident: string | undefined;
+  #hostKeySha256: string | undefined;
+  readonly #stdout: OutputCapture;
+  readonly #stderr: OutputCapture;
+  #exit: { code: number | null; signal: string | null } | undefined;
+  #remoteBound = false;
+  #signalSent = false;
+
+  readonly #identSeen = milestone();
+  readonly #kexDone = milestone();
+  readonly #authDone = milestone();
+
+  constructor(request: RunRequest, options: RunOptions) {
+    this.#req = request;
+    this.#opts = options;
+    this.#deadline = new Deadline({
+      budgetMs: options.budgetMs,
+      signal: options.signal,
+      caps: options.phaseCaps,
+    });
+    this.#port = request.port ?? 22;
+    this.#requestId = options.requestId ?? randomUUID();
+    const maxOutput = request.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
+    this.#stdout = new OutputCapture(maxOutput);
+    this.#stderr = new OutputCapture(maxOutput);
+    this.#failure = new Promise<never>((_, reject) => {
+      this.#rejectFailure = reject;
+    });
+    this.#failure.catch(() => {});
+  }
+
+  async run(): Promise<RunResult> {
+    let error: EngineError | undefined;
+    try {
+      if (this.#deadline.remaining() <= 0 || this.#deadline.aborted) {
+        throw new DeadlineExceeded("no time left to start a session", { phase: "resolve" });
+      }
+      const auth = prepareAuth(this.#opts.secret);
+      const hostKeys = this.#hostKeyPolicy();
+      await this.#resolve();
+      await this.#connect();
+      await this.#banner(auth, hostKeys);
+      await this.#step("handshake", () => this.#kexDone.promise);
+      await this.#step("auth", () => this.#authDone.promise);
+      const channel = await this.#openChannel();
+      await this.#exec(channel);
+    } catch (err) {
+      error = this.#classify(err);
+      // A command that reported its exit status is finished, whatever happened after.
+      if (this.#exit !== undefined && this.#phase === "exec") error = undefined;
+      else if (this.#phase === "exec") this.#stopRemoteCommand();
+    }
+    const endedIn = this.#phase;
+    await this.#teardown();
+    return this.#result(error, endedIn);
+  }
+
+  // ---- phases -------------------------------------------------------------------------
+
+  /** Runs one phase bounded by its allowance, the caller's signal and the session's failure. */
+  async #step<T>(phase: Phase, work: () => Promise<T>): Promise<T> {
+    this.#enter(phase);
+    const allowance = this.#deadline.allowance(phase);
+    try {
+      return await this.#deadline.bound(
+        allowance,
+        Promise.race([work(), this.#failure]),
+        () => phaseTimeoutError(phase, allowance, this.#commandStarted),
+        () =>
+          new DeadlineExceeded(`cancelled by the caller during ${phase}`, {
+            phase,
+            commandStarted: this.#commandStarted,
+          }),
+      );
+    } finally {
+      this.#leave(phase);
+    }
+  }
+
+  #enter(phase: Phase): void {
+    this.#phase = phase;
+    this.#phaseStart = performance.now();
+    this.#opts.onPhase?.(phase);
+  }
+
+  #leave(phase: Phase): void {
+    this.#timings[phase] = performance.now() - this.#phaseStart;
+  }
+
+  async #resolve(): Promise<void> {
+    const host = this.#req.host;
+    const literal = net.isIP(host);
+    let family: 4 | 6;
+    if (literal !== 0) {
+      // IP literals skip the resolve phase: its timing stays null.
+      this.#address = host;
+      family = literal === 6 ? 6 : 4;
+    } else {
+      const lookup = this.#opts.lookup ?? defaultLookup;
+      const found = await this.#step("resolve", () => lookup(host));
+      this.#address = found.address;
+      family = found.family;
+    }
+    try {
+      this.#opts.checkAddress?.(this.#address, family);
+    } catch (err) {
+      throw classifyError(err, { phase: "resolve", commandStarted: false });
+    }
+  }
+
+  async #connect(): Promise<void> {
+    const address = this.#address!;
+    await this.#step(
+      "connect",
+      () =>
+        new Promise<void>((resolve, reject) => {
+          // The engine owns the socket: TCP keepalive and TCP_NODELAY on (ssh2 sets neither),
+          // and a handle teardown can always destroy.
+          const sock = net.connect({
+            host: address,
+            port: this.#port,
+            noDelay: true,
+            keepAlive: true,
+            keepAliveInitialDelay: TCP_KEEPALIVE_INITIAL_MS,
+          });
+          this.#socket = sock;
+          this.#socketClosed = new Promise<void>((done) => sock.once("close", () => done()));
+          // Permanent: errors after connect reach ssh2 through the gate; none may crash us.
+          sock.on("error", () => {});
+          const onError = (err: Error) => {
+            sock.off("connect", onConnect);
+            reject(err);
+          };
+          const onConnect = () => {
+            sock.off("error", onError);
+            resolve();
+          };
+          sock.once("connect", onConnect);
+          sock.once("error", onError);
+        }),
+    );
+  }
+
+  async #banner(auth: PreparedAuth, hostKeys: HostKeyPolicy): Promise<void> {
+    const sock = this.#socket!;
+    await this.#step("banner", async () => {
+      const gate = new BannerGate(sock, {
+        onIdent: (ident) => {
+          this.#ident = ident;
+          this.#identSeen.done();
+        },
+        onProtocolError: (message) => this.#fail(new ProtocolError(message, { phase: "banner" })),
+      });
+      this.#gate = gate;
+      const client = new Client();
+      this.#client = client;
+      client.on("error", (err) => this.#fail(err));
+      client.on("close", () =>
+        this.#fail(
+          new ConnectionLost(`connection closed by the server during ${this.#phase}`, {
+            phase: this.#phase,
+            commandStarted: this.#commandStarted,
+          }),
+        ),
+      );
+      client.once("handshake", () => this.#kexDone.done());
+      client.once("ready", () => this.#authDone.done());
+      client.connect(this.#clientConfig(gate, auth, hostKeys));
+      await this.#identSeen.promise;
+    });
+  }
+
+  #clientConfig(gate: BannerGate, auth: PreparedAuth, hostKeys: HostKeyPolicy): ConnectConfig {
+    const username = this.#req.username;
+    let attempts = 0;
+    const keepalive = this.#keepalive();
+    return {
+      sock: gate,
+      username,
+      // The engine's deadline bounds every phase; ssh2's own timer would only race it.
+      readyTimeout: 0,
+      keepaliveInterval: keepalive ? keepalive.intervalMs : 0,
+      keepaliveCountMax: keepalive ? keepalive.countMax : 0,
+      ...(hostKeys.serverHostKeyAlgorithms
+        ? { algorithms: { serverHostKey: hostKeys.serverHostKeyAlgorithms as never } }
+        : {}),
+      // Synchronous form: ssh2 treats a returned Promise as acceptance.
+      hostVerifier: (key: Buffer): boolean => {
+        this.#hostKeySha256 = fingerprintSha256(key);
+        const verdict = hostKeys.verify(key);
+        if (verdict === "trusted") return true;
+        const refusal =
+          verdict === "unknown"
+            ? new HostKeyUnknown(
+                `host key ${this.#hostKeySha256} of ${this.#req.host}:${this.#port} is not trusted: no pin and no ${hostKeys.source}; no credential was sent`,
+                { phase: "handshake" },
+              )
+            : new HostKeyMismatch(
+                `host key ${this.#hostKeySha256} of ${this.#req.host}:${this.#port} differs from the ${hostKeys.source} — possible impostor; no credential was sent`,
+                { phase: "handshake" },
+              );
+        this.#hostKeyRefusal = refusal;
+        this.#fail(refusal);
+        return false;
+      },
+      // One attempt with exactly the method we hold: no `none` probe, no retries that hide
+      // a wrong credential behind the server's patience.
+      authHandler: (_methodsLeft, _partial, next) => {
+        attempts += 1;
+        if (attempts > 1) {
+          next(false as unknown as AuthenticationType);
+          return;
+        }
+        next(
+          (auth.type === "publickey"
+            ? { type: "publickey", username, key: auth.key }
+            : { type: "password", username, password: auth.password }) as never,
+        );
+      },
+    };
+  }
+
+  #keepalive(): { intervalMs: number; countMax: number } | undefined {
+    const configured = this.#opts.keepalive;
+    if (configured === false) return undefined;
+    if (configured) return configured;
+    // Detection takes interval × (countMax + 1): about half the budget, at most a minute.
+    const budget = this.#deadline.remaining();
+    const intervalMs = Number.isFinite(budget)
+      ? Math.min(15_000, Math.max(1_000, Math.floor(budget / 8)))
+      : 15_000;
+    return { intervalMs, countMax: 3 };
+  }
+
+  async #openChannel(): Promise<ClientChannel> {
+    const client = this.#client!;
+    const execAllowance = Math.min(this.#deadline.caps.exec, this.#deadline.remaining());
+    let command = this.#req.command;
+    if (this.#opts.remoteBound !== false && Number.isFinite(execAllowance)) {
+      command = wrapWithRemoteBound(command, execAllowance);
+      this.#remoteBound = true;
+    }
+    return this.#step(
+      "channel",
+      () =>
+        new Promise<ClientChannel>((resolve, reject) => {
+          client.exec(command, (err, channel) => {
+            if (this.#failedWith) reject(this.#failedWith);
+            else if (err) {
+              reject(
+                new ChannelRejected(`server refused the session channel or exec: ${err.message}`, {
+                  phase: "channel",
+                }),
+              );
+            } else {
+              this.#attachChannel(channel);
+              resolve(channel);
+            }
+          });
+        }),
+    );
+  }
+
+  /**
+   * Attaches to the channel synchronously inside ssh2's exec callback: a fast command's
+   * output, exit status and close can arrive in the same read as the exec reply, and an
+   * `exit` event emitted before anyone listens is lost for good.
+   */
+  #attachChannel(channel: ClientChannel): void {
+    this.#channel = channel;
+    this.#channelDone = new Promise<void>((resolve, reject) => {
+      const closed = new Promise<void>((done) => {
+        channel.once("close", () => {
+          this.#channelClosed = true;
+          done();
+        });
+      });
+      // Always drain both streams: an unread stream never closes and stalls the command.
+      channel.on("data", (chunk: Buffer) => this.#stdout.write(chunk));
+      channel.stderr.on("data", (chunk: Buffer) => this.#stderr.write(chunk));
+      channel.once("exit", (code: number | null, signal?: string) => {
+        this.#exit = {
+          code: typeof code === "number" ? code : null,
+          signal: typeof signal === "string" ? signal.replace(/^SIG/, "") : null,
+        };
+        // Finished: wait a short grace for the rest of the output and the close, no more.
+        const grace = Math.min(EXIT_GRACE_MS, this.#deadline.allowance("exec"));
+        void this.#deadline.wait(grace, closed).then(() => resolve());
+      });
+      void closed.then(() => {
+        if (this.#exit !== undefined) resolve();
+        else {
+          reject(
+            new ConnectionLost("channel closed without an exit status", {
+              phase: "exec",
+              commandStarted: true,
+            }),
+          );
+        }
+      });
+    });
+    this.#channelDone.catch(() => {});
+  }
+
+  async #exec(channel: ClientChannel): Promise<void> {
+    this.#commandStarted = true;
+    await this.#step("exec", () => {
+      if (this.#req.stdin !== undefined) channel.end(this.#req.stdin);
+      else channel.end();
+      return this.#channelDone;
+    });
+  }
+
+  /**
+   * Asks the server to signal the command while the channel is open. ssh2's
+   * `channel.signal()` silently drops the request once stdin has been ended (EOF), which the
+   * engine always does; RFC 4254 allows requests after EOF, so send it at the protocol level.
+   */
+  #stopRemoteCommand(): void {
+    const channel = this.#channel;
+    const client = this.#client;
+    if (!channel || !client || this.#channelClosed || this.#exit !== undefined) return;
+    const outgoing = (channel as unknown as { outgoing: { id: number; state: string } }).outgoing;
+    if (outgoing.state !== "open" && outgoing.state !== "eof") return;
+    const protocol = (client as unknown as { _protocol?: { signal(id: number, sig: string): void } })
+      ._protocol;
+    if (!this.#socket || this.#socket.destroyed || !protocol) return;
+    try {
+      protocol.signal(outgoing.id, "TERM");
+      this.#signalSent = true;
+    } catch {
+      // A socket that fails now is torn down next; the remote bound still stops the command.
+    }
+  }
+
+  // ---- failure, teardown, result ------------------------------------------------------
+
+  #fail(err: unknown): void {
+    if (this.#failedWith || this.#tearingDown) return;
+    const classified = this.#classify(err);
+    this.#failedWith = classified;
+    this.#rejectFailure(classified);
+  }
+
+  #classify(err: unknown): EngineError {
+    const phase: Phase = this.#phase === "request" || this.#phase === "policy" || this.#phase === "credentials" ? "resolve" : this.#phase;
+    return classifyError(err, {
+      phase,
+      commandStarted: this.#commandStarted,
+      hostKeyRefusal: this.#hostKeyRefusal,
+    });
+  }
+
+  async #teardown(): Promise<void> {
+    this.#tearingDown = true;
+    const start = performance.now();
+    this.#opts.onPhase?.("teardown");
+    const sock = this.#socket;
+    if (sock && !sock.destroyed) {
+      // Polite first (DISCONNECT, FIN) while time allows, then destroy the socket we own:
+      // a peer that ignores FIN must not keep it open.
+      try {
+        if (this.#client) this.#client.end();
+        else sock.end();
+      } catch {
+        // ssh2 may throw on a half-dead transport; destroying below covers it.
+      }
+      const grace = Math.min(this.#deadline.caps.teardown, Math.max(0, this.#deadline.remaining()));
+      await this.#deadline.wait(grace, this.#socketClosed);
+    }
+    if (sock) {
+      sock.destroy();
+      // 'close' follows destroy() within one turn of the loop; after it the handle is gone.
+      await this.#socketClosed;
+    }
+    this.#gate?.destroy();
+    if (this.#client) {
+      const client = this.#client;
+      client.removeAllListeners();
+      // ssh2 can still emit late errors on a dead transport; they must never crash the process.
+      client.on("error", () => {});
+    }
+    this.#channel?.removeAllListeners();
+    this.#channel?.stderr.removeAllListeners();
+    this.#timings.teardown = performance.now() - start;
+  }
+
+  #hostKeyPolicy(): HostKeyPolicy {
+    if (this.#req.hostKey !== undefined) {
+      try {
+        return pinnedPolicy(this.#req.hostKey);
+      } catch (err) {
+        throw new InternalError(`invalid hostKey pin reached the engine: ${String(err)}`, {
+          phase: "handshake",
+        });
+      }
+    }
+    return knownHostsPolicy(this.#opts.knownHosts ?? "", this.#req.host, this.#port);
+  }
+
+  #result(error: EngineError | undefined, endedIn: ErrorPhase): RunResult {
+    const out = this.#stdout.text();
+    const err = this.#stderr.text();
+    let status: Status;
+    if (error) status = error.name.endsWith("Timeout") ? "timed_out" : "error";
+    else status = this.#exit?.code === 0 && this.#exit.signal === null ? "succeeded" : "failed";
+    const timings = Object.fromEntries(
+      Object.entries(TIMING_KEYS).map(([phase, key]) => {
+        const ms = this.#timings[phase as Phase];
+        return [key, ms === undefined ? null : round(ms)];
+      }),
+    ) as Omit<PhaseTimings, "totalMs">;
+    const remaining = this.#deadline.remaining();
+    const result: RunResult = {
+      requestId: this.#requestId,
+      status,
+      target: {
+        host: this.#req.host,
+        port: this.#port,
+        address: this.#address,
+        username: this.#req.username,
+      },
+      exitCode: this.#exit?.code ?? null,
+      signal: this.#exit?.signal ?? null,
+      stdout: out.text,
+      stderr: err.text,
+      output: {
+        stdoutBytes: this.#stdout.bytes,
+        stderrBytes: this.#stderr.bytes,
+        truncated: this.#stdout.truncated || this.#stderr.truncated,
+        stdoutSha256: out.sha256,
+        stderrSha256: err.sha256,
+        stdoutEncoding: out.encoding,
+        stderrEncoding: err.encoding,
+      },
+      phase: endedIn,
+      timings: { ...timings, totalMs: round(this.#deadline.elapsed()) },
+      deadline: {
+        budgetMs: Number.isFinite(this.#deadline.budgetMs) ? this.#deadline.budgetMs : null,
+        remainingMs: Number.isFinite(remaining) ? round(remaining) : null,
+      },
+      remoteCleanup: this.#remoteCleanup(),
+    };
+    if (error) {
+      result.error = {
+        name: error.name,
+        phase: error.phase,
+        message: error.message,
+        retryable: error.retryable,
+        commandStarted: error.commandStarted,
+      };
+    }
+    if (this.#ident !== undefined && this.#hostKeySha256 !== undefined) {
+      result.server = { ident: this.#ident, hostKeySha256: this.#hostKeySha256 };
+    }
+    return result;
+  }
+
+  #remoteCleanup(): RemoteCleanup {
+    if (!this.#commandStarted || this.#exit !== undefined) return "not_needed";
+    if (this.#channelClosed && this.#failedWith === undefined) return "not_needed";
+    if (this.#signalSent) return "signalled";
+    if (this.#remoteBound) return "remote_bound";
+    return "unknown";
+  }
+}
+
+async function defaultLookup(host: string): Promise<{ address: string; family: 4 | 6 }> {
+  const found = await dnsLookup(host, { order: "ipv4first" });
+  return { address: found.address, family: found.family === 6 ? 6 : 4 };
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}

@@ -1,0 +1,51 @@
+import { createHash } from "node:crypto";
+import ssh2, { type ParsedKey } from "ssh2";
+import { CredentialUnavailable } from "../errors.ts";
+import type { Secret } from "../types.ts";
+
+/** What ssh2's auth handler sends: a parsed private key, or a password. */
+export type PreparedAuth =
+  | { type: "publickey"; key: ParsedKey }
+  | { type: "password"; password: string };
+
+// Parsing (and decrypting) a key costs far more than a loopback handshake; a warm container
+// reuses the parsed key. Keyed by a hash, so the map never holds the secret text as a key.
+const parsedKeys = new Map<string, ParsedKey>();
+const MAX_CACHED_KEYS = 32;
+
+/**
+ * Turns a secret into what the auth handler sends, once per container per key. A secret that
+ * cannot be used (unparsable key, wrong passphrase, public key only) is `CredentialUnavailable`
+ * before any connection is made — never an opaque failure during auth.
+ */
+export function prepareAuth(secret: Secret): PreparedAuth {
+  if (typeof secret.password === "string") return { type: "password", password: secret.password };
+  if (secret.privateKey === undefined) {
+    throw new CredentialUnavailable("credential holds neither a private key nor a password", {
+      phase: "credentials",
+    });
+  }
+  const cacheKey = createHash("sha256")
+    .update(secret.privateKey)
+    .update("\0")
+    .update(secret.passphrase ?? "")
+    .digest("hex");
+  const cached = parsedKeys.get(cacheKey);
+  if (cached) return { type: "publickey", key: cached };
+  const parsed = ssh2.utils.parseKey(secret.privateKey, secret.passphrase);
+  const key = Array.isArray(parsed) ? parsed[0] : parsed;
+  if (!key || key instanceof Error) {
+    throw new CredentialUnavailable(
+      `private key cannot be used: ${key instanceof Error ? key.message : "no key found"}`,
+      { phase: "credentials" },
+    );
+  }
+  if (!key.isPrivateKey()) {
+    throw new CredentialUnavailable("credential holds a public key, not a private key", {
+      phase: "credentials",
+    });
+  }
+  if (parsedKeys.size >= MAX_CACHED_KEYS) parsedKeys.clear();
+  parsedKeys.set(cacheKey, key);
+  return { type: "publickey", key };
+}

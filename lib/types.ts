@@ -1,0 +1,113 @@
+import type { ErrorName, ErrorPhase, Phase, RemoteCleanup, Status } from "./names.ts";
+
+/** The request (SPEC §4): API body and Step Functions input. */
+export interface RunRequest {
+  /** DNS name or IP literal. */
+  host: string;
+  /** @default 22 */
+  port?: number;
+  username: string;
+  /** 1 byte – 16 KiB, no NUL. */
+  command: string;
+  /** Name of a stored credential, never the secret. @default "default" */
+  credential?: string;
+  /** Pin: `SHA256:<base64>` fingerprint or an OpenSSH public key line. */
+  hostKey?: string;
+  /** Caller's cap on the whole session. */
+  timeoutMs?: number;
+  /** Bytes kept per stream (head + tail). @default 65536 */
+  maxOutputBytes?: number;
+  /** Written to the command's stdin, then EOF. */
+  stdin?: string;
+  /** Step Functions: throw `CommandFailed` instead of returning. @default false */
+  failOnNonZeroExit?: boolean;
+}
+
+/** The secret a credential name resolves to. Never part of the request, never logged. */
+export type Secret =
+  | { privateKey: string | Buffer; passphrase?: string; password?: undefined }
+  | { password: string; privateKey?: undefined; passphrase?: undefined };
+
+/** Per-phase caps in milliseconds. Each phase is also bounded by what is left of the budget. */
+export type PhaseCaps = Partial<Record<Phase, number>>;
+
+/** Options of {@link runCommand}. */
+export interface RunOptions {
+  /** Total time for the whole session, teardown included. At least one of budgetMs/signal. */
+  budgetMs?: number;
+  /** Cancels the session; the phase in progress fails with `DeadlineExceeded`. */
+  signal?: AbortSignal;
+  /** The resolved credential. */
+  secret: Secret;
+  /** OpenSSH known_hosts text, consulted when the request carries no `hostKey` pin. */
+  knownHosts?: string;
+  /** Per-phase caps (merged over {@link DEFAULT_PHASE_CAPS}). */
+  phaseCaps?: PhaseCaps;
+  /**
+   * Called with the resolved address before any connection is made (policy: DNS must not
+   * smuggle a target in). Throw an `EngineError` (e.g. `TargetNotAllowed`) to refuse.
+   */
+  checkAddress?: (address: string, family: 4 | 6) => void;
+  /** DNS lookup override (tests, custom resolvers). @default node:dns lookup */
+  lookup?: (host: string) => Promise<{ address: string; family: 4 | 6 }>;
+  /**
+   * Wrap the command in coreutils `timeout -k` so it dies on the remote even if the client
+   * vanishes. Disable for targets without coreutils or without a POSIX login shell.
+   * @default true
+   */
+  remoteBound?: boolean;
+  /** SSH keepalive after auth. @default { intervalMs: derived from the budget, countMax: 3 } */
+  keepalive?: { intervalMs: number; countMax: number } | false;
+  /** Request id echoed in the result. @default a random UUID */
+  requestId?: string;
+  /** Called when each phase starts (observability, tests). */
+  onPhase?: (phase: Phase) => void;
+}
+
+export interface PhaseTimings {
+  resolveMs: number | null;
+  connectMs: number | null;
+  bannerMs: number | null;
+  handshakeMs: number | null;
+  authMs: number | null;
+  channelMs: number | null;
+  execMs: number | null;
+  teardownMs: number | null;
+  totalMs: number;
+}
+
+export interface ResultError {
+  name: ErrorName;
+  phase: ErrorPhase;
+  message: string;
+  retryable: boolean;
+  commandStarted: boolean;
+}
+
+/** The result (SPEC §5). */
+export interface RunResult {
+  requestId: string;
+  status: Status;
+  target: { host: string; port: number; address: string | null; username: string };
+  exitCode: number | null;
+  signal: string | null;
+  stdout: string;
+  stderr: string;
+  output: {
+    stdoutBytes: number;
+    stderrBytes: number;
+    truncated: boolean;
+    stdoutSha256: string;
+    stderrSha256: string;
+    /** `base64` when the kept bytes are not valid UTF-8. */
+    stdoutEncoding: "utf8" | "base64";
+    stderrEncoding: "utf8" | "base64";
+  };
+  phase: ErrorPhase;
+  error?: ResultError;
+  timings: PhaseTimings;
+  /** `null` when the session was bounded only by a signal. */
+  deadline: { budgetMs: number | null; remainingMs: number | null };
+  server?: { ident: string; hostKeySha256: string };
+  remoteCleanup: RemoteCleanup;
+}
