@@ -27,10 +27,10 @@ import {
 } from "./session/host-keys.ts";
 import { OutputCapture } from "./session/output-capture.ts";
 import { wrapWithRemoteBound } from "./session/remote-bound.ts";
+import type { PhaseTimings, RunOptions, RunRequest, RunResult } from "./types.ts";
 
 const { Client } = ssh2;
 type Client = InstanceType<typeof Client>;
-import type { PhaseTimings, RunOptions, RunRequest, RunResult } from "./types.ts";
 
 /** Bytes kept per stream when the request does not say (SPEC §4). */
 export const DEFAULT_MAX_OUTPUT_BYTES = 65_536;
