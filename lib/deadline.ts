@@ -64,12 +64,7 @@ export class Deadline {
    * waits for the peer's cooperation. The timer and the abort listener are released before
    * the returned promise settles.
    */
-  bound<T>(
-    ms: number,
-    work: Promise<T>,
-    onExpiry: () => Error,
-    onAbort: () => Error,
-  ): Promise<T> {
+  bound<T>(ms: number, work: Promise<T>, onExpiry: () => Error, onAbort: () => Error): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const signal = this.#signal;

@@ -6,8 +6,8 @@ import ssh2, { type AuthenticationType, type ClientChannel, type ConnectConfig }
 import { Deadline } from "./deadline.ts";
 import {
   ChannelRejected,
-  classifyError,
   ConnectionLost,
+  classifyError,
   DeadlineExceeded,
   type EngineError,
   HostKeyMismatch,
@@ -433,8 +433,9 @@ class Session {
     if (!channel || !client || this.#channelClosed || this.#exit !== undefined) return;
     const outgoing = (channel as unknown as { outgoing: { id: number; state: string } }).outgoing;
     if (outgoing.state !== "open" && outgoing.state !== "eof") return;
-    const protocol = (client as unknown as { _protocol?: { signal(id: number, sig: string): void } })
-      ._protocol;
+    const protocol = (
+      client as unknown as { _protocol?: { signal(id: number, sig: string): void } }
+    )._protocol;
     if (!this.#socket || this.#socket.destroyed || !protocol) return;
     try {
       protocol.signal(outgoing.id, "TERM");
@@ -454,7 +455,10 @@ class Session {
   }
 
   #classify(err: unknown): EngineError {
-    const phase: Phase = this.#phase === "request" || this.#phase === "policy" || this.#phase === "credentials" ? "resolve" : this.#phase;
+    const phase: Phase =
+      this.#phase === "request" || this.#phase === "policy" || this.#phase === "credentials"
+        ? "resolve"
+        : this.#phase;
     return classifyError(err, {
       phase,
       commandStarted: this.#commandStarted,

@@ -61,8 +61,7 @@ export class BannerGate extends Duplex {
       return;
     }
     if (this.#failed) return;
-    this.#pending =
-      this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
+    this.#pending = this.#pending.length === 0 ? chunk : Buffer.concat([this.#pending, chunk]);
     this.#scan();
   };
 
@@ -86,10 +85,7 @@ export class BannerGate extends Duplex {
           this.#fail(`identification line longer than ${BANNER_LIMITS.maxIdentBytes} bytes`);
           return;
         }
-        const ident = this.#pending
-          .subarray(0, nl)
-          .toString("latin1")
-          .replace(/\r$/, "");
+        const ident = this.#pending.subarray(0, nl).toString("latin1").replace(/\r$/, "");
         if (!/^SSH-(2\.0|1\.99)-/.test(ident)) {
           this.#fail(`unsupported SSH protocol version in ${JSON.stringify(ident.slice(0, 64))}`);
           return;
@@ -102,7 +98,9 @@ export class BannerGate extends Duplex {
         return;
       }
       if (lineLength > BANNER_LIMITS.maxLineBytes) {
-        this.#fail(`line longer than ${BANNER_LIMITS.maxLineBytes} bytes before the identification`);
+        this.#fail(
+          `line longer than ${BANNER_LIMITS.maxLineBytes} bytes before the identification`,
+        );
         return;
       }
       this.#preambleLines += 1;

@@ -75,7 +75,8 @@ export class OutputCapture {
     const omitted = this.#total - head.length - tail.length;
     const isUtf8 = isValidUtf8(Buffer.concat([head, tail]), omitted > 0);
     const enc = isUtf8 ? "utf8" : "base64";
-    if (omitted === 0) return { text: Buffer.concat([head, tail]).toString(enc), encoding: enc, sha256 };
+    if (omitted === 0)
+      return { text: Buffer.concat([head, tail]).toString(enc), encoding: enc, sha256 };
     const marker = `\n[bounded-ssh: ${omitted} bytes omitted]\n`;
     return {
       text: head.toString(enc) + marker + tail.toString(enc),
