@@ -1,0 +1,47 @@
+import { describe, expect, it } from "vitest";
+import { Deadline } from "../../lib/deadline.ts";
+
+const never = new Promise<never>(() => {});
+
+describe("Deadline", () => {
+  it("gives each phase the smaller of its cap and the remaining budget", () => {
+    const d = new Deadline({ budgetMs: 1000, caps: { connect: 300 } });
+    expect(d.allowance("connect")).toBeLessThanOrEqual(300);
+    expect(d.allowance("exec")).toBeGreaterThan(900);
+    expect(d.allowance("exec")).toBeLessThanOrEqual(1000);
+  });
+
+  it("rejects with the expiry error and leaves no timer behind", async () => {
+    const d = new Deadline({ budgetMs: 1000 });
+    const before = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    await expect(
+      d.bound(20, never, () => new Error("expired"), () => new Error("aborted")),
+    ).rejects.toThrow("expired");
+    const after = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    expect(after).toBe(before);
+  });
+
+  it("clears its timer when the work settles first", async () => {
+    const d = new Deadline({ budgetMs: 60_000 });
+    const before = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    await expect(
+      d.bound(50_000, Promise.resolve(7), () => new Error("x"), () => new Error("y")),
+    ).resolves.toBe(7);
+    expect(process.getActiveResourcesInfo().filter((r) => r === "Timeout").length).toBe(before);
+  });
+
+  it("rejects with the abort error when the caller's signal aborts", async () => {
+    const ac = new AbortController();
+    const d = new Deadline({ signal: ac.signal });
+    const p = d.bound(Number.POSITIVE_INFINITY, never, () => new Error("x"), () => new Error("aborted"));
+    ac.abort();
+    await expect(p).rejects.toThrow("aborted");
+  });
+
+  it("wait() reports whether the work settled in time and never rejects", async () => {
+    const d = new Deadline({ budgetMs: 1000 });
+    expect(await d.wait(50, Promise.resolve())).toBe(true);
+    expect(await d.wait(10, never)).toBe(false);
+    expect(await d.wait(50, Promise.reject(new Error("boom")))).toBe(true);
+  });
+});

@@ -1,0 +1,83 @@
+import { createHmac, randomBytes } from "node:crypto";
+import ssh2 from "ssh2";
+import { describe, expect, it } from "vitest";
+import {
+  fingerprintSha256,
+  isValidPin,
+  knownHostsPolicy,
+  pinnedPolicy,
+} from "../../lib/session/host-keys.ts";
+
+function keyLine(type: "ed25519" | "ecdsa" = "ed25519"): { line: string; blob: Buffer } {
+  const pair =
+    type === "ed25519"
+      ? ssh2.utils.generateKeyPairSync("ed25519")
+      : ssh2.utils.generateKeyPairSync("ecdsa", { bits: 256 });
+  const line = pair.public.trim();
+  const blob = Buffer.from(line.split(" ")[1]!, "base64");
+  return { line, blob };
+}
+
+function hashedName(name: string): string {
+  const salt = randomBytes(20);
+  const mac = createHmac("sha1", salt).update(name).digest("base64");
+  return `|1|${salt.toString("base64")}|${mac}`;
+}
+
+describe("host key pins", () => {
+  it("trusts the pinned fingerprint and calls anything else a mismatch", () => {
+    const a = keyLine();
+    const b = keyLine();
+    const policy = pinnedPolicy(fingerprintSha256(a.blob));
+    expect(policy.verify(a.blob)).toBe("trusted");
+    expect(policy.verify(b.blob)).toBe("mismatch");
+  });
+
+  it("trusts a pinned key line and restricts the offered host key algorithm to its type", () => {
+    const a = keyLine("ecdsa");
+    const policy = pinnedPolicy(a.line);
+    expect(policy.serverHostKeyAlgorithms).toEqual(["ecdsa-sha2-nistp256"]);
+    expect(policy.verify(a.blob)).toBe("trusted");
+    expect(policy.verify(keyLine("ecdsa").blob)).toBe("mismatch");
+  });
+
+  it("validates pin syntax", () => {
+    expect(isValidPin(keyLine().line)).toBe(true);
+    expect(isValidPin(fingerprintSha256(keyLine().blob))).toBe(true);
+    expect(isValidPin("SHA256:short")).toBe(false);
+    expect(isValidPin("ssh-ed25519 bm90IGEga2V5")).toBe(false);
+  });
+});
+
+describe("known_hosts", () => {
+  const a = keyLine();
+  const other = keyLine();
+
+  it("matches [host]:port entries off port 22 and plain entries on 22", () => {
+    const text = `# comment\n[10.0.0.5]:2222 ${a.line}\nexample.org ${other.line}\n`;
+    expect(knownHostsPolicy(text, "10.0.0.5", 2222).verify(a.blob)).toBe("trusted");
+    expect(knownHostsPolicy(text, "10.0.0.5", 22).verify(a.blob)).toBe("unknown");
+    expect(knownHostsPolicy(text, "example.org", 22).verify(other.blob)).toBe("trusted");
+    expect(knownHostsPolicy(text, "example.org", 22).verify(a.blob)).toBe("mismatch");
+  });
+
+  it("matches hashed |1| entries, including [host]:port names", () => {
+    const text = `${hashedName("[db1.internal]:2200")} ${a.line}\n${hashedName("web1")} ${other.line}\n`;
+    expect(knownHostsPolicy(text, "db1.internal", 2200).verify(a.blob)).toBe("trusted");
+    expect(knownHostsPolicy(text, "web1", 22).verify(other.blob)).toBe("trusted");
+    expect(knownHostsPolicy(text, "web2", 22).verify(other.blob)).toBe("unknown");
+  });
+
+  it("honours wildcards, negation and @revoked", () => {
+    const text = `*.prod.example,!bad.prod.example ${a.line}\n@revoked * ${other.line}\n`;
+    expect(knownHostsPolicy(text, "x.prod.example", 22).verify(a.blob)).toBe("trusted");
+    expect(knownHostsPolicy(text, "bad.prod.example", 22).verify(a.blob)).toBe("unknown");
+    expect(knownHostsPolicy(text, "x.prod.example", 22).verify(other.blob)).toBe("mismatch");
+  });
+
+  it("restricts offered algorithms to the types known for the host", () => {
+    const text = `h1 ${a.line}\n`;
+    expect(knownHostsPolicy(text, "h1", 22).serverHostKeyAlgorithms).toEqual(["ssh-ed25519"]);
+    expect(knownHostsPolicy(text, "h2", 22).serverHostKeyAlgorithms).toBeUndefined();
+  });
+});

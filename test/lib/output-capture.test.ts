@@ -1,0 +1,52 @@
+import { createHash, randomBytes } from "node:crypto";
+import { describe, expect, it } from "vitest";
+import { OutputCapture } from "../../lib/session/output-capture.ts";
+
+const sha = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+
+describe("OutputCapture", () => {
+  it("keeps everything, with exact count and hash, when the stream fits", () => {
+    const cap = new OutputCapture(64);
+    cap.write(Buffer.from("hello "));
+    cap.write(Buffer.from("wörld"));
+    const out = cap.text();
+    expect(out.text).toBe("hello wörld");
+    expect(out.encoding).toBe("utf8");
+    expect(cap.bytes).toBe(Buffer.byteLength("hello wörld"));
+    expect(cap.truncated).toBe(false);
+    expect(out.sha256).toBe(sha(Buffer.from("hello wörld")));
+  });
+
+  it("keeps head and tail exactly and counts and hashes the full stream when over the cap", () => {
+    const full = Buffer.from(Array.from({ length: 5000 }, (_, i) => String(i % 10)).join(""));
+    const cap = new OutputCapture(100);
+    // Uneven chunks exercise the head/tail split inside a chunk.
+    for (let i = 0; i < full.length; i += 37) cap.write(full.subarray(i, i + 37));
+    const out = cap.text();
+    expect(cap.bytes).toBe(5000);
+    expect(cap.truncated).toBe(true);
+    expect(out.sha256).toBe(sha(full));
+    const [head, tail] = out.text.split("\n[bounded-ssh: 4900 bytes omitted]\n");
+    expect(head).toBe(full.subarray(0, 50).toString());
+    expect(tail).toBe(full.subarray(4950).toString());
+  });
+
+  it("reports binary output as base64 so no byte is mangled", () => {
+    const bin = randomBytes(40);
+    bin[0] = 0xff; // never valid UTF-8
+    const cap = new OutputCapture(1000);
+    cap.write(bin);
+    const out = cap.text();
+    expect(out.encoding).toBe("base64");
+    expect(Buffer.from(out.text, "base64").equals(bin)).toBe(true);
+  });
+
+  it("holds at most the cap in memory for a large flood", () => {
+    const cap = new OutputCapture(1024);
+    const chunk = Buffer.alloc(64 * 1024, 0x61);
+    for (let i = 0; i < 160; i++) cap.write(chunk); // 10 MiB
+    expect(cap.bytes).toBe(160 * 64 * 1024);
+    const out = cap.text();
+    expect(out.text.length).toBeLessThan(1024 + 64);
+  });
+});
