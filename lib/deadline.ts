@@ -31,11 +31,15 @@ export class Deadline {
   readonly caps: Readonly<Record<Phase, number>>;
   readonly #start = performance.now();
   readonly #signal: AbortSignal | undefined;
+  /** Kept back from every phase but teardown, so a polite teardown fits inside the budget. */
+  readonly teardownReserveMs: number;
 
   constructor(options: { budgetMs?: number; signal?: AbortSignal; caps?: PhaseCaps }) {
     this.budgetMs = options.budgetMs ?? Number.POSITIVE_INFINITY;
     this.#signal = options.signal;
     this.caps = { ...DEFAULT_PHASE_CAPS, ...stripUndefined(options.caps ?? {}) };
+    // A fifth of a short budget at most: a 300 ms session still gets 240 ms of work.
+    this.teardownReserveMs = Math.min(this.caps.teardown, this.budgetMs / 5);
   }
 
   /** Milliseconds since the deadline was created. */
@@ -53,9 +57,15 @@ export class Deadline {
     return this.#signal?.aborted ?? false;
   }
 
-  /** Time a phase may take now: the smaller of its cap and what is left of the budget. */
+  /**
+   * Time a phase may take now: the smaller of its cap and what is left of the budget. Every
+   * phase but `teardown` leaves {@link teardownReserveMs} for teardown, so signalling a timed
+   * out command, DISCONNECT and FIN still happen before the budget ends.
+   */
   allowance(phase: Phase): number {
-    return Math.max(0, Math.min(this.caps[phase], this.remaining()));
+    const left =
+      phase === "teardown" ? this.remaining() : this.remaining() - this.teardownReserveMs;
+    return Math.max(0, Math.min(this.caps[phase], left));
   }
 
   /**

@@ -345,7 +345,7 @@ class Session {
 
   async #openChannel(): Promise<ClientChannel> {
     const client = this.#client!;
-    const execAllowance = Math.min(this.#deadline.caps.exec, this.#deadline.remaining());
+    const execAllowance = this.#deadline.allowance("exec");
     let command = this.#req.command;
     if (this.#opts.remoteBound !== false && Number.isFinite(execAllowance)) {
       command = wrapWithRemoteBound(command, execAllowance);
@@ -480,8 +480,7 @@ class Session {
       } catch {
         // ssh2 may throw on a half-dead transport; destroying below covers it.
       }
-      const grace = Math.min(this.#deadline.caps.teardown, Math.max(0, this.#deadline.remaining()));
-      await this.#deadline.wait(grace, this.#socketClosed);
+      await this.#deadline.wait(this.#deadline.allowance("teardown"), this.#socketClosed);
     }
     if (sock) {
       sock.destroy();
@@ -554,7 +553,7 @@ class Session {
         budgetMs: Number.isFinite(this.#deadline.budgetMs) ? this.#deadline.budgetMs : null,
         remainingMs: Number.isFinite(remaining) ? round(remaining) : null,
       },
-      remoteCleanup: this.#remoteCleanup(),
+      remoteCleanup: this.#remoteCleanup(error),
     };
     if (error) {
       result.error = {
@@ -571,9 +570,10 @@ class Session {
     return result;
   }
 
-  #remoteCleanup(): RemoteCleanup {
-    if (!this.#commandStarted || this.#exit !== undefined) return "not_needed";
-    if (this.#channelClosed && this.#failedWith === undefined) return "not_needed";
+  #remoteCleanup(error: EngineError | undefined): RemoteCleanup {
+    if (error === undefined || !this.#commandStarted || this.#exit !== undefined) {
+      return "not_needed";
+    }
     if (this.#signalSent) return "signalled";
     if (this.#remoteBound) return "remote_bound";
     return "unknown";

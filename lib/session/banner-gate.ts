@@ -139,7 +139,11 @@ export class BannerGate extends Duplex {
       callback();
       return;
     }
-    this.#sock.write(chunk, (err) => callback(err ?? undefined));
+    // Complete at once unless the socket is full: a packet must never wait in this stream's
+    // buffer behind an earlier write's callback (teardown may destroy the socket right after
+    // ssh2 queued a signal request and DISCONNECT).
+    if (this.#sock.write(chunk)) callback();
+    else this.#sock.once("drain", () => callback());
   }
 
   override _final(callback: (err?: Error) => void): void {
