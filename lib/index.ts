@@ -4,3 +4,4 @@ export * from "./errors.ts";
 export * from "./names.ts";
 export { runCommand } from "./run-command.ts";
 export type * from "./types.ts";
+export * from "./metrics.ts";

@@ -1,0 +1,326 @@
+import { connect, createServer, type Server, type Socket } from "node:net";
+import middy from "@middy/core";
+import type { Context } from "aws-lambda";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { type EmfDocument, fromEmfDocument } from "../../functions/metrics/emf.ts";
+import { LeakGauge } from "../../functions/metrics/leak-gauge.ts";
+import {
+  type MetricsMiddlewareOptions,
+  metricsMiddleware,
+} from "../../functions/metrics/middleware.ts";
+import {
+  METRICS_ENV,
+  type PublishReport,
+  resetSharedCloudWatchClient,
+} from "../../functions/metrics/publisher.ts";
+import { invocationOf } from "../../functions/shared/invocation.ts";
+import { ValidationError } from "../../lib/errors.ts";
+import type { MetricDatum } from "../../lib/metrics.ts";
+import { FakeCloudWatch } from "./metrics-cloudwatch-server.ts";
+import { bannerTimeoutResult, succeededResult } from "./metrics-fixtures.ts";
+
+/** Allowed past a deadline: event-loop turns, not network time. */
+const SLACK_MS = 50;
+
+let cw: FakeCloudWatch;
+let emf: string[];
+let batches: { datums: MetricDatum[]; report: PublishReport }[];
+
+/** A Lambda context whose clock runs out `timeoutMs` from now. */
+function fakeContext(timeoutMs: number): Context {
+  const end = Date.now() + timeoutMs;
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName: "bounded-ssh-test",
+    functionVersion: "$LATEST",
+    invokedFunctionArn: "arn:aws:lambda:us-east-1:123456789012:function:bounded-ssh-test",
+    memoryLimitInMB: "256",
+    awsRequestId: "req-1",
+    logGroupName: "/aws/lambda/bounded-ssh-test",
+    logStreamName: "stream",
+    getRemainingTimeInMillis: () => end - Date.now(),
+    done: () => {},
+    fail: () => {},
+    succeed: () => {},
+  };
+}
+
+function options(extra: MetricsMiddlewareOptions = {}): MetricsMiddlewareOptions {
+  return {
+    leakGauge: new LeakGauge(),
+    writeLine: (line) => emf.push(line),
+    onPublished: (datums, report) => batches.push({ datums, report }),
+    ...extra,
+  };
+}
+
+function show(datums: MetricDatum[]): string[] {
+  return datums.map((d) => {
+    const dims = Object.entries(d.dimensions)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(",");
+    return `${d.name}{${dims}}`;
+  });
+}
+
+function key(d: MetricDatum): string {
+  return JSON.stringify([d.name, d.unit, Object.entries(d.dimensions).sort(), d.value]);
+}
+
+beforeAll(async () => {
+  cw = await FakeCloudWatch.start();
+  process.env.AWS_ACCESS_KEY_ID = "test";
+  process.env.AWS_SECRET_ACCESS_KEY = "test";
+  process.env.AWS_REGION = "us-east-1";
+  process.env[METRICS_ENV.endpoint] = cw.endpoint;
+  resetSharedCloudWatchClient();
+});
+
+afterAll(async () => {
+  resetSharedCloudWatchClient();
+  await cw.close();
+});
+
+beforeEach(() => {
+  cw.behaviour = "ok";
+  cw.calls.length = 0;
+  emf = [];
+  batches = [];
+});
+
+describe("metricsMiddleware", () => {
+  it("publishes a successful invocation once and leaves the response untouched", async () => {
+    // Prepare
+    const handler = middy(async () => ({ statusCode: 200, body: "ok" }))
+      .use(metricsMiddleware(options()))
+      .before((request) => {
+        const record = invocationOf(request);
+        record.mustReturnBy = record.startedAt + 2_000;
+        record.result = succeededResult();
+      });
+
+    // Act
+    const response = await handler({}, fakeContext(3_000));
+
+    // Assess
+    expect(response).toEqual({ statusCode: 200, body: "ok" });
+    expect(batches).toHaveLength(1);
+    expect(cw.calls).toHaveLength(1);
+    expect(show(cw.datums)).toContain("Invocations{Outcome=succeeded}");
+    expect(show(cw.datums)).toContain("PhaseLatency{Phase=exec}");
+    const slack = cw.datums.find((d) => d.name === "DeadlineSlack")?.value ?? -1;
+    // The handler planned to return within 2 s: slack is measured against that plan.
+    expect(slack).toBeGreaterThan(1_900);
+    expect(slack).toBeLessThanOrEqual(2_000);
+    expect(emf).toEqual([]);
+  });
+
+  it("publishes a validation failure from onError and still throws it to the caller", async () => {
+    // Prepare
+    const handler = middy(async () => {
+      throw new ValidationError("port: must be an integer", { phase: "request" });
+    }).use(metricsMiddleware(options()));
+
+    // Act
+    const outcome = handler({}, fakeContext(3_000));
+
+    // Assess
+    await expect(outcome).rejects.toMatchObject({ name: "ValidationError" });
+    expect(batches).toHaveLength(1);
+    expect(show(cw.datums)).toEqual(
+      expect.arrayContaining(["Invocations{Outcome=error}", "Errors{ErrorName=ValidationError}"]),
+    );
+  });
+
+  it("names a 400 from an input middleware ValidationError", async () => {
+    // Prepare: @middy/validator throws an HTTP error before the handler runs.
+    const handler = middy(async () => "never")
+      .use(metricsMiddleware(options()))
+      .before(() => {
+        throw Object.assign(new Error("Event object failed validation"), {
+          name: "BadRequestError",
+          statusCode: 400,
+        });
+      });
+
+    // Act
+    await expect(handler({}, fakeContext(3_000))).rejects.toMatchObject({ statusCode: 400 });
+
+    // Assess
+    expect(show(cw.datums)).toContain("Errors{ErrorName=ValidationError}");
+  });
+
+  it("publishes the handler's own record on middy's early timeout, before the Lambda deadline", async () => {
+    // Prepare: a handler still stuck in the banner phase when middy gives up.
+    const lambdaTimeoutMs = 400;
+    const handler = middy(
+      async (_event: unknown, _context: Context, { signal }: { signal: AbortSignal }) => {
+        await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+        return "too late";
+      },
+      { timeoutEarlyInMillis: 150 },
+    )
+      .use(metricsMiddleware(options()))
+      .before((request) => {
+        invocationOf(request).result = bannerTimeoutResult();
+      });
+
+    // Act
+    const started = Date.now();
+    const outcome = handler({}, fakeContext(lambdaTimeoutMs));
+
+    // Assess
+    await expect(outcome).rejects.toMatchObject({ name: "TimeoutError" });
+    expect(Date.now() - started).toBeLessThan(lambdaTimeoutMs);
+    expect(show(cw.datums)).toEqual(
+      expect.arrayContaining(["Errors{ErrorName=BannerTimeout}", "HandshakeHangs{}"]),
+    );
+  });
+
+  it("reports middy's early timeout without a record as DeadlineExceeded", async () => {
+    // Prepare
+    const handler = middy(
+      async (_event: unknown, _context: Context, { signal }: { signal: AbortSignal }) => {
+        await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
+      },
+      { timeoutEarlyInMillis: 150 },
+    ).use(metricsMiddleware(options()));
+
+    // Act
+    await expect(handler({}, fakeContext(300))).rejects.toMatchObject({ name: "TimeoutError" });
+
+    // Assess
+    expect(show(cw.datums)).toContain("Errors{ErrorName=DeadlineExceeded}");
+  });
+
+  it.each(["hang", "500", "throttle"] as const)(
+    "returns before mustReturnBy with every datum in the EMF output when the endpoint answers %s",
+    async (behaviour) => {
+      // Prepare
+      cw.behaviour = behaviour;
+      let mustReturnBy = 0;
+      const handler = middy(async () => ({ statusCode: 200, body: "ok" }))
+        .use(metricsMiddleware(options()))
+        .before((request) => {
+          const record = invocationOf(request);
+          record.mustReturnBy = mustReturnBy = record.startedAt + 250;
+          record.result = bannerTimeoutResult();
+        });
+
+      // Act
+      const response = await handler({}, fakeContext(10_000));
+      const returnedAt = Date.now();
+
+      // Assess
+      expect(response).toEqual({ statusCode: 200, body: "ok" });
+      expect(returnedAt).toBeLessThan(mustReturnBy + SLACK_MS);
+      const [batch] = batches;
+      expect(batch?.report.apiDatums).toBe(0);
+      const fromEmf = emf.flatMap((l) => fromEmfDocument(JSON.parse(l) as EmfDocument));
+      expect(fromEmf.map(key).sort()).toEqual(batch?.datums.map(key).sort());
+    },
+  );
+
+  it("publishes once when a later after hook fails and onError runs", async () => {
+    // Prepare
+    const handler = middy(async () => "ok")
+      .use(metricsMiddleware(options()))
+      .use({
+        after: () => {
+          throw new Error("audit sink down");
+        },
+      });
+
+    // Act
+    await expect(handler({}, fakeContext(3_000))).rejects.toThrow("audit sink down");
+
+    // Assess
+    expect(batches).toHaveLength(1);
+    expect(cw.calls).toHaveLength(1);
+  });
+
+  it("never turns a metrics failure into a failed invocation", async () => {
+    // Prepare: API fails and the EMF sink throws too.
+    cw.behaviour = "500";
+    const handler = middy(async () => "ok").use(
+      metricsMiddleware(
+        options({
+          writeLine: () => {
+            throw new Error("EPIPE");
+          },
+          onPublished: () => {
+            throw new Error("observer bug");
+          },
+        }),
+      ),
+    );
+
+    // Act
+    const response = await handler({}, fakeContext(3_000));
+
+    // Assess
+    expect(response).toBe("ok");
+  });
+
+  it("rejects unknown options", () => {
+    // Act + Assess
+    expect(() => metricsMiddleware({ namesapce: "x" } as MetricsMiddlewareOptions)).toThrow(
+      /unknown option namesapce/,
+    );
+  });
+});
+
+describe("LeakedSockets", () => {
+  let server: Server;
+  let port: number;
+
+  beforeAll(async () => {
+    server = createServer((socket) => {
+      // Only the function's side of the connection should count, as with a remote sshd.
+      socket.unref();
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    server.unref();
+    port = (server.address() as { port: number }).port;
+  });
+
+  afterAll(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+
+  it("counts a socket an earlier invocation left open, and only that one", async () => {
+    // Prepare
+    let leaked: Socket | undefined;
+    const leakedSocketsSeen: number[] = [];
+    const handler = middy(async (event: { leak?: boolean; close?: boolean }) => {
+      if (event.leak) {
+        leaked = await new Promise<Socket>((resolve, reject) => {
+          const s = connect(port, "127.0.0.1", () => resolve(s));
+          s.once("error", reject);
+        });
+      }
+      if (event.close) leaked?.destroy();
+      return "ok";
+    }).use(
+      metricsMiddleware(
+        options({
+          onPublished: (datums) => {
+            leakedSocketsSeen.push(datums.find((d) => d.name === "LeakedSockets")?.value ?? -1);
+          },
+        }),
+      ),
+    );
+
+    // Act: healthy, then one that leaks, one that sees the leak and closes it, one clean.
+    await handler({}, fakeContext(3_000));
+    await handler({ leak: true }, fakeContext(3_000));
+    await handler({ close: true }, fakeContext(3_000));
+    await new Promise((resolve) => setImmediate(resolve));
+    await handler({}, fakeContext(3_000));
+
+    // Assess: the leak shows at the start of the invocation after the one that caused it.
+    expect(leakedSocketsSeen).toEqual([0, 0, 1, 0]);
+    // Keep-alive sockets of the CloudWatch client, used by every invocation, never count.
+    expect(cw.calls.length).toBe(4);
+  });
+});
