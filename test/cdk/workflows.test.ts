@@ -1,0 +1,217 @@
+/**
+ * The synthesized workflows, validated with asl-validator and executed with
+ * aws-local-stepfunctions. The Lambda task is bound to a stand-in that fails the way the task
+ * handler does (error `name` = SPEC §6 name, message = JSON result) and is reported the way
+ * Lambda reports it to Step Functions (Cause = {"errorType","errorMessage","trace"}).
+ * The local interpreter runs a Distributed Map as an inline Map: ItemReader, ResultWriter and
+ * ToleratedFailurePercentage are not executed locally, so the inline-items branch is what runs.
+ */
+import aslValidator from "asl-validator";
+import { StateMachine } from "aws-local-stepfunctions";
+import { describe, expect, it } from "vitest";
+import { ERROR_CLASSES } from "../../lib/errors.ts";
+import type { ErrorName, Status } from "../../lib/names.ts";
+import { definitionOf, synthOnce } from "./synth.ts";
+
+const { template } = synthOnce();
+const single = definitionOf(template, "WorkflowsSingleHost");
+const fleet = definitionOf(template, "WorkflowsFleet");
+
+/** Which error a host fails with, by name prefix. */
+const FAILURES: Record<string, { name: ErrorName; phase: string; status: Status }> = {
+  banner: { name: "BannerTimeout", phase: "banner", status: "timed_out" },
+  cmd: { name: "CommandTimeout", phase: "exec", status: "timed_out" },
+  auth: { name: "AuthFailed", phase: "auth", status: "error" },
+  denied: { name: "TargetNotAllowed", phase: "policy", status: "error" },
+  hard: { name: "Sandbox.Timedout" as ErrorName, phase: "exec", status: "error" },
+};
+
+function resultOf(
+  request: { host: string; port?: number; username: string },
+  status: Status,
+  phase: string,
+  error?: { name: string },
+) {
+  return {
+    requestId: `req-${request.host}`,
+    status,
+    target: {
+      host: request.host,
+      port: request.port ?? 22,
+      address: "127.0.0.1",
+      username: request.username,
+    },
+    exitCode: status === "succeeded" ? 0 : status === "failed" ? 1 : null,
+    phase,
+    error: error
+      ? { name: error.name, phase, message: "x", retryable: false, commandStarted: false }
+      : undefined,
+    timings: { bannerMs: phase === "banner" ? 3000 : 2, totalMs: 3001 },
+  };
+}
+
+/** Stand-in task handler: the host name decides the outcome; calls are counted per host. */
+function standIn(calls: Map<string, number>) {
+  return async (input: unknown) => {
+    const request = input as { host: string; username: string };
+    calls.set(request.host, (calls.get(request.host) ?? 0) + 1);
+    const kind = Object.keys(FAILURES).find((k) => request.host.startsWith(k));
+    if (request.host.startsWith("exit1")) return resultOf(request, "failed", "exec");
+    if (!kind) return resultOf(request, "succeeded", "teardown");
+    const failure = FAILURES[kind]!;
+    if (failure.name === ("Sandbox.Timedout" as ErrorName)) {
+      throw Object.assign(new Error("Task timed out after 60.00 seconds"), {
+        name: "Sandbox.Timedout",
+      });
+    }
+    const Cls = ERROR_CLASSES[failure.name];
+    const err = new Cls(JSON.stringify(resultOf(request, failure.status, failure.phase, failure)), {
+      phase: failure.phase as never,
+    });
+    // What Lambda hands Step Functions for a thrown error.
+    throw Object.assign(
+      new Error(JSON.stringify({ errorType: err.name, errorMessage: err.message, trace: [] })),
+      { name: err.name },
+    );
+  };
+}
+
+async function run(
+  definition: Record<string, unknown>,
+  taskState: string,
+  input: unknown,
+  calls: Map<string, number>,
+) {
+  const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
+  const execution = machine.run(input as never, {
+    overrides: {
+      taskResourceLocalHandlers: { [taskState]: standIn(calls) as never },
+      // Keep the configured retrier; only skip its waits.
+      retryIntervalOverrides: { [taskState]: 0 },
+    },
+  });
+  const events: {
+    type: string;
+    state?: { name: string; output?: unknown };
+    Error?: string;
+    Cause?: unknown;
+  }[] = [];
+  const collecting = (async () => {
+    for await (const e of execution.eventLogs) events.push(e as never);
+  })();
+  let output: unknown;
+  let error: unknown;
+  try {
+    output = await execution.result;
+  } catch (e) {
+    error = e;
+  }
+  await collecting;
+  const failed = events.find((e) => e.type === "ExecutionFailed");
+  return { output, error, failedWith: failed?.Error, events };
+}
+
+const request = { username: "ops", command: "uptime" };
+
+describe("state machine definitions", () => {
+  it("are valid ASL", () => {
+    for (const asl of [single, fleet]) {
+      const { isValid, errorsText } = aslValidator(asl as never);
+      expect(isValid, errorsText("\n")).toBe(true);
+    }
+  });
+});
+
+describe("single host, executed locally", () => {
+  it("retries a BannerTimeout as configured, then catches it keeping the result", async () => {
+    const calls = new Map<string, number>();
+    const { failedWith, events } = await run(
+      single,
+      "RunCommand",
+      { ...request, host: "banner-1" },
+      calls,
+    );
+    expect(calls.get("banner-1")).toBe(3); // first attempt + MaxAttempts 2
+    const retries = events.filter((e) => e.type === "StateRetried");
+    expect(retries).toHaveLength(2);
+    const kept = events.find((e) => e.type === "StateExited" && e.state?.name === "KeepResult");
+    expect(kept?.state?.output).toMatchObject({
+      error: { Error: "BannerTimeout" },
+      result: { status: "timed_out", phase: "banner", timings: { bannerMs: 3000 } },
+    });
+    expect(failedWith).toBe("BannerTimeout");
+  });
+
+  for (const [host, name] of [
+    ["cmd-1", "CommandTimeout"],
+    ["auth-1", "AuthFailed"],
+  ] as const) {
+    it(`does not retry ${name}`, async () => {
+      const calls = new Map<string, number>();
+      const { failedWith, events } = await run(single, "RunCommand", { ...request, host }, calls);
+      expect(calls.get(host)).toBe(1);
+      expect(events.filter((e) => e.type === "StateRetried")).toHaveLength(0);
+      expect(failedWith).toBe(name);
+    });
+  }
+
+  it("ends a Lambda hard timeout in LambdaHardTimeout, without retrying", async () => {
+    const calls = new Map<string, number>();
+    const { failedWith, events } = await run(
+      single,
+      "RunCommand",
+      { ...request, host: "hard-1" },
+      calls,
+    );
+    expect(calls.get("hard-1")).toBe(1);
+    expect(
+      events.some((e) => e.type === "StateEntered" && e.state?.name === "LambdaHardTimeout"),
+    ).toBe(true);
+    expect(failedWith).toBe("Sandbox.Timedout");
+  });
+
+  it("returns the result of a successful session", async () => {
+    const { output } = await run(single, "RunCommand", { ...request, host: "ok-1" }, new Map());
+    expect(output).toMatchObject({ status: "succeeded", exitCode: 0 });
+  });
+});
+
+describe("fleet, executed locally (inline items)", () => {
+  it("summarizes 20 hosts with a few bad ones per outcome", async () => {
+    const hosts = [
+      ...Array.from({ length: 14 }, (_, i) => ({ host: `ok-${i}` })),
+      { host: "exit1-a" },
+      { host: "banner-a" },
+      { host: "banner-b", port: 2222 },
+      { host: "cmd-a" },
+      { host: "auth-a" },
+      { host: "denied-a" },
+    ];
+    const calls = new Map<string, number>();
+    const { output, error } = await run(
+      fleet,
+      "InlineRunHost",
+      { request, hosts, maxConcurrency: 5 },
+      calls,
+    );
+    expect(error, String((error as Error | undefined)?.cause ?? "")).toBeUndefined();
+    const { summary, results } = output as {
+      summary: Record<string, number>;
+      results: { host: string; status: string; error?: string; phase: string | null }[];
+    };
+    expect(summary).toEqual({ total: 20, succeeded: 14, failed: 1, timed_out: 3, error: 2 });
+    expect(results.find((r) => r.host === "banner-b")).toMatchObject({
+      status: "timed_out",
+      error: "BannerTimeout",
+      phase: "banner",
+    });
+    expect(results.find((r) => r.host === "denied-a")).toMatchObject({
+      status: "error",
+      error: "TargetNotAllowed",
+    });
+    // Retries happened per host: 3 attempts for the retryable BannerTimeout, 1 for the rest.
+    expect(calls.get("banner-a")).toBe(3);
+    expect(calls.get("cmd-a")).toBe(1);
+    expect(calls.get("ok-0")).toBe(1);
+  });
+});
