@@ -1,7 +1,7 @@
 /** bounded-ssh engine: one bounded SSH session per call. No AWS imports below this folder. */
 export { DEFAULT_PHASE_CAPS, Deadline } from "./deadline.ts";
 export * from "./errors.ts";
+export * from "./metrics.ts";
 export * from "./names.ts";
 export { runCommand } from "./run-command.ts";
 export type * from "./types.ts";
-export * from "./metrics.ts";

@@ -16,7 +16,7 @@ import {
   ProtocolError,
   phaseTimeoutError,
 } from "./errors.ts";
-import type { ErrorPhase, Phase, RemoteCleanup, Status } from "./names.ts";
+import { type ErrorPhase, PHASES, type Phase, type RemoteCleanup, type Status } from "./names.ts";
 import { BannerGate } from "./session/banner-gate.ts";
 import { type PreparedAuth, prepareAuth } from "./session/credentials.ts";
 import {
@@ -88,7 +88,7 @@ class Session {
   readonly #deadline: Deadline;
   readonly #port: number;
   readonly #requestId: string;
-  #phase: ErrorPhase = "resolve";
+  #phase: ErrorPhase = "request";
   #phaseStart = 0;
   readonly #timings: Partial<Record<Phase, number>> = {};
   #address: string | null = null;
@@ -161,7 +161,9 @@ class Session {
       if (this.#exit !== undefined && this.#phase === "exec") error = undefined;
       else if (this.#phase === "exec") this.#stopRemoteCommand();
     }
-    const endedIn = this.#phase;
+    // Errors before the session (credentials, policy) are reported in their own phase.
+    const endedIn =
+      error && !(PHASES as readonly string[]).includes(error.phase) ? error.phase : this.#phase;
     await this.#teardown();
     return this.#result(error, endedIn);
   }
