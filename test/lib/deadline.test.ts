@@ -4,11 +4,16 @@ import { Deadline } from "../../lib/deadline.ts";
 const never = new Promise<never>(() => {});
 
 describe("Deadline", () => {
-  it("gives each phase the smaller of its cap and the remaining budget", () => {
+  it("gives each phase the smaller of its cap and the budget left after the teardown reserve", () => {
     const d = new Deadline({ budgetMs: 1000, caps: { connect: 300 } });
+    // Reserve = min(teardown cap 250, budget / 5) = 200 ms.
+    expect(d.teardownReserveMs).toBe(200);
     expect(d.allowance("connect")).toBeLessThanOrEqual(300);
-    expect(d.allowance("exec")).toBeGreaterThan(900);
-    expect(d.allowance("exec")).toBeLessThanOrEqual(1000);
+    expect(d.allowance("exec")).toBeGreaterThan(700);
+    expect(d.allowance("exec")).toBeLessThanOrEqual(800);
+    // Teardown itself may use the reserve, up to its cap.
+    expect(d.allowance("teardown")).toBeLessThanOrEqual(250);
+    expect(d.allowance("teardown")).toBeGreaterThan(200);
   });
 
   it("rejects with the expiry error and leaves no timer behind", async () => {
