@@ -1,0 +1,75 @@
+import { CredentialUnavailable } from "../../lib/errors.ts";
+import type { Secret } from "../../lib/types.ts";
+
+/** Where credentials are read by name. One interface, so local mode runs the same handler. */
+export interface CredentialStore {
+  /**
+   * The secret stored under `name`. Honours `signal` (the invocation's remaining budget).
+   * Rejects with `CredentialUnavailable` (phase `credentials`) when it cannot be read.
+   */
+  get(name: string, options: { signal: AbortSignal }): Promise<Secret>;
+}
+
+/** Where the known_hosts text comes from (SSM parameter or secret in AWS, a file locally). */
+export interface KnownHostsSource {
+  /** OpenSSH known_hosts text, or undefined when none is configured. */
+  get(options: { signal: AbortSignal }): Promise<string | undefined>;
+}
+
+/**
+ * Parses the stored JSON `{privateKey, passphrase?}` or `{password}`. Error messages name the
+ * credential and the problem, never any part of the value.
+ */
+export function parseSecret(name: string, text: string): Secret {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw unavailable(name, "is not JSON");
+  }
+  if (value === null || typeof value !== "object") throw unavailable(name, "is not a JSON object");
+  const { privateKey, passphrase, password } = value as Record<string, unknown>;
+  if (typeof privateKey === "string" && privateKey !== "") {
+    if (passphrase !== undefined && typeof passphrase !== "string") {
+      throw unavailable(name, "has a non-string passphrase");
+    }
+    return passphrase === undefined ? { privateKey } : { privateKey, passphrase };
+  }
+  if (typeof password === "string") return { password };
+  throw unavailable(name, "holds neither privateKey nor password");
+}
+
+/** A `CredentialUnavailable` that names the credential. */
+export function unavailable(name: string, problem: string, cause?: unknown): CredentialUnavailable {
+  return new CredentialUnavailable(`credential ${JSON.stringify(name)} ${problem}`, {
+    phase: "credentials",
+    cause,
+  });
+}
+
+/**
+ * A per-container cache with a TTL. Concurrent misses share one fetch; failures are not
+ * cached, so the next invocation tries again.
+ */
+export class TtlCache<T> {
+  readonly #ttlMs: number;
+  readonly #now: () => number;
+  readonly #entries = new Map<string, { value: T; expires: number }>();
+
+  constructor(ttlMs: number, now: () => number = Date.now) {
+    this.#ttlMs = ttlMs;
+    this.#now = now;
+  }
+
+  async get(key: string, load: () => Promise<T>): Promise<T> {
+    const hit = this.#entries.get(key);
+    if (hit && hit.expires > this.#now()) return hit.value;
+    const value = await load();
+    if (this.#ttlMs > 0) this.#entries.set(key, { value, expires: this.#now() + this.#ttlMs });
+    return value;
+  }
+
+  clear(): void {
+    this.#entries.clear();
+  }
+}

@@ -1,0 +1,63 @@
+import { readFile } from "node:fs/promises";
+import { isAbsolute, resolve } from "node:path";
+import type { Secret } from "../../lib/types.ts";
+import { type CredentialStore, type KnownHostsSource, unavailable } from "./credential-store.ts";
+
+/** One local credential: a key file (with optional passphrase) or a password. */
+export type LocalCredential =
+  | { privateKeyFile: string; passphrase?: string }
+  | { password: string };
+
+/**
+ * Local mode's credential store: names map to key files (read on each use, so a rotated file
+ * is picked up) or passwords, from the config file. Relative paths are relative to `baseDir`.
+ */
+export class LocalCredentialStore implements CredentialStore {
+  readonly #entries: Record<string, LocalCredential>;
+  readonly #baseDir: string;
+
+  constructor(entries: Record<string, LocalCredential>, baseDir: string) {
+    this.#entries = entries;
+    this.#baseDir = baseDir;
+  }
+
+  async get(name: string, options: { signal: AbortSignal }): Promise<Secret> {
+    if (!Object.hasOwn(this.#entries, name)) throw unavailable(name, "is not configured");
+    const entry = this.#entries[name]!;
+    if ("password" in entry && typeof entry.password === "string") {
+      return { password: entry.password };
+    }
+    if (!("privateKeyFile" in entry) || typeof entry.privateKeyFile !== "string") {
+      throw unavailable(name, "has neither privateKeyFile nor password");
+    }
+    const path = isAbsolute(entry.privateKeyFile)
+      ? entry.privateKeyFile
+      : resolve(this.#baseDir, entry.privateKeyFile);
+    try {
+      const privateKey = await readFile(path, { encoding: "utf8", signal: options.signal });
+      return entry.passphrase === undefined
+        ? { privateKey }
+        : { privateKey, passphrase: entry.passphrase };
+    } catch (err) {
+      throw unavailable(
+        name,
+        `key file cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"})`,
+        err,
+      );
+    }
+  }
+}
+
+/** known_hosts from a local file; re-read on each use. */
+export class FileKnownHosts implements KnownHostsSource {
+  readonly #path: string | undefined;
+
+  constructor(path: string | undefined) {
+    this.#path = path;
+  }
+
+  async get(options: { signal: AbortSignal }): Promise<string | undefined> {
+    if (this.#path === undefined) return undefined;
+    return readFile(this.#path, { encoding: "utf8", signal: options.signal });
+  }
+}

@@ -1,0 +1,205 @@
+/**
+ * `npm run demo`: the main job end to end on loopback, with no sshd and no AWS. Starts an
+ * embedded ssh2 target (pinned host key, one generated client key) and a target that hangs
+ * before its banner, runs requests through the real API handler (same middy stack, local
+ * credential store and policy), and prints each outcome, its phase timings, the audit line's
+ * essentials and the metric datums the invocation published.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
+import ssh2 from "ssh2";
+import type { MetricDatum } from "../../lib/metrics.ts";
+import type { RunResult } from "../../lib/types.ts";
+import { createApiHandler } from "../api.ts";
+import type { AuditLine } from "../middleware/audit-log.ts";
+import { toApiEventV1 } from "./api-event.ts";
+import { startDemoSshServer, startHungTarget } from "./demo-targets.ts";
+import { lambdaContext } from "./lambda-context.ts";
+import { type LocalConfig, localRuntime } from "./local-config.ts";
+
+const CALLER = "arn:aws:iam::000000000000:user/demo";
+const USER = "demo";
+
+interface Case {
+  title: string;
+  body: Record<string, unknown>;
+}
+
+function fmt(ms: number | null | undefined): string {
+  return ms === null || ms === undefined ? "-" : `${Math.round(ms)}`;
+}
+
+function pad(text: string, width: number): string {
+  return text.length >= width ? text : text + " ".repeat(width - text.length);
+}
+
+function datumText(d: MetricDatum): string {
+  const dims = Object.entries(d.dimensions)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(",");
+  const value = d.unit === "Milliseconds" ? `${Math.round(d.value)}ms` : String(d.value);
+  return `${d.name}${dims ? `{${dims}}` : ""}=${value}`;
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const dir = mkdtempSync(join(tmpdir(), "bssh-demo-"));
+  const clientKey = ssh2.utils.generateKeyPairSync("ed25519");
+  const parsedClient = ssh2.utils.parseKey(clientKey.public);
+  if (parsedClient instanceof Error) throw parsedClient;
+  const ssh = await startDemoSshServer({ username: USER, authorizedKey: parsedClient });
+  const hung = await startHungTarget();
+  try {
+    writeFileSync(join(dir, "id_ed25519"), clientKey.private, { mode: 0o600 });
+    writeFileSync(join(dir, "known_hosts"), `[127.0.0.1]:${ssh.port} ${ssh.hostKeyLine}\n`);
+    const config: LocalConfig = {
+      callerArn: CALLER,
+      credentials: { default: { privateKeyFile: "id_ed25519" } },
+      knownHostsFile: "known_hosts",
+      policy: {
+        rules: [
+          {
+            id: "demo",
+            callers: [CALLER],
+            targets: { cidrs: ["127.0.0.1/32"], ports: [ssh.port, hung.port], usernames: [USER] },
+            commands: {
+              patterns: ["echo [ -~]*", "uname( -[a-z]+)?", "sleep [0-9]+"],
+              templates: ["disk-usage"],
+            },
+          },
+        ],
+        templates: {
+          "disk-usage": {
+            command: "df -h {{path}} | tail -n 1",
+            params: { path: { type: "string", pattern: "/[A-Za-z0-9/_.-]*" } },
+          },
+        },
+      },
+    };
+    const configPath = join(dir, "config.json");
+    writeFileSync(configPath, JSON.stringify(config, null, 2));
+
+    const datums: MetricDatum[][] = [];
+    const audits: AuditLine[] = [];
+    const handler = createApiHandler(
+      localRuntime(configPath, {
+        // A 1.5 s reserve is sized for Lambda's CloudWatch call; locally metrics are EMF lines.
+        metrics: { mode: "emf", writeLine: () => {}, onPublished: (d) => datums.push(d) },
+        writeAuditLine: () => {},
+        observe: (_record, line) => audits.push(line),
+      }),
+    );
+
+    const target = { host: "127.0.0.1", port: ssh.port, username: USER };
+    const cases: Case[] = [
+      { title: "healthy command", body: { ...target, command: "echo hello from $(uname -s)" } },
+      {
+        title: "named template",
+        body: { ...target, command: 'template:disk-usage {"path": "/"}' },
+      },
+      {
+        title: "outlives its timeout",
+        body: { ...target, command: "sleep 30", timeoutMs: 2_000 },
+      },
+      {
+        title: "hangs before banner",
+        body: { ...target, port: hung.port, command: "echo unreachable", timeoutMs: 3_000 },
+      },
+      { title: "refused by policy", body: { ...target, command: "rm -rf /tmp/x" } },
+    ];
+
+    console.log(
+      `bounded-ssh demo — ssh target 127.0.0.1:${ssh.port}, hung target 127.0.0.1:${hung.port}\n`,
+    );
+    const rows: string[][] = [];
+    for (const c of cases) {
+      const t0 = Date.now();
+      const event = toApiEventV1({
+        method: "POST",
+        path: "/run",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(c.body),
+        sourceIp: "127.0.0.1",
+        receivedAt: t0,
+        callerArn: CALLER,
+      });
+      const response = await handler(event, lambdaContext({ timeoutMs: 30_000 }));
+      const elapsed = Date.now() - t0;
+      const body = JSON.parse(response.body) as {
+        error?: { name: string; phase: string; message: string };
+        result?: RunResult;
+      } & Partial<RunResult>;
+      const result: RunResult | undefined =
+        body.result ?? (body.status ? (body as RunResult) : undefined);
+      const t = result?.timings;
+      rows.push([
+        c.title,
+        String(response.statusCode),
+        result?.status ?? "-",
+        body.error?.name ?? "-",
+        result?.phase ?? body.error?.phase ?? "-",
+        fmt(t?.connectMs),
+        fmt(t?.bannerMs),
+        fmt(t?.handshakeMs),
+        fmt(t?.authMs),
+        fmt(t?.channelMs),
+        fmt(t?.execMs),
+        fmt(t?.teardownMs),
+        `${elapsed}`,
+      ]);
+      const out = result?.stdout?.trim();
+      console.log(`● ${c.title}: ${JSON.stringify(c.body.command)}`);
+      console.log(
+        `  → ${response.statusCode} ${result?.status ?? ""} ${body.error ? `${body.error.name}: ${body.error.message}` : `exit ${result?.exitCode}`}`,
+      );
+      if (out) console.log(`  stdout: ${out}`);
+      if (result?.remoteCleanup && result.remoteCleanup !== "not_needed") {
+        console.log(`  remote cleanup: ${result.remoteCleanup}`);
+      }
+      const audit = audits.at(-1);
+      if (audit) {
+        console.log(
+          `  audit: caller=${audit.caller} outcome=${audit.outcome} status=${audit.statusCode} budget=${audit.budgetMs}ms slack=${audit.slackMs}ms`,
+        );
+      }
+      const batch = datums.at(-1);
+      if (batch) console.log(`  metrics: ${batch.map(datumText).join(" ")}`);
+      console.log();
+      // The targets live in this process: give their side of the closed connection a moment to
+      // close, or the next invocation's LeakedSockets gauge would count it.
+      await delay(50);
+    }
+
+    const header = [
+      "case",
+      "http",
+      "status",
+      "error",
+      "phase",
+      "connect",
+      "banner",
+      "handshake",
+      "auth",
+      "channel",
+      "exec",
+      "teardown",
+      "total",
+    ];
+    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    const line = (cells: string[]) => cells.map((cell, i) => pad(cell, widths[i]!)).join("  ");
+    console.log(line(header));
+    console.log(widths.map((w) => "-".repeat(w)).join("  "));
+    for (const r of rows) console.log(line(r));
+    console.log(
+      `\n(phase timings in ms; total = handler wall time)\ndemo finished in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+    );
+  } finally {
+    await ssh.close();
+    await hung.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();

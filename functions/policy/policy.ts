@@ -1,0 +1,241 @@
+import net from "node:net";
+import { CommandNotAllowed, TargetNotAllowed } from "../../lib/errors.ts";
+import type { RunRequest } from "../../lib/types.ts";
+import { REQUEST_LIMITS } from "../shared/request-schema.ts";
+import { AddressRanges, normalizeAddress } from "./address-ranges.ts";
+import {
+  type CommandTemplate,
+  checkTemplate,
+  expandTemplate,
+  parseTemplateCall,
+} from "./templates.ts";
+
+/** One rule: who (callers) may run what (commands) where (targets). */
+export interface PolicyRule {
+  /** Shown in audit lines and error messages. */
+  id?: string;
+  /** Caller principal ARNs; `*` matches any run of characters. */
+  callers: string[];
+  targets: {
+    /** Host name globs: `*` = within one DNS label, `**` = across labels. Case-insensitive. */
+    hosts?: string[];
+    /** Ranges the resolved address must fall in. At least one of `hosts`/`cidrs`. */
+    cidrs?: string[];
+    /** @default [22] */
+    ports?: number[];
+    /** Login names; `*` globs allowed. */
+    usernames: string[];
+  };
+  commands: {
+    /** Regular expressions the whole command must match. */
+    patterns?: string[];
+    /** Names of `templates` this rule allows. */
+    templates?: string[];
+  };
+}
+
+/** The policy document (one JSON object: local config `policy`, or env/SSM in AWS). */
+export interface PolicyDocument {
+  /** Ranges no rule can allow, checked on every address. @default DEFAULT_DENY_CIDRS */
+  denyCidrs?: string[];
+  rules: PolicyRule[];
+  templates?: Record<string, CommandTemplate>;
+}
+
+/**
+ * Never a target unless a policy says otherwise: link-local (incl. the EC2/ECS metadata
+ * endpoints 169.254.169.254 / 169.254.170.2), the IPv6 metadata endpoint, "this network",
+ * unspecified, multicast and broadcast addresses.
+ */
+export const DEFAULT_DENY_CIDRS = [
+  "0.0.0.0/8",
+  "169.254.0.0/16",
+  "224.0.0.0/4",
+  "255.255.255.255/32",
+  "::/128",
+  "fe80::/10",
+  "fd00:ec2::/32",
+  "ff00::/8",
+];
+
+/** What an allowed request may do. */
+export interface Authorization {
+  /** The command that runs: the request's, or a template expanded with quoted parameters. */
+  command: string;
+  /** Template name, when the request called one. */
+  template?: string;
+  /** Ids of the rules that allowed the request. */
+  rules: string[];
+  /** Give to `runCommand` as `checkAddress`: refuses resolved addresses outside the rules. */
+  checkAddress: (address: string, family: 4 | 6) => void;
+}
+
+interface CompiledRule {
+  id: string;
+  callers: RegExp[];
+  hosts: RegExp[] | undefined;
+  cidrs: AddressRanges | undefined;
+  ports: ReadonlySet<number>;
+  usernames: RegExp[];
+  patterns: RegExp[];
+  templates: ReadonlySet<string>;
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
+}
+
+function callerGlob(glob: string): RegExp {
+  return new RegExp(`^${escapeRegExp(glob).replace(/\*/g, "[\\s\\S]*")}$`);
+}
+
+function hostGlob(glob: string): RegExp {
+  // `**` spans labels, `*` stays inside one.
+  const body = escapeRegExp(normalizeHost(glob))
+    .split("**")
+    .map((part) => part.replace(/\*/g, "[^.]+"))
+    .join(".+");
+  return new RegExp(`^${body}$`, "i");
+}
+
+function normalizeHost(host: string): string {
+  return host.toLowerCase().replace(/\.$/, "");
+}
+
+function stringList(value: unknown, where: string, required: boolean): string[] | undefined {
+  if (value === undefined && !required) return undefined;
+  if (!Array.isArray(value) || value.length === 0 || !value.every((v) => typeof v === "string")) {
+    throw new TypeError(`${where} must be a non-empty array of strings`);
+  }
+  return value;
+}
+
+/**
+ * A loaded, validated policy. Deny by default: a request is allowed only when one rule
+ * matches its caller, host name, port, username and command, and (checked again after DNS,
+ * through {@link Authorization.checkAddress}) its resolved address.
+ */
+export class Policy {
+  readonly #rules: CompiledRule[];
+  readonly #deny: AddressRanges;
+  readonly #templates: Record<string, CommandTemplate>;
+
+  /** Validates the document; throws `TypeError` naming the first problem. */
+  constructor(document: PolicyDocument) {
+    if (document === null || typeof document !== "object" || !Array.isArray(document.rules)) {
+      throw new TypeError("policy must be an object with a `rules` array");
+    }
+    this.#deny = new AddressRanges(
+      stringList(document.denyCidrs, "policy.denyCidrs", false) ?? DEFAULT_DENY_CIDRS,
+    );
+    this.#templates = { ...(document.templates ?? {}) };
+    for (const [name, template] of Object.entries(this.#templates)) checkTemplate(name, template);
+    this.#rules = document.rules.map((rule, i) => this.#compile(rule, i));
+  }
+
+  #compile(rule: PolicyRule, index: number): CompiledRule {
+    const where = `policy.rules[${index}]`;
+    if (rule === null || typeof rule !== "object")
+      throw new TypeError(`${where} must be an object`);
+    const targets = rule.targets ?? ({} as PolicyRule["targets"]);
+    const commands = rule.commands ?? {};
+    const hosts = stringList(targets.hosts, `${where}.targets.hosts`, false);
+    const cidrs = stringList(targets.cidrs, `${where}.targets.cidrs`, false);
+    if (!hosts && !cidrs) throw new TypeError(`${where}.targets needs hosts or cidrs`);
+    const ports = targets.ports ?? [22];
+    if (!Array.isArray(ports) || !ports.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535)) {
+      throw new TypeError(`${where}.targets.ports must be an array of ports`);
+    }
+    const patterns = stringList(commands.patterns, `${where}.commands.patterns`, false) ?? [];
+    const templates = stringList(commands.templates, `${where}.commands.templates`, false) ?? [];
+    if (patterns.length + templates.length === 0) {
+      throw new TypeError(`${where}.commands needs patterns or templates`);
+    }
+    for (const t of templates) {
+      if (!Object.hasOwn(this.#templates, t))
+        throw new TypeError(`${where}: unknown template "${t}"`);
+    }
+    return {
+      id: typeof rule.id === "string" ? rule.id : `rule-${index}`,
+      callers: stringList(rule.callers, `${where}.callers`, true)!.map(callerGlob),
+      hosts: hosts?.map(hostGlob),
+      cidrs: cidrs ? new AddressRanges(cidrs) : undefined,
+      ports: new Set(ports),
+      usernames: stringList(targets.usernames, `${where}.targets.usernames`, true)!.map(callerGlob),
+      patterns: patterns.map((p) => new RegExp(`^(?:${p})$`)),
+      templates: new Set(templates),
+    };
+  }
+
+  /**
+   * Decides on a request before anything touches the network. Throws `TargetNotAllowed` or
+   * `CommandNotAllowed` (phase `policy`), or `ValidationError` for a malformed template call.
+   */
+  authorize(caller: string | undefined, request: RunRequest): Authorization {
+    const deny = (message: string) => new TargetNotAllowed(message, { phase: "policy" });
+    if (!caller) throw deny("the request carries no caller identity; nothing is allowed");
+    const byCaller = this.#rules.filter((r) => r.callers.some((c) => c.test(caller)));
+    if (byCaller.length === 0) throw deny(`no policy rule allows caller ${caller}`);
+
+    const host = normalizeHost(request.host);
+    const port = request.port ?? 22;
+    const literal = net.isIP(request.host) !== 0;
+    const nameOk = (r: CompiledRule) =>
+      r.hosts ? r.hosts.some((h) => h.test(host)) : !literal || r.cidrs!.contains(request.host);
+    const byName = byCaller.filter(nameOk);
+    if (byName.length === 0) throw deny(`host ${request.host} is not allowed for caller ${caller}`);
+    const byPort = byName.filter((r) => r.ports.has(port));
+    if (byPort.length === 0) throw deny(`port ${port} is not allowed on host ${request.host}`);
+    const byTarget = byPort.filter((r) => r.usernames.some((u) => u.test(request.username)));
+    if (byTarget.length === 0) {
+      throw deny(`username ${request.username} is not allowed on host ${request.host}`);
+    }
+
+    const call = parseTemplateCall(request.command);
+    let command = request.command;
+    let allowed: CompiledRule[];
+    if (call) {
+      allowed = byTarget.filter((r) => r.templates.has(call.name));
+      if (allowed.length === 0) {
+        throw new CommandNotAllowed(
+          `template "${call.name}" is not allowed for this caller and target`,
+          { phase: "policy" },
+        );
+      }
+      command = expandTemplate(call.name, this.#templates[call.name]!, call.params);
+      if (Buffer.byteLength(command) > REQUEST_LIMITS.commandBytes) {
+        throw new CommandNotAllowed(`template "${call.name}" expands beyond 16 KiB`, {
+          phase: "policy",
+        });
+      }
+    } else {
+      allowed = byTarget.filter((r) => r.patterns.some((p) => p.test(command)));
+      if (allowed.length === 0) {
+        throw new CommandNotAllowed(
+          "command matches no pattern allowed for this caller and target",
+          { phase: "policy" },
+        );
+      }
+    }
+
+    const checkAddress = (address: string) => {
+      const normal = normalizeAddress(address);
+      if (!normal) throw deny(`resolved address ${address} is not an IP address`);
+      if (this.#deny.contains(normal.address)) {
+        throw deny(`host ${request.host} resolved to ${address}, which is in a denied range`);
+      }
+      if (!allowed.some((r) => !r.cidrs || r.cidrs.contains(normal.address))) {
+        throw deny(`host ${request.host} resolved to ${address}, outside the allowed ranges`);
+      }
+    };
+    // An IP literal needs no DNS: refuse it now, before a credential is fetched.
+    if (literal) checkAddress(request.host);
+    const authorization: Authorization = {
+      command,
+      rules: allowed.map((r) => r.id),
+      checkAddress,
+    };
+    if (call) authorization.template = call.name;
+    return authorization;
+  }
+}

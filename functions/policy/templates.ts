@@ -1,0 +1,166 @@
+import { CommandNotAllowed, ValidationError } from "../../lib/errors.ts";
+import { shellQuote } from "../../lib/session/remote-bound.ts";
+import { hasControlCharacter } from "../shared/control-chars.ts";
+
+/** A typed template parameter. Values are validated, then shell-quoted into the command. */
+export type TemplateParam =
+  | {
+      type: "string";
+      /** Full-match regular expression the value must satisfy. */
+      pattern?: string;
+      /** @default 256 */
+      maxLength?: number;
+      enum?: string[];
+      default?: string;
+    }
+  | { type: "integer"; minimum?: number; maximum?: number; default?: number }
+  | { type: "boolean"; default?: boolean };
+
+/** A named command with `{{param}}` placeholders (placed unquoted: values arrive quoted). */
+export interface CommandTemplate {
+  command: string;
+  params?: Record<string, TemplateParam>;
+  description?: string;
+}
+
+/** A template invocation parsed from a request's `command`. */
+export interface TemplateCall {
+  name: string;
+  params: Record<string, unknown>;
+}
+
+/** Prefix that marks a request's `command` as a template invocation. */
+export const TEMPLATE_PREFIX = "template:";
+
+const CALL = /^template:([A-Za-z0-9._-]{1,64})(?:\s+([\s\S]*))?$/;
+const PLACEHOLDER = /\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/g;
+const DEFAULT_STRING_MAX = 256;
+
+/**
+ * Parses `template:<name>` or `template:<name> {"param": value, ...}`. The parameters travel
+ * inside `command` so the request keeps exactly the SPEC §4 fields (a Step Functions state
+ * builds it with `States.Format('template:x {}', States.JsonToString($.params))`).
+ * Returns undefined when the command is not a template call.
+ */
+export function parseTemplateCall(command: string): TemplateCall | undefined {
+  if (!command.startsWith(TEMPLATE_PREFIX)) return undefined;
+  const match = CALL.exec(command);
+  if (!match) {
+    throw new ValidationError(
+      'field "command": a template call is `template:<name>` optionally followed by a JSON object of parameters',
+      { phase: "request" },
+    );
+  }
+  const name = match[1]!;
+  const text = match[2]?.trim();
+  if (!text) return { name, params: {} };
+  let params: unknown;
+  try {
+    params = JSON.parse(text);
+  } catch {
+    throw new ValidationError(
+      `field "command": parameters of template "${name}" are not valid JSON`,
+      {
+        phase: "request",
+      },
+    );
+  }
+  if (params === null || typeof params !== "object" || Array.isArray(params)) {
+    throw new ValidationError(
+      `field "command": parameters of template "${name}" must be a JSON object`,
+      {
+        phase: "request",
+      },
+    );
+  }
+  return { name, params: params as Record<string, unknown> };
+}
+
+function refuse(template: string, message: string): CommandNotAllowed {
+  return new CommandNotAllowed(`template "${template}": ${message}`, { phase: "policy" });
+}
+
+function renderValue(template: string, key: string, spec: TemplateParam, value: unknown): string {
+  const field = JSON.stringify(key);
+  switch (spec.type) {
+    case "string": {
+      if (typeof value !== "string") throw refuse(template, `parameter ${field} must be a string`);
+      if (value.length > (spec.maxLength ?? DEFAULT_STRING_MAX)) {
+        throw refuse(template, `parameter ${field} is too long`);
+      }
+      if (hasControlCharacter(value)) {
+        throw refuse(template, `parameter ${field} must not contain control characters`);
+      }
+      if (spec.enum && !spec.enum.includes(value)) {
+        throw refuse(template, `parameter ${field} must be one of ${JSON.stringify(spec.enum)}`);
+      }
+      if (spec.pattern !== undefined && !new RegExp(`^(?:${spec.pattern})$`).test(value)) {
+        throw refuse(template, `parameter ${field} does not match ${JSON.stringify(spec.pattern)}`);
+      }
+      return shellQuote(value);
+    }
+    case "integer": {
+      if (typeof value !== "number" || !Number.isSafeInteger(value)) {
+        throw refuse(template, `parameter ${field} must be an integer`);
+      }
+      if (spec.minimum !== undefined && value < spec.minimum) {
+        throw refuse(template, `parameter ${field} must be >= ${spec.minimum}`);
+      }
+      if (spec.maximum !== undefined && value > spec.maximum) {
+        throw refuse(template, `parameter ${field} must be <= ${spec.maximum}`);
+      }
+      return String(value);
+    }
+    case "boolean": {
+      if (typeof value !== "boolean")
+        throw refuse(template, `parameter ${field} must be a boolean`);
+      return String(value);
+    }
+  }
+}
+
+/**
+ * Expands a template call into the command that runs. Every parameter is checked against its
+ * declared type and constraints (unknown and missing parameters are refused) and substituted
+ * shell-quoted, so a value can never become shell syntax. Refusals are `CommandNotAllowed`.
+ */
+export function expandTemplate(
+  name: string,
+  template: CommandTemplate,
+  params: Record<string, unknown>,
+): string {
+  const specs = template.params ?? {};
+  for (const key of Object.keys(params)) {
+    if (!Object.hasOwn(specs, key)) throw refuse(name, `unknown parameter ${JSON.stringify(key)}`);
+  }
+  const rendered = new Map<string, string>();
+  for (const [key, spec] of Object.entries(specs)) {
+    const given = Object.hasOwn(params, key) ? params[key] : spec.default;
+    if (given === undefined) throw refuse(name, `missing parameter ${JSON.stringify(key)}`);
+    rendered.set(key, renderValue(name, key, spec, given));
+  }
+  return template.command.replace(PLACEHOLDER, (_, key: string) => rendered.get(key) ?? "");
+}
+
+/** Checks a template definition when the policy is loaded; throws `TypeError` naming the problem. */
+export function checkTemplate(name: string, template: CommandTemplate): void {
+  const where = `template ${JSON.stringify(name)}`;
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) throw new TypeError(`${where}: invalid name`);
+  if (typeof template?.command !== "string" || template.command === "") {
+    throw new TypeError(`${where}: "command" must be a non-empty string`);
+  }
+  const specs = template.params ?? {};
+  for (const [key, spec] of Object.entries(specs)) {
+    if (!["string", "integer", "boolean"].includes(spec?.type)) {
+      throw new TypeError(
+        `${where}: parameter ${JSON.stringify(key)} needs type string|integer|boolean`,
+      );
+    }
+    if (spec.type === "string" && spec.pattern !== undefined) new RegExp(spec.pattern);
+  }
+  for (const match of template.command.matchAll(PLACEHOLDER)) {
+    if (!Object.hasOwn(specs, match[1]!)) {
+      throw new TypeError(`${where}: placeholder {{${match[1]}}} has no parameter`);
+    }
+  }
+}

@@ -1,0 +1,211 @@
+import {
+  CredentialUnavailable,
+  DeadlineExceeded,
+  EngineError,
+  ERROR_CLASSES,
+  InternalError,
+} from "../../lib/errors.ts";
+import type { ErrorName, ErrorPhase } from "../../lib/names.ts";
+import { runCommand } from "../../lib/run-command.ts";
+import type { RunOptions, RunRequest, RunResult, Secret } from "../../lib/types.ts";
+import type { Policy } from "../policy/policy.ts";
+import { auditFactsOf } from "./audit-facts.ts";
+import { type InvocationRecord, invocationOf } from "./invocation.ts";
+import type { Runtime } from "./runtime.ts";
+import { validateRequest } from "./validate-request.ts";
+
+/** The part of a middy request the flow touches. */
+export interface InvocationRequest {
+  internal: Record<string, unknown>;
+  context: { awsRequestId?: string };
+}
+
+/**
+ * A §5 result for a failure before any session (policy, credentials, deadline), so API
+ * callers and Step Functions `Catch` still get target, phase and timings.
+ */
+export function syntheticResult(
+  request: RunRequest,
+  error: EngineError,
+  record: InvocationRecord,
+  requestId: string,
+): RunResult {
+  const totalMs = Date.now() - record.startedAt;
+  const emptySha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+  return {
+    requestId,
+    status: "error",
+    target: {
+      host: request.host,
+      port: request.port ?? 22,
+      address: null,
+      username: request.username,
+    },
+    exitCode: null,
+    signal: null,
+    stdout: "",
+    stderr: "",
+    output: {
+      stdoutBytes: 0,
+      stderrBytes: 0,
+      truncated: false,
+      stdoutSha256: emptySha,
+      stderrSha256: emptySha,
+      stdoutEncoding: "utf8",
+      stderrEncoding: "utf8",
+    },
+    phase: error.phase,
+    error: {
+      name: error.name,
+      phase: error.phase,
+      message: error.message,
+      retryable: error.retryable,
+      commandStarted: false,
+    },
+    timings: {
+      resolveMs: null,
+      connectMs: null,
+      bannerMs: null,
+      handshakeMs: null,
+      authMs: null,
+      channelMs: null,
+      execMs: null,
+      teardownMs: null,
+      totalMs,
+    },
+    deadline: { budgetMs: record.budgetMs ?? 0, remainingMs: (record.budgetMs ?? 0) - totalMs },
+    remoteCleanup: "not_needed",
+  };
+}
+
+/** Rebuilds the error class of a result's error, so callers get the SPEC §6 class. */
+export function errorOfResult(result: RunResult): EngineError | undefined {
+  const e = result.error;
+  if (!e) return undefined;
+  return errorFromParts(e.name, e.message, e.phase, e.commandStarted);
+}
+
+function errorFromParts(
+  name: ErrorName,
+  message: string,
+  phase: ErrorPhase,
+  commandStarted: boolean,
+): EngineError {
+  const Cls = ERROR_CLASSES[name] ?? InternalError;
+  return new Cls(message, { phase, commandStarted });
+}
+
+/**
+ * Runs `work` with a signal that aborts after `ms`; the timer is cleared before returning, so
+ * nothing of this invocation outlives it.
+ */
+async function withTimeout<T>(ms: number, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  const timer = setTimeout(
+    () => controller.abort(new DeadlineExceeded("timed out", { phase: "credentials" })),
+    Math.max(0, ms),
+  );
+  try {
+    return await work(controller.signal);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function remainingBudget(record: InvocationRecord): number {
+  return (record.budgetMs ?? 0) - (Date.now() - record.startedAt);
+}
+
+/**
+ * One invocation, from untrusted input to a §5 result: validate, decide the budget, authorize
+ * (host name now, resolved address inside the engine), read the credential and known hosts
+ * within the budget, run the session. Fills the {@link InvocationRecord} and the audit facts.
+ *
+ * Resolves with the engine's result (whatever its status). Throws an `EngineError` for
+ * failures before a session (validation, policy, credentials, deadline); those after
+ * validation carry a synthetic result in `record.result`.
+ */
+export async function execute(
+  request: InvocationRequest,
+  runtime: Runtime,
+  input: unknown,
+): Promise<RunResult> {
+  const record = invocationOf(request);
+  const facts = auditFactsOf(request);
+  const requestId = request.context.awsRequestId ?? crypto.randomUUID();
+  const { settings } = runtime;
+  let run: RunRequest | undefined;
+  try {
+    run = validateRequest(input);
+    facts.request = run;
+    if (run.timeoutMs !== undefined) {
+      record.budgetMs = Math.min(record.budgetMs ?? run.timeoutMs, run.timeoutMs);
+    }
+    if (remainingBudget(record) < settings.minBudgetMs) {
+      throw new DeadlineExceeded(
+        `only ${Math.max(0, Math.round(remainingBudget(record)))} ms left for the session; at least ${settings.minBudgetMs} ms are needed`,
+        { phase: "request" },
+      );
+    }
+
+    const bounded = <T>(work: (signal: AbortSignal) => Promise<T>) =>
+      withTimeout(Math.min(settings.credentialsTimeoutMs, remainingBudget(record)), work);
+
+    let policy: Policy;
+    try {
+      policy = await bounded((signal) => runtime.policy.get({ signal }));
+    } catch (err) {
+      throw new InternalError("the policy could not be loaded", { phase: "policy", cause: err });
+    }
+    const authorization = policy.authorize(record.caller, run);
+    facts.command = authorization.command;
+    facts.template = authorization.template;
+    facts.rules = authorization.rules;
+
+    const credentialName = run.credential ?? "default";
+    const needKnownHosts = run.hostKey === undefined;
+    const [secret, knownHosts] = await bounded((signal) =>
+      Promise.all([
+        runtime.credentials.get(credentialName, { signal }) as Promise<Secret>,
+        needKnownHosts
+          ? runtime.knownHosts.get({ signal }).catch((err: unknown) => {
+              throw new CredentialUnavailable("known hosts could not be read", {
+                phase: "credentials",
+                cause: err,
+              });
+            })
+          : Promise.resolve(undefined),
+      ]),
+    );
+
+    const budgetMs = remainingBudget(record);
+    if (budgetMs < settings.minBudgetMs) {
+      throw new DeadlineExceeded(
+        `only ${Math.max(0, Math.round(budgetMs))} ms left after reading the credential`,
+        { phase: "credentials" },
+      );
+    }
+    const options: RunOptions = {
+      budgetMs,
+      secret,
+      checkAddress: authorization.checkAddress,
+      requestId,
+      phaseCaps: settings.phaseCaps,
+      remoteBound: settings.remoteBound,
+    };
+    if (knownHosts !== undefined) options.knownHosts = knownHosts;
+    if (runtime.lookup) options.lookup = runtime.lookup;
+    const result = await runCommand({ ...run, command: authorization.command }, options);
+    record.result = result;
+    record.error = errorOfResult(result);
+    return result;
+  } catch (err) {
+    const error =
+      err instanceof EngineError
+        ? err
+        : new InternalError("internal error", { phase: "request", cause: err });
+    record.error = error;
+    if (run && !record.result) record.result = syntheticResult(run, error, record, requestId);
+    throw error;
+  }
+}

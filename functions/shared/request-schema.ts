@@ -1,0 +1,96 @@
+/**
+ * The request contract (SPEC §4) as a JSON Schema, and the limits the schema cannot express.
+ *
+ * The schema is compiled AHEAD of time into `request-validator.generated.js` by
+ * `functions/build/generate-validator.ts` (ajv standalone code, committed). Why: ajv's runtime
+ * compiler builds code with `new Function` on every cold start (tens of ms) and the bundled
+ * function would have to ship the whole compiler; standalone code is plain JS, works offline
+ * and under a CSP-free bundler, and a test proves the committed file matches this schema.
+ * `@middy/validator/transpile` was not used: it compiles at cold start as well.
+ */
+
+/** Size limits of a request, in bytes unless named otherwise. */
+export const REQUEST_LIMITS = {
+  /** Whole API body (after base64 decoding). */
+  bodyBytes: 131_072,
+  /** `command`, UTF-8 bytes (SPEC §4: 1 byte – 16 KiB). */
+  commandBytes: 16_384,
+  /** `stdin`, UTF-8 bytes. */
+  stdinBytes: 65_536,
+  /** `host`: a DNS name is at most 253 characters. */
+  hostChars: 253,
+  usernameChars: 128,
+  credentialChars: 128,
+  /** `hostKey`: an RSA-16384 public key line is about 2.8 KB. */
+  hostKeyChars: 8_192,
+  /** `timeoutMs`: the Lambda maximum (15 min). */
+  timeoutMs: 900_000,
+  /** `maxOutputBytes` per stream. Step Functions payloads are limited to 256 KiB in all. */
+  maxOutputBytes: 1_048_576,
+} as const;
+
+/** The request fields, in SPEC §4 order. */
+export const REQUEST_FIELDS = [
+  "host",
+  "port",
+  "username",
+  "command",
+  "credential",
+  "hostKey",
+  "timeoutMs",
+  "maxOutputBytes",
+  "stdin",
+  "failOnNonZeroExit",
+] as const;
+
+// No C0/C1 control characters, no whitespace: such a host or user name is either an attack on
+// the logs (forged audit lines) or a mistake, never a real target.
+const PRINTABLE_NO_SPACE = "^[^\\u0000-\\u0020\\u007f-\\u009f]+$";
+
+/** JSON Schema (draft-07 subset understood by ajv 8) of the request. */
+export const REQUEST_SCHEMA = {
+  $id: "https://bounded-ssh/request.json",
+  type: "object",
+  additionalProperties: false,
+  required: ["host", "username", "command"],
+  properties: {
+    host: {
+      type: "string",
+      minLength: 1,
+      maxLength: REQUEST_LIMITS.hostChars,
+      // DNS names (letters, digits, '-', '_', '.') and IPv4/IPv6 literals.
+      pattern: "^[A-Za-z0-9._:-]+$",
+    },
+    port: { type: "integer", minimum: 1, maximum: 65_535 },
+    username: {
+      type: "string",
+      minLength: 1,
+      maxLength: REQUEST_LIMITS.usernameChars,
+      pattern: PRINTABLE_NO_SPACE,
+    },
+    command: {
+      type: "string",
+      minLength: 1,
+      // Characters never outnumber UTF-8 bytes: a cheap first cut, the byte count is checked after.
+      maxLength: REQUEST_LIMITS.commandBytes,
+      pattern: "^[^\\u0000]+$",
+    },
+    credential: {
+      type: "string",
+      minLength: 1,
+      maxLength: REQUEST_LIMITS.credentialChars,
+      // A Secrets Manager name suffix; no "..", so a local store can never be walked out of.
+      pattern: "^(?!.*\\.\\.)[A-Za-z0-9_+=.@-][A-Za-z0-9/_+=.@-]*$",
+    },
+    hostKey: {
+      type: "string",
+      minLength: 1,
+      maxLength: REQUEST_LIMITS.hostKeyChars,
+      pattern: "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
+    },
+    timeoutMs: { type: "integer", minimum: 1, maximum: REQUEST_LIMITS.timeoutMs },
+    maxOutputBytes: { type: "integer", minimum: 0, maximum: REQUEST_LIMITS.maxOutputBytes },
+    stdin: { type: "string", maxLength: REQUEST_LIMITS.stdinBytes },
+    failOnNonZeroExit: { type: "boolean" },
+  },
+} as const;

@@ -1,0 +1,108 @@
+import { PHASES, type Phase } from "../../lib/names.ts";
+import type { PhaseCaps } from "../../lib/types.ts";
+
+/** Environment variables read by the handlers (metrics has its own: `METRICS_ENV`). */
+export const ENV = {
+  /** Kept back from the Lambda's remaining time for teardown, metrics and the response. */
+  reserveMs: "BSSH_RESERVE_MS",
+  /** API Gateway's integration timeout, counted from the request's own timestamp. */
+  edgeTimeoutMs: "BSSH_EDGE_TIMEOUT_MS",
+  /** Below this budget an invocation answers `DeadlineExceeded` at once. */
+  minBudgetMs: "BSSH_MIN_BUDGET_MS",
+  /** Longest a credential / known hosts / policy read may take. */
+  credentialsTimeoutMs: "BSSH_CREDENTIALS_TIMEOUT_MS",
+  /** `plain` (default) or `hash`: how the audit line records the command. */
+  auditCommand: "BSSH_AUDIT_COMMAND",
+  /** JSON object of per-phase caps, e.g. `{"banner":3000}`. */
+  phaseCaps: "BSSH_PHASE_CAPS",
+  /** `false` disables the remote `timeout -k` wrapper (targets without coreutils). */
+  remoteBound: "BSSH_REMOTE_BOUND",
+  /** Caller identity of Step Functions invocations (the workflow's role ARN). */
+  workflowCaller: "BSSH_WORKFLOW_CALLER",
+  /** Secrets Manager: secret id = prefix + credential name. */
+  secretPrefix: "BSSH_SECRET_PREFIX",
+  /** Per-container cache lifetime of secrets, known hosts and policy. */
+  cacheTtlMs: "BSSH_CACHE_TTL_MS",
+  /** known_hosts text: an SSM parameter name, or a Secrets Manager secret id. */
+  knownHostsParameter: "BSSH_KNOWN_HOSTS_PARAMETER",
+  knownHostsSecret: "BSSH_KNOWN_HOSTS_SECRET",
+  /** The policy document: inline JSON, or an SSM parameter name holding it. */
+  policy: "BSSH_POLICY",
+  policyParameter: "BSSH_POLICY_PARAMETER",
+  /** Local mode: path of the JSON config file (credentials, known hosts, policy, caller). */
+  config: "BSSH_CONFIG",
+} as const;
+
+/** Settings every invocation needs before any I/O. */
+export interface HandlerSettings {
+  /** @default 1500 */
+  reserveMs: number;
+  /** @default 29000 */
+  edgeTimeoutMs: number;
+  /** @default 250 */
+  minBudgetMs: number;
+  /** @default 3000 */
+  credentialsTimeoutMs: number;
+  /** @default "plain" */
+  auditCommand: "plain" | "hash";
+  /** @default {} (the engine's defaults) */
+  phaseCaps: PhaseCaps;
+  /** @default true */
+  remoteBound: boolean;
+  /** @default undefined (Step Functions requests are then denied by policy) */
+  workflowCaller: string | undefined;
+}
+
+export const DEFAULT_SETTINGS: HandlerSettings = {
+  reserveMs: 1_500,
+  edgeTimeoutMs: 29_000,
+  minBudgetMs: 250,
+  credentialsTimeoutMs: 3_000,
+  auditCommand: "plain",
+  phaseCaps: {},
+  remoteBound: true,
+  workflowCaller: undefined,
+};
+
+function nonNegative(env: NodeJS.ProcessEnv, key: string, fallback: number): number {
+  const raw = env[key];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value < 0) throw new TypeError(`${key} must be a number >= 0`);
+  return value;
+}
+
+function phaseCaps(raw: string | undefined): PhaseCaps {
+  if (!raw) return {};
+  const parsed = JSON.parse(raw) as Record<string, unknown>;
+  const caps: PhaseCaps = {};
+  for (const [phase, value] of Object.entries(parsed)) {
+    if (!(PHASES as readonly string[]).includes(phase) || typeof value !== "number" || value < 0) {
+      throw new TypeError(`${ENV.phaseCaps}: invalid cap ${JSON.stringify(phase)}`);
+    }
+    caps[phase as Phase] = value;
+  }
+  return caps;
+}
+
+/** Settings from the environment; throws `TypeError` for a malformed value (a deploy bug). */
+export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): HandlerSettings {
+  const audit = env[ENV.auditCommand] ?? "plain";
+  if (audit !== "plain" && audit !== "hash") {
+    throw new TypeError(`${ENV.auditCommand} must be "plain" or "hash"`);
+  }
+  return {
+    reserveMs: nonNegative(env, ENV.reserveMs, DEFAULT_SETTINGS.reserveMs),
+    edgeTimeoutMs: nonNegative(env, ENV.edgeTimeoutMs, DEFAULT_SETTINGS.edgeTimeoutMs),
+    minBudgetMs: nonNegative(env, ENV.minBudgetMs, DEFAULT_SETTINGS.minBudgetMs),
+    credentialsTimeoutMs: nonNegative(
+      env,
+      ENV.credentialsTimeoutMs,
+      DEFAULT_SETTINGS.credentialsTimeoutMs,
+    ),
+    auditCommand: audit,
+    phaseCaps: phaseCaps(env[ENV.phaseCaps]),
+    remoteBound: env[ENV.remoteBound] !== "false",
+    workflowCaller: env[ENV.workflowCaller] || undefined,
+  };
+}

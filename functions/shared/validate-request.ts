@@ -1,0 +1,102 @@
+import { ValidationError } from "../../lib/errors.ts";
+import { isValidPin } from "../../lib/session/host-keys.ts";
+import type { RunRequest } from "../../lib/types.ts";
+import { hasControlCharacter } from "./control-chars.ts";
+import { REQUEST_LIMITS } from "./request-schema.ts";
+import validate, { type GeneratedValidatorError } from "./request-validator.generated.js";
+
+// Names echoed back from hostile input are shortened and JSON-quoted, so a message never
+// carries control characters or kilobytes of attacker text into a log or a response.
+function quoteName(name: string): string {
+  const short = name.length > 64 ? `${name.slice(0, 64)}…` : name;
+  return JSON.stringify(short);
+}
+
+function describeType(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  return `a ${typeof value}`;
+}
+
+/** Turns the first schema error into a message that names the field. */
+function messageOf(error: GeneratedValidatorError, input: unknown): string {
+  const field = error.instancePath.replace(/^\//, "").replace(/~1/g, "/").replace(/~0/g, "~");
+  const value =
+    field && input && typeof input === "object" ? (input as Record<string, unknown>)[field] : input;
+  const f = quoteName(field);
+  const limit = error.params.limit;
+  switch (error.keyword) {
+    case "additionalProperties":
+      return `unknown field ${quoteName(String(error.params.additionalProperty))}`;
+    case "required":
+      return `missing required field ${quoteName(String(error.params.missingProperty))}`;
+    case "type":
+      if (!field) return `request must be a JSON object, got ${describeType(input)}`;
+      return `field ${f} must be ${error.params.type === "integer" ? "an integer" : `a ${String(error.params.type)}`}, got ${describeType(value)}`;
+    case "minimum":
+    case "maximum":
+      return `field ${f} must be ${String(error.params.comparison)} ${String(limit)}`;
+    case "minLength":
+      return `field ${f} must not be empty`;
+    case "maxLength":
+      return `field ${f} is longer than ${String(limit)} characters`;
+    case "pattern":
+      return patternMessage(field, value);
+    default:
+      return `field ${f} ${error.message ?? "is invalid"}`;
+  }
+}
+
+function patternMessage(field: string, value: unknown): string {
+  const f = quoteName(field);
+  const text = typeof value === "string" ? value : "";
+  if (field === "command") return `field ${f} must not contain NUL bytes`;
+  if (hasControlCharacter(text)) return `field ${f} must not contain control characters`;
+  switch (field) {
+    case "host":
+      return `field ${f} must be a DNS name or an IP literal (letters, digits, '.', '-', '_', ':')`;
+    case "username":
+      return `field ${f} must not contain whitespace`;
+    case "credential":
+      return `field ${f} must be a credential name (letters, digits, '/_+=.@-', no '..')`;
+    default:
+      return `field ${f} has an invalid format`;
+  }
+}
+
+/**
+ * Checks an untrusted value against the SPEC §4 request contract and returns it typed.
+ * Throws `ValidationError` (phase `request`) naming the first offending field; never anything
+ * else, whatever the input (prototype keys, huge strings, wrong types).
+ */
+export function validateRequest(input: unknown): RunRequest {
+  if (!validate(input)) {
+    const first = validate.errors?.[0];
+    const message = first ? messageOf(first, input) : "request is invalid";
+    throw new ValidationError(message, { phase: "request" });
+  }
+  const request = input as RunRequest;
+  const commandBytes = Buffer.byteLength(request.command, "utf8");
+  if (commandBytes > REQUEST_LIMITS.commandBytes) {
+    throw new ValidationError(
+      `field "command" is ${commandBytes} bytes; the limit is ${REQUEST_LIMITS.commandBytes}`,
+      { phase: "request" },
+    );
+  }
+  if (request.stdin !== undefined) {
+    const stdinBytes = Buffer.byteLength(request.stdin, "utf8");
+    if (stdinBytes > REQUEST_LIMITS.stdinBytes) {
+      throw new ValidationError(
+        `field "stdin" is ${stdinBytes} bytes; the limit is ${REQUEST_LIMITS.stdinBytes}`,
+        { phase: "request" },
+      );
+    }
+  }
+  if (request.hostKey !== undefined && !isValidPin(request.hostKey)) {
+    throw new ValidationError(
+      'field "hostKey" must be a "SHA256:<base64>" fingerprint or an OpenSSH public key line',
+      { phase: "request" },
+    );
+  }
+  return request;
+}

@@ -1,0 +1,63 @@
+/**
+ * Step Functions task entry point: the input is the SPEC §4 request; the output is the §5
+ * result for `succeeded`/`failed`. Anything else is thrown as an error whose `name` is the
+ * SPEC §6 name (for `Retry`/`Catch`) and whose message is the JSON result.
+ */
+import middy from "@middy/core";
+import type { Context } from "aws-lambda";
+import { CommandFailed } from "../lib/errors.ts";
+import type { RunResult } from "../lib/types.ts";
+import { metricsMiddleware } from "./metrics/middleware.ts";
+import { auditLog } from "./middleware/audit-log.ts";
+import { bindRequest, requestOf } from "./middleware/bind-request.ts";
+import { invocationDeadline } from "./middleware/invocation-deadline.ts";
+import { stepFunctionsError } from "./middleware/step-functions-error.ts";
+import { auditFactsOf } from "./shared/audit-facts.ts";
+import { defaultRuntime } from "./shared/default-runtime.ts";
+import { errorOfResult, execute } from "./shared/execute.ts";
+import { invocationOf } from "./shared/invocation.ts";
+import type { Runtime } from "./shared/runtime.ts";
+import { auditOptions } from "./shared/stack-options.ts";
+
+/** Builds the Step Functions handler over a runtime (tests and local mode pass their own). */
+export function createTaskHandler(runtime: Runtime) {
+  return middy<unknown, RunResult, Error, Context>()
+    .use(metricsMiddleware(runtime.metrics))
+    .use(auditLog(auditOptions(runtime)))
+    .use(
+      invocationDeadline({
+        settings: runtime.settings,
+        // The workflow's own identity: Lambda events from Step Functions carry none.
+        caller: () => runtime.settings.workflowCaller,
+      }),
+    )
+    .use(stepFunctionsError())
+    .use(bindRequest())
+    .handler(async (event, context) => {
+      const request = requestOf(context);
+      auditFactsOf(request, "task");
+      const result = await execute({ internal: request.internal, context }, runtime, event);
+      const error = errorOfResult(result);
+      if (error) throw error;
+      if (
+        result.status === "failed" &&
+        (event as { failOnNonZeroExit?: boolean }).failOnNonZeroExit
+      ) {
+        const failed = new CommandFailed(
+          `command exited with ${result.exitCode ?? `signal ${result.signal}`}`,
+          { phase: "exec", commandStarted: true },
+        );
+        invocationOf(request).error = failed;
+        throw failed;
+      }
+      return result;
+    });
+}
+
+let cached: ReturnType<typeof createTaskHandler> | undefined;
+
+/** The deployed handler: runtime from the environment (AWS, or local mode via BSSH_CONFIG). */
+export const handler = (event: unknown, context: Context): Promise<RunResult> => {
+  cached ??= createTaskHandler(defaultRuntime());
+  return cached(event, context);
+};

@@ -1,0 +1,183 @@
+import { describe, expect, it } from "vitest";
+import { Policy, type PolicyDocument } from "../../functions/policy/policy.ts";
+import type { RunRequest } from "../../lib/types.ts";
+
+const OPS = "arn:aws:sts::123456789012:assumed-role/ops/alice";
+const document: PolicyDocument = {
+  rules: [
+    {
+      id: "web",
+      callers: ["arn:aws:sts::123456789012:assumed-role/ops/*"],
+      targets: {
+        hosts: ["*.web.example.com"],
+        cidrs: ["10.20.0.0/16"],
+        ports: [22, 2222],
+        usernames: ["deploy"],
+      },
+      commands: { patterns: ["uptime", "systemctl status [a-z-]+"], templates: ["restart"] },
+    },
+    {
+      id: "lab",
+      callers: ["*"],
+      targets: { cidrs: ["192.168.50.0/24"], usernames: ["lab-*"] },
+      commands: { patterns: ["echo .*"] },
+    },
+  ],
+  templates: {
+    restart: {
+      command: "sudo systemctl restart {{unit}} && journalctl -u {{unit}} -n {{lines}}",
+      params: {
+        unit: { type: "string", pattern: "[a-z][a-z0-9@.-]*", maxLength: 64 },
+        lines: { type: "integer", minimum: 1, maximum: 500, default: 20 },
+      },
+    },
+  },
+};
+const policy = new Policy(document);
+const req = (extra: Partial<RunRequest> = {}): RunRequest => ({
+  host: "app1.web.example.com",
+  username: "deploy",
+  command: "uptime",
+  ...extra,
+});
+
+function refusal(fn: () => unknown): { name: string; message: string } {
+  try {
+    fn();
+  } catch (err) {
+    return err as Error;
+  }
+  throw new Error("expected a refusal");
+}
+
+describe("policy", () => {
+  it("allows a matching caller, host, port, user and command", () => {
+    const auth = policy.authorize(OPS, req());
+    expect(auth).toMatchObject({ command: "uptime", rules: ["web"] });
+    expect(() => auth.checkAddress("10.20.3.4", 4)).not.toThrow();
+  });
+
+  it.each([
+    [undefined, req(), "TargetNotAllowed", "no caller identity"],
+    ["arn:aws:iam::1:user/x", req(), "TargetNotAllowed", "host app1.web.example.com"],
+    [OPS, req({ host: "evil.example.com" }), "TargetNotAllowed", "host evil.example.com"],
+    [OPS, req({ host: "a.b.web.example.com" }), "TargetNotAllowed", "is not allowed"],
+    [OPS, req({ port: 23 }), "TargetNotAllowed", "port 23"],
+    [OPS, req({ username: "root" }), "TargetNotAllowed", "username root"],
+    [OPS, req({ command: "uptime; rm -rf /" }), "CommandNotAllowed", "matches no pattern"],
+    [OPS, req({ command: "uptime\nreboot" }), "CommandNotAllowed", "matches no pattern"],
+    [OPS, req({ host: "10.20.1.1" }), "TargetNotAllowed", "host 10.20.1.1"],
+    [
+      OPS,
+      req({ host: "192.168.51.1", username: "lab-1", command: "echo x" }),
+      "TargetNotAllowed",
+      "host",
+    ],
+  ])("refuses %s %j with %s", (caller, request, name, message) => {
+    const err = refusal(() => policy.authorize(caller, request));
+    expect(err.name).toBe(name);
+    expect(err.message).toContain(message);
+  });
+
+  it("refuses a resolved address outside the rule's ranges, and any denied range", () => {
+    const auth = policy.authorize(OPS, req());
+    expect(refusal(() => auth.checkAddress("10.21.0.1", 4)).message).toContain(
+      "outside the allowed ranges",
+    );
+    expect(refusal(() => auth.checkAddress("::ffff:10.99.0.1", 6)).name).toBe("TargetNotAllowed");
+    const lab = policy.authorize(
+      OPS,
+      req({ host: "lab.local", username: "lab-7", command: "echo hi" }),
+    );
+    expect(() => lab.checkAddress("192.168.50.9", 4)).not.toThrow();
+    // The metadata endpoint is denied even for a rule that would otherwise allow the name.
+    const open = new Policy({
+      rules: [
+        {
+          callers: ["*"],
+          targets: { hosts: ["**"], usernames: ["*"] },
+          commands: { patterns: [".*"] },
+        },
+      ],
+    });
+    const any = open.authorize(OPS, req({ host: "metadata.example" }));
+    expect(refusal(() => any.checkAddress("169.254.169.254", 4)).message).toContain("denied range");
+    expect(refusal(() => any.checkAddress("fd00:ec2::254", 6)).message).toContain("denied range");
+    expect(refusal(() => open.authorize(OPS, req({ host: "169.254.169.254" }))).name).toBe(
+      "TargetNotAllowed",
+    );
+  });
+
+  it("expands a template with validated, shell-quoted parameters and defaults", () => {
+    const auth = policy.authorize(OPS, req({ command: 'template:restart {"unit":"nginx"}' }));
+    expect(auth.command).toBe("sudo systemctl restart 'nginx' && journalctl -u 'nginx' -n 20");
+    expect(auth.template).toBe("restart");
+  });
+
+  it.each([
+    ['template:restart {"unit":"nginx; reboot"}', "CommandNotAllowed", "does not match"],
+    ['template:restart {"unit":"nginx","lines":501}', "CommandNotAllowed", "<= 500"],
+    ['template:restart {"unit":"nginx","lines":"5"}', "CommandNotAllowed", "must be an integer"],
+    ['template:restart {"unit":"nginx","user":"root"}', "CommandNotAllowed", "unknown parameter"],
+    ["template:restart", "CommandNotAllowed", "missing parameter"],
+    ["template:reboot", "CommandNotAllowed", "not allowed"],
+    ["template:restart {unit:nginx}", "ValidationError", "not valid JSON"],
+    ["template:restart [1]", "ValidationError", "JSON object"],
+    ["template:", "ValidationError", "template call"],
+  ])("refuses the template call %s", (command, name, message) => {
+    const err = refusal(() => policy.authorize(OPS, req({ command })));
+    expect(err.name).toBe(name);
+    expect(err.message).toContain(message);
+  });
+
+  it.each([
+    [{ rules: "x" }, "rules"],
+    [
+      {
+        rules: [
+          {
+            callers: [],
+            targets: { hosts: ["a"], usernames: ["u"] },
+            commands: { patterns: ["x"] },
+          },
+        ],
+      },
+      "callers",
+    ],
+    [
+      { rules: [{ callers: ["*"], targets: { usernames: ["u"] }, commands: { patterns: ["x"] } }] },
+      "hosts or cidrs",
+    ],
+    [
+      {
+        rules: [
+          {
+            callers: ["*"],
+            targets: { cidrs: ["10.0.0.0/33"], usernames: ["u"] },
+            commands: { patterns: ["x"] },
+          },
+        ],
+      },
+      "CIDR",
+    ],
+    [
+      { rules: [{ callers: ["*"], targets: { hosts: ["a"], usernames: ["u"] }, commands: {} }] },
+      "patterns or templates",
+    ],
+    [
+      {
+        rules: [
+          {
+            callers: ["*"],
+            targets: { hosts: ["a"], usernames: ["u"] },
+            commands: { templates: ["t"] },
+          },
+        ],
+      },
+      "unknown template",
+    ],
+    [{ rules: [], templates: { t: { command: "x {{y}}" } } }, "placeholder"],
+  ])("rejects a malformed policy document (%#)", (doc, message) => {
+    expect(() => new Policy(doc as unknown as PolicyDocument)).toThrow(message);
+  });
+});

@@ -1,0 +1,163 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
+import ssh2 from "ssh2";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApiHandler } from "../../functions/api.ts";
+import { SecretsManagerStore } from "../../functions/credentials/secrets-manager-store.ts";
+import { type Ssh2Server, startSsh2Server } from "../helpers/ssh2-server.ts";
+import { fakeContext, KEY_MARKERS, loopbackPolicy, testRuntime, v1Event } from "./support.ts";
+
+/**
+ * Secrets Manager faked at the wire: the JSON 1.1 protocol on 127.0.0.1, spoken to by the
+ * real SDK client. Secrets whose id ends in "/slow" never get an answer.
+ */
+interface FakeSecretsManager {
+  url: string;
+  calls: string[];
+  secrets: Map<string, string>;
+  close(): Promise<void>;
+}
+
+async function startFakeSecretsManager(): Promise<FakeSecretsManager> {
+  const calls: string[] = [];
+  const secrets = new Map<string, string>();
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const target = req.headers["x-amz-target"];
+      const { SecretId } = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
+        SecretId: string;
+      };
+      calls.push(`${String(target)} ${SecretId}`);
+      if (!String(req.headers.authorization).startsWith("AWS4-HMAC-SHA256")) {
+        res.writeHead(403).end();
+        return;
+      }
+      if (SecretId.endsWith("/slow")) return; // never answer
+      res.setHeader("content-type", "application/x-amz-json-1.1");
+      const value = secrets.get(SecretId);
+      if (target !== "secretsmanager.GetSecretValue" || value === undefined) {
+        res.writeHead(400).end(
+          JSON.stringify({
+            __type: "ResourceNotFoundException",
+            message: "Secrets Manager can't find the specified secret.",
+          }),
+        );
+        return;
+      }
+      res.writeHead(200).end(
+        JSON.stringify({
+          ARN: `arn:aws:secretsmanager:us-east-1:123456789012:secret:${SecretId}`,
+          Name: SecretId,
+          SecretString: value,
+          VersionId: "v1",
+        }),
+      );
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    calls,
+    secrets,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+const clientKey = ssh2.utils.generateKeyPairSync("ed25519");
+let fake: FakeSecretsManager;
+let sshServer: Ssh2Server;
+let client: SecretsManagerClient;
+
+beforeAll(async () => {
+  fake = await startFakeSecretsManager();
+  fake.secrets.set("bounded-ssh/default", JSON.stringify({ privateKey: clientKey.private }));
+  fake.secrets.set("bounded-ssh/pw", JSON.stringify({ password: "hunter2" }));
+  fake.secrets.set("bounded-ssh/garbage", "not json");
+  sshServer = await startSsh2Server();
+  client = new SecretsManagerClient({
+    endpoint: fake.url,
+    region: "us-east-1",
+    credentials: { accessKeyId: "AKIDFAKE", secretAccessKey: "fake-secret" },
+    maxAttempts: 1,
+  });
+});
+afterAll(async () => {
+  client.destroy();
+  await fake.close();
+  await sshServer.close();
+});
+
+const signal = () => AbortSignal.timeout(2_000);
+
+describe("Secrets Manager credential store (fake endpoint at the wire)", () => {
+  it("reads {privateKey} and {password} secrets under the prefix", async () => {
+    const store = new SecretsManagerStore({ client });
+    expect(await store.get("default", { signal: signal() })).toEqual({
+      privateKey: clientKey.private,
+    });
+    expect(await store.get("pw", { signal: signal() })).toEqual({ password: "hunter2" });
+    expect(fake.calls).toContain("secretsmanager.GetSecretValue bounded-ssh/default");
+  });
+
+  it("caches per container until the TTL expires", async () => {
+    const store = new SecretsManagerStore({ client, prefix: "bounded-ssh/", ttlMs: 60_000 });
+    const before = fake.calls.length;
+    await store.get("pw", { signal: signal() });
+    await store.get("pw", { signal: signal() });
+    expect(fake.calls.length - before).toBe(1);
+  });
+
+  it.each([
+    ["missing", "could not be read (ResourceNotFoundException)"],
+    ["garbage", "is not JSON"],
+  ])("answers CredentialUnavailable for %s, naming the credential only", async (name, message) => {
+    const store = new SecretsManagerStore({ client });
+    const err = (await store.get(name, { signal: signal() }).catch((e: unknown) => e)) as Error;
+    expect(err.name).toBe("CredentialUnavailable");
+    expect(err.message).toBe(`credential "${name}" ${message}`);
+  });
+
+  it("gives up on a hanging endpoint when the signal fires", async () => {
+    const store = new SecretsManagerStore({ client });
+    const started = Date.now();
+    const err = (await store
+      .get("slow", { signal: AbortSignal.timeout(300) })
+      .catch((e: unknown) => e)) as Error;
+    expect(err.name).toBe("CredentialUnavailable");
+    expect(err.message).toContain("before the deadline");
+    expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
+  it("serves an API request end to end with the credential from Secrets Manager", async () => {
+    const { runtime, captured } = testRuntime({
+      policy: loopbackPolicy([sshServer.port]),
+      knownHosts: sshServer.knownHostsLine,
+      settings: { remoteBound: false, credentialsTimeoutMs: 500 },
+    });
+    runtime.credentials = new SecretsManagerStore({ client });
+    const handler = createApiHandler(runtime);
+    const body = (credential: string) =>
+      JSON.stringify({
+        host: "127.0.0.1",
+        port: sshServer.port,
+        username: "ops",
+        command: "echo hi",
+        credential,
+      });
+    const ok = await handler(v1Event(body("default")), fakeContext());
+    expect(ok.statusCode).toBe(200);
+    const slow = Date.now();
+    const hanging = await handler(v1Event(body("slow")), fakeContext());
+    expect(hanging.statusCode).toBe(500);
+    expect(JSON.parse(hanging.body).error.name).toBe("CredentialUnavailable");
+    expect(Date.now() - slow).toBeLessThan(1_000);
+    for (const line of captured.lines) for (const m of KEY_MARKERS) expect(line).not.toMatch(m);
+  });
+});

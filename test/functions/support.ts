@@ -1,0 +1,121 @@
+import type { APIGatewayProxyEvent, APIGatewayProxyEventV2 } from "aws-lambda";
+import { unavailable } from "../../functions/credentials/credential-store.ts";
+import { toApiEventV1, toApiEventV2 } from "../../functions/local/api-event.ts";
+import type { AuditLine } from "../../functions/middleware/audit-log.ts";
+import type { PolicyDocument } from "../../functions/policy/policy.ts";
+import type { InvocationRecord } from "../../functions/shared/invocation.ts";
+import { type Runtime, staticPolicy } from "../../functions/shared/runtime.ts";
+import { DEFAULT_SETTINGS, type HandlerSettings } from "../../functions/shared/settings.ts";
+import type { MetricDatum } from "../../lib/metrics.ts";
+import type { Secret } from "../../lib/types.ts";
+
+export { lambdaContext as fakeContext } from "../../functions/local/lambda-context.ts";
+
+export const CALLER = "arn:aws:iam::123456789012:role/ops-runner";
+export const WORKFLOW = "arn:aws:iam::123456789012:role/fleet-workflow";
+
+/** Everything a test runtime saw: audit lines, records, metric batches, raw log lines. */
+export interface Captured {
+  audits: AuditLine[];
+  records: InvocationRecord[];
+  metrics: MetricDatum[][];
+  /** Every line written (audit + EMF), for key-material scans. */
+  lines: string[];
+}
+
+/** A runtime with in-memory credentials and a static policy; nothing leaves the process. */
+export function testRuntime(options: {
+  policy: PolicyDocument;
+  credentials?: Record<string, Secret>;
+  knownHosts?: string;
+  lookup?: Runtime["lookup"];
+  settings?: Partial<HandlerSettings>;
+}): { runtime: Runtime; captured: Captured } {
+  const captured: Captured = { audits: [], records: [], metrics: [], lines: [] };
+  const credentials = options.credentials ?? {};
+  const runtime: Runtime = {
+    settings: { ...DEFAULT_SETTINGS, workflowCaller: WORKFLOW, ...options.settings },
+    credentials: {
+      get: async (name) => {
+        if (!Object.hasOwn(credentials, name)) throw unavailable(name, "is not configured");
+        return credentials[name]!;
+      },
+    },
+    knownHosts: { get: async () => options.knownHosts },
+    policy: staticPolicy(options.policy),
+    writeAuditLine: (line) => captured.lines.push(line),
+    observe: (record, line) => {
+      captured.records.push(record);
+      captured.audits.push(line);
+    },
+    metrics: {
+      mode: "emf",
+      writeLine: (line) => captured.lines.push(line),
+      onPublished: (datums) => captured.metrics.push(datums),
+    },
+  };
+  if (options.lookup) runtime.lookup = options.lookup;
+  return { runtime, captured };
+}
+
+/** A policy allowing CALLER and WORKFLOW to run `echo …`/`exit N`/`sleep N` on loopback. */
+export function loopbackPolicy(
+  ports: number[],
+  extra: Partial<PolicyDocument> = {},
+): PolicyDocument {
+  return {
+    rules: [
+      {
+        id: "loopback",
+        callers: [CALLER, WORKFLOW],
+        targets: { cidrs: ["127.0.0.0/8"], ports, usernames: ["*"] },
+        commands: {
+          patterns: ["echo [ -~]*", "exit [0-9]+", "sleep [0-9.]+", "cat", "printf [ -~]*"],
+        },
+      },
+    ],
+    ...extra,
+  };
+}
+
+interface EventOptions {
+  caller?: string;
+  contentType?: string | null;
+  /** API Gateway's request timestamp. @default now */
+  receivedAt?: number;
+}
+
+/** A REST API (v1) event for `POST /run` with a raw body. */
+export function v1Event(body: string, options: EventOptions = {}): APIGatewayProxyEvent {
+  const headers: Record<string, string> = {};
+  if (options.contentType !== null)
+    headers["Content-Type"] = options.contentType ?? "application/json";
+  return toApiEventV1({
+    method: "POST",
+    path: "/run",
+    headers,
+    body,
+    sourceIp: "127.0.0.1",
+    receivedAt: options.receivedAt ?? Date.now(),
+    callerArn: options.caller ?? CALLER,
+  });
+}
+
+/** An HTTP API (v2) event for `POST /run` with a raw body. */
+export function v2Event(body: string, options: EventOptions = {}): APIGatewayProxyEventV2 {
+  const headers: Record<string, string> = {};
+  if (options.contentType !== null)
+    headers["content-type"] = options.contentType ?? "application/json";
+  return toApiEventV2({
+    method: "POST",
+    path: "/run",
+    headers,
+    body,
+    sourceIp: "127.0.0.1",
+    receivedAt: options.receivedAt ?? Date.now(),
+    callerArn: options.caller ?? CALLER,
+  });
+}
+
+/** Private-key material markers: none may appear in any log line. */
+export const KEY_MARKERS = [/-----BEGIN [A-Z ]*PRIVATE KEY-----/, /b3BlbnNzaC1rZXktdjE/];
