@@ -106,6 +106,8 @@ class Session {
   #rejectFailure!: (err: EngineError) => void;
   #failedWith: EngineError | undefined;
   #tearingDown = false;
+  /** Key exchange completed: from here on teardown says goodbye before destroying. */
+  #sessionUp = false;
 
   #commandStarted = false;
   #hostKeyRefusal: HostKeyUnknown | HostKeyMismatch | undefined;
@@ -260,6 +262,10 @@ class Session {
       const gate = new BannerGate(sock, {
         onIdent: (ident) => {
           this.#ident = ident;
+          // The banner phase is over now, not a microtask later: ssh2 parses the server's
+          // KEXINIT from the same chunk synchronously, and an error there (no common
+          // algorithm, a broken packet, a FIN) belongs to the handshake.
+          this.#phase = "handshake";
           this.#identSeen.done();
         },
         onProtocolError: (message) => this.#fail(new ProtocolError(message, { phase: "banner" })),
@@ -276,7 +282,10 @@ class Session {
           }),
         ),
       );
-      client.once("handshake", () => this.#kexDone.done());
+      client.once("handshake", () => {
+        this.#sessionUp = true;
+        this.#kexDone.done();
+      });
       client.once("ready", () => this.#authDone.done());
       client.connect(this.#clientConfig(gate, auth, hostKeys));
       await this.#identSeen.promise;
@@ -473,12 +482,13 @@ class Session {
     const start = performance.now();
     this.#opts.onPhase?.("teardown");
     const sock = this.#socket;
-    if (sock && !sock.destroyed) {
-      // Polite first (DISCONNECT, FIN) while time allows, then destroy the socket we own:
-      // a peer that ignores FIN must not keep it open.
+    if (sock && !sock.destroyed && this.#sessionUp) {
+      // Polite first (signal already queued, DISCONNECT, FIN) while time allows, so sshd
+      // reads them and ends the session; then destroy the socket we own: a peer that ignores
+      // FIN must not keep it open. Before key exchange there is nobody to be polite to (a
+      // tarpit never reads), so the socket is destroyed at once.
       try {
-        if (this.#client) this.#client.end();
-        else sock.end();
+        this.#client?.end();
       } catch {
         // ssh2 may throw on a half-dead transport; destroying below covers it.
       }

@@ -112,6 +112,10 @@ export async function startDemoSshServer(options: {
       });
     });
   });
+  // Real sshd sets TCP_NODELAY; without it Nagle + delayed ACK add ~40 ms per round trip.
+  (server as unknown as { _srv: net.Server })._srv.on("connection", (s: net.Socket) =>
+    s.setNoDelay(true),
+  );
   const port = await listen(server as unknown as net.Server);
   return {
     port,
@@ -131,6 +135,9 @@ export async function startHungTarget(): Promise<DemoTarget> {
     sockets.add(socket);
     socket.on("error", () => {});
     socket.on("close", () => sockets.delete(socket));
+    // Read and discard (never answer), so the client's FIN closes this end too: the demo
+    // runs in the handler's process, whose leak gauge counts every open TCP socket.
+    socket.resume();
   });
   const port = await listen(server);
   return {

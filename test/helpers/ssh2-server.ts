@@ -281,6 +281,8 @@ export async function startSsh2Server(script: Ssh2ServerScript = {}): Promise<Ss
   // Our own listener, handing sockets to ssh2: this is how close() can reach every socket.
   const listener = net.createServer((socket) => {
     sockets.add(socket);
+    // Like sshd: without TCP_NODELAY, Nagle + delayed ACK add ~40 ms per round trip.
+    socket.setNoDelay(true);
     socket.once("close", () => sockets.delete(socket));
     events.push({ type: "connection", remotePort: socket.remotePort ?? 0 });
     server.injectSocket(socket);
