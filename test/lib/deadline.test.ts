@@ -20,7 +20,12 @@ describe("Deadline", () => {
     const d = new Deadline({ budgetMs: 1000 });
     const before = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
     await expect(
-      d.bound(20, never, () => new Error("expired"), () => new Error("aborted")),
+      d.bound(
+        20,
+        never,
+        () => new Error("expired"),
+        () => new Error("aborted"),
+      ),
     ).rejects.toThrow("expired");
     const after = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
     expect(after).toBe(before);
@@ -30,7 +35,12 @@ describe("Deadline", () => {
     const d = new Deadline({ budgetMs: 60_000 });
     const before = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
     await expect(
-      d.bound(50_000, Promise.resolve(7), () => new Error("x"), () => new Error("y")),
+      d.bound(
+        50_000,
+        Promise.resolve(7),
+        () => new Error("x"),
+        () => new Error("y"),
+      ),
     ).resolves.toBe(7);
     expect(process.getActiveResourcesInfo().filter((r) => r === "Timeout").length).toBe(before);
   });
@@ -38,7 +48,12 @@ describe("Deadline", () => {
   it("rejects with the abort error when the caller's signal aborts", async () => {
     const ac = new AbortController();
     const d = new Deadline({ signal: ac.signal });
-    const p = d.bound(Number.POSITIVE_INFINITY, never, () => new Error("x"), () => new Error("aborted"));
+    const p = d.bound(
+      Number.POSITIVE_INFINITY,
+      never,
+      () => new Error("x"),
+      () => new Error("aborted"),
+    );
     ac.abort();
     await expect(p).rejects.toThrow("aborted");
   });

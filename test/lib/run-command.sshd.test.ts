@@ -166,7 +166,10 @@ describe("authentication", () => {
   }
 
   it("logs in with a password", async () => {
-    expect(sshd.password, "the suite runs as root and sets the test user's password").not.toBeNull();
+    expect(
+      sshd.password,
+      "the suite runs as root and sets the test user's password",
+    ).not.toBeNull();
     const { result } = await run({ command: "id -un" }, { secret: { password: sshd.password! } });
     expect(result.status).toBe("succeeded");
   });
@@ -205,7 +208,10 @@ describe("host keys", () => {
   });
 
   it("accepts an OpenSSH public key line pin", async () => {
-    const { result } = await run({ command: "true", hostKey: sshd.hostKeyLine }, { knownHosts: "" });
+    const { result } = await run(
+      { command: "true", hostKey: sshd.hostKeyLine },
+      { knownHosts: "" },
+    );
     expect(result.status).toBe("succeeded");
   });
 
@@ -236,7 +242,10 @@ describe("host keys", () => {
 
   it("refuses a known_hosts entry with a different key as HostKeyMismatch", async () => {
     const other = sshd.keys.ed25519.publicKey.split(" ").slice(0, 2).join(" ");
-    const { result } = await run({ command: "true" }, { knownHosts: `[127.0.0.1]:${sshd.port} ${other}\n` });
+    const { result } = await run(
+      { command: "true" },
+      { knownHosts: `[127.0.0.1]:${sshd.port} ${other}\n` },
+    );
     expect(result.error?.name).toBe("HostKeyMismatch");
   });
 });
@@ -283,7 +292,11 @@ describe("deadlines", () => {
   it("reports a closed port as ConnectRefused (retryable)", async () => {
     const { port } = await closedPort();
     const { result } = await run({ command: "true", port });
-    expect(result.error).toMatchObject({ name: "ConnectRefused", phase: "connect", retryable: true });
+    expect(result.error).toMatchObject({
+      name: "ConnectRefused",
+      phase: "connect",
+      retryable: true,
+    });
   });
 
   it("cancels through the caller's AbortSignal with DeadlineExceeded", async () => {
@@ -319,14 +332,25 @@ describe("name resolution (DNS answered on loopback by a scripted resolver)", ()
       address: (await resolver.resolve4(host))[0]!,
       family: 4 as const,
     });
-    return { lookup, close: () => (resolver.cancel(), sock.close()) };
+    const close = () => {
+      resolver.cancel();
+      sock.close();
+    };
+    return { lookup, close };
   }
 
   it("reports a name that does not resolve as DnsLookupFailed", async () => {
     const dns = await fakeDns("nxdomain");
     try {
-      const { result } = await run({ command: "true", host: "nope.invalid" }, { lookup: dns.lookup });
-      expect(result.error).toMatchObject({ name: "DnsLookupFailed", phase: "resolve", retryable: true });
+      const { result } = await run(
+        { command: "true", host: "nope.invalid" },
+        { lookup: dns.lookup },
+      );
+      expect(result.error).toMatchObject({
+        name: "DnsLookupFailed",
+        phase: "resolve",
+        retryable: true,
+      });
       expect(result.timings.resolveMs).not.toBeNull();
     } finally {
       dns.close();
@@ -348,7 +372,10 @@ describe("name resolution (DNS answered on loopback by a scripted resolver)", ()
   });
 
   it("resolves names through the system resolver (localhost via /etc/hosts)", async () => {
-    const { result } = await run({ command: "true", host: "localhost" }, { knownHosts: `[localhost]:${sshd.port} ${sshd.hostKeyLine}\n` });
+    const { result } = await run(
+      { command: "true", host: "localhost" },
+      { knownHosts: `[localhost]:${sshd.port} ${sshd.hostKeyLine}\n` },
+    );
     expect(result.status).toBe("succeeded");
     expect(result.target.address).toBe("127.0.0.1");
   });

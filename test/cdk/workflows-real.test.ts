@@ -1,0 +1,366 @@
+/**
+ * The synthesized workflows executed locally with aws-local-stepfunctions, with the Lambda task
+ * bound to the REAL task handler (functions/task.ts through `createTaskHandler`, configured
+ * with local mode's `localRuntime` from a config file) against loopback targets: a real OpenSSH
+ * sshd, tarpits (BannerTimeout), a closed port (ConnectRefused), `sleep 30` under a short
+ * `timeoutMs` (CommandTimeout) and a key sshd does not authorize (AuthFailed).
+ *
+ * Each task invocation gets its own Lambda-like context (10 s function timeout) and is reported
+ * the way Lambda reports it to Step Functions: a returned value goes through JSON; a thrown
+ * error becomes Error = its `name`, Cause = `{"errorType","errorMessage","trace"}` (the Node
+ * runtime's envelope; aws-local-stepfunctions itself would use the raw message as Cause).
+ * Retry waits are overridden to 0 ms; the retriers' ErrorEquals and MaxAttempts are the real ones.
+ */
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { StateMachine } from "aws-local-stepfunctions";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { lambdaContext } from "../../functions/local/lambda-context.ts";
+import type { LocalConfig } from "../../functions/local/local-config.ts";
+import { localRuntime } from "../../functions/local/local-config.ts";
+import type { AuditLine } from "../../functions/middleware/audit-log.ts";
+import { createTaskHandler } from "../../functions/task.ts";
+import { RETRYABLE_ERRORS } from "../../lib/names.ts";
+import { type Adversary, closedPort, tarpit } from "../helpers/adversaries.ts";
+import { type SshdServer, startSshd } from "../helpers/sshd.ts";
+import { definitionOf, synthOnce } from "./synth.ts";
+
+const { template } = synthOnce();
+const single = definitionOf(template, "WorkflowsSingleHost");
+const fleet = definitionOf(template, "WorkflowsFleet");
+
+/** The function timeout each invocation's context counts down from. */
+const FUNCTION_TIMEOUT_MS = 10_000;
+/** `timeoutMs` of requests meant to time out (tarpits, `sleep 30`). */
+const SHORT_MS = 1_000;
+/** What BSSH_WORKFLOW_CALLER holds in AWS: the state machines' role. */
+const WORKFLOW_ROLE = "arn:aws:iam::123456789012:role/Test-WorkflowsRole";
+const API_CALLER = "arn:aws:iam::123456789012:role/ops-runner";
+/** MaxAttempts of the task's retrier (RetrySettings default) + the first attempt. */
+const RETRIED_ATTEMPTS = 3;
+
+let sshd: SshdServer;
+let tarpits: Adversary[];
+let closed: Adversary;
+let configDir: string;
+let handler: ReturnType<typeof createTaskHandler>;
+const audits: AuditLine[] = [];
+
+beforeAll(async () => {
+  // MaxStartups well above the fleet's concurrency: sshd's default (10:30:100) drops some
+  // unauthenticated connections at random beyond 10, which would be a flake, not a finding.
+  [sshd, closed, ...tarpits] = await Promise.all([
+    startSshd({ maxStartups: "64" }),
+    closedPort(),
+    tarpit(),
+    tarpit(),
+    tarpit(),
+  ]);
+  configDir = await mkdtemp(path.join(os.tmpdir(), "bssh-workflows-real-"));
+  const config: LocalConfig = {
+    credentials: {
+      default: { privateKeyFile: sshd.keys.ed25519.path },
+      // A valid key that is not in authorized_keys.
+      stranger: { privateKeyFile: sshd.keys.unauthorized.path },
+    },
+    knownHostsFile: sshd.knownHostsPath,
+    callerArn: API_CALLER,
+    workflowCallerArn: WORKFLOW_ROLE,
+    policy: {
+      rules: [
+        {
+          id: "loopback-workflows",
+          callers: [WORKFLOW_ROLE],
+          targets: {
+            cidrs: ["127.0.0.0/8"],
+            ports: [sshd.port, closed.port, ...tarpits.map((t) => t.port)],
+            usernames: [sshd.username, "no-such-user"],
+          },
+          commands: { patterns: ["echo [a-z0-9-]+", "exit [0-9]+", "sleep [0-9]+"] },
+        },
+      ],
+    },
+  };
+  const configPath = path.join(configDir, "config.json");
+  await writeFile(configPath, JSON.stringify(config));
+  const runtime = localRuntime(configPath, {
+    writeAuditLine: () => {},
+    observe: (_record, line) => audits.push(line),
+    metrics: { mode: "emf", writeLine: () => {} },
+  });
+  handler = createTaskHandler(runtime);
+});
+
+afterAll(async () => {
+  await Promise.all([sshd?.stop(), closed?.close(), ...(tarpits ?? []).map((t) => t.close())]);
+  if (configDir) await rm(configDir, { recursive: true, force: true });
+});
+
+interface Request {
+  host: string;
+  port?: number;
+  username: string;
+  command: string;
+  credential?: string;
+  timeoutMs?: number;
+}
+
+/** Identifies one request in the call log (every host is 127.0.0.1). */
+const keyOf = (r: Request) => `${r.port}|${r.username}|${r.credential ?? "default"}|${r.command}`;
+
+/**
+ * The real handler invoked the way Lambda invokes it for Step Functions: JSON in, JSON out,
+ * a fresh context per invocation, and a thrown error reported as Error = `name`,
+ * Cause = the Node runtime's `{"errorType","errorMessage","trace"}` envelope.
+ */
+function asLambda(calls: string[]) {
+  return async (input: unknown) => {
+    const event = JSON.parse(JSON.stringify(input)) as Request;
+    calls.push(keyOf(event));
+    try {
+      const result = await handler(event, lambdaContext({ timeoutMs: FUNCTION_TIMEOUT_MS }));
+      return JSON.parse(JSON.stringify(result)) as unknown;
+    } catch (err) {
+      const error = err as Error;
+      const envelope = {
+        errorType: error.name,
+        errorMessage: error.message,
+        trace: (error.stack ?? "").split("\n"),
+      };
+      throw Object.assign(new Error(JSON.stringify(envelope)), { name: error.name });
+    }
+  };
+}
+
+interface Event {
+  type: string;
+  state?: { name: string; output?: unknown };
+  Error?: string;
+  Cause?: unknown;
+}
+
+async function run(definition: Record<string, unknown>, taskState: string, input: unknown) {
+  const calls: string[] = [];
+  const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
+  const execution = machine.run(input as never, {
+    overrides: {
+      taskResourceLocalHandlers: { [taskState]: asLambda(calls) as never },
+      // Keep the configured retrier; only skip its (seconds-long, jittered) waits.
+      retryIntervalOverrides: { [taskState]: 0 },
+    },
+  });
+  const events: Event[] = [];
+  const collecting = (async () => {
+    for await (const e of execution.eventLogs) events.push(e as never);
+  })();
+  let output: unknown;
+  let error: unknown;
+  try {
+    output = await execution.result;
+  } catch (e) {
+    error = e;
+  }
+  await collecting;
+  const failed = events.find((e) => e.type === "ExecutionFailed");
+  const stateOutput = (name: string) =>
+    events.find((e) => e.type === "StateExited" && e.state?.name === name)?.state?.output;
+  const count = (key: string) => calls.filter((c) => c === key).length;
+  return { output, error, failed, events, calls, count, stateOutput };
+}
+
+const request = (extra: Partial<Request> = {}): Request => ({
+  host: "127.0.0.1",
+  port: sshd.port,
+  username: sshd.username,
+  command: "echo hi",
+  timeoutMs: 5_000,
+  ...extra,
+});
+
+describe("single host, real task handler", () => {
+  it("returns the result of a healthy session as the execution output (workflow role as caller)", async () => {
+    const before = audits.length;
+    const { output, error, calls } = await run(single, "RunCommand", request());
+    expect(error).toBeUndefined();
+    expect(calls).toHaveLength(1);
+    expect(output).toMatchObject({
+      status: "succeeded",
+      exitCode: 0,
+      stdout: "hi\n",
+      phase: "teardown",
+      target: { host: "127.0.0.1", port: sshd.port, username: sshd.username },
+    });
+    expect(audits[before]).toMatchObject({ source: "task", caller: WORKFLOW_ROLE });
+  });
+
+  it("retries a BannerTimeout as configured, then catches it keeping the result", async () => {
+    const pit = tarpits[0]!;
+    const req = request({ port: pit.port, timeoutMs: SHORT_MS });
+    const started = Date.now();
+    const { failed, events, count, stateOutput } = await run(single, "RunCommand", req);
+    const elapsed = Date.now() - started;
+    expect(RETRYABLE_ERRORS).toContain("BannerTimeout");
+    expect(count(keyOf(req))).toBe(RETRIED_ATTEMPTS);
+    expect(pit.accepted()).toBe(RETRIED_ATTEMPTS); // every attempt reached the tarpit
+    expect(events.filter((e) => e.type === "StateRetried")).toHaveLength(RETRIED_ATTEMPTS - 1);
+    // Each attempt waited out its own timeoutMs (no retry wait: overridden to 0).
+    expect(elapsed).toBeGreaterThanOrEqual(RETRIED_ATTEMPTS * SHORT_MS - 100);
+    // The Catch parsed the Lambda envelope and the handler's JSON message: phase and timings kept.
+    const kept = stateOutput("KeepResult") as {
+      error: { Error: string; Cause: string };
+      result: {
+        status: string;
+        phase: string;
+        error: { name: string; retryable: boolean };
+        timings: Record<string, number | null>;
+      };
+    };
+    expect(kept.error.Error).toBe("BannerTimeout");
+    expect(kept.result).toMatchObject({
+      status: "timed_out",
+      phase: "banner",
+      error: { name: "BannerTimeout", retryable: true, commandStarted: false },
+      target: { port: pit.port, address: "127.0.0.1" },
+    });
+    expect(kept.result.timings.connectMs).toEqual(expect.any(Number));
+    expect(kept.result.timings.bannerMs).toBeGreaterThanOrEqual(SHORT_MS * 0.8);
+    expect(kept.result.timings.handshakeMs).toBeNull();
+    // The execution ends in the CommandError Fail state with the SPEC name.
+    expect(events.some((e) => e.type === "StateEntered" && e.state?.name === "CommandError")).toBe(
+      true,
+    );
+    expect(failed?.Error).toBe("BannerTimeout");
+  });
+
+  it("retries a ConnectRefused (closed port) as configured, then catches it", async () => {
+    const req = request({ port: closed.port });
+    const { failed, count, stateOutput } = await run(single, "RunCommand", req);
+    expect(count(keyOf(req))).toBe(RETRIED_ATTEMPTS);
+    expect(stateOutput("KeepResult")).toMatchObject({
+      result: { status: "error", phase: "connect", error: { name: "ConnectRefused" } },
+    });
+    expect(failed?.Error).toBe("ConnectRefused");
+  });
+
+  it("does not retry a CommandTimeout (sleep 30 under a short timeoutMs)", async () => {
+    const req = request({ command: "sleep 30", timeoutMs: SHORT_MS });
+    const started = Date.now();
+    const { failed, events, count, stateOutput } = await run(single, "RunCommand", req);
+    expect(Date.now() - started).toBeLessThan(FUNCTION_TIMEOUT_MS);
+    expect(count(keyOf(req))).toBe(1);
+    expect(events.filter((e) => e.type === "StateRetried")).toHaveLength(0);
+    expect(stateOutput("KeepResult")).toMatchObject({
+      error: { Error: "CommandTimeout" },
+      result: {
+        status: "timed_out",
+        phase: "exec",
+        error: { name: "CommandTimeout", retryable: false, commandStarted: true },
+      },
+    });
+    expect(failed?.Error).toBe("CommandTimeout");
+  });
+
+  it.each([
+    ["an unauthorized key", { credential: "stranger" }],
+    ["a wrong username", { username: "no-such-user" }],
+  ] as const)("does not retry AuthFailed (%s)", async (_label, extra) => {
+    const req = request(extra);
+    const { failed, events, count, stateOutput } = await run(single, "RunCommand", req);
+    expect(count(keyOf(req))).toBe(1);
+    expect(events.filter((e) => e.type === "StateRetried")).toHaveLength(0);
+    expect(stateOutput("KeepResult")).toMatchObject({
+      result: { status: "error", phase: "auth", error: { name: "AuthFailed", retryable: false } },
+    });
+    expect(failed?.Error).toBe("AuthFailed");
+  });
+});
+
+describe("fleet, real task handler (inline items)", () => {
+  it("summarizes 20 loopback hosts by outcome", async () => {
+    const [pitA, pitB] = tarpits.slice(1) as [Adversary, Adversary];
+    const acceptedBefore = [pitA.accepted(), pitB.accepted()];
+    const healthy = Array.from({ length: 14 }, (_, i) => ({ command: `echo ok-${i}` }));
+    const items: Partial<Request>[] = [
+      ...healthy.slice(0, 5),
+      { port: pitA.port, timeoutMs: SHORT_MS },
+      ...healthy.slice(5, 9),
+      { command: "exit 3" },
+      { port: closed.port },
+      { command: "sleep 30", timeoutMs: SHORT_MS },
+      ...healthy.slice(9),
+      { port: pitB.port, timeoutMs: SHORT_MS },
+      { credential: "stranger" },
+    ];
+    const hosts = items.map((item) => ({ host: "127.0.0.1", ...item }));
+    expect(hosts).toHaveLength(20);
+    const shared = {
+      username: sshd.username,
+      command: "echo hi",
+      port: sshd.port,
+      timeoutMs: 5_000,
+    };
+    const started = Date.now();
+    const { output, error, count } = await run(fleet, "InlineRunHost", {
+      request: shared,
+      hosts,
+      maxConcurrency: 10,
+    });
+    const elapsed = Date.now() - started;
+    expect(error, String((error as Error | undefined)?.cause ?? error ?? "")).toBeUndefined();
+    const { summary, results } = output as {
+      summary: Record<string, number>;
+      results: {
+        host: string;
+        status: string;
+        phase: string | null;
+        error?: string;
+        exitCode?: number | null;
+      }[];
+    };
+    expect(summary).toEqual({ total: 20, succeeded: 14, failed: 1, timed_out: 3, error: 2 });
+
+    // Results keep item order: check each non-healthy entry's outcome record.
+    const at = (item: Partial<Request>) => results[items.indexOf(item)];
+    const byCommand = (command: string) => items.find((i) => i.command === command)!;
+    expect(at(items.find((i) => i.port === pitA.port)!)).toMatchObject({
+      status: "timed_out",
+      phase: "banner",
+      error: "BannerTimeout",
+    });
+    expect(at(items.find((i) => i.port === pitB.port)!)).toMatchObject({
+      status: "timed_out",
+      error: "BannerTimeout",
+    });
+    expect(at(items.find((i) => i.port === closed.port)!)).toMatchObject({
+      status: "error",
+      phase: "connect",
+      error: "ConnectRefused",
+    });
+    expect(at(byCommand("sleep 30"))).toMatchObject({
+      status: "timed_out",
+      phase: "exec",
+      error: "CommandTimeout",
+    });
+    expect(at(byCommand("exit 3"))).toMatchObject({ status: "failed", exitCode: 3 });
+    expect(at(items.find((i) => i.credential === "stranger")!)).toMatchObject({
+      status: "error",
+      phase: "auth",
+      error: "AuthFailed",
+    });
+
+    // Attempts per host: retryable errors 3, everything else 1.
+    const key = (item: Partial<Request>) => keyOf({ ...shared, host: "127.0.0.1", ...item });
+    expect([pitA.accepted() - acceptedBefore[0]!, pitB.accepted() - acceptedBefore[1]!]).toEqual([
+      RETRIED_ATTEMPTS,
+      RETRIED_ATTEMPTS,
+    ]);
+    expect(count(key({ port: closed.port }))).toBe(RETRIED_ATTEMPTS);
+    expect(count(key(byCommand("sleep 30")))).toBe(1);
+    expect(count(key({ credential: "stranger" }))).toBe(1);
+    expect(count(key(byCommand("exit 3")))).toBe(1);
+    for (const h of healthy) expect(count(key(h))).toBe(1);
+    // Concurrency 10: the slowest host (a tarpit, 3 × 1 s) bounds the run, not the sum.
+    expect(elapsed).toBeLessThan(15_000);
+  });
+});
