@@ -10,6 +10,13 @@ const clientKey = ssh2.utils.generateKeyPairSync("ed25519");
 
 function scripted(ctx: ExecContext): void {
   const exit = /^exit (\d+)$/.exec(ctx.command);
+  if (ctx.command === "exit 9") {
+    ctx.stdout("o".repeat(60_000));
+    ctx.stderr("e".repeat(60_000));
+    ctx.exit(1);
+    ctx.close();
+    return;
+  }
   ctx.stdout("out\n");
   ctx.exit(exit ? Number(exit[1]) : 0);
   ctx.close();
@@ -81,6 +88,25 @@ describe("Step Functions task handler", () => {
     expect(result).toMatchObject({ status: "failed", exitCode: 2, stdout: "out\n" });
     expect(captured.metrics[0]).toContainEqual(
       expect.objectContaining({ name: "Errors", dimensions: { ErrorName: "CommandFailed" } }),
+    );
+  });
+
+  it("keeps a thrown error's message within the Step Functions cause limit, counts intact", async () => {
+    const { handler } = setup();
+    const err = await thrown(
+      handler(input({ command: "exit 9", failOnNonZeroExit: true }), fakeContext()),
+    );
+    expect(err.name).toBe("CommandFailed");
+    // Lambda repeats the message in its trace: twice the message must fit in 32,768 chars.
+    expect(err.message.length * 2).toBeLessThan(32_768);
+    const result = JSON.parse(err.message) as RunResult;
+    expect(result.output).toMatchObject({
+      stdoutBytes: 60_000,
+      stderrBytes: 60_000,
+      truncated: true,
+    });
+    expect(result.stdout).toMatch(
+      /^o+\n\[bounded-ssh: cut to fit the Step Functions error cause\]\no+$/,
     );
   });
 
