@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { lookup as dnsLookup } from "node:dns/promises";
 import net from "node:net";
-// ssh2 is CommonJS: named imports of its values fail under ESM; take them from the default.
-import ssh2, { type AuthenticationType, type ClientChannel, type ConnectConfig } from "ssh2";
+import type { AuthenticationType, ClientChannel, ConnectConfig } from "ssh2";
 import { Deadline } from "./deadline.ts";
 import {
+  AuthFailed,
   ChannelRejected,
   ConnectionLost,
   classifyError,
@@ -27,10 +27,9 @@ import {
 } from "./session/host-keys.ts";
 import { OutputCapture } from "./session/output-capture.ts";
 import { wrapWithRemoteBound } from "./session/remote-bound.ts";
+import { signFirstAttempt } from "./session/sign-first.ts";
+import { Client } from "./session/ssh2.ts";
 import type { PhaseTimings, RunOptions, RunRequest, RunResult } from "./types.ts";
-
-const { Client } = ssh2;
-type Client = InstanceType<typeof Client>;
 
 /** Bytes kept per stream when the request does not say (SPEC §4). */
 export const DEFAULT_MAX_OUTPUT_BYTES = 65_536;
@@ -288,6 +287,15 @@ class Session {
       });
       client.once("ready", () => this.#authDone.done());
       client.connect(this.#clientConfig(gate, auth, hostKeys));
+      if (auth.type === "publickey") {
+        signFirstAttempt(client, auth.key, (err) =>
+          this.#fail(
+            new AuthFailed(`signing with the private key failed: ${err.message}`, {
+              phase: "auth",
+            }),
+          ),
+        );
+      }
       await this.#identSeen.promise;
     });
   }

@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
-import ssh2, { type ParsedKey } from "ssh2";
+import type { ParsedKey } from "ssh2";
 import { CredentialUnavailable } from "../errors.ts";
 import type { Secret } from "../types.ts";
+import { parseKey } from "./ssh2.ts";
 
 /** What ssh2's auth handler sends: a parsed private key, or a password. */
 export type PreparedAuth =
@@ -32,7 +33,7 @@ export function prepareAuth(secret: Secret): PreparedAuth {
     .digest("hex");
   const cached = parsedKeys.get(cacheKey);
   if (cached) return { type: "publickey", key: cached };
-  const parsed = ssh2.utils.parseKey(secret.privateKey, secret.passphrase);
+  const parsed = parseKey(secret.privateKey, secret.passphrase);
   const key = Array.isArray(parsed) ? parsed[0] : parsed;
   if (!key || key instanceof Error) {
     throw new CredentialUnavailable(

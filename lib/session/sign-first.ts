@@ -1,0 +1,50 @@
+import type { ParsedKey } from "ssh2";
+import type { Client } from "./ssh2.ts";
+
+type AuthPK = (
+  username: string,
+  pubKey: unknown,
+  keyAlgo?: unknown,
+  cbSign?: (data: Buffer, done: (signature: Buffer) => void) => void,
+) => void;
+
+// Hash per RSA signature algorithm, as ssh2 chooses them from the server's sig-algs.
+const RSA_HASH: Record<string, string> = {
+  "rsa-sha2-256": "sha256",
+  "rsa-sha2-512": "sha512",
+  "ssh-rsa": "sha1",
+};
+
+/**
+ * Makes ssh2 send the signed publickey request at once instead of its unsigned "would you
+ * accept this key?" query followed by the signed request (RFC 4252 §7 allows both). OpenSSH
+ * pads every non-`none` auth attempt to a minimum time (5–9 ms, auth2.c
+ * `ensure_minimum_time_since`), so the query costs a whole extra padded round trip: auth
+ * drops from ~14 ms to ~8 ms against sshd 9.2 (docs/benchmarks.md).
+ *
+ * ssh2 has no option for this, so it wraps the client's private `_protocol.authPK`; installed
+ * right after `client.connect()`, before any auth request can be sent. A failed signature
+ * (never expected with a parsed private key) is reported through `onSignError`.
+ */
+export function signFirstAttempt(
+  client: Client,
+  key: ParsedKey,
+  onSignError: (err: Error) => void,
+): void {
+  const proto = (client as unknown as { _protocol?: { authPK?: AuthPK } })._protocol;
+  const original = proto?.authPK;
+  if (!proto || typeof original !== "function") return;
+  const authPK = original.bind(proto);
+  proto.authPK = (username, pubKey, keyAlgo, cbSign) => {
+    if (cbSign !== undefined || typeof keyAlgo === "function") {
+      authPK(username, pubKey, keyAlgo, cbSign);
+      return;
+    }
+    const hash = typeof keyAlgo === "string" ? RSA_HASH[keyAlgo] : undefined;
+    authPK(username, pubKey, keyAlgo, (data, done) => {
+      const signature = key.sign(data, hash);
+      if (signature instanceof Error) onSignError(signature);
+      else done(signature);
+    });
+  };
+}
