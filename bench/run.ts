@@ -1,0 +1,316 @@
+/**
+ * `npm run bench`: every figure beside its anchor, measured in the same run, as a ratio.
+ *
+ *   npm run bench                       # everything (~4 min on 2 cores)
+ *   npm run bench -- latency precision  # some sections only
+ *   BENCH_LIB=.bench/lib-try npm run bench -- latency   # a scratch copy of lib/
+ *   BENCH_ROUNDS=30 (latency rounds)  BENCH_JSON=.bench/results.json (raw samples)
+ *
+ * Sections: latency, precision, coldstart, throughput, concurrency.
+ */
+
+import { execFileSync } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import v8 from "node:v8";
+import vm from "node:vm";
+import { type SshdServer, startSshd } from "../test/helpers/sshd.ts";
+import { measureColdStart } from "./coldstart.ts";
+import { measureConcurrency } from "./concurrency.ts";
+import { loadEngine } from "./engine.ts";
+import { measureLatency } from "./latency.ts";
+import { measurePrecision, PRECISION_BUDGET_MS } from "./precision.ts";
+import { median, ms, quantile, ratio } from "./stats.ts";
+import { measureThroughput } from "./throughput.ts";
+
+v8.setFlagsFromString("--expose-gc");
+(globalThis as { gc?: () => void }).gc = vm.runInNewContext("gc") as () => void;
+
+const SECTIONS = ["latency", "precision", "coldstart", "throughput", "concurrency"] as const;
+const wanted = process.argv.slice(2).filter((a) => !a.startsWith("-"));
+const run = (s: (typeof SECTIONS)[number]) => wanted.length === 0 || wanted.includes(s);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 30);
+
+interface Row {
+  section: string;
+  measure: string;
+  value: string;
+  anchor: string;
+  ratio: string;
+  target: string;
+  met: string;
+}
+const rows: Row[] = [];
+const raw: Record<string, unknown> = {};
+const row = (r: Partial<Row> & Pick<Row, "section" | "measure" | "value">) =>
+  rows.push({ anchor: "", ratio: "", target: "", met: "", ...r });
+const ok = (b: boolean) => (b ? "yes" : "**no**");
+
+/** CPU ms used by sshd and its reaped children (per-session processes) so far. */
+function sshdCpuMs(srv: SshdServer): number {
+  const stat = readFileSync(`/proc/${srv.pid}/stat`, "utf8");
+  const f = stat
+    .slice(stat.lastIndexOf(")") + 2)
+    .split(" ")
+    .map(Number);
+  // fields after ")": state=0 … utime=11 stime=12 cutime=13 cstime=14 (clock ticks)
+  const ticks = (f[11] ?? 0) + (f[12] ?? 0) + (f[13] ?? 0) + (f[14] ?? 0);
+  return (ticks * 1000) / 100;
+}
+
+async function main(): Promise<void> {
+  const engine = await loadEngine();
+  const t0 = performance.now();
+  let single = Number.NaN;
+
+  if (run("latency") || run("precision") || run("throughput")) {
+    const srv = await startSshd({ passwordAuthentication: false });
+    try {
+      if (run("latency")) {
+        const cpu0 = process.cpuUsage();
+        const sshd0 = sshdCpuMs(srv);
+        const lat = await measureLatency(engine, srv, ROUNDS);
+        const cpu = process.cpuUsage(cpu0);
+        const sshdCpu = sshdCpuMs(srv) - sshd0;
+        raw.latency = lat;
+        const m = (k: string) => median(lat.samples[k] ?? []);
+        const e = m("engine");
+        single = e;
+        const sessions = Object.values(lat.samples).reduce((n, s) => n + s.length + 3, 0);
+        row({
+          section: "latency",
+          measure: `engine session, \`true\` (median of ${ROUNDS}; p95 ${ms(quantile(lat.samples.engine!, 0.95))})`,
+          value: `${ms(e)} ms`,
+          target: "≤ 25 ms",
+          met: ok(e <= 25),
+        });
+        const anchors: Array<[string, string, ((r: number) => boolean) | undefined, string]> = [
+          ["OpenSSH client", "≤ 0.12×", (r) => r <= 0.12, "process per session"],
+          ["ssh2 tuned", "≤ 0.8×", (r) => r <= 0.8, "TCP_NODELAY sock, publickey only"],
+          ["OpenSSH client (curve25519 kex)", "", undefined, ""],
+          ["node-ssh 13", "", undefined, ""],
+          ["ssh2 default", "", undefined, ""],
+          ["ssh2 tuned + BannerGate", "", undefined, "the engine's gate alone"],
+          ["ssh2 tuned, chacha20-poly1305", "", undefined, ""],
+          ["ssh2 tuned, ecdh-nistp256 kex", "", undefined, ""],
+          ["engine remoteBound:false", "", undefined, "no `timeout -k` wrapper"],
+          ["engine keepalive:false", "", undefined, ""],
+        ];
+        for (const [name, target, pass, note] of anchors) {
+          const a = m(name);
+          row({
+            section: "latency",
+            measure: `engine ÷ ${name}${note ? ` (${note})` : ""}`,
+            value: `${ms(e)} ms`,
+            anchor: `${ms(a)} ms`,
+            ratio: ratio(e / a),
+            target,
+            met: pass ? ok(pass(e / a)) : "",
+          });
+        }
+        const p = lat.phases;
+        row({
+          section: "latency",
+          measure:
+            "engine phases (medians, ms): banner / handshake / auth / channel / exec / teardown",
+          value: [p.bannerMs, p.handshakeMs, p.authMs, p.channelMs, p.execMs, p.teardownMs]
+            .map((x) => ms(x ?? Number.NaN))
+            .join(" / "),
+          anchor: `connect ${ms(p.connectMs ?? Number.NaN)}`,
+        });
+        row({
+          section: "latency",
+          measure: "CPU per session over all clients: this process / sshd (incl. its children)",
+          value: `${ms((cpu.user + cpu.system) / 1000 / sessions)} ms`,
+          anchor: `${ms(sshdCpu / sessions)} ms`,
+        });
+      }
+      if (run("precision")) {
+        const runs = Number(process.env.BENCH_FAULT_RUNS ?? 12);
+        const faults = await measurePrecision(engine, srv, runs);
+        raw.precision = faults;
+        const all = faults.flatMap((f) => f.phase);
+        const sess = faults.flatMap((f) => f.session);
+        const p99 = quantile(all, 0.99);
+        row({
+          section: "deadline",
+          measure: `phase-timer overshoot, all faults (${all.length} sessions, budget ${PRECISION_BUDGET_MS} ms): p50 / p99 / max`,
+          value: `${ms(median(all))} / ${ms(p99)} / ${ms(Math.max(...all))} ms`,
+          target: "p99 ≤ 25 ms",
+          met: ok(p99 <= 25),
+        });
+        const worst = Math.max(...sess);
+        row({
+          section: "deadline",
+          measure: "session end − budget: p50 / p99 / max",
+          value: `${ms(median(sess))} / ${ms(quantile(sess, 0.99))} / ${ms(worst)} ms`,
+          target: "< 50 ms (SPEC §3)",
+          met: ok(worst < 50),
+        });
+        for (const f of faults) {
+          const right = (f.errors[f.expectedError] ?? 0) === f.phase.length;
+          row({
+            section: "deadline",
+            measure: `  ${f.fault} → ${Object.entries(f.errors)
+              .map(([k, v]) => `${k}×${v}`)
+              .join(", ")}: p50 / p99`,
+            value: `${ms(median(f.phase))} / ${ms(quantile(f.phase, 0.99))} ms`,
+            anchor: `end−budget p99 ${ms(quantile(f.session, 0.99))}`,
+            met: right ? "" : `**expected ${f.expectedError}**`,
+          });
+        }
+      }
+      if (run("throughput")) {
+        if (!Number.isFinite(single)) single = Number.NaN;
+        const tp = await measureThroughput(engine, srv, Number(process.env.BENCH_TP_ROUNDS ?? 5));
+        raw.throughput = tp;
+        const r = tp.engineMBps / tp.opensshMBps;
+        row({
+          section: "throughput",
+          measure: "drain 100 MB stdout, handshake subtracted (median of 5)",
+          value: `${ms(tp.engineMBps)} MB/s`,
+          anchor: `${ms(tp.opensshMBps)} MB/s OpenSSH`,
+          ratio: ratio(r),
+          target: "≥ 0.8×",
+          met: ok(r >= 0.8),
+        });
+        row({
+          section: "throughput",
+          measure: "memory during the drains: peak RSS / heapUsed growth over baseline",
+          value: `${ms(tp.peakRssDelta / 2 ** 20)} / ${ms(tp.peakHeapDelta / 2 ** 20)} MiB`,
+          anchor: "output cap 64 KiB/stream",
+          target: "flat",
+        });
+      }
+    } finally {
+      await srv.stop();
+    }
+  }
+
+  if (run("concurrency")) {
+    const srv = await startSshd({
+      passwordAuthentication: false,
+      maxStartups: "1000:30:1000",
+      maxSessions: 1000,
+    });
+    try {
+      if (!Number.isFinite(single)) {
+        const lat = await measureLatency(engine, srv, 0).catch(() => undefined);
+        void lat;
+        const s: number[] = [];
+        const { engineClient } = await import("./latency.ts");
+        const c = engineClient(engine, srv);
+        for (let i = 0; i < 13; i++) {
+          const x = await c();
+          if (i >= 3) s.push(x);
+        }
+        single = median(s);
+      }
+      for (const n of [100, 500]) {
+        const sshd0 = sshdCpuMs(srv);
+        const c = await measureConcurrency(engine, srv, n);
+        const sshdCpu = sshdCpuMs(srv) - sshd0;
+        raw[`concurrency${n}`] = { ...c, sshdCpuMs: sshdCpu, single };
+        const r = c.p95 / single;
+        row({
+          section: "concurrency",
+          measure: `${n} at once: completed`,
+          value: `${c.completed}/${n}`,
+          target: "all",
+          met: ok(c.completed === n),
+          anchor: Object.keys(c.failures).length ? JSON.stringify(c.failures) : "",
+        });
+        row({
+          section: "concurrency",
+          measure: `${n} at once: p95 ÷ single-session median (median ${ms(c.median)} ms, wall ${ms(c.wallMs)} ms)`,
+          value: `${ms(c.p95)} ms`,
+          anchor: `${ms(single)} ms`,
+          ratio: ratio(r),
+          target: "≤ 3×",
+          met: ok(r <= 3),
+        });
+        row({
+          section: "concurrency",
+          measure: `${n} at once: CPU per session, this process / sshd`,
+          value: `${ms(c.clientCpuMs / n)} ms`,
+          anchor: `${ms(sshdCpu / n)} ms`,
+          ratio: "",
+          target: "",
+        });
+        row({
+          section: "concurrency",
+          measure: `${n} at once: heap per session (peak heapUsed − baseline) ÷ n`,
+          value: `${ms(c.heapPerSession / 1024)} KB`,
+          target: "≤ 150 KB",
+          met: ok(c.heapPerSession <= 150 * 1024),
+        });
+      }
+    } finally {
+      await srv.stop();
+    }
+  }
+
+  if (run("coldstart")) {
+    const cs = await measureColdStart(Number(process.env.BENCH_SPAWNS ?? 12));
+    raw.coldstart = cs;
+    const base = median(cs.baseline);
+    for (const b of cs.bundles) {
+      const req = median(b.require);
+      const main = b.label === "lambda-task";
+      row({
+        section: "cold start",
+        measure: `bundle ${b.label} (${b.entry}) size`,
+        value: `${ms(b.bytes / 1024)} KB`,
+        target: main ? "≤ 350 KB" : "",
+        met: main ? ok(b.bytes <= 350 * 1024) : "",
+      });
+      row({
+        section: "cold start",
+        measure: `node -e 'require(${b.label})' ÷ node -e 0 (median of ${b.require.length})`,
+        value: `${ms(req)} ms`,
+        anchor: `${ms(base)} ms`,
+        ratio: ratio(req / base),
+        target: main ? "≤ 1.6×" : "",
+        met: main ? ok(req / base <= 1.6) : "",
+      });
+    }
+  }
+
+  const head: Row = {
+    section: "section",
+    measure: "measure",
+    value: "this engine",
+    anchor: "anchor (same run)",
+    ratio: "ratio",
+    target: "target",
+    met: "met",
+  };
+  const cols = Object.keys(head) as (keyof Row)[];
+  const line = (r: Row) => `| ${cols.map((c) => r[c].replace(/\|/g, "\\|")).join(" | ")} |`;
+  const sshV = (() => {
+    try {
+      return execFileSync("/usr/bin/ssh", ["-V"], {
+        encoding: "utf8",
+        stdio: ["ignore", "pipe", "pipe"],
+      }).trim();
+    } catch (err) {
+      return String((err as { stderr?: string }).stderr ?? "").trim();
+    }
+  })();
+  const sshVersion = sshV || execFileSync("sh", ["-c", "ssh -V 2>&1"], { encoding: "utf8" }).trim();
+  console.log(
+    `\nbounded-ssh bench — ${os.cpus().length} cores (${os.cpus()[0]?.model ?? "?"}), Node ${process.version}, ${sshVersion}, engine ${path.relative(process.cwd(), engine.dir) || "."}, load avg ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(" ")}, ${ms((performance.now() - t0) / 1000)} s\n`,
+  );
+  console.log(line(head));
+  console.log(`|${cols.map(() => "---").join("|")}|`);
+  for (const r of rows) console.log(line(r));
+  const jsonPath =
+    process.env.BENCH_JSON ?? path.join(import.meta.dirname, "..", ".bench", "results.json");
+  writeFileSync(jsonPath, JSON.stringify({ rows, raw }, null, 1));
+}
+
+await main();

@@ -1,0 +1,101 @@
+/**
+ * Throughput: draining 100 MB of stdout (`head -c 100000000 /dev/zero`) through the engine vs
+ * the OpenSSH client (`ssh … > /dev/null`). Handshake excluded by subtracting the median of a
+ * `true` session of the same client measured in the same rounds. Memory is sampled during
+ * the engine's drain: output is capped (head + tail kept), so heap must stay flat.
+ */
+import { spawn } from "node:child_process";
+import { SSH_PATH, type SshdServer } from "../test/helpers/sshd.ts";
+import type { Engine } from "./engine.ts";
+import { engineClient, opensshClient } from "./latency.ts";
+import { median } from "./stats.ts";
+
+export const THROUGHPUT_BYTES = 100_000_000;
+const COMMAND = `head -c ${THROUGHPUT_BYTES} /dev/zero`;
+
+export interface ThroughputResult {
+  engine: number[];
+  openssh: number[];
+  engineTrue: number[];
+  opensshTrue: number[];
+  /** MB/s with the handshake (median `true` session) subtracted. */
+  engineMBps: number;
+  opensshMBps: number;
+  /** Peak growth over the pre-run baseline during the engine's drains (bytes). */
+  peakRssDelta: number;
+  peakHeapDelta: number;
+}
+
+function opensshDrain(srv: SshdServer): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(SSH_PATH, srv.sshArgs().concat(COMMAND), { stdio: "ignore" });
+    child.once("error", reject);
+    child.once("exit", (code) => {
+      if (code === 0) resolve(performance.now() - t0);
+      else reject(new Error(`ssh exited ${code}`));
+    });
+  });
+}
+
+export async function measureThroughput(
+  engine: Engine,
+  srv: SshdServer,
+  rounds: number,
+): Promise<ThroughputResult> {
+  const drain = async (): Promise<number> => {
+    const t0 = performance.now();
+    const r = await engine.runCommand(
+      { host: srv.host, port: srv.port, username: srv.username, command: COMMAND },
+      {
+        budgetMs: 120_000,
+        secret: { privateKey: srv.keys.ed25519.privateKey },
+        knownHosts: srv.knownHostsLine,
+      },
+    );
+    if (r.status !== "succeeded" || r.output.stdoutBytes !== THROUGHPUT_BYTES) {
+      throw new Error(`engine drain failed: ${r.status} ${r.output.stdoutBytes} bytes`);
+    }
+    return performance.now() - t0;
+  };
+  const engTrue = engineClient(engine, srv);
+  const sshTrue = opensshClient(srv);
+  const res: ThroughputResult = {
+    engine: [],
+    openssh: [],
+    engineTrue: [],
+    opensshTrue: [],
+    engineMBps: 0,
+    opensshMBps: 0,
+    peakRssDelta: 0,
+    peakHeapDelta: 0,
+  };
+  await drain(); // warm-up (JIT, key cache)
+  globalThis.gc?.();
+  const base = process.memoryUsage();
+  let peakRss = base.rss;
+  let peakHeap = base.heapUsed;
+  const sampler = setInterval(() => {
+    const m = process.memoryUsage();
+    peakRss = Math.max(peakRss, m.rss);
+    peakHeap = Math.max(peakHeap, m.heapUsed);
+  }, 20);
+  try {
+    for (let i = 0; i < rounds; i++) {
+      res.engine.push(await drain());
+      res.openssh.push(await opensshDrain(srv));
+      for (let j = 0; j < 3; j++) {
+        res.engineTrue.push(await engTrue());
+        res.opensshTrue.push(await sshTrue());
+      }
+    }
+  } finally {
+    clearInterval(sampler);
+  }
+  res.peakRssDelta = peakRss - base.rss;
+  res.peakHeapDelta = peakHeap - base.heapUsed;
+  const mb = THROUGHPUT_BYTES / 1e6;
+  res.engineMBps = mb / ((median(res.engine) - median(res.engineTrue)) / 1000);
+  res.opensshMBps = mb / ((median(res.openssh) - median(res.opensshTrue)) / 1000);
+  return res;
+}
