@@ -67,6 +67,13 @@ export interface SshdOptions {
   extraConfig?: string[];
   /** How long to wait for "Server listening". Default 10 s. */
   startTimeoutMs?: number;
+  /**
+   * Address to listen on instead of 127.0.0.1 (e.g. inside {@link SshdOptions.netns}). The
+   * returned `host`, `knownHostsLine` and `sshArgs` still name 127.0.0.1: pin the host key.
+   */
+  listenAddress?: string;
+  /** Run sshd inside this network namespace (`ip netns exec`; root only). */
+  netns?: string;
 }
 
 /** A running OpenSSH sshd on 127.0.0.1 with generated host and client keys. */
@@ -401,7 +408,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<SshdServer> {
     for (let attempt = 0; attempt < 5; attempt++) {
       const port = await freePort();
       const config = [
-        "ListenAddress 127.0.0.1",
+        `ListenAddress ${opts.listenAddress ?? "127.0.0.1"}`,
         `Port ${port}`,
         `HostKey ${path.join(dir, "ssh_host_ed25519_key")}`,
         `AuthorizedKeysFile ${authorizedKeys}`,
@@ -426,7 +433,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<SshdServer> {
       const configPath = path.join(dir, "sshd_config");
       await writeFile(configPath, `${config.join("\n")}\n`, { mode: 0o644 });
       try {
-        const child = await launch(configPath, port, opts.startTimeoutMs ?? 10_000);
+        const child = await launch(configPath, port, opts.startTimeoutMs ?? 10_000, opts);
         return makeServer({
           child: child.proc,
           logRef: child.log,
@@ -456,12 +463,22 @@ interface Launched {
   log: { text: string };
 }
 
-function launch(configPath: string, port: number, timeoutMs: number): Promise<Launched> {
+function launch(
+  configPath: string,
+  port: number,
+  timeoutMs: number,
+  opts: SshdOptions = {},
+): Promise<Launched> {
   return new Promise<Launched>((resolve, reject) => {
     const log = { text: "" };
-    const proc = spawn(SSHD_PATH, ["-D", "-e", "-f", configPath, "-o", "LogLevel=VERBOSE"], {
-      stdio: ["ignore", "ignore", "pipe"],
-    });
+    const sshdArgs = ["-D", "-e", "-f", configPath, "-o", "LogLevel=VERBOSE"];
+    // `ip netns exec` execs sshd in place: the child's PID is sshd's own.
+    const proc = opts.netns
+      ? spawn("ip", ["netns", "exec", opts.netns, SSHD_PATH, ...sshdArgs], {
+          stdio: ["ignore", "ignore", "pipe"],
+        })
+      : spawn(SSHD_PATH, sshdArgs, { stdio: ["ignore", "ignore", "pipe"] });
+    const listenAddress = opts.listenAddress ?? "127.0.0.1";
     let settled = false;
     const timer = setTimeout(() => {
       finish(new Error(`sshd did not report listening within ${timeoutMs} ms:\n${log.text}`));
@@ -481,7 +498,7 @@ function launch(configPath: string, port: number, timeoutMs: number): Promise<La
       // Printed right after listen() succeeded, so the port accepts connections now. Waiting
       // for this instead of probing with a TCP connect keeps a probe connection (and its
       // pre-auth child) out of MaxStartups tests and out of the log.
-      if (log.text.includes(`Server listening on 127.0.0.1 port ${port}.`)) finish();
+      if (log.text.includes(`Server listening on ${listenAddress} port ${port}.`)) finish();
     });
     proc.once("error", (err) => finish(new Error(`cannot start ${SSHD_PATH}: ${err.message}`)));
     proc.once("exit", (code, signal) => {
