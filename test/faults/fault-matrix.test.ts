@@ -130,7 +130,10 @@ describe("output flood", () => {
     expect(Buffer.byteLength(result.stdout)).toBeLessThan(65_536 + 200);
     expect(elapsedMs).toBeLessThanOrEqual(budgetMs + OVERSHOOT_MARGIN_MS);
     expect(heapGrowth).toBeLessThan(5 * 1024 ** 2);
-    expect(rssGrowth).toBeLessThan(64 * 1024 ** 2);
+    // Retention is what heapGrowth measures; RSS only catches gross buffering (keeping the
+    // stream would be > 1 GiB). Its peak depends on GC timing, which a loaded 2-core box
+    // delays: 62 MiB alone, more when the whole suite runs in parallel.
+    expect(rssGrowth).toBeLessThan(256 * 1024 ** 2);
     expect(unhandled).toEqual([]);
   }, 120_000);
 });
