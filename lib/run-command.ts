@@ -12,11 +12,11 @@ import {
   type EngineError,
   HostKeyMismatch,
   HostKeyUnknown,
-  InternalError,
   ProtocolError,
   phaseTimeoutError,
 } from "./errors.ts";
 import { type ErrorPhase, PHASES, type Phase, type RemoteCleanup, type Status } from "./names.ts";
+import { checkRequest } from "./request-check.ts";
 import { BannerGate } from "./session/banner-gate.ts";
 import { type PreparedAuth, prepareAuth } from "./session/credentials.ts";
 import {
@@ -50,8 +50,14 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
   if (options === null || typeof options !== "object" || options.secret === undefined) {
     throw new TypeError("runCommand: options.secret is required");
   }
-  if (options.budgetMs === undefined && options.signal === undefined) {
-    throw new TypeError("runCommand: options.budgetMs or options.signal is required");
+  if (
+    options.budgetMs === undefined &&
+    options.signal === undefined &&
+    request?.timeoutMs === undefined
+  ) {
+    throw new TypeError(
+      "runCommand: a bound is required (options.budgetMs, options.signal or request.timeoutMs)",
+    );
   }
   return new Session(request, options).run();
 }
@@ -125,14 +131,20 @@ class Session {
   constructor(request: RunRequest, options: RunOptions) {
     this.#req = request;
     this.#opts = options;
+    // request.timeoutMs is the caller's cap on the whole session (SPEC §4).
+    const budgets = [options.budgetMs, request?.timeoutMs].filter(
+      (ms): ms is number => typeof ms === "number" && Number.isFinite(ms),
+    );
     this.#deadline = new Deadline({
-      budgetMs: options.budgetMs,
+      budgetMs: budgets.length > 0 ? Math.min(...budgets) : undefined,
       signal: options.signal,
       caps: options.phaseCaps,
     });
-    this.#port = request.port ?? 22;
+    this.#port = request?.port ?? 22;
     this.#requestId = options.requestId ?? randomUUID();
-    const maxOutput = request.maxOutputBytes ?? DEFAULT_MAX_OUTPUT_BYTES;
+    const maxOutput = Number.isSafeInteger(request?.maxOutputBytes)
+      ? (request.maxOutputBytes as number)
+      : DEFAULT_MAX_OUTPUT_BYTES;
     this.#stdout = new OutputCapture(maxOutput);
     this.#stderr = new OutputCapture(maxOutput);
     this.#failure = new Promise<never>((_, reject) => {
@@ -144,8 +156,9 @@ class Session {
   async run(): Promise<RunResult> {
     let error: EngineError | undefined;
     try {
+      checkRequest(this.#req);
       if (this.#deadline.remaining() <= 0 || this.#deadline.aborted) {
-        throw new DeadlineExceeded("no time left to start a session", { phase: "resolve" });
+        throw new DeadlineExceeded("no time left to start a session", { phase: "request" });
       }
       const auth = prepareAuth(this.#opts.secret);
       const hostKeys = this.#hostKeyPolicy();
@@ -409,6 +422,9 @@ class Session {
       channel.on("data", (chunk: Buffer) => this.#stdout.write(chunk));
       channel.stderr.on("data", (chunk: Buffer) => this.#stderr.write(chunk));
       channel.once("exit", (code: number | null, signal?: string) => {
+        // Once the outcome is decided (e.g. CommandTimeout), a late exit status that arrives
+        // during teardown must not change the result.
+        if (this.#tearingDown) return;
         this.#exit = {
           code: typeof code === "number" ? code : null,
           signal: typeof signal === "string" ? signal.replace(/^SIG/, "") : null,
@@ -520,15 +536,8 @@ class Session {
   }
 
   #hostKeyPolicy(): HostKeyPolicy {
-    if (this.#req.hostKey !== undefined) {
-      try {
-        return pinnedPolicy(this.#req.hostKey);
-      } catch (err) {
-        throw new InternalError(`invalid hostKey pin reached the engine: ${String(err)}`, {
-          phase: "handshake",
-        });
-      }
-    }
+    // checkRequest has already refused a malformed pin.
+    if (this.#req.hostKey !== undefined) return pinnedPolicy(this.#req.hostKey);
     return knownHostsPolicy(this.#opts.knownHosts ?? "", this.#req.host, this.#port);
   }
 

@@ -122,7 +122,10 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
   let farm: Farm | undefined;
   try {
     // MaxStartups 100: more than sshd's default 10 concurrent pre-auth connections.
-    [sshd, farm] = await Promise.all([startSshd({ maxStartups: "100" }), startFarm()]);
+    [sshd, farm] = await Promise.all([
+      startSshd({ maxStartups: "100", keepLog: false }),
+      startFarm(),
+    ]);
     const lab: FaultLab = { farm, sshd, servers: new Map() };
     const plan = mix();
     await prepareServers(lab, plan);

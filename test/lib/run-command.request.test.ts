@@ -1,0 +1,73 @@
+import net from "node:net";
+import { describe, expect, it } from "vitest";
+import { runCommand } from "../../lib/index.ts";
+import type { RunRequest } from "../../lib/types.ts";
+
+const secret = { password: "unused" };
+const base: RunRequest = { host: "127.0.0.1", port: 22, username: "u", command: "true" };
+
+describe("runCommand request checks (library callers)", () => {
+  const bad: [string, Partial<Record<keyof RunRequest, unknown>>][] = [
+    ["port", { port: 70000 }],
+    ["port", { port: 22.5 }],
+    ["host", { host: "" }],
+    ["host", { host: "evil\nhost" }],
+    ["username", { username: 7 }],
+    ["command", { command: "" }],
+    ["command", { command: "a\u0000b" }],
+    ["command", { command: "x".repeat(16 * 1024 + 1) }],
+    ["hostKey", { hostKey: "SHA256:nope" }],
+    ["timeoutMs", { timeoutMs: -5 }],
+    ["maxOutputBytes", { maxOutputBytes: 0 }],
+  ];
+  for (const [field, patch] of bad) {
+    it(`answers ValidationError naming ${field} for ${JSON.stringify(patch).slice(0, 40)}, without connecting`, async () => {
+      const connect = net.Socket.prototype.connect;
+      let dialled = 0;
+      net.Socket.prototype.connect = function (this: net.Socket, ...args: unknown[]) {
+        dialled += 1;
+        return (connect as (...a: unknown[]) => net.Socket).apply(this, args);
+      } as typeof connect;
+      try {
+        const result = await runCommand({ ...base, ...patch } as RunRequest, {
+          budgetMs: 1000,
+          secret,
+        });
+        expect(result.status).toBe("error");
+        expect(result.error).toMatchObject({
+          name: "ValidationError",
+          phase: "request",
+          retryable: false,
+        });
+        expect(result.error?.message.startsWith(`${field}:`)).toBe(true);
+        expect(result.phase).toBe("request");
+        expect(dialled).toBe(0);
+      } finally {
+        net.Socket.prototype.connect = connect;
+      }
+    });
+  }
+
+  it("treats request.timeoutMs as a cap on the budget", async () => {
+    // A listener that never answers: the session must end at the request's 300 ms, not 5 s.
+    const server = net.createServer((s) => s.resume());
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const { port } = server.address() as net.AddressInfo;
+    try {
+      const start = performance.now();
+      const result = await runCommand(
+        { ...base, port, timeoutMs: 300 },
+        { budgetMs: 5000, secret },
+      );
+      expect(result.error?.name).toBe("BannerTimeout");
+      expect(result.deadline.budgetMs).toBe(300);
+      expect(performance.now() - start).toBeLessThan(300 + 50);
+    } finally {
+      server.close();
+    }
+  });
+
+  it("rejects only programming errors: no bound at all", async () => {
+    await expect(runCommand(base, { secret })).rejects.toThrow(TypeError);
+  });
+});
