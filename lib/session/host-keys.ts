@@ -48,7 +48,7 @@ export function parsePublicKeyLine(text: string): PublicKeyLine | undefined {
 
 /** True when `pin` is a syntactically valid `SHA256:` fingerprint or public key line. */
 export function isValidPin(pin: string): boolean {
-  if (/^SHA256:[A-Za-z0-9+/]{43}$/.test(pin)) return true;
+  if (/^SHA256:[A-Za-z0-9+/]{43}=?$/.test(pin)) return true;
   return parsePublicKeyLine(pin) !== undefined;
 }
 
