@@ -203,6 +203,11 @@ export function classifyError(err: unknown, ctx: ClassifyContext): EngineError {
     return new InternalError(`non-error thrown: ${String(err)}`, base);
   }
   if (ctx.hostKeyRefusal) return ctx.hostKeyRefusal;
+  // A bug in this process, never something the remote did: ssh2 reports protocol faults as
+  // plain Errors (or RangeErrors from reading a short packet).
+  if (err instanceof TypeError || err instanceof ReferenceError || err instanceof SyntaxError) {
+    return new InternalError(`internal error during ${phase}: ${err.message}`, base);
+  }
   const level = (err as { level?: unknown }).level;
   const code = (err as { code?: unknown }).code;
   const detail = err.message;
