@@ -14,7 +14,6 @@
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
-import { StateMachine } from "aws-local-stepfunctions";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { lambdaContext } from "../../functions/local/lambda-context.ts";
 import type { LocalConfig } from "../../functions/local/local-config.ts";
@@ -24,6 +23,7 @@ import { createTaskHandler } from "../../functions/task.ts";
 import { RETRYABLE_ERRORS } from "../../lib/names.ts";
 import { type Adversary, closedPort, tarpit } from "../helpers/adversaries.ts";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
+import { lambdaError, runLocally } from "./local-sfn.ts";
 import { definitionOf, synthOnce } from "./synth.ts";
 
 const { template } = synthOnce();
@@ -136,12 +136,7 @@ function asLambda(calls: string[]) {
         (result) => JSON.parse(JSON.stringify(result)) as unknown,
         (err: unknown) => {
           const error = err as Error;
-          const envelope = {
-            errorType: error.name,
-            errorMessage: error.message,
-            trace: (error.stack ?? "").split("\n"),
-          };
-          throw Object.assign(new Error(JSON.stringify(envelope)), { name: error.name });
+          throw lambdaError(error, (error.stack ?? "").split("\n"));
         },
       );
       return await Promise.race([invocation, hardTimeout]);
@@ -151,40 +146,11 @@ function asLambda(calls: string[]) {
   };
 }
 
-interface Event {
-  type: string;
-  state?: { name: string; output?: unknown };
-  Error?: string;
-  Cause?: unknown;
-}
-
 async function run(definition: Record<string, unknown>, taskState: string, input: unknown) {
   const calls: string[] = [];
-  const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
-  const execution = machine.run(input as never, {
-    overrides: {
-      taskResourceLocalHandlers: { [taskState]: asLambda(calls) as never },
-      // Keep the configured retrier; only skip its (seconds-long, jittered) waits.
-      retryIntervalOverrides: { [taskState]: 0 },
-    },
-  });
-  const events: Event[] = [];
-  const collecting = (async () => {
-    for await (const e of execution.eventLogs) events.push(e as never);
-  })();
-  let output: unknown;
-  let error: unknown;
-  try {
-    output = await execution.result;
-  } catch (e) {
-    error = e;
-  }
-  await collecting;
-  const failed = events.find((e) => e.type === "ExecutionFailed");
-  const stateOutput = (name: string) =>
-    events.find((e) => e.type === "StateExited" && e.state?.name === name)?.state?.output;
+  const execution = await runLocally(definition, taskState, input, asLambda(calls));
   const count = (key: string) => calls.filter((c) => c === key).length;
-  return { output, error, failed, events, calls, count, stateOutput };
+  return { ...execution, calls, count };
 }
 
 const request = (extra: Partial<Request> = {}): Request => ({

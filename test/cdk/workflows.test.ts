@@ -7,10 +7,10 @@
  * ToleratedFailurePercentage are not executed locally, so the inline-items branch is what runs.
  */
 import aslValidator from "asl-validator";
-import { StateMachine } from "aws-local-stepfunctions";
 import { describe, expect, it } from "vitest";
 import { ERROR_CLASSES } from "../../lib/errors.ts";
 import type { ErrorName, Status } from "../../lib/names.ts";
+import { lambdaError, runLocally } from "./local-sfn.ts";
 import { definitionOf, synthOnce } from "./synth.ts";
 
 const { template } = synthOnce();
@@ -68,11 +68,7 @@ function standIn(calls: Map<string, number>) {
     const err = new Cls(JSON.stringify(resultOf(request, failure.status, failure.phase, failure)), {
       phase: failure.phase as never,
     });
-    // What Lambda hands Step Functions for a thrown error.
-    throw Object.assign(
-      new Error(JSON.stringify({ errorType: err.name, errorMessage: err.message, trace: [] })),
-      { name: err.name },
-    );
+    throw lambdaError(err);
   };
 }
 
@@ -82,33 +78,8 @@ async function run(
   input: unknown,
   calls: Map<string, number>,
 ) {
-  const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
-  const execution = machine.run(input as never, {
-    overrides: {
-      taskResourceLocalHandlers: { [taskState]: standIn(calls) as never },
-      // Keep the configured retrier; only skip its waits.
-      retryIntervalOverrides: { [taskState]: 0 },
-    },
-  });
-  const events: {
-    type: string;
-    state?: { name: string; output?: unknown };
-    Error?: string;
-    Cause?: unknown;
-  }[] = [];
-  const collecting = (async () => {
-    for await (const e of execution.eventLogs) events.push(e as never);
-  })();
-  let output: unknown;
-  let error: unknown;
-  try {
-    output = await execution.result;
-  } catch (e) {
-    error = e;
-  }
-  await collecting;
-  const failed = events.find((e) => e.type === "ExecutionFailed");
-  return { output, error, failedWith: failed?.Error, events };
+  const execution = await runLocally(definition, taskState, input, standIn(calls));
+  return { ...execution, failedWith: execution.failed?.Error };
 }
 
 const request = { username: "ops", command: "uptime" };
