@@ -14,6 +14,9 @@ export const HTTP_STATUS: Record<ErrorName, number> = {
   CallerNotAllowed: 403,
   CredentialNotAllowed: 403,
   CredentialUnavailable: 500,
+  CommandInProgress: 409,
+  IdempotencyKeyReused: 409,
+  HostQuarantined: 503,
   DeadlineExceeded: 504,
   DnsLookupFailed: 502,
   ResolveTimeout: 504,
@@ -89,6 +92,18 @@ export class CredentialNotAllowed extends EngineError {
 export class CredentialUnavailable extends EngineError {
   override readonly name = "CredentialUnavailable";
 }
+/** A request with the same idempotency key is still running (or died without a result). */
+export class CommandInProgress extends EngineError {
+  override readonly name = "CommandInProgress";
+}
+/** The idempotency key was used before with a different request. */
+export class IdempotencyKeyReused extends EngineError {
+  override readonly name = "IdempotencyKeyReused";
+}
+/** The per-host breaker holds this host after repeated hangs; retry after its TTL. */
+export class HostQuarantined extends EngineError {
+  override readonly name = "HostQuarantined";
+}
 export class DeadlineExceeded extends EngineError {
   override readonly name = "DeadlineExceeded";
 }
@@ -154,6 +169,9 @@ export const ERROR_CLASSES: Record<ErrorName, EngineErrorClass> = {
   CallerNotAllowed,
   CredentialNotAllowed,
   CredentialUnavailable,
+  CommandInProgress,
+  IdempotencyKeyReused,
+  HostQuarantined,
   DeadlineExceeded,
   DnsLookupFailed,
   ResolveTimeout,

@@ -156,8 +156,8 @@ class Session {
         throw new DeadlineExceeded("no time left to start a session", { phase: "request" });
       }
       const auth = prepareAuth(this.#opts.secret);
-      const hostKeys = this.#hostKeyPolicy();
       await this.#resolve();
+      const hostKeys = this.#hostKeyPolicy();
       await this.#connect();
       await this.#banner(auth, hostKeys);
       await this.#step("handshake", () => this.#kexDone.promise);
@@ -540,7 +540,10 @@ class Session {
       pin: this.#req.hostKey,
       host: this.#req.host,
       port: this.#port,
-      allowPinOnly: this.#opts.allowRequestPins,
+      address: this.#address ?? undefined,
+      // A pin alone never vouches for a server that would receive a password.
+      allowPinOnly:
+        this.#opts.allowRequestPins !== false && typeof this.#opts.secret.password !== "string",
     });
   }
 
