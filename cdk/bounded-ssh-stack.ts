@@ -76,11 +76,22 @@ export interface BoundedSshStackProps extends StackProps {
   readonly sshEgress?: readonly { readonly cidr: string; readonly port: number }[];
   /** Alarm topic subscribers. @default none */
   readonly alarmSubscriptions?: DeployConfig["alarms"];
-  /** Reserved concurrent executions per function. @default unreserved */
-  readonly reservedConcurrency?: DeployConfig["reservedConcurrency"];
+  /** Reserved concurrency of the API function. @default unreserved */
+  readonly apiReservedConcurrency?: number;
   readonly retry?: RetrySettings;
   readonly thresholds?: MonitoringThresholds;
+  /**
+   * Reserved concurrency of the task function: how many hosts all fleets together can touch at
+   * once, and a floor no other function can take. `null` leaves it unreserved (accounts with a
+   * low concurrency quota must keep 100 unreserved). @default 50
+   */
+  readonly taskReservedConcurrency?: number | null;
+  /** Ceiling on a fleet execution's `maxConcurrency`. @default 50 */
+  readonly maxFleetConcurrency?: number;
 }
+
+/** Default reserved concurrency of the task function and ceiling of a fleet's concurrency. */
+export const DEFAULT_TASK_RESERVED_CONCURRENCY = 50;
 
 /** bounded-ssh: composes the functions, the API, the workflows and their monitoring. */
 export class BoundedSshStack extends Stack {
@@ -151,7 +162,7 @@ export class BoundedSshStack extends Stack {
       apiEdge: api.integrationTimeout,
       functionName: names?.apiFunction,
       logGroupName: names?.functionLogGroup(names.apiFunction),
-      reservedConcurrentExecutions: props.reservedConcurrency?.api,
+      reservedConcurrentExecutions: props.apiReservedConcurrency,
     });
     this.taskFunction = new SshFunction(this, "TaskHandler", {
       ...shared,
@@ -160,7 +171,10 @@ export class BoundedSshStack extends Stack {
       reserve: task.reserve,
       functionName: names?.taskFunction,
       logGroupName: names?.functionLogGroup(names.taskFunction),
-      reservedConcurrentExecutions: props.reservedConcurrency?.task,
+      reservedConcurrentExecutions:
+        props.taskReservedConcurrency === null
+          ? undefined
+          : (props.taskReservedConcurrency ?? DEFAULT_TASK_RESERVED_CONCURRENCY),
     });
 
     this.api = new RunApi(this, "RunApi", {
@@ -171,11 +185,19 @@ export class BoundedSshStack extends Stack {
       handler: this.taskFunction.function,
       taskTimeout: task.taskTimeout,
       retry: props.retry,
+      maxConcurrencyCeiling: props.maxFleetConcurrency ?? DEFAULT_TASK_RESERVED_CONCURRENCY,
+      namePrefix: names?.stackName,
     });
-    // Step Functions events carry no identity: the policy sees the workflows' role instead.
+    // Verified callers (SPEC §9): the API function accepts only events naming this API, stage
+    // and account; the task function only executions of these state machines. Plain strings
+    // and names, not references to the API's stage or the state machines: those depend on the
+    // functions, so a reference would be a cycle.
+    this.apiFunction.function.addEnvironment(HANDLER_ENV.apiId, this.api.api.restApiId);
+    this.apiFunction.function.addEnvironment(HANDLER_ENV.apiStage, this.api.stageName);
+    this.apiFunction.function.addEnvironment(HANDLER_ENV.apiAccount, this.account);
     this.taskFunction.function.addEnvironment(
-      HANDLER_ENV.workflowCaller,
-      this.workflows.role.roleArn,
+      HANDLER_ENV.stateMachineArns,
+      this.workflows.stateMachineArns.join(","),
     );
     this.monitoring = new Monitoring(this, "Monitoring", {
       apiFunction: this.apiFunction,
@@ -202,7 +224,6 @@ export class BoundedSshStack extends Stack {
     });
     new CfnOutput(this, "FleetStateMachineArn", { value: this.workflows.fleet.stateMachineArn });
     new CfnOutput(this, "FleetBucketName", { value: this.workflows.fleetBucket.bucketName });
-    new CfnOutput(this, "WorkflowRoleArn", { value: this.workflows.role.roleArn });
     new CfnOutput(this, "PolicyParameterName", {
       value: this.config.policyParameter.parameterName,
     });
@@ -214,12 +235,14 @@ export class BoundedSshStack extends Stack {
    * helper (escape hatches: those constructs stay free of deploy concerns).
    */
   private nameStageResources(names: ReturnType<typeof stageNames>): void {
-    const machines: [sfn.StateMachine, logs.LogGroup, string][] = [
-      [this.workflows.singleHost, this.workflows.singleHostLogs, names.singleHostStateMachine],
-      [this.workflows.fleet, this.workflows.fleetLogs, names.fleetStateMachine],
+    // The state machines are named by Workflows (`namePrefix`): the task function's caller
+    // check is built from those names, so only their log groups are named here.
+    const machines: [sfn.StateMachine, logs.LogGroup][] = [
+      [this.workflows.singleHost, this.workflows.singleHostLogs],
+      [this.workflows.fleet, this.workflows.fleetLogs],
     ];
-    for (const [machine, logGroup, name] of machines) {
-      (machine.node.defaultChild as sfn.CfnStateMachine).stateMachineName = name;
+    for (const [machine, logGroup] of machines) {
+      const name = (machine.node.defaultChild as sfn.CfnStateMachine).stateMachineName!;
       (logGroup.node.defaultChild as logs.CfnLogGroup).logGroupName =
         names.stateMachineLogGroup(name);
     }
@@ -277,7 +300,14 @@ export function deployConfigProps(loaded: LoadedDeployConfig): BoundedSshStackPr
     vpc: config.vpc,
     sshEgress: loaded.sshEgress,
     alarmSubscriptions: config.alarms,
-    reservedConcurrency: config.reservedConcurrency,
+    apiReservedConcurrency: config.reservedConcurrency?.api,
+    // The fleet ceiling follows the task function's reservation (the workflows' own rule).
+    ...(config.reservedConcurrency?.task === undefined
+      ? {}
+      : {
+          taskReservedConcurrency: config.reservedConcurrency.task,
+          maxFleetConcurrency: config.reservedConcurrency.task,
+        }),
     metricNamespace: config.metricNamespace ?? names.metricNamespace,
   };
 }

@@ -32,7 +32,10 @@ export interface DeployConfig {
     readonly emails?: readonly string[];
     readonly httpsEndpoints?: readonly string[];
   };
-  /** Reserved concurrent executions per function. @default unreserved */
+  /**
+   * Reserved concurrent executions per function; `task` is also the fleet's `maxConcurrency`
+   * ceiling. @default api unreserved, task DEFAULT_TASK_RESERVED_CONCURRENCY (50)
+   */
   readonly reservedConcurrency?: { readonly api?: number; readonly task?: number };
   /**
    * CloudWatch namespace. Per stage by default, so one stage's metrics never trip another
@@ -239,8 +242,6 @@ export function stageNames(stage: string) {
     stackName: base,
     apiFunction: `${base}-api`,
     taskFunction: `${base}-task`,
-    singleHostStateMachine: `${base}-run-command`,
-    fleetStateMachine: `${base}-fleet`,
     /** Lambda's own convention, so the console's "View logs" finds them. */
     functionLogGroup: (functionName: string) => `/aws/lambda/${functionName}`,
     /** `/aws/vendedlogs/` keeps Step Functions off the account's log resource-policy limit. */
