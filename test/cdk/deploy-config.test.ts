@@ -4,6 +4,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { App, Validations } from "aws-cdk-lib";
 import { Match, Template } from "aws-cdk-lib/assertions";
+import { CURRENTLY_RECOMMENDED_FLAGS } from "aws-cdk-lib/cx-api";
 import { AwsSolutionsChecks } from "cdk-nag";
 import { describe, expect, it } from "vitest";
 import { BoundedSshStack, deployConfigProps } from "../../cdk/bounded-ssh-stack.ts";
@@ -152,6 +153,17 @@ describe("the example deploy config", () => {
       Protocol: "email",
       Endpoint: "oncall@example.com",
     });
+  });
+});
+
+describe("cdk.json", () => {
+  it("sets every feature flag aws-cdk-lib recommends, and turns telemetry and notices off", () => {
+    const cdkJson = JSON.parse(readFileSync(path.join(ROOT, "cdk.json"), "utf8")) as {
+      notices: unknown;
+    };
+    expect(CDK_CONTEXT).toMatchObject(CURRENTLY_RECOMMENDED_FLAGS);
+    expect(CDK_CONTEXT["cli-telemetry"]).toBe(false);
+    expect(cdkJson.notices).toBe(false);
   });
 });
 
