@@ -5,6 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { Ajv } from "ajv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
 
@@ -124,6 +125,15 @@ describe("the engine as a package", () => {
       stdout: "packaged\n",
       stderr: "err\n",
     });
+    // The real result conforms to the result schema the package ships.
+    const schema = JSON.parse(
+      readFileSync(
+        path.join(scratch, "node_modules/bounded-ssh/schemas/result.schema.json"),
+        "utf8",
+      ),
+    ) as object;
+    const validate = new Ajv({ strict: true, allowUnionTypes: true }).compile(schema);
+    expect(validate(out.result), JSON.stringify(validate.errors)).toBe(true);
   });
 
   it("type-checks a TypeScript caller against the shipped declarations", async () => {
