@@ -1,9 +1,12 @@
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { type Duration, Stack, type StackProps } from "aws-cdk-lib";
-import type * as ec2 from "aws-cdk-lib/aws-ec2";
+import { CfnOutput, type Duration, Stack, type StackProps, Validations } from "aws-cdk-lib";
+import type * as apigw from "aws-cdk-lib/aws-apigateway";
+import * as ec2 from "aws-cdk-lib/aws-ec2";
 import type * as kms from "aws-cdk-lib/aws-kms";
-import * as ssm from "aws-cdk-lib/aws-ssm";
+import * as logs from "aws-cdk-lib/aws-logs";
+import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
+import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import type { Construct } from "constructs";
 import { DEFAULT_METRIC_NAMESPACE } from "../lib/names.ts";
 import {
@@ -15,8 +18,15 @@ import {
 import { FleetState } from "./constructs/fleet-state.ts";
 import { Monitoring, type MonitoringThresholds } from "./constructs/monitoring.ts";
 import { RunApi } from "./constructs/run-api.ts";
-import { type SshEgress, SshFunction } from "./constructs/ssh-function.ts";
+import { SshFunction } from "./constructs/ssh-function.ts";
+import { StageConfig } from "./constructs/stage-config.ts";
 import { type RetrySettings, Workflows } from "./constructs/workflows.ts";
+import {
+  type DeployConfig,
+  type LoadedDeployConfig,
+  stageNames,
+  type VpcPlacement,
+} from "./deploy-config.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -40,21 +50,35 @@ export interface BoundedSshStackProps extends StackProps {
     readonly sessionBudget?: Duration;
     readonly reserve?: Duration;
   };
-  /** Secrets Manager name prefix of credentials. @default "bounded-ssh/credentials/" */
+  /**
+   * Prefixes every named resource (functions, state machines, log groups, SSM parameters,
+   * secrets, alarms), so two stages deploy into one account side by side.
+   * @default none: CloudFormation generates the names
+   */
+  readonly stage?: string;
+  /**
+   * Secrets Manager name prefix of credentials.
+   * @default "<stage>/bounded-ssh/credentials/", or "bounded-ssh/credentials/" without a stage
+   */
   readonly secretPrefix?: string;
+  /** Credential names to create placeholder secrets for. @default none */
+  readonly credentials?: readonly string[];
   /** @default the AWS-managed Secrets Manager key */
   readonly secretsKey?: kms.IKey;
-  /** Initial policy JSON stored in SSM (edit the parameter afterwards). @default deny all */
+  /** Policy JSON stored in SSM at every deploy (checked by the loader). @default deny all */
   readonly policy?: string;
-  /** Initial known_hosts text stored in SSM. @default a comment line (no host trusted) */
+  /** known_hosts text stored in SSM at every deploy. @default a comment line (no host trusted) */
   readonly knownHosts?: string;
   /** @default DEFAULT_METRIC_NAMESPACE */
   readonly metricNamespace?: string;
-  /** Place both functions in this VPC. @default not in a VPC */
-  readonly vpc?: ec2.IVpc;
-  readonly vpcSubnets?: ec2.SubnetSelection;
-  /** Required with `vpc`: SSH target CIDRs and ports. */
-  readonly egress?: SshEgress;
+  /** Place both functions in this VPC (ids from the deploy config). @default not in a VPC */
+  readonly vpc?: VpcPlacement;
+  /** With `vpc`: the security group's SSH egress (the policy's CIDRs and ports). */
+  readonly sshEgress?: readonly { readonly cidr: string; readonly port: number }[];
+  /** Alarm topic subscribers. @default none */
+  readonly alarmSubscriptions?: DeployConfig["alarms"];
+  /** Reserved concurrency of the API function. @default unreserved */
+  readonly apiReservedConcurrency?: number;
   readonly retry?: RetrySettings;
   readonly thresholds?: MonitoringThresholds;
   /**
@@ -78,6 +102,8 @@ export class BoundedSshStack extends Stack {
   readonly workflows: Workflows;
   readonly fleetState: FleetState;
   readonly monitoring: Monitoring;
+  /** Policy and known_hosts parameters, credential placeholders, the VPC security group. */
+  readonly config: StageConfig;
 
   constructor(scope: Construct, id: string, props: BoundedSshStackProps = {}) {
     super(scope, id, props);
@@ -101,24 +127,33 @@ export class BoundedSshStack extends Stack {
       },
     ]);
 
-    const policyParameter = new ssm.StringParameter(this, "Policy", {
-      description: "bounded-ssh policy: callers to targets and commands (JSON)",
-      stringValue: props.policy ?? JSON.stringify({ rules: [] }),
-    });
-    const knownHostsParameter = new ssm.StringParameter(this, "KnownHosts", {
-      description: "bounded-ssh known_hosts (OpenSSH format)",
-      stringValue: props.knownHosts ?? "# bounded-ssh known_hosts: add one OpenSSH line per host",
+    const names = props.stage === undefined ? undefined : stageNames(props.stage);
+    const secretPrefix = props.secretPrefix ?? names?.secretPrefix ?? "bounded-ssh/credentials/";
+    const vpc = props.vpc && importVpc(this, props.vpc);
+    this.config = new StageConfig(this, "Config", {
+      policyText: props.policy,
+      knownHostsText: props.knownHosts,
+      policyParameterName: names?.policyParameter,
+      knownHostsParameterName: names?.knownHostsParameter,
+      secretPrefix,
+      credentials: props.credentials,
+      secretsKey: props.secretsKey,
+      vpc: vpc && {
+        vpc: vpc.vpc,
+        sshEgress: props.sshEgress ?? [],
+        awsApiCidr: props.vpc!.awsApiCidr,
+      },
     });
     const namespace = props.metricNamespace ?? DEFAULT_METRIC_NAMESPACE;
     const shared = {
-      secretPrefix: props.secretPrefix ?? "bounded-ssh/credentials/",
+      secretPrefix,
       secretsKey: props.secretsKey,
-      policyParameter,
-      knownHostsParameter,
+      policyParameter: this.config.policyParameter,
+      knownHostsParameter: this.config.knownHostsParameter,
       metricNamespace: namespace,
-      vpc: props.vpc,
-      vpcSubnets: props.vpcSubnets,
-      egress: props.egress,
+      vpc: vpc?.vpc,
+      vpcSubnets: vpc?.subnets,
+      securityGroup: this.config.securityGroup,
     };
 
     this.apiFunction = new SshFunction(this, "ApiHandler", {
@@ -127,12 +162,17 @@ export class BoundedSshStack extends Stack {
       timeout: api.functionTimeout,
       reserve: api.reserve,
       apiEdge: api.integrationTimeout,
+      functionName: names?.apiFunction,
+      logGroupName: names?.functionLogGroup(names.apiFunction),
+      reservedConcurrentExecutions: props.apiReservedConcurrency,
     });
     this.taskFunction = new SshFunction(this, "TaskHandler", {
       ...shared,
       entry: props.taskEntry ?? path.join(ROOT, "functions/task.ts"),
       timeout: task.functionTimeout,
       reserve: task.reserve,
+      functionName: names?.taskFunction,
+      logGroupName: names?.functionLogGroup(names.taskFunction),
       reservedConcurrentExecutions:
         props.taskReservedConcurrency === null
           ? undefined
@@ -148,6 +188,7 @@ export class BoundedSshStack extends Stack {
       taskTimeout: task.taskTimeout,
       retry: props.retry,
       maxConcurrencyCeiling: props.maxFleetConcurrency ?? DEFAULT_TASK_RESERVED_CONCURRENCY,
+      namePrefix: names?.stackName,
     });
     // Verified callers (SPEC §9): the API function accepts only events naming this API, stage
     // and account; the task function only executions of these state machines. Plain strings
@@ -171,6 +212,107 @@ export class BoundedSshStack extends Stack {
       workflowLogGroups: [this.workflows.singleHostLogs, this.workflows.fleetLogs],
       namespace,
       thresholds: props.thresholds,
+      alarmPrefix: names?.alarmPrefix,
     });
+    for (const email of props.alarmSubscriptions?.emails ?? []) {
+      this.monitoring.topic.addSubscription(new subscriptions.EmailSubscription(email));
+    }
+    for (const url of props.alarmSubscriptions?.httpsEndpoints ?? []) {
+      this.monitoring.topic.addSubscription(new subscriptions.UrlSubscription(url));
+    }
+    if (names) this.nameStageResources(names);
+
+    // What docs/deploy.md's first call and first fleet run need, printed by `cdk deploy`.
+    new CfnOutput(this, "RunUrl", { value: this.api.api.urlForPath("/run") });
+    new CfnOutput(this, "SingleHostStateMachineArn", {
+      value: this.workflows.singleHost.stateMachineArn,
+    });
+    new CfnOutput(this, "FleetStateMachineArn", { value: this.workflows.fleet.stateMachineArn });
+    new CfnOutput(this, "FleetBucketName", { value: this.workflows.fleetBucket.bucketName });
+    new CfnOutput(this, "PolicyParameterName", {
+      value: this.config.policyParameter.parameterName,
+    });
+    new CfnOutput(this, "SecretPrefix", { value: secretPrefix });
   }
+
+  /**
+   * Names the resources that other constructs create unnamed, from the one stage naming
+   * helper (escape hatches: those constructs stay free of deploy concerns).
+   */
+  private nameStageResources(names: ReturnType<typeof stageNames>): void {
+    // The state machines are named by Workflows (`namePrefix`): the task function's caller
+    // check is built from those names, so only their log groups are named here.
+    const machines: [sfn.StateMachine, logs.LogGroup][] = [
+      [this.workflows.singleHost, this.workflows.singleHostLogs],
+      [this.workflows.fleet, this.workflows.fleetLogs],
+    ];
+    for (const [machine, logGroup] of machines) {
+      const name = (machine.node.defaultChild as sfn.CfnStateMachine).stateMachineName!;
+      (logGroup.node.defaultChild as logs.CfnLogGroup).logGroupName =
+        names.stateMachineLogGroup(name);
+    }
+    (this.api.accessLogs.node.defaultChild as logs.CfnLogGroup).logGroupName =
+      names.apiAccessLogGroup;
+    (this.api.api.node.defaultChild as apigw.CfnRestApi).name = names.restApi;
+    for (const child of this.monitoring.node.findAll()) {
+      if (child instanceof logs.CfnQueryDefinition) {
+        child.name = names.queryDefinition(child.name);
+      }
+    }
+  }
+}
+
+/** The VPC and subnets of a deploy config, imported by id (synth stays offline). */
+function importVpc(
+  scope: Construct,
+  placement: VpcPlacement,
+): { vpc: ec2.IVpc; subnets: ec2.SubnetSelection } {
+  const zones = placement.availabilityZones ?? Stack.of(scope).availabilityZones;
+  const vpc = ec2.Vpc.fromVpcAttributes(scope, "Vpc", {
+    vpcId: placement.vpcId,
+    availabilityZones: [...new Set(zones)],
+  });
+  const subnets = placement.subnetIds.map((subnetId, i) => {
+    const subnet = ec2.Subnet.fromSubnetAttributes(scope, `Subnet${i}`, {
+      subnetId,
+      availabilityZone: placement.availabilityZones?.[i],
+    });
+    Validations.of(subnet).acknowledge({
+      id: "Annotation::@aws-cdk/aws-ec2:noSubnetRouteTableId",
+      reason:
+        "The stack only places functions in the subnets; it never adds routes, so the route table id is not needed.",
+    });
+    return subnet;
+  });
+  return { vpc, subnets: { subnets } };
+}
+
+/** Stack properties of a loaded deploy config (see `cdk/deploy-config.ts`). */
+export function deployConfigProps(loaded: LoadedDeployConfig): BoundedSshStackProps {
+  const { config } = loaded;
+  const names = stageNames(config.stage);
+  return {
+    stackName: names.stackName,
+    description: `bounded-ssh (${config.stage}): bounded remote command execution over SSH`,
+    env:
+      config.account || config.region
+        ? { account: config.account, region: config.region }
+        : undefined,
+    stage: config.stage,
+    policy: loaded.policyText,
+    knownHosts: loaded.knownHostsText,
+    credentials: config.credentials,
+    vpc: config.vpc,
+    sshEgress: loaded.sshEgress,
+    alarmSubscriptions: config.alarms,
+    apiReservedConcurrency: config.reservedConcurrency?.api,
+    // The fleet ceiling follows the task function's reservation (the workflows' own rule).
+    ...(config.reservedConcurrency?.task === undefined
+      ? {}
+      : {
+          taskReservedConcurrency: config.reservedConcurrency.task,
+          maxFleetConcurrency: config.reservedConcurrency.task,
+        }),
+    metricNamespace: config.metricNamespace ?? names.metricNamespace,
+  };
 }

@@ -1,18 +1,38 @@
 /**
- * Generates `functions/shared/request-validator.generated.js` from the request schema:
- * `npm exec tsx functions/build/generate-validator.ts`. Run it after editing
- * `functions/shared/request-schema.ts`; a test fails while the committed file is stale.
+ * Generates, from the one request schema (`functions/shared/request-schema.ts`):
+ * `functions/shared/request-validator.generated.js` (the handlers' ahead-of-time validator) and
+ * `schemas/request.schema.json` (the published contract, docs/contract.md §4):
+ * `npm exec tsx functions/build/generate-validator.ts`. Run it after editing the schema;
+ * tests fail while either committed file is stale.
  */
 import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Ajv } from "ajv";
 import standalone from "ajv/dist/standalone/index.js";
-import { REQUEST_SCHEMA } from "../shared/request-schema.ts";
+import { REQUEST_LIMITS, REQUEST_SCHEMA } from "../shared/request-schema.ts";
 
 /** Path of the generated validator. */
 export const GENERATED_VALIDATOR = fileURLToPath(
   new URL("../shared/request-validator.generated.js", import.meta.url),
 );
+
+/** Path of the published JSON Schema of the request. */
+export const REQUEST_SCHEMA_JSON = fileURLToPath(
+  new URL("../../schemas/request.schema.json", import.meta.url),
+);
+
+/** The published request schema: the handlers' schema plus the draft it is written in. */
+export function generateRequestSchemaJson(): string {
+  const { $id, ...rest } = REQUEST_SCHEMA;
+  const published = {
+    $schema: "http://json-schema.org/draft-07/schema#",
+    $id,
+    title: "bounded-ssh request",
+    description: `API body of POST /run and Step Functions task input (docs/contract.md §4). GENERATED from functions/shared/request-schema.ts by functions/build/generate-validator.ts; do not edit. Byte limits the schema cannot express are checked after it, in UTF-8 bytes: command ${REQUEST_LIMITS.commandBytes}, stdin ${REQUEST_LIMITS.stdinBytes}, whole API body ${REQUEST_LIMITS.bodyBytes}.`,
+    ...rest,
+  };
+  return `${JSON.stringify(published, null, 2)}\n`;
+}
 
 /** The generated module's source text. */
 export function generateValidatorSource(): string {
@@ -43,4 +63,6 @@ export function generateValidatorSource(): string {
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   writeFileSync(GENERATED_VALIDATOR, generateValidatorSource());
   console.log(`wrote ${GENERATED_VALIDATOR}`);
+  writeFileSync(REQUEST_SCHEMA_JSON, generateRequestSchemaJson());
+  console.log(`wrote ${REQUEST_SCHEMA_JSON}`);
 }
