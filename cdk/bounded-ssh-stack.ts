@@ -56,6 +56,8 @@ export interface BoundedSshStackProps extends StackProps {
   readonly egress?: SshEgress;
   readonly retry?: RetrySettings;
   readonly thresholds?: MonitoringThresholds;
+  /** Stage name: prefixes alarm, insight rule, query and dashboard names. @default "dev" */
+  readonly stage?: string;
 }
 
 /** bounded-ssh: composes the functions, the API, the workflows and their monitoring. */
@@ -142,6 +144,8 @@ export class BoundedSshStack extends Stack {
       singleHost: this.workflows.singleHost,
       fleet: this.workflows.fleet,
       workflowLogGroups: [this.workflows.singleHostLogs, this.workflows.fleetLogs],
+      api: this.api.api,
+      stage: props.stage,
       namespace,
       thresholds: props.thresholds,
     });
