@@ -158,8 +158,12 @@ async function runQuery(
     controller.abort();
     return new QueryTimeout(`query did not complete within ${deadline.budgetMs} ms`);
   };
-  const call = <T>(work: Promise<T>) =>
-    deadline.bound(deadline.remaining(), work, expired, expired);
+  const call = <T>(work: Promise<T>) => {
+    // When the deadline has already passed, bound() rejects without reading `work`, whose
+    // rejection (the abort) must still be handled.
+    work.catch(() => {});
+    return deadline.bound(deadline.remaining(), work, expired, expired);
+  };
   const started = await call(
     deps.logs.send(
       new StartQueryCommand({
