@@ -64,9 +64,11 @@ export const QUERIES = {
     id: "invocation-failures",
     shape: "invocations",
     where: [{ field: F.errorName, in: ["InternalError"] }],
-    // Lambda's own failure lines (tab-separated level, runtime error types, hard timeouts);
-    // never a bare ERROR, which matches every audit line's `"error":null`.
-    otherLines: "\\tERROR\\t|Runtime\\.[A-Za-z]+|Task timed out after|INIT_REPORT.*Status: error",
+    // Lambda's own failure lines: uncaught errors, crashes (a thrown error that is not a SPEC
+    // name), runtime/init failures, hard timeouts. Never a bare ERROR (it matches every audit
+    // line's `"error":null`), nor the task's "Invoke Error" lines for SPEC errors (by design).
+    otherLines:
+      '\\tERROR\\t(Uncaught|Unhandled)|"errorType":"(InternalError|Error|TypeError|ReferenceError|SyntaxError|RangeError)"|Runtime\\.[A-Za-z]+|Task timed out after|INIT_REPORT.*Status: error',
     logGroups: "functions",
   },
   CallerVolume: { id: "caller-volume", shape: "callers", where: [], logGroups: "functions" },
