@@ -313,3 +313,19 @@ describe("runbooks", () => {
     }
   });
 });
+
+describe("dashboard", () => {
+  it("shows top hang hosts, Errors by ErrorName and the platform metrics", () => {
+    const [dash] = Object.values(template.findResources("AWS::CloudWatch::Dashboard"));
+    const body = JSON.stringify(dash?.Properties);
+    expect(body).toContain(
+      '\\"insightRule\\":{\\"maxContributorCount\\":10,\\"orderBy\\":\\"Sum\\",\\"ruleName\\":\\"dev-BoundedSsh-HangHosts\\"}',
+    );
+    expect(body).toContain(
+      "SEARCH('{BoundedSsh,ErrorName} MetricName=\\\\\\\"Errors\\\\\\\"', 'Sum', 300)",
+    );
+    for (const ns of ["AWS/Lambda", "AWS/States", "AWS/ApiGateway"]) expect(body).toContain(ns);
+    expect(body).toContain("ExecutionsTimedOut");
+    expect(body).toContain("ConcurrentExecutions");
+  });
+});
