@@ -36,10 +36,10 @@ export function prepareAuth(secret: Secret): PreparedAuth {
   const parsed = parseKey(secret.privateKey, secret.passphrase);
   const key = Array.isArray(parsed) ? parsed[0] : parsed;
   if (!key || key instanceof Error) {
-    throw new CredentialUnavailable(
-      `private key cannot be used: ${key instanceof Error ? key.message : "no key found"}`,
-      { phase: "credentials" },
-    );
+    // Fixed messages only: ssh2's parse errors can quote the key text they choked on.
+    throw new CredentialUnavailable(keyParseMessage(key, secret.passphrase !== undefined), {
+      phase: "credentials",
+    });
   }
   if (!key.isPrivateKey()) {
     throw new CredentialUnavailable("credential holds a public key, not a private key", {
@@ -49,4 +49,14 @@ export function prepareAuth(secret: Secret): PreparedAuth {
   if (parsedKeys.size >= MAX_CACHED_KEYS) parsedKeys.clear();
   parsedKeys.set(cacheKey, key);
   return { type: "publickey", key };
+}
+
+/** A fixed description of why a private key did not parse; never ssh2's own text. */
+function keyParseMessage(error: Error | undefined, hadPassphrase: boolean): string {
+  if (/passphrase|decrypt|encrypted/i.test(error?.message ?? "")) {
+    return hadPassphrase
+      ? "private key cannot be used: the passphrase does not decrypt it"
+      : "private key cannot be used: it is encrypted and no passphrase is stored with it";
+  }
+  return "private key cannot be used: not a private key in a format ssh2 reads (OpenSSH, PEM PKCS#1/PKCS#8)";
 }

@@ -29,8 +29,9 @@ import { type LocalConfig, localRuntime } from "../../functions/local/local-conf
 import { type EmfDocument, fromEmfDocument } from "../../functions/metrics/emf.ts";
 import { LeakGauge } from "../../functions/metrics/leak-gauge.ts";
 import { createTaskHandler } from "../../functions/task.ts";
-import { lambdaError, runLocally } from "../cdk/local-sfn.ts";
+import { lambdaError, localStateMachineArn, runLocally } from "../cdk/local-sfn.ts";
 import { definitionOf, synth } from "../cdk/synth.ts";
+import { LOOPBACK_DENY } from "../functions/support.ts";
 import {
   type Adversary,
   startProxy,
@@ -65,7 +66,8 @@ const HANG_MS = 1_500;
  */
 const FULL_BUDGET_SLEEP_S = 13.6;
 const STAGE = "drill";
-const WORKFLOW_ROLE = "arn:aws:iam::123456789012:role/drill-WorkflowsRole";
+/** The policy's caller for tasks: the fleet state machine itself (SPEC §9). */
+const FLEET_ARN = localStateMachineArn("drill-Fleet");
 
 export type HostRole = "tarpit" | "freeze" | "auth" | "full-budget" | "healthy";
 
@@ -196,13 +198,14 @@ export async function runDrill(log: (line: string) => void = () => {}): Promise<
     const config: LocalConfig = {
       credentials: { default: { privateKeyFile: sshd.keys.ed25519.path } },
       knownHostsFile: path.join(configDir, "known_hosts"),
-      callerArn: WORKFLOW_ROLE,
-      workflowCallerArn: WORKFLOW_ROLE,
+      callerArn: FLEET_ARN,
       policy: {
+        denyCidrs: LOOPBACK_DENY,
         rules: [
           {
             id: "drill",
-            callers: [WORKFLOW_ROLE],
+            callers: [FLEET_ARN],
+            credentials: ["default"],
             targets: {
               cidrs: ["127.0.0.0/8"],
               ports: [...new Set(hosts.map((h) => h.port))],
@@ -222,7 +225,10 @@ export async function runDrill(log: (line: string) => void = () => {}): Promise<
       events.push({ logGroup, logStream: "drill", timestamp: Date.now(), message });
     let auditLines = 0;
     const runtime = localRuntime(path.join(configDir, "config.json"), {
-      settings: { reserveMs: DRILL_TIMEOUTS.reserve.toMilliseconds() },
+      settings: {
+        reserveMs: DRILL_TIMEOUTS.reserve.toMilliseconds(),
+        stateMachineArns: [FLEET_ARN],
+      },
       writeAuditLine: (text) => {
         auditLines++;
         line(text);
@@ -267,7 +273,7 @@ export async function runDrill(log: (line: string) => void = () => {}): Promise<
     // envelope), recording what Lambda itself would report: Invocations, Errors, Duration, its
     // "Invoke Error" log line, and a hard timeout as Sandbox.Timedout + "Task timed out after".
     const asLambda = async (input: unknown) => {
-      const event = JSON.parse(JSON.stringify(input)) as { command: string; port: number };
+      const event = JSON.parse(JSON.stringify(input)) as { request: { command: string } };
       const context = lambdaContext({ timeoutMs: FUNCTION_TIMEOUT_MS, functionName: "drill-task" });
       const t0 = Date.now();
       invocations++;
@@ -289,7 +295,7 @@ export async function runDrill(log: (line: string) => void = () => {}): Promise<
       const finish = () => {
         const duration = Date.now() - t0;
         lambdaDatum("Duration", duration, t0);
-        if (event.command.startsWith("sleep")) {
+        if (event.request.command.startsWith("sleep")) {
           fullBudget = { ...fullBudget, durationMs: duration };
         }
       };
@@ -332,6 +338,7 @@ export async function runDrill(log: (line: string) => void = () => {}): Promise<
       "InlineRunHost",
       { request: { username: sshd.username }, hosts: items, maxConcurrency: 20 },
       asLambda,
+      FLEET_ARN,
     );
     const states = (name: string) =>
       datums.push({

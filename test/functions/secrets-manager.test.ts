@@ -5,6 +5,7 @@ import ssh2 from "ssh2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApiHandler } from "../../functions/api.ts";
 import { SecretsManagerStore } from "../../functions/credentials/secrets-manager-store.ts";
+import type { PolicyDocument } from "../../functions/policy/policy.ts";
 import { type Ssh2Server, startSsh2Server } from "../helpers/ssh2-server.ts";
 import { fakeContext, KEY_MARKERS, loopbackPolicy, testRuntime, v1Event } from "./support.ts";
 
@@ -96,6 +97,12 @@ afterAll(async () => {
 
 const signal = () => AbortSignal.timeout(2_000);
 
+/** This file tests the store, not the scope: every credential name is granted. */
+function grantAll(policy: PolicyDocument): PolicyDocument {
+  for (const rule of policy.rules) rule.credentials = ["*"];
+  return policy;
+}
+
 describe("Secrets Manager credential store (fake endpoint at the wire)", () => {
   it("reads {privateKey} and {password} secrets under the prefix", async () => {
     const store = new SecretsManagerStore({ client });
@@ -137,7 +144,7 @@ describe("Secrets Manager credential store (fake endpoint at the wire)", () => {
 
   it("serves an API request end to end with the credential from Secrets Manager", async () => {
     const { runtime, captured } = testRuntime({
-      policy: loopbackPolicy([sshServer.port]),
+      policy: grantAll(loopbackPolicy([sshServer.port])),
       knownHosts: sshServer.knownHostsLine,
       settings: { remoteBound: false, credentialsTimeoutMs: 500 },
     });
