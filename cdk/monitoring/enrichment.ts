@@ -1,6 +1,6 @@
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { Aws, Duration, RemovalPolicy, Stack, Validations } from "aws-cdk-lib";
+import { ArnFormat, Aws, Duration, RemovalPolicy, Stack, Validations } from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
 import type * as kms from "aws-cdk-lib/aws-kms";
 import * as lambda from "aws-cdk-lib/aws-lambda";
@@ -68,6 +68,20 @@ export class AlarmEnrichment extends Construct {
         resources: ["*"],
       }),
     );
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        // Which children of the composite page are in ALARM.
+        actions: ["cloudwatch:DescribeAlarms"],
+        resources: [
+          stack.formatArn({
+            service: "cloudwatch",
+            resource: "alarm",
+            resourceName: `${props.stage}-BoundedSsh-*`,
+            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+          }),
+        ],
+      }),
+    );
     props.enrichedTopic.grantPublish(role);
     // Publishing to an encrypted topic needs the topic key.
     props.topicKey.grant(role, "kms:Decrypt", "kms:GenerateDataKey*");
@@ -110,6 +124,11 @@ export class AlarmEnrichment extends Construct {
       id: "AwsSolutions-IAM5[Resource::*]",
       reason:
         "logs:GetQueryResults and logs:StopQuery act on a query id, which has no ARN; StartQuery is limited to the handler and workflow log groups.",
+    });
+    Validations.of(role).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:${props.stage}-BoundedSsh-*]`,
+      reason:
+        "DescribeAlarms on this stage's own alarms (one name prefix), to name the page's children in ALARM.",
     });
     Validations.of(role).acknowledge({
       id: "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",

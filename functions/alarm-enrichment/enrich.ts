@@ -4,6 +4,8 @@
  * enriched topic. Bounded by the engine's {@link Deadline}: when the query fails or runs out of
  * time, the plain alarm still goes out, with the reason. Nothing is lost.
  */
+
+import { type CloudWatchClient, DescribeAlarmsCommand } from "@aws-sdk/client-cloudwatch";
 import {
   type CloudWatchLogsClient,
   GetQueryResultsCommand,
@@ -15,6 +17,7 @@ import { PublishCommand, type SNSClient } from "@aws-sdk/client-sns";
 import {
   ALARM_CATALOG,
   type AlarmKind,
+  alarmNamesOf,
   type CatalogEntry,
   kindOfAlarmName,
   QUERIES,
@@ -106,7 +109,50 @@ export interface Enriched {
 export interface EnrichmentDeps {
   readonly logs: CloudWatchLogsClient;
   readonly sns: SNSClient;
+  /** Reads which children of the composite page are in ALARM. @default not read */
+  readonly cloudwatch?: CloudWatchClient;
   readonly config: EnrichmentConfig;
+}
+
+/** A page-level child alarm in ALARM, as DescribeAlarms reports it. */
+export interface ChildAlarm {
+  name: string;
+  kind: AlarmKind;
+  reason: string;
+}
+
+/** The page-level alarms of a stage: the composite's children (catalog, not the rule text). */
+export function pageChildren(stage: string): string[] {
+  return (Object.keys(ALARM_CATALOG) as AlarmKind[])
+    .filter((k) => k !== "Page")
+    .flatMap((k) => alarmNamesOf(stage, k))
+    .filter((name) => {
+      const found = kindOfAlarmName(stage, name);
+      return found && severityOf(found.kind, found.subject) === "page";
+    });
+}
+
+async function childrenInAlarm(deps: EnrichmentDeps, deadline: Deadline): Promise<ChildAlarm[]> {
+  if (!deps.cloudwatch) return [];
+  const controller = new AbortController();
+  const expired = () => {
+    controller.abort();
+    return new QueryTimeout("DescribeAlarms did not answer in time");
+  };
+  const work = deps.cloudwatch.send(
+    new DescribeAlarmsCommand({ AlarmNames: pageChildren(deps.config.stage) }),
+    { abortSignal: controller.signal },
+  );
+  work.catch(() => {});
+  const res = await deadline.bound(deadline.remaining(), work, expired, expired);
+  return (res.MetricAlarms ?? [])
+    .filter((a) => a.StateValue === "ALARM" && a.AlarmName)
+    .flatMap((a) => {
+      const found = kindOfAlarmName(deps.config.stage, a.AlarmName as string);
+      return found
+        ? [{ name: a.AlarmName as string, kind: found.kind, reason: a.StateReason ?? "" }]
+        : [];
+    });
 }
 
 class QueryTimeout extends Error {
@@ -240,7 +286,30 @@ export async function enrich(
   if (!entry) reason = "not an alarm of this stage's catalog";
   else if (n.NewStateValue !== "ALARM") reason = `state ${n.NewStateValue}: no query run`;
   else {
-    const spec: QuerySpec = QUERIES[entry.query];
+    let queryKey = entry.query;
+    if (kind === "Page") {
+      // Name the children in ALARM and, when they agree on a query, run theirs (e.g. the
+      // hang hosts) instead of every error.
+      try {
+        const children = await childrenInAlarm(deps, deadline);
+        if (children.length > 0) {
+          head.push(
+            "Page-level alarms in ALARM:",
+            ...children.map((ch) => `  ${ch.name}: ${ch.reason}`),
+          );
+          for (const k of new Set(children.map((ch) => ch.kind))) {
+            links.push(`Runbook (${k}): ${c.runbookBaseUrl}/${runbookFile(k)}`);
+          }
+          const queries = new Set(children.map((ch) => ALARM_CATALOG[ch.kind].query));
+          if (queries.size === 1) queryKey = [...queries][0] as typeof queryKey;
+        }
+      } catch (err) {
+        head.push(
+          `Page-level alarms: not available (${(err as Error).name}: ${(err as Error).message})`,
+        );
+      }
+    }
+    const spec: QuerySpec = QUERIES[queryKey];
     const window = alarmWindow(n);
     const title = `query ${queryName(c.stage, spec)}, ${new Date(window.startMs).toISOString()} to ${new Date(window.endMs).toISOString()}`;
     try {

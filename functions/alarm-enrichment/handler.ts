@@ -3,6 +3,7 @@
  * notification; see `enrich.ts`. Not a middy stack: there is no request to validate, no audit
  * line and no SSH session, only one bounded query and one publish per record.
  */
+import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
 import { SNSClient } from "@aws-sdk/client-sns";
 import type { Context, SNSEvent } from "aws-lambda";
@@ -49,6 +50,7 @@ export const handler = (event: SNSEvent, context: Context): Promise<Enriched[]> 
   cached ??= createEnrichmentHandler({
     logs: new CloudWatchLogsClient({}),
     sns: new SNSClient({}),
+    cloudwatch: new CloudWatchClient({}),
     config: configFromEnv(),
   });
   return cached(event, context);

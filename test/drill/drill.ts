@@ -18,6 +18,7 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
 import { SNSClient } from "@aws-sdk/client-sns";
 import { type CfnElement, Duration } from "aws-cdk-lib";
@@ -40,6 +41,7 @@ import {
 } from "../helpers/adversaries.ts";
 import {
   FAKE_CLIENT_CONFIG,
+  FakeCloudWatchAlarms,
   FakeLogs,
   FakeSns,
   type Published,
@@ -155,7 +157,11 @@ export async function runDrill(log: (line: string) => void = () => {}): Promise<
 
   const targets: Partial<Targets> = {};
   let configDir: string | undefined;
-  const [logs, sns] = await Promise.all([FakeLogs.start(), FakeSns.start()]);
+  const [logs, sns, cw] = await Promise.all([
+    FakeLogs.start(),
+    FakeSns.start(),
+    FakeCloudWatchAlarms.start(),
+  ]);
   try {
     Object.assign(targets, await startTargets());
     const { sshd, tarpits, auth, frozen, proxy } = targets as Targets;
@@ -383,9 +389,18 @@ export async function runDrill(log: (line: string) => void = () => {}): Promise<
 
     // --- what CloudWatch would send, through the enrichment function ------------------
     logs.events = events;
+    for (const a of evaluation.alarms) {
+      cw.states.set(a.name, {
+        state: a.state,
+        reason: a.composite
+          ? ""
+          : `Threshold Crossed: [${a.values.join(", ")}] ${a.comparison} ${a.threshold}`,
+      });
+    }
     const enrichment = createEnrichmentHandler({
       logs: new CloudWatchLogsClient({ ...FAKE_CLIENT_CONFIG, endpoint: logs.endpoint }),
       sns: new SNSClient({ ...FAKE_CLIENT_CONFIG, endpoint: sns.endpoint }),
+      cloudwatch: new CloudWatchClient({ ...FAKE_CLIENT_CONFIG, endpoint: cw.endpoint }),
       config: {
         stage: STAGE,
         enrichedTopicArn: "arn:aws:sns:eu-west-1:123456789012:drill-enriched",
@@ -442,7 +457,7 @@ export async function runDrill(log: (line: string) => void = () => {}): Promise<
       elapsedMs: Date.now() - started,
     };
   } finally {
-    await Promise.all([stopTargets(targets), logs.close(), sns.close()]);
+    await Promise.all([stopTargets(targets), logs.close(), sns.close(), cw.close()]);
     if (configDir) await rm(configDir, { recursive: true, force: true });
   }
 }

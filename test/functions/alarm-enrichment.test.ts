@@ -3,6 +3,7 @@
  * endpoints (test/helpers/fake-alarm-endpoints.ts): hosts named on ALARM, and the plain alarm
  * still published, with the reason, when the query fails or runs out of time.
  */
+import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
 import { SNSClient } from "@aws-sdk/client-sns";
 import type { SNSEvent } from "aws-lambda";
@@ -10,12 +11,18 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { EnrichmentConfig } from "../../functions/alarm-enrichment/enrich.ts";
 import { createEnrichmentHandler } from "../../functions/alarm-enrichment/handler.ts";
 import { lambdaContext } from "../../functions/local/lambda-context.ts";
-import { FAKE_CLIENT_CONFIG, FakeLogs, FakeSns } from "../helpers/fake-alarm-endpoints.ts";
+import {
+  FAKE_CLIENT_CONFIG,
+  FakeCloudWatchAlarms,
+  FakeLogs,
+  FakeSns,
+} from "../helpers/fake-alarm-endpoints.ts";
 
 const TOPIC = "arn:aws:sns:eu-west-1:123456789012:enriched";
 const FN_LOGS = "/aws/lambda/task";
 let logs: FakeLogs;
 let sns: FakeSns;
+let cw: FakeCloudWatchAlarms;
 
 const config: EnrichmentConfig = {
   stage: "dev",
@@ -32,6 +39,7 @@ function handler() {
   return createEnrichmentHandler({
     logs: new CloudWatchLogsClient({ ...FAKE_CLIENT_CONFIG, endpoint: logs.endpoint }),
     sns: new SNSClient({ ...FAKE_CLIENT_CONFIG, endpoint: sns.endpoint }),
+    cloudwatch: new CloudWatchClient({ ...FAKE_CLIENT_CONFIG, endpoint: cw.endpoint }),
     config,
   });
 }
@@ -78,10 +86,14 @@ function snsEvent(alarm: string, state = "ALARM"): SNSEvent {
 }
 
 beforeAll(async () => {
-  [logs, sns] = await Promise.all([FakeLogs.start(), FakeSns.start()]);
+  [logs, sns, cw] = await Promise.all([
+    FakeLogs.start(),
+    FakeSns.start(),
+    FakeCloudWatchAlarms.start(),
+  ]);
 });
 afterAll(async () => {
-  await Promise.all([logs?.close(), sns?.close()]);
+  await Promise.all([logs?.close(), sns?.close(), cw?.close()]);
 });
 beforeEach(() => {
   logs.behaviour = "ok";
@@ -95,6 +107,7 @@ beforeEach(() => {
     audit(2204, "BannerTimeout", "banner", now - 3_600_000),
   ];
   sns.published.length = 0;
+  cw.states.clear();
 });
 
 describe("alarm enrichment", () => {
@@ -182,5 +195,30 @@ describe("alarm enrichment", () => {
     expect(out?.reason).toBeUndefined();
     expect(sns.published[0]?.message).toContain("requestId=leaky");
     expect(sns.published[0]?.message).toContain("leakedSockets=2");
+  });
+
+  it("names the page's children in ALARM and runs their query", async () => {
+    cw.states.set("dev-BoundedSsh-HandshakeHangs", {
+      state: "ALARM",
+      reason: "Threshold Crossed: 1 datapoint [2.0] was >= 2.0",
+    });
+    cw.states.set("dev-BoundedSsh-LeakedSockets", { state: "OK", reason: "" });
+    logs.events.push(audit(2205, "CommandTimeout", "exec", now - 10_000));
+    const [out] = await handler()(
+      snsEvent("dev-BoundedSsh-Page"),
+      lambdaContext({ timeoutMs: 5_000 }),
+    );
+    expect(cw.asked[cw.asked.length - 1]).toContain("dev-BoundedSsh-HostKeyMismatch");
+    const msg = sns.published[0]?.message ?? "";
+    expect(msg).toContain(
+      "Page-level alarms in ALARM:\n  dev-BoundedSsh-HandshakeHangs: Threshold Crossed",
+    );
+    expect(msg).not.toContain("dev-BoundedSsh-LeakedSockets:");
+    // The hang-hosts query: hung hosts, not the command timeout.
+    expect(msg).toContain("query bounded-ssh-dev/hang-hosts");
+    expect(msg).toContain(
+      "Runbook (HandshakeHangs): https://example.test/runbooks/HandshakeHangs.md",
+    );
+    expect(out?.hosts?.map((h) => h.port)).toEqual(["2201", "2202"]);
   });
 });

@@ -198,3 +198,36 @@ export class FakeSns extends HttpFake {
     );
   }
 }
+
+/** CloudWatch `DescribeAlarms` (AWS JSON 1.0, as @aws-sdk/client-cloudwatch 3.1164 sends it). */
+export class FakeCloudWatchAlarms extends HttpFake {
+  /** Alarm name → state and reason. */
+  states = new Map<string, { state: string; reason: string }>();
+  readonly asked: string[][] = [];
+
+  static async start(): Promise<FakeCloudWatchAlarms> {
+    return new FakeCloudWatchAlarms(await HttpFake.listen());
+  }
+
+  protected override handle(req: IncomingMessage, body: string, res: ServerResponse): void {
+    const json = { "content-type": "application/x-amz-json-1.0" };
+    if (req.headers["x-amz-target"] !== "GraniteServiceVersion20100801.DescribeAlarms") {
+      res.writeHead(400, { ...json, "x-amzn-query-error": "InvalidAction;Sender" });
+      res.end(
+        JSON.stringify({ __type: "InvalidAction", message: String(req.headers["x-amz-target"]) }),
+      );
+      return;
+    }
+    const names = (JSON.parse(body || "{}") as { AlarmNames?: string[] }).AlarmNames ?? [];
+    this.asked.push(names);
+    const MetricAlarms = names
+      .filter((n) => this.states.has(n))
+      .map((n) => ({
+        AlarmName: n,
+        StateValue: this.states.get(n)?.state,
+        StateReason: this.states.get(n)?.reason,
+      }));
+    res.writeHead(200, json);
+    res.end(JSON.stringify({ MetricAlarms, CompositeAlarms: [] }));
+  }
+}
