@@ -80,8 +80,12 @@ export interface MonitoringProps {
 export const RUNBOOK_BASE_URL =
   "https://github.com/bounded-ssh/bounded-ssh/blob/main/docs/runbooks";
 
-/** A Lambda Duration this close to the timeout is a hard timeout (the designed maximum is timeout − reserve + 50 ms). */
-export const HARD_TIMEOUT_MARGIN_MS = 100;
+/**
+ * A Lambda Duration within this of the timeout is a hard timeout (Lambda reports a timed-out
+ * invocation at its timeout). A handler's designed maximum is timeout − reserve + 50 ms, far
+ * below for any reserve above 60 ms.
+ */
+export const HARD_TIMEOUT_MARGIN_MS = 10;
 
 /** SPEC §8: alarms, topics, saved queries, the hang-hosts rule, a dashboard and enrichment. */
 export class Monitoring extends Construct {

@@ -175,9 +175,4 @@ export class MonitoringDashboard extends Construct {
         : []),
     );
   }
-
-  /** Console link of the dashboard (region resolved at deploy time). */
-  url(): string {
-    return `https://console.aws.amazon.com/cloudwatch/home?region=${Aws.REGION}#dashboards:name=${this.dashboard.dashboardName}`;
-  }
 }
