@@ -4,7 +4,8 @@ import { CfnOutput, type Duration, Stack, type StackProps, Validations } from "a
 import type * as apigw from "aws-cdk-lib/aws-apigateway";
 import * as ec2 from "aws-cdk-lib/aws-ec2";
 import type * as kms from "aws-cdk-lib/aws-kms";
-import * as logs from "aws-cdk-lib/aws-logs";
+import type * as lambda from "aws-cdk-lib/aws-lambda";
+import type * as logs from "aws-cdk-lib/aws-logs";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import type { Construct } from "constructs";
@@ -210,9 +211,10 @@ export class BoundedSshStack extends Stack {
       singleHost: this.workflows.singleHost,
       fleet: this.workflows.fleet,
       workflowLogGroups: [this.workflows.singleHostLogs, this.workflows.fleetLogs],
+      api: this.api.api,
+      stage: props.stage,
       namespace,
       thresholds: props.thresholds,
-      alarmPrefix: names?.alarmPrefix,
     });
     for (const email of props.alarmSubscriptions?.emails ?? []) {
       this.monitoring.topic.addSubscription(new subscriptions.EmailSubscription(email));
@@ -254,11 +256,12 @@ export class BoundedSshStack extends Stack {
     (this.api.accessLogs.node.defaultChild as logs.CfnLogGroup).logGroupName =
       names.apiAccessLogGroup;
     (this.api.api.node.defaultChild as apigw.CfnRestApi).name = names.restApi;
-    for (const child of this.monitoring.node.findAll()) {
-      if (child instanceof logs.CfnQueryDefinition) {
-        child.name = names.queryDefinition(child.name);
-      }
-    }
+    const enrichment = this.monitoring.enrichment;
+    (enrichment.function.node.defaultChild as lambda.CfnFunction).functionName =
+      names.enrichmentFunction;
+    (enrichment.logGroup.node.defaultChild as logs.CfnLogGroup).logGroupName =
+      names.functionLogGroup(names.enrichmentFunction);
+    // Alarm, insight rule, query and dashboard names carry the stage through Monitoring.
   }
 }
 

@@ -242,6 +242,7 @@ export function stageNames(stage: string) {
     stackName: base,
     apiFunction: `${base}-api`,
     taskFunction: `${base}-task`,
+    enrichmentFunction: `${base}-alarm-enrichment`,
     /** Lambda's own convention, so the console's "View logs" finds them. */
     functionLogGroup: (functionName: string) => `/aws/lambda/${functionName}`,
     /** `/aws/vendedlogs/` keeps Step Functions off the account's log resource-policy limit. */
@@ -250,7 +251,6 @@ export function stageNames(stage: string) {
     policyParameter: `/${stage}/bounded-ssh/policy`,
     knownHostsParameter: `/${stage}/bounded-ssh/known-hosts`,
     secretPrefix: `${stage}/bounded-ssh/credentials/`,
-    alarmPrefix: base,
     restApi: `${base}-api`,
     queryDefinition: (name: string) => `${stage}/${name}`,
     metricNamespace: `${DEFAULT_METRIC_NAMESPACE}/${stage}`,

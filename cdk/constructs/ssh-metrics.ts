@@ -58,6 +58,11 @@ export class SshMetrics {
     return this.metric(METRIC.LeakedSockets, cloudwatch.Stats.MAXIMUM);
   }
 
+  /** All invocations (the dimensionless series). */
+  invocationsTotal(): cloudwatch.Metric {
+    return this.metric(METRIC.Invocations, cloudwatch.Stats.SUM);
+  }
+
   invocations(outcome: string): cloudwatch.Metric {
     return this.metric(
       METRIC.Invocations,

@@ -34,6 +34,8 @@ export interface AuditLine {
   timings: PhaseTimings | null;
   budgetMs: number | null;
   slackMs: number;
+  /** TCP sockets found open at invocation start (SPEC §7 `LeakedSockets`; must be 0). */
+  leakedSockets: number;
   output: { stdoutBytes: number; stderrBytes: number; truncated: boolean } | null;
   remoteCleanup: string | null;
   hostKeySha256?: string;
@@ -99,6 +101,7 @@ export function auditLineOf(
     timings: result?.timings ?? null,
     budgetMs: record.budgetMs ?? null,
     slackMs: Math.round(record.mustReturnBy - now),
+    leakedSockets: record.leakedSockets,
     output: result
       ? {
           stdoutBytes: result.output.stdoutBytes,

@@ -114,6 +114,7 @@ interface CompiledRule {
  * and tilde expansion, and every control character (a tab splits words; `.` in a pattern
  * matches it).
  */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it refuses
 const SHELL_SYNTAX = /[;&|$`<>(){}\\'"#~*?[\]\u0000-\u001f\u007f-\u009f]/;
 
 /** A name made only of decimal, octal or hex numbers: the resolver treats it as an address. */

@@ -14,8 +14,8 @@ import {
   DeployConfigError,
   loadDeployConfig,
   loadDeployConfigFile,
-  stageNames,
 } from "../../cdk/deploy-config.ts";
+import { alarmName } from "../../cdk/monitoring/catalog.ts";
 import { Policy, type PolicyDocument } from "../../functions/policy/policy.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -69,8 +69,13 @@ describe("the example deploy config", () => {
     readFileSync(path.join(ROOT, "examples/deploy/policy.json"), "utf8"),
   ) as PolicyDocument;
 
-  it("places both functions in the VPC's subnets with the one security group", () => {
-    const functions = template.findResources("AWS::Lambda::Function") as Resources;
+  it("places both SSH functions in the VPC's subnets with the one security group", () => {
+    // The alarm enrichment function talks only to AWS APIs: it stays out of the VPC.
+    const functions = Object.fromEntries(
+      Object.entries(template.findResources("AWS::Lambda::Function") as Resources).filter(
+        ([id]) => !id.startsWith("Monitoring"),
+      ),
+    );
     const sgs = Object.keys(template.findResources("AWS::EC2::SecurityGroup"));
     expect(sgs).toHaveLength(1);
     expect(Object.keys(functions)).toHaveLength(2);
@@ -310,7 +315,7 @@ describe("two stages in one account", () => {
       [templates[1]!, "prod"],
     ] as const) {
       t.hasResourceProperties("AWS::CloudWatch::Alarm", {
-        AlarmName: `${stageNames(stage).alarmPrefix}-HandshakeHangs`,
+        AlarmName: alarmName(stage, "LeakedSockets"),
         Namespace: `BoundedSsh/${stage}`,
       });
     }

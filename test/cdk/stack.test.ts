@@ -1,9 +1,7 @@
-import { existsSync } from "node:fs";
 import { Match } from "aws-cdk-lib/assertions";
 import { describe, expect, it } from "vitest";
 import { HANDLER_ENV } from "../../cdk/config.ts";
-import { ALARM_KINDS, QUERY, runbookPath } from "../../cdk/constructs/monitoring.ts";
-import { DEFAULT_METRIC_NAMESPACE, METRIC, RETRYABLE_ERRORS } from "../../lib/names.ts";
+import { DEFAULT_METRIC_NAMESPACE, RETRYABLE_ERRORS } from "../../lib/names.ts";
 import { definitionOf, synthOnce } from "./synth.ts";
 
 const { template } = synthOnce();
@@ -207,101 +205,6 @@ describe("workflows", () => {
         Parameters: { Prefix: "fleet-results" },
       },
     });
-  });
-});
-
-describe("monitoring", () => {
-  const alarms = template.findResources("AWS::CloudWatch::Alarm") as Resources;
-  const byName = (name: string) =>
-    Object.values(alarms).find((a) => a.Properties.AlarmName === `BoundedSsh-${name}`)?.Properties;
-
-  it("alarms on the metric names lib/names.ts defines", () => {
-    expect(byName("HandshakeHangs")).toMatchObject({
-      MetricName: METRIC.HandshakeHangs,
-      Namespace: DEFAULT_METRIC_NAMESPACE,
-      Statistic: "Sum",
-      Threshold: 1,
-      ComparisonOperator: "GreaterThanOrEqualToThreshold",
-      TreatMissingData: "notBreaching",
-    });
-    expect(byName("ConnectTimeouts")).toMatchObject({
-      MetricName: METRIC.Timeouts,
-      Dimensions: [{ Name: "Phase", Value: "connect" }],
-      Threshold: 5,
-    });
-    expect(byName("CommandTimeouts")).toMatchObject({
-      MetricName: METRIC.Timeouts,
-      Dimensions: [{ Name: "Phase", Value: "exec" }],
-    });
-    expect(byName("LeakedSockets")).toMatchObject({
-      MetricName: METRIC.LeakedSockets,
-      Statistic: "Maximum",
-      Threshold: 0,
-      ComparisonOperator: "GreaterThanThreshold",
-    });
-  });
-
-  it("flags a Lambda duration at 90% of its timeout and any hard timeout as a deadline overrun", () => {
-    const overrun = byName("DeadlineOverrun") as { Metrics: { Expression?: string }[] };
-    const expression = overrun.Metrics.find((q) => q.Expression)?.Expression ?? "";
-    expect(expression).toContain(">= 22500"); // 0.9 × 25 s API function
-    expect(expression).toContain(">= 54000"); // 0.9 × 60 s task function
-    expect(expression).toContain("FILL(hard, 0)");
-    expect(expression).toContain("FILL(sfnHard, 0)");
-  });
-
-  it("covers every alarm kind of SPEC §8, each notifying SNS with a runbook and a saved query", () => {
-    const names = Object.values(alarms).map((a) => a.Properties.AlarmName as string);
-    for (const name of [
-      "HandshakeHangs",
-      "ConnectTimeouts",
-      "CommandTimeouts",
-      "LeakedSockets",
-      "DeadlineOverrun",
-      "LambdaErrors-Api",
-      "LambdaErrors-Task",
-      "LambdaThrottles-Api",
-      "LambdaThrottles-Task",
-      "WorkflowFailures-SingleHost",
-      "WorkflowFailures-Fleet",
-    ]) {
-      expect(names).toContain(`BoundedSsh-${name}`);
-    }
-    const queries = Object.values(QUERY);
-    for (const alarm of Object.values(alarms)) {
-      const p = alarm.Properties;
-      expect(p.AlarmActions).toEqual([{ Ref: expect.stringMatching(/AlarmTopic/) }]);
-      expect(p.TreatMissingData).toBeDefined();
-      const description = p.AlarmDescription as string;
-      expect(description).toMatch(
-        /^WHAT: .+\nCHECK: 1\) .+; 2\) .+; 3\) .+\.\nRUNBOOK: docs\/runbooks\/\w+\.md\nQUERY: /,
-      );
-      expect(queries.some((q) => description.includes(q))).toBe(true);
-    }
-  });
-
-  it("has a runbook page for every alarm kind", () => {
-    for (const kind of ALARM_KINDS) expect(existsSync(runbookPath(kind)), kind).toBe(true);
-  });
-
-  it("saves Logs Insights queries that list hosts by error and phase from the audit line", () => {
-    template.hasResourceProperties("AWS::Logs::QueryDefinition", {
-      Name: QUERY.HostsByError,
-      QueryString: Match.stringLikeRegexp(
-        'filter type = "bounded-ssh.audit"[\\s\\S]*by target.host, target.port, error.name, phase',
-      ),
-    });
-  });
-
-  it("counts Lambda's own timeout line as a hard timeout", () => {
-    template.hasResourceProperties("AWS::Logs::MetricFilter", {
-      FilterPattern: '"Task timed out after"',
-      MetricTransformations: [Match.objectLike({ MetricName: "LambdaHardTimeouts" })],
-    });
-  });
-
-  it("has a dashboard", () => {
-    template.resourceCountIs("AWS::CloudWatch::Dashboard", 1);
   });
 });
 

@@ -4,7 +4,8 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import ts from "typescript";
 import { describe, expect, it } from "vitest";
-import { ALARM_KINDS, runbookPath } from "../../cdk/constructs/monitoring.ts";
+import { ALARM_KINDS } from "../../cdk/constructs/monitoring.ts";
+import { runbookFile } from "../../cdk/monitoring/catalog.ts";
 import {
   generateRequestSchemaJson,
   REQUEST_SCHEMA_JSON,
@@ -144,7 +145,7 @@ describe("docs/contract.md against lib/", () => {
     const rows = table(8);
     expect(column(rows)).toEqual([...ALARM_KINDS]);
     for (const [kind, runbook] of rows) {
-      const file = runbookPath(unquote(kind!) as (typeof ALARM_KINDS)[number]);
+      const file = `docs/runbooks/${runbookFile(unquote(kind!) as (typeof ALARM_KINDS)[number])}`;
       expect(runbook).toContain(`(${path.relative("docs", file)})`);
       expect(existsSync(path.join(ROOT, file))).toBe(true);
     }

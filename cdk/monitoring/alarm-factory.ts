@@ -1,0 +1,111 @@
+import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
+import * as actions from "aws-cdk-lib/aws-cloudwatch-actions";
+import type * as sns from "aws-cdk-lib/aws-sns";
+import type { Construct } from "constructs";
+import {
+  ALARM_CATALOG,
+  type AlarmKind,
+  alarmName,
+  type CatalogEntry,
+  QUERIES,
+  runbookFile,
+  type Severity,
+  severityOf,
+} from "./catalog.ts";
+import { queryName } from "./queries.ts";
+
+/** What an alarm watches; everything the reviewer reads comes from the catalog. */
+export interface AlarmSpec {
+  readonly kind: AlarmKind;
+  readonly subject?: string;
+  readonly metric: cloudwatch.IMetric;
+  readonly threshold: number;
+  /** @default GREATER_THAN_OR_EQUAL_TO_THRESHOLD */
+  readonly comparison?: cloudwatch.ComparisonOperator;
+  /** @default 1 */
+  readonly evaluationPeriods?: number;
+  /** @default NOT_BREACHING: every counter we alarm on is 0 on healthy traffic or absent without traffic */
+  readonly treatMissingData?: cloudwatch.TreatMissingData;
+}
+
+/** Properties of {@link AlarmFactory}. */
+export interface AlarmFactoryProps {
+  readonly stage: string;
+  /** Ticket alarms and the composite page notify this topic. */
+  readonly topic: sns.ITopic;
+  /** Base URL of docs/runbooks (no trailing slash). */
+  readonly runbookBaseUrl: string;
+  /** Dashboard name, quoted in every description. */
+  readonly dashboardName: string;
+}
+
+/** A created alarm with its catalog facts. */
+export interface CatalogAlarm {
+  readonly kind: AlarmKind;
+  readonly subject?: string;
+  readonly severity: Severity;
+  readonly alarm: cloudwatch.Alarm;
+}
+
+/** The one place alarms are made: name, description and actions all come from the catalog. */
+export class AlarmFactory {
+  readonly alarms: CatalogAlarm[] = [];
+
+  constructor(
+    private readonly scope: Construct,
+    private readonly props: AlarmFactoryProps,
+  ) {}
+
+  /** The reviewer-facing description of an alarm (≤ 1024 characters, checked by tests). */
+  description(kind: AlarmKind, subject?: string): string {
+    const e: CatalogEntry = ALARM_CATALOG[kind];
+    const severity = severityOf(kind, subject);
+    const route =
+      severity === "page" && kind !== "Page"
+        ? `page, through ${alarmName(this.props.stage, "Page")}`
+        : severity;
+    return [
+      `WHAT: ${e.meaning}`,
+      `SEVERITY: ${route}.`,
+      `CHECK: 1) ${e.checks[0]}; 2) ${e.checks[1]}; 3) ${e.checks[2]}.`,
+      `RUNBOOK: ${this.props.runbookBaseUrl}/${runbookFile(kind)}`,
+      `QUERY: ${queryName(this.props.stage, QUERIES[e.query])} (Logs Insights saved queries)`,
+      `DASHBOARD: ${this.props.dashboardName}`,
+    ].join("\n");
+  }
+
+  create(spec: AlarmSpec): cloudwatch.Alarm {
+    const severity = severityOf(spec.kind, spec.subject);
+    const alarm = new cloudwatch.Alarm(this.scope, `${spec.kind}${spec.subject ?? ""}`, {
+      alarmName: alarmName(this.props.stage, spec.kind, spec.subject),
+      alarmDescription: this.description(spec.kind, spec.subject),
+      metric: spec.metric,
+      threshold: spec.threshold,
+      comparisonOperator:
+        spec.comparison ?? cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: spec.evaluationPeriods ?? 1,
+      treatMissingData: spec.treatMissingData ?? cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    // Page-level alarms notify only through the composite: one incident, one page.
+    if (severity === "ticket") this.notify(alarm);
+    this.alarms.push({ kind: spec.kind, subject: spec.subject, severity, alarm });
+    return alarm;
+  }
+
+  /** The composite page over every page-level alarm created so far. */
+  createPage(): cloudwatch.CompositeAlarm {
+    const children = this.alarms.filter((a) => a.severity === "page").map((a) => a.alarm);
+    const page = new cloudwatch.CompositeAlarm(this.scope, "Page", {
+      compositeAlarmName: alarmName(this.props.stage, "Page"),
+      alarmDescription: this.description("Page"),
+      alarmRule: cloudwatch.AlarmRule.anyOf(...children),
+    });
+    this.notify(page);
+    return page;
+  }
+
+  private notify(alarm: cloudwatch.AlarmBase): void {
+    alarm.addAlarmAction(new actions.SnsAction(this.props.topic));
+    alarm.addOkAction(new actions.SnsAction(this.props.topic));
+  }
+}

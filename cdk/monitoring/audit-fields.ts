@@ -1,0 +1,49 @@
+/**
+ * Field paths of the audit line (SPEC §8), typed against the handler's own `AuditLine`: a saved
+ * query, insight rule or enrichment that names a field no audit line carries fails `tsc`.
+ */
+import type { AuditLine } from "../../functions/middleware/audit-log.ts";
+
+type Leaves<T, P extends string = ""> = {
+  [K in keyof T & string]-?: NonNullable<T[K]> extends readonly unknown[]
+    ? `${P}${K}`
+    : NonNullable<T[K]> extends object
+      ? Leaves<NonNullable<T[K]>, `${P}${K}.`>
+      : `${P}${K}`;
+}[keyof T & string];
+
+/** A dotted path to a leaf of the audit line, e.g. `target.host`, `error.name`, `slackMs`. */
+export type AuditField = Leaves<AuditLine>;
+
+/** The discriminator value of audit lines among the other lines of a log group. */
+export const AUDIT_TYPE: AuditLine["type"] = "bounded-ssh.audit";
+
+/** Fields the queries, the insight rule and the enrichment read (one place, all typed). */
+export const AUDIT_FIELDS = {
+  type: "type",
+  time: "time",
+  source: "source",
+  requestId: "requestId",
+  host: "target.host",
+  port: "target.port",
+  address: "target.address",
+  username: "target.username",
+  caller: "caller",
+  status: "outcome",
+  errorName: "error.name",
+  phase: "phase",
+  totalMs: "timings.totalMs",
+  slackMs: "slackMs",
+  leakedSockets: "leakedSockets",
+  remoteCleanup: "remoteCleanup",
+} as const satisfies Record<string, AuditField>;
+
+/** Reads a dotted field of a parsed JSON line (tests, the drill, the fake Logs endpoint). */
+export function readField(line: unknown, field: string): unknown {
+  let value: unknown = line;
+  for (const key of field.split(".")) {
+    if (value === null || typeof value !== "object") return undefined;
+    value = (value as Record<string, unknown>)[key];
+  }
+  return value;
+}

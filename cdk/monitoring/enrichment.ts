@@ -1,0 +1,139 @@
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { ArnFormat, Aws, Duration, RemovalPolicy, Stack, Validations } from "aws-cdk-lib";
+import * as iam from "aws-cdk-lib/aws-iam";
+import type * as kms from "aws-cdk-lib/aws-kms";
+import * as lambda from "aws-cdk-lib/aws-lambda";
+import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
+import * as logs from "aws-cdk-lib/aws-logs";
+import type * as sns from "aws-cdk-lib/aws-sns";
+import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
+import { Construct } from "constructs";
+import { ENRICHMENT_ENV } from "../../functions/alarm-enrichment/enrich.ts";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+
+/** Properties of {@link AlarmEnrichment}. */
+export interface AlarmEnrichmentProps {
+  readonly stage: string;
+  readonly alarmTopic: sns.ITopic;
+  readonly enrichedTopic: sns.ITopic;
+  /** Key of both topics. */
+  readonly topicKey: kms.IKey;
+  readonly functionLogGroups: readonly logs.ILogGroup[];
+  readonly workflowLogGroups: readonly logs.ILogGroup[];
+  readonly runbookBaseUrl: string;
+  readonly dashboardName: string;
+  /** @default Duration.seconds(60): the query gets this minus a 3 s publish reserve */
+  readonly timeout?: Duration;
+}
+
+/**
+ * The enrichment function, subscribed to the alarm topic: runs the alarm's saved query and
+ * publishes alarm + hosts to the enriched topic (`functions/alarm-enrichment/`).
+ */
+export class AlarmEnrichment extends Construct {
+  readonly function: nodejs.NodejsFunction;
+  readonly logGroup: logs.LogGroup;
+
+  constructor(scope: Construct, id: string, props: AlarmEnrichmentProps) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    this.logGroup = new logs.LogGroup(this, "Logs", {
+      retention: logs.RetentionDays.ONE_MONTH,
+      removalPolicy: RemovalPolicy.RETAIN,
+    });
+    const role = new iam.Role(this, "Role", {
+      assumedBy: new iam.ServicePrincipal("lambda.amazonaws.com"),
+      description: "bounded-ssh alarm enrichment: query the handler logs, publish enriched alarms",
+    });
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ["logs:CreateLogStream", "logs:PutLogEvents"],
+        resources: [this.logGroup.logGroupArn],
+      }),
+    );
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        actions: ["logs:StartQuery"],
+        resources: [...props.functionLogGroups, ...props.workflowLogGroups].map(
+          (g) => g.logGroupArn,
+        ),
+      }),
+    );
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        // Query ids have no ARN: these two actions take no resource-level scope.
+        actions: ["logs:GetQueryResults", "logs:StopQuery"],
+        resources: ["*"],
+      }),
+    );
+    role.addToPolicy(
+      new iam.PolicyStatement({
+        // Which children of the composite page are in ALARM.
+        actions: ["cloudwatch:DescribeAlarms"],
+        resources: [
+          stack.formatArn({
+            service: "cloudwatch",
+            resource: "alarm",
+            resourceName: `${props.stage}-BoundedSsh-*`,
+            arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+          }),
+        ],
+      }),
+    );
+    props.enrichedTopic.grantPublish(role);
+    // Publishing to an encrypted topic needs the topic key.
+    props.topicKey.grant(role, "kms:Decrypt", "kms:GenerateDataKey*");
+
+    const dashboardUrl = `https://console.aws.amazon.com/cloudwatch/home?region=${Aws.REGION}#dashboards:name=${props.dashboardName}`;
+    this.function = new nodejs.NodejsFunction(this, "Handler", {
+      entry: path.join(ROOT, "functions/alarm-enrichment/handler.ts"),
+      handler: "handler",
+      runtime: lambda.Runtime.NODEJS_24_X,
+      architecture: lambda.Architecture.ARM_64,
+      timeout: props.timeout ?? Duration.seconds(60),
+      memorySize: 256,
+      role,
+      logGroup: this.logGroup,
+      environment: {
+        [ENRICHMENT_ENV.stage]: props.stage,
+        [ENRICHMENT_ENV.enrichedTopicArn]: props.enrichedTopic.topicArn,
+        [ENRICHMENT_ENV.functionLogGroups]: stack.toJsonString(
+          props.functionLogGroups.map((g) => g.logGroupName),
+        ),
+        [ENRICHMENT_ENV.workflowLogGroups]: stack.toJsonString(
+          props.workflowLogGroups.map((g) => g.logGroupName),
+        ),
+        [ENRICHMENT_ENV.runbookBaseUrl]: props.runbookBaseUrl,
+        [ENRICHMENT_ENV.dashboardUrl]: dashboardUrl,
+        NODE_OPTIONS: "--enable-source-maps",
+      },
+      bundling: {
+        format: nodejs.OutputFormat.CJS,
+        target: "node24",
+        minify: true,
+        sourceMap: true,
+        sourcesContent: false,
+        externalModules: ["@aws-sdk/*"],
+        forceDockerBundling: false,
+      },
+    });
+    props.alarmTopic.addSubscription(new subscriptions.LambdaSubscription(this.function));
+    Validations.of(role).acknowledge({
+      id: "AwsSolutions-IAM5[Resource::*]",
+      reason:
+        "logs:GetQueryResults and logs:StopQuery act on a query id, which has no ARN; StartQuery is limited to the handler and workflow log groups.",
+    });
+    Validations.of(role).acknowledge({
+      id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:cloudwatch:<AWS::Region>:<AWS::AccountId>:alarm:${props.stage}-BoundedSsh-*]`,
+      reason:
+        "DescribeAlarms on this stage's own alarms (one name prefix), to name the page's children in ALARM.",
+    });
+    Validations.of(role).acknowledge({
+      id: "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+      reason:
+        "SNS needs GenerateDataKey/GenerateDataKeyWithoutPlaintext on the one topic key to publish to the encrypted enriched topic.",
+    });
+  }
+}

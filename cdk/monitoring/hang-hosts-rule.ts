@@ -1,0 +1,56 @@
+import { type Duration, Stack } from "aws-cdk-lib";
+import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
+import type * as logs from "aws-cdk-lib/aws-logs";
+import { Construct } from "constructs";
+import { AUDIT_TYPE, AUDIT_FIELDS as F } from "./audit-fields.ts";
+import { HANG_ERRORS } from "./catalog.ts";
+
+/** Properties of {@link HangHostsRule}. */
+export interface HangHostsRuleProps {
+  readonly stage: string;
+  /** Log groups holding the audit lines. */
+  readonly logGroups: readonly logs.ILogGroup[];
+}
+
+/**
+ * Contributor Insights over the audit lines, keyed on target host and port, for the hang errors
+ * ({@link HANG_ERRORS}): the hang alarm counts hosts (`UniqueContributors`), not sessions or
+ * retries, and the dashboard shows the top hosts.
+ */
+export class HangHostsRule extends Construct {
+  readonly ruleName: string;
+  readonly rule: cloudwatch.CfnInsightRule;
+
+  constructor(scope: Construct, id: string, props: HangHostsRuleProps) {
+    super(scope, id);
+    this.ruleName = `${props.stage}-BoundedSsh-HangHosts`;
+    const body = {
+      Schema: { Name: "CloudWatchLogRule", Version: 1 },
+      LogGroupNames: props.logGroups.map((g) => g.logGroupName),
+      LogFormat: "JSON",
+      Contribution: {
+        Keys: [`$.${F.host}`, `$.${F.port}`],
+        Filters: [
+          { Match: `$.${F.type}`, In: [AUDIT_TYPE] },
+          { Match: `$.${F.errorName}`, In: [...HANG_ERRORS] },
+        ],
+      },
+      AggregateOn: "Count",
+    };
+    this.rule = new cloudwatch.CfnInsightRule(this, "Rule", {
+      ruleName: this.ruleName,
+      ruleState: "ENABLED",
+      ruleBody: Stack.of(this).toJsonString(body),
+    });
+  }
+
+  /** Distinct hosts with a hang error per period. */
+  uniqueHosts(period: Duration): cloudwatch.MathExpression {
+    return new cloudwatch.MathExpression({
+      expression: `INSIGHT_RULE_METRIC('${this.ruleName}', 'UniqueContributors')`,
+      usingMetrics: {},
+      period,
+      label: "hosts with hang errors",
+    });
+  }
+}

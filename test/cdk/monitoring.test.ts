@@ -1,0 +1,331 @@
+/**
+ * The synthesized monitoring: alarms from the catalog, stage-prefixed names, the composite
+ * page, the hang-hosts insight rule, saved queries, the enrichment subscription, runbooks.
+ * What the alarms do on real traffic is the drill's job (test/drill/drill.test.ts).
+ */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { Match } from "aws-cdk-lib/assertions";
+import { describe, expect, it } from "vitest";
+import { HARD_TIMEOUT_MARGIN_MS } from "../../cdk/constructs/monitoring.ts";
+import { AUDIT_TYPE } from "../../cdk/monitoring/audit-fields.ts";
+import {
+  ALARM_CATALOG,
+  ALARM_KINDS,
+  alarmNamesOf,
+  HANG_ERRORS,
+  kindOfAlarmName,
+  QUERIES,
+  runbookFile,
+  runbookHeader,
+  severityOf,
+} from "../../cdk/monitoring/catalog.ts";
+import { queryName, renderQuery } from "../../cdk/monitoring/queries.ts";
+import { DEFAULT_METRIC_NAMESPACE, METRIC } from "../../lib/names.ts";
+import { definitionOf, synth, synthOnce } from "./synth.ts";
+
+const { template } = synthOnce();
+type Props = Record<string, unknown>;
+const alarms = Object.values(template.findResources("AWS::CloudWatch::Alarm")).map(
+  (a) => a.Properties as Props,
+);
+const byName = (name: string) => alarms.find((a) => a.AlarmName === `dev-BoundedSsh-${name}`);
+const composite = Object.values(template.findResources("AWS::CloudWatch::CompositeAlarm"))[0]
+  ?.Properties as Props;
+const expressionOf = (p: Props | undefined) =>
+  ((p?.Metrics as { Expression?: string }[] | undefined) ?? []).find((q) => q.Expression)
+    ?.Expression ?? "";
+
+describe("alarm names", () => {
+  it("are <stage>-BoundedSsh-<Kind>[-<Subject>] for every catalog kind, and nothing else", () => {
+    const expected = ALARM_KINDS.filter((k) => k !== "Page").flatMap((k) => alarmNamesOf("dev", k));
+    expect(alarms.map((a) => a.AlarmName).sort()).toEqual(expected.sort());
+    expect(composite.AlarmName).toBe("dev-BoundedSsh-Page");
+    for (const name of expected) expect(kindOfAlarmName("dev", name)).toBeDefined();
+  });
+
+  it("do not collide between two stages in one account", () => {
+    const prod = synth({ stage: "prod" }).template;
+    const prodNames = [
+      ...Object.values(prod.findResources("AWS::CloudWatch::Alarm")),
+      ...Object.values(prod.findResources("AWS::CloudWatch::CompositeAlarm")),
+    ].map((a) => (a.Properties as Props).AlarmName as string);
+    const devNames = [...alarms.map((a) => a.AlarmName as string), composite.AlarmName as string];
+    expect(prodNames.every((n) => n.startsWith("prod-BoundedSsh-"))).toBe(true);
+    expect(prodNames.filter((n) => devNames.includes(n))).toEqual([]);
+    const rules = (t: typeof prod) =>
+      Object.values(t.findResources("AWS::CloudWatch::InsightRule")).map(
+        (r) => (r.Properties as Props).RuleName,
+      );
+    expect(rules(prod)).toEqual(["prod-BoundedSsh-HangHosts"]);
+    expect(rules(template)).toEqual(["dev-BoundedSsh-HangHosts"]);
+  });
+});
+
+describe("alarm descriptions", () => {
+  const queryNames = Object.values(template.findResources("AWS::Logs::QueryDefinition")).map(
+    (q) => (q.Properties as Props).Name as string,
+  );
+  it.each([
+    ...alarms.map((a) => [a.AlarmName as string, a] as const),
+    ["Page", composite] as const,
+  ])(
+    "%s says what, severity, three checks, a runbook URL, a saved query and the dashboard",
+    (_name, p) => {
+      const d = p.AlarmDescription as string;
+      expect(d.length).toBeLessThanOrEqual(1024);
+      expect(d).toMatch(
+        /^WHAT: .+\nSEVERITY: (page|ticket|page, through dev-BoundedSsh-Page)\.\nCHECK: 1\) .+; 2\) .+; 3\) .+\.\nRUNBOOK: https:\/\/\S+\/\w+\.md\nQUERY: (\S+) \(Logs Insights saved queries\)\nDASHBOARD: dev-BoundedSsh-Test$/,
+      );
+      const query = /QUERY: (\S+)/.exec(d)?.[1];
+      expect(queryNames).toContain(query);
+    },
+  );
+});
+
+describe("severity", () => {
+  it("pages only through the composite; tickets notify the alarm topic directly", () => {
+    const children = JSON.stringify(composite.AlarmRule);
+    const ids = template.findResources("AWS::CloudWatch::Alarm");
+    for (const [id, resource] of Object.entries(ids)) {
+      const p = resource.Properties as Props;
+      const found = kindOfAlarmName("dev", p.AlarmName as string);
+      if (!found) throw new Error(`unknown alarm ${p.AlarmName}`);
+      if (severityOf(found.kind, found.subject) === "page") {
+        expect(p.AlarmActions, String(p.AlarmName)).toBeUndefined();
+        expect(children).toContain(`"${id}"`);
+      } else {
+        expect(p.AlarmActions).toEqual([{ Ref: expect.stringMatching(/AlarmTopic/) }]);
+        expect(children).not.toContain(`"${id}"`);
+      }
+    }
+    expect(composite.AlarmActions).toEqual([{ Ref: expect.stringMatching(/AlarmTopic/) }]);
+  });
+
+  it("puts hangs, leaks, overruns, internal errors, API errors and host-key mismatches on the page", () => {
+    const pages = ALARM_KINDS.flatMap((k) =>
+      alarmNamesOf("dev", k).filter((n) => {
+        const f = kindOfAlarmName("dev", n);
+        return f && severityOf(f.kind, f.subject) === "page" && f.kind !== "Page";
+      }),
+    );
+    expect(pages.sort()).toEqual(
+      [
+        "HandshakeHangs",
+        "LeakedSockets",
+        "DeadlineOverrun",
+        "InternalErrors",
+        "LambdaErrors-Api",
+        "HostKeyMismatch",
+      ]
+        .map((n) => `dev-BoundedSsh-${n}`)
+        .sort(),
+    );
+  });
+});
+
+describe("hangs counted in hosts", () => {
+  it("has a Contributor Insights rule on the audit lines keyed on target host and port", () => {
+    const rule = Object.values(template.findResources("AWS::CloudWatch::InsightRule"))[0]
+      ?.Properties as { RuleBody: unknown };
+    const text = JSON.stringify(rule.RuleBody);
+    expect(text).toContain('\\"Keys\\":[\\"$.target.host\\",\\"$.target.port\\"]');
+    expect(text).toContain(`{\\"Match\\":\\"$.type\\",\\"In\\":[\\"${AUDIT_TYPE}\\"]}`);
+    expect(text).toContain(
+      `{\\"Match\\":\\"$.error.name\\",\\"In\\":[${HANG_ERRORS.map((e) => `\\"${e}\\"`).join(",")}]}`,
+    );
+  });
+
+  it("fires HandshakeHangs on distinct hosts (UniqueContributors), 2 by default", () => {
+    const p = byName("HandshakeHangs");
+    expect(expressionOf(p)).toBe(
+      "INSIGHT_RULE_METRIC('dev-BoundedSsh-HangHosts', 'UniqueContributors')",
+    );
+    expect(p).toMatchObject({ Threshold: 2, ComparisonOperator: "GreaterThanOrEqualToThreshold" });
+  });
+});
+
+describe("real overruns only", () => {
+  it("counts hard timeouts, negative slack and Duration at the timeout; not 90% of it", () => {
+    const e = expressionOf(byName("DeadlineOverrun"));
+    expect(e).toContain("FILL(hard, 0)");
+    expect(e).toContain("FILL(sfnHard, 0)");
+    expect(e).toContain("IF(FILL(slack, 0) < 0, 1, 0)");
+    expect(e).toContain(`>= ${25_000 - HARD_TIMEOUT_MARGIN_MS}`);
+    expect(e).toContain(`>= ${60_000 - HARD_TIMEOUT_MARGIN_MS}`);
+    expect(e).not.toContain("22500");
+    // The API function's designed maximum (timeout − reserve + 50 ms) stays below the limit.
+    expect(25_000 - 2_000 + 50).toBeLessThan(25_000 - HARD_TIMEOUT_MARGIN_MS);
+  });
+
+  it("does not count audit lines (a command may say 'Task timed out after') as hard timeouts", () => {
+    template.hasResourceProperties("AWS::Logs::MetricFilter", {
+      FilterPattern: `"Task timed out after" -"${AUDIT_TYPE}"`,
+      MetricTransformations: [Match.objectLike({ MetricName: "LambdaHardTimeouts" })],
+    });
+  });
+});
+
+describe("new and fixed alarms", () => {
+  it.each([
+    ["ResolveTimeouts", "resolve", 5],
+    ["ConnectTimeouts", "connect", 5],
+    ["AuthTimeouts", "auth", 3],
+    ["ChannelTimeouts", "channel", 3],
+    ["CommandTimeouts", "exec", 3],
+  ])("%s watches Timeouts Phase=%s (threshold %d)", (name, phase, threshold) => {
+    expect(byName(name)).toMatchObject({
+      MetricName: METRIC.Timeouts,
+      Namespace: DEFAULT_METRIC_NAMESPACE,
+      Dimensions: [{ Name: "Phase", Value: phase }],
+      Statistic: "Sum",
+      Threshold: threshold,
+    });
+  });
+
+  it.each([
+    ["ConnectionLost", 3],
+    ["HostKeyMismatch", 1],
+    ["InternalErrors", 1],
+  ])("%s watches Errors ErrorName=%s", (name, threshold) => {
+    expect(byName(name)).toMatchObject({
+      MetricName: METRIC.Errors,
+      Dimensions: [
+        { Name: "ErrorName", Value: name === "InternalErrors" ? "InternalError" : name },
+      ],
+      Threshold: threshold,
+    });
+  });
+
+  it("has a heartbeat: Lambda invocations without BoundedSsh invocations for 3 periods", () => {
+    const p = byName("Heartbeat");
+    expect(p).toMatchObject({ EvaluationPeriods: 3, Threshold: 1 });
+    const metrics = JSON.stringify(p?.Metrics);
+    expect(metrics).toContain('"MetricName":"Invocations","Namespace":"AWS/Lambda"');
+    expect(metrics).toContain(
+      `"MetricName":"Invocations","Namespace":"${DEFAULT_METRIC_NAMESPACE}"`,
+    );
+  });
+
+  it("counts failed, timed-out and aborted workflow executions", () => {
+    for (const subject of ["SingleHost", "Fleet"]) {
+      const metrics = JSON.stringify(byName(`WorkflowFailures-${subject}`)?.Metrics);
+      for (const m of ["ExecutionsFailed", "ExecutionsTimedOut", "ExecutionsAborted"]) {
+        expect(metrics).toContain(`"MetricName":"${m}"`);
+      }
+    }
+  });
+
+  it("describes throttles the way the workflows handle them (no retry of TooManyRequests)", () => {
+    const retried = JSON.stringify(definitionOf(template, "WorkflowsFleet")).includes(
+      "Lambda.TooManyRequestsException",
+    );
+    const text = ALARM_CATALOG.LambdaThrottles.meaning;
+    expect(retried).toBe(false);
+    expect(text).toContain("do not retry");
+  });
+});
+
+describe("saved queries", () => {
+  const saved = Object.values(template.findResources("AWS::Logs::QueryDefinition")).map(
+    (q) => q.Properties as { Name: string; QueryString: string },
+  );
+
+  it("are the catalog's queries, rendered, in the stage's folder", () => {
+    expect(saved.map((q) => q.Name).sort()).toEqual(
+      Object.values(QUERIES)
+        .map((s) => queryName("dev", s))
+        .sort(),
+    );
+    for (const spec of Object.values(QUERIES)) {
+      expect(saved.find((q) => q.Name === queryName("dev", spec))?.QueryString).toBe(
+        renderQuery(spec),
+      );
+    }
+  });
+
+  it("never match every line: no (?i)ERROR, no @requestId (blank on raw lines)", () => {
+    for (const q of saved) {
+      expect(q.QueryString).not.toMatch(/\(\?i\)/);
+      expect(q.QueryString).not.toContain("@requestId");
+      expect(q.QueryString).not.toMatch(/like \/[^/]*(?<!\\t)ERROR(?!\\t)/);
+    }
+  });
+
+  it("list hosts with first seen, last seen, address and source", () => {
+    const hang = saved.find((q) => q.Name === "bounded-ssh-dev/hang-hosts")?.QueryString ?? "";
+    expect(hang).toContain("min(@timestamp) as firstSeen");
+    expect(hang).toContain("max(@timestamp) as lastSeen");
+    expect(hang).toContain(
+      "by target.host, target.port, target.address, error.name, phase, source",
+    );
+  });
+
+  it("find leaks and overruns on fields the audit line carries", () => {
+    const text = (id: string) => saved.find((q) => q.Name === `bounded-ssh-dev/${id}`)?.QueryString;
+    expect(text("leaked-sockets")).toContain("leakedSockets > 0");
+    expect(text("deadline-overruns")).toContain("slackMs < 0");
+    expect(text("deadline-overruns")).toContain("not ispresent(type)");
+  });
+});
+
+describe("enrichment", () => {
+  it("subscribes a function to the alarm topic that may query the handler logs", () => {
+    template.hasResourceProperties("AWS::SNS::Subscription", {
+      Protocol: "lambda",
+      TopicArn: { Ref: Match.stringLikeRegexp("AlarmTopic") },
+      Endpoint: { "Fn::GetAtt": [Match.stringLikeRegexp("Enrichment"), "Arn"] },
+    });
+    template.hasResourceProperties("AWS::Lambda::Function", {
+      Environment: {
+        Variables: Match.objectLike({
+          BSSH_STAGE: "dev",
+          BSSH_ENRICHED_TOPIC_ARN: { Ref: Match.stringLikeRegexp("EnrichedTopic") },
+        }),
+      },
+    });
+    template.hasResourceProperties("AWS::IAM::Policy", {
+      PolicyDocument: {
+        Statement: Match.arrayWith([
+          Match.objectLike({ Action: "logs:StartQuery" }),
+          Match.objectLike({ Action: ["logs:GetQueryResults", "logs:StopQuery"] }),
+        ]),
+      },
+    });
+  });
+});
+
+describe("runbooks", () => {
+  it("one page per kind, each starting with the catalog's header", () => {
+    const pages = readdirSync("docs/runbooks").sort();
+    expect(pages).toEqual(ALARM_KINDS.map(runbookFile).sort());
+    for (const kind of ALARM_KINDS) {
+      const file = `docs/runbooks/${runbookFile(kind)}`;
+      expect(existsSync(file)).toBe(true);
+      const text = readFileSync(file, "utf8");
+      expect(text.startsWith(runbookHeader(kind)), `${file}: run npm run runbooks`).toBe(true);
+      expect(text).toContain("## Impact");
+      expect(text).toContain("## Remediation");
+      // Every alarm name a page mentions exists.
+      for (const [name] of text.matchAll(/<stage>-BoundedSsh-[A-Za-z-]+/g)) {
+        const found = kindOfAlarmName("<stage>", name);
+        expect(found, name).toBeDefined();
+      }
+    }
+  });
+});
+
+describe("dashboard", () => {
+  it("shows top hang hosts, Errors by ErrorName and the platform metrics", () => {
+    const [dash] = Object.values(template.findResources("AWS::CloudWatch::Dashboard"));
+    const body = JSON.stringify(dash?.Properties);
+    expect(body).toContain(
+      '\\"insightRule\\":{\\"maxContributorCount\\":10,\\"orderBy\\":\\"Sum\\",\\"ruleName\\":\\"dev-BoundedSsh-HangHosts\\"}',
+    );
+    expect(body).toContain(
+      "SEARCH('{BoundedSsh,ErrorName} MetricName=\\\\\\\"Errors\\\\\\\"', 'Sum', 300)",
+    );
+    for (const ns of ["AWS/Lambda", "AWS/States", "AWS/ApiGateway"]) expect(body).toContain(ns);
+    expect(body).toContain("ExecutionsTimedOut");
+    expect(body).toContain("ConcurrentExecutions");
+  });
+});

@@ -1,0 +1,70 @@
+/**
+ * The incident drill (`npm run drill`) as a test: exactly the intended alarms fire on the
+ * drill's incident, the full-budget run fires none, and the enriched page names every hung
+ * host with its phase. Also checks, on the same captured lines, the fixes the old template
+ * got wrong (each with its old rule, so the check can fail).
+ */
+import { beforeAll, describe, expect, it } from "vitest";
+import { QUERIES } from "../../cdk/monitoring/catalog.ts";
+import { evaluate, matches } from "../helpers/logs-insights.ts";
+import { filterMatches } from "./alarm-evaluator.ts";
+import { type DrillReport, formatReport, runDrill } from "./drill.ts";
+import { drillProblems, INTENDED } from "./drill-checks.ts";
+
+let report: DrillReport;
+
+beforeAll(async () => {
+  report = await runDrill();
+}, 90_000);
+
+describe("incident drill", () => {
+  it("fires exactly the intended alarms and names every hung host with its phase", () => {
+    expect(drillProblems(report), formatReport(report)).toEqual([]);
+    expect([...report.fired].sort()).toEqual([...INTENDED].sort());
+  });
+
+  it("ran 20 hosts through the real task handler, retries included", () => {
+    expect(report.hosts).toHaveLength(20);
+    expect(report.summary).toEqual({ total: 20, succeeded: 14, failed: 1, timed_out: 4, error: 1 });
+    // 3 tarpits and the auth host are retried (3 attempts), the rest run once.
+    expect(report.invocations).toBe(16 + 4 * 3);
+    expect(report.auditLines).toBe(report.invocations);
+  });
+
+  it("does not page for a run that used its whole budget (the old 0.9 × timeout rule would)", () => {
+    const { durationMs, timeoutMs } = report.fullBudget;
+    expect(durationMs).toBeGreaterThan(0.9 * timeoutMs);
+    expect(report.alarms.find((a) => a.name === "drill-BoundedSsh-DeadlineOverrun")?.state).toBe(
+      "OK",
+    );
+  });
+
+  it("counts hung hosts, not sessions: 5 hosts from 14 hang sessions", () => {
+    const hang = report.alarms.find((a) => a.name === "drill-BoundedSsh-HandshakeHangs");
+    expect(hang?.values).toEqual([5]);
+    const sessions = report.events.filter((e) => matches(QUERIES.HangHosts, e)).length;
+    expect(sessions).toBe(3 * 3 + 3 + 1);
+  });
+
+  it("does not count an audit line that quotes 'Task timed out after' as a hard timeout", () => {
+    const quoting = report.events.filter((e) => e.message.includes("Task timed out after"));
+    expect(quoting.length).toBeGreaterThan(0); // the healthy host's command
+    expect(quoting.filter((e) => filterMatches('"Task timed out after"', e.message)).length).toBe(
+      quoting.length,
+    ); // the old filter
+    expect(
+      quoting.filter((e) =>
+        filterMatches('"Task timed out after" -"bounded-ssh.audit"', e.message),
+      ),
+    ).toEqual([]);
+    expect(evaluate(QUERIES.DeadlineOverruns, report.events)).toEqual([]);
+  });
+
+  it("lists no healthy line and no by-design SPEC error in invocation-failures", () => {
+    // The task's SPEC errors are logged by the runtime as "\tERROR\tInvoke Error" lines.
+    expect(report.events.filter((e) => e.message.includes("\tERROR\tInvoke Error")).length).toBe(
+      3 * 3 + 3 + 1,
+    );
+    expect(evaluate(QUERIES.InvocationFailures, report.events)).toEqual([]);
+  });
+});
