@@ -15,6 +15,7 @@ import type { RunResult } from "../../lib/types.ts";
 import { createApiHandler } from "../api.ts";
 import type { AuditLine } from "../middleware/audit-log.ts";
 import { toApiEventV1 } from "./api-event.ts";
+import { demoKeyPair } from "./demo-key.ts";
 import { startDemoSshServer, startHungTarget } from "./demo-targets.ts";
 import { lambdaContext } from "./lambda-context.ts";
 import { type LocalConfig, localRuntime } from "./local-config.ts";
@@ -46,7 +47,7 @@ function datumText(d: MetricDatum): string {
 async function main(): Promise<void> {
   const started = Date.now();
   const dir = mkdtempSync(join(tmpdir(), "bssh-demo-"));
-  const clientKey = ssh2.utils.generateKeyPairSync("ed25519");
+  const clientKey = demoKeyPair();
   const parsedClient = ssh2.utils.parseKey(clientKey.public);
   if (parsedClient instanceof Error) throw parsedClient;
   const ssh = await startDemoSshServer({ username: USER, authorizedKey: parsedClient });
