@@ -12,6 +12,7 @@ export const HTTP_STATUS: Record<ErrorName, number> = {
   TargetNotAllowed: 403,
   CommandNotAllowed: 403,
   CredentialUnavailable: 500,
+  CredentialInvalid: 500,
   DeadlineExceeded: 504,
   DnsLookupFailed: 502,
   ResolveTimeout: 504,
@@ -76,8 +77,17 @@ export class TargetNotAllowed extends EngineError {
 export class CommandNotAllowed extends EngineError {
   override readonly name = "CommandNotAllowed";
 }
+/** The credential store could not be reached in time (throttled, unreachable, timed out): retryable. */
 export class CredentialUnavailable extends EngineError {
   override readonly name = "CredentialUnavailable";
+}
+/**
+ * The credential itself is unusable until someone fixes it (not configured, unreadable key
+ * file, bad format, missing or wrong passphrase): not retryable. The message names the
+ * credential and the fix, never any part of the secret.
+ */
+export class CredentialInvalid extends EngineError {
+  override readonly name = "CredentialInvalid";
 }
 export class DeadlineExceeded extends EngineError {
   override readonly name = "DeadlineExceeded";
@@ -142,6 +152,7 @@ export const ERROR_CLASSES: Record<ErrorName, EngineErrorClass> = {
   TargetNotAllowed,
   CommandNotAllowed,
   CredentialUnavailable,
+  CredentialInvalid,
   DeadlineExceeded,
   DnsLookupFailed,
   ResolveTimeout,

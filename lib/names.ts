@@ -26,6 +26,7 @@ export const ERROR_NAMES = [
   "TargetNotAllowed",
   "CommandNotAllowed",
   "CredentialUnavailable",
+  "CredentialInvalid",
   "DeadlineExceeded",
   "DnsLookupFailed",
   "ResolveTimeout",

@@ -167,7 +167,7 @@ class Session {
       if (this.#deadline.remaining() <= 0 || this.#deadline.aborted) {
         throw new DeadlineExceeded("no time left to start a session", { phase: "request" });
       }
-      const auth = prepareAuth(this.#opts.secret);
+      const auth = prepareAuth(this.#opts.secret, this.#opts.credentialName);
       const hostKeys = this.#hostKeyPolicy();
       await this.#resolve();
       await this.#connect();

@@ -39,6 +39,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** The resolved credential. */
   secret: Secret;
+  /** The credential's name, for error messages only (`CredentialInvalid` says which to fix). */
+  credentialName?: string;
   /** OpenSSH known_hosts text, consulted when the request carries no `hostKey` pin. */
   knownHosts?: string;
   /** Per-phase caps (merged over {@link DEFAULT_PHASE_CAPS}). */

@@ -314,7 +314,7 @@ export class Monitoring extends Construct {
           "Most task invocations are failing for 15 minutes. The task function throws SSH errors by design (Step Functions matches on them), so this watches the rate: a systemic cause, not one bad host.",
         checks: [
           "Run the query: error names and phases by host - one error everywhere?",
-          "CredentialUnavailable/TargetNotAllowed everywhere: secret or policy parameter changed",
+          "CredentialInvalid/TargetNotAllowed everywhere: secret or policy parameter changed (CredentialUnavailable: Secrets Manager throttled or unreachable)",
           "Network-wide ConnectTimeout: VPC routes, NAT, security group egress",
         ],
         query: "HostsByError",

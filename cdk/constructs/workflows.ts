@@ -18,6 +18,7 @@ export const EARLY_ERRORS = [
   "TargetNotAllowed",
   "CommandNotAllowed",
   "CredentialUnavailable",
+  "CredentialInvalid",
   "InternalError",
 ] as const satisfies readonly ErrorName[];
 

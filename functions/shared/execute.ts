@@ -188,6 +188,7 @@ export async function execute(
     const options: RunOptions = {
       budgetMs,
       secret,
+      credentialName,
       checkAddress: authorization.checkAddress,
       requestId,
       phaseCaps: settings.phaseCaps,

@@ -63,6 +63,8 @@ beforeAll(async () => {
       default: { privateKeyFile: sshd.keys.ed25519.path },
       // A valid key that is not in authorized_keys.
       stranger: { privateKeyFile: sshd.keys.unauthorized.path },
+      // Permanent credential fault: the key file does not exist.
+      vanished: { privateKeyFile: path.join(os.tmpdir(), "bssh-no-such-key-file") },
     },
     knownHostsFile: sshd.knownHostsPath,
     callerArn: API_CALLER,
@@ -245,6 +247,15 @@ describe("single host, real task handler", () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(sshd.userProcesses().filter((p) => p.args.includes("sleep 30"))).toEqual([]);
+  });
+
+  it("does not retry CredentialInvalid (key file missing): one attempt, caught", async () => {
+    const req = request({ credential: "vanished" });
+    const { failed, events, count } = await run(single, "RunCommand", req);
+    expect(RETRYABLE_ERRORS).not.toContain("CredentialInvalid");
+    expect(count(keyOf(req))).toBe(1);
+    expect(events.filter((e) => e.type === "StateRetried")).toHaveLength(0);
+    expect(failed?.Error).toBe("CredentialInvalid");
   });
 
   it.each([

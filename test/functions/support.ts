@@ -1,5 +1,5 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyEventV2 } from "aws-lambda";
-import { unavailable } from "../../functions/credentials/credential-store.ts";
+import { invalid } from "../../functions/credentials/credential-store.ts";
 import { toApiEventV1, toApiEventV2 } from "../../functions/local/api-event.ts";
 import type { AuditLine } from "../../functions/middleware/audit-log.ts";
 import type { PolicyDocument } from "../../functions/policy/policy.ts";
@@ -37,7 +37,7 @@ export function testRuntime(options: {
     settings: { ...DEFAULT_SETTINGS, workflowCaller: WORKFLOW, ...options.settings },
     credentials: {
       get: async (name) => {
-        if (!Object.hasOwn(credentials, name)) throw unavailable(name, "is not configured");
+        if (!Object.hasOwn(credentials, name)) throw invalid(name, "is not configured");
         return credentials[name]!;
       },
     },

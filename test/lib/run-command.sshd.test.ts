@@ -188,12 +188,31 @@ describe("authentication", () => {
     });
   });
 
-  it("reports a wrong passphrase as CredentialUnavailable before connecting", async () => {
+  it("reports a wrong passphrase as CredentialInvalid (not retryable) before connecting", async () => {
     const { result } = await run(
       { command: "true" },
-      { secret: { privateKey: sshd.keys.encrypted.privateKey, passphrase: "wrong" } },
+      {
+        secret: { privateKey: sshd.keys.encrypted.privateKey, passphrase: "wrong" },
+        credentialName: "deploy",
+      },
     );
-    expect(result.error).toMatchObject({ name: "CredentialUnavailable", phase: "credentials" });
+    expect(result.error).toMatchObject({
+      name: "CredentialInvalid",
+      phase: "credentials",
+      retryable: false,
+      message:
+        'credential "deploy": the passphrase does not decrypt the private key; store the right "passphrase"',
+    });
+    expect(result.timings.connectMs).toBeNull();
+  });
+
+  it("reports a missing passphrase as CredentialInvalid naming the fix", async () => {
+    const { result } = await run(
+      { command: "true" },
+      { secret: { privateKey: sshd.keys.encrypted.privateKey }, credentialName: "deploy" },
+    );
+    expect(result.error).toMatchObject({ name: "CredentialInvalid", phase: "credentials" });
+    expect(result.error?.message).toContain('add "passphrase" to the credential');
     expect(result.timings.connectMs).toBeNull();
   });
 });
