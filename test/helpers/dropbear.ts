@@ -28,7 +28,7 @@ const execFileAsync = promisify(execFile);
 export const DROPBEAR_PATH = "/usr/sbin/dropbear";
 export const DROPBEARKEY_PATH = "/usr/bin/dropbearkey";
 export const DROPBEAR_MISSING_MESSAGE =
-  "Dropbear not found at /usr/sbin/dropbear: run `apt-get install -y dropbear-bin` or `npm test` as root (pretest installs it)";
+  "Dropbear not found at /usr/sbin/dropbear: run `apt-get install -y dropbear-bin` or run `npm test` as root (its pretest installs it)";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 

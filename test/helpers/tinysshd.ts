@@ -28,7 +28,7 @@ export const TINYSSHD_PATH = "/usr/sbin/tinysshd";
 export const TINYSSHD_MAKEKEY_PATH = "/usr/sbin/tinysshd-makekey";
 export const TINYSSHD_PRINTKEY_PATH = "/usr/sbin/tinysshd-printkey";
 export const TINYSSHD_MISSING_MESSAGE =
-  "TinySSH not found at /usr/sbin/tinysshd: run `apt-get install -y tinysshd` or `npm test` as root (pretest installs it)";
+  "TinySSH not found at /usr/sbin/tinysshd: run `apt-get install -y tinysshd` or run `npm test` as root (its pretest installs it)";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
