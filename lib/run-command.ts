@@ -542,9 +542,11 @@ class Session {
     const sock = this.#socket;
     if (this.#signalSent && sock && !sock.destroyed) {
       // Confirmed, not assumed: the server reports the command's end (exit-signal TERM, or an
-      // exit status) within the reserve, or the result says only "signalled".
+      // exit status) within half the reserve, or the result says only "signalled". The other
+      // half stays for DISCONNECT and FIN: a server that ignores signal requests (TinySSH,
+      // ssh2's Server) must not push every such session to the very end of its budget.
       await this.#deadline.wait(
-        this.#deadline.allowance("teardown"),
+        this.#deadline.allowance("teardown") / 2,
         Promise.race([this.#exitSeen.promise, this.#socketClosed]),
       );
       this.#cleanupConfirmed = this.#exitSeenFlag;
