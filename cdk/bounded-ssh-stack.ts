@@ -56,7 +56,18 @@ export interface BoundedSshStackProps extends StackProps {
   readonly egress?: SshEgress;
   readonly retry?: RetrySettings;
   readonly thresholds?: MonitoringThresholds;
+  /**
+   * Reserved concurrency of the task function: how many hosts all fleets together can touch at
+   * once, and a floor no other function can take. `null` leaves it unreserved (accounts with a
+   * low concurrency quota must keep 100 unreserved). @default 50
+   */
+  readonly taskReservedConcurrency?: number | null;
+  /** Ceiling on a fleet execution's `maxConcurrency`. @default 50 */
+  readonly maxFleetConcurrency?: number;
 }
+
+/** Default reserved concurrency of the task function and ceiling of a fleet's concurrency. */
+export const DEFAULT_TASK_RESERVED_CONCURRENCY = 50;
 
 /** bounded-ssh: composes the functions, the API, the workflows and their monitoring. */
 export class BoundedSshStack extends Stack {
@@ -120,6 +131,10 @@ export class BoundedSshStack extends Stack {
       entry: props.taskEntry ?? path.join(ROOT, "functions/task.ts"),
       timeout: task.functionTimeout,
       reserve: task.reserve,
+      reservedConcurrentExecutions:
+        props.taskReservedConcurrency === null
+          ? undefined
+          : (props.taskReservedConcurrency ?? DEFAULT_TASK_RESERVED_CONCURRENCY),
     });
 
     this.api = new RunApi(this, "RunApi", {
@@ -130,11 +145,18 @@ export class BoundedSshStack extends Stack {
       handler: this.taskFunction.function,
       taskTimeout: task.taskTimeout,
       retry: props.retry,
+      maxConcurrencyCeiling: props.maxFleetConcurrency ?? DEFAULT_TASK_RESERVED_CONCURRENCY,
     });
-    // Step Functions events carry no identity: the policy sees the workflows' role instead.
+    // Verified callers (SPEC §9): the API function accepts only events naming this API, stage
+    // and account; the task function only executions of these state machines. Plain strings
+    // and names, not references to the API's stage or the state machines: those depend on the
+    // functions, so a reference would be a cycle.
+    this.apiFunction.function.addEnvironment(HANDLER_ENV.apiId, this.api.api.restApiId);
+    this.apiFunction.function.addEnvironment(HANDLER_ENV.apiStage, this.api.stageName);
+    this.apiFunction.function.addEnvironment(HANDLER_ENV.apiAccount, this.account);
     this.taskFunction.function.addEnvironment(
-      HANDLER_ENV.workflowCaller,
-      this.workflows.role.roleArn,
+      HANDLER_ENV.stateMachineArns,
+      this.workflows.stateMachineArns.join(","),
     );
     this.monitoring = new Monitoring(this, "Monitoring", {
       apiFunction: this.apiFunction,

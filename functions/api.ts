@@ -13,16 +13,18 @@ import { bindRequest, requestOf } from "./middleware/bind-request.ts";
 import { invocationDeadline } from "./middleware/invocation-deadline.ts";
 import {
   type ApiEvent,
-  apiCaller,
   apiEdgeStart,
   apiRequestId,
   errorBody,
+  httpStatusOf,
   jsonResponse,
   parseApiBody,
 } from "./shared/api-http.ts";
 import { auditFactsOf } from "./shared/audit-facts.ts";
+import { verifiedApiCaller } from "./shared/callers.ts";
 import { defaultRuntime } from "./shared/default-runtime.ts";
 import { errorOfResult, execute } from "./shared/execute.ts";
+import { invocationOf } from "./shared/invocation.ts";
 import { REQUEST_LIMITS } from "./shared/request-schema.ts";
 import type { Runtime } from "./shared/runtime.ts";
 import { auditOptions } from "./shared/stack-options.ts";
@@ -32,13 +34,7 @@ export function createApiHandler(runtime: Runtime) {
   return middy<ApiEvent, APIGatewayProxyResult, Error, Context>()
     .use(metricsMiddleware(runtime.metrics))
     .use(auditLog(auditOptions(runtime)))
-    .use(
-      invocationDeadline({
-        settings: runtime.settings,
-        edgeStart: apiEdgeStart,
-        caller: apiCaller,
-      }),
-    )
+    .use(invocationDeadline({ settings: runtime.settings, edgeStart: apiEdgeStart }))
     .use(httpHeaderNormalizer())
     .use(apiResponse())
     .use(bindRequest())
@@ -46,13 +42,15 @@ export function createApiHandler(runtime: Runtime) {
       const request = requestOf(context);
       const facts = auditFactsOf(request, "api");
       facts.apiRequestId = apiRequestId(event);
+      // Before the body is read: an event not written by the deployed API is refused.
+      invocationOf(request).caller = verifiedApiCaller(event, runtime.settings.api);
       const body = parseApiBody(event, REQUEST_LIMITS.bodyBytes);
       facts.bodyBytes = body.bytes;
       const result = await execute({ internal: request.internal, context }, runtime, body.value);
       const error = errorOfResult(result);
       // succeeded/failed: 200 with the result; any session error: its SPEC §6 status.
       if (!error) return jsonResponse(200, result);
-      return jsonResponse(error.httpStatus, errorBody(error, result));
+      return jsonResponse(httpStatusOf(error), errorBody(error, result));
     });
 }
 

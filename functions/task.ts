@@ -13,8 +13,9 @@ import { bindRequest, requestOf } from "./middleware/bind-request.ts";
 import { invocationDeadline } from "./middleware/invocation-deadline.ts";
 import { stepFunctionsError } from "./middleware/step-functions-error.ts";
 import { auditFactsOf } from "./shared/audit-facts.ts";
+import { verifiedTask } from "./shared/callers.ts";
 import { defaultRuntime } from "./shared/default-runtime.ts";
-import { errorOfResult, execute } from "./shared/execute.ts";
+import { errorOfResult, execute, TASK_LIMITS } from "./shared/execute.ts";
 import { invocationOf } from "./shared/invocation.ts";
 import type { Runtime } from "./shared/runtime.ts";
 import { auditOptions } from "./shared/stack-options.ts";
@@ -24,24 +25,31 @@ export function createTaskHandler(runtime: Runtime) {
   return middy<unknown, RunResult, Error, Context>()
     .use(metricsMiddleware(runtime.metrics))
     .use(auditLog(auditOptions(runtime)))
-    .use(
-      invocationDeadline({
-        settings: runtime.settings,
-        // The workflow's own identity: Lambda events from Step Functions carry none.
-        caller: () => runtime.settings.workflowCaller,
-      }),
-    )
-    .use(stepFunctionsError())
+    .use(invocationDeadline({ settings: runtime.settings }))
+    .use(stepFunctionsError({ includeOutput: runtime.settings.taskErrorOutput }))
     .use(bindRequest())
     .handler(async (event, context) => {
       const request = requestOf(context);
-      auditFactsOf(request, "task");
-      const result = await execute({ internal: request.internal, context }, runtime, event);
+      const facts = auditFactsOf(request, "task");
+      // The caller is the state machine named by the payload's execution context (SPEC §9).
+      const task = verifiedTask(
+        event,
+        context.invokedFunctionArn,
+        runtime.settings.stateMachineArns,
+      );
+      invocationOf(request).caller = task.caller;
+      facts.executionArn = task.executionArn;
+      const result = await execute(
+        { internal: request.internal, context },
+        runtime,
+        task.request,
+        TASK_LIMITS,
+      );
       const error = errorOfResult(result);
       if (error) throw error;
       if (
         result.status === "failed" &&
-        (event as { failOnNonZeroExit?: boolean }).failOnNonZeroExit
+        (task.request as { failOnNonZeroExit?: boolean }).failOnNonZeroExit
       ) {
         const failed = new CommandFailed(
           `command exited with ${result.exitCode ?? `signal ${result.signal}`}`,

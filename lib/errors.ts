@@ -11,6 +11,8 @@ export const HTTP_STATUS: Record<ErrorName, number> = {
   ValidationError: 400,
   TargetNotAllowed: 403,
   CommandNotAllowed: 403,
+  CallerNotAllowed: 403,
+  CredentialNotAllowed: 403,
   CredentialUnavailable: 500,
   CredentialInvalid: 500,
   DeadlineExceeded: 504,
@@ -76,6 +78,14 @@ export class TargetNotAllowed extends EngineError {
 }
 export class CommandNotAllowed extends EngineError {
   override readonly name = "CommandNotAllowed";
+}
+/** The event does not come from a verified caller (wrong API, stage or account; a task without its execution context). */
+export class CallerNotAllowed extends EngineError {
+  override readonly name = "CallerNotAllowed";
+}
+/** The caller's rule does not grant the credential the request names. */
+export class CredentialNotAllowed extends EngineError {
+  override readonly name = "CredentialNotAllowed";
 }
 /** The credential store could not be reached in time (throttled, unreachable, timed out): retryable. */
 export class CredentialUnavailable extends EngineError {
@@ -151,6 +161,8 @@ export const ERROR_CLASSES: Record<ErrorName, EngineErrorClass> = {
   ValidationError,
   TargetNotAllowed,
   CommandNotAllowed,
+  CallerNotAllowed,
+  CredentialNotAllowed,
   CredentialUnavailable,
   CredentialInvalid,
   DeadlineExceeded,

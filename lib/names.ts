@@ -25,6 +25,8 @@ export const ERROR_NAMES = [
   "ValidationError",
   "TargetNotAllowed",
   "CommandNotAllowed",
+  "CallerNotAllowed",
+  "CredentialNotAllowed",
   "CredentialUnavailable",
   "CredentialInvalid",
   "DeadlineExceeded",

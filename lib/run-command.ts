@@ -19,12 +19,7 @@ import { type ErrorPhase, PHASES, type Phase, type RemoteCleanup, type Status } 
 import { checkRequest } from "./request-check.ts";
 import { BannerGate } from "./session/banner-gate.ts";
 import { type PreparedAuth, prepareAuth } from "./session/credentials.ts";
-import {
-  fingerprintSha256,
-  type HostKeyPolicy,
-  knownHostsPolicy,
-  pinnedPolicy,
-} from "./session/host-keys.ts";
+import { fingerprintSha256, type HostKeyPolicy, hostKeyTrust } from "./session/host-keys.ts";
 import { Keepalive, type KeepaliveSettings } from "./session/keepalive.ts";
 import { OutputCapture } from "./session/output-capture.ts";
 import { wrapWithRemoteBound } from "./session/remote-bound.ts";
@@ -238,6 +233,9 @@ class Session {
     try {
       this.#opts.checkAddress?.(this.#address, family);
     } catch (err) {
+      // A refusal never reveals what the name resolved to (the caller could map a private
+      // network through it); `checkAddress` saw the address and can record it.
+      this.#address = null;
       throw classifyError(err, { phase: "resolve", commandStarted: false });
     }
   }
@@ -345,7 +343,7 @@ class Session {
         const refusal =
           verdict === "unknown"
             ? new HostKeyUnknown(
-                `host key ${this.#hostKeySha256} of ${this.#req.host}:${this.#port} is not trusted: no pin and no ${hostKeys.source}; no credential was sent`,
+                `host key ${this.#hostKeySha256} of ${this.#req.host}:${this.#port} is not trusted: no ${hostKeys.source}; no credential was sent`,
                 { phase: "handshake" },
               )
             : new HostKeyMismatch(
@@ -582,8 +580,13 @@ class Session {
 
   #hostKeyPolicy(): HostKeyPolicy {
     // checkRequest has already refused a malformed pin.
-    if (this.#req.hostKey !== undefined) return pinnedPolicy(this.#req.hostKey);
-    return knownHostsPolicy(this.#opts.knownHosts ?? "", this.#req.host, this.#port);
+    return hostKeyTrust({
+      knownHosts: this.#opts.knownHosts,
+      pin: this.#req.hostKey,
+      host: this.#req.host,
+      port: this.#port,
+      allowPinOnly: this.#opts.allowRequestPins,
+    });
   }
 
   #result(error: EngineError | undefined, endedIn: ErrorPhase): RunResult {

@@ -41,8 +41,18 @@ export interface RunOptions {
   secret: Secret;
   /** The credential's name, for error messages only (`CredentialInvalid` says which to fix). */
   credentialName?: string;
-  /** OpenSSH known_hosts text, consulted when the request carries no `hostKey` pin. */
+  /**
+   * The operator's OpenSSH known_hosts text: authoritative. When it lists the host, the key
+   * must be one of its keys and match the request's `hostKey` pin as well; `@revoked` always
+   * applies.
+   */
   knownHosts?: string;
+  /**
+   * Whether the request's `hostKey` pin alone may vouch for a host `knownHosts` does not list.
+   * @default true (a library caller is the operator; the Lambda handlers pass their rule's
+   * `allowRequestPins`, and false with a password credential)
+   */
+  allowRequestPins?: boolean;
   /** Per-phase caps (merged over {@link DEFAULT_PHASE_CAPS}). */
   phaseCaps?: PhaseCaps;
   /**

@@ -28,9 +28,12 @@ export interface RunApiProps {
 export class RunApi extends Construct {
   readonly api: apigw.RestApi;
   readonly accessLogs: logs.LogGroup;
+  /** The deployment stage's name, as a plain string (the API function's env names it). */
+  readonly stageName: string;
 
   constructor(scope: Construct, id: string, props: RunApiProps) {
     super(scope, id);
+    this.stageName = props.stageName ?? "v1";
     this.accessLogs = new logs.LogGroup(this, "AccessLogs", {
       retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
       removalPolicy: RemovalPolicy.RETAIN,
@@ -43,7 +46,7 @@ export class RunApi extends Construct {
       cloudWatchRole: true,
       cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN,
       deployOptions: {
-        stageName: props.stageName ?? "v1",
+        stageName: this.stageName,
         throttlingRateLimit: props.throttlingRateLimit ?? 10,
         throttlingBurstLimit: props.throttlingBurstLimit ?? 20,
         loggingLevel: apigw.MethodLoggingLevel.ERROR,
@@ -51,17 +54,22 @@ export class RunApi extends Construct {
         dataTraceEnabled: false,
         metricsEnabled: true,
         accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogs),
-        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields({
-          caller: true,
-          httpMethod: true,
-          ip: true,
-          protocol: true,
-          requestTime: true,
-          resourcePath: true,
-          responseLength: true,
-          status: true,
-          user: true,
-        }),
+        // The standard fields plus the signing principal's ARN (what the policy sees).
+        accessLogFormat: apigw.AccessLogFormat.custom(
+          JSON.stringify({
+            requestId: apigw.AccessLogField.contextRequestId(),
+            ip: apigw.AccessLogField.contextIdentitySourceIp(),
+            caller: apigw.AccessLogField.contextIdentityCaller(),
+            user: apigw.AccessLogField.contextIdentityUser(),
+            userArn: apigw.AccessLogField.contextIdentityUserArn(),
+            requestTime: apigw.AccessLogField.contextRequestTime(),
+            httpMethod: apigw.AccessLogField.contextHttpMethod(),
+            resourcePath: apigw.AccessLogField.contextResourcePath(),
+            status: apigw.AccessLogField.contextStatus(),
+            protocol: apigw.AccessLogField.contextProtocol(),
+            responseLength: apigw.AccessLogField.contextResponseLength(),
+          }),
+        ),
       },
     });
 

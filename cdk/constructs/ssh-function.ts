@@ -35,6 +35,8 @@ export interface SshFunctionProps {
   readonly apiEdge?: Duration;
   /** @default 512 — ssh2's pure-JS crypto is CPU-bound and Lambda CPU scales with memory */
   readonly memorySize?: number;
+  /** Reserved concurrency. @default unreserved */
+  readonly reservedConcurrentExecutions?: number;
   /** Secrets Manager name prefix of the credentials. */
   readonly secretPrefix: string;
   /** KMS key the credential secrets are encrypted with. @default the AWS-managed key */
@@ -165,6 +167,7 @@ export class SshFunction extends Construct {
       architecture: lambda.Architecture.ARM_64,
       timeout: props.timeout,
       memorySize: props.memorySize ?? 512,
+      reservedConcurrentExecutions: props.reservedConcurrentExecutions,
       role,
       logGroup: this.logGroup,
       environment,

@@ -1,4 +1,11 @@
-import { type CfnElement, Duration, RemovalPolicy, Stack, Validations } from "aws-cdk-lib";
+import {
+  ArnFormat,
+  type CfnElement,
+  Duration,
+  RemovalPolicy,
+  Stack,
+  Validations,
+} from "aws-cdk-lib";
 import * as iam from "aws-cdk-lib/aws-iam";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as logs from "aws-cdk-lib/aws-logs";
@@ -17,6 +24,8 @@ export const EARLY_ERRORS = [
   "ValidationError",
   "TargetNotAllowed",
   "CommandNotAllowed",
+  "CallerNotAllowed",
+  "CredentialNotAllowed",
   "CredentialUnavailable",
   "CredentialInvalid",
   "InternalError",
@@ -54,6 +63,14 @@ export interface WorkflowsProps {
   readonly fleetTimeout?: Duration;
   /** Hosts per fleet when the input does not say. @default 10 */
   readonly defaultMaxConcurrency?: number;
+  /**
+   * Ceiling on a fleet's `maxConcurrency`: a larger value, 0 (unlimited to Step Functions) or a
+   * non-number in the input becomes this. Keep it at or below the task function's reserved
+   * concurrency. @default 50
+   */
+  readonly maxConcurrencyCeiling?: number;
+  /** State machine names are this plus `-SingleHost` / `-Fleet`. @default the stack name */
+  readonly namePrefix?: string;
   /** Percent of child executions allowed to fail when the input does not say. @default 0 */
   readonly defaultToleratedFailurePercentage?: number;
   /** Days fleet inputs and results are kept. @default 30 */
@@ -79,9 +96,29 @@ export class Workflows extends Construct {
   /** The one role both state machines run as: the caller identity the task handler reports. */
   readonly role: iam.Role;
   readonly fleetLogs: logs.LogGroup;
+  /**
+   * ARNs of both state machines, built from their names (no reference to the resources, so a
+   * function the workflows invoke can name them without a dependency cycle). The task handler
+   * runs only for these (env `BSSH_STATE_MACHINE_ARNS`).
+   */
+  readonly stateMachineArns: string[];
 
   constructor(scope: Construct, id: string, props: WorkflowsProps) {
     super(scope, id);
+    const prefix = props.namePrefix ?? Stack.of(this).stackName;
+    const names = { single: `${prefix}-SingleHost`, fleet: `${prefix}-Fleet` };
+    this.stateMachineArns = [names.single, names.fleet].map((name) =>
+      Stack.of(this).formatArn({
+        service: "states",
+        resource: "stateMachine",
+        resourceName: name,
+        arnFormat: ArnFormat.COLON_RESOURCE_NAME,
+      }),
+    );
+    const ceiling = props.maxConcurrencyCeiling ?? 50;
+    if (!Number.isInteger(ceiling) || ceiling < 1) {
+      throw new Error(`${this.node.path}: maxConcurrencyCeiling must be an integer >= 1`);
+    }
     // ResultWriterV2 renders only with this flag; set here so the construct works in any app.
     this.node.setContext("@aws-cdk/aws-stepfunctions:useDistributedMapResultWriterV2", true);
     const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
@@ -104,7 +141,14 @@ export class Workflows extends Construct {
     });
 
     // --- single host -------------------------------------------------------------------------
-    const run = this.invoke("RunCommand", props, {});
+    // The caller's input is the request; the execution context beside it comes from `$$`, which
+    // the input cannot write: the task handler's caller is this state machine.
+    const run = this.invoke("RunCommand", props, {
+      payload: sfn.TaskInput.fromObject({
+        request: sfn.JsonPath.entirePayload,
+        execution: EXECUTION_CONTEXT,
+      }),
+    });
     const keepResult = parseErrorResult(this, "", { error: "$.error" });
     const commandError = new sfn.Fail(this, "CommandError", {
       comment: "Session error: Error is the SPEC §6 name, Cause carries the result",
@@ -130,6 +174,7 @@ export class Workflows extends Construct {
     const attempts = (props.retry?.maxAttempts ?? 2) + 1;
     this.singleHostLogs = this.logGroup("SingleHostLogs", retention);
     this.singleHost = new sfn.StateMachine(this, "SingleHost", {
+      stateMachineName: names.single,
       comment: "bounded-ssh: one command on one host",
       role: this.role,
       definitionBody: sfn.DefinitionBody.fromChainable(singleDefinition),
@@ -164,6 +209,24 @@ export class Workflows extends Construct {
       parameters: { "run.$": "States.JsonMerge($.defaults, $.input, false)" },
       outputPath: "$.run",
     });
+    // A caller cannot widen the fleet: 0 (unlimited), a non-number or anything above the
+    // ceiling runs at the ceiling.
+    const clamp = new sfn.Pass(this, "ClampConcurrency", {
+      parameters: {
+        "run.$": `States.JsonMerge($, States.StringToJson('{"maxConcurrency":${ceiling}}'), false)`,
+      },
+      outputPath: "$.run",
+    });
+    const checkConcurrency = new sfn.Choice(this, "CheckConcurrency")
+      .when(
+        sfn.Condition.or(
+          sfn.Condition.not(sfn.Condition.isNumeric("$.maxConcurrency")),
+          sfn.Condition.numberLessThan("$.maxConcurrency", 1),
+          sfn.Condition.numberGreaterThan("$.maxConcurrency", ceiling),
+        ),
+        clamp,
+      )
+      .afterwards({ includeOtherwise: true });
 
     const mapOptions = {
       maxConcurrencyPath: "$.maxConcurrency",
@@ -171,6 +234,8 @@ export class Workflows extends Construct {
       // Each host inherits the shared request; its own fields (host, port, hostKey) win.
       itemSelector: {
         "request.$": "States.JsonMerge($.request, $$.Map.Item.Value, false)",
+        // The fleet execution's own context, set here where `$$` is the parent's.
+        execution: { "id.$": "$$.Execution.Id", "stateMachine.$": "$$.StateMachine.Id" },
       },
       mapExecutionType: sfn.StateMachineType.STANDARD,
     } as const;
@@ -212,10 +277,12 @@ export class Workflows extends Construct {
     const source = new sfn.Choice(this, "HostsSource")
       .when(sfn.Condition.isPresent("$.hostsKey"), fromS3)
       .otherwise(inline.next(group).next(summarize));
-    const fleetDefinition = defaults.next(applyDefaults).next(source);
+    const fleetDefinition = defaults.next(applyDefaults).next(checkConcurrency);
+    checkConcurrency.next(source);
 
     this.fleetLogs = this.logGroup("FleetLogs", retention);
     this.fleet = new sfn.StateMachine(this, "Fleet", {
+      stateMachineName: names.fleet,
       comment: "bounded-ssh: one command on many hosts (Distributed Map)",
       role: this.role,
       definitionBody: sfn.DefinitionBody.fromChainable(fleetDefinition),
@@ -261,7 +328,7 @@ export class Workflows extends Construct {
   private invoke(
     id: string,
     props: WorkflowsProps,
-    extra: Pick<tasks.LambdaInvokeProps, "inputPath" | "resultPath">,
+    extra: Pick<tasks.LambdaInvokeProps, "payload" | "resultPath" | "resultSelector">,
   ): tasks.LambdaInvoke {
     const task = new tasks.LambdaInvoke(this, id, {
       lambdaFunction: props.handler,
@@ -285,7 +352,18 @@ export class Workflows extends Construct {
   /** One host of a fleet: run, then record a compact outcome whatever happened. */
   private hostProcessor(prefix: string, props: WorkflowsProps): sfn.IChainable {
     const run = this.invoke(`${prefix}RunHost`, props, {
-      inputPath: "$.request",
+      payload: sfn.TaskInput.fromObject({
+        request: sfn.JsonPath.objectAt("$.request"),
+        execution: sfn.JsonPath.objectAt("$.execution"),
+      }),
+      // Only what the outcome needs: a full result beside the request could pass the 256 KiB
+      // state limit.
+      resultSelector: {
+        "status.$": "$.status",
+        "phase.$": "$.phase",
+        "exitCode.$": "$.exitCode",
+        "requestId.$": "$.requestId",
+      },
       resultPath: "$.result",
     });
     const outcome = new sfn.Pass(this, `${prefix}HostOutcome`, {
@@ -333,6 +411,12 @@ export class Workflows extends Construct {
     });
   }
 }
+
+/** The execution context a task payload carries (SPEC §9: the caller is the state machine). */
+const EXECUTION_CONTEXT = {
+  id: sfn.JsonPath.stringAt("$$.Execution.Id"),
+  stateMachine: sfn.JsonPath.stringAt("$$.StateMachine.Id"),
+};
 
 /**
  * Two Pass states that turn a caught Lambda error into `$.result`. Lambda reports a thrown

@@ -2,6 +2,28 @@ import { randomUUID } from "node:crypto";
 import type { IncomingHttpHeaders } from "node:http";
 import type { APIGatewayProxyEvent, APIGatewayProxyEventV2 } from "aws-lambda";
 
+/** The API local events claim to come from; local mode's settings expect exactly it. */
+export const LOCAL_API = { apiId: "local", stage: "local", accountId: "000000000000" } as const;
+
+/** The state machine local task invocations (`npm run invoke`) run as, unless configured. */
+export const LOCAL_STATE_MACHINE =
+  "arn:aws:states:local:000000000000:stateMachine:bounded-ssh-local";
+
+/**
+ * A task event as a state machine builds it: the request under `request`, the execution
+ * context beside it. Bare requests (example files) are wrapped; full events pass unchanged.
+ */
+export function toTaskEvent(input: unknown, stateMachine = LOCAL_STATE_MACHINE): unknown {
+  if (input && typeof input === "object" && "execution" in input && "request" in input)
+    return input;
+  const name = stateMachine.split(":").pop();
+  const prefix = stateMachine.replace(/:stateMachine:[^:]+$/, "");
+  return {
+    request: input,
+    execution: { id: `${prefix}:execution:${name}:${randomUUID()}`, stateMachine },
+  };
+}
+
 /** What the emulator knows about one HTTP request. */
 export interface LocalHttpRequest {
   method: string;
@@ -41,13 +63,13 @@ export function toApiEventV1(req: LocalHttpRequest): APIGatewayProxyEvent {
     body: req.body,
     isBase64Encoded: false,
     requestContext: {
-      accountId: "000000000000",
-      apiId: "local",
+      accountId: LOCAL_API.accountId,
+      apiId: LOCAL_API.apiId,
       authorizer: null,
       protocol: "HTTP/1.1",
       httpMethod: req.method,
       path: `/local${req.path}`,
-      stage: "local",
+      stage: LOCAL_API.stage,
       requestId: randomUUID(),
       requestTimeEpoch: req.receivedAt,
       resourceId: "local",
@@ -85,8 +107,8 @@ export function toApiEventV2(req: LocalHttpRequest): APIGatewayProxyEventV2 {
     body: req.body,
     isBase64Encoded: false,
     requestContext: {
-      accountId: "000000000000",
-      apiId: "local",
+      accountId: LOCAL_API.accountId,
+      apiId: LOCAL_API.apiId,
       domainName: "localhost",
       domainPrefix: "localhost",
       http: {
@@ -98,7 +120,7 @@ export function toApiEventV2(req: LocalHttpRequest): APIGatewayProxyEventV2 {
       },
       requestId: randomUUID(),
       routeKey: "POST /run",
-      stage: "$default",
+      stage: LOCAL_API.stage,
       time: new Date(req.receivedAt).toISOString(),
       timeEpoch: req.receivedAt,
       // IAM authorizer context, as HTTP API reports it (not in the v2 base type).

@@ -14,6 +14,7 @@ import type { MetricDatum } from "../../lib/metrics.ts";
 import type { RunResult } from "../../lib/types.ts";
 import { createApiHandler } from "../api.ts";
 import type { AuditLine } from "../middleware/audit-log.ts";
+import { DEFAULT_DENY_CIDRS } from "../policy/policy.ts";
 import { toApiEventV1 } from "./api-event.ts";
 import { demoKeyPair } from "./demo-key.ts";
 import { startDemoSshServer, startHungTarget } from "./demo-targets.ts";
@@ -60,13 +61,15 @@ async function main(): Promise<void> {
       credentials: { default: { privateKeyFile: "id_ed25519" } },
       knownHostsFile: "known_hosts",
       policy: {
+        // The demo targets listen on loopback, which the default deny list refuses.
+        denyCidrs: DEFAULT_DENY_CIDRS.filter((range) => range !== "127.0.0.0/8"),
         rules: [
           {
             id: "demo",
             callers: [CALLER],
             targets: { cidrs: ["127.0.0.1/32"], ports: [ssh.port, hung.port], usernames: [USER] },
             commands: {
-              patterns: ["echo [ -~]*", "uname( -[a-z]+)?", "sleep [0-9]+"],
+              patterns: ["echo [A-Za-z0-9 ,.:_-]*", "uname( -[a-z]+)?", "sleep [0-9]+"],
               templates: ["disk-usage"],
             },
           },
@@ -95,7 +98,7 @@ async function main(): Promise<void> {
 
     const target = { host: "127.0.0.1", port: ssh.port, username: USER };
     const cases: Case[] = [
-      { title: "healthy command", body: { ...target, command: "echo hello from $(uname -s)" } },
+      { title: "healthy command", body: { ...target, command: "echo hello from bounded-ssh" } },
       {
         title: "named template",
         body: { ...target, command: 'template:disk-usage {"path": "/"}' },
@@ -109,6 +112,10 @@ async function main(): Promise<void> {
         body: { ...target, port: hung.port, command: "echo unreachable", timeoutMs: 3_000 },
       },
       { title: "refused by policy", body: { ...target, command: "rm -rf /tmp/x" } },
+      {
+        title: "shell syntax refused",
+        body: { ...target, command: "echo hi; cat /etc/shadow" },
+      },
     ];
 
     console.log(

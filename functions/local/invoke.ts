@@ -5,6 +5,7 @@
  */
 import { readFileSync } from "node:fs";
 import { ENV } from "../shared/settings.ts";
+import { toTaskEvent } from "./api-event.ts";
 import { lambdaContext, localFunctionTimeoutMs } from "./lambda-context.ts";
 
 const file = process.argv[2];
@@ -24,8 +25,14 @@ try {
   process.exit(2);
 }
 const { handler } = await import("../task.ts");
+const { readLocalConfig } = await import("./local-config.ts");
+const { stateMachineArn } = readLocalConfig(process.env[ENV.config]!).config;
 try {
-  const result = await handler(event, lambdaContext({ timeoutMs: localFunctionTimeoutMs() }));
+  // A bare request is wrapped as the state machine would: { request, execution }.
+  const result = await handler(
+    toTaskEvent(event, stateMachineArn),
+    lambdaContext({ timeoutMs: localFunctionTimeoutMs() }),
+  );
   console.log(JSON.stringify(result, null, 2));
 } catch (err) {
   const error = err as Error;

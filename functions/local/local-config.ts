@@ -8,6 +8,7 @@ import {
 import type { PolicyDocument } from "../policy/policy.ts";
 import { type Runtime, staticPolicy } from "../shared/runtime.ts";
 import { type HandlerSettings, settingsFromEnv } from "../shared/settings.ts";
+import { LOCAL_API, LOCAL_STATE_MACHINE } from "./api-event.ts";
 
 /** The local mode config file (named by env `BSSH_CONFIG`). Paths are relative to the file. */
 export interface LocalConfig {
@@ -18,8 +19,11 @@ export interface LocalConfig {
   policy: PolicyDocument;
   /** Caller identity of local API requests (the IAM principal API Gateway would report). */
   callerArn: string;
-  /** Caller identity of local Step Functions invocations. @default callerArn */
-  workflowCallerArn?: string;
+  /**
+   * The state machine local Step Functions invocations (`npm run invoke`) run as: the policy's
+   * caller for them. @default LOCAL_STATE_MACHINE
+   */
+  stateMachineArn?: string;
 }
 
 /** Reads and checks a local config file; throws `TypeError` naming the problem. */
@@ -32,6 +36,11 @@ export function readLocalConfig(path: string): { config: LocalConfig; baseDir: s
   }
   if (typeof config.callerArn !== "string") throw new TypeError(`${path}: "callerArn" is required`);
   if (!config.policy) throw new TypeError(`${path}: "policy" is required`);
+  if ("workflowCallerArn" in config) {
+    throw new TypeError(
+      `${path}: "workflowCallerArn" is gone: tasks run as their state machine; set "stateMachineArn" (default ${LOCAL_STATE_MACHINE}) and name it in the policy's callers`,
+    );
+  }
   return { config, baseDir: dirname(absolute) };
 }
 
@@ -42,7 +51,11 @@ export function localRuntime(
 ): Runtime {
   const { config, baseDir } = readLocalConfig(path);
   const settings = { ...settingsFromEnv(), ...overrides.settings };
-  settings.workflowCaller ??= config.workflowCallerArn ?? config.callerArn;
+  // Local events claim the local API; a state machine of the config's own naming runs tasks.
+  settings.api ??= { ...LOCAL_API };
+  if (settings.stateMachineArns.length === 0) {
+    settings.stateMachineArns = [config.stateMachineArn ?? LOCAL_STATE_MACHINE];
+  }
   const knownHostsPath =
     config.knownHostsFile === undefined
       ? undefined

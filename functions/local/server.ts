@@ -3,8 +3,11 @@
  * event handled by the real handler (functions/api.ts) with a Lambda-like context whose
  * remaining time follows the configured function timeout. See docs/local-mode.md.
  */
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { APIGatewayProxyResult, Context } from "aws-lambda";
 import type { ApiEvent } from "../shared/api-http.ts";
@@ -28,12 +31,19 @@ export interface LocalServerOptions {
   functionTimeoutMs?: number;
   /** API Gateway payload version. @default "1.0" */
   payloadVersion?: "1.0" | "2.0";
+  /** Required in the {@link TOKEN_HEADER} header of every request. @default a random token */
+  token?: string;
 }
+
+/** Header carrying the per-run token of the local API. */
+export const TOKEN_HEADER = "x-bssh-token";
 
 /** A running local API. */
 export interface LocalServer {
   url: string;
   port: number;
+  /** The token every request must carry in {@link TOKEN_HEADER}. */
+  token: string;
   close(): Promise<void>;
 }
 
@@ -58,12 +68,39 @@ function readBody(req: IncomingMessage): Promise<string | undefined> {
 /** Starts the local API. */
 export async function startLocalServer(options: LocalServerOptions): Promise<LocalServer> {
   const functionTimeoutMs = options.functionTimeoutMs ?? 30_000;
+  const token = options.token ?? randomBytes(24).toString("base64url");
+  const tokenBytes = Buffer.from(token);
+  let port = 0;
   const server: Server = createServer(async (req, res) => {
     const receivedAt = Date.now();
     const send = (status: number, body: string, headers: Record<string, string> = {}) => {
       res.writeHead(status, { "content-type": "application/json", ...headers });
       res.end(body);
     };
+    // The local API holds real credentials: a web page must not reach it. DNS rebinding
+    // arrives with a foreign Host, a cross-site request with an Origin, and neither knows the
+    // token printed at start.
+    const host = (req.headers.host ?? "").toLowerCase();
+    if (host !== `127.0.0.1:${port}` && host !== `localhost:${port}`) {
+      return send(
+        403,
+        JSON.stringify({
+          message: `Host ${JSON.stringify(host.slice(0, 100))} refused: use http://127.0.0.1:${port}`,
+        }),
+      );
+    }
+    if (req.headers.origin !== undefined) {
+      return send(403, JSON.stringify({ message: "requests from web pages (Origin) are refused" }));
+    }
+    const given = Buffer.from(String(req.headers[TOKEN_HEADER] ?? ""));
+    if (given.length !== tokenBytes.length || !timingSafeEqual(given, tokenBytes)) {
+      return send(
+        401,
+        JSON.stringify({
+          message: `missing or wrong ${TOKEN_HEADER} header: use the token printed at start`,
+        }),
+      );
+    }
     try {
       const path = (req.url ?? "/").split("?")[0] ?? "/";
       if (path !== "/run") return send(404, JSON.stringify({ message: "Not Found" }));
@@ -94,10 +131,11 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
     server.once("error", reject);
     server.listen(options.port ?? 8787, options.host ?? "127.0.0.1", () => resolve());
   });
-  const { port } = server.address() as AddressInfo;
+  port = (server.address() as AddressInfo).port;
   return {
     url: `http://${options.host ?? "127.0.0.1"}:${port}`,
     port,
+    token,
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -121,7 +159,11 @@ async function main(): Promise<void> {
     functionTimeoutMs: localFunctionTimeoutMs(),
     payloadVersion: process.env.BSSH_PAYLOAD_VERSION === "2.0" ? "2.0" : "1.0",
   });
+  const tokenFile = resolve(process.env.BSSH_TOKEN_FILE ?? ".tmp/local-api-token");
+  mkdirSync(dirname(tokenFile), { recursive: true });
+  writeFileSync(tokenFile, `${server.token}\n`, { mode: 0o600 });
   console.error(`bounded-ssh local API: POST ${server.url}/run (caller ${config.callerArn})`);
+  console.error(`token (header ${TOKEN_HEADER}, also in ${tokenFile}): ${server.token}`);
   const stop = () => {
     void server.close().then(() => process.exit(0));
   };

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import type { MiddlewareObj } from "@middy/core";
 import type { ErrorName, ErrorPhase } from "../../lib/names.ts";
+import type { HostKeySource } from "../../lib/session/host-keys.ts";
 import type { PhaseTimings } from "../../lib/types.ts";
 import { type AuditFacts, auditFactsOf } from "../shared/audit-facts.ts";
 import { type InvocationRecord, invocationOf } from "../shared/invocation.ts";
@@ -15,6 +16,10 @@ export interface AuditLine {
   caller: string | null;
   target: { host: string; port: number; address: string | null; username: string } | null;
   credential: string | null;
+  /** What vouched for the server's host key (`known_hosts`, `pin+known_hosts`, `pin`). */
+  hostKeySource?: HostKeySource;
+  /** Step Functions: the execution that invoked the task (its state machine is `caller`). */
+  executionArn?: string;
   command?: string;
   commandSha256?: string;
   template?: string;
@@ -58,18 +63,31 @@ export function auditLineOf(
   const { result, error } = record;
   const req = facts.request;
   const command = facts.command ?? req?.command;
+  const tried = facts.attempted;
+  let target: AuditLine["target"] = null;
+  if (result) target = { ...result.target };
+  else if (req) {
+    target = { host: req.host, port: req.port ?? 22, address: null, username: req.username };
+  } else if (tried?.host !== undefined || tried?.username !== undefined) {
+    target = {
+      host: tried.host ?? "",
+      port: tried.port ?? 22,
+      address: null,
+      username: tried.username ?? "",
+    };
+  }
+  // The caller never sees an address the policy refused; the audit line keeps it.
+  if (target && target.address === null && facts.address !== undefined) {
+    target.address = facts.address;
+  }
   const line: AuditLine = {
     type: "bounded-ssh.audit",
     time: new Date(now).toISOString(),
     source: facts.source,
     requestId: result?.requestId ?? awsRequestId,
     caller: record.caller ?? null,
-    target:
-      result?.target ??
-      (req
-        ? { host: req.host, port: req.port ?? 22, address: null, username: req.username }
-        : null),
-    credential: req ? (req.credential ?? "default") : null,
+    target,
+    credential: req ? (req.credential ?? "default") : (tried?.credential ?? null),
     outcome: result?.status ?? "error",
     error: error
       ? { name: error.name, phase: error.phase, message: error.message, retryable: error.retryable }
@@ -89,6 +107,11 @@ export function auditLineOf(
     remoteCleanup: result?.remoteCleanup ?? null,
   };
   if (facts.apiRequestId !== undefined) line.apiRequestId = facts.apiRequestId;
+  if (facts.hostKeySource !== undefined) line.hostKeySource = facts.hostKeySource;
+  if (facts.executionArn !== undefined) line.executionArn = facts.executionArn;
+  if (command === undefined && tried?.commandSha256 !== undefined) {
+    line.commandSha256 = tried.commandSha256;
+  }
   if (command !== undefined) {
     if (commandMode === "hash") {
       line.commandSha256 = createHash("sha256").update(command).digest("hex");

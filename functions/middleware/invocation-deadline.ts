@@ -7,8 +7,6 @@ export interface InvocationDeadlineOptions {
   settings: Pick<HandlerSettings, "reserveMs" | "edgeTimeoutMs">;
   /** When the caller's edge started waiting (epoch ms), e.g. API Gateway's `requestTimeEpoch`. */
   edgeStart?: (event: unknown) => number | undefined;
-  /** Caller identity from the event (IAM principal ARN) or configuration. */
-  caller: (event: unknown) => string | undefined;
   /** @default Date.now */
   now?: () => number;
 }
@@ -47,7 +45,6 @@ export function invocationDeadline(options: InvocationDeadlineOptions): Middlewa
       }
       record.mustReturnBy = hardEnd - RESPONSE_SAFETY_MS;
       record.budgetMs = Math.max(0, record.mustReturnBy - options.settings.reserveMs - start);
-      record.caller = options.caller(request.event);
     },
   };
 }

@@ -12,7 +12,21 @@ import { invocationOf } from "../shared/invocation.ts";
  */
 export const MAX_ERROR_STREAM_CHARS = 2_048;
 
-function forCause(result: RunResult): RunResult {
+/** Options of {@link stepFunctionsError}. */
+export interface StepFunctionsErrorOptions {
+  /**
+   * Carry stdout/stderr (cut to {@link MAX_ERROR_STREAM_CHARS}) in the error message. Error
+   * causes land in execution history and CloudWatch Logs, readable by more principals than the
+   * task output: by default they carry only byte counts and SHA-256. @default false
+   */
+  includeOutput?: boolean;
+}
+
+function forCause(result: RunResult, includeOutput: boolean): RunResult {
+  if (!includeOutput) {
+    if (result.stdout === "" && result.stderr === "") return result;
+    return { ...result, stdout: "", stderr: "" };
+  }
   const trim = (text: string) =>
     text.length <= MAX_ERROR_STREAM_CHARS
       ? text
@@ -25,17 +39,22 @@ function forCause(result: RunResult): RunResult {
 
 /**
  * Step Functions errors (SPEC §6): the thrown error's `name` is exactly the SPEC name (what
- * `Retry`/`Catch` match on) and its message is the JSON result — or `{"error": …}` when there
+ * `Retry`/`Catch` match on) and its message is the JSON result (stdout/stderr emptied unless
+ * `includeOutput`; `output` keeps their byte counts and SHA-256) — or `{"error": …}` when there
  * is none — so a `Catch` with `ResultPath` keeps timings and phase.
  */
-export function stepFunctionsError(): MiddlewareObj {
+export function stepFunctionsError(opts: StepFunctionsErrorOptions = {}): MiddlewareObj {
+  for (const key of Object.keys(opts)) {
+    if (key !== "includeOutput") throw new TypeError(`stepFunctionsError: unknown option ${key}`);
+  }
+  const includeOutput = opts.includeOutput ?? false;
   return {
     onError: (request) => {
       const record = invocationOf(request);
       const cause: EngineError = asEngineError(request.error);
       record.error ??= cause;
       const payload = record.result
-        ? forCause(record.result)
+        ? forCause(record.result, includeOutput)
         : {
             error: {
               name: cause.name,

@@ -1,5 +1,5 @@
 import net from "node:net";
-import { CommandNotAllowed, TargetNotAllowed } from "../../lib/errors.ts";
+import { CommandNotAllowed, CredentialNotAllowed, TargetNotAllowed } from "../../lib/errors.ts";
 import type { RunRequest } from "../../lib/types.ts";
 import { REQUEST_LIMITS } from "../shared/request-schema.ts";
 import { AddressRanges, normalizeAddress } from "./address-ranges.ts";
@@ -27,11 +27,25 @@ export interface PolicyRule {
     usernames: string[];
   };
   commands: {
-    /** Regular expressions the whole command must match. */
+    /**
+     * Regular expressions the whole command must match. A command holding a newline, a carriage
+     * return or shell syntax (`; & | $ \` < > ( ) { } \\`) matches no pattern unless the rule
+     * sets {@link PolicyRule.allowShellSyntax}.
+     */
     patterns?: string[];
     /** Names of `templates` this rule allows. */
     templates?: string[];
   };
+  /** Names of the stored credentials this rule grants; `*` globs allowed. @default ["default"] */
+  credentials?: string[];
+  /**
+   * Honour a request `hostKey` pin for a host the operator's known hosts do not list (never with
+   * a password credential). A pin for a listed host only narrows and needs no permission.
+   * @default false
+   */
+  allowRequestPins?: boolean;
+  /** Let `patterns` match commands holding shell syntax, newlines or carriage returns. @default false */
+  allowShellSyntax?: boolean;
 }
 
 /** The policy document (one JSON object: local config `policy`, or env/SSM in AWS). */
@@ -43,16 +57,22 @@ export interface PolicyDocument {
 }
 
 /**
- * Never a target unless a policy says otherwise: link-local (incl. the EC2/ECS metadata
- * endpoints 169.254.169.254 / 169.254.170.2), the IPv6 metadata endpoint, "this network",
- * unspecified, multicast and broadcast addresses.
+ * Never a target unless a policy says otherwise (`denyCidrs` replaces this list): loopback,
+ * link-local (incl. the EC2/ECS metadata endpoints 169.254.169.254 / 169.254.170.2), the IPv6
+ * metadata endpoint, "this network", unspecified, IPv4-compatible and NAT64 IPv6, multicast and
+ * broadcast addresses.
  */
 export const DEFAULT_DENY_CIDRS = [
   "0.0.0.0/8",
+  "127.0.0.0/8",
   "169.254.0.0/16",
   "224.0.0.0/4",
   "255.255.255.255/32",
   "::/128",
+  "::1/128",
+  // IPv4-compatible and NAT64 forms carry an IPv4 address inside IPv6: never a way around a rule.
+  "::/96",
+  "64:ff9b::/96",
   "fe80::/10",
   "fd00:ec2::/32",
   "ff00::/8",
@@ -66,6 +86,10 @@ export interface Authorization {
   template?: string;
   /** Ids of the rules that allowed the request. */
   rules: string[];
+  /** The credential name the request uses (its `credential`, or `default`). */
+  credential: string;
+  /** True when one of {@link rules} sets `allowRequestPins`. */
+  allowRequestPins: boolean;
   /** Give to `runCommand` as `checkAddress`: refuses resolved addresses outside the rules. */
   checkAddress: (address: string, family: 4 | 6) => void;
 }
@@ -79,6 +103,18 @@ interface CompiledRule {
   usernames: RegExp[];
   patterns: RegExp[];
   templates: ReadonlySet<string>;
+  credentials: RegExp[];
+  allowRequestPins: boolean;
+  allowShellSyntax: boolean;
+}
+
+/** Shell syntax a pattern-matched command may hold only where its rule sets `allowShellSyntax`. */
+const SHELL_SYNTAX = /[\n\r;&|$`<>(){}\\]/;
+
+function flag(value: unknown, where: string): boolean {
+  if (value === undefined) return false;
+  if (typeof value !== "boolean") throw new TypeError(`${where} must be true or false`);
+  return value;
 }
 
 function escapeRegExp(text: string): string {
@@ -142,6 +178,13 @@ export class Policy {
     const hosts = stringList(targets.hosts, `${where}.targets.hosts`, false);
     const cidrs = stringList(targets.cidrs, `${where}.targets.cidrs`, false);
     if (!hosts && !cidrs) throw new TypeError(`${where}.targets needs hosts or cidrs`);
+    for (const host of hosts ?? []) {
+      if (/^[0-9.*]+$/.test(host) && /[0-9]/.test(host)) {
+        throw new TypeError(
+          `${where}.targets.hosts: ${JSON.stringify(host)} looks like an address, but host globs match names; put address ranges in targets.cidrs (e.g. "10.0.3.0/24")`,
+        );
+      }
+    }
     const ports = targets.ports ?? [22];
     if (!Array.isArray(ports) || !ports.every((p) => Number.isInteger(p) && p >= 1 && p <= 65535)) {
       throw new TypeError(`${where}.targets.ports must be an array of ports`);
@@ -162,14 +205,29 @@ export class Policy {
       cidrs: cidrs ? new AddressRanges(cidrs) : undefined,
       ports: new Set(ports),
       usernames: stringList(targets.usernames, `${where}.targets.usernames`, true)!.map(callerGlob),
-      patterns: patterns.map((p) => new RegExp(`^(?:${p})$`)),
+      patterns: patterns.map((p) => {
+        try {
+          return new RegExp(`^(?:${p})$`);
+        } catch {
+          throw new TypeError(
+            `${where}.commands.patterns: ${JSON.stringify(p)} is not a valid regular expression`,
+          );
+        }
+      }),
       templates: new Set(templates),
+      credentials: (stringList(rule.credentials, `${where}.credentials`, false) ?? ["default"]).map(
+        callerGlob,
+      ),
+      allowRequestPins: flag(rule.allowRequestPins, `${where}.allowRequestPins`),
+      allowShellSyntax: flag(rule.allowShellSyntax, `${where}.allowShellSyntax`),
     };
   }
 
   /**
-   * Decides on a request before anything touches the network. Throws `TargetNotAllowed` or
-   * `CommandNotAllowed` (phase `policy`), or `ValidationError` for a malformed template call.
+   * Decides on a request before anything is read or touches the network. Throws
+   * `TargetNotAllowed`, `CredentialNotAllowed` or `CommandNotAllowed` (phase `policy`), or
+   * `ValidationError` for a malformed template call. One rule must allow everything at once:
+   * caller, host, port, username, credential and command.
    */
   authorize(caller: string | undefined, request: RunRequest): Authorization {
     const deny = (message: string) => new TargetNotAllowed(message, { phase: "policy" });
@@ -191,11 +249,20 @@ export class Policy {
       throw deny(`username ${request.username} is not allowed on host ${request.host}`);
     }
 
+    const credential = request.credential ?? "default";
+    const byCredential = byTarget.filter((r) => r.credentials.some((c) => c.test(credential)));
+    if (byCredential.length === 0) {
+      throw new CredentialNotAllowed(
+        `credential ${JSON.stringify(credential)} is not granted to caller ${caller} for this target`,
+        { phase: "policy" },
+      );
+    }
+
     const call = parseTemplateCall(request.command);
     let command = request.command;
     let allowed: CompiledRule[];
     if (call) {
-      allowed = byTarget.filter((r) => r.templates.has(call.name));
+      allowed = byCredential.filter((r) => r.templates.has(call.name));
       if (allowed.length === 0) {
         throw new CommandNotAllowed(
           `template "${call.name}" is not allowed for this caller and target`,
@@ -209,10 +276,16 @@ export class Policy {
         });
       }
     } else {
-      allowed = byTarget.filter((r) => r.patterns.some((p) => p.test(command)));
+      const syntax = SHELL_SYNTAX.exec(command)?.[0];
+      allowed = byCredential.filter(
+        (r) =>
+          (syntax === undefined || r.allowShellSyntax) && r.patterns.some((p) => p.test(command)),
+      );
       if (allowed.length === 0) {
         throw new CommandNotAllowed(
-          "command matches no pattern allowed for this caller and target",
+          syntax === undefined
+            ? "command matches no pattern allowed for this caller and target"
+            : `command holds shell syntax (${JSON.stringify(syntax)}), which no rule for this caller and target allows (patterns refuse newlines and ; & | $ \` < > ( ) { } \\ unless the rule sets allowShellSyntax)`,
           { phase: "policy" },
         );
       }
@@ -220,12 +293,14 @@ export class Policy {
 
     const checkAddress = (address: string) => {
       const normal = normalizeAddress(address);
-      if (!normal) throw deny(`resolved address ${address} is not an IP address`);
+      // Never the address in the message: a refusal must not turn the service into a resolver
+      // of names inside the VPC. The audit line keeps it.
+      if (!normal) throw deny(`host ${request.host} did not resolve to an IP address`);
       if (this.#deny.contains(normal.address)) {
-        throw deny(`host ${request.host} resolved to ${address}, which is in a denied range`);
+        throw deny(`host ${request.host} resolved to an address in a denied range`);
       }
       if (!allowed.some((r) => !r.cidrs || r.cidrs.contains(normal.address))) {
-        throw deny(`host ${request.host} resolved to ${address}, outside the allowed ranges`);
+        throw deny(`host ${request.host} resolved to an address outside the allowed ranges`);
       }
     };
     // An IP literal needs no DNS: refuse it now, before a credential is fetched.
@@ -233,6 +308,8 @@ export class Policy {
     const authorization: Authorization = {
       command,
       rules: allowed.map((r) => r.id),
+      credential,
+      allowRequestPins: allowed.some((r) => r.allowRequestPins),
       checkAddress,
     };
     if (call) authorization.template = call.name;

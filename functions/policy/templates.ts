@@ -1,6 +1,7 @@
 import { CommandNotAllowed, ValidationError } from "../../lib/errors.ts";
 import { shellQuote } from "../../lib/session/remote-bound.ts";
 import { hasControlCharacter } from "../shared/control-chars.ts";
+import { placeholderSites } from "./shell-words.ts";
 
 /** A typed template parameter. Values are validated, then shell-quoted into the command. */
 export type TemplateParam =
@@ -12,8 +13,10 @@ export type TemplateParam =
       maxLength?: number;
       enum?: string[];
       default?: string;
+      /** Values starting with `-` read as options to most commands. @default false */
+      allowLeadingDash?: boolean;
     }
-  | { type: "integer"; minimum?: number; maximum?: number; default?: number }
+  | { type: "integer"; minimum: number; maximum: number; default?: number }
   | { type: "boolean"; default?: boolean };
 
 /** A named command with `{{param}}` placeholders (placed unquoted: values arrive quoted). */
@@ -97,6 +100,12 @@ function renderValue(template: string, key: string, spec: TemplateParam, value: 
       if (spec.pattern !== undefined && !new RegExp(`^(?:${spec.pattern})$`).test(value)) {
         throw refuse(template, `parameter ${field} does not match ${JSON.stringify(spec.pattern)}`);
       }
+      if (value.startsWith("-") && spec.allowLeadingDash !== true) {
+        throw refuse(
+          template,
+          `parameter ${field} must not start with "-" (it would read as an option; the template can set allowLeadingDash)`,
+        );
+      }
       return shellQuote(value);
     }
     case "integer": {
@@ -142,7 +151,11 @@ export function expandTemplate(
   return template.command.replace(PLACEHOLDER, (_, key: string) => rendered.get(key) ?? "");
 }
 
-/** Checks a template definition when the policy is loaded; throws `TypeError` naming the problem. */
+/**
+ * Checks a template definition when the policy is loaded; throws `TypeError` naming the template
+ * and the problem. Each placeholder must be a whole word in plain shell context (see
+ * `shell-words.ts`); string parameters need `pattern` or `enum`; integers need both bounds.
+ */
 export function checkTemplate(name: string, template: CommandTemplate): void {
   const where = `template ${JSON.stringify(name)}`;
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) throw new TypeError(`${where}: invalid name`);
@@ -150,17 +163,50 @@ export function checkTemplate(name: string, template: CommandTemplate): void {
     throw new TypeError(`${where}: "command" must be a non-empty string`);
   }
   const specs = template.params ?? {};
+  if (specs === null || typeof specs !== "object" || Array.isArray(specs)) {
+    throw new TypeError(`${where}: "params" must be an object`);
+  }
   for (const [key, spec] of Object.entries(specs)) {
+    const param = `${where}: parameter ${JSON.stringify(key)}`;
     if (!["string", "integer", "boolean"].includes(spec?.type)) {
+      throw new TypeError(`${param} needs type string|integer|boolean`);
+    }
+    if (spec.type === "string") {
+      if (spec.pattern === undefined && spec.enum === undefined) {
+        throw new TypeError(
+          `${param} needs "pattern" or "enum": a free-form string parameter accepts anything`,
+        );
+      }
+      if (spec.pattern !== undefined) {
+        try {
+          new RegExp(spec.pattern);
+        } catch {
+          throw new TypeError(`${param}: "pattern" is not a valid regular expression`);
+        }
+      }
+      if (spec.enum !== undefined && (!Array.isArray(spec.enum) || spec.enum.length === 0)) {
+        throw new TypeError(`${param}: "enum" must be a non-empty array of strings`);
+      }
+    }
+    if (spec.type === "integer") {
+      if (!Number.isSafeInteger(spec.minimum) || !Number.isSafeInteger(spec.maximum)) {
+        throw new TypeError(`${param} needs integer "minimum" and "maximum"`);
+      }
+    }
+  }
+  for (const site of placeholderSites(template.command)) {
+    if (!Object.hasOwn(specs, site.name)) {
+      throw new TypeError(`${where}: placeholder {{${site.name}}} has no parameter`);
+    }
+    if (site.context !== "plain") {
       throw new TypeError(
-        `${where}: parameter ${JSON.stringify(key)} needs type string|integer|boolean`,
+        `${where}: placeholder {{${site.name}}} is inside ${site.context.replace("-", " ")}; a placeholder must be a whole word outside quotes, backticks, $(…), \${…} and here-documents (its value is quoted for you)`,
       );
     }
-    if (spec.type === "string" && spec.pattern !== undefined) new RegExp(spec.pattern);
-  }
-  for (const match of template.command.matchAll(PLACEHOLDER)) {
-    if (!Object.hasOwn(specs, match[1]!)) {
-      throw new TypeError(`${where}: placeholder {{${match[1]}}} has no parameter`);
+    if (!site.wholeWord) {
+      throw new TypeError(
+        `${where}: placeholder {{${site.name}}} is glued to other text; a placeholder must be a whole word, separated by blanks or ; & | ( )`,
+      );
     }
   }
 }

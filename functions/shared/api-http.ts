@@ -9,21 +9,6 @@ import type { RunResult } from "../../lib/types.ts";
 /** Either API Gateway payload: REST API (v1) or HTTP API (v2). */
 export type ApiEvent = APIGatewayProxyEvent | APIGatewayProxyEventV2;
 
-function isV2(event: ApiEvent): event is APIGatewayProxyEventV2 {
-  return (event as { version?: unknown }).version === "2.0";
-}
-
-/** The IAM principal that signed the request (IAM authorization), from either payload. */
-export function apiCaller(event: unknown): string | undefined {
-  const e = event as ApiEvent | undefined;
-  if (!e || typeof e !== "object") return undefined;
-  const arn = isV2(e)
-    ? (e.requestContext as { authorizer?: { iam?: { userArn?: unknown } } })?.authorizer?.iam
-        ?.userArn
-    : (e as APIGatewayProxyEvent).requestContext?.identity?.userArn;
-  return typeof arn === "string" && arn !== "" ? arn : undefined;
-}
-
 /** When API Gateway received the request (epoch ms): its integration timeout runs from here. */
 export function apiEdgeStart(event: unknown): number | undefined {
   const ctx = (event as { requestContext?: Record<string, unknown> } | undefined)?.requestContext;

@@ -1,16 +1,21 @@
 import {
+  CredentialNotAllowed,
   CredentialUnavailable,
   DeadlineExceeded,
   EngineError,
   ERROR_CLASSES,
   InternalError,
+  TargetNotAllowed,
+  ValidationError,
 } from "../../lib/errors.ts";
 import type { ErrorName, ErrorPhase } from "../../lib/names.ts";
 import { runCommand } from "../../lib/run-command.ts";
+import { hostKeyTrust } from "../../lib/session/host-keys.ts";
 import type { RunOptions, RunRequest, RunResult, Secret } from "../../lib/types.ts";
 import type { Policy } from "../policy/policy.ts";
-import { auditFactsOf } from "./audit-facts.ts";
+import { attemptedTarget, auditFactsOf } from "./audit-facts.ts";
 import { type InvocationRecord, invocationOf } from "./invocation.ts";
+import { REQUEST_LIMITS } from "./request-schema.ts";
 import type { Runtime } from "./runtime.ts";
 import { validateRequest } from "./validate-request.ts";
 
@@ -125,10 +130,20 @@ function remainingBudget(record: InvocationRecord): number {
  * failures before a session (validation, policy, credentials, deadline); those after
  * validation carry a synthetic result in `record.result`.
  */
+/** Limits of one entry point beyond the request schema. */
+export interface EntryLimits {
+  /** Largest `maxOutputBytes` this entry point's response can carry. */
+  maxOutputBytes: number;
+}
+
+/** The Step Functions task path: a state's payload is limited to 256 KiB. */
+export const TASK_LIMITS: EntryLimits = { maxOutputBytes: REQUEST_LIMITS.taskMaxOutputBytes };
+
 export async function execute(
   request: InvocationRequest,
   runtime: Runtime,
   input: unknown,
+  limits?: EntryLimits,
 ): Promise<RunResult> {
   const record = invocationOf(request);
   const facts = auditFactsOf(request);
@@ -136,8 +151,20 @@ export async function execute(
   const { settings } = runtime;
   let run: RunRequest | undefined;
   try {
-    run = validateRequest(input);
+    try {
+      run = validateRequest(input);
+    } catch (err) {
+      const attempted = attemptedTarget(input);
+      if (attempted) facts.attempted = attempted;
+      throw err;
+    }
     facts.request = run;
+    if (limits && (run.maxOutputBytes ?? 0) > limits.maxOutputBytes) {
+      throw new ValidationError(
+        `field "maxOutputBytes" is ${run.maxOutputBytes}; this entry point keeps at most ${limits.maxOutputBytes} bytes per stream (the Step Functions state payload limit is 256 KiB)`,
+        { phase: "request" },
+      );
+    }
     if (run.timeoutMs !== undefined) {
       record.budgetMs = Math.min(record.budgetMs ?? run.timeoutMs, run.timeoutMs);
     }
@@ -162,21 +189,43 @@ export async function execute(
     facts.template = authorization.template;
     facts.rules = authorization.rules;
 
-    const credentialName = run.credential ?? "default";
-    const needKnownHosts = run.hostKey === undefined;
+    // The operator's known hosts are read whether or not the request pins a key: a pin only
+    // narrows them (SPEC §9).
     const [secret, knownHosts] = await bounded((signal) =>
       Promise.all([
-        runtime.credentials.get(credentialName, { signal }) as Promise<Secret>,
-        needKnownHosts
-          ? runtime.knownHosts.get({ signal }).catch((err: unknown) => {
-              throw new CredentialUnavailable("known hosts could not be read", {
-                phase: "credentials",
-                cause: err,
-              });
-            })
-          : Promise.resolve(undefined),
+        runtime.credentials.get(authorization.credential, { signal }) as Promise<Secret>,
+        runtime.knownHosts.get({ signal }).catch((err: unknown) => {
+          throw new CredentialUnavailable("known hosts could not be read", {
+            phase: "credentials",
+            cause: err,
+          });
+        }),
       ]),
     );
+    const port = run.port ?? 22;
+    const isPassword = typeof secret.password === "string";
+    const allowRequestPins = authorization.allowRequestPins && !isPassword;
+    const trust = hostKeyTrust({
+      knownHosts,
+      pin: run.hostKey,
+      host: run.host,
+      port,
+      allowPinOnly: allowRequestPins,
+    });
+    if (trust.kind === "none" && run.hostKey !== undefined) {
+      // The pin would be the only thing vouching for this server: refuse before dialling.
+      if (!authorization.allowRequestPins) {
+        throw new TargetNotAllowed(
+          `host ${run.host}:${port} is not in the operator's known hosts and the caller's rule does not allow request pins (allowRequestPins); add the host's key to known_hosts`,
+          { phase: "policy" },
+        );
+      }
+      throw new CredentialNotAllowed(
+        `a request pin alone never vouches for a host that receives a password: add ${run.host}:${port} to the operator's known hosts, or use a key credential`,
+        { phase: "policy" },
+      );
+    }
+    if (trust.kind !== "none") facts.hostKeySource = trust.kind;
 
     const budgetMs = remainingBudget(record);
     if (budgetMs < settings.minBudgetMs) {
@@ -188,8 +237,12 @@ export async function execute(
     const options: RunOptions = {
       budgetMs,
       secret,
-      credentialName,
-      checkAddress: authorization.checkAddress,
+      credentialName: authorization.credential,
+      allowRequestPins,
+      checkAddress: (address, family) => {
+        facts.address = address;
+        authorization.checkAddress(address, family);
+      },
       requestId,
       phaseCaps: settings.phaseCaps,
       remoteBound: settings.remoteBound,

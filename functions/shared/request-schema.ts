@@ -25,8 +25,17 @@ export const REQUEST_LIMITS = {
   hostKeyChars: 8_192,
   /** `timeoutMs`: the Lambda maximum (15 min). */
   timeoutMs: 900_000,
-  /** `maxOutputBytes` per stream. Step Functions payloads are limited to 256 KiB in all. */
+  /**
+   * `maxOutputBytes` per stream on the API path. A stream costs at most 4/3 of it in the JSON
+   * response (control bytes and escape-heavy text go out as base64), so two streams stay far
+   * below Lambda's 6 MB response limit.
+   */
   maxOutputBytes: 1_048_576,
+  /**
+   * `maxOutputBytes` per stream on the Step Functions path: 2 × 4/3 × 92,160 bytes plus the
+   * rest of the result stays under the 256 KiB state payload limit.
+   */
+  taskMaxOutputBytes: 92_160,
 } as const;
 
 /** The request fields, in SPEC §4 order. */

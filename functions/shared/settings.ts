@@ -1,5 +1,6 @@
 import { PHASES, type Phase } from "../../lib/names.ts";
 import type { PhaseCaps } from "../../lib/types.ts";
+import type { ExpectedApi } from "./callers.ts";
 
 /** Environment variables read by the handlers (metrics has its own: `METRICS_ENV`). */
 export const ENV = {
@@ -17,8 +18,14 @@ export const ENV = {
   phaseCaps: "BSSH_PHASE_CAPS",
   /** `false` disables the remote `timeout -k` wrapper (targets without coreutils). */
   remoteBound: "BSSH_REMOTE_BOUND",
-  /** Caller identity of Step Functions invocations (the workflow's role ARN). */
-  workflowCaller: "BSSH_WORKFLOW_CALLER",
+  /** The API the API function serves: every event's requestContext must name it. */
+  apiId: "BSSH_API_ID",
+  apiStage: "BSSH_API_STAGE",
+  apiAccount: "BSSH_API_ACCOUNT",
+  /** Comma-separated state machine ARNs the task function runs for (empty: any in its account). */
+  stateMachineArns: "BSSH_STATE_MACHINE_ARNS",
+  /** `include` puts stdout/stderr in Step Functions error messages (default: counts and hashes). */
+  taskErrorOutput: "BSSH_TASK_ERROR_OUTPUT",
   /** Secrets Manager: secret id = prefix + credential name. */
   secretPrefix: "BSSH_SECRET_PREFIX",
   /** Per-container cache lifetime of secrets, known hosts and policy. */
@@ -49,8 +56,12 @@ export interface HandlerSettings {
   phaseCaps: PhaseCaps;
   /** @default true */
   remoteBound: boolean;
-  /** @default undefined (Step Functions requests are then denied by policy) */
-  workflowCaller: string | undefined;
+  /** The deployed API; unset refuses every API event (`CallerNotAllowed`). @default undefined */
+  api: ExpectedApi | undefined;
+  /** State machines the task function serves. @default [] (any in the function's account) */
+  stateMachineArns: string[];
+  /** Step Functions error messages carry stdout/stderr. @default false */
+  taskErrorOutput: boolean;
 }
 
 export const DEFAULT_SETTINGS: HandlerSettings = {
@@ -61,7 +72,9 @@ export const DEFAULT_SETTINGS: HandlerSettings = {
   auditCommand: "plain",
   phaseCaps: {},
   remoteBound: true,
-  workflowCaller: undefined,
+  api: undefined,
+  stateMachineArns: [],
+  taskErrorOutput: false,
 };
 
 function nonNegative(env: NodeJS.ProcessEnv, key: string, fallback: number): number {
@@ -85,6 +98,23 @@ function phaseCaps(raw: string | undefined): PhaseCaps {
   return caps;
 }
 
+function expectedApi(env: NodeJS.ProcessEnv): ExpectedApi | undefined {
+  const apiId = env[ENV.apiId];
+  const stage = env[ENV.apiStage];
+  const accountId = env[ENV.apiAccount];
+  if (!apiId && !stage && !accountId) return undefined;
+  if (!apiId || !stage || !accountId) {
+    throw new TypeError(`set all of ${ENV.apiId}, ${ENV.apiStage} and ${ENV.apiAccount}, or none`);
+  }
+  return { apiId, stage, accountId };
+}
+
+function taskErrorOutput(raw: string | undefined): boolean {
+  if (raw === undefined || raw === "" || raw === "omit") return false;
+  if (raw === "include") return true;
+  throw new TypeError(`${ENV.taskErrorOutput} must be "include" or "omit"`);
+}
+
 /** Settings from the environment; throws `TypeError` for a malformed value (a deploy bug). */
 export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): HandlerSettings {
   const audit = env[ENV.auditCommand] ?? "plain";
@@ -103,6 +133,11 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): HandlerSe
     auditCommand: audit,
     phaseCaps: phaseCaps(env[ENV.phaseCaps]),
     remoteBound: env[ENV.remoteBound] !== "false",
-    workflowCaller: env[ENV.workflowCaller] || undefined,
+    api: expectedApi(env),
+    stateMachineArns: (env[ENV.stateMachineArns] ?? "")
+      .split(",")
+      .map((arn) => arn.trim())
+      .filter((arn) => arn !== ""),
+    taskErrorOutput: taskErrorOutput(env[ENV.taskErrorOutput]),
   };
 }

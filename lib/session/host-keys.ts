@@ -133,26 +133,86 @@ function patternsMatch(patterns: string, name: string): boolean {
   return matched;
 }
 
+/** Where the trust in a host key comes from (recorded in the audit line). */
+export type HostKeySource = "known_hosts" | "pin+known_hosts" | "pin";
+
+/** A {@link HostKeyPolicy} with what it rests on; `none` trusts no key. */
+export interface HostKeyTrust extends HostKeyPolicy {
+  readonly kind: HostKeySource | "none";
+}
+
+/** Options of {@link hostKeyTrust}. */
+export interface HostKeyTrustOptions {
+  /** The operator's OpenSSH known_hosts text: authoritative. */
+  knownHosts?: string | undefined;
+  /** The request's `hostKey` pin. */
+  pin?: string | undefined;
+  host: string;
+  port: number;
+  /**
+   * Whether a pin alone may vouch for a host the known hosts do not list. A pin for a listed
+   * host only narrows and needs no permission. @default true
+   */
+  allowPinOnly?: boolean;
+}
+
 /**
- * A policy from OpenSSH known_hosts text: plain, `[host]:port`, wildcard and hashed (`|1|`)
- * entries; `@revoked` keys are refused; `@cert-authority` lines are ignored (no certificate
- * support). A host with entries but none matching the presented key is a mismatch.
+ * The one trust rule for host keys. The operator's known hosts are authoritative: when they
+ * list the host, the key must be one of theirs and match the pin as well (a pin only narrows).
+ * `@revoked` keys are refused whatever vouches for them. A pin for a host they do not list is
+ * honoured only with `allowPinOnly`; otherwise nothing vouches for the host (`unknown`).
+ * `@cert-authority` lines are ignored (no certificate support).
  */
-export function knownHostsPolicy(text: string, host: string, port: number): HostKeyPolicy {
-  const name = knownHostsName(host, port);
-  const entries = parseKnownHosts(text).filter(
+export function hostKeyTrust(options: HostKeyTrustOptions): HostKeyTrust {
+  const name = knownHostsName(options.host, options.port);
+  const entries = parseKnownHosts(options.knownHosts ?? "").filter(
     (e) => e.marker !== "@cert-authority" && patternsMatch(e.patterns, name),
   );
   const trusted = entries.filter((e) => e.marker === "");
   const revoked = entries.filter((e) => e.marker === "@revoked");
-  const types = [...new Set(trusted.map((e) => e.key.type))];
+  const isRevoked = (blob: Buffer) => revoked.some((e) => e.key.blob.equals(blob));
+  const pin = options.pin === undefined ? undefined : pinnedPolicy(options.pin);
+  const listedTypes = [...new Set(trusted.map((e) => e.key.type))];
+
+  if (trusted.length > 0) {
+    const inKnownHosts = (blob: Buffer) => trusted.some((e) => e.key.blob.equals(blob));
+    return {
+      kind: pin ? "pin+known_hosts" : "known_hosts",
+      serverHostKeyAlgorithms:
+        pin?.serverHostKeyAlgorithms ?? listedTypes.flatMap(algorithmsForKeyType),
+      source: pin
+        ? `${pin.source} and the known_hosts entry for ${name}`
+        : `known_hosts entry for ${name}`,
+      verify: (blob) => {
+        if (isRevoked(blob) || !inKnownHosts(blob)) return "mismatch";
+        if (pin && pin.verify(blob) !== "trusted") return "mismatch";
+        return "trusted";
+      },
+    };
+  }
+  if (pin && options.allowPinOnly !== false) {
+    return {
+      kind: "pin",
+      serverHostKeyAlgorithms: pin.serverHostKeyAlgorithms,
+      source: pin.source,
+      verify: (blob) => (isRevoked(blob) ? "mismatch" : pin.verify(blob)),
+    };
+  }
   return {
-    serverHostKeyAlgorithms: types.length > 0 ? types.flatMap(algorithmsForKeyType) : undefined,
-    source: `known_hosts entry for ${name}`,
-    verify: (blob) => {
-      if (revoked.some((e) => e.key.blob.equals(blob))) return "mismatch";
-      if (trusted.some((e) => e.key.blob.equals(blob))) return "trusted";
-      return trusted.length > 0 ? "mismatch" : "unknown";
-    },
+    kind: "none",
+    serverHostKeyAlgorithms: undefined,
+    source: pin
+      ? `known_hosts entry for ${name} (a request pin alone is not honoured for it)`
+      : `known_hosts entry for ${name}`,
+    verify: (blob) => (isRevoked(blob) ? "mismatch" : "unknown"),
   };
+}
+
+/**
+ * A policy from OpenSSH known_hosts text alone: plain, `[host]:port`, wildcard and hashed
+ * (`|1|`) entries; `@revoked` keys are refused. A host with entries but none matching the
+ * presented key is a mismatch.
+ */
+export function knownHostsPolicy(text: string, host: string, port: number): HostKeyPolicy {
+  return hostKeyTrust({ knownHosts: text, host, port });
 }

@@ -65,15 +65,19 @@ export class OutputCapture {
 
   /**
    * The kept text: everything when it fit, else head + a marker naming the omitted byte count
-   * + tail. UTF-8 when the kept bytes are valid UTF-8, else base64 (binary output; head and
-   * tail are encoded separately and the marker, outside the base64 alphabet, splits them).
+   * + tail. UTF-8 when the kept bytes are valid UTF-8 text that JSON carries at no more than
+   * base64's size; else base64 (binary output, control bytes, or text JSON escaping would
+   * inflate, such as a run of quotes). So a stream never costs more than 4/3 of `maxBytes` in
+   * the response, whatever the remote prints. Head and tail are encoded separately and the
+   * marker, outside the base64 alphabet, splits them.
    */
   text(): { text: string; encoding: "utf8" | "base64"; sha256: string } {
     const head = Buffer.concat(this.#head);
     const tail = Buffer.concat(this.#tail);
     const sha256 = this.#hash.copy().digest("hex");
     const omitted = this.#total - head.length - tail.length;
-    const isUtf8 = isValidUtf8(Buffer.concat([head, tail]), omitted > 0);
+    const kept = Buffer.concat([head, tail]);
+    const isUtf8 = isValidUtf8(kept, omitted > 0) && fitsAsJsonText(kept);
     const enc = isUtf8 ? "utf8" : "base64";
     if (omitted === 0)
       return { text: Buffer.concat([head, tail]).toString(enc), encoding: enc, sha256 };
@@ -84,6 +88,25 @@ export class OutputCapture {
       sha256,
     };
   }
+}
+
+/**
+ * True when the bytes hold no control character but tab, newline and carriage return, and
+ * their JSON string escaping is no longer than their base64 form (4/3 of the bytes).
+ */
+function fitsAsJsonText(buf: Buffer): boolean {
+  let escaped = 0;
+  for (const byte of buf) {
+    if (byte === 0x22 || byte === 0x5c || byte === 0x09 || byte === 0x0a || byte === 0x0d) {
+      escaped++;
+    } else if (byte < 0x20 || byte === 0x7f) return false;
+  }
+  // C1 controls (U+0080–U+009F) arrive as 0xC2 0x80–0x9F in UTF-8.
+  for (let i = buf.indexOf(0xc2); i !== -1 && i + 1 < buf.length; i = buf.indexOf(0xc2, i + 1)) {
+    const next = buf[i + 1]!;
+    if (next >= 0x80 && next <= 0x9f) return false;
+  }
+  return buf.length + escaped <= Math.ceil(buf.length / 3) * 4;
 }
 
 function isValidUtf8(buf: Buffer, cut: boolean): boolean {

@@ -29,14 +29,27 @@ export function lambdaError(err: Error, trace: string[] = []): Error {
   return Object.assign(new Error(JSON.stringify(envelope)), { name: err.name });
 }
 
+/** A state machine ARN in the fake Lambda context's region and account (`local`, 0…0). */
+export function localStateMachineArn(name: string): string {
+  return `arn:aws:states:local:000000000000:stateMachine:${name}`;
+}
+
 export async function runLocally(
   definition: Record<string, unknown>,
   taskState: string,
   input: unknown,
   task: (event: unknown) => Promise<unknown>,
+  stateMachineArn = localStateMachineArn("Test-SingleHost"),
 ): Promise<LocalExecution> {
   const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
+  const name = stateMachineArn.split(":").pop();
+  const executionArn = `${stateMachineArn.replace(":stateMachine:", ":execution:")}:${crypto.randomUUID()}`;
   const execution = machine.run(input as never, {
+    // What AWS puts in `$$`: the workflows pass these to the task as its caller.
+    context: {
+      Execution: { Id: executionArn, Name: executionArn.split(":").pop(), Input: input as never },
+      StateMachine: { Id: stateMachineArn, Name: name },
+    },
     overrides: {
       taskResourceLocalHandlers: { [taskState]: task as never },
       // Keep the configured retrier; only skip its (seconds-long, jittered) waits.

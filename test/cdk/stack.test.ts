@@ -42,8 +42,12 @@ describe("functions", () => {
       Environment: {
         Variables: Match.objectLike({
           [HANDLER_ENV.reserveMs]: "3000",
-          [HANDLER_ENV.workflowCaller]: {
-            "Fn::GetAtt": [Match.stringLikeRegexp("WorkflowsRole"), "Arn"],
+          // Tasks run only for the two state machines, named (no reference: no cycle).
+          [HANDLER_ENV.stateMachineArns]: {
+            "Fn::Join": [
+              "",
+              Match.arrayWith([Match.stringLikeRegexp(":stateMachine:Test-SingleHost,arn:")]),
+            ],
           },
         }),
       },

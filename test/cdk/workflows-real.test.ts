@@ -21,9 +21,10 @@ import { localRuntime } from "../../functions/local/local-config.ts";
 import type { AuditLine } from "../../functions/middleware/audit-log.ts";
 import { createTaskHandler } from "../../functions/task.ts";
 import { RETRYABLE_ERRORS } from "../../lib/names.ts";
+import { LOOPBACK_DENY } from "../functions/support.ts";
 import { type Adversary, closedPort, tarpit } from "../helpers/adversaries.ts";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
-import { lambdaError, runLocally } from "./local-sfn.ts";
+import { lambdaError, localStateMachineArn, runLocally } from "./local-sfn.ts";
 import { definitionOf, synthOnce } from "./synth.ts";
 
 const { template } = synthOnce();
@@ -34,8 +35,9 @@ const fleet = definitionOf(template, "WorkflowsFleet");
 const FUNCTION_TIMEOUT_MS = 10_000;
 /** `timeoutMs` of requests meant to time out (tarpits, `sleep 30`). */
 const SHORT_MS = 1_000;
-/** What BSSH_WORKFLOW_CALLER holds in AWS: the state machines' role. */
-const WORKFLOW_ROLE = "arn:aws:iam::123456789012:role/Test-WorkflowsRole";
+/** The policy's callers for tasks: the state machines themselves (SPEC §9). */
+const SINGLE_ARN = localStateMachineArn("Test-SingleHost");
+const FLEET_ARN = localStateMachineArn("Test-Fleet");
 const API_CALLER = "arn:aws:iam::123456789012:role/ops-runner";
 /** MaxAttempts of the task's retrier (RetrySettings default) + the first attempt. */
 const RETRIED_ATTEMPTS = 3;
@@ -68,18 +70,19 @@ beforeAll(async () => {
     },
     knownHostsFile: sshd.knownHostsPath,
     callerArn: API_CALLER,
-    workflowCallerArn: WORKFLOW_ROLE,
     policy: {
+      denyCidrs: LOOPBACK_DENY,
       rules: [
         {
           id: "loopback-workflows",
-          callers: [WORKFLOW_ROLE],
+          callers: [SINGLE_ARN, FLEET_ARN],
           targets: {
             cidrs: ["127.0.0.0/8"],
             ports: [sshd.port, closed.port, ...tarpits.map((t) => t.port)],
             usernames: [sshd.username, "no-such-user"],
           },
           commands: { patterns: ["echo [a-z0-9-]+", "exit [0-9]+", "sleep [0-9]+"] },
+          credentials: ["default", "stranger"],
         },
       ],
     },
@@ -87,6 +90,7 @@ beforeAll(async () => {
   const configPath = path.join(configDir, "config.json");
   await writeFile(configPath, JSON.stringify(config));
   const runtime = localRuntime(configPath, {
+    settings: { stateMachineArns: [SINGLE_ARN, FLEET_ARN] },
     writeAuditLine: () => {},
     observe: (_record, line) => audits.push(line),
     metrics: { mode: "emf", writeLine: () => {} },
@@ -120,8 +124,8 @@ const keyOf = (r: Request) => `${r.port}|${r.username}|${r.credential ?? "defaul
  */
 function asLambda(calls: string[]) {
   return async (input: unknown) => {
-    const event = JSON.parse(JSON.stringify(input)) as Request;
-    calls.push(keyOf(event));
+    const event = JSON.parse(JSON.stringify(input)) as { request: Request };
+    calls.push(keyOf(event.request));
     let timer: NodeJS.Timeout | undefined;
     const hardTimeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
@@ -150,7 +154,8 @@ function asLambda(calls: string[]) {
 
 async function run(definition: Record<string, unknown>, taskState: string, input: unknown) {
   const calls: string[] = [];
-  const execution = await runLocally(definition, taskState, input, asLambda(calls));
+  const arn = definition === fleet ? FLEET_ARN : SINGLE_ARN;
+  const execution = await runLocally(definition, taskState, input, asLambda(calls), arn);
   const count = (key: string) => calls.filter((c) => c === key).length;
   return { ...execution, calls, count };
 }
@@ -165,7 +170,7 @@ const request = (extra: Partial<Request> = {}): Request => ({
 });
 
 describe("single host, real task handler", () => {
-  it("returns the result of a healthy session as the execution output (workflow role as caller)", async () => {
+  it("returns the result of a healthy session as the execution output (state machine as caller)", async () => {
     const before = audits.length;
     const { output, error, calls } = await run(single, "RunCommand", request());
     expect(error).toBeUndefined();
@@ -176,7 +181,13 @@ describe("single host, real task handler", () => {
       stdout: "hi\n",
       target: { host: "127.0.0.1", port: sshd.port, username: sshd.username },
     });
-    expect(audits[before]).toMatchObject({ source: "task", caller: WORKFLOW_ROLE });
+    expect(audits[before]).toMatchObject({
+      source: "task",
+      caller: SINGLE_ARN,
+      executionArn: expect.stringMatching(
+        /^arn:aws:states:local:000000000000:execution:Test-SingleHost:/,
+      ),
+    });
   });
 
   it("retries a BannerTimeout as configured, then catches it keeping the result", async () => {

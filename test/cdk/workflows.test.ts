@@ -10,7 +10,7 @@ import aslValidator from "asl-validator";
 import { describe, expect, it } from "vitest";
 import { ERROR_CLASSES } from "../../lib/errors.ts";
 import type { ErrorName, Status } from "../../lib/names.ts";
-import { lambdaError, runLocally } from "./local-sfn.ts";
+import { lambdaError, localStateMachineArn, runLocally } from "./local-sfn.ts";
 import { definitionOf, synthOnce } from "./synth.ts";
 
 const { template } = synthOnce();
@@ -51,9 +51,14 @@ function resultOf(
 }
 
 /** Stand-in task handler: the host name decides the outcome; calls are counted per host. */
-function standIn(calls: Map<string, number>) {
+function standIn(calls: Map<string, number>, executions: { id: string; stateMachine: string }[]) {
   return async (input: unknown) => {
-    const request = input as { host: string; username: string };
+    // The payload the task handler verifies: the request, and the execution context from `$$`.
+    const { request, execution } = input as {
+      request: { host: string; username: string };
+      execution: { id: string; stateMachine: string };
+    };
+    executions.push(execution);
     calls.set(request.host, (calls.get(request.host) ?? 0) + 1);
     const kind = Object.keys(FAILURES).find((k) => request.host.startsWith(k));
     if (request.host.startsWith("exit1")) return resultOf(request, "failed", "exec");
@@ -78,8 +83,10 @@ async function run(
   input: unknown,
   calls: Map<string, number>,
 ) {
-  const execution = await runLocally(definition, taskState, input, standIn(calls));
-  return { ...execution, failedWith: execution.failed?.Error };
+  const executions: { id: string; stateMachine: string }[] = [];
+  const arn = localStateMachineArn(definition === fleet ? "Test-Fleet" : "Test-SingleHost");
+  const execution = await runLocally(definition, taskState, input, standIn(calls, executions), arn);
+  return { ...execution, failedWith: execution.failed?.Error, executions, arn };
 }
 
 const request = { username: "ops", command: "uptime" };
@@ -145,6 +152,21 @@ describe("single host, executed locally", () => {
     const { output } = await run(single, "RunCommand", { ...request, host: "ok-1" }, new Map());
     expect(output).toMatchObject({ status: "succeeded", exitCode: 0 });
   });
+
+  it("passes the execution context from $$, which the input cannot overwrite", async () => {
+    const forged = { id: "arn:aws:states:local:000000000000:execution:Other:x", stateMachine: "x" };
+    const { executions, arn } = await run(
+      single,
+      "RunCommand",
+      { ...request, host: "ok-1", execution: forged },
+      new Map(),
+    );
+    expect(executions).toHaveLength(1);
+    expect(executions[0]!.stateMachine).toBe(arn);
+    expect(executions[0]!.id).toMatch(
+      /^arn:aws:states:local:000000000000:execution:Test-SingleHost:/,
+    );
+  });
 });
 
 describe("fleet, executed locally (inline items)", () => {
@@ -185,4 +207,38 @@ describe("fleet, executed locally (inline items)", () => {
     expect(calls.get("cmd-a")).toBe(1);
     expect(calls.get("ok-0")).toBe(1);
   });
+
+  it.each([
+    [0, 50],
+    [1000, 50],
+    ["ten", 50],
+    [7, 7],
+  ])(
+    "runs maxConcurrency %j as %j (clamped to the ceiling) with each host's fleet context",
+    async (asked, runs) => {
+      const { output, error, stateOutput, executions, arn } = await run(
+        fleet,
+        "InlineRunHost",
+        {
+          request,
+          hosts: [
+            { host: "ok-1" },
+            { host: "exit1-a" },
+            { host: "banner-a" },
+            { host: "denied-a" },
+            { host: "cmd-a" },
+          ],
+          maxConcurrency: asked,
+        },
+        new Map(),
+      );
+      expect(error, String((error as Error | undefined)?.cause ?? "")).toBeUndefined();
+      expect(output).toBeDefined();
+      const effective = (stateOutput("ClampConcurrency") ?? stateOutput("CheckConcurrency")) as {
+        maxConcurrency: unknown;
+      };
+      expect(effective.maxConcurrency).toBe(runs);
+      expect(new Set(executions.map((e) => e.stateMachine))).toEqual(new Set([arn]));
+    },
+  );
 });

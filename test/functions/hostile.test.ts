@@ -1,7 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { createApiHandler } from "../../functions/api.ts";
 import { createTaskHandler } from "../../functions/task.ts";
-import { fakeContext, loopbackPolicy, testRuntime, v1Event, v2Event } from "./support.ts";
+import {
+  fakeContext,
+  loopbackPolicy,
+  taskEvent,
+  testRuntime,
+  v1Event,
+  v2Event,
+} from "./support.ts";
 
 // Deterministic PRNG: a failing case can be replayed from its index.
 function prng(seed: number): () => number {
@@ -275,7 +282,7 @@ describe("hostile requests", () => {
     let rejected = 0;
     for (const input of inputs) {
       try {
-        await handler(input, fakeContext());
+        await handler(taskEvent(input), fakeContext());
       } catch (err) {
         expect((err as Error).name).toBe("ValidationError");
         rejected++;

@@ -1,14 +1,16 @@
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { LOCAL_STATE_MACHINE } from "../../functions/local/api-event.ts";
 import type { LocalConfig } from "../../functions/local/local-config.ts";
-import { type LocalServer, startLocalServer } from "../../functions/local/server.ts";
+import { type LocalServer, startLocalServer, TOKEN_HEADER } from "../../functions/local/server.ts";
 import type { RunResult } from "../../lib/types.ts";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
-import { KEY_MARKERS } from "./support.ts";
+import { KEY_MARKERS, LOOPBACK_DENY } from "./support.ts";
 
 const CALLER = "arn:aws:iam::000000000000:user/local";
 let sshd: SshdServer;
@@ -34,10 +36,12 @@ beforeAll(async () => {
     },
     knownHostsFile: sshd.knownHostsPath,
     policy: {
+      denyCidrs: LOOPBACK_DENY,
       rules: [
         {
           id: "local",
-          callers: [CALLER],
+          callers: [CALLER, LOCAL_STATE_MACHINE],
+          credentials: ["default", "encrypted"],
           targets: { cidrs: ["127.0.0.1/32"], ports: [sshd.port], usernames: [sshd.username] },
           commands: { patterns: ["echo [ -~]*", "sleep [0-9]+", "exit [0-9]+"] },
         },
@@ -70,7 +74,7 @@ afterAll(async () => {
 async function post(server: LocalServer, body: unknown, contentType = "application/json") {
   const res = await fetch(`${server.url}/run`, {
     method: "POST",
-    headers: { "content-type": contentType },
+    headers: { "content-type": contentType, [TOKEN_HEADER]: server.token },
     body: typeof body === "string" ? body : JSON.stringify(body),
   });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
@@ -121,7 +125,10 @@ describe("local mode: HTTP → API Gateway event → real handler → OpenSSH ss
   it("answers 415, 400, 404 and 403 like API Gateway + handler would", async () => {
     expect((await post(api, run(), "text/plain")).status).toBe(415);
     expect((await post(api, '{"host":')).status).toBe(400);
-    expect((await fetch(`${api.url}/nope`, { method: "POST" })).status).toBe(404);
+    expect(
+      (await fetch(`${api.url}/nope`, { method: "POST", headers: { [TOKEN_HEADER]: api.token } }))
+        .status,
+    ).toBe(404);
     const denied = await post(api, run({ command: "cat /etc/shadow" }));
     expect(denied.status).toBe(403);
     expect(denied.body.error).toMatchObject({ name: "CommandNotAllowed" });
@@ -149,5 +156,42 @@ describe("local mode: HTTP → API Gateway event → real handler → OpenSSH ss
     );
     expect(bad).toMatchObject({ code: 1 });
     expect((bad as { stderr: string }).stderr.trim().split("\n").at(-1)).toBe("CommandFailed");
+  });
+
+  it("refuses a foreign Host, any Origin and a missing or wrong token before the handler", async () => {
+    const before = logged.length;
+    const raw = (headers: Record<string, string>) =>
+      new Promise<number>((resolve, reject) => {
+        // fetch cannot set Host; node:http can (DNS rebinding sends the attacker's name).
+        const req = request(
+          { host: "127.0.0.1", port: api.port, path: "/run", method: "POST", headers },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on("error", reject);
+        req.end(JSON.stringify(run()));
+      });
+    const json = { "content-type": "application/json" };
+    expect(await raw({ ...json, host: "evil.example:80", [TOKEN_HEADER]: api.token })).toBe(403);
+    expect(
+      await raw({
+        ...json,
+        host: `127.0.0.1:${api.port}`,
+        origin: "https://evil.example",
+        [TOKEN_HEADER]: api.token,
+      }),
+    ).toBe(403);
+    expect(await raw({ ...json, host: `localhost:${api.port}` })).toBe(401);
+    expect(await raw({ ...json, host: `localhost:${api.port}`, [TOKEN_HEADER]: "guess" })).toBe(
+      401,
+    );
+    expect(await raw({ ...json, host: `localhost:${api.port}`, [TOKEN_HEADER]: api.token })).toBe(
+      200,
+    );
+    // Only the last request reached the handler: one audit line.
+    const audits = logged.slice(before).filter((l) => l.includes('"type":"bounded-ssh.audit"'));
+    expect(audits).toHaveLength(1);
   });
 });

@@ -64,8 +64,9 @@ describe("policy", () => {
     [OPS, req({ host: "a.b.web.example.com" }), "TargetNotAllowed", "is not allowed"],
     [OPS, req({ port: 23 }), "TargetNotAllowed", "port 23"],
     [OPS, req({ username: "root" }), "TargetNotAllowed", "username root"],
-    [OPS, req({ command: "uptime; rm -rf /" }), "CommandNotAllowed", "matches no pattern"],
-    [OPS, req({ command: "uptime\nreboot" }), "CommandNotAllowed", "matches no pattern"],
+    [OPS, req({ command: "uptime; rm -rf /" }), "CommandNotAllowed", 'shell syntax (";")'],
+    [OPS, req({ command: "uptime\nreboot" }), "CommandNotAllowed", 'shell syntax ("\\n")'],
+    [OPS, req({ command: "reboot" }), "CommandNotAllowed", "matches no pattern"],
     [OPS, req({ host: "10.20.1.1" }), "TargetNotAllowed", "host 10.20.1.1"],
     [
       OPS,

@@ -4,6 +4,7 @@ import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApiHandler } from "../../functions/api.ts";
 import { SecretsManagerStore } from "../../functions/credentials/secrets-manager-store.ts";
+import type { PolicyDocument } from "../../functions/policy/policy.ts";
 import { CredentialInvalid, CredentialUnavailable, type EngineError } from "../../lib/errors.ts";
 import { closedPort } from "../helpers/adversaries.ts";
 import { generateEd25519KeyPair } from "../helpers/keys.ts";
@@ -119,6 +120,12 @@ afterAll(async () => {
 
 const signal = () => AbortSignal.timeout(2_000);
 
+/** This file tests the store, not the scope: every credential name is granted. */
+function grantAll(policy: PolicyDocument): PolicyDocument {
+  for (const rule of policy.rules) rule.credentials = ["*"];
+  return policy;
+}
+
 describe("Secrets Manager credential store (fake endpoint at the wire)", () => {
   it("reads {privateKey} and {password} secrets under the prefix", async () => {
     const store = new SecretsManagerStore({ client });
@@ -225,7 +232,7 @@ describe("Secrets Manager credential store (fake endpoint at the wire)", () => {
 
   it("serves an API request end to end with the credential from Secrets Manager", async () => {
     const { runtime, captured } = testRuntime({
-      policy: loopbackPolicy([sshServer.port]),
+      policy: grantAll(loopbackPolicy([sshServer.port])),
       knownHosts: sshServer.knownHostsLine,
       settings: { remoteBound: false, credentialsTimeoutMs: 500 },
     });

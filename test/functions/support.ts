@@ -1,8 +1,13 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyEventV2 } from "aws-lambda";
 import { invalid } from "../../functions/credentials/credential-store.ts";
-import { toApiEventV1, toApiEventV2 } from "../../functions/local/api-event.ts";
+import {
+  LOCAL_API,
+  toApiEventV1,
+  toApiEventV2,
+  toTaskEvent,
+} from "../../functions/local/api-event.ts";
 import type { AuditLine } from "../../functions/middleware/audit-log.ts";
-import type { PolicyDocument } from "../../functions/policy/policy.ts";
+import { DEFAULT_DENY_CIDRS, type PolicyDocument } from "../../functions/policy/policy.ts";
 import type { InvocationRecord } from "../../functions/shared/invocation.ts";
 import { type Runtime, staticPolicy } from "../../functions/shared/runtime.ts";
 import { DEFAULT_SETTINGS, type HandlerSettings } from "../../functions/shared/settings.ts";
@@ -12,7 +17,16 @@ import type { Secret } from "../../lib/types.ts";
 export { lambdaContext as fakeContext } from "../../functions/local/lambda-context.ts";
 
 export const CALLER = "arn:aws:iam::123456789012:role/ops-runner";
-export const WORKFLOW = "arn:aws:iam::123456789012:role/fleet-workflow";
+/** The state machine task events come from (the fake context's region and account). */
+export const WORKFLOW = "arn:aws:states:local:000000000000:stateMachine:fleet-workflow";
+
+/** A task event as the state machine builds it: `{ request, execution }`. */
+export function taskEvent(request: unknown, stateMachine = WORKFLOW): unknown {
+  return toTaskEvent(request, stateMachine);
+}
+
+/** The default deny list without loopback: the tests' targets listen on 127.0.0.1. */
+export const LOOPBACK_DENY = DEFAULT_DENY_CIDRS.filter((range) => range !== "127.0.0.0/8");
 
 /** Everything a test runtime saw: audit lines, records, metric batches, raw log lines. */
 export interface Captured {
@@ -34,7 +48,12 @@ export function testRuntime(options: {
   const captured: Captured = { audits: [], records: [], metrics: [], lines: [] };
   const credentials = options.credentials ?? {};
   const runtime: Runtime = {
-    settings: { ...DEFAULT_SETTINGS, workflowCaller: WORKFLOW, ...options.settings },
+    settings: {
+      ...DEFAULT_SETTINGS,
+      api: { ...LOCAL_API },
+      stateMachineArns: [WORKFLOW],
+      ...options.settings,
+    },
     credentials: {
       get: async (name) => {
         if (!Object.hasOwn(credentials, name)) throw invalid(name, "is not configured");
@@ -64,6 +83,7 @@ export function loopbackPolicy(
   extra: Partial<PolicyDocument> = {},
 ): PolicyDocument {
   return {
+    denyCidrs: LOOPBACK_DENY,
     rules: [
       {
         id: "loopback",

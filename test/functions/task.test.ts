@@ -1,10 +1,11 @@
+import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTaskHandler } from "../../functions/task.ts";
 import type { RunResult } from "../../lib/types.ts";
 import { type Adversary, tarpit } from "../helpers/adversaries.ts";
 import { generateEd25519KeyPair } from "../helpers/keys.ts";
 import { type ExecContext, type Ssh2Server, startSsh2Server } from "../helpers/ssh2-server.ts";
-import { fakeContext, loopbackPolicy, testRuntime, WORKFLOW } from "./support.ts";
+import { fakeContext, loopbackPolicy, taskEvent, testRuntime, WORKFLOW } from "./support.ts";
 
 const clientKey = generateEd25519KeyPair();
 
@@ -33,23 +34,24 @@ afterAll(async () => {
   await hung.close();
 });
 
-function setup() {
+function setup(settings: { taskErrorOutput?: boolean } = {}) {
   const { runtime, captured } = testRuntime({
     policy: loopbackPolicy([server.port, hung.port]),
     credentials: { default: { privateKey: clientKey.private } },
     knownHosts: server.knownHostsLine,
-    settings: { remoteBound: false },
+    settings: { remoteBound: false, ...settings },
   });
   return { handler: createTaskHandler(runtime), captured };
 }
 
-const input = (extra: Record<string, unknown> = {}) => ({
-  host: "127.0.0.1",
-  port: server.port,
-  username: "ops",
-  command: "echo hi",
-  ...extra,
-});
+const input = (extra: Record<string, unknown> = {}) =>
+  taskEvent({
+    host: "127.0.0.1",
+    port: server.port,
+    username: "ops",
+    command: "echo hi",
+    ...extra,
+  });
 
 async function thrown(promise: Promise<unknown>): Promise<Error> {
   try {
@@ -85,14 +87,25 @@ describe("Step Functions task handler", () => {
     );
     expect(err.name).toBe("CommandFailed");
     const result = JSON.parse(err.message) as RunResult;
-    expect(result).toMatchObject({ status: "failed", exitCode: 2, stdout: "out\n" });
+    // Error causes land in execution history: counts and hashes, not the output itself.
+    expect(result).toMatchObject({ status: "failed", exitCode: 2, stdout: "", stderr: "" });
+    expect(result.output).toMatchObject({ stdoutBytes: 4, truncated: false });
+    expect(result.output.stdoutSha256).toBe(createHash("sha256").update("out\n").digest("hex"));
     expect(captured.metrics[0]).toContainEqual(
       expect.objectContaining({ name: "Errors", dimensions: { ErrorName: "CommandFailed" } }),
     );
   });
 
+  it("carries stdout in the error only when the deployment opts in (BSSH_TASK_ERROR_OUTPUT)", async () => {
+    const { handler } = setup({ taskErrorOutput: true });
+    const err = await thrown(
+      handler(input({ command: "exit 2", failOnNonZeroExit: true }), fakeContext()),
+    );
+    expect(JSON.parse(err.message)).toMatchObject({ status: "failed", stdout: "out\n" });
+  });
+
   it("keeps a thrown error's message within the Step Functions cause limit, counts intact", async () => {
-    const { handler } = setup();
+    const { handler } = setup({ taskErrorOutput: true });
     const err = await thrown(
       handler(input({ command: "exit 9", failOnNonZeroExit: true }), fakeContext()),
     );
@@ -127,7 +140,7 @@ describe("Step Functions task handler", () => {
     [{ host: "h", username: "u" }, 'missing required field "command"'],
   ])("throws ValidationError with a JSON {error} message for %j", async (event, message) => {
     const { handler } = setup();
-    const err = await thrown(handler(event, fakeContext()));
+    const err = await thrown(handler(taskEvent(event), fakeContext()));
     expect(err.name).toBe("ValidationError");
     const payload = JSON.parse(err.message) as { error: { name: string; message: string } };
     expect(payload.error.name).toBe("ValidationError");
