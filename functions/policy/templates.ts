@@ -194,7 +194,14 @@ export function checkTemplate(name: string, template: CommandTemplate): void {
       }
     }
   }
-  for (const site of placeholderSites(template.command)) {
+  const sites = placeholderSites(template.command);
+  const written = [...template.command.matchAll(PLACEHOLDER)].length;
+  if (sites.length !== written) {
+    throw new TypeError(
+      `${where}: a placeholder follows a backslash; a placeholder must be a whole word outside quotes and escapes`,
+    );
+  }
+  for (const site of sites) {
     if (!Object.hasOwn(specs, site.name)) {
       throw new TypeError(`${where}: placeholder {{${site.name}}} has no parameter`);
     }

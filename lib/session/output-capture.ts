@@ -96,7 +96,8 @@ export class OutputCapture {
  */
 function fitsAsJsonText(buf: Buffer): boolean {
   let escaped = 0;
-  for (const byte of buf) {
+  for (let i = 0; i < buf.length; i++) {
+    const byte = buf[i]!;
     if (byte === 0x22 || byte === 0x5c || byte === 0x09 || byte === 0x0a || byte === 0x0d) {
       escaped++;
     } else if (byte < 0x20 || byte === 0x7f) return false;

@@ -54,6 +54,34 @@ describe("functions", () => {
     });
   });
 
+  it("tell the API handler which API, stage and account its events must name", () => {
+    template.hasResourceProperties("AWS::Lambda::Function", {
+      Timeout: 25,
+      Environment: {
+        Variables: Match.objectLike({
+          [HANDLER_ENV.apiId]: { Ref: Match.stringLikeRegexp("^RunApi") },
+          [HANDLER_ENV.apiStage]: "v1",
+          [HANDLER_ENV.apiAccount]: { Ref: "AWS::AccountId" },
+        }),
+      },
+    });
+  });
+
+  it("reserve concurrency for the task function (fleets cannot starve or flood the account)", () => {
+    template.hasResourceProperties("AWS::Lambda::Function", {
+      Timeout: 60,
+      ReservedConcurrentExecutions: 50,
+    });
+  });
+
+  it("log the signing principal's ARN in the API access log", () => {
+    template.hasResourceProperties("AWS::ApiGateway::Stage", {
+      AccessLogSetting: {
+        Format: Match.stringLikeRegexp('"userArn":"\\$context.identity.userArn"'),
+      },
+    });
+  });
+
   it("may read secrets only under the credential prefix", () => {
     template.hasResourceProperties("AWS::IAM::Policy", {
       PolicyDocument: {

@@ -126,8 +126,10 @@ describe("output flood", () => {
     expect(result.output.stdoutBytes).toBe(GiB);
     expect(result.output.stdoutSha256).toBe(expectedSha);
     expect(result.output.truncated).toBe(true);
-    // Head + tail + the omission marker: what is kept is bounded by maxOutputBytes.
-    expect(Buffer.byteLength(result.stdout)).toBeLessThan(65_536 + 200);
+    // NUL bytes would JSON-escape to 6 bytes each: they go out as base64, and head + tail + the
+    // omission marker stay within 4/3 of maxOutputBytes.
+    expect(result.output.stdoutEncoding).toBe("base64");
+    expect(Buffer.byteLength(JSON.stringify(result.stdout))).toBeLessThan((65_536 * 4) / 3 + 200);
     expect(elapsedMs).toBeLessThanOrEqual(budgetMs + OVERSHOOT_MARGIN_MS);
     expect(heapGrowth).toBeLessThan(5 * 1024 ** 2);
     // Retention is what heapGrowth measures; RSS only catches gross buffering (keeping the

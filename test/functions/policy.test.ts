@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { Policy, type PolicyDocument } from "../../functions/policy/policy.ts";
 import type { RunRequest } from "../../lib/types.ts";
@@ -180,5 +181,60 @@ describe("policy", () => {
     [{ rules: [], templates: { t: { command: "x {{y}}" } } }, "placeholder"],
   ])("rejects a malformed policy document (%#)", (doc, message) => {
     expect(() => new Policy(doc as unknown as PolicyDocument)).toThrow(message);
+  });
+});
+
+describe("policy: credentials, pins, shell syntax (SPEC §9)", () => {
+  const doc = (rule: Partial<PolicyDocument["rules"][number]>): PolicyDocument => ({
+    rules: [
+      {
+        id: "r",
+        callers: [OPS],
+        targets: { hosts: ["*.web.example.com"], usernames: ["deploy"] },
+        commands: { patterns: ["uptime", "echo [ -~]*"] },
+        ...rule,
+      },
+    ],
+  });
+
+  it("grants only the default credential unless the rule names others", () => {
+    const p = new Policy(doc({}));
+    expect(p.authorize(OPS, req()).credential).toBe("default");
+    expect(refusal(() => p.authorize(OPS, req({ credential: "prod" }))).name).toBe(
+      "CredentialNotAllowed",
+    );
+  });
+
+  it("matches credential globs and reports allowRequestPins of the allowing rule", () => {
+    const p = new Policy(doc({ credentials: ["deploy-*"], allowRequestPins: true }));
+    const auth = p.authorize(OPS, req({ credential: "deploy-web" }));
+    expect(auth).toMatchObject({ credential: "deploy-web", allowRequestPins: true });
+    expect(refusal(() => p.authorize(OPS, req({ credential: "default" }))).name).toBe(
+      "CredentialNotAllowed",
+    );
+  });
+
+  it("lets shell syntax through only where the rule sets allowShellSyntax", () => {
+    const strict = new Policy(doc({}));
+    const loose = new Policy(doc({ allowShellSyntax: true }));
+    expect(refusal(() => strict.authorize(OPS, req({ command: "echo a | wc" }))).message).toContain(
+      "allowShellSyntax",
+    );
+    expect(loose.authorize(OPS, req({ command: "echo a | wc" })).command).toBe("echo a | wc");
+  });
+
+  it.each([
+    [{ credentials: [] }, "credentials must be a non-empty array"],
+    [{ allowRequestPins: "yes" }, "allowRequestPins must be true or false"],
+    [{ commands: { patterns: ["(unclosed"] } }, "not a valid regular expression"],
+  ])("refuses a malformed rule %j", (rule, message) => {
+    expect(() => new Policy(doc(rule as never))).toThrow(message);
+  });
+
+  it("loads the example local config's policy", () => {
+    const example = JSON.parse(
+      readFileSync(new URL("../../examples/local-config.json", import.meta.url), "utf8"),
+    ) as { policy: PolicyDocument };
+    expect(() => new Policy(example.policy)).not.toThrow();
   });
 });

@@ -3,6 +3,7 @@ import ssh2 from "ssh2";
 import { describe, expect, it } from "vitest";
 import {
   fingerprintSha256,
+  hostKeyTrust,
   isValidPin,
   knownHostsPolicy,
   pinnedPolicy,
@@ -80,5 +81,37 @@ describe("known_hosts", () => {
     const text = `h1 ${a.line}\n`;
     expect(knownHostsPolicy(text, "h1", 22).serverHostKeyAlgorithms).toEqual(["ssh-ed25519"]);
     expect(knownHostsPolicy(text, "h2", 22).serverHostKeyAlgorithms).toBeUndefined();
+  });
+});
+
+describe("hostKeyTrust: known hosts are authoritative, a pin only narrows", () => {
+  // ECDSA: ssh2's ed25519 generator drops a leading zero byte about once in 170 keys.
+  const [a, b] = [keyLine("ecdsa"), keyLine("ecdsa")];
+  const listed = `[h]:2222 ${a.line}\n`;
+  const trust = (opts: Partial<Parameters<typeof hostKeyTrust>[0]>) =>
+    hostKeyTrust({ host: "h", port: 2222, ...opts });
+
+  it("requires a listed key AND the pin for a listed host", () => {
+    expect(trust({ knownHosts: listed }).kind).toBe("known_hosts");
+    const narrowed = trust({ knownHosts: listed, pin: fingerprintSha256(a.blob) });
+    expect(narrowed.kind).toBe("pin+known_hosts");
+    expect(narrowed.verify(a.blob)).toBe("trusted");
+    // A pin of another key cannot replace the listed one, even with allowPinOnly.
+    const replaced = trust({ knownHosts: listed, pin: b.line, allowPinOnly: true });
+    expect(replaced.verify(b.blob)).toBe("mismatch");
+    expect(replaced.verify(a.blob)).toBe("mismatch");
+  });
+
+  it("honours a pin alone for an unlisted host only with allowPinOnly", () => {
+    expect(trust({ pin: b.line, allowPinOnly: true }).verify(b.blob)).toBe("trusted");
+    const refused = trust({ pin: b.line, allowPinOnly: false });
+    expect(refused.kind).toBe("none");
+    expect(refused.verify(b.blob)).toBe("unknown");
+  });
+
+  it("applies @revoked whatever vouches for the key", () => {
+    const revoked = `@revoked [h]:2222 ${b.line}\n`;
+    expect(trust({ knownHosts: revoked, pin: b.line }).verify(b.blob)).toBe("mismatch");
+    expect(trust({ knownHosts: revoked }).verify(b.blob)).toBe("mismatch");
   });
 });

@@ -50,3 +50,29 @@ describe("OutputCapture", () => {
     expect(out.text.length).toBeLessThan(1024 + 64);
   });
 });
+
+describe("OutputCapture encoding: JSON never inflates a stream beyond base64's 4/3", () => {
+  const encode = (text: string | Buffer) => {
+    const capture = new OutputCapture(1024);
+    capture.write(Buffer.from(text));
+    return capture.text();
+  };
+
+  it("keeps ordinary text, newlines and tabs as UTF-8", () => {
+    expect(encode("load average: 0.01\n\tok é\n").encoding).toBe("utf8");
+  });
+
+  it.each([
+    ["NUL bytes", "\u0000".repeat(100)],
+    ["an escape sequence", "\u001b[31mred\u001b[0m"],
+    ["a C1 control", "a\u0085b"],
+    ["text that is mostly quotes", '"'.repeat(100)],
+  ])("sends %s as base64, within 4/3 of the bytes", (_, text) => {
+    const out = encode(text);
+    expect(out.encoding).toBe("base64");
+    expect(Buffer.from(out.text, "base64").toString()).toBe(text);
+    expect(JSON.stringify(out.text).length).toBeLessThanOrEqual(
+      Math.ceil(Buffer.byteLength(text) / 3) * 4 + 2,
+    );
+  });
+});

