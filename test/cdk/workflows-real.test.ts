@@ -82,7 +82,7 @@ beforeAll(async () => {
             usernames: [sshd.username, "no-such-user"],
           },
           commands: { patterns: ["echo [a-z0-9-]+", "exit [0-9]+", "sleep [0-9]+"] },
-          credentials: ["default", "stranger"],
+          credentials: ["default", "stranger", "vanished"],
         },
       ],
     },
