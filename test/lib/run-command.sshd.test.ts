@@ -274,7 +274,8 @@ describe("deadlines", () => {
     const marker = `bssh-sleep-${randomBytes(4).toString("hex")}`;
     const { result, elapsedMs } = await run(
       { command: `exec -a ${marker} sleep 300` },
-      { budgetMs: 2000 },
+      // Teardown cap 1 s (reserve 400 ms): room for the confirmation on a loaded machine.
+      { budgetMs: 2000, phaseCaps: { teardown: 1000 } },
     );
     expect(result.status).toBe("timed_out");
     expect(result.error).toMatchObject({
