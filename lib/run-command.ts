@@ -31,6 +31,12 @@ import type { PhaseTimings, RunOptions, RunRequest, RunResult } from "./types.ts
 export const DEFAULT_MAX_OUTPUT_BYTES = 65_536;
 /** After the exit status, how long remaining output and the channel close may take. */
 export const EXIT_GRACE_MS = 250;
+/**
+ * Of the teardown reserve, what waiting for the remote cleanup confirmation never takes: kept
+ * for DISCONNECT and FIN. The default reserve (250 ms) gives the confirmation 125 ms; a short
+ * budget whose reserve is below this waits for none (and reports "signalled").
+ */
+export const CLEANUP_CONFIRM_KEEP_MS = 125;
 /** TCP keepalive: first probe after this much idle time (SSH keepalive does the fast work). */
 const TCP_KEEPALIVE_INITIAL_MS = 15_000;
 
@@ -540,13 +546,16 @@ class Session {
     const sock = this.#socket;
     if (this.#signalSent && sock && !sock.destroyed) {
       // Confirmed, not assumed: the server reports the command's end (exit-signal TERM, or an
-      // exit status) within half the reserve, or the result says only "signalled". The other
-      // half stays for DISCONNECT and FIN: a server that ignores signal requests (TinySSH,
-      // ssh2's Server) must not push every such session to the very end of its budget.
-      await this.#deadline.wait(
-        this.#deadline.allowance("teardown") / 2,
-        Promise.race([this.#exitSeen.promise, this.#socketClosed]),
-      );
+      // exit status) in time, or the result says only "signalled". CLEANUP_CONFIRM_KEEP_MS
+      // stays for DISCONNECT and FIN: a server that ignores signal requests (TinySSH, ssh2's
+      // Server) must not push every such session to the very end of its budget.
+      const confirmMs = this.#deadline.allowance("teardown") - CLEANUP_CONFIRM_KEEP_MS;
+      if (confirmMs > 0) {
+        await this.#deadline.wait(
+          confirmMs,
+          Promise.race([this.#exitSeen.promise, this.#socketClosed]),
+        );
+      }
       this.#cleanupConfirmed = this.#exitSeenFlag;
     }
     if (sock && !sock.destroyed && this.#sessionUp) {

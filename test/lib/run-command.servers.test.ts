@@ -272,7 +272,7 @@ describe("slow cases, servers side by side", () => {
     "%s: a command that outlives its time is CommandTimeout, cleaned up, and gone",
     async (kind) => {
       const marker = `bssh-sleep-${randomBytes(4).toString("hex")}`;
-      // A 1 s teardown cap (reserve 500 ms, 250 ms of it for the confirmation) keeps the
+      // A 1 s teardown cap (reserve 500 ms, 375 ms of it for the confirmation) keeps the
       // confirmation in time on a loaded 2-core machine; the default (250 ms) works idle.
       const { result, elapsedMs } = await run(
         servers[kind],
