@@ -12,6 +12,7 @@ import {
   HANDLER_ENV,
   validateTimeoutOrder,
 } from "./config.ts";
+import { FleetState } from "./constructs/fleet-state.ts";
 import { Monitoring, type MonitoringThresholds } from "./constructs/monitoring.ts";
 import { RunApi } from "./constructs/run-api.ts";
 import { type SshEgress, SshFunction } from "./constructs/ssh-function.ts";
@@ -75,6 +76,7 @@ export class BoundedSshStack extends Stack {
   readonly taskFunction: SshFunction;
   readonly api: RunApi;
   readonly workflows: Workflows;
+  readonly fleetState: FleetState;
   readonly monitoring: Monitoring;
 
   constructor(scope: Construct, id: string, props: BoundedSshStackProps = {}) {
@@ -158,6 +160,9 @@ export class BoundedSshStack extends Stack {
       HANDLER_ENV.stateMachineArns,
       this.workflows.stateMachineArns.join(","),
     );
+    this.fleetState = new FleetState(this, "FleetState", {
+      functions: [this.apiFunction.function, this.taskFunction.function],
+    });
     this.monitoring = new Monitoring(this, "Monitoring", {
       apiFunction: this.apiFunction,
       taskFunction: this.taskFunction,

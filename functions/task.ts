@@ -39,12 +39,10 @@ export function createTaskHandler(runtime: Runtime) {
       );
       invocationOf(request).caller = task.caller;
       facts.executionArn = task.executionArn;
-      const result = await execute(
-        { internal: request.internal, context },
-        runtime,
-        task.request,
-        TASK_LIMITS,
-      );
+      const result = await execute({ internal: request.internal, context }, runtime, task.request, {
+        ...TASK_LIMITS,
+        idempotencyScope: task.executionArn,
+      });
       const error = errorOfResult(result);
       if (error) throw error;
       if (

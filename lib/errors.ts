@@ -15,6 +15,9 @@ export const HTTP_STATUS: Record<ErrorName, number> = {
   CredentialNotAllowed: 403,
   CredentialUnavailable: 500,
   CredentialInvalid: 500,
+  CommandInProgress: 409,
+  IdempotencyKeyReused: 409,
+  HostQuarantined: 503,
   DeadlineExceeded: 504,
   DnsLookupFailed: 502,
   ResolveTimeout: 504,
@@ -99,6 +102,18 @@ export class CredentialUnavailable extends EngineError {
 export class CredentialInvalid extends EngineError {
   override readonly name = "CredentialInvalid";
 }
+/** A request with the same idempotency key is still running (or died without a result). */
+export class CommandInProgress extends EngineError {
+  override readonly name = "CommandInProgress";
+}
+/** The idempotency key was used before with a different request. */
+export class IdempotencyKeyReused extends EngineError {
+  override readonly name = "IdempotencyKeyReused";
+}
+/** The per-host breaker holds this host after repeated hangs; retry after its TTL. */
+export class HostQuarantined extends EngineError {
+  override readonly name = "HostQuarantined";
+}
 export class DeadlineExceeded extends EngineError {
   override readonly name = "DeadlineExceeded";
 }
@@ -165,6 +180,9 @@ export const ERROR_CLASSES: Record<ErrorName, EngineErrorClass> = {
   CredentialNotAllowed,
   CredentialUnavailable,
   CredentialInvalid,
+  CommandInProgress,
+  IdempotencyKeyReused,
+  HostQuarantined,
   DeadlineExceeded,
   DnsLookupFailed,
   ResolveTimeout,

@@ -29,6 +29,9 @@ export const ERROR_NAMES = [
   "CredentialNotAllowed",
   "CredentialUnavailable",
   "CredentialInvalid",
+  "CommandInProgress",
+  "IdempotencyKeyReused",
+  "HostQuarantined",
   "DeadlineExceeded",
   "DnsLookupFailed",
   "ResolveTimeout",
@@ -61,12 +64,25 @@ export const PHASE_TIMEOUT_ERROR = {
   exec: "CommandTimeout",
 } as const satisfies Partial<Record<Phase, ErrorName>>;
 
+/**
+ * Errors that count against a host's circuit breaker: the host accepted nothing useful
+ * (no TCP, no banner, no key exchange) or vanished. Enough of them in a window quarantine it.
+ */
+export const BREAKER_ERRORS = [
+  "ConnectTimeout",
+  "BannerTimeout",
+  "HandshakeTimeout",
+  "ConnectionLost",
+] as const satisfies readonly ErrorName[];
+
 /** Errors that mean "the remote hung before the SSH session was up" — the incident's signature. */
 export const HANDSHAKE_HANG_ERRORS = ["BannerTimeout", "HandshakeTimeout"] as const;
 
 /** Errors a workflow may retry: the command certainly did not start (SPEC §6 `retryable`). */
 export const RETRYABLE_ERRORS = [
   "CredentialUnavailable",
+  "CommandInProgress",
+  "HostQuarantined",
   "DnsLookupFailed",
   "ResolveTimeout",
   "ConnectRefused",

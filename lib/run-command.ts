@@ -169,8 +169,8 @@ class Session {
         throw new DeadlineExceeded("no time left to start a session", { phase: "request" });
       }
       const auth = prepareAuth(this.#opts.secret, this.#opts.credentialName);
-      const hostKeys = this.#hostKeyPolicy();
       await this.#resolve();
+      const hostKeys = this.#hostKeyPolicy();
       await this.#connect();
       await this.#banner(auth, hostKeys);
       await this.#step("handshake", () => this.#kexDone.promise);
@@ -594,7 +594,10 @@ class Session {
       pin: this.#req.hostKey,
       host: this.#req.host,
       port: this.#port,
-      allowPinOnly: this.#opts.allowRequestPins,
+      address: this.#address ?? undefined,
+      // A pin alone never vouches for a server that would receive a password.
+      allowPinOnly:
+        this.#opts.allowRequestPins !== false && typeof this.#opts.secret.password !== "string",
     });
   }
 

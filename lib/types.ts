@@ -21,6 +21,11 @@ export interface RunRequest {
   stdin?: string;
   /** Step Functions: throw `CommandFailed` instead of returning. @default false */
   failOnNonZeroExit?: boolean;
+  /**
+   * Handlers with an idempotency store: a repeat with the same key (per caller) returns the
+   * recorded result without dialling. The engine ignores it.
+   */
+  idempotencyKey?: string;
 }
 
 /** The secret a credential name resolves to. Never part of the request, never logged. */

@@ -145,5 +145,6 @@ const RUN_REQUEST_SCHEMA: apigw.JsonSchema = {
     maxOutputBytes: { type: apigw.JsonSchemaType.INTEGER, minimum: 0 },
     stdin: { type: apigw.JsonSchemaType.STRING },
     failOnNonZeroExit: { type: apigw.JsonSchemaType.BOOLEAN },
+    idempotencyKey: { type: apigw.JsonSchemaType.STRING, minLength: 1, maxLength: 128 },
   },
 };

@@ -26,6 +26,9 @@ export const EARLY_ERRORS = [
   "CommandNotAllowed",
   "CallerNotAllowed",
   "CredentialNotAllowed",
+  "CommandInProgress",
+  "IdempotencyKeyReused",
+  "HostQuarantined",
   "CredentialUnavailable",
   "CredentialInvalid",
   "InternalError",
@@ -34,6 +37,15 @@ export const EARLY_ERRORS = [
 /** Errors whose message is the JSON result (SPEC §6: `Catch` with `ResultPath` keeps it). */
 export const SESSION_ERRORS: readonly ErrorName[] = ERROR_NAMES.filter(
   (name) => !(EARLY_ERRORS as readonly string[]).includes(name),
+);
+
+/**
+ * What the task's `Retry` matches: every retryable error but `HostQuarantined`, whose
+ * quarantine lasts minutes (a retry seconds later is refused again; the next fleet run
+ * after the TTL tries the host).
+ */
+export const WORKFLOW_RETRY_ERRORS: readonly ErrorName[] = RETRYABLE_ERRORS.filter(
+  (name) => name !== "HostQuarantined",
 );
 
 /** How Lambda reports a hard timeout to Step Functions (older runtimes: `Lambda.Unknown`). */
@@ -274,8 +286,22 @@ export class Workflows extends Construct {
     });
     fromS3.itemProcessor(this.hostProcessor("S3", props));
 
+    // Host lists live under `inputs/`: a caller cannot make the fleet read another
+    // execution's results (`fleet-results/`) or anything else in the bucket.
+    const badKey = new sfn.Fail(this, "HostsKeyNotAllowed", {
+      error: "ValidationError",
+      cause: 'hostsKey must name an object under "inputs/" in the fleet bucket',
+    });
     const source = new sfn.Choice(this, "HostsSource")
-      .when(sfn.Condition.isPresent("$.hostsKey"), fromS3)
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.isPresent("$.hostsKey"),
+          sfn.Condition.isString("$.hostsKey"),
+          sfn.Condition.stringMatches("$.hostsKey", "inputs/*"),
+        ),
+        fromS3,
+      )
+      .when(sfn.Condition.isPresent("$.hostsKey"), badKey)
       .otherwise(inline.next(group).next(summarize));
     const fleetDefinition = defaults.next(applyDefaults).next(checkConcurrency);
     checkConcurrency.next(source);
@@ -338,7 +364,7 @@ export class Workflows extends Construct {
       ...extra,
     });
     task.addRetry({
-      errors: [...RETRYABLE_ERRORS],
+      errors: [...WORKFLOW_RETRY_ERRORS],
       interval: props.retry?.interval ?? Duration.seconds(2),
       maxAttempts: props.retry?.maxAttempts ?? 2,
       backoffRate: props.retry?.backoffRate ?? 2,

@@ -4,7 +4,7 @@
  * remaining time follows the configured function timeout. See docs/local-mode.md.
  */
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { dirname, resolve } from "node:path";
@@ -161,7 +161,9 @@ async function main(): Promise<void> {
   });
   const tokenFile = resolve(process.env.BSSH_TOKEN_FILE ?? ".tmp/local-api-token");
   mkdirSync(dirname(tokenFile), { recursive: true });
-  writeFileSync(tokenFile, `${server.token}\n`, { mode: 0o600 });
+  // A file left by an earlier run keeps its mode on write: remove it, then create it 0600.
+  rmSync(tokenFile, { force: true });
+  writeFileSync(tokenFile, `${server.token}\n`, { mode: 0o600, flag: "wx" });
   console.error(`bounded-ssh local API: POST ${server.url}/run (caller ${config.callerArn})`);
   console.error(`token (header ${TOKEN_HEADER}, also in ${tokenFile}): ${server.token}`);
   const stop = () => {

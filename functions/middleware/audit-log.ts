@@ -20,6 +20,8 @@ export interface AuditLine {
   hostKeySource?: HostKeySource;
   /** Step Functions: the execution that invoked the task (its state machine is `caller`). */
   executionArn?: string;
+  /** With an idempotency key: `recorded` (this run) or `replayed` (an earlier result). */
+  idempotency?: "recorded" | "replayed";
   command?: string;
   commandSha256?: string;
   template?: string;
@@ -109,6 +111,7 @@ export function auditLineOf(
   if (facts.apiRequestId !== undefined) line.apiRequestId = facts.apiRequestId;
   if (facts.hostKeySource !== undefined) line.hostKeySource = facts.hostKeySource;
   if (facts.executionArn !== undefined) line.executionArn = facts.executionArn;
+  if (facts.idempotency !== undefined) line.idempotency = facts.idempotency;
   if (command === undefined && tried?.commandSha256 !== undefined) {
     line.commandSha256 = tried.commandSha256;
   }

@@ -28,9 +28,9 @@ export interface PolicyRule {
   };
   commands: {
     /**
-     * Regular expressions the whole command must match. A command holding a newline, a carriage
-     * return or shell syntax (`; & | $ \` < > ( ) { } \\`) matches no pattern unless the rule
-     * sets {@link PolicyRule.allowShellSyntax}.
+     * Regular expressions the whole command must match. A command holding a control character
+     * (tab, newline, CR…), a quote or shell syntax (`; & | $ \` < > ( ) { } \\ # ~ * ? [ ]`)
+     * matches no pattern unless the rule sets {@link PolicyRule.allowShellSyntax}.
      */
     patterns?: string[];
     /** Names of `templates` this rule allows. */
@@ -88,7 +88,7 @@ export interface Authorization {
   rules: string[];
   /** The credential name the request uses (its `credential`, or `default`). */
   credential: string;
-  /** True when one of {@link rules} sets `allowRequestPins`. */
+  /** True when every one of {@link rules} sets `allowRequestPins`. */
   allowRequestPins: boolean;
   /** Give to `runCommand` as `checkAddress`: refuses resolved addresses outside the rules. */
   checkAddress: (address: string, family: 4 | 6) => void;
@@ -108,8 +108,16 @@ interface CompiledRule {
   allowShellSyntax: boolean;
 }
 
-/** Shell syntax a pattern-matched command may hold only where its rule sets `allowShellSyntax`. */
-const SHELL_SYNTAX = /[\n\r;&|$`<>(){}\\]/;
+/**
+ * Shell syntax a pattern-matched command may hold only where its rule sets `allowShellSyntax`:
+ * operators, substitutions, quotes (they rejoin words), comments (they cut the rest off), glob
+ * and tilde expansion, and every control character (a tab splits words; `.` in a pattern
+ * matches it).
+ */
+const SHELL_SYNTAX = /[;&|$`<>(){}\\'"#~*?[\]\u0000-\u001f\u007f-\u009f]/;
+
+/** A name made only of decimal, octal or hex numbers: the resolver treats it as an address. */
+const NUMERIC_NAME = /^(?:0x[0-9a-f]*|\d+)(?:\.(?:0x[0-9a-f]*|\d+))*$/i;
 
 function flag(value: unknown, where: string): boolean {
   if (value === undefined) return false;
@@ -238,8 +246,15 @@ export class Policy {
     const host = normalizeHost(request.host);
     const port = request.port ?? 22;
     const literal = net.isIP(request.host) !== 0;
+    // An address (literal, or a numeric name the resolver reads as one: `167772935`,
+    // `0xa000307`) is allowed by a cidrs-only rule, never by a host glob.
+    const numeric = literal || NUMERIC_NAME.test(host);
     const nameOk = (r: CompiledRule) =>
-      r.hosts ? r.hosts.some((h) => h.test(host)) : !literal || r.cidrs!.contains(request.host);
+      numeric
+        ? r.hosts === undefined && (!literal || r.cidrs!.contains(request.host))
+        : r.hosts
+          ? r.hosts.some((h) => h.test(host))
+          : true;
     const byName = byCaller.filter(nameOk);
     if (byName.length === 0) throw deny(`host ${request.host} is not allowed for caller ${caller}`);
     const byPort = byName.filter((r) => r.ports.has(port));
@@ -285,7 +300,7 @@ export class Policy {
         throw new CommandNotAllowed(
           syntax === undefined
             ? "command matches no pattern allowed for this caller and target"
-            : `command holds shell syntax (${JSON.stringify(syntax)}), which no rule for this caller and target allows (patterns refuse newlines and ; & | $ \` < > ( ) { } \\ unless the rule sets allowShellSyntax)`,
+            : `command holds shell syntax (${JSON.stringify(syntax)}), which no rule for this caller and target allows (patterns refuse control characters, quotes and ; & | $ \` < > ( ) { } \\ # ~ * ? [ ] unless the rule sets allowShellSyntax)`,
           { phase: "policy" },
         );
       }
@@ -297,10 +312,10 @@ export class Policy {
       // of names inside the VPC. The audit line keeps it.
       if (!normal) throw deny(`host ${request.host} did not resolve to an IP address`);
       if (this.#deny.contains(normal.address)) {
-        throw deny(`host ${request.host} resolved to an address in a denied range`);
+        throw deny(`host ${request.host} resolved to an address this caller may not reach`);
       }
       if (!allowed.some((r) => !r.cidrs || r.cidrs.contains(normal.address))) {
-        throw deny(`host ${request.host} resolved to an address outside the allowed ranges`);
+        throw deny(`host ${request.host} resolved to an address this caller may not reach`);
       }
     };
     // An IP literal needs no DNS: refuse it now, before a credential is fetched.
@@ -309,7 +324,9 @@ export class Policy {
       command,
       rules: allowed.map((r) => r.id),
       credential,
-      allowRequestPins: allowed.some((r) => r.allowRequestPins),
+      // Every rule that could allow this request must allow pins: the address decides the rule
+      // only after DNS, so a pin-friendly rule must not lend its permission to another's range.
+      allowRequestPins: allowed.every((r) => r.allowRequestPins),
       checkAddress,
     };
     if (call) authorization.template = call.name;

@@ -151,6 +151,33 @@ export function expandTemplate(
   return template.command.replace(PLACEHOLDER, (_, key: string) => rendered.get(key) ?? "");
 }
 
+/** Constructs a template may not contain at all (the lexer does not prove them safe). */
+const UNSUPPORTED_SYNTAX: readonly (readonly [string, string])[] = [
+  ["$'", "ANSI-C quoting"],
+  ["`", "backtick substitution"],
+  ["<<", "a here-document or here-string"],
+  ["[[", "bash's [[ test (it evaluates array subscripts in quoted words)"],
+  ["((", "arithmetic evaluation"],
+  ["${", "parameter expansion with braces"],
+];
+
+/** Commands that evaluate an argument as code, or as a variable name (bash subscripts). */
+const EVALUATING_COMMANDS: ReadonlySet<string> = new Set([
+  "eval",
+  "let",
+  "declare",
+  "typeset",
+  "local",
+  "export",
+  "readonly",
+  "read",
+  "unset",
+  "source",
+  ".",
+  "mapfile",
+  "readarray",
+]);
+
 /**
  * Checks a template definition when the policy is loaded; throws `TypeError` naming the template
  * and the problem. Each placeholder must be a whole word in plain shell context (see
@@ -194,6 +221,13 @@ export function checkTemplate(name: string, template: CommandTemplate): void {
       }
     }
   }
+  for (const [text, what] of UNSUPPORTED_SYNTAX) {
+    if (template.command.includes(text)) {
+      throw new TypeError(
+        `${where}: ${what} (${text}) is not supported in templates; its quoting rules differ between shells, so a placeholder's quoting could not be proven`,
+      );
+    }
+  }
   const sites = placeholderSites(template.command);
   const written = [...template.command.matchAll(PLACEHOLDER)].length;
   if (sites.length !== written) {
@@ -208,6 +242,19 @@ export function checkTemplate(name: string, template: CommandTemplate): void {
     if (site.context !== "plain") {
       throw new TypeError(
         `${where}: placeholder {{${site.name}}} is inside ${site.context.replace("-", " ")}; a placeholder must be a whole word outside quotes, backticks, $(…), \${…} and here-documents (its value is quoted for you)`,
+      );
+    }
+    const before = template.command
+      .slice(0, site.index)
+      .trim()
+      .split(/[\s;&|(]+/);
+    const [previous, beforePrevious] = [before.at(-1) ?? "", before.at(-2) ?? ""];
+    if (
+      EVALUATING_COMMANDS.has(previous) ||
+      (previous === "-v" && ["printf", "test", "["].includes(beforePrevious))
+    ) {
+      throw new TypeError(
+        `${where}: placeholder {{${site.name}}} is an argument of ${previous === "-v" ? `${beforePrevious} -v` : previous}, which evaluates its argument as code or a variable name`,
       );
     }
     if (!site.wholeWord) {

@@ -31,6 +31,8 @@ export interface AuditFacts {
   apiRequestId?: string;
   /** HTTP status sent, API only. */
   statusCode?: number;
+  /** `recorded` (ran, result recorded) or `replayed` (an earlier result, nothing dialled). */
+  idempotency?: "recorded" | "replayed";
   /** Step Functions: the execution ARN from the payload's `execution` context. */
   executionArn?: string;
   /** Size of the raw body, API only. */

@@ -89,8 +89,8 @@ const FUNCTION_ARN = /^arn:(aws[a-z-]*):lambda:([a-z0-9-]+):(\d{12}):function:/;
 /**
  * Checks a task event `{ request, execution: { id, stateMachine } }`. The execution must belong
  * to the state machine, both in the function's own partition, region and account (from
- * `invokedFunctionArn`, when the context has one), and the state machine must be one the
- * deployment names (`allowed`, when configured). Throws `CallerNotAllowed`.
+ * `invokedFunctionArn`), and the state machine must be one the deployment names (`allowed`;
+ * none configured refuses every task). Throws `CallerNotAllowed`.
  */
 export function verifiedTask(
   event: unknown,
@@ -116,11 +116,16 @@ export function verifiedTask(
     throw refuse("execution.id does not belong to execution.stateMachine");
   }
   const own = invokedFunctionArn ? FUNCTION_ARN.exec(invokedFunctionArn) : null;
-  if (own && (own[1] !== partition || own[2] !== region || own[3] !== account)) {
+  if (!own || own[1] !== partition || own[2] !== region || own[3] !== account) {
     throw refuse("the state machine is not in this function's account and region");
   }
   const stateMachine = execution.stateMachine as string;
-  if (allowed && allowed.length > 0 && !allowed.includes(stateMachine)) {
+  if (!allowed || allowed.length === 0) {
+    throw refuse(
+      "this function is not configured with the state machines it serves (BSSH_STATE_MACHINE_ARNS); every task is refused",
+    );
+  }
+  if (!allowed.includes(stateMachine)) {
     throw refuse(`state machine ${name} is not one this deployment runs tasks for`);
   }
   return { caller: stateMachine, executionArn: execution.id as string, request: body!.request };

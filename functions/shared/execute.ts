@@ -1,9 +1,11 @@
+import { createHash } from "node:crypto";
 import {
   CredentialNotAllowed,
   CredentialUnavailable,
   DeadlineExceeded,
   EngineError,
   ERROR_CLASSES,
+  HostQuarantined,
   InternalError,
   TargetNotAllowed,
   ValidationError,
@@ -12,7 +14,7 @@ import type { ErrorName, ErrorPhase } from "../../lib/names.ts";
 import { runCommand } from "../../lib/run-command.ts";
 import { hostKeyTrust } from "../../lib/session/host-keys.ts";
 import type { RunOptions, RunRequest, RunResult, Secret } from "../../lib/types.ts";
-import type { Policy } from "../policy/policy.ts";
+import type { Authorization, Policy } from "../policy/policy.ts";
 import { attemptedTarget, auditFactsOf } from "./audit-facts.ts";
 import { type InvocationRecord, invocationOf } from "./invocation.ts";
 import { REQUEST_LIMITS } from "./request-schema.ts";
@@ -130,14 +132,30 @@ function remainingBudget(record: InvocationRecord): number {
  * failures before a session (validation, policy, credentials, deadline); those after
  * validation carry a synthetic result in `record.result`.
  */
-/** Limits of one entry point beyond the request schema. */
+/** Limits and context of one entry point beyond the request schema. */
 export interface EntryLimits {
   /** Largest `maxOutputBytes` this entry point's response can carry. */
   maxOutputBytes: number;
+  /**
+   * Step Functions: the execution ARN. With an idempotency store, a request without its own
+   * `idempotencyKey` gets one derived from it and the target, so a retried task (same
+   * execution, same host) never runs its command twice.
+   */
+  idempotencyScope?: string;
 }
 
 /** The Step Functions task path: a state's payload is limited to 256 KiB. */
 export const TASK_LIMITS: EntryLimits = { maxOutputBytes: REQUEST_LIMITS.taskMaxOutputBytes };
+
+/** Idempotent results are recorded in one DynamoDB item (400 KB): the task path's limit. */
+const IDEMPOTENT_MAX_OUTPUT_BYTES = REQUEST_LIMITS.taskMaxOutputBytes;
+
+function derivedKey(scope: string, run: RunRequest): string {
+  const digest = createHash("sha256")
+    .update(JSON.stringify([scope, run.host, run.port ?? 22, run.username, run.command]))
+    .digest("base64url");
+  return `sfn:${digest}`;
+}
 
 export async function execute(
   request: InvocationRequest,
@@ -177,6 +195,7 @@ export async function execute(
 
     const bounded = <T>(work: (signal: AbortSignal) => Promise<T>) =>
       withTimeout(Math.min(settings.credentialsTimeoutMs, remainingBudget(record)), work);
+    const port = run.port ?? 22;
 
     let policy: Policy;
     try {
@@ -189,6 +208,68 @@ export async function execute(
     facts.template = authorization.template;
     facts.rules = authorization.rules;
 
+    const idempotencyKey =
+      run.idempotencyKey ??
+      (limits?.idempotencyScope && runtime.idempotency
+        ? derivedKey(limits.idempotencyScope, run)
+        : undefined);
+    if (run.idempotencyKey !== undefined && !runtime.idempotency) {
+      throw new ValidationError(
+        'field "idempotencyKey": this deployment has no idempotency store (set BSSH_IDEMPOTENCY_TABLE)',
+        { phase: "request" },
+      );
+    }
+    if (idempotencyKey !== undefined && (run.maxOutputBytes ?? 0) > IDEMPOTENT_MAX_OUTPUT_BYTES) {
+      throw new ValidationError(
+        `field "maxOutputBytes" is ${run.maxOutputBytes}; an idempotent request keeps at most ${IDEMPOTENT_MAX_OUTPUT_BYTES} bytes per stream (its result is recorded in one DynamoDB item)`,
+        { phase: "request" },
+      );
+    }
+    const session = () => runSession(run!, authorization, port);
+    let result: RunResult;
+    if (idempotencyKey !== undefined && runtime.idempotency && record.caller) {
+      const outcome = await runtime.idempotency.run(
+        { caller: record.caller, key: idempotencyKey, request: run },
+        session,
+      );
+      result = outcome.result;
+      facts.idempotency = outcome.replayed ? "replayed" : "recorded";
+    } else result = await session();
+    if (runtime.breaker && facts.idempotency !== "replayed") {
+      // Inside the reserve: a slow store costs at most its cap, and never the result.
+      await bounded((signal) => runtime.breaker!.record(result, signal)).catch(() => undefined);
+    }
+    record.result = result;
+    record.error = errorOfResult(result);
+    return result;
+  } catch (err) {
+    const error =
+      err instanceof EngineError
+        ? err
+        : new InternalError("internal error", { phase: "request", cause: err });
+    record.error = error;
+    if (run && !record.result) record.result = syntheticResult(run, error, record, requestId);
+    throw error;
+  }
+
+  /** Credentials, known hosts and the session itself: what an idempotent repeat skips. */
+  async function runSession(
+    run: RunRequest,
+    authorization: Authorization,
+    port: number,
+  ): Promise<RunResult> {
+    const bounded = <T>(work: (signal: AbortSignal) => Promise<T>) =>
+      withTimeout(Math.min(settings.credentialsTimeoutMs, remainingBudget(record)), work);
+    // A quarantined host is refused before anything is read or dialled (an idempotent replay
+    // never gets here). The breaker is an optimisation: when its store fails, the session
+    // goes ahead.
+    if (runtime.breaker) {
+      try {
+        await bounded((signal) => runtime.breaker!.check(run.host, port, signal));
+      } catch (err) {
+        if (err instanceof HostQuarantined) throw err;
+      }
+    }
     // The operator's known hosts are read whether or not the request pins a key: a pin only
     // narrows them (SPEC §9).
     const [secret, knownHosts] = await bounded((signal) =>
@@ -202,7 +283,6 @@ export async function execute(
         }),
       ]),
     );
-    const port = run.port ?? 22;
     const isPassword = typeof secret.password === "string";
     const allowRequestPins = authorization.allowRequestPins && !isPassword;
     const trust = hostKeyTrust({
@@ -249,17 +329,6 @@ export async function execute(
     };
     if (knownHosts !== undefined) options.knownHosts = knownHosts;
     if (runtime.lookup) options.lookup = runtime.lookup;
-    const result = await runCommand({ ...run, command: authorization.command }, options);
-    record.result = result;
-    record.error = errorOfResult(result);
-    return result;
-  } catch (err) {
-    const error =
-      err instanceof EngineError
-        ? err
-        : new InternalError("internal error", { phase: "request", cause: err });
-    record.error = error;
-    if (run && !record.result) record.result = syntheticResult(run, error, record, requestId);
-    throw error;
+    return runCommand({ ...run, command: authorization.command }, options);
   }
 }

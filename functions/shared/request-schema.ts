@@ -21,6 +21,7 @@ export const REQUEST_LIMITS = {
   hostChars: 253,
   usernameChars: 128,
   credentialChars: 128,
+  idempotencyKeyChars: 128,
   /** `hostKey`: an RSA-16384 public key line is about 2.8 KB. */
   hostKeyChars: 8_192,
   /** `timeoutMs`: the Lambda maximum (15 min). */
@@ -50,6 +51,7 @@ export const REQUEST_FIELDS = [
   "maxOutputBytes",
   "stdin",
   "failOnNonZeroExit",
+  "idempotencyKey",
 ] as const;
 
 // No C0/C1 control characters, no whitespace: such a host or user name is either an attack on
@@ -101,5 +103,11 @@ export const REQUEST_SCHEMA = {
     maxOutputBytes: { type: "integer", minimum: 0, maximum: REQUEST_LIMITS.maxOutputBytes },
     stdin: { type: "string", maxLength: REQUEST_LIMITS.stdinBytes },
     failOnNonZeroExit: { type: "boolean" },
+    idempotencyKey: {
+      type: "string",
+      minLength: 1,
+      maxLength: REQUEST_LIMITS.idempotencyKeyChars,
+      pattern: "^[A-Za-z0-9._:/@=+-]+$",
+    },
   },
 } as const;

@@ -1,6 +1,8 @@
+import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
 import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { GetParameterCommand, SSMClient } from "@aws-sdk/client-ssm";
 import type { RunOptions } from "../../lib/types.ts";
+import { HostBreaker } from "../breaker/host-breaker.ts";
 import { SecretKnownHosts, SsmKnownHosts } from "../credentials/aws-known-hosts.ts";
 import {
   type CredentialStore,
@@ -8,6 +10,7 @@ import {
   TtlCache,
 } from "../credentials/credential-store.ts";
 import { SecretsManagerStore } from "../credentials/secrets-manager-store.ts";
+import { DynamoIdempotencyStore, type IdempotencyStore } from "../idempotency/idempotency.ts";
 import type { MetricsMiddlewareOptions } from "../metrics/middleware.ts";
 import type { AuditLine } from "../middleware/audit-log.ts";
 import { Policy, type PolicyDocument } from "../policy/policy.ts";
@@ -35,6 +38,10 @@ export interface Runtime {
   observe?: (record: InvocationRecord, audit: AuditLine) => void;
   /** Options of the metrics middleware (mode, namespace, observers). */
   metrics?: MetricsMiddlewareOptions;
+  /** Records idempotent runs (`idempotencyKey`). @default none: the field is refused */
+  idempotency?: IdempotencyStore;
+  /** Per-host circuit breaker. @default none */
+  breaker?: HostBreaker;
 }
 
 /** A policy that never changes (inline JSON, local config). */
@@ -93,7 +100,7 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
   else if (env[ENV.policyParameter]) {
     policy = ssmPolicy(ssm ?? new SSMClient({}), env[ENV.policyParameter]!, ttlMs);
   } else throw new TypeError(`set ${ENV.policy} or ${ENV.policyParameter}: no policy, no access`);
-  return {
+  const runtime: Runtime = {
     settings,
     credentials: new SecretsManagerStore({
       client: secrets,
@@ -103,4 +110,38 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
     knownHosts,
     policy,
   };
+  const idempotencyTable = env[ENV.idempotencyTable];
+  const breakerTable = env[ENV.breakerTable];
+  if (idempotencyTable || breakerTable) {
+    // Short timeouts: both stores are consulted inside the session's budget.
+    const dynamo = new DynamoDBClient({
+      maxAttempts: 2,
+      requestHandler: { connectionTimeout: 1_000, requestTimeout: 2_000 },
+    });
+    if (idempotencyTable) {
+      runtime.idempotency = new DynamoIdempotencyStore({
+        tableName: idempotencyTable,
+        client: dynamo,
+        expiresAfterSeconds: positiveEnv(env, ENV.idempotencyTtlSeconds, 86_400),
+      });
+    }
+    if (breakerTable) {
+      runtime.breaker = new HostBreaker({
+        tableName: breakerTable,
+        client: dynamo,
+        threshold: positiveEnv(env, ENV.breakerThreshold, 3),
+        windowSeconds: positiveEnv(env, ENV.breakerWindowSeconds, 600),
+        quarantineSeconds: positiveEnv(env, ENV.breakerQuarantineSeconds, 900),
+      });
+    }
+  }
+  return runtime;
+}
+
+function positiveEnv(env: NodeJS.ProcessEnv, key: string, fallback: number): number {
+  const raw = env[key];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1) throw new TypeError(`${key} must be an integer >= 1`);
+  return value;
 }

@@ -36,6 +36,18 @@ export const ENV = {
   /** The policy document: inline JSON, or an SSM parameter name holding it. */
   policy: "BSSH_POLICY",
   policyParameter: "BSSH_POLICY_PARAMETER",
+  /** DynamoDB table of idempotent runs (request `idempotencyKey`); unset refuses the field. */
+  idempotencyTable: "BSSH_IDEMPOTENCY_TABLE",
+  /** Lifetime of an idempotency record, seconds (default 86400). */
+  idempotencyTtlSeconds: "BSSH_IDEMPOTENCY_TTL_S",
+  /** DynamoDB table of the per-host circuit breaker; unset disables it. */
+  breakerTable: "BSSH_BREAKER_TABLE",
+  /** Breaker: failures within the window that quarantine a host (default 3). */
+  breakerThreshold: "BSSH_BREAKER_THRESHOLD",
+  /** Breaker: the window, seconds (default 600). */
+  breakerWindowSeconds: "BSSH_BREAKER_WINDOW_S",
+  /** Breaker: how long a host stays quarantined, seconds (default 900). */
+  breakerQuarantineSeconds: "BSSH_BREAKER_TTL_S",
   /** Local mode: path of the JSON config file (credentials, known hosts, policy, caller). */
   config: "BSSH_CONFIG",
 } as const;
@@ -58,7 +70,7 @@ export interface HandlerSettings {
   remoteBound: boolean;
   /** The deployed API; unset refuses every API event (`CallerNotAllowed`). @default undefined */
   api: ExpectedApi | undefined;
-  /** State machines the task function serves. @default [] (any in the function's account) */
+  /** State machines the task function serves. @default [] (every task is refused) */
   stateMachineArns: string[];
   /** Step Functions error messages carry stdout/stderr. @default false */
   taskErrorOutput: boolean;

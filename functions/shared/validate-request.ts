@@ -59,6 +59,8 @@ function patternMessage(field: string, value: unknown): string {
       return `field ${f} must not contain whitespace`;
     case "credential":
       return `field ${f} must be a credential name (letters, digits, '/_+=.@-', no '..')`;
+    case "idempotencyKey":
+      return `field ${f} must be letters, digits and '._:/@=+-' (at most 128)`;
     default:
       return `field ${f} has an invalid format`;
   }

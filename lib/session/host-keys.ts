@@ -1,4 +1,5 @@
 import { createHash, createHmac } from "node:crypto";
+import { isIP } from "node:net";
 
 /** The outcome of checking a server's host key. */
 export type HostKeyVerdict = "trusted" | "unknown" | "mismatch";
@@ -46,10 +47,21 @@ export function parsePublicKeyLine(text: string): PublicKeyLine | undefined {
   return { type, blob };
 }
 
+/** Host key types a pin may name: what ssh2's client negotiates. */
+const PIN_KEY_TYPES: ReadonlySet<string> = new Set([
+  "ssh-ed25519",
+  "ecdsa-sha2-nistp256",
+  "ecdsa-sha2-nistp384",
+  "ecdsa-sha2-nistp521",
+  "ssh-rsa",
+  "ssh-dss",
+]);
+
 /** True when `pin` is a syntactically valid `SHA256:` fingerprint or public key line. */
 export function isValidPin(pin: string): boolean {
   if (/^SHA256:[A-Za-z0-9+/]{43}=?$/.test(pin)) return true;
-  return parsePublicKeyLine(pin) !== undefined;
+  const line = parsePublicKeyLine(pin);
+  return line !== undefined && PIN_KEY_TYPES.has(line.type);
 }
 
 /** A policy from a request's `hostKey` pin: a `SHA256:` fingerprint or a public key line. */
@@ -95,6 +107,24 @@ function parseKnownHosts(text: string): KnownHostsEntry[] {
     if (key) entries.push({ marker, patterns, key });
   }
   return entries;
+}
+
+/**
+ * The spelling known_hosts is searched under: lower case, no trailing dot, and IP literals in
+ * Node's canonical form (IPv4-mapped IPv6 as the IPv4 address).
+ */
+export function canonicalHost(host: string): string {
+  const lower = host.toLowerCase().replace(/\.$/, "");
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(lower);
+  if (mapped) return mapped[1]!;
+  if (isIP(lower) === 6) {
+    try {
+      return new URL(`http://[${lower}]/`).hostname.slice(1, -1);
+    } catch {
+      return lower;
+    }
+  }
+  return lower;
 }
 
 /** The name known_hosts stores for a target: `host`, or `[host]:port` off port 22. */
@@ -150,6 +180,12 @@ export interface HostKeyTrustOptions {
   host: string;
   port: number;
   /**
+   * The address the host resolved to, once known. known_hosts entries for the address count
+   * as listing the host (OpenSSH's CheckHostIP), so another spelling of a listed name, or the
+   * address of a host listed by name, never looks unlisted.
+   */
+  address?: string | undefined;
+  /**
    * Whether a pin alone may vouch for a host the known hosts do not list. A pin for a listed
    * host only narrows and needs no permission. @default true
    */
@@ -164,13 +200,20 @@ export interface HostKeyTrustOptions {
  * `@cert-authority` lines are ignored (no certificate support).
  */
 export function hostKeyTrust(options: HostKeyTrustOptions): HostKeyTrust {
-  const name = knownHostsName(options.host, options.port);
-  const entries = parseKnownHosts(options.knownHosts ?? "").filter(
-    (e) => e.marker !== "@cert-authority" && patternsMatch(e.patterns, name),
-  );
+  const name = knownHostsName(canonicalHost(options.host), options.port);
+  const names = [name];
+  if (options.address !== undefined) {
+    const address = knownHostsName(canonicalHost(options.address), options.port);
+    if (address !== name) names.push(address);
+  }
+  const all = parseKnownHosts(options.knownHosts ?? "");
+  const entries = all.filter((e) => names.some((n) => patternsMatch(e.patterns, n)));
   const trusted = entries.filter((e) => e.marker === "");
-  const revoked = entries.filter((e) => e.marker === "@revoked");
+  // A revoked key is refused for every host, whatever name the revocation was written for.
+  const revoked = all.filter((e) => e.marker === "@revoked");
   const isRevoked = (blob: Buffer) => revoked.some((e) => e.key.blob.equals(blob));
+  // Certificates are not supported; a host under a CA is still listed (a pin cannot vouch).
+  const underCa = entries.some((e) => e.marker === "@cert-authority");
   const pin = options.pin === undefined ? undefined : pinnedPolicy(options.pin);
   const listedTypes = [...new Set(trusted.map((e) => e.key.type))];
 
@@ -190,7 +233,7 @@ export function hostKeyTrust(options: HostKeyTrustOptions): HostKeyTrust {
       },
     };
   }
-  if (pin && options.allowPinOnly !== false) {
+  if (pin && options.allowPinOnly !== false && !underCa) {
     return {
       kind: "pin",
       serverHostKeyAlgorithms: pin.serverHostKeyAlgorithms,

@@ -74,6 +74,30 @@ describe("functions", () => {
     });
   });
 
+  it("keep idempotency records and the host breaker in DynamoDB tables with TTL, named to both functions", () => {
+    template.hasResourceProperties("AWS::DynamoDB::Table", {
+      KeySchema: [{ AttributeName: "id", KeyType: "HASH" }],
+      TimeToLiveSpecification: { AttributeName: "expiration", Enabled: true },
+    });
+    template.hasResourceProperties("AWS::DynamoDB::Table", {
+      KeySchema: [{ AttributeName: "host", KeyType: "HASH" }],
+      TimeToLiveSpecification: { AttributeName: "expiresAt", Enabled: true },
+    });
+    for (const timeout of [25, 60]) {
+      template.hasResourceProperties("AWS::Lambda::Function", {
+        Timeout: timeout,
+        Environment: {
+          Variables: Match.objectLike({
+            [HANDLER_ENV.idempotencyTable]: {
+              Ref: Match.stringLikeRegexp("^FleetStateIdempotency"),
+            },
+            [HANDLER_ENV.breakerTable]: { Ref: Match.stringLikeRegexp("^FleetStateBreaker") },
+          }),
+        },
+      });
+    }
+  });
+
   it("log the signing principal's ARN in the API access log", () => {
     template.hasResourceProperties("AWS::ApiGateway::Stage", {
       AccessLogSetting: {
@@ -148,7 +172,7 @@ describe("API", () => {
 });
 
 describe("workflows", () => {
-  it("retry exactly lib's RETRYABLE_ERRORS with backoff and full jitter, per attempt timeout > Lambda", () => {
+  it("retry lib's RETRYABLE_ERRORS but HostQuarantined, with backoff and full jitter, per attempt timeout > Lambda", () => {
     for (const [prefix, taskState] of [
       ["WorkflowsSingleHost", "RunCommand"],
       ["WorkflowsFleet", "InlineRunHost"],
@@ -160,7 +184,7 @@ describe("workflows", () => {
         TimeoutSeconds: number;
       };
       const retry = task.Retry.find((r) => r.ErrorEquals.includes("BannerTimeout"));
-      expect(retry?.ErrorEquals).toEqual([...RETRYABLE_ERRORS]);
+      expect(retry?.ErrorEquals).toEqual(RETRYABLE_ERRORS.filter((n) => n !== "HostQuarantined"));
       expect(retry).toMatchObject({ BackoffRate: 2, JitterStrategy: "FULL", MaxAttempts: 2 });
       expect(task.TimeoutSeconds).toBeGreaterThan(60);
     }

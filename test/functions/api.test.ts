@@ -239,7 +239,7 @@ describe("API handler, REST (v1) and HTTP API (v2) payloads", () => {
     const body = JSON.parse(response.body) as ApiBody;
     expect(body.error?.name).toBe("TargetNotAllowed");
     // No oracle: the caller learns neither the address nor which range refused it.
-    expect(body.error?.message).toContain("resolved to an address in a denied range");
+    expect(body.error?.message).toContain("resolved to an address this caller may not reach");
     expect(response.body).not.toContain("127.0.0.1");
     expect(body.result?.target.address).toBeNull();
     expect(captured.audits.at(-1)?.target?.address).toBe("127.0.0.1");

@@ -83,9 +83,7 @@ describe("policy", () => {
 
   it("refuses a resolved address outside the rule's ranges, and any denied range", () => {
     const auth = policy.authorize(OPS, req());
-    expect(refusal(() => auth.checkAddress("10.21.0.1", 4)).message).toContain(
-      "outside the allowed ranges",
-    );
+    expect(refusal(() => auth.checkAddress("10.21.0.1", 4)).message).toContain("may not reach");
     expect(refusal(() => auth.checkAddress("::ffff:10.99.0.1", 6)).name).toBe("TargetNotAllowed");
     const lab = policy.authorize(
       OPS,
@@ -103,8 +101,10 @@ describe("policy", () => {
       ],
     });
     const any = open.authorize(OPS, req({ host: "metadata.example" }));
-    expect(refusal(() => any.checkAddress("169.254.169.254", 4)).message).toContain("denied range");
-    expect(refusal(() => any.checkAddress("fd00:ec2::254", 6)).message).toContain("denied range");
+    expect(refusal(() => any.checkAddress("169.254.169.254", 4)).message).toContain(
+      "may not reach",
+    );
+    expect(refusal(() => any.checkAddress("fd00:ec2::254", 6)).message).toContain("may not reach");
     expect(refusal(() => open.authorize(OPS, req({ host: "169.254.169.254" }))).name).toBe(
       "TargetNotAllowed",
     );

@@ -13,6 +13,7 @@ import { createApiHandler } from "../../functions/api.ts";
 import { type LocalServer, startLocalServer, TOKEN_HEADER } from "../../functions/local/server.ts";
 import { Policy, type PolicyDocument } from "../../functions/policy/policy.ts";
 import { createTaskHandler } from "../../functions/task.ts";
+import { runCommand } from "../../lib/run-command.ts";
 import type { RunResult, Secret } from "../../lib/types.ts";
 import {
   CALLER,
@@ -34,6 +35,8 @@ const PINNER = "arn:aws:iam::123456789012:role/pinner";
 const CORP = "arn:aws:iam::123456789012:role/corp-operator";
 /** A caller no rule names. */
 const STRANGER = "arn:aws:iam::999999999999:user/mallory";
+/** The rogue's key line under another key type's name would not parse: use its own line. */
+const otherRogueKeyLine = () => rogue.server.hostKeyLine;
 const BROKEN_KEY_BODY = "U0VDUkVULUtFWS1CWVRFUy1ORVZFUi1JTi1BLUxPRy1MSU5F";
 const WRONG_PASSPHRASE = "not-the-passphrase-7f3c";
 
@@ -132,7 +135,7 @@ beforeAll(async () => {
       "mapped.corp": { address: "::ffff:127.0.0.1", family: 6 },
       "metadata.corp": { address: "169.254.169.254", family: 4 },
     };
-    const found = table[host];
+    const found = table[host.toLowerCase().replace(/\.$/, "")];
     if (!found) throw Object.assign(new Error(`ENOTFOUND ${host}`), { code: "ENOTFOUND" });
     return found;
   };
@@ -290,9 +293,10 @@ describe("host keys: a request pin only narrows the operator's known hosts", () 
     expect([o.status, o.name]).toEqual([502, "HostKeyMismatch"]);
   });
 
-  it("points at its own server with no pin → 502 HostKeyUnknown, no credential sent", async () => {
+  it("points at its own server with no pin → 502, no credential sent", async () => {
     const o = await viaApi("v1", target({ port: rogue.server.port }));
-    expect([o.status, o.name]).toEqual([502, "HostKeyUnknown"]);
+    // Unlisted (HostKeyUnknown) — and here also revoked under another name (HostKeyMismatch).
+    expect([o.status, o.name]).toEqual([502, "HostKeyMismatch"]);
   });
 
   it("sends a malformed pin → 400 ValidationError", async () => {
@@ -442,6 +446,12 @@ describe("commands: shell syntax and template injection", () => {
     "echo (id)",
     "echo hi \\; id",
     "echo hi & id",
+    "echo deploy --force # --dry-run",
+    "echo logs/x\t/etc/shadow",
+    "echo /srv/*/../../home/*/.ssh/id_*",
+    "echo ~root/.ssh",
+    "echo 'quoted' words",
+    "echo x\u000bid",
   ])("smuggles shell syntax past a wide pattern: %j → 403 CommandNotAllowed", async (command) => {
     const o = await viaApi("v1", target({ command }));
     expect([o.status, o.name]).toEqual([403, "CommandNotAllowed"]);
@@ -463,12 +473,19 @@ describe("commands: shell syntax and template injection", () => {
     ['echo "{{x}}"', "inside double quotes"],
     ["echo '{{x}}'", "inside single quotes"],
     ["echo $(cat {{x}})", "inside command substitution"],
-    ["echo `cat {{x}}`", "inside backticks"],
-    ["cat <<EOF\n{{x}}\nEOF", "inside here document"],
+    ["echo `cat {{x}}`", "backtick substitution"],
+    ["cat <<EOF\n{{x}}\nEOF", "here-document"],
+    ["cat <<EOF\nnote \\\nEOF\necho {{x}}\nEOF", "here-document"],
     ["ls --dir={{x}}", "glued to other text"],
     // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax under test
-    ["echo ${{{x}}}", "inside parameter expansion"],
+    ["echo ${{{x}}}", "parameter expansion with braces"],
     ["echo \\{{x}}", "follows a backslash"],
+    ["echo $'\\' {{x}} '", "ANSI-C quoting"],
+    ["[[ {{x}} -gt 0 ]]", "bash's [[ test"],
+    ["echo $(( {{x}} + 1 ))", "arithmetic evaluation"],
+    ["read {{x}}", "argument of read"],
+    ["printf -v {{x}} %s hi", "argument of printf -v"],
+    ["eval {{x}}", "argument of eval"],
   ])(
     "gets a policy loaded whose template places a value unsafely (%j) → refused at load",
     (command, why) => {
@@ -496,6 +513,80 @@ describe("commands: shell syntax and template injection", () => {
   );
 });
 
+describe("host-key trust cannot be dodged by spelling or by mixing rules", () => {
+  it.each(["REVOKED.CORP", "revoked.corp."])(
+    "pins a revoked key under another spelling of its host (%s) → 502 HostKeyMismatch",
+    async (host) => {
+      const o = await viaApi(
+        "v1",
+        target({ host, port: rogue.server.port, hostKey: rogue.server.hostKeyLine }),
+        PINNER,
+      );
+      expect([o.status, o.name]).toEqual([502, "HostKeyMismatch"]);
+    },
+  );
+
+  it("pins a key the operator revoked for another name, by address (rule allows pins) → 502 HostKeyMismatch", async () => {
+    const o = await viaApi(
+      "v1",
+      target({ port: rogue.server.port, hostKey: rogue.server.hostKeyLine }),
+      PINNER,
+    );
+    expect([o.status, o.name]).toEqual([502, "HostKeyMismatch"]);
+  });
+
+  it("borrows allowRequestPins from another rule that matches the same request → pin not honoured", () => {
+    const mixed = new Policy({
+      rules: [
+        {
+          id: "sandbox",
+          callers: [CALLER],
+          targets: { hosts: ["*.corp"], cidrs: ["10.9.0.0/16"], usernames: ["*"] },
+          allowRequestPins: true,
+          commands: { patterns: ["uptime"] },
+        },
+        {
+          id: "prod",
+          callers: [CALLER],
+          targets: { hosts: ["*.corp"], cidrs: ["10.0.3.0/24"], usernames: ["*"] },
+          commands: { patterns: ["uptime"] },
+        },
+      ],
+    });
+    const auth = mixed.authorize(CALLER, { host: "prod.corp", username: "u", command: "uptime" });
+    expect(auth.allowRequestPins).toBe(false);
+  });
+
+  it("calls the library with a pin alone and a password → HostKeyUnknown, the password never sent", async () => {
+    const result = await runCommand(
+      { ...target({ port: rogue.server.port }), hostKey: otherRogueKeyLine() },
+      { secret: { password: sshd.password! }, knownHosts: sshd.knownHostsLine, budgetMs: 5_000 },
+    );
+    expect(result.error?.name).toMatch(/^HostKey(Unknown|Mismatch)$/);
+  });
+
+  it.each(["*", "**"])(
+    "reaches a numeric name or IPv6 literal through a host glob %j → refused",
+    (glob) => {
+      const loose = new Policy({
+        rules: [
+          {
+            callers: [CALLER],
+            targets: { hosts: [glob], usernames: ["*"] },
+            commands: { patterns: ["uptime"] },
+          },
+        ],
+      });
+      for (const host of ["167772935", "0xa000307", "2606:4700::1111", "10.0.3.7"]) {
+        expect(
+          () => loose.authorize(CALLER, { host, username: "u", command: "uptime" }),
+          host,
+        ).toThrow(/not allowed/);
+      }
+    },
+  );
+});
+
 describe("addresses: no smuggled target, no resolver oracle", () => {
   it("resolves a permitted name into loopback → 403, and the response never names the address", async () => {
     const o = await viaApi("v1", target({ host: "internal.corp" }), CORP);
@@ -517,20 +608,20 @@ describe("addresses: no smuggled target, no resolver oracle", () => {
   });
 
   it.each(["127.0.0.1", "::1", "::127.0.0.1", "64:ff9b::7f00:1", "169.254.169.254", "0.0.0.0"])(
-    "reaches %s under a rule that allows any name → refused by the default deny list",
+    "reaches %s under a rule that allows any address → refused by the default deny list",
     (address) => {
       const open = new Policy({
         rules: [
           {
             callers: ["*"],
-            targets: { hosts: ["**"], usernames: ["*"] },
+            targets: { cidrs: ["0.0.0.0/0", "::/0"], usernames: ["*"] },
             commands: { patterns: ["uptime"] },
           },
         ],
       });
       expect(() =>
         open.authorize(CALLER, { host: address, username: "u", command: "uptime" }),
-      ).toThrow(/denied range/);
+      ).toThrow(/may not reach/);
     },
   );
 

@@ -1,0 +1,74 @@
+import { RemovalPolicy, Validations } from "aws-cdk-lib";
+import * as dynamodb from "aws-cdk-lib/aws-dynamodb";
+import type * as lambda from "aws-cdk-lib/aws-lambda";
+import { Construct } from "constructs";
+import { HANDLER_ENV } from "../config.ts";
+
+/** Properties of {@link FleetState}. */
+export interface FleetStateProps {
+  /** Functions that run sessions: they read and write both tables. */
+  readonly functions: readonly lambda.Function[];
+  /** Lifetime of an idempotency record, seconds. @default 86400 */
+  readonly idempotencyTtlSeconds?: number;
+  /** Breaker: failures within the window that quarantine a host. @default 3 */
+  readonly breakerThreshold?: number;
+  /** @default 600 */
+  readonly breakerWindowSeconds?: number;
+  /** @default 900 */
+  readonly breakerQuarantineSeconds?: number;
+}
+
+/**
+ * What makes fleet runs trustworthy across retries and dead hosts: the idempotency table
+ * (Powertools' DynamoDB persistence layer: key `id`, TTL `expiration`) and the per-host
+ * breaker table (key `host` = `host:port`, TTL `expiresAt`). Both pay per request, with TTL,
+ * point-in-time recovery off (their items are minutes to a day old by design).
+ */
+export class FleetState extends Construct {
+  readonly idempotencyTable: dynamodb.Table;
+  readonly breakerTable: dynamodb.Table;
+
+  constructor(scope: Construct, id: string, props: FleetStateProps) {
+    super(scope, id);
+    this.idempotencyTable = new dynamodb.Table(this, "Idempotency", {
+      partitionKey: { name: "id", type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      timeToLiveAttribute: "expiration",
+      encryption: dynamodb.TableEncryption.AWS_MANAGED,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    this.breakerTable = new dynamodb.Table(this, "Breaker", {
+      partitionKey: { name: "host", type: dynamodb.AttributeType.STRING },
+      billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
+      timeToLiveAttribute: "expiresAt",
+      encryption: dynamodb.TableEncryption.AWS_MANAGED,
+      removalPolicy: RemovalPolicy.DESTROY,
+    });
+    for (const table of [this.idempotencyTable, this.breakerTable]) {
+      Validations.of(table).acknowledge({
+        id: "AwsSolutions-DDB3",
+        reason:
+          "Items live minutes to a day (TTL) and are rebuilt by the next run: an idempotency record only prevents a repeat, a breaker item only saves a dial. A restore would bring back stale state.",
+      });
+    }
+    for (const fn of props.functions) {
+      this.idempotencyTable.grantReadWriteData(fn);
+      this.breakerTable.grantReadWriteData(fn);
+      fn.addEnvironment(HANDLER_ENV.idempotencyTable, this.idempotencyTable.tableName);
+      fn.addEnvironment(HANDLER_ENV.breakerTable, this.breakerTable.tableName);
+      fn.addEnvironment(
+        HANDLER_ENV.idempotencyTtlSeconds,
+        String(props.idempotencyTtlSeconds ?? 86_400),
+      );
+      fn.addEnvironment(HANDLER_ENV.breakerThreshold, String(props.breakerThreshold ?? 3));
+      fn.addEnvironment(
+        HANDLER_ENV.breakerWindowSeconds,
+        String(props.breakerWindowSeconds ?? 600),
+      );
+      fn.addEnvironment(
+        HANDLER_ENV.breakerQuarantineSeconds,
+        String(props.breakerQuarantineSeconds ?? 900),
+      );
+    }
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * Per-host circuit breaker: a host that failed with a hang or reachability error
+ * (`BREAKER_ERRORS`: ConnectTimeout, BannerTimeout, HandshakeTimeout, ConnectionLost) `threshold`
+ * times within `windowSeconds` is quarantined for `quarantineSeconds`. A quarantined host
+ * answers `HostQuarantined` (503, retryable) at once, without dialling, so a dead host stops
+ * costing a whole budget in every fleet run. One DynamoDB item per `host:port`, with a TTL
+ * attribute so the table cleans itself. A success clears the host.
+ *
+ * Clear a host by hand: `aws dynamodb delete-item --table-name <BreakerTable> --key
+ * '{"host":{"S":"<host>:<port>"}}'` (docs/fleet.md).
+ */
+import {
+  DeleteItemCommand,
+  type DynamoDBClient,
+  GetItemCommand,
+  UpdateItemCommand,
+} from "@aws-sdk/client-dynamodb";
+import { HostQuarantined } from "../../lib/errors.ts";
+import { BREAKER_ERRORS, type ErrorName } from "../../lib/names.ts";
+import type { RunResult } from "../../lib/types.ts";
+
+/** Options of {@link HostBreaker}. */
+export interface HostBreakerOptions {
+  tableName: string;
+  client: DynamoDBClient;
+  /** Failures within the window that quarantine a host. @default 3 */
+  threshold?: number;
+  /** @default 600 */
+  windowSeconds?: number;
+  /** @default 900 */
+  quarantineSeconds?: number;
+  /** @default Date.now */
+  now?: () => number;
+}
+
+const COUNTED: ReadonlySet<string> = new Set(BREAKER_ERRORS);
+
+/** Whether an error counts against its host. */
+export function countsAgainstHost(name: ErrorName | undefined): boolean {
+  return name !== undefined && COUNTED.has(name);
+}
+
+export class HostBreaker {
+  readonly #o: Required<HostBreakerOptions>;
+
+  constructor(options: HostBreakerOptions) {
+    this.#o = {
+      threshold: 3,
+      windowSeconds: 600,
+      quarantineSeconds: 900,
+      now: Date.now,
+      ...options,
+    };
+  }
+
+  static keyOf(host: string, port: number): string {
+    return `${host.toLowerCase()}:${port}`;
+  }
+
+  /** Throws `HostQuarantined` when the host is held. */
+  async check(host: string, port: number, signal?: AbortSignal): Promise<void> {
+    const key = HostBreaker.keyOf(host, port);
+    const out = await this.#o.client.send(
+      new GetItemCommand({
+        TableName: this.#o.tableName,
+        Key: { host: { S: key } },
+        ConsistentRead: true,
+      }),
+      { abortSignal: signal },
+    );
+    const until = Number(out.Item?.quarantinedUntil?.N ?? 0);
+    const now = this.#o.now();
+    if (until > now) {
+      throw new HostQuarantined(
+        `host ${host}:${port} is quarantined for ${Math.ceil((until - now) / 1000)} s more after ${out.Item?.failures?.N ?? "repeated"} hangs within ${this.#o.windowSeconds} s; retry after that, or clear it (docs/fleet.md)`,
+        { phase: "policy" },
+      );
+    }
+  }
+
+  /** Records a session's outcome for its host: counted failures add up, a success clears. */
+  async record(result: RunResult, signal?: AbortSignal): Promise<void> {
+    const key = HostBreaker.keyOf(result.target.host, result.target.port);
+    if (result.status === "succeeded" || result.status === "failed") {
+      await this.#o.client.send(
+        new DeleteItemCommand({ TableName: this.#o.tableName, Key: { host: { S: key } } }),
+        { abortSignal: signal },
+      );
+      return;
+    }
+    if (!countsAgainstHost(result.error?.name)) return;
+    const now = this.#o.now();
+    const windowMs = this.#o.windowSeconds * 1000;
+    // Start a new window when the last one is over; otherwise count on.
+    const out = await this.#o.client.send(
+      new UpdateItemCommand({
+        TableName: this.#o.tableName,
+        Key: { host: { S: key } },
+        UpdateExpression:
+          "SET failures = if_not_exists(failures, :zero) + :one, windowStart = if_not_exists(windowStart, :now), lastError = :error, expiresAt = :expires",
+        ExpressionAttributeValues: {
+          ":zero": { N: "0" },
+          ":one": { N: "1" },
+          ":now": { N: String(now) },
+          ":error": { S: result.error!.name },
+          ":expires": {
+            N: String(Math.ceil((now + windowMs + this.#o.quarantineSeconds * 1000) / 1000)),
+          },
+        },
+        ReturnValues: "ALL_NEW",
+      }),
+      { abortSignal: signal },
+    );
+    const failures = Number(out.Attributes?.failures?.N ?? 0);
+    const windowStart = Number(out.Attributes?.windowStart?.N ?? now);
+    if (now - windowStart > windowMs) {
+      await this.#o.client.send(
+        new UpdateItemCommand({
+          TableName: this.#o.tableName,
+          Key: { host: { S: key } },
+          UpdateExpression: "SET failures = :one, windowStart = :now REMOVE quarantinedUntil",
+          ExpressionAttributeValues: { ":one": { N: "1" }, ":now": { N: String(now) } },
+        }),
+        { abortSignal: signal },
+      );
+      return;
+    }
+    if (failures >= this.#o.threshold) {
+      const until = now + this.#o.quarantineSeconds * 1000;
+      await this.#o.client.send(
+        new UpdateItemCommand({
+          TableName: this.#o.tableName,
+          Key: { host: { S: key } },
+          UpdateExpression: "SET quarantinedUntil = :until, expiresAt = :expires",
+          ExpressionAttributeValues: {
+            ":until": { N: String(until) },
+            ":expires": { N: String(Math.ceil(until / 1000) + 60) },
+          },
+        }),
+        { abortSignal: signal },
+      );
+    }
+  }
+}
