@@ -14,6 +14,7 @@ export const HTTP_STATUS: Record<ErrorName, number> = {
   CallerNotAllowed: 403,
   CredentialNotAllowed: 403,
   CredentialUnavailable: 500,
+  CredentialInvalid: 500,
   CommandInProgress: 409,
   IdempotencyKeyReused: 409,
   HostQuarantined: 503,
@@ -89,8 +90,17 @@ export class CallerNotAllowed extends EngineError {
 export class CredentialNotAllowed extends EngineError {
   override readonly name = "CredentialNotAllowed";
 }
+/** The credential store could not be reached in time (throttled, unreachable, timed out): retryable. */
 export class CredentialUnavailable extends EngineError {
   override readonly name = "CredentialUnavailable";
+}
+/**
+ * The credential itself is unusable until someone fixes it (not configured, unreadable key
+ * file, bad format, missing or wrong passphrase): not retryable. The message names the
+ * credential and the fix, never any part of the secret.
+ */
+export class CredentialInvalid extends EngineError {
+  override readonly name = "CredentialInvalid";
 }
 /** A request with the same idempotency key is still running (or died without a result). */
 export class CommandInProgress extends EngineError {
@@ -169,6 +179,7 @@ export const ERROR_CLASSES: Record<ErrorName, EngineErrorClass> = {
   CallerNotAllowed,
   CredentialNotAllowed,
   CredentialUnavailable,
+  CredentialInvalid,
   CommandInProgress,
   IdempotencyKeyReused,
   HostQuarantined,

@@ -28,6 +28,7 @@ export const ERROR_NAMES = [
   "CallerNotAllowed",
   "CredentialNotAllowed",
   "CredentialUnavailable",
+  "CredentialInvalid",
   "CommandInProgress",
   "IdempotencyKeyReused",
   "HostQuarantined",
@@ -98,7 +99,13 @@ export const STATUSES = ["succeeded", "failed", "timed_out", "error"] as const;
 export type Status = (typeof STATUSES)[number];
 
 /** What was done about the remote process (SPEC §5 `remoteCleanup`). */
-export const REMOTE_CLEANUP = ["not_needed", "signalled", "remote_bound", "unknown"] as const;
+export const REMOTE_CLEANUP = [
+  "not_needed",
+  "confirmed",
+  "signalled",
+  "remote_bound",
+  "unknown",
+] as const;
 export type RemoteCleanup = (typeof REMOTE_CLEANUP)[number];
 
 /** CloudWatch namespace default (SPEC §7); configurable at deploy time. */

@@ -20,16 +20,23 @@ import { checkRequest } from "./request-check.ts";
 import { BannerGate } from "./session/banner-gate.ts";
 import { type PreparedAuth, prepareAuth } from "./session/credentials.ts";
 import { fingerprintSha256, type HostKeyPolicy, hostKeyTrust } from "./session/host-keys.ts";
+import { Keepalive, type KeepaliveSettings } from "./session/keepalive.ts";
 import { OutputCapture } from "./session/output-capture.ts";
 import { wrapWithRemoteBound } from "./session/remote-bound.ts";
 import { signFirstAttempt } from "./session/sign-first.ts";
-import { Client } from "./session/ssh2.ts";
+import { Client, sendChannelKeepalive, sendGlobalKeepalive, sendSignal } from "./session/ssh2.ts";
 import type { PhaseTimings, RunOptions, RunRequest, RunResult } from "./types.ts";
 
 /** Bytes kept per stream when the request does not say (SPEC §4). */
 export const DEFAULT_MAX_OUTPUT_BYTES = 65_536;
 /** After the exit status, how long remaining output and the channel close may take. */
 export const EXIT_GRACE_MS = 250;
+/**
+ * Of the teardown reserve, what waiting for the remote cleanup confirmation never takes: kept
+ * for DISCONNECT and FIN. The default reserve (250 ms) gives the confirmation 125 ms; a short
+ * budget whose reserve is below this waits for none (and reports "signalled").
+ */
+export const CLEANUP_CONFIRM_KEEP_MS = 125;
 /** TCP keepalive: first probe after this much idle time (SSH keepalive does the fast work). */
 const TCP_KEEPALIVE_INITIAL_MS = 15_000;
 
@@ -118,10 +125,16 @@ class Session {
   #exit: { code: number | null; signal: string | null } | undefined;
   #remoteBound = false;
   #signalSent = false;
+  /** An exit status or exit signal arrived after the engine signalled the command. */
+  #cleanupConfirmed = false;
+  #keepalive: Keepalive | undefined;
 
   readonly #identSeen = milestone();
   readonly #kexDone = milestone();
   readonly #authDone = milestone();
+  /** Any exit status or exit signal, even one that arrives during teardown. */
+  readonly #exitSeen = milestone();
+  #exitSeenFlag = false;
 
   constructor(request: RunRequest, options: RunOptions) {
     this.#req = request;
@@ -155,7 +168,7 @@ class Session {
       if (this.#deadline.remaining() <= 0 || this.#deadline.aborted) {
         throw new DeadlineExceeded("no time left to start a session", { phase: "request" });
       }
-      const auth = prepareAuth(this.#opts.secret);
+      const auth = prepareAuth(this.#opts.secret, this.#opts.credentialName);
       await this.#resolve();
       const hostKeys = this.#hostKeyPolicy();
       await this.#connect();
@@ -296,7 +309,10 @@ class Session {
         this.#sessionUp = true;
         this.#kexDone.done();
       });
-      client.once("ready", () => this.#authDone.done());
+      client.once("ready", () => {
+        this.#startKeepalive(client);
+        this.#authDone.done();
+      });
       client.connect(this.#clientConfig(gate, auth, hostKeys));
       if (auth.type === "publickey") {
         signFirstAttempt(client, auth.key, (err) =>
@@ -314,14 +330,14 @@ class Session {
   #clientConfig(gate: BannerGate, auth: PreparedAuth, hostKeys: HostKeyPolicy): ConnectConfig {
     const username = this.#req.username;
     let attempts = 0;
-    const keepalive = this.#keepalive();
     return {
       sock: gate,
       username,
       // The engine's deadline bounds every phase; ssh2's own timer would only race it.
       readyTimeout: 0,
-      keepaliveInterval: keepalive ? keepalive.intervalMs : 0,
-      keepaliveCountMax: keepalive ? keepalive.countMax : 0,
+      // ssh2's keepalive uses only global requests, which TinySSH never answers: the engine
+      // runs its own (#startKeepalive).
+      keepaliveInterval: 0,
       ...(hostKeys.serverHostKeyAlgorithms
         ? { algorithms: { serverHostKey: hostKeys.serverHostKeyAlgorithms as never } }
         : {}),
@@ -361,7 +377,7 @@ class Session {
     };
   }
 
-  #keepalive(): { intervalMs: number; countMax: number } | undefined {
+  #keepaliveSettings(): KeepaliveSettings | undefined {
     const configured = this.#opts.keepalive;
     if (configured === false) return undefined;
     if (configured) return configured;
@@ -371,6 +387,33 @@ class Session {
       ? Math.min(15_000, Math.max(1_000, Math.floor(budget / 8)))
       : 15_000;
     return { intervalMs, countMax: 3 };
+  }
+
+  /**
+   * SSH keepalive from auth to teardown: a global request until the channel is open, then a
+   * channel request (`keepalive@openssh.com`, want-reply) as OpenSSH's client does — every
+   * server answers that one, TinySSH included. A peer that stops answering is ConnectionLost.
+   */
+  #startKeepalive(client: Client): void {
+    const settings = this.#keepaliveSettings();
+    if (!settings || this.#tearingDown) return;
+    this.#keepalive = new Keepalive(
+      settings,
+      this.#deadline,
+      (onReply) => {
+        const channel = this.#channel;
+        if (channel) return !this.#channelClosed && sendChannelKeepalive(client, channel, onReply);
+        return sendGlobalKeepalive(client, onReply);
+      },
+      (missed) => {
+        const err = new Error(
+          `no answer to ${missed} keepalive requests sent every ${settings.intervalMs} ms`,
+        );
+        // The classifier's mark for "the peer went silent" (ssh2 uses it for its own keepalive).
+        this.#fail(Object.assign(err, { level: "client-timeout" }));
+      },
+    );
+    this.#keepalive.start();
   }
 
   async #openChannel(): Promise<ClientChannel> {
@@ -420,6 +463,8 @@ class Session {
       channel.on("data", (chunk: Buffer) => this.#stdout.write(chunk));
       channel.stderr.on("data", (chunk: Buffer) => this.#stderr.write(chunk));
       channel.once("exit", (code: number | null, signal?: string) => {
+        this.#exitSeenFlag = true;
+        this.#exitSeen.done();
         // Once the outcome is decided (e.g. CommandTimeout), a late exit status that arrives
         // during teardown must not change the result.
         if (this.#tearingDown) return;
@@ -456,23 +501,17 @@ class Session {
   }
 
   /**
-   * Asks the server to signal the command while the channel is open. ssh2's
-   * `channel.signal()` silently drops the request once stdin has been ended (EOF), which the
-   * engine always does; RFC 4254 allows requests after EOF, so send it at the protocol level.
+   * Asks the server to signal the command while the channel is open (at the protocol level:
+   * ssh2's `channel.signal()` drops it after EOF). Teardown then waits, inside its reserve,
+   * for the exit that confirms it.
    */
   #stopRemoteCommand(): void {
     const channel = this.#channel;
     const client = this.#client;
     if (!channel || !client || this.#channelClosed || this.#exit !== undefined) return;
-    const outgoing = (channel as unknown as { outgoing: { id: number; state: string } }).outgoing;
-    if (outgoing.state !== "open" && outgoing.state !== "eof") return;
-    const protocol = (
-      client as unknown as { _protocol?: { signal(id: number, sig: string): void } }
-    )._protocol;
-    if (!this.#socket || this.#socket.destroyed || !protocol) return;
+    if (!this.#socket || this.#socket.destroyed) return;
     try {
-      protocol.signal(outgoing.id, "TERM");
-      this.#signalSent = true;
+      this.#signalSent = sendSignal(client, channel, "TERM");
     } catch {
       // A socket that fails now is torn down next; the remote bound still stops the command.
     }
@@ -501,9 +540,24 @@ class Session {
 
   async #teardown(): Promise<void> {
     this.#tearingDown = true;
+    this.#keepalive?.stop();
     const start = performance.now();
     this.#opts.onPhase?.("teardown");
     const sock = this.#socket;
+    if (this.#signalSent && sock && !sock.destroyed) {
+      // Confirmed, not assumed: the server reports the command's end (exit-signal TERM, or an
+      // exit status) in time, or the result says only "signalled". CLEANUP_CONFIRM_KEEP_MS
+      // stays for DISCONNECT and FIN: a server that ignores signal requests (TinySSH, ssh2's
+      // Server) must not push every such session to the very end of its budget.
+      const confirmMs = this.#deadline.allowance("teardown") - CLEANUP_CONFIRM_KEEP_MS;
+      if (confirmMs > 0) {
+        await this.#deadline.wait(
+          confirmMs,
+          Promise.race([this.#exitSeen.promise, this.#socketClosed]),
+        );
+      }
+      this.#cleanupConfirmed = this.#exitSeenFlag;
+    }
     if (sock && !sock.destroyed && this.#sessionUp) {
       // Polite first (signal already queued, DISCONNECT, FIN) while time allows, so sshd
       // reads them and ends the session; then destroy the socket we own: a peer that ignores
@@ -609,7 +663,7 @@ class Session {
     if (error === undefined || !this.#commandStarted || this.#exit !== undefined) {
       return "not_needed";
     }
-    if (this.#signalSent) return "signalled";
+    if (this.#signalSent) return this.#cleanupConfirmed ? "confirmed" : "signalled";
     if (this.#remoteBound) return "remote_bound";
     return "unknown";
   }

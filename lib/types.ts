@@ -44,6 +44,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** The resolved credential. */
   secret: Secret;
+  /** The credential's name, for error messages only (`CredentialInvalid` says which to fix). */
+  credentialName?: string;
   /**
    * The operator's OpenSSH known_hosts text: authoritative. When it lists the host, the key
    * must be one of its keys and match the request's `hostKey` pin as well; `@revoked` always

@@ -30,6 +30,7 @@ export const EARLY_ERRORS = [
   "IdempotencyKeyReused",
   "HostQuarantined",
   "CredentialUnavailable",
+  "CredentialInvalid",
   "InternalError",
 ] as const satisfies readonly ErrorName[];
 

@@ -171,7 +171,7 @@ export const ALARM_CATALOG = {
     why: "Api pages on any failure (never expected); Task tickets on an error rate of 50% over three periods (single failing hosts are data).",
     checks: [
       "Run the query: runtime error lines and stack traces; for Task, hosts-by-error-and-phase (one error everywhere?)",
-      "Init errors after a deploy (bundle, env vars, SSM parameter names); CredentialUnavailable/TargetNotAllowed everywhere (secret or policy changed)",
+      "Init errors after a deploy (bundle, env vars, SSM parameter names); CredentialInvalid/TargetNotAllowed everywhere (secret or policy changed)",
       "Memory: max used vs configured in the REPORT lines; network-wide ConnectTimeout (VPC routes, NAT, egress)",
     ],
     query: "InvocationFailures",
@@ -253,7 +253,7 @@ export const ALARM_CATALOG = {
       "Remote commands outlived their time and were stopped (CommandTimeout, Timeouts Phase=exec).",
     why: "The command's problem, not the transport's: a ticket for the command's owner.",
     checks: [
-      "Run the query: which hosts and callers, remoteCleanup value",
+      "Run the query: which hosts and callers, remoteCleanup value (confirmed = the server reported the command's end; after signalled or remote_bound check the host)",
       "Is timeoutMs realistic for the command? Compare with PhaseLatency exec p99",
       "On the host: the command hanging on stdin, locks or I/O; was it killed?",
     ],

@@ -1,11 +1,13 @@
-import { CredentialUnavailable } from "../../lib/errors.ts";
+import { CredentialInvalid, CredentialUnavailable } from "../../lib/errors.ts";
 import type { Secret } from "../../lib/types.ts";
 
 /** Where credentials are read by name. One interface, so local mode runs the same handler. */
 export interface CredentialStore {
   /**
    * The secret stored under `name`. Honours `signal` (the invocation's remaining budget).
-   * Rejects with `CredentialUnavailable` (phase `credentials`) when it cannot be read.
+   * Rejects (phase `credentials`) with `CredentialUnavailable` when the store could not answer
+   * in time (throttled, unreachable, timed out: retryable), and with `CredentialInvalid` when
+   * the credential itself is wrong (not configured, unreadable, bad format: fix, don't retry).
    */
   get(name: string, options: { signal: AbortSignal }): Promise<Secret>;
 }
@@ -25,21 +27,34 @@ export function parseSecret(name: string, text: string): Secret {
   try {
     value = JSON.parse(text);
   } catch {
-    throw unavailable(name, "is not JSON");
+    throw invalid(name, `is not JSON; ${SECRET_FORMAT}`);
   }
-  if (value === null || typeof value !== "object") throw unavailable(name, "is not a JSON object");
+  if (value === null || typeof value !== "object") {
+    throw invalid(name, `is not a JSON object; ${SECRET_FORMAT}`);
+  }
   const { privateKey, passphrase, password } = value as Record<string, unknown>;
   if (typeof privateKey === "string" && privateKey !== "") {
     if (passphrase !== undefined && typeof passphrase !== "string") {
-      throw unavailable(name, "has a non-string passphrase");
+      throw invalid(name, `has a non-string passphrase; ${SECRET_FORMAT}`);
     }
     return passphrase === undefined ? { privateKey } : { privateKey, passphrase };
   }
   if (typeof password === "string") return { password };
-  throw unavailable(name, "holds neither privateKey nor password");
+  throw invalid(name, `holds neither privateKey nor password; ${SECRET_FORMAT}`);
 }
 
-/** A `CredentialUnavailable` that names the credential. */
+/** The fix for a malformed secret, quoted in every such message. */
+const SECRET_FORMAT = 'store {"privateKey": "…", "passphrase": "…"} or {"password": "…"}';
+
+/** A `CredentialInvalid` (permanent: fix the credential) that names it and the problem. */
+export function invalid(name: string, problem: string, cause?: unknown): CredentialInvalid {
+  return new CredentialInvalid(`credential ${JSON.stringify(name)} ${problem}`, {
+    phase: "credentials",
+    cause,
+  });
+}
+
+/** A `CredentialUnavailable` (transient: the store did not answer) that names the credential. */
 export function unavailable(name: string, problem: string, cause?: unknown): CredentialUnavailable {
   return new CredentialUnavailable(`credential ${JSON.stringify(name)} ${problem}`, {
     phase: "credentials",

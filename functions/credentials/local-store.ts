@@ -1,7 +1,22 @@
 import { readFile } from "node:fs/promises";
 import { isAbsolute, resolve } from "node:path";
 import type { Secret } from "../../lib/types.ts";
-import { type CredentialStore, type KnownHostsSource, unavailable } from "./credential-store.ts";
+import {
+  type CredentialStore,
+  invalid,
+  type KnownHostsSource,
+  unavailable,
+} from "./credential-store.ts";
+
+const PERMANENT_FILE_ERRORS: ReadonlySet<string> = new Set([
+  "ENOENT",
+  "EACCES",
+  "EPERM",
+  "EISDIR",
+  "ENOTDIR",
+  "ELOOP",
+  "ENAMETOOLONG",
+]);
 
 /** One local credential: a key file (with optional passphrase) or a password. */
 export type LocalCredential =
@@ -22,13 +37,18 @@ export class LocalCredentialStore implements CredentialStore {
   }
 
   async get(name: string, options: { signal: AbortSignal }): Promise<Secret> {
-    if (!Object.hasOwn(this.#entries, name)) throw unavailable(name, "is not configured");
+    if (!Object.hasOwn(this.#entries, name)) {
+      throw invalid(name, "is not configured; add it under credentials in the local config file");
+    }
     const entry = this.#entries[name]!;
     if ("password" in entry && typeof entry.password === "string") {
       return { password: entry.password };
     }
     if (!("privateKeyFile" in entry) || typeof entry.privateKeyFile !== "string") {
-      throw unavailable(name, "has neither privateKeyFile nor password");
+      throw invalid(
+        name,
+        "has neither privateKeyFile nor password; set one of them in the local config file",
+      );
     }
     const path = isAbsolute(entry.privateKeyFile)
       ? entry.privateKeyFile
@@ -39,11 +59,19 @@ export class LocalCredentialStore implements CredentialStore {
         ? { privateKey }
         : { privateKey, passphrase: entry.passphrase };
     } catch (err) {
-      throw unavailable(
-        name,
-        `key file cannot be read (${(err as NodeJS.ErrnoException).code ?? "error"})`,
-        err,
-      );
+      if (options.signal.aborted) {
+        throw unavailable(name, "key file could not be read before the deadline", err);
+      }
+      const code = (err as NodeJS.ErrnoException).code ?? "error";
+      // Missing, forbidden or not a file: stays so until someone fixes the path or the mode.
+      if (PERMANENT_FILE_ERRORS.has(code)) {
+        throw invalid(
+          name,
+          `key file ${JSON.stringify(path)} cannot be read (${code}); fix privateKeyFile or the file's permissions`,
+          err,
+        );
+      }
+      throw unavailable(name, `key file cannot be read (${code})`, err);
     }
   }
 }

@@ -6,8 +6,9 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { timingSafeEqual } from "node:crypto";
 import net from "node:net";
-// ssh2 is CommonJS: its values come from the default export under ESM.
 import ssh2, { type Connection, type ParsedKey } from "ssh2";
+// ssh2 is CommonJS: its values come from the default export under ESM.
+import { demoKeyPair } from "./demo-key.ts";
 
 const { Server, utils } = ssh2;
 
@@ -47,7 +48,7 @@ export async function startDemoSshServer(options: {
   username: string;
   authorizedKey: ParsedKey;
 }): Promise<DemoSshServer> {
-  const hostKey = utils.generateKeyPairSync("ed25519");
+  const hostKey = demoKeyPair();
   const parsedHost = utils.parseKey(hostKey.public);
   if (parsedHost instanceof Error) throw parsedHost;
   const hostKeyLine = `${parsedHost.type} ${parsedHost.getPublicSSH().toString("base64")}`;

@@ -16,6 +16,7 @@ import { createApiHandler } from "../api.ts";
 import type { AuditLine } from "../middleware/audit-log.ts";
 import { DEFAULT_DENY_CIDRS } from "../policy/policy.ts";
 import { toApiEventV1 } from "./api-event.ts";
+import { demoKeyPair } from "./demo-key.ts";
 import { startDemoSshServer, startHungTarget } from "./demo-targets.ts";
 import { lambdaContext } from "./lambda-context.ts";
 import { type LocalConfig, localRuntime } from "./local-config.ts";
@@ -47,7 +48,7 @@ function datumText(d: MetricDatum): string {
 async function main(): Promise<void> {
   const started = Date.now();
   const dir = mkdtempSync(join(tmpdir(), "bssh-demo-"));
-  const clientKey = ssh2.utils.generateKeyPairSync("ed25519");
+  const clientKey = demoKeyPair();
   const parsedClient = ssh2.utils.parseKey(clientKey.public);
   if (parsedClient instanceof Error) throw parsedClient;
   const ssh = await startDemoSshServer({ username: USER, authorizedKey: parsedClient });

@@ -317,6 +317,7 @@ export async function execute(
     const options: RunOptions = {
       budgetMs,
       secret,
+      credentialName: authorization.credential,
       allowRequestPins,
       checkAddress: (address, family) => {
         facts.address = address;

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import type { ParsedKey } from "ssh2";
-import { CredentialUnavailable } from "../errors.ts";
+import { CredentialInvalid } from "../errors.ts";
 import type { Secret } from "../types.ts";
 import { parseKey } from "./ssh2.ts";
 
@@ -16,15 +16,23 @@ const MAX_CACHED_KEYS = 32;
 
 /**
  * Turns a secret into what the auth handler sends, once per container per key. A secret that
- * cannot be used (unparsable key, wrong passphrase, public key only) is `CredentialUnavailable`
- * before any connection is made — never an opaque failure during auth.
+ * cannot be used is `CredentialInvalid` (not retryable: retrying cannot fix it) before any
+ * connection is made — never an opaque failure during auth. Messages name the credential
+ * (`name`, when known) and the fix; never any part of the key.
  */
-export function prepareAuth(secret: Secret): PreparedAuth {
+export function prepareAuth(secret: Secret, name?: string): PreparedAuth {
+  const invalid = (problem: string) =>
+    new CredentialInvalid(
+      `${name === undefined ? "credential" : `credential ${JSON.stringify(name)}`}: ${problem}`,
+      {
+        phase: "credentials",
+      },
+    );
   if (typeof secret.password === "string") return { type: "password", password: secret.password };
   if (secret.privateKey === undefined) {
-    throw new CredentialUnavailable("credential holds neither a private key nor a password", {
-      phase: "credentials",
-    });
+    throw invalid(
+      'holds neither a private key nor a password; store {"privateKey": …} or {"password": …}',
+    );
   }
   const cacheKey = createHash("sha256")
     .update(secret.privateKey)
@@ -33,30 +41,49 @@ export function prepareAuth(secret: Secret): PreparedAuth {
     .digest("hex");
   const cached = parsedKeys.get(cacheKey);
   if (cached) return { type: "publickey", key: cached };
+  const encrypted = isEncryptedKey(secret.privateKey);
+  if (encrypted && (secret.passphrase === undefined || secret.passphrase === "")) {
+    throw invalid(
+      'the private key is encrypted and no passphrase is stored; add "passphrase" to the credential',
+    );
+  }
   const parsed = parseKey(secret.privateKey, secret.passphrase);
   const key = Array.isArray(parsed) ? parsed[0] : parsed;
   if (!key || key instanceof Error) {
-    // Fixed messages only: ssh2's parse errors can quote the key text they choked on.
-    throw new CredentialUnavailable(keyParseMessage(key, secret.passphrase !== undefined), {
-      phase: "credentials",
-    });
+    throw invalid(
+      encrypted
+        ? 'the passphrase does not decrypt the private key; store the right "passphrase"'
+        : "the private key is not in a format ssh can read (OpenSSH, PEM or PuTTY); store the whole private key file",
+    );
   }
   if (!key.isPrivateKey()) {
-    throw new CredentialUnavailable("credential holds a public key, not a private key", {
-      phase: "credentials",
-    });
+    throw invalid("holds a public key, not a private key; store the private key file");
   }
   if (parsedKeys.size >= MAX_CACHED_KEYS) parsedKeys.clear();
   parsedKeys.set(cacheKey, key);
   return { type: "publickey", key };
 }
 
-/** A fixed description of why a private key did not parse; never ssh2's own text. */
-function keyParseMessage(error: Error | undefined, hadPassphrase: boolean): string {
-  if (/passphrase|decrypt|encrypted/i.test(error?.message ?? "")) {
-    return hadPassphrase
-      ? "private key cannot be used: the passphrase does not decrypt it"
-      : "private key cannot be used: it is encrypted and no passphrase is stored with it";
-  }
-  return "private key cannot be used: not a private key in a format ssh2 reads (OpenSSH, PEM PKCS#1/PKCS#8)";
+/**
+ * Whether a private key file is passphrase-protected, read from its structure (never from
+ * a parser's error text): the OpenSSH format's cipher name, PEM's `Proc-Type: 4,ENCRYPTED`
+ * or `ENCRYPTED PRIVATE KEY`, PuTTY's `Encryption:` header.
+ */
+export function isEncryptedKey(privateKey: string | Buffer): boolean {
+  const text = privateKey.toString();
+  if (/-----BEGIN ENCRYPTED PRIVATE KEY-----/.test(text)) return true;
+  if (/^Proc-Type:\s*4,\s*ENCRYPTED/m.test(text)) return true;
+  const putty = /^Encryption:\s*(\S+)/m.exec(text);
+  if (putty) return putty[1] !== "none";
+  const openssh =
+    /-----BEGIN OPENSSH PRIVATE KEY-----([\s\S]*?)-----END OPENSSH PRIVATE KEY-----/.exec(text);
+  if (!openssh) return false;
+  // "openssh-key-v1\0", then string ciphername ("none" when not encrypted).
+  const body = Buffer.from(openssh[1]!.replace(/\s+/g, ""), "base64");
+  const magic = "openssh-key-v1\0";
+  if (body.subarray(0, magic.length).toString("latin1") !== magic) return false;
+  if (body.length < magic.length + 4) return false;
+  const len = body.readUInt32BE(magic.length);
+  const cipher = body.subarray(magic.length + 4, magic.length + 4 + len).toString("latin1");
+  return cipher !== "none";
 }

@@ -1,12 +1,5 @@
 import type { ParsedKey } from "ssh2";
-import type { Client } from "./ssh2.ts";
-
-type AuthPK = (
-  username: string,
-  pubKey: unknown,
-  keyAlgo?: unknown,
-  cbSign?: (data: Buffer, done: (signature: Buffer) => void) => void,
-) => void;
+import { type Client, wrapAuthPK } from "./ssh2.ts";
 
 // Hash per RSA signature algorithm, as ssh2 chooses them from the server's sig-algs.
 const RSA_HASH: Record<string, string> = {
@@ -22,7 +15,7 @@ const RSA_HASH: Record<string, string> = {
  * `ensure_minimum_time_since`), so the query costs a whole extra padded round trip: auth
  * drops from ~14 ms to ~8 ms against sshd 9.2 (docs/benchmarks.md).
  *
- * ssh2 has no option for this, so it wraps the client's private `_protocol.authPK`; installed
+ * ssh2 has no option for this, so it wraps the client's private `authPK` (ssh2.ts); installed
  * right after `client.connect()`, before any auth request can be sent. A failed signature
  * (never expected with a parsed private key) is reported through `onSignError`.
  */
@@ -31,11 +24,7 @@ export function signFirstAttempt(
   key: ParsedKey,
   onSignError: (err: Error) => void,
 ): void {
-  const proto = (client as unknown as { _protocol?: { authPK?: AuthPK } })._protocol;
-  const original = proto?.authPK;
-  if (!proto || typeof original !== "function") return;
-  const authPK = original.bind(proto);
-  proto.authPK = (username, pubKey, keyAlgo, cbSign) => {
+  wrapAuthPK(client, (authPK) => (username, pubKey, keyAlgo, cbSign) => {
     if (cbSign !== undefined || typeof keyAlgo === "function") {
       authPK(username, pubKey, keyAlgo, cbSign);
       return;
@@ -46,5 +35,5 @@ export function signFirstAttempt(
       if (signature instanceof Error) onSignError(signature);
       else done(signature);
     });
-  };
+  });
 }

@@ -14,3 +14,10 @@ declare module "ssh2/lib/protocol/keyParser.js" {
   };
   export default keyParser;
 }
+
+declare module "ssh2/lib/protocol/utils.js" {
+  const utils: {
+    sendPacket(protocol: unknown, packet: Buffer, bypass?: boolean): void;
+  };
+  export default utils;
+}

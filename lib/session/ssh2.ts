@@ -1,12 +1,19 @@
 /**
- * The two parts of ssh2 the engine uses, imported directly: ssh2's index also loads its
+ * Everything the engine takes from ssh2, and the ONLY file that touches ssh2's internals
+ * (`_protocol`, `_callbacks`, a channel's `outgoing`). ssh2 1.17 has no public API for a
+ * signed first auth attempt, a keepalive on a channel, or a signal after EOF; each helper
+ * below does one of those at the protocol level and returns `false` when the internals it
+ * needs are missing, so an ssh2 upgrade degrades a feature instead of crashing a session.
+ *
+ * The two parts of ssh2 the engine uses are imported directly: ssh2's index also loads its
  * server and its HTTP(S) agents (`http`, `https`, `tls`), which cost cold-start time in a
  * Lambda bundle and are never used by a client (measured in docs/benchmarks.md).
  * ssh2 is CommonJS: under ESM its values come from the default export.
  */
-import type { Client as ClientType, ParsedKey } from "ssh2";
+import type { ClientChannel, Client as ClientType, ParsedKey } from "ssh2";
 import ClientCtor from "ssh2/lib/client.js";
 import keyParser from "ssh2/lib/protocol/keyParser.js";
+import protocolUtils from "ssh2/lib/protocol/utils.js";
 
 export const Client: typeof ClientType = ClientCtor;
 export type Client = ClientType;
@@ -14,3 +21,120 @@ export type Client = ClientType;
 /** ssh2's key parser: OpenSSH, PEM and PuTTY private keys, optionally encrypted. */
 export const parseKey: (data: string | Buffer, passphrase?: string | Buffer) => ParsedKey | Error =
   keyParser.parseKey;
+
+/** ssh2's private `Protocol.authPK`. */
+export type AuthPK = (
+  username: string,
+  pubKey: unknown,
+  keyAlgo?: unknown,
+  cbSign?: (data: Buffer, done: (signature: Buffer) => void) => void,
+) => void;
+
+/** A reply callback as ssh2 queues them: `failed` is true for *_FAILURE. */
+type ReplyCallback = (failed: boolean) => void;
+
+interface ProtocolInternals {
+  authPK?: AuthPK;
+  ping?: () => void;
+  signal?: (channelId: number, signal: string) => void;
+  _packetRW?: {
+    write: { allocStart: number; alloc(size: number): Buffer; finalize(packet: Buffer): Buffer };
+  };
+}
+
+interface ClientInternals {
+  _protocol?: ProtocolInternals;
+  /** Replies to global requests, answered in order (REQUEST_SUCCESS / REQUEST_FAILURE). */
+  _callbacks?: ReplyCallback[];
+}
+
+interface ChannelInternals {
+  outgoing?: { id: number; state: string };
+  /** Replies to this channel's requests, in order (CHANNEL_SUCCESS / CHANNEL_FAILURE). */
+  _callbacks?: ReplyCallback[];
+}
+
+const MSG_CHANNEL_REQUEST = 98;
+const KEEPALIVE_REQUEST = Buffer.from("keepalive@openssh.com", "latin1");
+
+function internals(client: Client): ClientInternals {
+  return client as unknown as ClientInternals;
+}
+
+/** The channel's id on the server side, while we may still send requests on it. */
+function openChannelId(channel: ClientChannel): number | undefined {
+  const outgoing = (channel as unknown as ChannelInternals).outgoing;
+  if (!outgoing || (outgoing.state !== "open" && outgoing.state !== "eof")) return undefined;
+  return outgoing.id;
+}
+
+/**
+ * Replaces ssh2's private `authPK` with `wrap(original)`. Must run right after
+ * `client.connect()`, before any auth request can be sent. False when ssh2 has no such hook.
+ */
+export function wrapAuthPK(client: Client, wrap: (original: AuthPK) => AuthPK): boolean {
+  const proto = internals(client)._protocol;
+  const original = proto?.authPK;
+  if (!proto || typeof original !== "function") return false;
+  proto.authPK = wrap(original.bind(proto));
+  return true;
+}
+
+/**
+ * Sends a `keepalive@openssh.com` GLOBAL request (want-reply); `onReply` runs when the server
+ * answers, success or failure alike. Only for before a channel exists: TinySSH never answers
+ * global requests at all.
+ */
+export function sendGlobalKeepalive(client: Client, onReply: () => void): boolean {
+  const c = internals(client);
+  const proto = c._protocol;
+  if (!proto || typeof proto.ping !== "function" || !Array.isArray(c._callbacks)) return false;
+  // ssh2 shifts one callback per REQUEST_SUCCESS/FAILURE: queue ours in the same order.
+  c._callbacks.push(() => onReply());
+  proto.ping();
+  return true;
+}
+
+/**
+ * Sends `keepalive@openssh.com` as a CHANNEL request with want-reply, as OpenSSH's client does
+ * once a session is open (`ServerAliveInterval`); every server answers it, mostly with
+ * CHANNEL_FAILURE, which proves liveness as well as success. `onReply` runs on the answer.
+ * RFC 4254 allows requests after our EOF. False when the channel is closed or ssh2 lacks
+ * the internals.
+ */
+export function sendChannelKeepalive(
+  client: Client,
+  channel: ClientChannel,
+  onReply: () => void,
+): boolean {
+  const proto = internals(client)._protocol;
+  const callbacks = (channel as unknown as ChannelInternals)._callbacks;
+  const id = openChannelId(channel);
+  const rw = proto?._packetRW?.write;
+  if (!proto || !rw || !Array.isArray(callbacks) || id === undefined) return false;
+  const start = rw.allocStart;
+  const packet = rw.alloc(1 + 4 + 4 + KEEPALIVE_REQUEST.length + 1);
+  let p = start;
+  packet[p] = MSG_CHANNEL_REQUEST;
+  packet.writeUInt32BE(id, p + 1);
+  packet.writeUInt32BE(KEEPALIVE_REQUEST.length, p + 5);
+  p += 9;
+  packet.set(KEEPALIVE_REQUEST, p);
+  packet[p + KEEPALIVE_REQUEST.length] = 1; // want reply
+  // ssh2 shifts one channel callback per CHANNEL_SUCCESS/FAILURE: queue ours in order.
+  callbacks.push(() => onReply());
+  protocolUtils.sendPacket(proto, rw.finalize(packet));
+  return true;
+}
+
+/**
+ * Sends a `signal` channel request. ssh2's `channel.signal()` silently drops it once stdin
+ * has been ended (EOF), which the engine always does; RFC 4254 allows requests after EOF.
+ */
+export function sendSignal(client: Client, channel: ClientChannel, signal: "TERM"): boolean {
+  const proto = internals(client)._protocol;
+  const id = openChannelId(channel);
+  if (!proto || typeof proto.signal !== "function" || id === undefined) return false;
+  proto.signal(id, signal);
+  return true;
+}

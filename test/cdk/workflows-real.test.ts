@@ -65,6 +65,8 @@ beforeAll(async () => {
       default: { privateKeyFile: sshd.keys.ed25519.path },
       // A valid key that is not in authorized_keys.
       stranger: { privateKeyFile: sshd.keys.unauthorized.path },
+      // Permanent credential fault: the key file does not exist.
+      vanished: { privateKeyFile: path.join(os.tmpdir(), "bssh-no-such-key-file") },
     },
     knownHostsFile: sshd.knownHostsPath,
     callerArn: API_CALLER,
@@ -80,7 +82,7 @@ beforeAll(async () => {
             usernames: [sshd.username, "no-such-user"],
           },
           commands: { patterns: ["echo [a-z0-9-]+", "exit [0-9]+", "sleep [0-9]+"] },
-          credentials: ["default", "stranger"],
+          credentials: ["default", "stranger", "vanished"],
         },
       ],
     },
@@ -256,6 +258,15 @@ describe("single host, real task handler", () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(sshd.userProcesses().filter((p) => p.args.includes("sleep 30"))).toEqual([]);
+  });
+
+  it("does not retry CredentialInvalid (key file missing): one attempt, caught", async () => {
+    const req = request({ credential: "vanished" });
+    const { failed, events, count } = await run(single, "RunCommand", req);
+    expect(RETRYABLE_ERRORS).not.toContain("CredentialInvalid");
+    expect(count(keyOf(req))).toBe(1);
+    expect(events.filter((e) => e.type === "StateRetried")).toHaveLength(0);
+    expect(failed?.Error).toBe("CredentialInvalid");
   });
 
   it.each([

@@ -31,6 +31,7 @@ import {
   type Proxy as TcpProxy,
   tarpit,
 } from "../helpers/adversaries.ts";
+import { generateEd25519KeyPair } from "../helpers/keys.ts";
 import {
   closeListener,
   type ExecContext,
@@ -97,7 +98,7 @@ function execOf(spec: Extract<FaultServerSpec, { kind: "ssh2" }>): Ssh2ServerScr
 
 /** An ssh2 Server whose key exchange offers only `kex` (none of ssh2's client defaults). */
 async function restrictedKexServer(kex: string[]): Promise<Hosted> {
-  const hostKey = utils.generateKeyPairSync("ed25519");
+  const hostKey = generateEd25519KeyPair();
   const parsed = utils.parseKey(hostKey.public);
   if (parsed instanceof Error) throw parsed;
   const sockets = new Set<net.Socket>();

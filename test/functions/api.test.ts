@@ -1,8 +1,8 @@
-import ssh2 from "ssh2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApiHandler } from "../../functions/api.ts";
 import type { RunResult } from "../../lib/types.ts";
 import { type Adversary, tarpit } from "../helpers/adversaries.ts";
+import { generateEd25519KeyPair } from "../helpers/keys.ts";
 import { type ExecContext, type Ssh2Server, startSsh2Server } from "../helpers/ssh2-server.ts";
 import {
   CALLER,
@@ -14,7 +14,7 @@ import {
   v2Event,
 } from "./support.ts";
 
-const clientKey = ssh2.utils.generateKeyPairSync("ed25519");
+const clientKey = generateEd25519KeyPair();
 
 /** exec behaviour by command: `exit N` exits N, `sleep N` never ends, anything else echoes. */
 function scripted(ctx: ExecContext): void {
@@ -246,16 +246,16 @@ describe("API handler, REST (v1) and HTTP API (v2) payloads", () => {
     expect(server.events.length).toBe(before);
   });
 
-  it("answers 500 CredentialUnavailable (retryable) for a granted credential the store lacks", async () => {
+  it("answers 500 CredentialInvalid (not retryable) for a granted credential the store lacks", async () => {
     const policy = loopbackPolicy([server.port]);
     policy.rules[0]!.credentials = ["default", "nope"];
     const { handler } = setup({ policy });
     const response = await handler(v1Event(request({ credential: "nope" })), fakeContext());
     expect(response.statusCode).toBe(500);
     expect((JSON.parse(response.body) as ApiBody).error).toMatchObject({
-      name: "CredentialUnavailable",
+      name: "CredentialInvalid",
       phase: "credentials",
-      retryable: true,
+      retryable: false,
     });
   });
 

@@ -1,18 +1,28 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
-import ssh2 from "ssh2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApiHandler } from "../../functions/api.ts";
 import { SecretsManagerStore } from "../../functions/credentials/secrets-manager-store.ts";
 import type { PolicyDocument } from "../../functions/policy/policy.ts";
+import { CredentialInvalid, CredentialUnavailable, type EngineError } from "../../lib/errors.ts";
+import { closedPort } from "../helpers/adversaries.ts";
+import { generateEd25519KeyPair } from "../helpers/keys.ts";
 import { type Ssh2Server, startSsh2Server } from "../helpers/ssh2-server.ts";
 import { fakeContext, KEY_MARKERS, loopbackPolicy, testRuntime, v1Event } from "./support.ts";
 
 /**
  * Secrets Manager faked at the wire: the JSON 1.1 protocol on 127.0.0.1, spoken to by the
- * real SDK client. Secrets whose id ends in "/slow" never get an answer.
+ * real SDK client. Secrets whose id ends in "/slow" never get an answer; those ending in a
+ * key of SCRIPTED_ERRORS get that service error.
  */
+const SCRIPTED_ERRORS: Record<string, { status: number; type: string }> = {
+  throttled: { status: 400, type: "ThrottlingException" },
+  internal: { status: 500, type: "InternalServiceError" },
+  denied: { status: 400, type: "AccessDeniedException" },
+  undecryptable: { status: 400, type: "DecryptionFailure" },
+  deleted: { status: 400, type: "InvalidRequestException" },
+};
 interface FakeSecretsManager {
   url: string;
   calls: string[];
@@ -38,6 +48,13 @@ async function startFakeSecretsManager(): Promise<FakeSecretsManager> {
       }
       if (SecretId.endsWith("/slow")) return; // never answer
       res.setHeader("content-type", "application/x-amz-json-1.1");
+      const scripted = SCRIPTED_ERRORS[SecretId.slice(SecretId.lastIndexOf("/") + 1)];
+      if (scripted) {
+        res
+          .writeHead(scripted.status)
+          .end(JSON.stringify({ __type: scripted.type, message: `scripted ${scripted.type}` }));
+        return;
+      }
       const value = secrets.get(SecretId);
       if (target !== "secretsmanager.GetSecretValue" || value === undefined) {
         res.writeHead(400).end(
@@ -71,7 +88,7 @@ async function startFakeSecretsManager(): Promise<FakeSecretsManager> {
   };
 }
 
-const clientKey = ssh2.utils.generateKeyPairSync("ed25519");
+const clientKey = generateEd25519KeyPair();
 let fake: FakeSecretsManager;
 let sshServer: Ssh2Server;
 let client: SecretsManagerClient;
@@ -81,6 +98,12 @@ beforeAll(async () => {
   fake.secrets.set("bounded-ssh/default", JSON.stringify({ privateKey: clientKey.private }));
   fake.secrets.set("bounded-ssh/pw", JSON.stringify({ password: "hunter2" }));
   fake.secrets.set("bounded-ssh/garbage", "not json");
+  fake.secrets.set("bounded-ssh/array", "[1, 2]");
+  fake.secrets.set("bounded-ssh/empty-object", "{}");
+  fake.secrets.set(
+    "bounded-ssh/bad-passphrase-type",
+    JSON.stringify({ privateKey: "k", passphrase: 7 }),
+  );
   sshServer = await startSsh2Server();
   client = new SecretsManagerClient({
     endpoint: fake.url,
@@ -122,13 +145,77 @@ describe("Secrets Manager credential store (fake endpoint at the wire)", () => {
   });
 
   it.each([
-    ["missing", "could not be read (ResourceNotFoundException)"],
-    ["garbage", "is not JSON"],
-  ])("answers CredentialUnavailable for %s, naming the credential only", async (name, message) => {
+    ["missing", "does not exist in Secrets Manager; create the secret"],
+    [
+      "denied",
+      "cannot be read (AccessDeniedException); grant the function secretsmanager:GetSecretValue on it",
+    ],
+    [
+      "undecryptable",
+      "cannot be decrypted (DecryptionFailure); grant the function kms:Decrypt on the secret's KMS key",
+    ],
+    [
+      "deleted",
+      "cannot be read (InvalidRequestException: deleted or scheduled for deletion); restore or recreate the secret",
+    ],
+    ["garbage", 'is not JSON; store {"privateKey": "…", "passphrase": "…"} or {"password": "…"}'],
+    [
+      "array",
+      'holds neither privateKey nor password; store {"privateKey": "…", "passphrase": "…"} or {"password": "…"}',
+    ],
+    [
+      "empty-object",
+      'holds neither privateKey nor password; store {"privateKey": "…", "passphrase": "…"} or {"password": "…"}',
+    ],
+    [
+      "bad-passphrase-type",
+      'has a non-string passphrase; store {"privateKey": "…", "passphrase": "…"} or {"password": "…"}',
+    ],
+  ])(
+    "answers CredentialInvalid (permanent) for %s, naming the credential and the fix",
+    async (name, message) => {
+      const store = new SecretsManagerStore({ client });
+      const err = (await store
+        .get(name, { signal: signal() })
+        .catch((e: unknown) => e)) as EngineError;
+      expect(err).toBeInstanceOf(CredentialInvalid);
+      expect(err.message).toBe(`credential "${name}" ${message}`);
+      expect(err).toMatchObject({ phase: "credentials", retryable: false, httpStatus: 500 });
+    },
+  );
+
+  it.each([
+    ["throttled", "could not be read (ThrottlingException)"],
+    ["internal", "could not be read (InternalServiceError)"],
+  ])("answers CredentialUnavailable (transient, retryable) when %s", async (name, message) => {
     const store = new SecretsManagerStore({ client });
-    const err = (await store.get(name, { signal: signal() }).catch((e: unknown) => e)) as Error;
-    expect(err.name).toBe("CredentialUnavailable");
+    const err = (await store
+      .get(name, { signal: signal() })
+      .catch((e: unknown) => e)) as EngineError;
+    expect(err).toBeInstanceOf(CredentialUnavailable);
     expect(err.message).toBe(`credential "${name}" ${message}`);
+    expect(err).toMatchObject({ phase: "credentials", retryable: true });
+  });
+
+  it("answers CredentialUnavailable when the endpoint is unreachable (closed port)", async () => {
+    const { port, close } = await closedPort();
+    const unreachable = new SecretsManagerClient({
+      endpoint: `http://127.0.0.1:${port}`,
+      region: "us-east-1",
+      credentials: { accessKeyId: "AKIDFAKE", secretAccessKey: "fake-secret" },
+      maxAttempts: 1,
+    });
+    try {
+      const store = new SecretsManagerStore({ client: unreachable });
+      const err = (await store
+        .get("default", { signal: signal() })
+        .catch((e: unknown) => e)) as EngineError;
+      expect(err).toBeInstanceOf(CredentialUnavailable);
+      expect(err.retryable).toBe(true);
+    } finally {
+      unreachable.destroy();
+      await close();
+    }
   });
 
   it("gives up on a hanging endpoint when the signal fires", async () => {
@@ -138,6 +225,7 @@ describe("Secrets Manager credential store (fake endpoint at the wire)", () => {
       .get("slow", { signal: AbortSignal.timeout(300) })
       .catch((e: unknown) => e)) as Error;
     expect(err.name).toBe("CredentialUnavailable");
+    expect((err as EngineError).retryable).toBe(true);
     expect(err.message).toContain("before the deadline");
     expect(Date.now() - started).toBeLessThan(1_000);
   });
@@ -165,6 +253,13 @@ describe("Secrets Manager credential store (fake endpoint at the wire)", () => {
     expect(hanging.statusCode).toBe(500);
     expect(JSON.parse(hanging.body).error.name).toBe("CredentialUnavailable");
     expect(Date.now() - slow).toBeLessThan(1_000);
+    const missing = await handler(v1Event(body("missing")), fakeContext());
+    expect(missing.statusCode).toBe(500);
+    expect(JSON.parse(missing.body).error).toMatchObject({
+      name: "CredentialInvalid",
+      phase: "credentials",
+      retryable: false,
+    });
     for (const line of captured.lines) for (const m of KEY_MARKERS) expect(line).not.toMatch(m);
   });
 });

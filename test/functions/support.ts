@@ -1,5 +1,5 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyEventV2 } from "aws-lambda";
-import { unavailable } from "../../functions/credentials/credential-store.ts";
+import { invalid } from "../../functions/credentials/credential-store.ts";
 import {
   LOCAL_API,
   toApiEventV1,
@@ -56,7 +56,7 @@ export function testRuntime(options: {
     },
     credentials: {
       get: async (name) => {
-        if (!Object.hasOwn(credentials, name)) throw unavailable(name, "is not configured");
+        if (!Object.hasOwn(credentials, name)) throw invalid(name, "is not configured");
         return credentials[name]!;
       },
     },

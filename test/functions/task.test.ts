@@ -1,13 +1,13 @@
 import { createHash } from "node:crypto";
-import ssh2 from "ssh2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTaskHandler } from "../../functions/task.ts";
 import type { RunResult } from "../../lib/types.ts";
 import { type Adversary, tarpit } from "../helpers/adversaries.ts";
+import { generateEd25519KeyPair } from "../helpers/keys.ts";
 import { type ExecContext, type Ssh2Server, startSsh2Server } from "../helpers/ssh2-server.ts";
 import { fakeContext, loopbackPolicy, taskEvent, testRuntime, WORKFLOW } from "./support.ts";
 
-const clientKey = ssh2.utils.generateKeyPairSync("ed25519");
+const clientKey = generateEd25519KeyPair();
 
 function scripted(ctx: ExecContext): void {
   const exit = /^exit (\d+)$/.exec(ctx.command);

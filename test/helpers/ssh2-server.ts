@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
 import net from "node:net";
-// ssh2 is CommonJS: its values come from the default export under ESM.
 import ssh2, { type AuthContext, type Connection, type ServerChannel, type Session } from "ssh2";
+// ssh2 is CommonJS: its values come from the default export under ESM.
+import { generateEd25519KeyPair } from "./keys.ts";
 
 const { Server, utils } = ssh2;
 
@@ -214,7 +215,7 @@ function makeExecContext(command: string, channel: ServerChannel, connection: Co
  * Default script: accept any real credential, exec echoes its command and exits 0.
  */
 export async function startSsh2Server(script: Ssh2ServerScript = {}): Promise<Ssh2Server> {
-  hostKeyCache ??= utils.generateKeyPairSync("ed25519");
+  hostKeyCache ??= generateEd25519KeyPair();
   const parsed = utils.parseKey(hostKeyCache.public);
   if (parsed instanceof Error) throw parsed;
   const blob = parsed.getPublicSSH();

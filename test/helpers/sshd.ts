@@ -128,7 +128,7 @@ export interface SshdServer {
   stop(): Promise<void>;
 }
 
-const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
+export const isRoot = typeof process.getuid === "function" && process.getuid() === 0;
 
 async function run(file: string, args: string[], input?: string): Promise<string> {
   if (input === undefined) {
@@ -198,7 +198,7 @@ const PASSWORD_MARKER = path.join(os.tmpdir(), `bssh-${TEST_USER}-password-hash`
  * and enables password tests. Skipped when the hash is still the one we set, so parallel test
  * forks don't fight over the shadow lock.
  */
-function ensureTestUser(): Promise<void> {
+export function ensureTestUser(): Promise<void> {
   userReady ??= (async () => {
     if (!(await userExists(TEST_USER))) {
       await withRetry(async () => {
@@ -237,7 +237,7 @@ async function fingerprintOf(pubPath: string): Promise<string> {
   return fp;
 }
 
-async function keygen(dir: string, name: string, args: string[]): Promise<KeyMaterial> {
+export async function keygen(dir: string, name: string, args: string[]): Promise<KeyMaterial> {
   const file = path.join(dir, name);
   await run(SSH_KEYGEN_PATH, ["-q", "-C", `bssh-${name}`, "-f", file, ...args]);
   return {
@@ -270,8 +270,25 @@ function clientKeyMaterial(): Promise<Record<KeyName, KeyMaterial>> {
   return keyMaterial;
 }
 
+/** This process's client keys written into `dir` (private keys mode 0600, for `ssh -i`). */
+export async function writeClientKeys(
+  dir: string,
+  material?: Record<KeyName, KeyMaterial>,
+): Promise<SshdServer["keys"]> {
+  const m = material ?? (await clientKeyMaterial());
+  const keys = {} as SshdServer["keys"];
+  for (const name of ["ed25519", "ecdsa", "rsa", "encrypted", "unauthorized"] as const) {
+    const file = path.join(dir, `id_${name}`);
+    await writeFile(file, m[name].privateKey, { mode: 0o600 });
+    const key: ClientKey = { ...m[name], path: file };
+    if (name === "encrypted") keys.encrypted = { ...key, passphrase: KEY_PASSPHRASE };
+    else keys[name] = key;
+  }
+  return keys;
+}
+
 /** A port that was free a moment ago (sshd can't be told to pick one itself). */
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   return await new Promise<number>((resolve, reject) => {
     const srv = net.createServer();
     srv.once("error", reject);
@@ -283,7 +300,7 @@ async function freePort(): Promise<number> {
   });
 }
 
-interface ProcStat {
+export interface ProcStat {
   pid: number;
   ppid: number;
   uid: number;
@@ -308,7 +325,7 @@ function readProc(pid: number): ProcStat | null {
   }
 }
 
-function allProcesses(): ProcStat[] {
+export function allProcesses(): ProcStat[] {
   const out: ProcStat[] = [];
   for (const name of fsSync.readdirSync("/proc")) {
     if (!/^\d+$/.test(name)) continue;
@@ -318,7 +335,7 @@ function allProcesses(): ProcStat[] {
   return out;
 }
 
-function argsOf(pid: number): string {
+export function argsOf(pid: number): string {
   try {
     return fsSync.readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").join(" ").trim();
   } catch {
@@ -326,7 +343,7 @@ function argsOf(pid: number): string {
   }
 }
 
-function hasMarker(pid: number, marker: string): boolean {
+export function hasMarker(pid: number, marker: string): boolean {
   try {
     return fsSync.readFileSync(`/proc/${pid}/environ`, "utf8").split("\0").includes(marker);
   } catch {
@@ -334,7 +351,7 @@ function hasMarker(pid: number, marker: string): boolean {
   }
 }
 
-function descendantsOf(root: number, procs: ProcStat[]): Set<number> {
+export function descendantsOf(root: number, procs: ProcStat[]): Set<number> {
   const children = new Map<number, number[]>();
   for (const p of procs) {
     const list = children.get(p.ppid) ?? [];
@@ -355,7 +372,7 @@ function descendantsOf(root: number, procs: ProcStat[]): Set<number> {
   return found;
 }
 
-function uidOf(name: string): number {
+export function uidOf(name: string): number {
   const passwd = fsSync.readFileSync("/etc/passwd", "utf8");
   const line = passwd.split("\n").find((l) => l.startsWith(`${name}:`));
   const uid = Number(line?.split(":")[2]);
@@ -363,7 +380,7 @@ function uidOf(name: string): number {
   return uid;
 }
 
-function killPid(pid: number, signal: NodeJS.Signals): void {
+export function killPid(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(pid, signal);
   } catch {
@@ -395,15 +412,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<SshdServer> {
     const hostKey = await keygen(dir, "ssh_host_ed25519_key", ["-t", "ed25519", "-N", ""]);
     const hostKeyLine = hostKey.publicKey.split(" ").slice(0, 2).join(" ");
 
-    const keys = {} as SshdServer["keys"];
-    for (const name of ["ed25519", "ecdsa", "rsa", "encrypted", "unauthorized"] as const) {
-      const m = material[name];
-      const file = path.join(dir, `id_${name}`);
-      await writeFile(file, m.privateKey, { mode: 0o600 });
-      const key: ClientKey = { ...m, path: file };
-      if (name === "encrypted") keys.encrypted = { ...key, passphrase: KEY_PASSPHRASE };
-      else keys[name] = key;
-    }
+    const keys = await writeClientKeys(dir, material);
     const authorizedKeys = path.join(dir, "authorized_keys");
     const authorized = [keys.ed25519, keys.ecdsa, keys.rsa, keys.encrypted].map((k) => k.publicKey);
     await writeFile(authorizedKeys, `${authorized.join("\n")}\n`, { mode: 0o644 });

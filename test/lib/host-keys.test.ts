@@ -8,11 +8,12 @@ import {
   knownHostsPolicy,
   pinnedPolicy,
 } from "../../lib/session/host-keys.ts";
+import { generateEd25519KeyPair } from "../helpers/keys.ts";
 
 function keyLine(type: "ed25519" | "ecdsa" = "ed25519"): { line: string; blob: Buffer } {
   const pair =
     type === "ed25519"
-      ? ssh2.utils.generateKeyPairSync("ed25519")
+      ? generateEd25519KeyPair()
       : ssh2.utils.generateKeyPairSync("ecdsa", { bits: 256 });
   const line = pair.public.trim();
   const blob = Buffer.from(line.split(" ")[1]!, "base64");

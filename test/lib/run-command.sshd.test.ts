@@ -188,12 +188,31 @@ describe("authentication", () => {
     });
   });
 
-  it("reports a wrong passphrase as CredentialUnavailable before connecting", async () => {
+  it("reports a wrong passphrase as CredentialInvalid (not retryable) before connecting", async () => {
     const { result } = await run(
       { command: "true" },
-      { secret: { privateKey: sshd.keys.encrypted.privateKey, passphrase: "wrong" } },
+      {
+        secret: { privateKey: sshd.keys.encrypted.privateKey, passphrase: "wrong" },
+        credentialName: "deploy",
+      },
     );
-    expect(result.error).toMatchObject({ name: "CredentialUnavailable", phase: "credentials" });
+    expect(result.error).toMatchObject({
+      name: "CredentialInvalid",
+      phase: "credentials",
+      retryable: false,
+      message:
+        'credential "deploy": the passphrase does not decrypt the private key; store the right "passphrase"',
+    });
+    expect(result.timings.connectMs).toBeNull();
+  });
+
+  it("reports a missing passphrase as CredentialInvalid naming the fix", async () => {
+    const { result } = await run(
+      { command: "true" },
+      { secret: { privateKey: sshd.keys.encrypted.privateKey }, credentialName: "deploy" },
+    );
+    expect(result.error).toMatchObject({ name: "CredentialInvalid", phase: "credentials" });
+    expect(result.error?.message).toContain('add "passphrase" to the credential');
     expect(result.timings.connectMs).toBeNull();
   });
 });
@@ -251,11 +270,12 @@ describe("host keys", () => {
 });
 
 describe("deadlines", () => {
-  it("stops a command that outlives its time: CommandTimeout, signalled, and the remote process is gone", async () => {
+  it("stops a command that outlives its time: CommandTimeout, confirmed, and the remote process is gone", async () => {
     const marker = `bssh-sleep-${randomBytes(4).toString("hex")}`;
     const { result, elapsedMs } = await run(
       { command: `exec -a ${marker} sleep 300` },
-      { budgetMs: 2000 },
+      // Teardown cap 1 s (reserve 400 ms): room for the confirmation on a loaded machine.
+      { budgetMs: 2000, phaseCaps: { teardown: 1000 } },
     );
     expect(result.status).toBe("timed_out");
     expect(result.error).toMatchObject({
@@ -264,10 +284,10 @@ describe("deadlines", () => {
       retryable: false,
       commandStarted: true,
     });
-    expect(result.remoteCleanup).toBe("signalled");
+    // sshd reported the command's death (exit-signal TERM) inside the teardown reserve.
+    expect(result.remoteCleanup).toBe("confirmed");
     expect(elapsedMs).toBeGreaterThan(1500);
-    // The signal reaches it at once; the remote bound (timeout -k) is the backstop.
-    const deadline = Date.now() + 5000;
+    const deadline = Date.now() + 500;
     while (sshd.userProcesses().some((p) => p.args.includes(marker)) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -281,6 +301,8 @@ describe("deadlines", () => {
       { budgetMs: 1500 },
     );
     expect(result.error?.name).toBe("CommandTimeout");
+    // TERM was delivered but nothing confirmed the end: say so.
+    expect(result.remoteCleanup).toBe("signalled");
     // timeout(1) sends KILL after its grace, even though the client is long gone.
     const deadline = Date.now() + 8000;
     while (sshd.userProcesses().some((p) => p.args.includes(marker)) && Date.now() < deadline) {

@@ -240,15 +240,15 @@ describe("credentials: a caller uses only what its rule grants", () => {
     expect([o.status, o.name]).toEqual([400, "ValidationError"]);
   });
 
-  it("uses a granted credential whose key does not parse → 500 CredentialUnavailable, fixed message", async () => {
+  it("uses a granted credential whose key does not parse → 500 CredentialInvalid, fixed message", async () => {
     const o = await viaApi("v1", target({ credential: "broken" }));
-    expect([o.status, o.name]).toEqual([500, "CredentialUnavailable"]);
-    expect(o.body.error?.message).toMatch(/not a private key in a format/);
+    expect([o.status, o.name]).toEqual([500, "CredentialInvalid"]);
+    expect(o.body.error?.message).toMatch(/not in a format ssh can read/);
   });
 
   it("uses a granted key with the wrong stored passphrase → fixed message, no passphrase echoed", async () => {
     const o = await viaApi("v1", target({ credential: "locked" }));
-    expect(o.body.error?.message).toMatch(/passphrase does not decrypt it/);
+    expect(o.body.error?.message).toMatch(/passphrase does not decrypt the private key/);
   });
 });
 
