@@ -4,4 +4,5 @@ export * from "./errors.ts";
 export * from "./metrics.ts";
 export * from "./names.ts";
 export { runCommand } from "./run-command.ts";
+export { DEFAULT_SPILL_MAX_BYTES } from "./session/output-capture.ts";
 export type * from "./types.ts";

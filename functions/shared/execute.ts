@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import {
+  CommandNotAllowed,
   CredentialNotAllowed,
   CredentialUnavailable,
   DeadlineExceeded,
@@ -213,6 +214,18 @@ export async function execute(
       (limits?.idempotencyScope && runtime.idempotency
         ? derivedKey(limits.idempotencyScope, run)
         : undefined);
+    if (run.spill === true && !(settings.spill && runtime.spill)) {
+      throw new ValidationError(
+        'field "spill": this deployment has no spill bucket (set BSSH_SPILL_BUCKET)',
+        { phase: "request" },
+      );
+    }
+    if (run.spill === true && settings.spill?.mode === "request" && !authorization.allowSpill) {
+      throw new CommandNotAllowed(
+        `spill is not allowed by rule ${authorization.rules.join(", ")} (allowSpill)`,
+        { phase: "policy" },
+      );
+    }
     if (run.idempotencyKey !== undefined && !runtime.idempotency) {
       throw new ValidationError(
         'field "idempotencyKey": this deployment has no idempotency store (set BSSH_IDEMPOTENCY_TABLE)',
@@ -329,6 +342,11 @@ export async function execute(
     };
     if (knownHosts !== undefined) options.knownHosts = knownHosts;
     if (runtime.lookup) options.lookup = runtime.lookup;
+    const spill = settings.spill;
+    const store = runtime.spill;
+    if (spill && store && (spill.mode === "always" || run.spill === true)) {
+      options.spill = { open: (stream) => store.open(requestId, stream), maxBytes: spill.maxBytes };
+    }
     return runCommand({ ...run, command: authorization.command }, options);
   }
 }

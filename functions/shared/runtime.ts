@@ -1,4 +1,5 @@
 import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
+import { S3Client } from "@aws-sdk/client-s3";
 import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { GetParameterCommand, SSMClient } from "@aws-sdk/client-ssm";
 import type { RunOptions } from "../../lib/types.ts";
@@ -14,6 +15,7 @@ import { DynamoIdempotencyStore, type IdempotencyStore } from "../idempotency/id
 import type { MetricsMiddlewareOptions } from "../metrics/middleware.ts";
 import type { AuditLine } from "../middleware/audit-log.ts";
 import { Policy, type PolicyDocument } from "../policy/policy.ts";
+import { S3SpillStore, type SpillStore } from "../spill/s3-spill.ts";
 import type { InvocationRecord } from "./invocation.ts";
 import { ENV, type HandlerSettings, settingsFromEnv } from "./settings.ts";
 
@@ -42,6 +44,11 @@ export interface Runtime {
   idempotency?: IdempotencyStore;
   /** Per-host circuit breaker. @default none */
   breaker?: HostBreaker;
+  /**
+   * Where spilled streams go (`settings.spill` says when and how much). @default none: the
+   * request field `spill` is refused
+   */
+  spill?: SpillStore;
 }
 
 /** A policy that never changes (inline JSON, local config). */
@@ -110,6 +117,9 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
     knownHosts,
     policy,
   };
+  if (settings.spill) {
+    runtime.spill = new S3SpillStore({ client: new S3Client({}), bucket: settings.spill.bucket });
+  }
   const idempotencyTable = env[ENV.idempotencyTable];
   const breakerTable = env[ENV.breakerTable];
   if (idempotencyTable || breakerTable) {
