@@ -499,12 +499,9 @@ class Session {
           code: typeof code === "number" ? code : null,
           signal: typeof signal === "string" ? signal.replace(/^SIG/, "") : null,
         };
-        // Finished: wait a short grace for the rest of the output and the close, no more —
-        // unless a stream is being spilled: its object must hold every byte, so the rest of
-        // the output may take what is left of the exec allowance.
-        const spilling = this.#stdout.spilling || this.#stderr.spilling;
-        const allowance = this.#deadline.allowance("exec");
-        const grace = spilling ? allowance : Math.min(EXIT_GRACE_MS, allowance);
+        // Finished: wait a short grace for the rest of the output and the close, no more
+        // (a spilled stream's rest is awaited by #finishSpills, inside the exec allowance).
+        const grace = Math.min(EXIT_GRACE_MS, this.#deadline.allowance("exec"));
         void this.#deadline.wait(grace, closed).then(() => resolve());
       });
       void closed.then(() => {

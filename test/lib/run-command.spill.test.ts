@@ -81,7 +81,12 @@ class SlowSink implements OutputSpill {
   }
 }
 
+const SESSION_TYPES = ["TCPSocketWrap", "TCPWrap", "TCPConnectWrap"];
+const sockets = () =>
+  process.getActiveResourcesInfo().filter((t) => SESSION_TYPES.includes(t)).length;
+
 async function run(command: string, options: Partial<RunOptions>, budgetMs = 60_000) {
+  const before = sockets();
   const start = performance.now();
   const result: RunResult = await runCommand(
     { host: sshd.host, port: sshd.port, username: sshd.username, command, maxOutputBytes: 1024 },
@@ -92,7 +97,10 @@ async function run(command: string, options: Partial<RunOptions>, budgetMs = 60_
       ...options,
     },
   );
-  return { result, elapsedMs: performance.now() - start };
+  const elapsedMs = performance.now() - start;
+  // A paused channel or a spill still completing must never keep the session's socket alive.
+  expect(sockets(), "no socket of the session is alive").toBeLessThanOrEqual(before);
+  return { result, elapsedMs };
 }
 
 // 8 MiB of distinct lines: a lost or reordered chunk changes the hash.
