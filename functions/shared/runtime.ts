@@ -118,7 +118,12 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
     policy,
   };
   if (settings.spill) {
-    runtime.spill = new S3SpillStore({ client: new S3Client({}), bucket: settings.spill.bucket });
+    // A stalled upload holds the spilled stream paused (back-pressure), and the command with
+    // it: an idle connection fails the part instead, the spill is dropped, the stream resumes.
+    const s3 = new S3Client({
+      requestHandler: { connectionTimeout: 2_000, requestTimeout: 10_000 },
+    });
+    runtime.spill = new S3SpillStore({ client: s3, bucket: settings.spill.bucket });
   }
   const idempotencyTable = env[ENV.idempotencyTable];
   const breakerTable = env[ENV.breakerTable];
