@@ -52,7 +52,13 @@ export async function probeHostKey(
     });
     client.on("close", () => {
       if (presented) resolve(presented);
-      else reject(classifyError(new Error("closed before a host key"), { phase: "handshake", commandStarted: false }));
+      else
+        reject(
+          classifyError(new Error("closed before a host key"), {
+            phase: "handshake",
+            commandStarted: false,
+          }),
+        );
     });
     client.connect({
       host: target.host,

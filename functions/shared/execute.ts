@@ -157,6 +157,18 @@ function derivedKey(scope: string, run: RunRequest): string {
   return `sfn:${digest}`;
 }
 
+/**
+ * Key of an optional `AbortSignal` on the invocation context that cancels the session. Only
+ * local mode's server sets it (Ctrl-C); Lambda's context never carries it, so the deployed
+ * path is unchanged.
+ */
+export const CANCEL_SIGNAL = "bsshCancelSignal";
+
+/** A context that may carry {@link CANCEL_SIGNAL}. */
+export interface CancellableContext {
+  [CANCEL_SIGNAL]?: AbortSignal;
+}
+
 export async function execute(
   request: InvocationRequest,
   runtime: Runtime,
@@ -327,6 +339,8 @@ export async function execute(
       phaseCaps: settings.phaseCaps,
       remoteBound: settings.remoteBound,
     };
+    const cancel = (request.context as CancellableContext)[CANCEL_SIGNAL];
+    if (cancel) options.signal = cancel;
     if (knownHosts !== undefined) options.knownHosts = knownHosts;
     if (runtime.lookup) options.lookup = runtime.lookup;
     return runCommand({ ...run, command: authorization.command }, options);
