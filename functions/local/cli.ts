@@ -1,10 +1,9 @@
 /**
  * What every local command line shares: `--help`, and one clear line (no stack trace) for
- * anything the user can fix. `BSSH_DEBUG=1` prints the stack of unexpected errors.
+ * anything the user can fix. `BSSH_DEBUG=1` prints the stack of unexpected errors. Imports
+ * nothing heavy, so `--help` answers before the handlers load (entry points import them in
+ * `main`).
  */
-import { DEFAULT_API_TIMEOUTS, DEFAULT_TASK_TIMEOUTS } from "../../cdk/config.ts";
-import { settingsFromEnv } from "../shared/settings.ts";
-import { LocalConfigError } from "./local-config.ts";
 
 /** A mistake the user can fix (bad argument, variable, port in use); exit code 2. */
 export class UsageError extends Error {
@@ -30,63 +29,12 @@ export async function runCli(
     await main(args);
   } catch (err) {
     const error = err as Error;
-    const known = error instanceof UsageError || error instanceof LocalConfigError;
+    // By name: LocalConfigError lives with the config reader, which --help must not load.
+    const known = error.name === "UsageError" || error.name === "LocalConfigError";
     if (process.env.BSSH_DEBUG === "1") console.error(error);
     console.error(
       `bounded-ssh ${command}: ${known ? error.message : `${error.name}: ${error.message}`}`,
     );
     process.exit(known ? 2 : 1);
   }
-}
-
-/** Timeouts of the deployed functions (cdk/config.ts), so local runs match them. */
-const DEPLOYED = {
-  api: DEFAULT_API_TIMEOUTS,
-  task: DEFAULT_TASK_TIMEOUTS,
-} as const;
-
-/** The local function timeout and reserve of an entry point, after the environment. */
-export interface LocalTimeouts {
-  functionTimeoutMs: number;
-  reserveMs: number;
-}
-
-function positiveMs(env: NodeJS.ProcessEnv, key: string, fallback: number): number {
-  const raw = env[key];
-  if (raw === undefined || raw === "") return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) {
-    throw new UsageError(`${key}=${JSON.stringify(raw)}: must be a number of milliseconds > 0`);
-  }
-  return value;
-}
-
-/**
- * The deployed function's timeout and reserve for `entry` (API or Step Functions task),
- * overridden by `BSSH_FUNCTION_TIMEOUT_MS` / `BSSH_RESERVE_MS`. Also checks every other
- * handler variable, so a bad one is reported at start.
- */
-export function localTimeouts(
-  entry: "api" | "task",
-  env: NodeJS.ProcessEnv = process.env,
-): LocalTimeouts {
-  const deployed = DEPLOYED[entry];
-  let reserveMs: number;
-  try {
-    const settings = settingsFromEnv(env);
-    reserveMs =
-      env.BSSH_RESERVE_MS === undefined || env.BSSH_RESERVE_MS === ""
-        ? deployed.reserve.toMilliseconds()
-        : settings.reserveMs;
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  return {
-    functionTimeoutMs: positiveMs(
-      env,
-      "BSSH_FUNCTION_TIMEOUT_MS",
-      deployed.functionTimeout.toMilliseconds(),
-    ),
-    reserveMs,
-  };
 }

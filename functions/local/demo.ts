@@ -8,13 +8,8 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type { MetricDatum } from "../../lib/metrics.ts";
 import type { RunResult } from "../../lib/types.ts";
-import { createApiHandler } from "../api.ts";
 import type { AuditLine } from "../middleware/audit-log.ts";
-import { toApiEventV1 } from "./api-event.ts";
-import { localTimeouts, runCli } from "./cli.ts";
-import { EMBEDDED_CALLER, EMBEDDED_USER, startEmbeddedTargets } from "./embedded.ts";
-import { lambdaContext } from "./lambda-context.ts";
-import { localRuntime } from "./local-config.ts";
+import { runCli } from "./cli.ts";
 
 const HELP = `
 usage: npm run demo
@@ -48,6 +43,13 @@ function datumText(d: MetricDatum): string {
 
 async function main(): Promise<void> {
   const started = Date.now();
+  // Loaded here, not at the top: --help answers without loading the handlers.
+  const { createApiHandler } = await import("../api.ts");
+  const { toApiEventV1 } = await import("./api-event.ts");
+  const { EMBEDDED_CALLER, EMBEDDED_USER, startEmbeddedTargets } = await import("./embedded.ts");
+  const { lambdaContext } = await import("./lambda-context.ts");
+  const { localRuntime } = await import("./local-config.ts");
+  const { localTimeouts } = await import("./local-timeouts.ts");
   const timeouts = localTimeouts("api");
   const embedded = await startEmbeddedTargets();
   const { ssh, hung, configPath } = embedded;

@@ -5,13 +5,12 @@
  */
 import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { isIP } from "node:net";
-import { dirname, resolve } from "node:path";
+import { dirname, isAbsolute, resolve } from "node:path";
 import { createInterface } from "node:readline/promises";
 import { type ProbedHostKey, probeHostKey } from "../../lib/probe-host-key.ts";
 import { knownHostsPolicy } from "../../lib/session/host-keys.ts";
 import { ENV } from "../shared/settings.ts";
 import { UsageError } from "./cli.ts";
-import { configPath } from "./local-config.ts";
 
 /** Where `init` and `trust` keep local mode's files. */
 export const LOCAL_DIR = ".bssh";
@@ -29,7 +28,8 @@ export function localKnownHostsPath(env: NodeJS.ProcessEnv = process.env): strin
   if (typeof parsed.knownHostsFile !== "string") {
     throw new UsageError(`${config}: set "knownHostsFile" (e.g. "known_hosts") to trust hosts`);
   }
-  return configPath(dirname(resolve(config)), parsed.knownHostsFile);
+  const file = parsed.knownHostsFile;
+  return isAbsolute(file) ? file : resolve(dirname(resolve(config)), file);
 }
 
 /** Longest a host-key probe may take (connect, banner, key exchange). */

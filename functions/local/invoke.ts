@@ -7,9 +7,8 @@
 import { readFileSync } from "node:fs";
 import { ENV } from "../shared/settings.ts";
 import { toTaskEvent } from "./api-event.ts";
-import { localTimeouts, runCli, UsageError } from "./cli.ts";
+import { runCli, UsageError } from "./cli.ts";
 import { lambdaContext } from "./lambda-context.ts";
-import { localRuntime, readLocalConfig } from "./local-config.ts";
 
 const HELP = `
 usage: BSSH_CONFIG=<config.json> npm run invoke -- <event.json | ->
@@ -31,6 +30,9 @@ async function main(args: string[]): Promise<void> {
       `set ${ENV.config} to a local config file (npm run init -- user@host writes .bssh/config.json)`,
     );
   }
+  // Loaded here, not at the top: --help answers without loading the handlers.
+  const { localTimeouts } = await import("./local-timeouts.ts");
+  const { localRuntime, readLocalConfig } = await import("./local-config.ts");
   const timeouts = localTimeouts("task");
   const { config } = readLocalConfig(configPath);
   let event: unknown;

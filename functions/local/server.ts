@@ -14,10 +14,8 @@ import type { APIGatewayProxyResult, Context } from "aws-lambda";
 import type { ApiEvent } from "../shared/api-http.ts";
 import { ENV } from "../shared/settings.ts";
 import { toApiEventV1, toApiEventV2 } from "./api-event.ts";
-import { localTimeouts, runCli, UsageError } from "./cli.ts";
-import { startEmbeddedTargets } from "./embedded.ts";
+import { runCli, UsageError } from "./cli.ts";
 import { lambdaContext } from "./lambda-context.ts";
-import { localRuntime, readLocalConfig } from "./local-config.ts";
 
 /** API Gateway refuses payloads above 10 MB before invoking anything; so does the emulator. */
 const MAX_HTTP_BODY_BYTES = 10 * 1024 * 1024;
@@ -216,6 +214,10 @@ function payloadVersionOf(raw: string | undefined): "1.0" | "2.0" {
 }
 
 async function main(): Promise<void> {
+  // Loaded here, not at the top: --help answers without loading the handlers.
+  const { localTimeouts } = await import("./local-timeouts.ts");
+  const { localRuntime, readLocalConfig } = await import("./local-config.ts");
+  const { startEmbeddedTargets } = await import("./embedded.ts");
   const env = process.env;
   const timeouts = localTimeouts("api");
   const port = portOf(env.BSSH_PORT);
@@ -278,6 +280,7 @@ async function main(): Promise<void> {
         "a real host: npm run init -- user@host[:port], then BSSH_CONFIG=.bssh/config.json npm start",
       );
     }
+    say("ready; Ctrl-C stops (in-flight sessions are cancelled)");
     await new Promise<void>((done) => {
       const stop = () => {
         process.once("SIGINT", () => process.exit(130));

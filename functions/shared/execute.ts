@@ -16,7 +16,12 @@ import { hostKeyTrust } from "../../lib/session/host-keys.ts";
 import type { RunOptions, RunRequest, RunResult, Secret } from "../../lib/types.ts";
 import type { Authorization, Policy } from "../policy/policy.ts";
 import { attemptedTarget, auditFactsOf } from "./audit-facts.ts";
-import { type InvocationRecord, invocationOf } from "./invocation.ts";
+import {
+  CANCEL_SIGNAL,
+  type CancellableContext,
+  type InvocationRecord,
+  invocationOf,
+} from "./invocation.ts";
 import { REQUEST_LIMITS } from "./request-schema.ts";
 import type { Runtime } from "./runtime.ts";
 import { validateRequest } from "./validate-request.ts";
@@ -155,18 +160,6 @@ function derivedKey(scope: string, run: RunRequest): string {
     .update(JSON.stringify([scope, run.host, run.port ?? 22, run.username, run.command]))
     .digest("base64url");
   return `sfn:${digest}`;
-}
-
-/**
- * Key of an optional `AbortSignal` on the invocation context that cancels the session. Only
- * local mode's server sets it (Ctrl-C); Lambda's context never carries it, so the deployed
- * path is unchanged.
- */
-export const CANCEL_SIGNAL = "bsshCancelSignal";
-
-/** A context that may carry {@link CANCEL_SIGNAL}. */
-export interface CancellableContext {
-  [CANCEL_SIGNAL]?: AbortSignal;
 }
 
 export async function execute(
