@@ -82,6 +82,8 @@ async function start(env: Record<string, string>): Promise<{
     env: cleanEnv({ BSSH_PORT: "0", BSSH_TOKEN_FILE: join(dir, "token"), ...env }),
     cwd: dir,
     stdio: ["ignore", "ignore", "pipe"],
+    // Its own process group: tsx runs the server in a child, and cleanup must reach both.
+    detached: true,
   });
   let stderr = "";
   const exited = new Promise<number | null>((r) => child.once("exit", (code) => r(code)));
@@ -135,7 +137,11 @@ describe("npm start without a config", () => {
       );
       expect(await server.exited).toBe(0);
     } finally {
-      server.child.kill("SIGKILL");
+      try {
+        process.kill(-server.child.pid!, "SIGKILL");
+      } catch {
+        // Already gone: it exited on SIGINT.
+      }
     }
   });
 });
