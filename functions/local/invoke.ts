@@ -32,9 +32,9 @@ async function main(args: string[]): Promise<void> {
   }
   // Loaded here, not at the top: --help answers without loading the handlers.
   const { localTimeouts } = await import("./local-timeouts.ts");
-  const { localRuntime, readLocalConfig } = await import("./local-config.ts");
+  const { checkLocalConfig, localRuntime } = await import("./local-config.ts");
   const timeouts = localTimeouts("task");
-  const { config } = readLocalConfig(configPath);
+  const { config } = checkLocalConfig(configPath);
   let event: unknown;
   try {
     event = JSON.parse(readFileSync(file === "-" ? 0 : file, "utf8"));

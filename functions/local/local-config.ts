@@ -58,8 +58,7 @@ function checkReadable(config: string, what: string, path: string, fix: string):
 }
 
 /**
- * Reads and checks a local config file: it parses, has the required fields, and every file it
- * names exists and is readable, so a mistake is found at start, not as an HTTP 500 later.
+ * Reads a local config file and checks its shape (it parses, has the required fields).
  * Throws {@link LocalConfigError} naming the file and the fix.
  */
 export function readLocalConfig(path: string): { config: LocalConfig; baseDir: string } {
@@ -98,7 +97,17 @@ export function readLocalConfig(path: string): { config: LocalConfig; baseDir: s
       `${path}: "workflowCallerArn" is gone: tasks run as their state machine; set "stateMachineArn" (default ${LOCAL_STATE_MACHINE}) and name it in the policy's callers`,
     );
   }
-  const baseDir = dirname(absolute);
+  return { config, baseDir: dirname(absolute) };
+}
+
+/**
+ * {@link readLocalConfig}, then every file the config names exists and is readable: what the
+ * local commands run before anything listens, so a mistake is one line naming the file and
+ * the fix instead of an HTTP 500 later. (The runtime itself reads files per request, so a key
+ * removed later is still the request's `CredentialInvalid`.)
+ */
+export function checkLocalConfig(path: string): { config: LocalConfig; baseDir: string } {
+  const { config, baseDir } = readLocalConfig(path);
   for (const [name, entry] of Object.entries(config.credentials)) {
     if (entry && typeof entry === "object" && "password" in entry) continue;
     const file = (entry as { privateKeyFile?: unknown } | null)?.privateKeyFile;

@@ -216,18 +216,18 @@ function payloadVersionOf(raw: string | undefined): "1.0" | "2.0" {
 async function main(): Promise<void> {
   // Loaded here, not at the top: --help answers without loading the handlers.
   const { localTimeouts } = await import("./local-timeouts.ts");
-  const { localRuntime, readLocalConfig } = await import("./local-config.ts");
+  const { checkLocalConfig, localRuntime } = await import("./local-config.ts");
   const { startEmbeddedTargets } = await import("./embedded.ts");
   const env = process.env;
   const timeouts = localTimeouts("api");
   const port = portOf(env.BSSH_PORT);
   const payloadVersion = payloadVersionOf(env.BSSH_PAYLOAD_VERSION);
   // Checked before anything listens: a bad config is one line, not an HTTP 500 later.
-  if (env[ENV.config]) readLocalConfig(env[ENV.config]!);
+  if (env[ENV.config]) checkLocalConfig(env[ENV.config]!);
   const embedded = env[ENV.config] ? undefined : await startEmbeddedTargets();
   const configPath = env[ENV.config] ?? embedded!.configPath;
   try {
-    const { config } = readLocalConfig(configPath);
+    const { config } = checkLocalConfig(configPath);
     const { createApiHandler } = await import("../api.ts");
     const handler = createApiHandler(
       localRuntime(configPath, { settings: { reserveMs: timeouts.reserveMs } }),
