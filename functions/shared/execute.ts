@@ -16,7 +16,12 @@ import { hostKeyTrust } from "../../lib/session/host-keys.ts";
 import type { RunOptions, RunRequest, RunResult, Secret } from "../../lib/types.ts";
 import type { Authorization, Policy } from "../policy/policy.ts";
 import { attemptedTarget, auditFactsOf } from "./audit-facts.ts";
-import { type InvocationRecord, invocationOf } from "./invocation.ts";
+import {
+  CANCEL_SIGNAL,
+  type CancellableContext,
+  type InvocationRecord,
+  invocationOf,
+} from "./invocation.ts";
 import { REQUEST_LIMITS } from "./request-schema.ts";
 import type { Runtime } from "./runtime.ts";
 import { validateRequest } from "./validate-request.ts";
@@ -331,6 +336,8 @@ export async function execute(
       phaseCaps: settings.phaseCaps,
       remoteBound: settings.remoteBound,
     };
+    const cancel = (request.context as CancellableContext)[CANCEL_SIGNAL];
+    if (cancel) options.signal = cancel;
     if (knownHosts !== undefined) options.knownHosts = knownHosts;
     if (runtime.lookup) options.lookup = runtime.lookup;
     return runCommand({ ...run, command: authorization.command }, options);
