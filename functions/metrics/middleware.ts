@@ -70,7 +70,7 @@ function errorFor(record: InvocationRecord, thrown: unknown): MetricError | unde
   if (name === "TimeoutError")
     return { name: "DeadlineExceeded" satisfies ErrorName, phase: where };
   const status = (thrown as { statusCode?: unknown }).statusCode;
-  // Input rejected by a middleware (e.g. @middy/validator) before the handler saw it.
+  // Input rejected by a middleware (an HTTP 400 from middy middleware) before the handler saw it.
   if (status === 400) return { name: "ValidationError" satisfies ErrorName, phase: "request" };
   return { name: "InternalError" satisfies ErrorName, phase: where };
 }
