@@ -11,8 +11,15 @@ import type { Context } from "aws-lambda";
 import { type MetricDatum, type MetricError, toMetricDatums } from "../../lib/metrics.ts";
 import { ERROR_NAMES, type ErrorName } from "../../lib/names.ts";
 import { type InvocationRecord, invocationOf } from "../shared/invocation.ts";
+import { preload } from "../shared/lazy.ts";
 import { defaultLeakGauge, type LeakGauge } from "./leak-gauge.ts";
-import { type MetricsMode, type PublishReport, publishMetrics } from "./publisher.ts";
+import {
+  loadCloudWatchSdk,
+  type MetricsMode,
+  metricsConfigFromEnv,
+  type PublishReport,
+  publishMetrics,
+} from "./publisher.ts";
 
 export interface MetricsMiddlewareOptions {
   /** @default env `BSSH_METRICS_NAMESPACE`, else `BoundedSsh` */
@@ -100,8 +107,14 @@ export function metricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
   const options = { ...defaults, ...opts };
   const gauge = options.leakGauge ?? defaultLeakGauge;
   const published = new WeakSet<object>();
+  // The SDK is loaded on first use; start it while the first invocation waits on the network.
+  let preloaded = options.client !== undefined;
 
   const before = (request: AnyRequest): void => {
+    if (!preloaded) {
+      preloaded = true;
+      if ((options.mode ?? metricsConfigFromEnv().mode) !== "emf") preload([loadCloudWatchSdk]);
+    }
     const record = invocationOf(request);
     try {
       record.leakedSockets = gauge.measure();
