@@ -105,6 +105,8 @@ export async function measureColdStart(spawns: number): Promise<ColdStartResult>
   return { baseline, bundles, firstInvocation };
 }
 
+const AWS_RTT_MS = Number(process.env.BENCH_AWS_RTT_MS ?? 0);
+
 const RUNNER = `
 const t0 = performance.now();
 const m = require(process.env.BENCH_BUNDLE);
@@ -136,7 +138,11 @@ async function measureFirstInvocation(
         ? `${server.knownHostsLine}\n`
         : JSON.stringify({ privateKey: key.private });
       res.setHeader("content-type", "application/x-amz-json-1.1");
-      res.end(JSON.stringify({ Name: SecretId, SecretString: value, VersionId: "v1" }));
+      // BENCH_AWS_RTT_MS: a Secrets Manager round trip as Lambda sees it (loopback: 0).
+      setTimeout(
+        () => res.end(JSON.stringify({ Name: SecretId, SecretString: value, VersionId: "v1" })),
+        AWS_RTT_MS,
+      );
     });
   });
   await new Promise<void>((resolve) => sm.listen(0, "127.0.0.1", resolve));
