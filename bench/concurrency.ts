@@ -69,3 +69,31 @@ export async function measureConcurrency(
     clientCpuMs: (cpu.user + cpu.system) / 1000,
   };
 }
+
+/** Wall time and this process's CPU for N sessions of any client at once (an anchor). */
+export async function measureConcurrentClient(
+  client: () => Promise<number>,
+  sessions: number,
+): Promise<{ wallMs: number; clientCpuMs: number; failures: number }> {
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  let failures = 0;
+  await Promise.all(
+    Array.from({ length: sessions }, () =>
+      client().catch(() => {
+        failures++;
+      }),
+    ),
+  );
+  const wallMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  return { wallMs, clientCpuMs: (cpu.user + cpu.system) / 1000, failures };
+}
+
+/**
+ * The CPU floor of N concurrent sessions: all the CPU they need (client + sshd) spread over
+ * every core. No schedule finishes sooner; a wall time near it means nothing waits idly.
+ */
+export function cpuFloorMs(clientCpuMs: number, sshdCpuMs: number, cores: number): number {
+  return (clientCpuMs + sshdCpuMs) / cores;
+}

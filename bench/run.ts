@@ -10,16 +10,16 @@
  */
 
 import { execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import v8 from "node:v8";
 import vm from "node:vm";
 import { type SshdServer, startSshd } from "../test/helpers/sshd.ts";
 import { measureColdStart } from "./coldstart.ts";
-import { measureConcurrency } from "./concurrency.ts";
+import { cpuFloorMs, measureConcurrency, measureConcurrentClient } from "./concurrency.ts";
 import { loadEngine } from "./engine.ts";
-import { measureLatency } from "./latency.ts";
+import { measureLatency, rawSsh2Client } from "./latency.ts";
 import { measurePrecision, PRECISION_BUDGET_MS } from "./precision.ts";
 import { median, ms, quantile, ratio } from "./stats.ts";
 import { measureThroughput } from "./throughput.ts";
@@ -230,6 +230,27 @@ async function main(): Promise<void> {
           target: "≤ 3×",
           met: ok(r <= 3),
         });
+        // Wall time against the CPU floor, beside tuned raw ssh2 run the same way.
+        const cores = os.availableParallelism();
+        const floor = cpuFloorMs(c.clientCpuMs, sshdCpu, cores);
+        const rawSshd0 = sshdCpuMs(srv);
+        const rawRun = await measureConcurrentClient(rawSsh2Client(srv, { tuned: true }), n);
+        const rawFloor = cpuFloorMs(rawRun.clientCpuMs, sshdCpuMs(srv) - rawSshd0, cores);
+        raw[`concurrency${n}`] = {
+          ...(raw[`concurrency${n}`] as object),
+          cores,
+          floorMs: floor,
+          rawSsh2: { ...rawRun, floorMs: rawFloor },
+        };
+        row({
+          section: "concurrency",
+          measure: `${n} at once: wall ÷ CPU floor ((client + sshd CPU) ÷ ${cores} cores); anchor: tuned raw ssh2 wall ÷ its floor`,
+          value: `${ms(c.wallMs)} ms ÷ ${ms(floor)} ms`,
+          anchor: `${ms(rawRun.wallMs)} ms ÷ ${ms(rawFloor)} ms = ${(rawRun.wallMs / rawFloor).toFixed(2)}×`,
+          ratio: ratio(c.wallMs / floor),
+          target: "≤ 1.2×",
+          met: ok(c.wallMs / floor <= 1.2),
+        });
         row({
           section: "concurrency",
           measure: `${n} at once: CPU per session, this process / sshd`,
@@ -323,6 +344,7 @@ async function main(): Promise<void> {
   for (const r of rows) console.log(line(r));
   const jsonPath =
     process.env.BENCH_JSON ?? path.join(import.meta.dirname, "..", ".bench", "results.json");
+  mkdirSync(path.dirname(jsonPath), { recursive: true });
   writeFileSync(jsonPath, JSON.stringify({ rows, raw }, null, 1));
 }
 

@@ -37,6 +37,12 @@ export const EXIT_GRACE_MS = 250;
  * budget whose reserve is below this waits for none (and reports "signalled").
  */
 export const CLEANUP_CONFIRM_KEEP_MS = 125;
+/**
+ * The polite part of teardown (DISCONNECT, FIN, waiting for the peer's close) stops this long
+ * before the budget ends, so the destroy and the resolution land before the deadline even when
+ * a loaded event loop fires timers late.
+ */
+export const TEARDOWN_SLACK_MS = 30;
 /** TCP keepalive: first probe after this much idle time (SSH keepalive does the fast work). */
 const TCP_KEEPALIVE_INITIAL_MS = 15_000;
 
@@ -568,7 +574,10 @@ class Session {
       } catch {
         // ssh2 may throw on a half-dead transport; destroying below covers it.
       }
-      await this.#deadline.wait(this.#deadline.allowance("teardown"), this.#socketClosed);
+      await this.#deadline.wait(
+        Math.max(0, this.#deadline.allowance("teardown") - TEARDOWN_SLACK_MS),
+        this.#socketClosed,
+      );
     }
     if (sock) {
       sock.destroy();

@@ -89,6 +89,9 @@ export class HostBreaker {
       return;
     }
     if (!countsAgainstHost(result.error?.name)) return;
+    // A connection lost after the command started may be the command's own doing (a reboot,
+    // a killed sshd): one caller must not be able to quarantine a host for everyone.
+    if (result.error?.name === "ConnectionLost" && result.error.commandStarted) return;
     const now = this.#o.now();
     const windowMs = this.#o.windowSeconds * 1000;
     // Start a new window when the last one is over; otherwise count on.

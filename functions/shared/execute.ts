@@ -225,6 +225,16 @@ export async function execute(
         { phase: "request" },
       );
     }
+    // A quarantined host is refused at once: one read, before the idempotency store, the
+    // credentials or a dial. The breaker is an optimisation: when its store fails, the
+    // session goes ahead.
+    if (runtime.breaker) {
+      try {
+        await bounded((signal) => runtime.breaker!.check(run!.host, port, signal));
+      } catch (err) {
+        if (err instanceof HostQuarantined) throw err;
+      }
+    }
     const session = () => runSession(run!, authorization, port);
     let result: RunResult;
     if (idempotencyKey !== undefined && runtime.idempotency && record.caller) {
@@ -236,8 +246,12 @@ export async function execute(
       facts.idempotency = outcome.replayed ? "replayed" : "recorded";
     } else result = await session();
     if (runtime.breaker && facts.idempotency !== "replayed") {
-      // Inside the reserve: a slow store costs at most its cap, and never the result.
-      await bounded((signal) => runtime.breaker!.record(result, signal)).catch(() => undefined);
+      // The session has spent its budget: this write spends the reserve, at most half of what
+      // is left of it (metrics and the response need the rest), and never costs the result.
+      const reserveLeft = (record.mustReturnBy - Date.now()) / 2;
+      await withTimeout(Math.min(settings.credentialsTimeoutMs, reserveLeft), (signal) =>
+        runtime.breaker!.record(result, signal),
+      ).catch(() => undefined);
     }
     record.result = result;
     record.error = errorOfResult(result);
@@ -260,16 +274,6 @@ export async function execute(
   ): Promise<RunResult> {
     const bounded = <T>(work: (signal: AbortSignal) => Promise<T>) =>
       withTimeout(Math.min(settings.credentialsTimeoutMs, remainingBudget(record)), work);
-    // A quarantined host is refused before anything is read or dialled (an idempotent replay
-    // never gets here). The breaker is an optimisation: when its store fails, the session
-    // goes ahead.
-    if (runtime.breaker) {
-      try {
-        await bounded((signal) => runtime.breaker!.check(run.host, port, signal));
-      } catch (err) {
-        if (err instanceof HostQuarantined) throw err;
-      }
-    }
     // The operator's known hosts are read whether or not the request pins a key: a pin only
     // narrows them (SPEC §9).
     const [secret, knownHosts] = await bounded((signal) =>

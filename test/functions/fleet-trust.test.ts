@@ -256,6 +256,28 @@ describe("per-host breaker (DynamoDB on dynalite)", () => {
     );
   });
 
+  it("does not count a connection lost after the command started (the command may have caused it)", async () => {
+    const breaker = new HostBreaker({ tableName: "breaker", client: dynamo.client, threshold: 2 });
+    const lost = (commandStarted: boolean) =>
+      ({
+        status: "error",
+        target: { host: "lost.example", port: 22, address: null, username: "u" },
+        error: {
+          name: "ConnectionLost",
+          phase: "exec",
+          message: "x",
+          retryable: false,
+          commandStarted,
+        },
+      }) as RunResult;
+    for (let i = 0; i < 3; i++) await breaker.record(lost(true));
+    await expect(breaker.check("lost.example", 22)).resolves.toBeUndefined();
+    for (let i = 0; i < 2; i++) await breaker.record(lost(false));
+    await expect(breaker.check("lost.example", 22)).rejects.toMatchObject({
+      name: "HostQuarantined",
+    });
+  });
+
   it("clears a host on success", async () => {
     const breaker = runtime.breaker!;
     const body = append("healthy");
