@@ -166,16 +166,23 @@ export function auditLog(opts: AuditLogOptions = {}): MiddlewareObj {
     if (written.has(request)) return;
     written.add(request);
     try {
-      const logger = await loadLogger();
       const record = invocationOf(request);
       const facts = auditFactsOf(request);
       const awsRequestId = (request.context as { awsRequestId?: string }).awsRequestId;
       const line = auditLineOf(record, facts, awsRequestId, options.command);
-      logger.begin(request.context as Partial<Context>, awsRequestId ?? line.requestId);
-      if (record.error?.name === "InternalError") {
-        logger.error("bounded-ssh unexpected error", record.error);
+      const logger = await loadLogger().catch(() => undefined);
+      if (logger) {
+        logger.begin(request.context as Partial<Context>, awsRequestId ?? line.requestId);
+        if (record.error?.name === "InternalError") {
+          logger.error("bounded-ssh unexpected error", record.error);
+        }
+        logger.audit(line as AuditLine & Record<string, unknown>);
+      } else {
+        // The logger module failed to load: the audit line still goes out, bare.
+        const text = JSON.stringify(line);
+        if (opts.write) opts.write(text);
+        else process.stdout.write(`${text}\n`);
       }
-      logger.audit(line as AuditLine & Record<string, unknown>);
       options.observe?.(record, line);
     } catch {
       // The audit trail must not turn a served request into a failure.
