@@ -11,7 +11,6 @@ import {
   ValidationError,
 } from "../../lib/errors.ts";
 import type { ErrorName, ErrorPhase } from "../../lib/names.ts";
-import { runCommand } from "../../lib/run-command.ts";
 import { hostKeyTrust } from "../../lib/session/host-keys.ts";
 import type { RunOptions, RunRequest, RunResult, Secret } from "../../lib/types.ts";
 import type { Authorization, Policy } from "../policy/policy.ts";
@@ -22,6 +21,7 @@ import {
   type InvocationRecord,
   invocationOf,
 } from "./invocation.ts";
+import { loadEngine } from "./lazy.ts";
 import { REQUEST_LIMITS } from "./request-schema.ts";
 import type { Runtime } from "./runtime.ts";
 import { validateRequest } from "./validate-request.ts";
@@ -316,6 +316,8 @@ export async function execute(
     }
     if (trust.kind !== "none") facts.hostKeySource = trust.kind;
 
+    // Loaded on first use (cold start); before the budget is measured, so it counts.
+    const { runCommand } = await loadEngine();
     const budgetMs = remainingBudget(record);
     if (budgetMs < settings.minBudgetMs) {
       throw new DeadlineExceeded(
