@@ -304,6 +304,19 @@ async function main(): Promise<void> {
         met: main ? ok(req / base <= 1.6) : "",
       });
     }
+    const naive = cs.firstInvocation.find((f) => f.label === "naive-handler");
+    for (const f of cs.firstInvocation) {
+      const anchor = f === naive ? undefined : naive;
+      row({
+        section: "cold start",
+        measure: `${f.label}: in-process require (init) / first invocation, ms (median of ${f.init.length})`,
+        value: `${ms(median(f.init))} / ${ms(median(f.first))}`,
+        anchor: anchor ? `${ms(median(anchor.init))} / ${ms(median(anchor.first))} naive` : "",
+        ratio: anchor
+          ? ratio((median(f.init) + median(f.first)) / (median(anchor.init) + median(anchor.first)))
+          : "",
+      });
+    }
   }
 
   const head: Row = {

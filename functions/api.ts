@@ -25,6 +25,7 @@ import { verifiedApiCaller } from "./shared/callers.ts";
 import { defaultRuntime } from "./shared/default-runtime.ts";
 import { errorOfResult, execute } from "./shared/execute.ts";
 import { invocationOf } from "./shared/invocation.ts";
+import { preloadModules } from "./shared/lazy.ts";
 import { REQUEST_LIMITS } from "./shared/request-schema.ts";
 import type { Runtime } from "./shared/runtime.ts";
 import { auditOptions } from "./shared/stack-options.ts";
@@ -35,6 +36,7 @@ export function createApiHandler(runtime: Runtime) {
     .use(metricsMiddleware(runtime.metrics))
     .use(auditLog(auditOptions(runtime)))
     .use(invocationDeadline({ settings: runtime.settings, edgeStart: apiEdgeStart }))
+    .use(preloadModules(runtime.preload))
     .use(httpHeaderNormalizer())
     .use(apiResponse())
     .use(bindRequest())
@@ -54,10 +56,13 @@ export function createApiHandler(runtime: Runtime) {
     });
 }
 
-let cached: ReturnType<typeof createApiHandler> | undefined;
+let cached: Promise<ReturnType<typeof createApiHandler>> | undefined;
 
 /** The deployed handler: runtime from the environment (AWS, or local mode via BSSH_CONFIG). */
 export const handler = (event: ApiEvent, context: Context): Promise<APIGatewayProxyResult> => {
-  cached ??= createApiHandler(defaultRuntime());
-  return cached(event, context);
+  cached ??= defaultRuntime().then(createApiHandler);
+  cached.catch(() => {
+    cached = undefined;
+  });
+  return cached.then((handle) => handle(event, context));
 };

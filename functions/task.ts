@@ -17,6 +17,7 @@ import { verifiedTask } from "./shared/callers.ts";
 import { defaultRuntime } from "./shared/default-runtime.ts";
 import { errorOfResult, execute, TASK_LIMITS } from "./shared/execute.ts";
 import { invocationOf } from "./shared/invocation.ts";
+import { preloadModules } from "./shared/lazy.ts";
 import type { Runtime } from "./shared/runtime.ts";
 import { auditOptions } from "./shared/stack-options.ts";
 
@@ -26,6 +27,7 @@ export function createTaskHandler(runtime: Runtime) {
     .use(metricsMiddleware(runtime.metrics))
     .use(auditLog(auditOptions(runtime)))
     .use(invocationDeadline({ settings: runtime.settings }))
+    .use(preloadModules(runtime.preload))
     .use(stepFunctionsError({ includeOutput: runtime.settings.taskErrorOutput }))
     .use(bindRequest())
     .handler(async (event, context) => {
@@ -60,10 +62,13 @@ export function createTaskHandler(runtime: Runtime) {
     });
 }
 
-let cached: ReturnType<typeof createTaskHandler> | undefined;
+let cached: Promise<ReturnType<typeof createTaskHandler>> | undefined;
 
 /** The deployed handler: runtime from the environment (AWS, or local mode via BSSH_CONFIG). */
 export const handler = (event: unknown, context: Context): Promise<RunResult> => {
-  cached ??= createTaskHandler(defaultRuntime());
-  return cached(event, context);
+  cached ??= defaultRuntime().then(createTaskHandler);
+  cached.catch(() => {
+    cached = undefined;
+  });
+  return cached.then((handle) => handle(event, context));
 };

@@ -67,8 +67,9 @@ export const QUERIES = {
     // Lambda's own failure lines: uncaught errors, crashes (a thrown error that is not a SPEC
     // name), runtime/init failures, hard timeouts. Never a bare ERROR (it matches every audit
     // line's `"error":null`), nor the task's "Invoke Error" lines for SPEC errors (by design).
+    // The handlers' own ERROR line carries an InternalError's stack and cause (audit-log.ts).
     otherLines:
-      '\\tERROR\\t(Uncaught|Unhandled)|"errorType":"(InternalError|Error|TypeError|ReferenceError|SyntaxError|RangeError)"|Runtime\\.[A-Za-z]+|Task timed out after|INIT_REPORT.*Status: error',
+      '"message":"bounded-ssh unexpected error"|\\tERROR\\t(Uncaught|Unhandled)|"errorType":"(InternalError|Error|TypeError|ReferenceError|SyntaxError|RangeError)"|Runtime\\.[A-Za-z]+|Task timed out after|INIT_REPORT.*Status: error',
     logGroups: "functions",
   },
   CallerVolume: { id: "caller-volume", shape: "callers", where: [], logGroups: "functions" },

@@ -108,6 +108,15 @@ export class MonitoringDashboard extends Construct {
     );
     d.addWidgets(
       new cloudwatch.GraphWidget({
+        title: "Fleet trust: hosts refused by the breaker, idempotent repeats refused",
+        left: [
+          m.errors("HostQuarantined").with({ label: "HostQuarantined (no dial)" }),
+          m.errors("CommandInProgress").with({ label: "CommandInProgress" }),
+          m.errors("IdempotencyKeyReused").with({ label: "IdempotencyKeyReused" }),
+        ],
+        width: 12,
+      }),
+      new cloudwatch.GraphWidget({
         title: "Leaks and hard timeouts",
         left: [
           m.leakedSockets(),

@@ -5,24 +5,20 @@
  * credential store and policy), and prints each outcome, its phase timings, the audit line's
  * essentials and the metric datums the invocation published.
  */
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
-import ssh2 from "ssh2";
 import type { MetricDatum } from "../../lib/metrics.ts";
 import type { RunResult } from "../../lib/types.ts";
-import { createApiHandler } from "../api.ts";
 import type { AuditLine } from "../middleware/audit-log.ts";
-import { DEFAULT_DENY_CIDRS } from "../policy/policy.ts";
-import { toApiEventV1 } from "./api-event.ts";
-import { demoKeyPair } from "./demo-key.ts";
-import { startDemoSshServer, startHungTarget } from "./demo-targets.ts";
-import { lambdaContext } from "./lambda-context.ts";
-import { type LocalConfig, localRuntime } from "./local-config.ts";
+import { runCli } from "./cli.ts";
 
-const CALLER = "arn:aws:iam::000000000000:user/demo";
-const USER = "demo";
+const HELP = `
+usage: npm run demo
+
+Starts an embedded SSH target and a target that hangs before its banner (loopback, no sshd,
+no AWS), sends six requests through the real API handler and prints each outcome, its phase
+timings, the audit line and the metric datums. Function timeout and reserve are the deployed
+API function's (BSSH_FUNCTION_TIMEOUT_MS, BSSH_RESERVE_MS override them).
+`;
 
 interface Case {
   title: string;
@@ -47,56 +43,29 @@ function datumText(d: MetricDatum): string {
 
 async function main(): Promise<void> {
   const started = Date.now();
-  const dir = mkdtempSync(join(tmpdir(), "bssh-demo-"));
-  const clientKey = demoKeyPair();
-  const parsedClient = ssh2.utils.parseKey(clientKey.public);
-  if (parsedClient instanceof Error) throw parsedClient;
-  const ssh = await startDemoSshServer({ username: USER, authorizedKey: parsedClient });
-  const hung = await startHungTarget();
+  // Loaded here, not at the top: --help answers without loading the handlers.
+  const { createApiHandler } = await import("../api.ts");
+  const { toApiEventV1 } = await import("./api-event.ts");
+  const { EMBEDDED_CALLER, EMBEDDED_USER, startEmbeddedTargets } = await import("./embedded.ts");
+  const { lambdaContext } = await import("./lambda-context.ts");
+  const { localRuntime } = await import("./local-config.ts");
+  const { localTimeouts } = await import("./local-timeouts.ts");
+  const timeouts = localTimeouts("api");
+  const embedded = await startEmbeddedTargets();
+  const { ssh, hung, configPath } = embedded;
   try {
-    writeFileSync(join(dir, "id_ed25519"), clientKey.private, { mode: 0o600 });
-    writeFileSync(join(dir, "known_hosts"), `[127.0.0.1]:${ssh.port} ${ssh.hostKeyLine}\n`);
-    const config: LocalConfig = {
-      callerArn: CALLER,
-      credentials: { default: { privateKeyFile: "id_ed25519" } },
-      knownHostsFile: "known_hosts",
-      policy: {
-        // The demo targets listen on loopback, which the default deny list refuses.
-        denyCidrs: DEFAULT_DENY_CIDRS.filter((range) => range !== "127.0.0.0/8"),
-        rules: [
-          {
-            id: "demo",
-            callers: [CALLER],
-            targets: { cidrs: ["127.0.0.1/32"], ports: [ssh.port, hung.port], usernames: [USER] },
-            commands: {
-              patterns: ["echo [A-Za-z0-9 ,.:_-]*", "uname( -[a-z]+)?", "sleep [0-9]+"],
-              templates: ["disk-usage"],
-            },
-          },
-        ],
-        templates: {
-          "disk-usage": {
-            command: "df -h {{path}} | tail -n 1",
-            params: { path: { type: "string", pattern: "/[A-Za-z0-9/_.-]*" } },
-          },
-        },
-      },
-    };
-    const configPath = join(dir, "config.json");
-    writeFileSync(configPath, JSON.stringify(config, null, 2));
-
     const datums: MetricDatum[][] = [];
     const audits: AuditLine[] = [];
     const handler = createApiHandler(
       localRuntime(configPath, {
-        // A 1.5 s reserve is sized for Lambda's CloudWatch call; locally metrics are EMF lines.
+        settings: { reserveMs: timeouts.reserveMs },
         metrics: { mode: "emf", writeLine: () => {}, onPublished: (d) => datums.push(d) },
         writeAuditLine: () => {},
         observe: (_record, line) => audits.push(line),
       }),
     );
 
-    const target = { host: "127.0.0.1", port: ssh.port, username: USER };
+    const target = { host: "127.0.0.1", port: ssh.port, username: EMBEDDED_USER };
     const cases: Case[] = [
       { title: "healthy command", body: { ...target, command: "echo hello from bounded-ssh" } },
       {
@@ -131,9 +100,12 @@ async function main(): Promise<void> {
         body: JSON.stringify(c.body),
         sourceIp: "127.0.0.1",
         receivedAt: t0,
-        callerArn: CALLER,
+        callerArn: EMBEDDED_CALLER,
       });
-      const response = await handler(event, lambdaContext({ timeoutMs: 30_000 }));
+      const response = await handler(
+        event,
+        lambdaContext({ timeoutMs: timeouts.functionTimeoutMs }),
+      );
       const elapsed = Date.now() - t0;
       const body = JSON.parse(response.body) as {
         error?: { name: string; phase: string; message: string };
@@ -204,10 +176,8 @@ async function main(): Promise<void> {
       `\n(phase timings in ms; total = handler wall time)\ndemo finished in ${((Date.now() - started) / 1000).toFixed(1)} s`,
     );
   } finally {
-    await ssh.close();
-    await hung.close();
-    rmSync(dir, { recursive: true, force: true });
+    await embedded.close();
   }
 }
 
-await main();
+await runCli("demo", HELP, () => main());

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Context } from "aws-lambda";
+import { CANCEL_SIGNAL, type CancellableContext } from "../shared/invocation.ts";
 
 /** Options of {@link lambdaContext}. */
 export interface LambdaContextOptions {
@@ -9,6 +10,11 @@ export interface LambdaContextOptions {
   functionName?: string;
   /** @default a random UUID */
   awsRequestId?: string;
+  /**
+   * Cancels the invocation's session (local mode's Ctrl-C): the engine signals a running
+   * command and tears down. Lambda has no such thing; the deployed path never sets it.
+   */
+  signal?: AbortSignal;
 }
 
 /**
@@ -16,7 +22,7 @@ export interface LambdaContextOptions {
  * the configured function timeout exactly like the real one, so local runs exercise the same
  * deadline arithmetic as the deployed function.
  */
-export function lambdaContext(options: LambdaContextOptions = {}): Context {
+export function lambdaContext(options: LambdaContextOptions = {}): Context & CancellableContext {
   const timeoutMs = options.timeoutMs ?? 30_000;
   const functionName = options.functionName ?? "bounded-ssh-local";
   const deadline = Date.now() + timeoutMs;
@@ -36,11 +42,6 @@ export function lambdaContext(options: LambdaContextOptions = {}): Context {
     done: unsupported,
     fail: unsupported,
     succeed: unsupported,
+    ...(options.signal ? { [CANCEL_SIGNAL]: options.signal } : {}),
   };
-}
-
-/** Function timeout of local mode: env `BSSH_FUNCTION_TIMEOUT_MS`, default 30 s. */
-export function localFunctionTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
-  const raw = Number(env.BSSH_FUNCTION_TIMEOUT_MS ?? 30_000);
-  return Number.isFinite(raw) && raw > 0 ? raw : 30_000;
 }

@@ -11,8 +11,15 @@ import type { Context } from "aws-lambda";
 import { type MetricDatum, type MetricError, toMetricDatums } from "../../lib/metrics.ts";
 import { ERROR_NAMES, type ErrorName } from "../../lib/names.ts";
 import { type InvocationRecord, invocationOf } from "../shared/invocation.ts";
+import { preload } from "../shared/lazy.ts";
 import { defaultLeakGauge, type LeakGauge } from "./leak-gauge.ts";
-import { type MetricsMode, type PublishReport, publishMetrics } from "./publisher.ts";
+import {
+  loadCloudWatchSdk,
+  type MetricsMode,
+  metricsConfigFromEnv,
+  type PublishReport,
+  publishMetrics,
+} from "./publisher.ts";
 
 export interface MetricsMiddlewareOptions {
   /** @default env `BSSH_METRICS_NAMESPACE`, else `BoundedSsh` */
@@ -70,7 +77,7 @@ function errorFor(record: InvocationRecord, thrown: unknown): MetricError | unde
   if (name === "TimeoutError")
     return { name: "DeadlineExceeded" satisfies ErrorName, phase: where };
   const status = (thrown as { statusCode?: unknown }).statusCode;
-  // Input rejected by a middleware (e.g. @middy/validator) before the handler saw it.
+  // Input rejected by a middleware (an HTTP 400 from middy middleware) before the handler saw it.
   if (status === 400) return { name: "ValidationError" satisfies ErrorName, phase: "request" };
   return { name: "InternalError" satisfies ErrorName, phase: where };
 }
@@ -100,8 +107,14 @@ export function metricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
   const options = { ...defaults, ...opts };
   const gauge = options.leakGauge ?? defaultLeakGauge;
   const published = new WeakSet<object>();
+  // The SDK is loaded on first use; start it while the first invocation waits on the network.
+  let preloaded = options.client !== undefined;
 
   const before = (request: AnyRequest): void => {
+    if (!preloaded) {
+      preloaded = true;
+      if ((options.mode ?? metricsConfigFromEnv().mode) !== "emf") preload([loadCloudWatchSdk]);
+    }
     const record = invocationOf(request);
     try {
       record.leakedSockets = gauge.measure();

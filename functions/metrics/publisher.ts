@@ -8,13 +8,10 @@
  * CloudWatch, the datums are also written as EMF, and may be counted twice. Losing the one
  * `BannerTimeout` of the night would be worse than counting it twice.
  */
-import { Agent as HttpAgent } from "node:http";
-import { Agent as HttpsAgent } from "node:https";
-import {
+import type {
   CloudWatchClient,
-  type MetricDatum as CloudWatchDatum,
-  PutMetricDataCommand,
-  type StandardUnit,
+  MetricDatum as CloudWatchDatum,
+  StandardUnit,
 } from "@aws-sdk/client-cloudwatch";
 import type { MetricDatum } from "../../lib/metrics.ts";
 import { DEFAULT_METRIC_NAMESPACE } from "../../lib/names.ts";
@@ -78,13 +75,32 @@ function retryToken(count: number) {
 }
 
 let shared: CloudWatchClient | undefined;
+let sdk: Promise<typeof import("@aws-sdk/client-cloudwatch")> | undefined;
+
+/**
+ * The CloudWatch SDK, loaded on first use rather than at init (cold start); the metrics
+ * middleware starts it early so it loads while the invocation waits on the network.
+ */
+export function loadCloudWatchSdk(): Promise<typeof import("@aws-sdk/client-cloudwatch")> {
+  sdk ??= import("@aws-sdk/client-cloudwatch");
+  sdk.catch(() => {
+    sdk = undefined;
+  });
+  return sdk;
+}
 
 /**
  * The container's CloudWatch client, created on first use. It owns its keep-alive agents so
  * their sockets can be told apart from leaks (see `leak-gauge.ts`); a second, immediate
  * attempt is allowed because a keep-alive socket closed during a freeze fails the first one.
  */
-export function sharedCloudWatchClient(): CloudWatchClient {
+export async function sharedCloudWatchClient(): Promise<CloudWatchClient> {
+  // node:https (TLS) is loaded here too, not at init: ~10 ms of a cold start.
+  const [{ CloudWatchClient }, { Agent: HttpAgent }, { Agent: HttpsAgent }] = await Promise.all([
+    loadCloudWatchSdk(),
+    import("node:http"),
+    import("node:https"),
+  ]);
   if (shared) return shared;
   const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 4 });
   const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 4 });
@@ -261,7 +277,11 @@ async function sendWithin(
   });
   aborted.catch(() => {});
   try {
-    const cw = client ?? sharedCloudWatchClient();
+    // The SDK's first load (cold start) counts against the same deadline.
+    const [cw, { PutMetricDataCommand }] = await Promise.race([
+      Promise.all([client ?? sharedCloudWatchClient(), loadCloudWatchSdk()]),
+      aborted,
+    ]);
     // Each model datum becomes at most one CloudWatch datum, so slicing the model datums keeps
     // every call within the limit and tells exactly which datums a failed call carried.
     const batches: { data: CloudWatchDatum[]; source: readonly MetricDatum[] }[] = [];

@@ -1,10 +1,13 @@
 import { createHash } from "node:crypto";
 import type { MiddlewareObj } from "@middy/core";
+import type { Context } from "aws-lambda";
 import type { ErrorName, ErrorPhase } from "../../lib/names.ts";
 import type { HostKeySource } from "../../lib/session/host-keys.ts";
 import type { PhaseTimings } from "../../lib/types.ts";
 import { type AuditFacts, auditFactsOf } from "../shared/audit-facts.ts";
+import type { AuditLogger } from "../shared/audit-logger.ts";
 import { type InvocationRecord, invocationOf } from "../shared/invocation.ts";
+import { once, preload } from "../shared/lazy.ts";
 
 /** The audit line (SPEC §8): one JSON object per invocation. Never credentials, never output. */
 export interface AuditLine {
@@ -45,16 +48,15 @@ export interface AuditLine {
 export interface AuditLogOptions {
   /** `hash` records `commandSha256` instead of the command. @default "plain" */
   command?: "plain" | "hash";
-  /** @default one line to stdout */
+  /** Receives each log line (the audit line, error stacks) instead of stdout. @default stdout */
   write?: (line: string) => void;
   /** Sees the record and the line (demo, tests); its errors are ignored. */
   observe?: (record: InvocationRecord, line: AuditLine) => void;
+  /** @default an {@link AuditLogger} writing to `write` */
+  logger?: AuditLogger;
 }
 
-const defaults: Required<Omit<AuditLogOptions, "observe">> = {
-  command: "plain",
-  write: (line) => process.stdout.write(`${line}\n`),
-};
+const defaults = { command: "plain" } as const;
 
 /** Builds the audit line of an invocation from its record and facts. */
 export function auditLineOf(
@@ -131,19 +133,36 @@ export function auditLineOf(
 }
 
 /**
- * middy middleware writing the SPEC §8 audit line, once, in `after` or `onError` — whichever
- * runs. Register it early so it runs late, after the response (and its status) is settled.
- * Writing the line never throws into the invocation.
+ * middy middleware writing the SPEC §8 audit line through Powertools Logger, once, in `after`
+ * or `onError` — whichever runs; the request id is the correlation id. An `InternalError` (a
+ * bug, or a store that failed unexpectedly) is logged first at ERROR with its stack and cause:
+ * the caller and the audit line only say "internal error". Register it early so it runs late,
+ * after the response (and its status) is settled. Writing never throws into the invocation.
  */
 export function auditLog(opts: AuditLogOptions = {}): MiddlewareObj {
   for (const key of Object.keys(opts)) {
-    if (!["command", "write", "observe"].includes(key)) {
+    if (!["command", "write", "observe", "logger"].includes(key)) {
       throw new TypeError(`auditLog: unknown option ${key}`);
     }
   }
   const options = { ...defaults, ...opts };
+  // Powertools Logger is loaded on first use (cold start), started when the first invocation
+  // begins so it loads while the invocation waits on the network.
+  const given = options.logger;
+  const loadLogger = given
+    ? async () => given
+    : once(async () => {
+        const { AuditLogger } = await import("../shared/audit-logger.ts");
+        return new AuditLogger(opts.write ? { write: opts.write } : {});
+      });
+  let preloaded = given !== undefined;
+  const before = () => {
+    if (preloaded) return;
+    preloaded = true;
+    preload([loadLogger]);
+  };
   const written = new WeakSet<object>();
-  const write = (request: Parameters<NonNullable<MiddlewareObj["after"]>>[0]) => {
+  const write = async (request: Parameters<NonNullable<MiddlewareObj["after"]>>[0]) => {
     if (written.has(request)) return;
     written.add(request);
     try {
@@ -151,11 +170,23 @@ export function auditLog(opts: AuditLogOptions = {}): MiddlewareObj {
       const facts = auditFactsOf(request);
       const awsRequestId = (request.context as { awsRequestId?: string }).awsRequestId;
       const line = auditLineOf(record, facts, awsRequestId, options.command);
-      options.write(JSON.stringify(line));
+      const logger = await loadLogger().catch(() => undefined);
+      if (logger) {
+        logger.begin(request.context as Partial<Context>, awsRequestId ?? line.requestId);
+        if (record.error?.name === "InternalError") {
+          logger.error("bounded-ssh unexpected error", record.error);
+        }
+        logger.audit(line as AuditLine & Record<string, unknown>);
+      } else {
+        // The logger module failed to load: the audit line still goes out, bare.
+        const text = JSON.stringify(line);
+        if (opts.write) opts.write(text);
+        else process.stdout.write(`${text}\n`);
+      }
       options.observe?.(record, line);
     } catch {
       // The audit trail must not turn a served request into a failure.
     }
   };
-  return { after: write, onError: write };
+  return { before, after: write, onError: write };
 }

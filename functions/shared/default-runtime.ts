@@ -1,12 +1,14 @@
-import { localRuntime } from "../local/local-config.ts";
 import { awsRuntime, type Runtime } from "./runtime.ts";
 import { ENV } from "./settings.ts";
 
 /**
  * The runtime of the exported handlers: local mode when `BSSH_CONFIG` names a config file,
  * AWS otherwise. Built on first invocation; a configuration error throws (a deploy bug).
+ * Local mode's modules are loaded only in local mode: a deployed function never loads them.
  */
-export function defaultRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
+export async function defaultRuntime(env: NodeJS.ProcessEnv = process.env): Promise<Runtime> {
   const configPath = env[ENV.config];
-  return configPath ? localRuntime(configPath) : awsRuntime(env);
+  if (!configPath) return awsRuntime(env);
+  const { localRuntime } = await import("../local/local-config.ts");
+  return localRuntime(configPath);
 }

@@ -12,12 +12,17 @@ import {
   ValidationError,
 } from "../../lib/errors.ts";
 import type { ErrorName, ErrorPhase } from "../../lib/names.ts";
-import { runCommand } from "../../lib/run-command.ts";
 import { hostKeyTrust } from "../../lib/session/host-keys.ts";
 import type { RunOptions, RunRequest, RunResult, Secret } from "../../lib/types.ts";
 import type { Authorization, Policy } from "../policy/policy.ts";
 import { attemptedTarget, auditFactsOf } from "./audit-facts.ts";
-import { type InvocationRecord, invocationOf } from "./invocation.ts";
+import {
+  CANCEL_SIGNAL,
+  type CancellableContext,
+  type InvocationRecord,
+  invocationOf,
+} from "./invocation.ts";
+import { loadEngine } from "./lazy.ts";
 import { REQUEST_LIMITS } from "./request-schema.ts";
 import type { Runtime } from "./runtime.ts";
 import { validateRequest } from "./validate-request.ts";
@@ -324,6 +329,14 @@ export async function execute(
     }
     if (trust.kind !== "none") facts.hostKeySource = trust.kind;
 
+    // Loaded on first use (cold start); before the budget is measured, so it counts.
+    const { runCommand } = await loadEngine();
+    const spillStore = runtime.spill;
+    const spilling =
+      settings.spill !== undefined &&
+      spillStore !== undefined &&
+      (settings.spill.mode === "always" || run.spill === true);
+    if (spilling) await spillStore.ready?.();
     const budgetMs = remainingBudget(record);
     if (budgetMs < settings.minBudgetMs) {
       throw new DeadlineExceeded(
@@ -344,12 +357,15 @@ export async function execute(
       phaseCaps: settings.phaseCaps,
       remoteBound: settings.remoteBound,
     };
+    const cancel = (request.context as CancellableContext)[CANCEL_SIGNAL];
+    if (cancel) options.signal = cancel;
     if (knownHosts !== undefined) options.knownHosts = knownHosts;
     if (runtime.lookup) options.lookup = runtime.lookup;
-    const spill = settings.spill;
-    const store = runtime.spill;
-    if (spill && store && (spill.mode === "always" || run.spill === true)) {
-      options.spill = { open: (stream) => store.open(requestId, stream), maxBytes: spill.maxBytes };
+    if (spilling) {
+      options.spill = {
+        open: (stream) => spillStore!.open(requestId, stream),
+        maxBytes: settings.spill!.maxBytes,
+      };
     }
     return runCommand({ ...run, command: authorization.command }, options);
   }

@@ -37,3 +37,15 @@ export function invocationOf(request: HasInternal, now = Date.now()): Invocation
   request.internal[INVOCATION_KEY] = created;
   return created;
 }
+
+/**
+ * Key of an optional `AbortSignal` on the invocation context that cancels the session. Only
+ * local mode's server sets it (Ctrl-C); Lambda's context never carries it, so the deployed
+ * path is unchanged.
+ */
+export const CANCEL_SIGNAL = "bsshCancelSignal";
+
+/** A context that may carry {@link CANCEL_SIGNAL}. */
+export interface CancellableContext {
+  [CANCEL_SIGNAL]?: AbortSignal;
+}

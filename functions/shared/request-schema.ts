@@ -2,7 +2,7 @@
  * The request contract (SPEC §4) as a JSON Schema, and the limits the schema cannot express.
  *
  * The schema is compiled AHEAD of time into `request-validator.generated.js` by
- * `functions/build/generate-validator.ts` (ajv standalone code, committed). Why: ajv's runtime
+ * `scripts/generate-validator.ts` (ajv standalone code, committed). Why: ajv's runtime
  * compiler builds code with `new Function` on every cold start (tens of ms) and the bundled
  * function would have to ship the whole compiler; standalone code is plain JS, works offline
  * and under a CSP-free bundler, and a test proves the committed file matches this schema.

@@ -1,22 +1,18 @@
-import { DynamoDBClient } from "@aws-sdk/client-dynamodb";
-import { S3Client } from "@aws-sdk/client-s3";
-import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
-import { GetParameterCommand, SSMClient } from "@aws-sdk/client-ssm";
+import type { SSMClient } from "@aws-sdk/client-ssm";
 import type { RunOptions } from "../../lib/types.ts";
-import { HostBreaker } from "../breaker/host-breaker.ts";
-import { SecretKnownHosts, SsmKnownHosts } from "../credentials/aws-known-hosts.ts";
+import type { HostBreaker } from "../breaker/host-breaker.ts";
 import {
   type CredentialStore,
   type KnownHostsSource,
   TtlCache,
 } from "../credentials/credential-store.ts";
-import { SecretsManagerStore } from "../credentials/secrets-manager-store.ts";
-import { DynamoIdempotencyStore, type IdempotencyStore } from "../idempotency/idempotency.ts";
+import type { IdempotencyStore } from "../idempotency/idempotency.ts";
 import type { MetricsMiddlewareOptions } from "../metrics/middleware.ts";
 import type { AuditLine } from "../middleware/audit-log.ts";
 import { Policy, type PolicyDocument } from "../policy/policy.ts";
-import { S3SpillStore, type SpillStore } from "../spill/s3-spill.ts";
+import type { SpillStore } from "../spill/s3-spill.ts";
 import type { InvocationRecord } from "./invocation.ts";
+import { loadEngine, once } from "./lazy.ts";
 import { ENV, type HandlerSettings, settingsFromEnv } from "./settings.ts";
 
 /** Where the policy comes from; loaded within the invocation's deadline. */
@@ -43,7 +39,12 @@ export interface Runtime {
   /** Records idempotent runs (`idempotencyKey`). @default none: the field is refused */
   idempotency?: IdempotencyStore;
   /** Per-host circuit breaker. @default none */
-  breaker?: HostBreaker;
+  breaker?: Pick<HostBreaker, "check" | "record">;
+  /**
+   * Modules to load while an invocation's first network call is in flight (the deployed
+   * runtime's SDK clients and engine, see `lazy.ts`). @default none
+   */
+  preload?: readonly (() => Promise<unknown>)[];
   /**
    * Where spilled streams go (`settings.spill` says when and how much). @default none: the
    * request field `spill` is refused
@@ -58,11 +59,16 @@ export function staticPolicy(document: PolicyDocument): PolicySource {
 }
 
 /** The policy document in an SSM parameter, re-read after the cache TTL. */
-export function ssmPolicy(client: SSMClient, name: string, ttlMs: number): PolicySource {
+export function ssmPolicy(
+  loadClient: () => Promise<SSMClient>,
+  name: string,
+  ttlMs: number,
+): PolicySource {
   const cache = new TtlCache<Policy>(ttlMs);
   return {
     get: ({ signal }) =>
       cache.get("", async () => {
+        const [client, { GetParameterCommand }] = await Promise.all([loadClient(), ssmSdk()]);
         const out = await client.send(
           new GetParameterCommand({ Name: name, WithDecryption: true }),
           {
@@ -84,73 +90,133 @@ const NO_KNOWN_HOSTS: KnownHostsSource = { get: async () => undefined };
 export function awsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
   const settings = settingsFromEnv(env);
   const ttlMs = Number(env[ENV.cacheTtlMs] ?? 300_000);
-  // One client per container: its keep-alive connection is reused by warm invocations.
-  const secrets = new SecretsManagerClient({});
+  // One client per container, created on first use: its keep-alive connection is reused by
+  // warm invocations, and its SDK is not loaded at init (cold start, see lazy.ts).
+  const secrets = once(async () => new (await secretsSdk()).SecretsManagerClient({}));
+  const ssm = once(async () => new (await ssmSdk()).SSMClient({}));
+  const preload: (() => Promise<unknown>)[] = [loadEngine];
   let knownHosts = NO_KNOWN_HOSTS;
-  let ssm: SSMClient | undefined;
-  if (env[ENV.knownHostsParameter]) {
-    ssm = new SSMClient({});
-    knownHosts = new SsmKnownHosts({
-      client: ssm,
-      parameterName: env[ENV.knownHostsParameter]!,
-      ttlMs,
+  const knownHostsParameter = env[ENV.knownHostsParameter];
+  const knownHostsSecret = env[ENV.knownHostsSecret];
+  if (knownHostsParameter) {
+    knownHosts = lazyKnownHosts(async () => {
+      const [{ SsmKnownHosts }, client] = await Promise.all([awsKnownHosts(), ssm()]);
+      return new SsmKnownHosts({ client, parameterName: knownHostsParameter, ttlMs });
     });
-  } else if (env[ENV.knownHostsSecret]) {
-    knownHosts = new SecretKnownHosts({
-      client: secrets,
-      secretId: env[ENV.knownHostsSecret]!,
-      ttlMs,
+    preload.push(ssm);
+  } else if (knownHostsSecret) {
+    knownHosts = lazyKnownHosts(async () => {
+      const [{ SecretKnownHosts }, client] = await Promise.all([awsKnownHosts(), secrets()]);
+      return new SecretKnownHosts({ client, secretId: knownHostsSecret, ttlMs });
     });
   }
   let policy: PolicySource;
   if (env[ENV.policy]) policy = staticPolicy(JSON.parse(env[ENV.policy]!) as PolicyDocument);
   else if (env[ENV.policyParameter]) {
-    policy = ssmPolicy(ssm ?? new SSMClient({}), env[ENV.policyParameter]!, ttlMs);
+    policy = ssmPolicy(ssm, env[ENV.policyParameter]!, ttlMs);
   } else throw new TypeError(`set ${ENV.policy} or ${ENV.policyParameter}: no policy, no access`);
+  const prefix = env[ENV.secretPrefix] ?? "bounded-ssh/";
+  const credentialStore = once(async () => {
+    const [{ SecretsManagerStore }, client] = await Promise.all([secretsManagerStore(), secrets()]);
+    return new SecretsManagerStore({ client, prefix, ttlMs });
+  });
+  preload.push(credentialStore);
   const runtime: Runtime = {
     settings,
-    credentials: new SecretsManagerStore({
-      client: secrets,
-      prefix: env[ENV.secretPrefix] ?? "bounded-ssh/",
-      ttlMs,
-    }),
+    credentials: { get: async (name, options) => (await credentialStore()).get(name, options) },
     knownHosts,
     policy,
+    preload,
   };
   if (settings.spill) {
-    // A stalled upload holds the spilled stream paused (back-pressure), and the command with
-    // it: an idle connection fails the part instead, the spill is dropped, the stream resumes.
-    const s3 = new S3Client({
-      requestHandler: { connectionTimeout: 2_000, requestTimeout: 10_000 },
+    const bucket = settings.spill.bucket;
+    // The engine opens a sink synchronously (in the channel's data handler): the S3 SDK is
+    // loaded lazily like the others, and `ready()` is awaited before a spilling session.
+    let loaded: SpillStore | undefined;
+    const store = once(async () => {
+      const [{ S3SpillStore }, { S3Client }] = await Promise.all([spillSdk(), s3Sdk()]);
+      // A stalled upload holds the spilled stream paused (back-pressure), and the command
+      // with it: an idle connection fails the part instead, the spill is dropped, the stream
+      // resumes.
+      const client = new S3Client({
+        requestHandler: { connectionTimeout: 2_000, requestTimeout: 10_000 },
+      });
+      loaded = new S3SpillStore({ client, bucket });
+      return loaded;
     });
-    runtime.spill = new S3SpillStore({ client: s3, bucket: settings.spill.bucket });
+    preload.push(store);
+    runtime.spill = {
+      ready: async () => {
+        await store();
+      },
+      open: (requestId, stream) => {
+        if (!loaded) throw new Error("the spill store is not loaded (ready() was not awaited)");
+        return loaded.open(requestId, stream);
+      },
+    };
   }
   const idempotencyTable = env[ENV.idempotencyTable];
   const breakerTable = env[ENV.breakerTable];
   if (idempotencyTable || breakerTable) {
     // Short timeouts: both stores are consulted inside the session's budget.
-    const dynamo = new DynamoDBClient({
-      maxAttempts: 2,
-      requestHandler: { connectionTimeout: 1_000, requestTimeout: 2_000 },
-    });
+    const dynamo = once(
+      async () =>
+        new (await dynamoSdk()).DynamoDBClient({
+          maxAttempts: 2,
+          requestHandler: { connectionTimeout: 1_000, requestTimeout: 2_000 },
+        }),
+    );
     if (idempotencyTable) {
-      runtime.idempotency = new DynamoIdempotencyStore({
-        tableName: idempotencyTable,
-        client: dynamo,
-        expiresAfterSeconds: positiveEnv(env, ENV.idempotencyTtlSeconds, 86_400),
+      const expiresAfterSeconds = positiveEnv(env, ENV.idempotencyTtlSeconds, 86_400);
+      const store = once(async () => {
+        const [{ DynamoIdempotencyStore }, client] = await Promise.all([
+          import("../idempotency/idempotency.ts"),
+          dynamo(),
+        ]);
+        return new DynamoIdempotencyStore({
+          tableName: idempotencyTable,
+          client,
+          expiresAfterSeconds,
+        });
       });
+      runtime.idempotency = { run: async (scope, work) => (await store()).run(scope, work) };
+      preload.push(store);
     }
     if (breakerTable) {
-      runtime.breaker = new HostBreaker({
+      const options = {
         tableName: breakerTable,
-        client: dynamo,
         threshold: positiveEnv(env, ENV.breakerThreshold, 3),
         windowSeconds: positiveEnv(env, ENV.breakerWindowSeconds, 600),
         quarantineSeconds: positiveEnv(env, ENV.breakerQuarantineSeconds, 900),
+      };
+      const breaker = once(async () => {
+        const [{ HostBreaker }, client] = await Promise.all([
+          import("../breaker/host-breaker.ts"),
+          dynamo(),
+        ]);
+        return new HostBreaker({ ...options, client });
       });
+      runtime.breaker = {
+        check: async (host, port, signal) => (await breaker()).check(host, port, signal),
+        record: async (result, signal) => (await breaker()).record(result, signal),
+      };
+      preload.push(breaker);
     }
   }
   return runtime;
+}
+
+const secretsSdk = once(() => import("@aws-sdk/client-secrets-manager"));
+const ssmSdk = once(() => import("@aws-sdk/client-ssm"));
+const dynamoSdk = once(() => import("@aws-sdk/client-dynamodb"));
+const s3Sdk = once(() => import("@aws-sdk/client-s3"));
+const spillSdk = once(() => import("../spill/s3-spill.ts"));
+const awsKnownHosts = once(() => import("../credentials/aws-known-hosts.ts"));
+const secretsManagerStore = once(() => import("../credentials/secrets-manager-store.ts"));
+
+function lazyKnownHosts(load: () => Promise<KnownHostsSource>): KnownHostsSource {
+  const source = once(load);
+  return { get: async (options) => (await source()).get(options) };
 }
 
 function positiveEnv(env: NodeJS.ProcessEnv, key: string, fallback: number): number {

@@ -13,6 +13,8 @@ const BODY_HIGH_WATER_MARK = 1024 * 1024;
 /** Opens the sink of one stream of one invocation. */
 export interface SpillStore {
   open(requestId: string, stream: "stdout" | "stderr"): OutputSpill;
+  /** Settles once `open` can be called (a lazily loaded SDK). @default ready at once */
+  ready?(): Promise<void>;
 }
 
 /** Options of {@link S3SpillStore}. */

@@ -328,4 +328,11 @@ describe("dashboard", () => {
     expect(body).toContain("ExecutionsTimedOut");
     expect(body).toContain("ConcurrentExecutions");
   });
+
+  it("counts hosts the breaker refused (Errors, ErrorName=HostQuarantined)", () => {
+    const [dash] = Object.values(template.findResources("AWS::CloudWatch::Dashboard"));
+    const body = JSON.stringify(dash?.Properties);
+    expect(body).toContain("HostQuarantined (no dial)");
+    expect(body).toMatch(/Errors.{0,40}ErrorName.{0,40}HostQuarantined/);
+  });
 });

@@ -6,10 +6,6 @@ import ts from "typescript";
 import { describe, expect, it } from "vitest";
 import { ALARM_KINDS } from "../../cdk/constructs/monitoring.ts";
 import { runbookFile } from "../../cdk/monitoring/catalog.ts";
-import {
-  generateRequestSchemaJson,
-  REQUEST_SCHEMA_JSON,
-} from "../../functions/build/generate-validator.ts";
 import { REQUEST_FIELDS } from "../../functions/shared/request-schema.ts";
 import { DEFAULT_PHASE_CAPS } from "../../lib/deadline.ts";
 import { ERROR_CLASSES, HTTP_STATUS } from "../../lib/errors.ts";
@@ -24,6 +20,10 @@ import {
   RETRYABLE_ERRORS,
   STATUSES,
 } from "../../lib/names.ts";
+import {
+  generateRequestSchemaJson,
+  REQUEST_SCHEMA_JSON,
+} from "../../scripts/generate-validator.ts";
 
 // docs/contract.md, schemas/*.json and the code must name the same things: when a name is
 // added to lib/names.ts (or a field to lib/types.ts) this fails until the contract says so.

@@ -1,0 +1,51 @@
+import net from "node:net";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { probeHostKey } from "../../lib/probe-host-key.ts";
+import { type SshdServer, startSshd } from "../helpers/sshd.ts";
+
+let sshd: SshdServer;
+
+beforeAll(async () => {
+  sshd = await startSshd();
+});
+afterAll(async () => {
+  await sshd?.stop();
+});
+
+describe("probeHostKey", () => {
+  it("returns the key OpenSSH presents, without authenticating", async () => {
+    const key = await probeHostKey({ host: "127.0.0.1", port: sshd.port }, { budgetMs: 5_000 });
+    expect(`${key.keyType} ${key.keyBase64}`).toBe(sshd.hostKeyLine);
+    expect(key.fingerprintSha256).toBe(sshd.hostKeyFingerprint);
+    // The key was refused before any authentication request.
+    expect(sshd.log()).not.toMatch(/Accepted|Failed (publickey|password)|Invalid user/);
+  });
+
+  it("ends within its budget on a server that never sends a banner", async () => {
+    const sockets = new Set<net.Socket>();
+    const silent = net.createServer((s) => {
+      sockets.add(s);
+      s.on("error", () => {});
+    });
+    await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
+    const port = (silent.address() as net.AddressInfo).port;
+    const started = performance.now();
+    const error = await probeHostKey({ host: "127.0.0.1", port }, { budgetMs: 400 }).catch(
+      (e: Error) => e,
+    );
+    expect(performance.now() - started).toBeLessThan(400 + 100);
+    expect(error).toMatchObject({ name: "HandshakeTimeout" });
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((r) => silent.close(() => r()));
+  });
+
+  it("reports a refused connection by name", async () => {
+    const closed = net.createServer();
+    await new Promise<void>((r) => closed.listen(0, "127.0.0.1", r));
+    const port = (closed.address() as net.AddressInfo).port;
+    await new Promise<void>((r) => closed.close(() => r()));
+    await expect(
+      probeHostKey({ host: "127.0.0.1", port }, { budgetMs: 2_000 }),
+    ).rejects.toMatchObject({ name: "ConnectRefused" });
+  });
+});
