@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApiHandler } from "../../functions/api.ts";
+import { awsRuntime } from "../../functions/shared/runtime.ts";
 import { type SpillSettings, settingsFromEnv } from "../../functions/shared/settings.ts";
 import { S3SpillStore } from "../../functions/spill/s3-spill.ts";
 import type { RunResult } from "../../lib/types.ts";
@@ -121,5 +122,15 @@ describe("spill settings from the environment", () => {
     [{ BSSH_SPILL_MODE: "always" }, "BSSH_SPILL_BUCKET"],
   ])("refuses a malformed spill configuration %j", (env, message) => {
     expect(() => settingsFromEnv(env)).toThrow(message);
+  });
+});
+
+describe("the deployed runtime's spill store", () => {
+  it("loads the S3 SDK lazily: a sink opens only after ready()", async () => {
+    const runtime = awsRuntime({ BSSH_POLICY: '{"rules":[]}', BSSH_SPILL_BUCKET: "b" });
+    expect(runtime.settings.spill?.mode).toBe("request");
+    expect(() => runtime.spill!.open("req", "stdout")).toThrow(/ready\(\) was not awaited/);
+    await runtime.spill!.ready!();
+    expect(runtime.preload?.length).toBeGreaterThan(0);
   });
 });
