@@ -3,8 +3,16 @@
  * the OpenSSH client (`ssh … > /dev/null`). Handshake excluded by subtracting the median of a
  * `true` session of the same client measured in the same rounds. Memory is sampled during
  * the engine's drain: output is capped (head + tail kept), so heap must stay flat.
+ *
+ * Drain to S3: the same 100 MB spilled whole (`RunOptions.spill`, the handlers' multipart
+ * sink) into s3rver (its own process) on loopback, interleaved with the plain drains of the same rounds, so the
+ * ratio spilled ÷ plain holds whatever the machine's load. s3rver writes every part to disk
+ * and assembles the object on completion: a stand-in slower than S3's own ingestion.
  */
 import { spawn } from "node:child_process";
+import { DeleteObjectCommand } from "@aws-sdk/client-s3";
+import { S3SpillStore } from "../functions/spill/s3-spill.ts";
+import { startS3rverProcess } from "../test/helpers/s3rver.ts";
 import { SSH_PATH, type SshdServer } from "../test/helpers/sshd.ts";
 import type { Engine } from "./engine.ts";
 import { engineClient, opensshClient } from "./latency.ts";
@@ -18,8 +26,11 @@ export interface ThroughputResult {
   openssh: number[];
   engineTrue: number[];
   opensshTrue: number[];
+  /** The engine's drains with stdout spilled to s3rver (ms). */
+  spilled: number[];
   /** MB/s with the handshake (median `true` session) subtracted. */
   engineMBps: number;
+  spilledMBps: number;
   opensshMBps: number;
   /** Peak growth over the pre-run baseline during the engine's drains (bytes). */
   peakRssDelta: number;
@@ -58,6 +69,31 @@ export async function measureThroughput(
     }
     return performance.now() - t0;
   };
+  const s3 = await startS3rverProcess("bench-spill");
+  const store = new S3SpillStore({ client: s3.client, bucket: s3.bucket });
+  let spills = 0;
+  const spilledDrain = async (): Promise<number> => {
+    const requestId = `bench-${++spills}`;
+    const t0 = performance.now();
+    const r = await engine.runCommand(
+      { host: srv.host, port: srv.port, username: srv.username, command: COMMAND },
+      {
+        budgetMs: 120_000,
+        secret: { privateKey: srv.keys.ed25519.privateKey },
+        knownHosts: srv.knownHostsLine,
+        requestId,
+        spill: { open: (stream) => store.open(requestId, stream) },
+      },
+    );
+    const elapsed = performance.now() - t0;
+    const object = r.output.stdoutObject;
+    if (r.status !== "succeeded" || object?.bytes !== THROUGHPUT_BYTES) {
+      throw new Error(`spilled drain failed: ${r.status} ${r.output.spillError ?? ""}`);
+    }
+    // Keep s3rver's directory flat across rounds.
+    await s3.client.send(new DeleteObjectCommand({ Bucket: object.bucket, Key: object.key }));
+    return elapsed;
+  };
   const engTrue = engineClient(engine, srv);
   const sshTrue = opensshClient(srv);
   const res: ThroughputResult = {
@@ -65,7 +101,9 @@ export async function measureThroughput(
     openssh: [],
     engineTrue: [],
     opensshTrue: [],
+    spilled: [],
     engineMBps: 0,
+    spilledMBps: 0,
     opensshMBps: 0,
     peakRssDelta: 0,
     peakHeapDelta: 0,
@@ -83,6 +121,7 @@ export async function measureThroughput(
   try {
     for (let i = 0; i < rounds; i++) {
       res.engine.push(await drain());
+      res.spilled.push(await spilledDrain());
       res.openssh.push(await opensshDrain(srv));
       for (let j = 0; j < 3; j++) {
         res.engineTrue.push(await engTrue());
@@ -91,11 +130,13 @@ export async function measureThroughput(
     }
   } finally {
     clearInterval(sampler);
+    await s3.close();
   }
   res.peakRssDelta = peakRss - base.rss;
   res.peakHeapDelta = peakHeap - base.heapUsed;
   const mb = THROUGHPUT_BYTES / 1e6;
   res.engineMBps = mb / ((median(res.engine) - median(res.engineTrue)) / 1000);
+  res.spilledMBps = mb / ((median(res.spilled) - median(res.engineTrue)) / 1000);
   res.opensshMBps = mb / ((median(res.openssh) - median(res.opensshTrue)) / 1000);
   return res;
 }

@@ -1,6 +1,6 @@
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { CfnOutput, type Duration, Stack, type StackProps, Validations } from "aws-cdk-lib";
+import { CfnOutput, Duration, Stack, type StackProps, Validations } from "aws-cdk-lib";
 import type * as apigw from "aws-cdk-lib/aws-apigateway";
 import * as ec2 from "aws-cdk-lib/aws-ec2";
 import type * as kms from "aws-cdk-lib/aws-kms";
@@ -19,6 +19,7 @@ import {
 import { FleetState } from "./constructs/fleet-state.ts";
 import { Monitoring, type MonitoringThresholds } from "./constructs/monitoring.ts";
 import { RunApi } from "./constructs/run-api.ts";
+import { SpillBucket, type SpillBucketProps } from "./constructs/spill-bucket.ts";
 import { SshFunction } from "./constructs/ssh-function.ts";
 import { StageConfig } from "./constructs/stage-config.ts";
 import { type RetrySettings, Workflows } from "./constructs/workflows.ts";
@@ -90,6 +91,8 @@ export interface BoundedSshStackProps extends StackProps {
   readonly taskReservedConcurrency?: number | null;
   /** Ceiling on a fleet execution's `maxConcurrency`. @default 50 */
   readonly maxFleetConcurrency?: number;
+  /** Full output to S3: mode, size limit, object lifetime. @default request mode, 1 GiB, 30 days */
+  readonly spill?: Omit<SpillBucketProps, "functions">;
 }
 
 /** Default reserved concurrency of the task function and ceiling of a fleet's concurrency. */
@@ -102,6 +105,7 @@ export class BoundedSshStack extends Stack {
   readonly api: RunApi;
   readonly workflows: Workflows;
   readonly fleetState: FleetState;
+  readonly spill: SpillBucket;
   readonly monitoring: Monitoring;
   /** Policy and known_hosts parameters, credential placeholders, the VPC security group. */
   readonly config: StageConfig;
@@ -205,6 +209,10 @@ export class BoundedSshStack extends Stack {
     this.fleetState = new FleetState(this, "FleetState", {
       functions: [this.apiFunction.function, this.taskFunction.function],
     });
+    this.spill = new SpillBucket(this, "Spill", {
+      ...props.spill,
+      functions: [this.apiFunction.function, this.taskFunction.function],
+    });
     this.monitoring = new Monitoring(this, "Monitoring", {
       apiFunction: this.apiFunction,
       taskFunction: this.taskFunction,
@@ -231,6 +239,7 @@ export class BoundedSshStack extends Stack {
     });
     new CfnOutput(this, "FleetStateMachineArn", { value: this.workflows.fleet.stateMachineArn });
     new CfnOutput(this, "FleetBucketName", { value: this.workflows.fleetBucket.bucketName });
+    new CfnOutput(this, "SpillBucketName", { value: this.spill.bucket.bucketName });
     new CfnOutput(this, "PolicyParameterName", {
       value: this.config.policyParameter.parameterName,
     });
@@ -317,5 +326,17 @@ export function deployConfigProps(loaded: LoadedDeployConfig): BoundedSshStackPr
           maxFleetConcurrency: config.reservedConcurrency.task,
         }),
     metricNamespace: config.metricNamespace ?? names.metricNamespace,
+    ...(config.spill === undefined
+      ? {}
+      : {
+          spill: {
+            mode: config.spill.mode,
+            maxBytes: config.spill.maxBytes,
+            expiration:
+              config.spill.expirationDays === undefined
+                ? undefined
+                : Duration.days(config.spill.expirationDays),
+          },
+        }),
   };
 }

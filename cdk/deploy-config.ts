@@ -43,6 +43,15 @@ export interface DeployConfig {
    * @default "BoundedSsh/<stage>"
    */
   readonly metricNamespace?: string;
+  /**
+   * Full output to S3 (docs/fleet.md). @default mode "request" (only requests with
+   * `spill: true` under rules with `allowSpill`), maxBytes 1 GiB, objects kept 30 days
+   */
+  readonly spill?: {
+    readonly mode?: "request" | "always";
+    readonly maxBytes?: number;
+    readonly expirationDays?: number;
+  };
 }
 
 /** Where the functions run and what they may reach. */
@@ -112,6 +121,15 @@ export const DEPLOY_CONFIG_SCHEMA = {
       },
     },
     metricNamespace: { type: "string", pattern: "^[A-Za-z0-9._/#:-]{1,255}$" },
+    spill: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        mode: { enum: ["request", "always"] },
+        maxBytes: { type: "integer", minimum: 1 },
+        expirationDays: { type: "integer", minimum: 1 },
+      },
+    },
   },
 } as const;
 

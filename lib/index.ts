@@ -5,4 +5,5 @@ export * from "./metrics.ts";
 export * from "./names.ts";
 export { type ProbedHostKey, type ProbeHostKeyOptions, probeHostKey } from "./probe-host-key.ts";
 export { runCommand } from "./run-command.ts";
+export { DEFAULT_SPILL_MAX_BYTES } from "./session/output-capture.ts";
 export type * from "./types.ts";

@@ -21,7 +21,11 @@ import { BannerGate } from "./session/banner-gate.ts";
 import { type PreparedAuth, prepareAuth } from "./session/credentials.ts";
 import { fingerprintSha256, type HostKeyPolicy, hostKeyTrust } from "./session/host-keys.ts";
 import { Keepalive, type KeepaliveSettings } from "./session/keepalive.ts";
-import { OutputCapture } from "./session/output-capture.ts";
+import {
+  type CaptureSpill,
+  DEFAULT_SPILL_MAX_BYTES,
+  OutputCapture,
+} from "./session/output-capture.ts";
 import { wrapWithRemoteBound } from "./session/remote-bound.ts";
 import { signFirstAttempt } from "./session/sign-first.ts";
 import { Client, sendChannelKeepalive, sendGlobalKeepalive, sendSignal } from "./session/ssh2.ts";
@@ -113,6 +117,8 @@ class Session {
   #channel: ClientChannel | undefined;
   #channelClosed = false;
   #channelDone: Promise<void> = Promise.resolve();
+  /** Both readable sides have ended (every chunk was handed to its capture). */
+  #streamsEnded: Promise<unknown> = Promise.resolve();
 
   // The first failure of the session wins; every phase races against it.
   readonly #failure: Promise<never>;
@@ -159,8 +165,14 @@ class Session {
     const maxOutput = Number.isSafeInteger(request?.maxOutputBytes)
       ? (request.maxOutputBytes as number)
       : DEFAULT_MAX_OUTPUT_BYTES;
-    this.#stdout = new OutputCapture(maxOutput);
-    this.#stderr = new OutputCapture(maxOutput);
+    const spill = options.spill;
+    const spillOf = (stream: "stdout" | "stderr"): CaptureSpill | undefined =>
+      spill && {
+        open: () => spill.open(stream),
+        maxBytes: spill.maxBytes ?? DEFAULT_SPILL_MAX_BYTES,
+      };
+    this.#stdout = new OutputCapture(maxOutput, spillOf("stdout"));
+    this.#stderr = new OutputCapture(maxOutput, spillOf("stderr"));
     this.#failure = new Promise<never>((_, reject) => {
       this.#rejectFailure = reject;
     });
@@ -183,8 +195,11 @@ class Session {
       await this.#step("auth", () => this.#authDone.promise);
       const channel = await this.#openChannel();
       await this.#exec(channel);
+      await this.#finishSpills();
     } catch (err) {
       error = this.#classify(err);
+      // The output is incomplete: no object may claim to be the whole stream.
+      this.#abortSpills(`the session ended with ${error.name} before the output was complete`);
       // A command that reported its exit status is finished, whatever happened after.
       if (this.#exit !== undefined && this.#phase === "exec") error = undefined;
       else if (this.#phase === "exec") this.#stopRemoteCommand();
@@ -465,9 +480,21 @@ class Session {
           done();
         });
       });
-      // Always drain both streams: an unread stream never closes and stalls the command.
-      channel.on("data", (chunk: Buffer) => this.#stdout.write(chunk));
-      channel.stderr.on("data", (chunk: Buffer) => this.#stderr.write(chunk));
+      // Always drain both streams: an unread stream never closes and stalls the command. A
+      // spill that cannot keep up pauses its stream (SSH flow control then holds the remote);
+      // `drained()` never rejects, so a failed spill resumes the stream at once.
+      const read = (stream: NodeJS.ReadableStream, capture: OutputCapture) => {
+        stream.on("data", (chunk: Buffer) => {
+          if (capture.write(chunk)) return;
+          stream.pause();
+          void capture.drained().then(() => stream.resume());
+        });
+        return new Promise<void>((done) => stream.once("end", () => done()));
+      };
+      this.#streamsEnded = Promise.all([
+        read(channel, this.#stdout),
+        read(channel.stderr, this.#stderr),
+      ]);
       channel.once("exit", (code: number | null, signal?: string) => {
         this.#exitSeenFlag = true;
         this.#exitSeen.done();
@@ -478,7 +505,8 @@ class Session {
           code: typeof code === "number" ? code : null,
           signal: typeof signal === "string" ? signal.replace(/^SIG/, "") : null,
         };
-        // Finished: wait a short grace for the rest of the output and the close, no more.
+        // Finished: wait a short grace for the rest of the output and the close, no more
+        // (a spilled stream's rest is awaited by #finishSpills, inside the exec allowance).
         const grace = Math.min(EXIT_GRACE_MS, this.#deadline.allowance("exec"));
         void this.#deadline.wait(grace, closed).then(() => resolve());
       });
@@ -504,6 +532,27 @@ class Session {
       else channel.end();
       return this.#channelDone;
     });
+  }
+
+  /**
+   * Completes the spilled streams once every chunk has been read, inside the exec allowance
+   * (the teardown reserve stays). An upload that does not finish in time is aborted: the
+   * result keeps head + tail and says why in `output.spillError`.
+   */
+  async #finishSpills(): Promise<void> {
+    const captures = [this.#stdout, this.#stderr].filter((c) => c.spilling);
+    if (captures.length === 0) return;
+    const done = this.#deadline.wait(
+      this.#deadline.allowance("exec"),
+      this.#streamsEnded.then(() => Promise.all(captures.map((c) => c.finish()))),
+    );
+    if (!(await done)) {
+      this.#abortSpills("the upload did not complete within the session's deadline");
+    }
+  }
+
+  #abortSpills(reason: string): void {
+    for (const capture of [this.#stdout, this.#stderr]) capture.abortSpill(new Error(reason));
   }
 
   /**
@@ -547,6 +596,8 @@ class Session {
   async #teardown(): Promise<void> {
     this.#tearingDown = true;
     this.#keepalive?.stop();
+    // Idempotent: covers a caller's abort while an upload was still completing.
+    this.#abortSpills("the session ended before the upload completed");
     const start = performance.now();
     this.#opts.onPhase?.("teardown");
     const sock = this.#socket;
@@ -613,6 +664,12 @@ class Session {
   #result(error: EngineError | undefined, endedIn: ErrorPhase): RunResult {
     const out = this.#stdout.text();
     const err = this.#stderr.text();
+    const spillErrors = (["stdout", "stderr"] as const)
+      .map((name) => {
+        const message = (name === "stdout" ? this.#stdout : this.#stderr).spillError;
+        return message === undefined ? undefined : `${name}: ${message}`;
+      })
+      .filter((m) => m !== undefined);
     let status: Status;
     if (error) status = error.name.endsWith("Timeout") ? "timed_out" : "error";
     else status = this.#exit?.code === 0 && this.#exit.signal === null ? "succeeded" : "failed";
@@ -644,6 +701,9 @@ class Session {
         stderrSha256: err.sha256,
         stdoutEncoding: out.encoding,
         stderrEncoding: err.encoding,
+        ...(this.#stdout.object ? { stdoutObject: this.#stdout.object } : {}),
+        ...(this.#stderr.object ? { stderrObject: this.#stderr.object } : {}),
+        ...(spillErrors.length > 0 ? { spillError: spillErrors.join("; ") } : {}),
       },
       phase: endedIn,
       timings: { ...timings, totalMs: round(this.#deadline.elapsed()) },

@@ -26,6 +26,47 @@ export interface RunRequest {
    * recorded result without dialling. The engine ignores it.
    */
   idempotencyKey?: string;
+  /**
+   * Handlers: upload a stream that exceeds `maxOutputBytes` whole to the deployment's spill
+   * bucket, where the caller's rule allows it (`allowSpill`). The engine ignores it: spilling
+   * is {@link RunOptions.spill}. @default false
+   */
+  spill?: boolean;
+}
+
+/**
+ * Where a stream that outgrew `maxOutputBytes` is written whole (an S3 upload in the Lambda
+ * handlers; anything with back-pressure elsewhere). The engine opens one per stream, at the
+ * first byte that would be dropped, writes the retained prefix and then every later chunk.
+ */
+export interface OutputSpill {
+  /** Queues a chunk; false asks the engine to stop reading the stream until {@link drained}. */
+  write(chunk: Buffer): boolean;
+  /** Settles when more may be written; rejects when the sink has failed. */
+  drained(): Promise<void>;
+  /** No more chunks: settles when the object is complete and durable. */
+  end(): Promise<{ bucket: string; key: string }>;
+  /** Gives up (session failed, deadline, size limit): releases the sink, keeps nothing. */
+  abort(reason: Error): void;
+}
+
+/** Full-output spilling: where to, and how much at most. */
+export interface SpillOptions {
+  /** Opens the sink of one stream; called at most once per stream per session. */
+  open(stream: "stdout" | "stderr"): OutputSpill;
+  /**
+   * Largest stream spilled; a longer stream's upload is aborted (`output.spillError`) while
+   * the stream is still drained. @default 1 GiB
+   */
+  maxBytes?: number;
+}
+
+/** A stream uploaded whole: `sha256` and `bytes` are those of the full stream. */
+export interface SpillObject {
+  bucket: string;
+  key: string;
+  bytes: number;
+  sha256: string;
 }
 
 /** The secret a credential name resolves to. Never part of the request, never logged. */
@@ -79,6 +120,11 @@ export interface RunOptions {
   requestId?: string;
   /** Called when each phase starts (observability, tests). */
   onPhase?: (phase: Phase) => void;
+  /**
+   * Upload a stream that exceeds `maxOutputBytes` whole, with back-pressure, inside the
+   * deadline. @default none: only head + tail are kept
+   */
+  spill?: SpillOptions;
 }
 
 export interface PhaseTimings {
@@ -119,6 +165,11 @@ export interface RunResult {
     /** `base64` when the kept bytes are not valid UTF-8. */
     stdoutEncoding: "utf8" | "base64";
     stderrEncoding: "utf8" | "base64";
+    /** The whole stdout, when it was spilled and the upload completed. */
+    stdoutObject?: SpillObject;
+    stderrObject?: SpillObject;
+    /** Why a spill was not kept (upload failure, size limit, deadline); head + tail remain. */
+    spillError?: string;
   };
   phase: ErrorPhase;
   error?: ResultError;

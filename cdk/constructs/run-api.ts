@@ -146,5 +146,6 @@ const RUN_REQUEST_SCHEMA: apigw.JsonSchema = {
     stdin: { type: apigw.JsonSchemaType.STRING },
     failOnNonZeroExit: { type: apigw.JsonSchemaType.BOOLEAN },
     idempotencyKey: { type: apigw.JsonSchemaType.STRING, minLength: 1, maxLength: 128 },
+    spill: { type: apigw.JsonSchemaType.BOOLEAN },
   },
 };

@@ -46,6 +46,11 @@ export interface PolicyRule {
   allowRequestPins?: boolean;
   /** Let `patterns` match commands holding shell syntax, newlines or carriage returns. @default false */
   allowShellSyntax?: boolean;
+  /**
+   * Honour a request's `spill: true` (full output uploaded to the deployment's spill bucket)
+   * where the deployment spills on request (`BSSH_SPILL_MODE=request`). @default false
+   */
+  allowSpill?: boolean;
 }
 
 /** The policy document (one JSON object: local config `policy`, or env/SSM in AWS). */
@@ -90,6 +95,8 @@ export interface Authorization {
   credential: string;
   /** True when every one of {@link rules} sets `allowRequestPins`. */
   allowRequestPins: boolean;
+  /** True when every one of {@link rules} sets `allowSpill`. */
+  allowSpill: boolean;
   /** Give to `runCommand` as `checkAddress`: refuses resolved addresses outside the rules. */
   checkAddress: (address: string, family: 4 | 6) => void;
 }
@@ -106,6 +113,7 @@ interface CompiledRule {
   credentials: RegExp[];
   allowRequestPins: boolean;
   allowShellSyntax: boolean;
+  allowSpill: boolean;
 }
 
 /**
@@ -229,6 +237,7 @@ export class Policy {
       ),
       allowRequestPins: flag(rule.allowRequestPins, `${where}.allowRequestPins`),
       allowShellSyntax: flag(rule.allowShellSyntax, `${where}.allowShellSyntax`),
+      allowSpill: flag(rule.allowSpill, `${where}.allowSpill`),
     };
   }
 
@@ -328,6 +337,8 @@ export class Policy {
       // Every rule that could allow this request must allow pins: the address decides the rule
       // only after DNS, so a pin-friendly rule must not lend its permission to another's range.
       allowRequestPins: allowed.every((r) => r.allowRequestPins),
+      // Same reason: a spilling rule must not lend its permission to another's range.
+      allowSpill: allowed.every((r) => r.allowSpill),
       checkAddress,
     };
     if (call) authorization.template = call.name;

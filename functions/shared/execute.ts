@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import {
+  CommandNotAllowed,
   CredentialNotAllowed,
   CredentialUnavailable,
   DeadlineExceeded,
@@ -218,6 +219,18 @@ export async function execute(
       (limits?.idempotencyScope && runtime.idempotency
         ? derivedKey(limits.idempotencyScope, run)
         : undefined);
+    if (run.spill === true && !(settings.spill && runtime.spill)) {
+      throw new ValidationError(
+        'field "spill": this deployment has no spill bucket (set BSSH_SPILL_BUCKET)',
+        { phase: "request" },
+      );
+    }
+    if (run.spill === true && settings.spill?.mode === "request" && !authorization.allowSpill) {
+      throw new CommandNotAllowed(
+        `spill is not allowed by rule ${authorization.rules.join(", ")} (allowSpill)`,
+        { phase: "policy" },
+      );
+    }
     if (run.idempotencyKey !== undefined && !runtime.idempotency) {
       throw new ValidationError(
         'field "idempotencyKey": this deployment has no idempotency store (set BSSH_IDEMPOTENCY_TABLE)',
@@ -318,6 +331,12 @@ export async function execute(
 
     // Loaded on first use (cold start); before the budget is measured, so it counts.
     const { runCommand } = await loadEngine();
+    const spillStore = runtime.spill;
+    const spilling =
+      settings.spill !== undefined &&
+      spillStore !== undefined &&
+      (settings.spill.mode === "always" || run.spill === true);
+    if (spilling) await spillStore.ready?.();
     const budgetMs = remainingBudget(record);
     if (budgetMs < settings.minBudgetMs) {
       throw new DeadlineExceeded(
@@ -342,6 +361,12 @@ export async function execute(
     if (cancel) options.signal = cancel;
     if (knownHosts !== undefined) options.knownHosts = knownHosts;
     if (runtime.lookup) options.lookup = runtime.lookup;
+    if (spilling) {
+      options.spill = {
+        open: (stream) => spillStore!.open(requestId, stream),
+        maxBytes: settings.spill!.maxBytes,
+      };
+    }
     return runCommand({ ...run, command: authorization.command }, options);
   }
 }

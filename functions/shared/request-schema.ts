@@ -52,6 +52,7 @@ export const REQUEST_FIELDS = [
   "stdin",
   "failOnNonZeroExit",
   "idempotencyKey",
+  "spill",
 ] as const;
 
 // No C0/C1 control characters, no whitespace: such a host or user name is either an attack on
@@ -109,5 +110,6 @@ export const REQUEST_SCHEMA = {
       maxLength: REQUEST_LIMITS.idempotencyKeyChars,
       pattern: "^[A-Za-z0-9._:/@=+-]+$",
     },
+    spill: { type: "boolean" },
   },
 } as const;

@@ -10,6 +10,7 @@ import type { IdempotencyStore } from "../idempotency/idempotency.ts";
 import type { MetricsMiddlewareOptions } from "../metrics/middleware.ts";
 import type { AuditLine } from "../middleware/audit-log.ts";
 import { Policy, type PolicyDocument } from "../policy/policy.ts";
+import type { SpillStore } from "../spill/s3-spill.ts";
 import type { InvocationRecord } from "./invocation.ts";
 import { loadEngine, once } from "./lazy.ts";
 import { ENV, type HandlerSettings, settingsFromEnv } from "./settings.ts";
@@ -44,6 +45,11 @@ export interface Runtime {
    * runtime's SDK clients and engine, see `lazy.ts`). @default none
    */
   preload?: readonly (() => Promise<unknown>)[];
+  /**
+   * Where spilled streams go (`settings.spill` says when and how much). @default none: the
+   * request field `spill` is refused
+   */
+  spill?: SpillStore;
 }
 
 /** A policy that never changes (inline JSON, local config). */
@@ -122,6 +128,33 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
     policy,
     preload,
   };
+  if (settings.spill) {
+    const bucket = settings.spill.bucket;
+    // The engine opens a sink synchronously (in the channel's data handler): the S3 SDK is
+    // loaded lazily like the others, and `ready()` is awaited before a spilling session.
+    let loaded: SpillStore | undefined;
+    const store = once(async () => {
+      const [{ S3SpillStore }, { S3Client }] = await Promise.all([spillSdk(), s3Sdk()]);
+      // A stalled upload holds the spilled stream paused (back-pressure), and the command
+      // with it: an idle connection fails the part instead, the spill is dropped, the stream
+      // resumes.
+      const client = new S3Client({
+        requestHandler: { connectionTimeout: 2_000, requestTimeout: 10_000 },
+      });
+      loaded = new S3SpillStore({ client, bucket });
+      return loaded;
+    });
+    preload.push(store);
+    runtime.spill = {
+      ready: async () => {
+        await store();
+      },
+      open: (requestId, stream) => {
+        if (!loaded) throw new Error("the spill store is not loaded (ready() was not awaited)");
+        return loaded.open(requestId, stream);
+      },
+    };
+  }
   const idempotencyTable = env[ENV.idempotencyTable];
   const breakerTable = env[ENV.breakerTable];
   if (idempotencyTable || breakerTable) {
@@ -176,6 +209,8 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
 const secretsSdk = once(() => import("@aws-sdk/client-secrets-manager"));
 const ssmSdk = once(() => import("@aws-sdk/client-ssm"));
 const dynamoSdk = once(() => import("@aws-sdk/client-dynamodb"));
+const s3Sdk = once(() => import("@aws-sdk/client-s3"));
+const spillSdk = once(() => import("../spill/s3-spill.ts"));
 const awsKnownHosts = once(() => import("../credentials/aws-known-hosts.ts"));
 const secretsManagerStore = once(() => import("../credentials/secrets-manager-store.ts"));
 

@@ -1,4 +1,5 @@
 import { PHASES, type Phase } from "../../lib/names.ts";
+import { DEFAULT_SPILL_MAX_BYTES } from "../../lib/session/output-capture.ts";
 import type { PhaseCaps } from "../../lib/types.ts";
 import type { ExpectedApi } from "./callers.ts";
 
@@ -48,6 +49,12 @@ export const ENV = {
   breakerWindowSeconds: "BSSH_BREAKER_WINDOW_S",
   /** Breaker: how long a host stays quarantined, seconds (default 900). */
   breakerQuarantineSeconds: "BSSH_BREAKER_TTL_S",
+  /** S3 bucket for full output (`output.stdoutObject`); unset refuses request `spill`. */
+  spillBucket: "BSSH_SPILL_BUCKET",
+  /** `request` (default: spill when the request says `spill: true`) or `always`. */
+  spillMode: "BSSH_SPILL_MODE",
+  /** Largest stream spilled, bytes (default 1 GiB); a longer one's upload is aborted. */
+  spillMaxBytes: "BSSH_SPILL_MAX_BYTES",
   /** Local mode: path of the JSON config file (credentials, known hosts, policy, caller). */
   config: "BSSH_CONFIG",
 } as const;
@@ -74,6 +81,20 @@ export interface HandlerSettings {
   stateMachineArns: string[];
   /** Step Functions error messages carry stdout/stderr. @default false */
   taskErrorOutput: boolean;
+  /** Full-output spilling; undefined without a bucket. @default undefined */
+  spill: SpillSettings | undefined;
+}
+
+/** Where and when a stream that outgrows `maxOutputBytes` is uploaded whole. */
+export interface SpillSettings {
+  bucket: string;
+  /**
+   * `always`: every stream over `maxOutputBytes` is spilled. `request`: only when the request
+   * sets `spill: true` and its rule sets `allowSpill`. @default "request"
+   */
+  mode: "always" | "request";
+  /** @default 1073741824 (1 GiB) */
+  maxBytes: number;
 }
 
 export const DEFAULT_SETTINGS: HandlerSettings = {
@@ -87,6 +108,7 @@ export const DEFAULT_SETTINGS: HandlerSettings = {
   api: undefined,
   stateMachineArns: [],
   taskErrorOutput: false,
+  spill: undefined,
 };
 
 function nonNegative(env: NodeJS.ProcessEnv, key: string, fallback: number): number {
@@ -127,6 +149,25 @@ function taskErrorOutput(raw: string | undefined): boolean {
   throw new TypeError(`${ENV.taskErrorOutput} must be "include" or "omit"`);
 }
 
+function spillSettings(env: NodeJS.ProcessEnv): SpillSettings | undefined {
+  const bucket = env[ENV.spillBucket];
+  const mode = env[ENV.spillMode] || "request";
+  if (mode !== "always" && mode !== "request") {
+    throw new TypeError(`${ENV.spillMode} must be "always" or "request"`);
+  }
+  const maxBytes = nonNegative(env, ENV.spillMaxBytes, DEFAULT_SPILL_MAX_BYTES);
+  if (!bucket) {
+    if (env[ENV.spillMode] || env[ENV.spillMaxBytes]) {
+      throw new TypeError(`${ENV.spillMode} and ${ENV.spillMaxBytes} need ${ENV.spillBucket}`);
+    }
+    return undefined;
+  }
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
+    throw new TypeError(`${ENV.spillMaxBytes} must be an integer >= 1`);
+  }
+  return { bucket, mode, maxBytes };
+}
+
 /** Settings from the environment; throws `TypeError` for a malformed value (a deploy bug). */
 export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): HandlerSettings {
   const audit = env[ENV.auditCommand] ?? "plain";
@@ -151,5 +192,6 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): HandlerSe
       .map((arn) => arn.trim())
       .filter((arn) => arn !== ""),
     taskErrorOutput: taskErrorOutput(env[ENV.taskErrorOutput]),
+    spill: spillSettings(env),
   };
 }

@@ -1,10 +1,26 @@
 import { createHash, type Hash } from "node:crypto";
+import type { OutputSpill, SpillObject } from "../types.ts";
+
+/** Default of `SpillOptions.maxBytes`. */
+export const DEFAULT_SPILL_MAX_BYTES = 1024 ** 3;
+
+/** Opening a stream's spill, and its size limit. */
+export interface CaptureSpill {
+  open(): OutputSpill;
+  maxBytes: number;
+}
 
 /**
  * Keeps at most `maxBytes` of one stream — the first half and the last half — while counting
  * and hashing every byte, so output beyond the cap is never silently lost: the caller gets
  * the exact byte count and SHA-256 of the full stream. The stream is always drained (an
  * undrained channel never closes and blocks the remote command on flow control).
+ *
+ * With a spill, the first write that would drop a byte opens it: the kept prefix (the whole
+ * stream so far) is written, then every later chunk, so the object holds the full stream and
+ * its SHA-256 is the stream's. `write` returning false asks the reader to pause until
+ * {@link OutputCapture.drained}; a failed or over-limit spill is aborted and the stream goes
+ * on draining into head + tail.
  */
 export class OutputCapture {
   readonly #headCap: number;
@@ -15,13 +31,123 @@ export class OutputCapture {
   #tail: Buffer[] = [];
   #tailBytes = 0;
   #total = 0;
+  readonly #maxBytes: number;
+  readonly #spillWith: CaptureSpill | undefined;
+  #spill: OutputSpill | undefined;
+  #spillState: "none" | "open" | "ending" | "done" | "failed" = "none";
+  #spilled = 0;
+  #object: { bucket: string; key: string } | undefined;
+  #spillError: string | undefined;
 
-  constructor(maxBytes: number) {
+  constructor(maxBytes: number, spill?: CaptureSpill) {
+    this.#maxBytes = maxBytes;
     this.#headCap = Math.ceil(maxBytes / 2);
     this.#tailCap = maxBytes - this.#headCap;
+    this.#spillWith = spill;
   }
 
-  write(chunk: Buffer): void {
+  /** Keeps, counts and hashes a chunk; false: pause the stream until {@link drained}. */
+  write(chunk: Buffer): boolean {
+    if (
+      this.#spillWith &&
+      this.#spillState === "none" &&
+      this.#total + chunk.length > this.#maxBytes
+    ) {
+      this.#openSpill();
+    }
+    this.#keep(chunk);
+    return this.#spillState === "open" ? this.#forward(chunk) : true;
+  }
+
+  #openSpill(): void {
+    // Nothing has been dropped yet: head + tail are the whole stream so far.
+    const prefix = Buffer.concat([...this.#head, ...this.#tail]);
+    try {
+      this.#spill = this.#spillWith!.open();
+      this.#spillState = "open";
+    } catch (err) {
+      this.#spillState = "failed";
+      this.#spillError = `the spill could not start: ${messageOf(err)}`;
+      return;
+    }
+    if (prefix.length > 0) this.#forward(prefix);
+  }
+
+  #forward(chunk: Buffer): boolean {
+    const limit = this.#spillWith!.maxBytes;
+    if (this.#spilled + chunk.length > limit) {
+      this.abortSpill(
+        new Error(`the stream exceeded the spill maximum of ${limit} bytes; no object was kept`),
+      );
+      return true;
+    }
+    this.#spilled += chunk.length;
+    try {
+      return this.#spill!.write(chunk);
+    } catch (err) {
+      this.abortSpill(err instanceof Error ? err : new Error(String(err)));
+      return true;
+    }
+  }
+
+  /** Settles when the spill can take more, or has failed (then it is aborted). Never rejects. */
+  async drained(): Promise<void> {
+    if (this.#spillState !== "open") return;
+    try {
+      await this.#spill!.drained();
+    } catch (err) {
+      this.abortSpill(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /** True while a spill is open (the stream's end must be awaited before {@link finish}). */
+  get spilling(): boolean {
+    return this.#spillState === "open";
+  }
+
+  /** The stream ended: completes the spill. Never rejects; a failure becomes `spillError`. */
+  async finish(): Promise<void> {
+    if (this.#spillState !== "open") return;
+    this.#spillState = "ending";
+    try {
+      const location = await this.#spill!.end();
+      if (this.#spillState !== "ending") return; // aborted meanwhile (deadline)
+      if (this.#spilled !== this.#total) {
+        throw new Error(`spilled ${this.#spilled} of ${this.#total} bytes`);
+      }
+      this.#object = location;
+      this.#spillState = "done";
+    } catch (err) {
+      if (this.#spillState !== "ending") return;
+      this.#spillState = "failed";
+      this.#spillError = `the upload failed: ${messageOf(err)}`;
+    }
+  }
+
+  /** Gives the spill up (idempotent; a completed object stays). */
+  abortSpill(reason: Error): void {
+    if (this.#spillState !== "open" && this.#spillState !== "ending") return;
+    this.#spillState = "failed";
+    this.#spillError = reason.message;
+    try {
+      this.#spill!.abort(reason);
+    } catch {
+      // The sink is being dropped; its own failure adds nothing.
+    }
+  }
+
+  /** The stream uploaded whole, once {@link finish} completed it. */
+  get object(): SpillObject | undefined {
+    if (!this.#object) return undefined;
+    return { ...this.#object, bytes: this.#spilled, sha256: this.#hash.copy().digest("hex") };
+  }
+
+  /** Why the stream's spill was not kept. */
+  get spillError(): string | undefined {
+    return this.#spillError;
+  }
+
+  #keep(chunk: Buffer): void {
     this.#total += chunk.length;
     this.#hash.update(chunk);
     let rest = chunk;
@@ -118,4 +244,8 @@ function isValidUtf8(buf: Buffer, cut: boolean): boolean {
     // A cut in the middle may split one multi-byte character; that alone is not binary.
     return cut && new TextDecoder("utf-8").decode(buf).split("\uFFFD").length <= 3;
   }
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message || err.name : String(err);
 }

@@ -202,6 +202,32 @@ describe("deploy config checks at synth", () => {
     );
   });
 
+  it("passes the spill settings to both functions and the bucket, and refuses bad ones", () => {
+    const [template] = synthStages([
+      variant({ spill: { mode: "always", maxBytes: 5_000_000, expirationDays: 7 } }),
+    ]) as [Template];
+    for (const name of ["staging-bounded-ssh-api", "staging-bounded-ssh-task"]) {
+      template.hasResourceProperties("AWS::Lambda::Function", {
+        FunctionName: name,
+        Environment: {
+          Variables: Match.objectLike({
+            [HANDLER_ENV.spillMode]: "always",
+            [HANDLER_ENV.spillMaxBytes]: "5000000",
+          }),
+        },
+      });
+    }
+    template.hasResourceProperties("AWS::S3::Bucket", {
+      LifecycleConfiguration: { Rules: [Match.objectLike({ ExpirationInDays: 7 })] },
+    });
+    expect(() => loadDeployConfigFile(variant({ spill: { mode: "sometimes" } }))).toThrow(
+      /spill\/mode/,
+    );
+    expect(() => loadDeployConfigFile(variant({ spill: { maxBytes: 0 } }))).toThrow(
+      /spill\/maxBytes/,
+    );
+  });
+
   it("refuses a VPC deploy whose policy names hosts without CIDRs", () => {
     const hostsOnly = {
       rules: [

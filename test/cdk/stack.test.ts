@@ -96,6 +96,60 @@ describe("functions", () => {
     }
   });
 
+  it("spill full output to a private, SSL-only, expiring bucket both functions may only put to", () => {
+    template.hasResourceProperties("AWS::S3::Bucket", {
+      BucketEncryption: {
+        ServerSideEncryptionConfiguration: [
+          { ServerSideEncryptionByDefault: { SSEAlgorithm: "AES256" } },
+        ],
+      },
+      PublicAccessBlockConfiguration: {
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      },
+      LifecycleConfiguration: {
+        Rules: [
+          Match.objectLike({
+            ExpirationInDays: 30,
+            AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
+          }),
+        ],
+      },
+    });
+    for (const timeout of [25, 60]) {
+      template.hasResourceProperties("AWS::Lambda::Function", {
+        Timeout: timeout,
+        Environment: {
+          Variables: Match.objectLike({
+            [HANDLER_ENV.spillBucket]: { Ref: Match.stringLikeRegexp("^SpillBucket") },
+            [HANDLER_ENV.spillMode]: "request",
+            [HANDLER_ENV.spillMaxBytes]: String(1024 ** 3),
+          }),
+        },
+      });
+    }
+    const policies = JSON.stringify(template.findResources("AWS::IAM::Policy"));
+    // Put (and abort) under spill/ only: never read, list or delete spilled output.
+    expect(policies).toMatch(/"s3:PutObject"/);
+    expect(policies).toMatch(/\{"Fn::GetAtt":\["SpillBucket[0-9A-F]+","Arn"\]\},"\/spill\/\*"/);
+    expect(policies).not.toMatch(/SpillBucket[0-9A-F]+","Arn"\]\},"\/\*"/);
+    const spillStatements = (
+      Object.values(template.findResources("AWS::IAM::Policy")) as {
+        Properties: {
+          PolicyDocument: { Statement: { Action: string | string[]; Resource: unknown }[] };
+        };
+      }[]
+    )
+      .flatMap((p) => p.Properties.PolicyDocument.Statement)
+      .filter((st) => JSON.stringify(st.Resource).includes("SpillBucket"));
+    expect(spillStatements.length).toBeGreaterThan(0);
+    for (const st of spillStatements) {
+      for (const action of [st.Action].flat()) expect(action).toMatch(/^s3:(Put|Abort)/);
+    }
+  });
+
   it("log the signing principal's ARN in the API access log", () => {
     template.hasResourceProperties("AWS::ApiGateway::Stage", {
       AccessLogSetting: {

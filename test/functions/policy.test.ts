@@ -223,9 +223,26 @@ describe("policy: credentials, pins, shell syntax (SPEC §9)", () => {
     expect(loose.authorize(OPS, req({ command: "echo a | wc" })).command).toBe("echo a | wc");
   });
 
+  it("grants spilling only when every rule allowing the request sets allowSpill", () => {
+    const rule = doc({}).rules[0]!;
+    expect(new Policy(doc({})).authorize(OPS, req()).allowSpill).toBe(false);
+    expect(new Policy(doc({ allowSpill: true })).authorize(OPS, req()).allowSpill).toBe(true);
+    // A second rule allows the same request without allowSpill: it must not borrow the first's.
+    const mixed = new Policy({
+      rules: [
+        { ...rule, id: "spills", allowSpill: true },
+        { ...rule, id: "plain" },
+      ],
+    });
+    const auth = mixed.authorize(OPS, req());
+    expect(auth.rules).toEqual(["spills", "plain"]);
+    expect(auth.allowSpill).toBe(false);
+  });
+
   it.each([
     [{ credentials: [] }, "credentials must be a non-empty array"],
     [{ allowRequestPins: "yes" }, "allowRequestPins must be true or false"],
+    [{ allowSpill: 1 }, "allowSpill must be true or false"],
     [{ commands: { patterns: ["(unclosed"] } }, "not a valid regular expression"],
   ])("refuses a malformed rule %j", (rule, message) => {
     expect(() => new Policy(doc(rule as never))).toThrow(message);
