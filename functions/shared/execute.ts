@@ -174,6 +174,10 @@ export async function execute(
   const requestId = request.context.awsRequestId ?? crypto.randomUUID();
   const { settings } = runtime;
   let run: RunRequest | undefined;
+  // Every read before the session (policy, credentials, known hosts, breaker) is bounded by
+  // what is left of the budget and by its own cap.
+  const bounded = <T>(work: (signal: AbortSignal) => Promise<T>) =>
+    withTimeout(Math.min(settings.credentialsTimeoutMs, remainingBudget(record)), work);
   try {
     try {
       run = validateRequest(input);
@@ -199,8 +203,6 @@ export async function execute(
       );
     }
 
-    const bounded = <T>(work: (signal: AbortSignal) => Promise<T>) =>
-      withTimeout(Math.min(settings.credentialsTimeoutMs, remainingBudget(record)), work);
     const port = run.port ?? 22;
 
     let policy: Policy;
@@ -290,8 +292,6 @@ export async function execute(
     authorization: Authorization,
     port: number,
   ): Promise<RunResult> {
-    const bounded = <T>(work: (signal: AbortSignal) => Promise<T>) =>
-      withTimeout(Math.min(settings.credentialsTimeoutMs, remainingBudget(record)), work);
     // The operator's known hosts are read whether or not the request pins a key: a pin only
     // narrows them (SPEC §9).
     const [secret, knownHosts] = await bounded((signal) =>
