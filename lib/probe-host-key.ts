@@ -1,3 +1,4 @@
+import net from "node:net";
 import ssh2 from "ssh2";
 import { Deadline } from "./deadline.ts";
 import { classifyError, DeadlineExceeded, ProtocolError, phaseTimeoutError } from "./errors.ts";
@@ -36,6 +37,8 @@ export async function probeHostKey(
   }
   const deadline = new Deadline({ budgetMs: options.budgetMs, signal: options.signal });
   const client = new ssh2.Client();
+  // The probe owns its socket (as the engine does), so it can always destroy it.
+  const socket = net.connect({ host: target.host, port: target.port ?? 22, noDelay: true });
   let presented: Buffer | undefined;
   let connected = false;
   const done = new Promise<Buffer>((resolve, reject) => {
@@ -61,8 +64,7 @@ export async function probeHostKey(
         );
     });
     client.connect({
-      host: target.host,
-      port: target.port ?? 22,
+      sock: socket,
       // Never used: the key is refused before authentication.
       username: "bssh-probe",
       // The deadline bounds the probe; ssh2's own timers would only race it.
@@ -95,6 +97,6 @@ export async function probeHostKey(
     client.on("error", () => {});
     client.end();
     // end() is polite; the socket must not outlive the probe.
-    (client as unknown as { _sock?: { destroy(): void } })._sock?.destroy();
+    socket.destroy();
   }
 }

@@ -1,6 +1,7 @@
 import net from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { probeHostKey } from "../../lib/probe-host-key.ts";
+import { activeHandles, expectNoSessionLeaks } from "../helpers/leaks.ts";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
 
 let sshd: SshdServer;
@@ -14,7 +15,9 @@ afterAll(async () => {
 
 describe("probeHostKey", () => {
   it("returns the key OpenSSH presents, without authenticating", async () => {
+    const baseline = activeHandles();
     const key = await probeHostKey({ host: "127.0.0.1", port: sshd.port }, { budgetMs: 5_000 });
+    await expectNoSessionLeaks(baseline);
     expect(`${key.keyType} ${key.keyBase64}`).toBe(sshd.hostKeyLine);
     expect(key.fingerprintSha256).toBe(sshd.hostKeyFingerprint);
     // The key was refused before any authentication request.
@@ -29,10 +32,13 @@ describe("probeHostKey", () => {
     });
     await new Promise<void>((r) => silent.listen(0, "127.0.0.1", r));
     const port = (silent.address() as net.AddressInfo).port;
+    const baseline = activeHandles();
     const started = performance.now();
     const error = await probeHostKey({ host: "127.0.0.1", port }, { budgetMs: 400 }).catch(
       (e: Error) => e,
     );
+    // The probe's own socket is gone; the silent server's accepted socket is not the probe's.
+    await expectNoSessionLeaks(baseline, { types: ["Timeout"] });
     expect(performance.now() - started).toBeLessThan(400 + 100);
     expect(error).toMatchObject({ name: "HandshakeTimeout" });
     for (const s of sockets) s.destroy();
