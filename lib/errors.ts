@@ -1,6 +1,7 @@
 import {
   type ErrorName,
   type ErrorPhase,
+  type Hop,
   PHASE_TIMEOUT_ERROR,
   type Phase,
   RETRYABLE_ERRORS,
@@ -45,6 +46,8 @@ export interface EngineErrorOptions {
   /** Whether the remote command may have started. Decides `retryable` for `ConnectionLost`. */
   commandStarted?: boolean;
   cause?: unknown;
+  /** With a jump host (`via`): the hop the error happened at. */
+  hop?: Hop;
 }
 
 /**
@@ -55,11 +58,14 @@ export abstract class EngineError extends Error {
   abstract override readonly name: ErrorName;
   readonly phase: ErrorPhase;
   readonly commandStarted: boolean;
+  /** With a jump host (`via`): the hop the error happened at; set once ({@link atHop}). */
+  hop: Hop | undefined;
 
   constructor(message: string, options: EngineErrorOptions) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.phase = options.phase;
     this.commandStarted = options.commandStarted ?? false;
+    this.hop = options.hop;
   }
 
   /** True only when the command certainly did not start (SPEC §5). */
@@ -202,6 +208,12 @@ export const ERROR_CLASSES: Record<ErrorName, EngineErrorClass> = {
   CommandFailed,
   InternalError,
 };
+
+/** Tags an error with the hop it happened at, unless it already names one; returns it. */
+export function atHop<E extends EngineError>(err: E, hop: Hop): E {
+  if (err.hop === undefined) err.hop = hop;
+  return err;
+}
 
 /** The timeout error of a phase, e.g. `BannerTimeout` for `banner`. */
 export function phaseTimeoutError(

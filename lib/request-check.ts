@@ -15,7 +15,9 @@ function hasControl(text: string): boolean {
 }
 
 function fail(field: string, why: string): never {
-  throw new ValidationError(`${field}: ${why}`, { phase: "request" });
+  const err = new ValidationError(`${field}: ${why}`, { phase: "request" });
+  if (field.startsWith("via")) err.hop = "via";
+  throw err;
 }
 
 function positiveInteger(value: unknown, field: string): void {
@@ -32,21 +34,7 @@ function positiveInteger(value: unknown, field: string): void {
  */
 export function checkRequest(req: RunRequest): void {
   if (req === null || typeof req !== "object") fail("request", "must be an object");
-  if (typeof req.host !== "string" || req.host.length === 0 || req.host.length > 253) {
-    fail("host", "must be a DNS name or IP literal of 1-253 characters");
-  }
-  if (hasControl(req.host) || /\s/.test(req.host))
-    fail("host", "contains whitespace or control characters");
-  if (
-    req.port !== undefined &&
-    (!Number.isInteger(req.port) || (req.port as number) < 1 || (req.port as number) > 65535)
-  ) {
-    fail("port", "must be an integer 1-65535");
-  }
-  if (typeof req.username !== "string" || req.username.length === 0) {
-    fail("username", "must be a non-empty string");
-  }
-  if (hasControl(req.username)) fail("username", "contains control characters");
+  checkEndpoint(req, "");
   if (typeof req.command !== "string" || req.command.length === 0) {
     fail("command", "must be a non-empty string");
   }
@@ -54,10 +42,44 @@ export function checkRequest(req: RunRequest): void {
     fail("command", `longer than ${MAX_COMMAND_BYTES} bytes`);
   }
   if (req.command.includes("\u0000")) fail("command", "contains a NUL byte");
-  if (req.hostKey !== undefined && (typeof req.hostKey !== "string" || !isValidPin(req.hostKey))) {
-    fail("hostKey", "must be a SHA256:<base64> fingerprint or an OpenSSH public key line");
+  if (req.via !== undefined) {
+    if (req.via === null || typeof req.via !== "object" || Array.isArray(req.via)) {
+      fail("via", "must be an object { host, port?, username, credential?, hostKey? }");
+    }
+    checkEndpoint(req.via, "via.");
+    if (
+      req.via.credential !== undefined &&
+      (typeof req.via.credential !== "string" || req.via.credential.length === 0)
+    ) {
+      fail("via.credential", "must be a non-empty string");
+    }
   }
   positiveInteger(req.timeoutMs, "timeoutMs");
   positiveInteger(req.maxOutputBytes, "maxOutputBytes");
   if (req.stdin !== undefined && typeof req.stdin !== "string") fail("stdin", "must be a string");
+}
+
+/** host, port, username and hostKey of the target or of the jump host (`via.`). */
+function checkEndpoint(
+  req: Pick<RunRequest, "host" | "port" | "username" | "hostKey">,
+  prefix: "" | "via.",
+): void {
+  if (typeof req.host !== "string" || req.host.length === 0 || req.host.length > 253) {
+    fail(`${prefix}host`, "must be a DNS name or IP literal of 1-253 characters");
+  }
+  if (hasControl(req.host) || /\s/.test(req.host))
+    fail(`${prefix}host`, "contains whitespace or control characters");
+  if (
+    req.port !== undefined &&
+    (!Number.isInteger(req.port) || (req.port as number) < 1 || (req.port as number) > 65535)
+  ) {
+    fail(`${prefix}port`, "must be an integer 1-65535");
+  }
+  if (typeof req.username !== "string" || req.username.length === 0) {
+    fail(`${prefix}username`, "must be a non-empty string");
+  }
+  if (hasControl(req.username)) fail(`${prefix}username`, "contains control characters");
+  if (req.hostKey !== undefined && (typeof req.hostKey !== "string" || !isValidPin(req.hostKey))) {
+    fail(`${prefix}hostKey`, "must be a SHA256:<base64> fingerprint or an OpenSSH public key line");
+  }
 }

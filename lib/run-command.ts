@@ -1,15 +1,17 @@
 import { randomUUID } from "node:crypto";
 import { lookup as dnsLookup } from "node:dns/promises";
 import net from "node:net";
+import type { Duplex } from "node:stream";
 import type { AuthenticationType, ClientChannel, ConnectConfig } from "ssh2";
 import { Deadline } from "./deadline.ts";
 import {
   AuthFailed,
+  atHop,
   ChannelRejected,
   ConnectionLost,
   classifyError,
   DeadlineExceeded,
-  type EngineError,
+  EngineError,
   HostKeyMismatch,
   HostKeyUnknown,
   ProtocolError,
@@ -20,6 +22,7 @@ import { checkRequest } from "./request-check.ts";
 import { BannerGate } from "./session/banner-gate.ts";
 import { type PreparedAuth, prepareAuth } from "./session/credentials.ts";
 import { fingerprintSha256, type HostKeyPolicy, hostKeyTrust } from "./session/host-keys.ts";
+import { JumpHost } from "./session/jump.ts";
 import { Keepalive, type KeepaliveSettings } from "./session/keepalive.ts";
 import {
   type CaptureSpill,
@@ -71,6 +74,9 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
       "runCommand: a bound is required (options.budgetMs, options.signal or request.timeoutMs)",
     );
   }
+  if (request?.via !== undefined && options.via?.secret === undefined) {
+    throw new TypeError("runCommand: options.via.secret is required when request.via is set");
+  }
   return new Session(request, options).run();
 }
 
@@ -110,7 +116,9 @@ class Session {
   readonly #timings: Partial<Record<Phase, number>> = {};
   #address: string | null = null;
 
-  #socket: net.Socket | undefined;
+  /** The target session's transport: our TCP socket, or the jump host's forward (`via`). */
+  #socket: net.Socket | Duplex | undefined;
+  #jump: JumpHost | undefined;
   #socketClosed: Promise<void> = Promise.resolve();
   #gate: BannerGate | undefined;
   #client: Client | undefined;
@@ -187,9 +195,18 @@ class Session {
         throw new DeadlineExceeded("no time left to start a session", { phase: "request" });
       }
       const auth = prepareAuth(this.#opts.secret, this.#opts.credentialName);
-      await this.#resolve();
-      const hostKeys = this.#hostKeyPolicy();
-      await this.#connect();
+      let hostKeys: HostKeyPolicy;
+      if (this.#req.via !== undefined) {
+        // Jump host (request `via`, lib/session/jump.ts): the target's transport is the jump
+        // host's direct-tcpip forward, opened inside this session's deadline.
+        this.#addressBehindJump();
+        hostKeys = this.#hostKeyPolicy();
+        await this.#openJump();
+      } else {
+        await this.#resolve();
+        hostKeys = this.#hostKeyPolicy();
+        await this.#connect();
+      }
       await this.#banner(auth, hostKeys);
       await this.#step("handshake", () => this.#kexDone.promise);
       await this.#step("auth", () => this.#authDone.promise);
@@ -258,13 +275,68 @@ class Session {
       family = found.family;
     }
     try {
-      this.#opts.checkAddress?.(this.#address, family);
+      this.#opts.checkAddress?.(this.#address, family, "target");
     } catch (err) {
       // A refusal never reveals what the name resolved to (the caller could map a private
       // network through it); `checkAddress` saw the address and can record it.
       this.#address = null;
       throw classifyError(err, { phase: "resolve", commandStarted: false });
     }
+  }
+
+  /**
+   * Behind a jump host the target's name is resolved by the jump host: only an IP literal is
+   * known here, and only it is checked (`checkAddress`).
+   */
+  #addressBehindJump(): void {
+    const literal = net.isIP(this.#req.host);
+    if (literal === 0) return;
+    this.#address = this.#req.host;
+    try {
+      this.#opts.checkAddress?.(this.#address, literal === 6 ? 6 : 4, "target");
+    } catch (err) {
+      this.#address = null;
+      throw atHop(classifyError(err, { phase: "resolve", commandStarted: false }), "target");
+    }
+  }
+
+  /** Logs in at the jump host and takes its forward to the target as the transport. */
+  async #openJump(): Promise<void> {
+    const via = this.#opts.via!;
+    const jump = new JumpHost(this.#req.via!, {
+      deadline: this.#deadline,
+      secret: via.secret,
+      credentialName: via.credentialName,
+      knownHosts: this.#opts.knownHosts,
+      allowRequestPins: via.allowRequestPins,
+      lookup: this.#opts.lookup ?? defaultLookup,
+      checkAddress: this.#opts.checkAddress,
+      target: { host: this.#req.host, port: this.#port },
+      onLost: (detail) =>
+        this.#fail(
+          new ConnectionLost(`connection to the jump host lost during ${this.#phase}: ${detail}`, {
+            phase: this.#phase,
+            commandStarted: this.#commandStarted,
+            hop: "via",
+          }),
+        ),
+    });
+    this.#jump = jump;
+    let channel: Duplex;
+    try {
+      channel = await jump.open();
+    } catch (err) {
+      // The result's phase is the jump host's (its errors carry it).
+      if (err instanceof EngineError) this.#phase = err.phase;
+      throw err;
+    }
+    channel.on("error", () => {});
+    this.#socket = channel;
+    // The forward ends with its channel's close, or with the jump host's socket.
+    this.#socketClosed = Promise.race([
+      new Promise<void>((done) => channel.once("close", () => done())),
+      jump.closed,
+    ]);
   }
 
   async #connect(): Promise<void> {
@@ -625,16 +697,19 @@ class Session {
       } catch {
         // ssh2 may throw on a half-dead transport; destroying below covers it.
       }
-      await this.#deadline.wait(
-        Math.max(0, this.#deadline.allowance("teardown") - TEARDOWN_SLACK_MS),
-        this.#socketClosed,
-      );
+      const politeMs = Math.max(0, this.#deadline.allowance("teardown") - TEARDOWN_SLACK_MS);
+      // Through a jump host, half of it: the jump host gets its own goodbye below.
+      await this.#deadline.wait(this.#jump ? politeMs / 2 : politeMs, this.#socketClosed);
     }
-    if (sock) {
-      sock.destroy();
-      // 'close' follows destroy() within one turn of the loop; after it the handle is gone.
-      await this.#socketClosed;
-    }
+    if (sock) sock.destroy();
+    // Jump host (request `via`): its connection goes after the target's, politely while the
+    // reserve allows; when close() returns its socket is gone (and the forward with it).
+    await this.#jump?.close(
+      this.#deadline,
+      Math.max(0, this.#deadline.allowance("teardown") - TEARDOWN_SLACK_MS),
+    );
+    // 'close' follows destroy() within one turn of the loop; after it the handle is gone.
+    if (sock) await this.#socketClosed;
     this.#gate?.destroy();
     if (this.#client) {
       const client = this.#client;
@@ -721,6 +796,20 @@ class Session {
         retryable: error.retryable,
         commandStarted: error.commandStarted,
       };
+      if (this.#req?.via !== undefined) result.error.hop = error.hop ?? "target";
+    }
+    if (this.#jump) {
+      const jump = this.#jump;
+      result.via = {
+        host: jump.host,
+        port: jump.port,
+        address: jump.address,
+        username: jump.username,
+        timings: jump.timings(),
+      };
+      if (jump.ident !== undefined && jump.hostKeySha256 !== undefined) {
+        result.via.server = { ident: jump.ident, hostKeySha256: jump.hostKeySha256 };
+      }
     }
     if (this.#ident !== undefined && this.#hostKeySha256 !== undefined) {
       result.server = { ident: this.#ident, hostKeySha256: this.#hostKeySha256 };

@@ -1,4 +1,3 @@
-import type { Socket } from "node:net";
 import { Duplex } from "node:stream";
 
 /** RFC 4253 §4.2 allowances and the limits that keep a hostile peer from growing memory. */
@@ -30,14 +29,15 @@ export interface BannerGateEvents {
  * dropped, so memory stays bounded whatever the peer sends.
  */
 export class BannerGate extends Duplex {
-  readonly #sock: Socket;
+  /** A TCP socket, or a jump host's forward (any Duplex). */
+  readonly #sock: Duplex;
   readonly #events: BannerGateEvents;
   #pending: Buffer = Buffer.alloc(0);
   #preambleLines = 0;
   #open = false;
   #failed = false;
 
-  constructor(sock: Socket, events: BannerGateEvents) {
+  constructor(sock: Duplex, events: BannerGateEvents) {
     super({ allowHalfOpen: false });
     this.#sock = sock;
     this.#events = events;
