@@ -215,6 +215,7 @@ class Session {
       await this.#finishSpills();
     } catch (err) {
       error = this.#classify(err);
+      if (error.name === "ConnectionLost" && this.#jump?.down) atHop(error, "via");
       // The output is incomplete: no object may claim to be the whole stream.
       this.#abortSpills(`the session ended with ${error.name} before the output was complete`);
       // A command that reported its exit status is finished, whatever happened after.
@@ -649,6 +650,8 @@ class Session {
   #fail(err: unknown): void {
     if (this.#failedWith || this.#tearingDown) return;
     const classified = this.#classify(err);
+    // Jump host: the forward died because the jump host's connection did.
+    if (classified.name === "ConnectionLost" && this.#jump?.down) atHop(classified, "via");
     this.#failedWith = classified;
     this.#rejectFailure(classified);
   }

@@ -255,6 +255,9 @@ export async function execute(
     if (runtime.breaker) {
       try {
         await bounded((signal) => runtime.breaker!.check(run!.host, port, signal));
+        const via = run.via;
+        if (via)
+          await bounded((signal) => runtime.breaker!.check(via.host, via.port ?? 22, signal));
       } catch (err) {
         if (err instanceof HostQuarantined) throw err;
       }

@@ -94,6 +94,8 @@ export class JumpHost {
   readonly #failure: Promise<never>;
   #rejectFailure!: (err: EngineError) => void;
   #failed = false;
+  /** The jump connection ended, closed or failed (whoever noticed first). */
+  #down = false;
 
   constructor(hop: JumpHostRequest, options: JumpHostOptions) {
     this.#hop = hop;
@@ -257,6 +259,14 @@ export class JumpHost {
     }
   }
 
+  /**
+   * True once the jump host's connection ended, closed or failed. A target connection lost
+   * while this is true was lost with the jump host (hop `via`), whichever event came first.
+   */
+  get down(): boolean {
+    return this.#down || this.#failed;
+  }
+
   /** Settles when the jump host's socket has closed (the forward is gone with it). */
   get closed(): Promise<void> {
     return this.#socketClosed;
@@ -333,7 +343,15 @@ export class JumpHost {
       });
       this.#socket = sock;
       this.#socketClosed = new Promise<void>((done) => sock.once("close", () => done()));
-      sock.on("error", () => {});
+      sock.on("error", () => {
+        this.#down = true;
+      });
+      sock.once("end", () => {
+        this.#down = true;
+      });
+      sock.once("close", () => {
+        this.#down = true;
+      });
       const onError = (err: Error) => {
         sock.off("connect", onConnect);
         reject(err);

@@ -296,10 +296,11 @@ describe("jump host (via) — the jump host dies mid-command", () => {
     );
     await killed;
     await dying.stop();
-    expect(result.error?.name, JSON.stringify(result.error)).toBe("ConnectionLost");
-    expect(result.error?.hop).toBe("via");
-    expect(result.error?.phase).toBe("exec");
-    expect(result.error?.commandStarted).toBe(true);
+    const seen = JSON.stringify({ error: result.error, via: result.via, elapsedMs });
+    expect(result.error?.name, seen).toBe("ConnectionLost");
+    expect(result.error?.hop, seen).toBe("via");
+    expect(result.error?.phase, seen).toBe("exec");
+    expect(result.error?.commandStarted, seen).toBe(true);
     expect(elapsedMs).toBeLessThan(budgetMs);
   });
 });
