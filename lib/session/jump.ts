@@ -30,7 +30,7 @@ import {
 import type { Hop, Phase } from "../names.ts";
 import type { HopTimings, JumpHostRequest, Secret } from "../types.ts";
 import { BannerGate } from "./banner-gate.ts";
-import { prepareAuth } from "./credentials.ts";
+import { type PreparedAuth, prepareAuth } from "./credentials.ts";
 import { fingerprintSha256, hostKeyTrust } from "./host-keys.ts";
 import { signFirstAttempt } from "./sign-first.ts";
 import { Client } from "./ssh2.ts";
@@ -131,7 +131,12 @@ export class JumpHost {
    * caller still calls {@link close}.
    */
   async open(): Promise<ClientChannel> {
-    const auth = prepareAuth(this.#o.secret, this.#o.credentialName);
+    let auth: PreparedAuth;
+    try {
+      auth = prepareAuth(this.#o.secret, this.#o.credentialName);
+    } catch (err) {
+      throw this.#classify(err);
+    }
     await this.#resolve();
     const trust = hostKeyTrust({
       knownHosts: this.#o.knownHosts,

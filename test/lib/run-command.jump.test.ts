@@ -231,6 +231,31 @@ describe("jump host (via) — faults at the jump host", () => {
     expect(result.via?.server?.hostKeySha256).toBe(jump.hostKeyFingerprint);
   });
 
+  it("an unknown jump host key (no pin, not in known_hosts) → HostKeyUnknown at hop via; the jump host saw no auth", async () => {
+    const fresh = await lab.jump();
+    try {
+      await expectFault(
+        request({}, { port: fresh.port, hostKey: undefined }),
+        options({ knownHosts: `${lab.target.knownHostsLine}\n` }),
+        "HostKeyUnknown",
+        "via",
+        "handshake",
+      );
+      // sshd writes its log as the connection ends: wait for that line, then look for auth.
+      const until = Date.now() + 2_000;
+      const ended = /Received disconnect|Connection (closed|reset)/;
+      while (!ended.test(fresh.log()) && Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(fresh.log()).toMatch(ended);
+      // Ended before authentication ("[preauth]"), and no auth method was ever tried.
+      expect(fresh.log()).toMatch(/\[preauth\]/);
+      expect(fresh.log()).not.toMatch(/publickey|password/i);
+    } finally {
+      await fresh.stop();
+    }
+  });
+
   it("a jump host key revoked in known_hosts → HostKeyMismatch at hop via, pin or not", async () => {
     await expectFault(
       request(),
@@ -311,6 +336,21 @@ describe("jump host (via) — request checks", () => {
     expect(result.error?.name).toBe("ValidationError");
     expect(result.error?.message).toMatch(/^via\.hostKey:/);
     expect(result.error?.hop).toBe("via");
+  });
+
+  it("an unusable jump host credential → CredentialInvalid at hop via, before any connection", async () => {
+    const { result, elapsedMs } = await timed(
+      request(),
+      options({
+        via: { secret: { privateKey: "not a key" }, credentialName: "bastion" },
+      }),
+    );
+    expect(result.error?.name, JSON.stringify(result.error)).toBe("CredentialInvalid");
+    expect(result.error?.hop).toBe("via");
+    expect(result.error?.phase).toBe("credentials");
+    expect(result.error?.message).toContain('credential "bastion"');
+    expect(result.via?.timings.connectMs).toBeNull();
+    expect(elapsedMs).toBeLessThan(1_000);
   });
 
   it("requires the jump host's secret", async () => {
