@@ -168,6 +168,8 @@ export async function startJumpLab(): Promise<JumpLab> {
       const hostKey = await keygen(dir, `${name}_host_ed25519_key`, ["-t", "ed25519", "-N", ""]);
       const hostKeyLine = hostKey.publicKey.split(" ").slice(0, 2).join(" ");
       const config = [
+        // First: sshd keeps the first value it reads for an option.
+        ...extraConfig,
         `HostKey ${path.join(dir, `${name}_host_ed25519_key`)}`,
         // The target's authorized_keys: the same client keys log in at both hops.
         `AuthorizedKeysFile ${path.join(target.dir, "authorized_keys")}`,
@@ -179,7 +181,6 @@ export async function startJumpLab(): Promise<JumpLab> {
         "PubkeyAuthentication yes",
         "UseDNS no",
         "LogLevel VERBOSE",
-        ...extraConfig,
       ];
       const configPath = path.join(dir, `${name}_sshd_config`);
       await writeFile(configPath, `${config.join("\n")}\n`, { mode: 0o644 });

@@ -4,6 +4,7 @@ import { runCommand } from "../../lib/index.ts";
 import type { RunOptions, RunRequest, RunResult } from "../../lib/types.ts";
 import { type JumpLab, type JumpServer, startJumpLab } from "../helpers/jump-lab.ts";
 import { activeHandles, expectNoSessionLeaks } from "../helpers/leaks.ts";
+import { TEST_PASSWORD } from "../helpers/sshd.ts";
 
 // Jump host (request `via`) against real OpenSSH on both hops: the target listens inside a
 // network namespace this process cannot reach; the jump sshd runs in that namespace
@@ -264,6 +265,52 @@ describe("jump host (via) — faults at the jump host", () => {
       "via",
       "handshake",
     );
+  });
+});
+
+describe("jump host (via) — password credential and cancellation", () => {
+  it("a password for the jump host: trusted through known_hosts, never through a pin alone", async () => {
+    const pw = await lab.jump(["PasswordAuthentication yes"]);
+    try {
+      const viaSecret = { password: TEST_PASSWORD };
+      const listed = await timed(
+        request({}, { port: pw.port, hostKey: undefined }),
+        options({
+          via: { secret: viaSecret },
+          knownHosts: `${pw.knownHostsLine}\n${lab.target.knownHostsLine}\n`,
+        }),
+      );
+      expect(listed.result.error, JSON.stringify(listed.result.error)).toBeUndefined();
+      expect(listed.result.exitCode).toBe(3);
+      // The same jump host vouched for only by the request's pin: refused, nothing sent.
+      const pinned = await timed(
+        request({}, { port: pw.port, hostKey: pw.hostKeyFingerprint }),
+        options({ via: { secret: viaSecret } }),
+      );
+      expect(pinned.result.error?.name, JSON.stringify(pinned.result.error)).toBe("HostKeyUnknown");
+      expect(pinned.result.error?.hop).toBe("via");
+    } finally {
+      await pw.stop();
+    }
+  });
+
+  it("the caller's signal during the jump host's banner → DeadlineExceeded at hop via", async () => {
+    const tarpit = await lab.tarpit();
+    try {
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(), 300);
+      const { result, elapsedMs } = await timed(
+        request({}, { port: tarpit.port }),
+        options({ budgetMs: undefined, signal: controller.signal }),
+        1_000,
+      );
+      expect(result.error?.name, JSON.stringify(result.error)).toBe("DeadlineExceeded");
+      expect(result.error?.hop).toBe("via");
+      expect(result.error?.phase).toBe("banner");
+      expect(elapsedMs).toBeLessThan(300 + 300);
+    } finally {
+      await tarpit.stop();
+    }
   });
 });
 
