@@ -313,6 +313,7 @@ class Session {
       lookup: this.#opts.lookup ?? defaultLookup,
       checkAddress: this.#opts.checkAddress,
       target: { host: this.#req.host, port: this.#port },
+      keepalive: this.#keepaliveSettings(),
       onLost: (detail) =>
         this.#fail(
           new ConnectionLost(`connection to the jump host lost during ${this.#phase}: ${detail}`, {

@@ -32,8 +32,9 @@ import type { HopTimings, JumpHostRequest, Secret } from "../types.ts";
 import { BannerGate } from "./banner-gate.ts";
 import { type PreparedAuth, prepareAuth } from "./credentials.ts";
 import { fingerprintSha256, hostKeyTrust } from "./host-keys.ts";
+import { Keepalive, type KeepaliveSettings } from "./keepalive.ts";
 import { signFirstAttempt } from "./sign-first.ts";
-import { Client } from "./ssh2.ts";
+import { Client, sendGlobalKeepalive } from "./ssh2.ts";
 
 /** RFC 4254 §5.1 SSH_OPEN_CONNECT_FAILED: the jump host could not connect to the target. */
 const OPEN_CONNECT_FAILED = 2;
@@ -61,6 +62,12 @@ export interface JumpHostOptions {
   allowRequestPins?: boolean | undefined;
   lookup: (host: string) => Promise<{ address: string; family: 4 | 6 }>;
   checkAddress?: ((address: string, family: 4 | 6, hop: Hop) => void) | undefined;
+  /**
+   * SSH keepalive on the jump connection once the forward is open (global requests: OpenSSH
+   * and Dropbear answer them), so a jump host that goes silent is found and reported at hop
+   * `via` before the target's own keepalive, which starts later, blames the target.
+   */
+  keepalive?: KeepaliveSettings | undefined;
   /** Where the `direct-tcpip` channel goes: the request's target, as given. */
   target: { host: string; port: number };
   /**
@@ -89,6 +96,9 @@ export class JumpHost {
   #client: Client | undefined;
   #sessionUp = false;
   #open = false;
+  #keepalive: Keepalive | undefined;
+  /** When the jump host last answered a keepalive (or the forward opened). */
+  #lastAnswerAt = 0;
   #closing = false;
   #hostKeyRefusal: HostKeyUnknown | HostKeyMismatch | undefined;
   readonly #failure: Promise<never>;
@@ -235,6 +245,7 @@ export class JumpHost {
     await this.#step("auth", () => authDone.promise);
     const channel = await this.#step("forward", () => this.#forward());
     this.#open = true;
+    this.#startKeepalive();
     return channel;
   }
 
@@ -244,6 +255,7 @@ export class JumpHost {
    */
   async close(deadline: Deadline, politeMs: number): Promise<void> {
     this.#closing = true;
+    this.#keepalive?.stop();
     const sock = this.#socket;
     if (sock && !sock.destroyed && this.#sessionUp && politeMs > 0) {
       try {
@@ -269,7 +281,18 @@ export class JumpHost {
    * while this is true was lost with the jump host (hop `via`), whichever event came first.
    */
   get down(): boolean {
-    return this.#down || this.#failed;
+    return this.#down || this.#failed || this.#silent();
+  }
+
+  /**
+   * The jump host has not answered its keepalive for 1.5 intervals: a healthy one answers
+   * every probe within a round trip, so a target that went silent at the same time went silent
+   * with it (the target's keepalive can fire first: its ticks are not in step with these).
+   */
+  #silent(): boolean {
+    const settings = this.#o.keepalive;
+    if (!this.#keepalive || !settings) return false;
+    return performance.now() - this.#lastAnswerAt > 1.5 * settings.intervalMs;
   }
 
   /** Settles when the jump host's socket has closed (the forward is gone with it). */
@@ -395,6 +418,30 @@ export class JumpHost {
         resolve(channel);
       });
     });
+  }
+
+  #startKeepalive(): void {
+    const settings = this.#o.keepalive;
+    const client = this.#client;
+    if (!settings || !client || this.#closing) return;
+    this.#lastAnswerAt = performance.now();
+    this.#keepalive = new Keepalive(
+      settings,
+      this.#o.deadline,
+      (onReply) =>
+        sendGlobalKeepalive(client, () => {
+          this.#lastAnswerAt = performance.now();
+          onReply();
+        }),
+      (missed) => {
+        const err = new Error(
+          `no answer to ${missed} keepalive requests sent every ${settings.intervalMs} ms`,
+        );
+        // The classifier's mark for "the peer went silent".
+        this.#fail(Object.assign(err, { level: "client-timeout" }));
+      },
+    );
+    this.#keepalive.start();
   }
 
   #fail(err: unknown): void {

@@ -57,6 +57,11 @@ export interface JumpServer {
   log(): string;
   /** Kills the per-connection sshd processes now (by PID): open sessions through it drop. */
   killSessions(): Promise<void>;
+  /**
+   * Freezes the per-connection sshd processes (SIGSTOP, by PID): the jump host goes silent
+   * while its TCP connections stay open — a hung machine. `killSessions`/`stop` end them.
+   */
+  freezeSessions(): void;
   stop(): Promise<void>;
 }
 
@@ -225,6 +230,14 @@ export async function startJumpLab(): Promise<JumpLab> {
         knownHostsLine: `[127.0.0.1]:${port} ${hostKeyLine}`,
         log: () => log.text,
         killSessions: () => killChildren(children),
+        freezeSessions: () => {
+          const procs = allProcesses();
+          for (const child of children) {
+            if (child.pid === undefined) continue;
+            killPid(child.pid, "SIGSTOP");
+            for (const pid of descendantsOf(child.pid, procs)) killPid(pid, "SIGSTOP");
+          }
+        },
         stop: stopJump,
       };
     };

@@ -4,7 +4,7 @@ import { runCommand } from "../../lib/index.ts";
 import type { RunOptions, RunRequest, RunResult } from "../../lib/types.ts";
 import { type JumpLab, type JumpServer, startJumpLab } from "../helpers/jump-lab.ts";
 import { activeHandles, expectNoSessionLeaks } from "../helpers/leaks.ts";
-import { TEST_PASSWORD } from "../helpers/sshd.ts";
+import { allProcesses, descendantsOf, killPid, TEST_PASSWORD } from "../helpers/sshd.ts";
 
 // Jump host (request `via`) against real OpenSSH on both hops: the target listens inside a
 // network namespace this process cannot reach; the jump sshd runs in that namespace
@@ -374,6 +374,77 @@ describe("jump host (via) — the jump host dies mid-command", () => {
     expect(result.error?.phase, seen).toBe("exec");
     expect(result.error?.commandStarted, seen).toBe(true);
     expect(elapsedMs).toBeLessThan(budgetMs);
+  });
+});
+
+describe("jump host (via) — the jump host hangs mid-command", () => {
+  it("→ its keepalive finds it: ConnectionLost at hop via, well before the budget", async () => {
+    const budgetMs = 6_000;
+    const hanging = await lab.jump();
+    let frozenAt: number | undefined;
+    const start = performance.now();
+    try {
+      const { result, elapsedMs } = await timed(
+        request(
+          { command: "sleep 5" },
+          { port: hanging.port, hostKey: hanging.hostKeyFingerprint },
+        ),
+        options({
+          budgetMs,
+          keepalive: { intervalMs: 300, countMax: 2 },
+          onPhase: (phase) => {
+            if (phase === "exec") {
+              setTimeout(() => {
+                hanging.freezeSessions();
+                frozenAt = performance.now() - start;
+              }, 100);
+            }
+          },
+        }),
+      );
+      const seen = JSON.stringify({ error: result.error, elapsedMs, frozenAt });
+      expect(frozenAt, seen).toBeDefined();
+      expect(result.error?.name, seen).toBe("ConnectionLost");
+      expect(result.error?.hop, seen).toBe("via");
+      expect(result.error?.phase, seen).toBe("exec");
+      expect(result.error?.message, seen).toMatch(/keepalive/);
+      // interval × (countMax + 1) after the freeze, plus teardown and a margin.
+      expect(elapsedMs - frozenAt!, seen).toBeLessThan(300 * 3 + 300 + 300);
+    } finally {
+      await hanging.stop();
+    }
+  });
+});
+
+describe("jump host (via) — the target hangs behind a healthy jump host", () => {
+  it("→ the target's keepalive finds it: ConnectionLost at hop target", async () => {
+    const budgetMs = 6_000;
+    let frozen: number[] = [];
+    try {
+      const { result } = await timed(
+        request({ command: "sleep 5" }),
+        options({
+          budgetMs,
+          keepalive: { intervalMs: 300, countMax: 2 },
+          onPhase: (phase) => {
+            if (phase === "exec") {
+              setTimeout(() => {
+                // The target sshd's per-connection processes (not the listener): by PID.
+                frozen = [...descendantsOf(lab.target.pid, allProcesses())];
+                for (const pid of frozen) killPid(pid, "SIGSTOP");
+              }, 100);
+            }
+          },
+        }),
+      );
+      const seen = JSON.stringify({ error: result.error, frozen: frozen.length });
+      expect(frozen.length, seen).toBeGreaterThan(0);
+      expect(result.error?.name, seen).toBe("ConnectionLost");
+      expect(result.error?.hop, seen).toBe("target");
+      expect(result.error?.message, seen).toMatch(/keepalive/);
+    } finally {
+      for (const pid of frozen) killPid(pid, "SIGKILL");
+    }
   });
 });
 
