@@ -4,8 +4,8 @@
  * broken timeout order fails in one place, at synth.
  */
 import { Duration } from "aws-cdk-lib";
+import { ENV } from "../functions/config/settings.ts";
 import { METRICS_ENV } from "../functions/metrics/publisher.ts";
-import { ENV } from "../functions/shared/settings.ts";
 
 /**
  * Environment variables the handlers read, imported from the handlers' own settings and the

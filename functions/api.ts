@@ -6,11 +6,9 @@
 import middy from "@middy/core";
 import httpHeaderNormalizer from "@middy/http-header-normalizer";
 import type { APIGatewayProxyResult, Context } from "aws-lambda";
-import { metricsMiddleware } from "./metrics/middleware.ts";
-import { apiResponse } from "./middleware/api-response.ts";
-import { auditLog } from "./middleware/audit-log.ts";
-import { bindRequest, requestOf } from "./middleware/bind-request.ts";
-import { invocationDeadline } from "./middleware/invocation-deadline.ts";
+import { auditFactsOf } from "./audit/audit-facts.ts";
+import { auditLog } from "./audit/audit-log.ts";
+import { auditOptions } from "./audit/audit-options.ts";
 import {
   type ApiEvent,
   apiEdgeStart,
@@ -19,16 +17,18 @@ import {
   httpStatusOf,
   jsonResponse,
   parseApiBody,
-} from "./shared/api-http.ts";
-import { auditFactsOf } from "./shared/audit-facts.ts";
-import { verifiedApiCaller } from "./shared/callers.ts";
-import { defaultRuntime } from "./shared/default-runtime.ts";
-import { errorOfResult, execute } from "./shared/execute.ts";
-import { invocationOf } from "./shared/invocation.ts";
-import { preloadModules } from "./shared/lazy.ts";
-import { REQUEST_LIMITS } from "./shared/request-schema.ts";
-import type { Runtime } from "./shared/runtime.ts";
-import { auditOptions } from "./shared/stack-options.ts";
+} from "./http/api-http.ts";
+import { apiResponse } from "./http/api-response.ts";
+import { bindRequest, requestOf } from "./invocation/bind-request.ts";
+import { errorOfResult, execute } from "./invocation/execute.ts";
+import { invocationOf } from "./invocation/invocation.ts";
+import { invocationDeadline } from "./invocation/invocation-deadline.ts";
+import { metricsMiddleware } from "./metrics/middleware.ts";
+import { verifiedApiCaller } from "./request/callers.ts";
+import { REQUEST_LIMITS } from "./request/request-schema.ts";
+import { defaultRuntime } from "./runtime/default-runtime.ts";
+import { preloadModules } from "./runtime/lazy.ts";
+import type { Runtime } from "./runtime/runtime.ts";
 
 /** Builds the API handler over a runtime (tests and local mode pass their own). */
 export function createApiHandler(runtime: Runtime) {

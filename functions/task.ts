@@ -7,19 +7,19 @@ import middy from "@middy/core";
 import type { Context } from "aws-lambda";
 import { CommandFailed } from "../lib/errors.ts";
 import type { RunResult } from "../lib/types.ts";
+import { auditFactsOf } from "./audit/audit-facts.ts";
+import { auditLog } from "./audit/audit-log.ts";
+import { auditOptions } from "./audit/audit-options.ts";
+import { bindRequest, requestOf } from "./invocation/bind-request.ts";
+import { errorOfResult, execute, TASK_LIMITS } from "./invocation/execute.ts";
+import { invocationOf } from "./invocation/invocation.ts";
+import { invocationDeadline } from "./invocation/invocation-deadline.ts";
 import { metricsMiddleware } from "./metrics/middleware.ts";
-import { auditLog } from "./middleware/audit-log.ts";
-import { bindRequest, requestOf } from "./middleware/bind-request.ts";
-import { invocationDeadline } from "./middleware/invocation-deadline.ts";
-import { stepFunctionsError } from "./middleware/step-functions-error.ts";
-import { auditFactsOf } from "./shared/audit-facts.ts";
-import { verifiedTask } from "./shared/callers.ts";
-import { defaultRuntime } from "./shared/default-runtime.ts";
-import { errorOfResult, execute, TASK_LIMITS } from "./shared/execute.ts";
-import { invocationOf } from "./shared/invocation.ts";
-import { preloadModules } from "./shared/lazy.ts";
-import type { Runtime } from "./shared/runtime.ts";
-import { auditOptions } from "./shared/stack-options.ts";
+import { verifiedTask } from "./request/callers.ts";
+import { defaultRuntime } from "./runtime/default-runtime.ts";
+import { preloadModules } from "./runtime/lazy.ts";
+import type { Runtime } from "./runtime/runtime.ts";
+import { stepFunctionsError } from "./step-functions/step-functions-error.ts";
 
 /** Builds the Step Functions handler over a runtime (tests and local mode pass their own). */
 export function createTaskHandler(runtime: Runtime) {

@@ -1,13 +1,13 @@
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
+import { type HandlerSettings, settingsFromEnv } from "../config/settings.ts";
 import {
   FileKnownHosts,
   type LocalCredential,
   LocalCredentialStore,
 } from "../credentials/local-store.ts";
 import type { PolicyDocument } from "../policy/policy.ts";
-import { type Runtime, staticPolicy } from "../shared/runtime.ts";
-import { type HandlerSettings, settingsFromEnv } from "../shared/settings.ts";
+import { type Runtime, staticPolicy } from "../runtime/runtime.ts";
 import { LOCAL_API, LOCAL_STATE_MACHINE } from "./api-event.ts";
 
 /** The local mode config file (named by env `BSSH_CONFIG`). Paths are relative to the file. */

@@ -10,8 +10,8 @@ import type { MiddlewareObj, Request } from "@middy/core";
 import type { Context } from "aws-lambda";
 import { type MetricDatum, type MetricError, toMetricDatums } from "../../lib/metrics.ts";
 import { ERROR_NAMES, type ErrorName } from "../../lib/names.ts";
-import { type InvocationRecord, invocationOf } from "../shared/invocation.ts";
-import { preload } from "../shared/lazy.ts";
+import { type InvocationRecord, invocationOf } from "../invocation/invocation.ts";
+import { preload } from "../runtime/lazy.ts";
 import { defaultLeakGauge, type LeakGauge } from "./leak-gauge.ts";
 import {
   loadCloudWatchSdk,

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApiHandler } from "../../functions/api.ts";
-import { awsRuntime } from "../../functions/shared/runtime.ts";
-import { type SpillSettings, settingsFromEnv } from "../../functions/shared/settings.ts";
+import { type SpillSettings, settingsFromEnv } from "../../functions/config/settings.ts";
+import { awsRuntime } from "../../functions/runtime/runtime.ts";
 import { S3SpillStore } from "../../functions/spill/s3-spill.ts";
 import type { RunResult } from "../../lib/types.ts";
 import { type LocalS3, startS3rver } from "../helpers/s3rver.ts";

@@ -2,6 +2,7 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import middy from "@middy/core";
 import type { Context } from "aws-lambda";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { invocationOf } from "../../functions/invocation/invocation.ts";
 import { type EmfDocument, fromEmfDocument } from "../../functions/metrics/emf.ts";
 import { LeakGauge } from "../../functions/metrics/leak-gauge.ts";
 import {
@@ -13,7 +14,6 @@ import {
   type PublishReport,
   resetSharedCloudWatchClient,
 } from "../../functions/metrics/publisher.ts";
-import { invocationOf } from "../../functions/shared/invocation.ts";
 import { ValidationError } from "../../lib/errors.ts";
 import type { MetricDatum } from "../../lib/metrics.ts";
 import { FakeCloudWatch } from "./metrics-cloudwatch-server.ts";

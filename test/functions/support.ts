@@ -1,16 +1,16 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyEventV2 } from "aws-lambda";
+import type { AuditLine } from "../../functions/audit/audit-log.ts";
+import { DEFAULT_SETTINGS, type HandlerSettings } from "../../functions/config/settings.ts";
 import { invalid } from "../../functions/credentials/credential-store.ts";
+import type { InvocationRecord } from "../../functions/invocation/invocation.ts";
 import {
   LOCAL_API,
   toApiEventV1,
   toApiEventV2,
   toTaskEvent,
 } from "../../functions/local/api-event.ts";
-import type { AuditLine } from "../../functions/middleware/audit-log.ts";
 import { DEFAULT_DENY_CIDRS, type PolicyDocument } from "../../functions/policy/policy.ts";
-import type { InvocationRecord } from "../../functions/shared/invocation.ts";
-import { type Runtime, staticPolicy } from "../../functions/shared/runtime.ts";
-import { DEFAULT_SETTINGS, type HandlerSettings } from "../../functions/shared/settings.ts";
+import { type Runtime, staticPolicy } from "../../functions/runtime/runtime.ts";
 import type { MetricDatum } from "../../lib/metrics.ts";
 import type { Secret } from "../../lib/types.ts";
 

@@ -14,18 +14,18 @@ import {
 import type { ErrorName, ErrorPhase } from "../../lib/names.ts";
 import { hostKeyTrust } from "../../lib/session/host-keys.ts";
 import type { RunOptions, RunRequest, RunResult, Secret } from "../../lib/types.ts";
+import { attemptedTarget, auditFactsOf } from "../audit/audit-facts.ts";
 import type { Authorization, Policy } from "../policy/policy.ts";
-import { attemptedTarget, auditFactsOf } from "./audit-facts.ts";
+import { REQUEST_LIMITS } from "../request/request-schema.ts";
+import { validateRequest } from "../request/validate-request.ts";
+import { loadEngine } from "../runtime/lazy.ts";
+import type { Runtime } from "../runtime/runtime.ts";
 import {
   CANCEL_SIGNAL,
   type CancellableContext,
   type InvocationRecord,
   invocationOf,
 } from "./invocation.ts";
-import { loadEngine } from "./lazy.ts";
-import { REQUEST_LIMITS } from "./request-schema.ts";
-import type { Runtime } from "./runtime.ts";
-import { validateRequest } from "./validate-request.ts";
 
 /** The part of a middy request the flow touches. */
 export interface InvocationRequest {

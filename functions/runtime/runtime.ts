@@ -1,19 +1,19 @@
 import type { SSMClient } from "@aws-sdk/client-ssm";
 import type { RunOptions } from "../../lib/types.ts";
+import type { AuditLine } from "../audit/audit-log.ts";
 import type { HostBreaker } from "../breaker/host-breaker.ts";
+import { ENV, type HandlerSettings, settingsFromEnv } from "../config/settings.ts";
 import {
   type CredentialStore,
   type KnownHostsSource,
   TtlCache,
 } from "../credentials/credential-store.ts";
 import type { IdempotencyStore } from "../idempotency/idempotency.ts";
+import type { InvocationRecord } from "../invocation/invocation.ts";
 import type { MetricsMiddlewareOptions } from "../metrics/middleware.ts";
-import type { AuditLine } from "../middleware/audit-log.ts";
 import { Policy, type PolicyDocument } from "../policy/policy.ts";
 import type { SpillStore } from "../spill/s3-spill.ts";
-import type { InvocationRecord } from "./invocation.ts";
 import { loadEngine, once } from "./lazy.ts";
-import { ENV, type HandlerSettings, settingsFromEnv } from "./settings.ts";
 
 /** Where the policy comes from; loaded within the invocation's deadline. */
 export interface PolicySource {

@@ -1,7 +1,7 @@
 import type { MiddlewareObj } from "@middy/core";
-import { asEngineError, errorBody, httpStatusOf, jsonResponse } from "../shared/api-http.ts";
-import { auditFactsOf } from "../shared/audit-facts.ts";
-import { invocationOf } from "../shared/invocation.ts";
+import { auditFactsOf } from "../audit/audit-facts.ts";
+import { invocationOf } from "../invocation/invocation.ts";
+import { asEngineError, errorBody, httpStatusOf, jsonResponse } from "./api-http.ts";
 
 /**
  * API error responses (SPEC §6): whatever was thrown — by a middleware, the handler, a bug —

@@ -1,7 +1,7 @@
 import { PHASES, type Phase } from "../../lib/names.ts";
 import { DEFAULT_SPILL_MAX_BYTES } from "../../lib/session/output-capture.ts";
 import type { PhaseCaps } from "../../lib/types.ts";
-import type { ExpectedApi } from "./callers.ts";
+import type { ExpectedApi } from "../request/callers.ts";
 
 /** Environment variables read by the handlers (metrics has its own: `METRICS_ENV`). */
 export const ENV = {

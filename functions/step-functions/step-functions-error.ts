@@ -1,8 +1,8 @@
 import type { MiddlewareObj } from "@middy/core";
 import { type EngineError, ERROR_CLASSES } from "../../lib/errors.ts";
 import type { RunResult } from "../../lib/types.ts";
-import { asEngineError } from "../shared/api-http.ts";
-import { invocationOf } from "../shared/invocation.ts";
+import { asEngineError } from "../http/api-http.ts";
+import { invocationOf } from "../invocation/invocation.ts";
 
 /**
  * Longest stdout/stderr (characters each) carried in a thrown error's message. Step Functions

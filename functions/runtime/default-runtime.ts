@@ -1,5 +1,5 @@
+import { ENV } from "../config/settings.ts";
 import { awsRuntime, type Runtime } from "./runtime.ts";
-import { ENV } from "./settings.ts";
 
 /**
  * The runtime of the exported handlers: local mode when `BSSH_CONFIG` names a config file,

@@ -4,10 +4,10 @@ import type { Context } from "aws-lambda";
 import type { ErrorName, ErrorPhase } from "../../lib/names.ts";
 import type { HostKeySource } from "../../lib/session/host-keys.ts";
 import type { PhaseTimings } from "../../lib/types.ts";
-import { type AuditFacts, auditFactsOf } from "../shared/audit-facts.ts";
-import type { AuditLogger } from "../shared/audit-logger.ts";
-import { type InvocationRecord, invocationOf } from "../shared/invocation.ts";
-import { once, preload } from "../shared/lazy.ts";
+import { type InvocationRecord, invocationOf } from "../invocation/invocation.ts";
+import { once, preload } from "../runtime/lazy.ts";
+import { type AuditFacts, auditFactsOf } from "./audit-facts.ts";
+import type { AuditLogger } from "./audit-logger.ts";
 
 /** The audit line (SPEC §8): one JSON object per invocation. Never credentials, never output. */
 export interface AuditLine {
@@ -152,7 +152,7 @@ export function auditLog(opts: AuditLogOptions = {}): MiddlewareObj {
   const loadLogger = given
     ? async () => given
     : once(async () => {
-        const { AuditLogger } = await import("../shared/audit-logger.ts");
+        const { AuditLogger } = await import("./audit-logger.ts");
         return new AuditLogger(opts.write ? { write: opts.write } : {});
       });
   let preloaded = given !== undefined;

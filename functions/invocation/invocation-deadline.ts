@@ -1,6 +1,6 @@
 import type { MiddlewareObj } from "@middy/core";
-import { invocationOf } from "../shared/invocation.ts";
-import type { HandlerSettings } from "../shared/settings.ts";
+import type { HandlerSettings } from "../config/settings.ts";
+import { invocationOf } from "./invocation.ts";
 
 /** Options of {@link invocationDeadline}. */
 export interface InvocationDeadlineOptions {
