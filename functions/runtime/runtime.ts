@@ -9,7 +9,7 @@ import {
   TtlCache,
 } from "../credentials/credential-store.ts";
 import type { IdempotencyStore } from "../idempotency/idempotency.ts";
-import type { InvocationRecord } from "../invocation/invocation.ts";
+import type { Invocation } from "../invocation/invocation.ts";
 import type { MetricsMiddlewareOptions } from "../metrics/middleware.ts";
 import { Policy, type PolicyDocument } from "../policy/policy.ts";
 import type { SpillStore } from "../spill/s3-spill.ts";
@@ -32,8 +32,8 @@ export interface Runtime {
   lookup?: RunOptions["lookup"];
   /** Writes the audit line. @default one line to stdout */
   writeAuditLine?: (line: string) => void;
-  /** Sees each invocation's record and audit line when it ends (demo, tests). */
-  observe?: (record: InvocationRecord, audit: AuditLine) => void;
+  /** Sees each invocation and its audit line when it ends (demo, tests). */
+  observe?: (invocation: Invocation, audit: AuditLine) => void;
   /** Options of the metrics middleware (mode, namespace, observers). */
   metrics?: MetricsMiddlewareOptions;
   /** Records idempotent runs (`idempotencyKey`). @default none: the field is refused */

@@ -2,7 +2,7 @@ import type { APIGatewayProxyEvent, APIGatewayProxyEventV2 } from "aws-lambda";
 import type { AuditLine } from "../../functions/audit/audit-log.ts";
 import { DEFAULT_SETTINGS, type HandlerSettings } from "../../functions/config/settings.ts";
 import { invalid } from "../../functions/credentials/credential-store.ts";
-import type { InvocationRecord } from "../../functions/invocation/invocation.ts";
+import type { Invocation } from "../../functions/invocation/invocation.ts";
 import {
   LOCAL_API,
   toApiEventV1,
@@ -28,10 +28,10 @@ export function taskEvent(request: unknown, stateMachine = WORKFLOW): unknown {
 /** The default deny list without loopback: the tests' targets listen on 127.0.0.1. */
 export const LOOPBACK_DENY = DEFAULT_DENY_CIDRS.filter((range) => range !== "127.0.0.0/8");
 
-/** Everything a test runtime saw: audit lines, records, metric batches, raw log lines. */
+/** Everything a test runtime saw: audit lines, invocations, metric batches, raw log lines. */
 export interface Captured {
   audits: AuditLine[];
-  records: InvocationRecord[];
+  records: Invocation[];
   metrics: MetricDatum[][];
   /** Every line written (audit + EMF), for key-material scans. */
   lines: string[];
