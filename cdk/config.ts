@@ -4,7 +4,7 @@
  * broken timeout order fails in one place, at synth.
  */
 import { Duration } from "aws-cdk-lib";
-import { ENV } from "../functions/config/settings.ts";
+import { ENV } from "../functions/config/config.ts";
 import { METRICS_ENV } from "../functions/metrics/publisher.ts";
 
 /**

@@ -1,5 +1,5 @@
 import type { MiddlewareObj } from "@middy/core";
-import type { HandlerSettings } from "../config/settings.ts";
+import type { HandlerSettings } from "../config/config.ts";
 import {
   attachInvocation,
   CANCEL_SIGNAL,

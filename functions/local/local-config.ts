@@ -1,6 +1,6 @@
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { type HandlerSettings, settingsFromEnv } from "../config/settings.ts";
+import { type HandlerSettings, settingsFromEnv } from "../config/config.ts";
 import {
   FileKnownHosts,
   type LocalCredential,

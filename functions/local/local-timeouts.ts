@@ -1,5 +1,5 @@
 import { DEFAULT_API_TIMEOUTS, DEFAULT_TASK_TIMEOUTS } from "../../cdk/config.ts";
-import { settingsFromEnv } from "../config/settings.ts";
+import { settingsFromEnv } from "../config/config.ts";
 import { UsageError } from "./cli.ts";
 
 /** Timeouts of the deployed functions (cdk/config.ts), so local runs match them. */

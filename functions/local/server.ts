@@ -11,7 +11,7 @@ import { dirname, resolve } from "node:path";
 import { finished } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import type { APIGatewayProxyResult, Context } from "aws-lambda";
-import { ENV } from "../config/settings.ts";
+import { ENV } from "../config/config.ts";
 import type { ApiEvent } from "../http/api-http.ts";
 import { toApiEventV1, toApiEventV2 } from "./api-event.ts";
 import { runCli, UsageError } from "./cli.ts";

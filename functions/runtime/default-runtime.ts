@@ -1,4 +1,4 @@
-import { ENV } from "../config/settings.ts";
+import { ENV } from "../config/config.ts";
 import { awsRuntime, type Runtime } from "./runtime.ts";
 
 /**

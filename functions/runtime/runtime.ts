@@ -2,7 +2,7 @@ import type { SSMClient } from "@aws-sdk/client-ssm";
 import type { RunOptions } from "../../lib/types.ts";
 import type { AuditLine } from "../audit/audit-log.ts";
 import type { HostBreaker } from "../breaker/host-breaker.ts";
-import { ENV, type HandlerSettings, settingsFromEnv } from "../config/settings.ts";
+import { ENV, type HandlerSettings, settingsFromEnv } from "../config/config.ts";
 import {
   type CredentialStore,
   type KnownHostsSource,

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApiHandler } from "../../functions/api.ts";
-import { type SpillSettings, settingsFromEnv } from "../../functions/config/settings.ts";
+import { type SpillSettings, settingsFromEnv } from "../../functions/config/config.ts";
 import { awsRuntime } from "../../functions/runtime/runtime.ts";
 import { S3SpillStore } from "../../functions/spill/s3-spill.ts";
 import type { RunResult } from "../../lib/types.ts";

@@ -1,6 +1,6 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyEventV2 } from "aws-lambda";
 import type { AuditLine } from "../../functions/audit/audit-log.ts";
-import { DEFAULT_SETTINGS, type HandlerSettings } from "../../functions/config/settings.ts";
+import { DEFAULT_SETTINGS, type HandlerSettings } from "../../functions/config/config.ts";
 import { invalid } from "../../functions/credentials/credential-store.ts";
 import type { Invocation } from "../../functions/invocation/invocation.ts";
 import {
