@@ -5,17 +5,12 @@
  */
 import { Duration } from "aws-cdk-lib";
 import { ENV } from "../functions/config/config.ts";
-import { METRICS_ENV } from "../functions/metrics/publisher.ts";
 
 /**
- * Environment variables the handlers read, imported from the handlers' own settings and the
- * metrics adapter so a rename cannot drift between `functions/` and `cdk/`.
+ * Environment variables the handlers read, imported from the handlers' one configuration
+ * module so a rename cannot drift between `functions/` and `cdk/`.
  */
-export const HANDLER_ENV = {
-  ...ENV,
-  metricsMode: METRICS_ENV.mode,
-  metricsNamespace: METRICS_ENV.namespace,
-} as const;
+export const HANDLER_ENV = ENV;
 
 /** One chain of timeouts, outermost first: edge > function > session + reserve. */
 export interface TimeoutChain {

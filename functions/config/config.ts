@@ -1,9 +1,19 @@
 import { PHASES, type Phase } from "../../lib/names.ts";
 import { DEFAULT_SPILL_MAX_BYTES } from "../../lib/session/output-capture.ts";
 import type { PhaseCaps } from "../../lib/types.ts";
+import type { MetricsMode } from "../metrics/publisher.ts";
+import type { PolicyDocument } from "../policy/policy.ts";
 import type { ExpectedApi } from "../request/callers.ts";
 
-/** Environment variables read by the handlers (metrics has its own: `METRICS_ENV`). */
+/**
+ * The one configuration module of the deployed handlers: every `BSSH_*` variable they read is
+ * named here (the CDK app imports these names to set them) and parsed here, once per
+ * container ({@link containerConfig}). A malformed value is a {@link ConfigError} naming the
+ * variable, what it holds and the fix; nothing else in `functions/` reads `BSSH_*` variables
+ * for the deployed handlers.
+ */
+
+/** Environment variables read by the handlers. */
 export const ENV = {
   /** Kept back from the Lambda's remaining time for teardown, metrics and the response. */
   reserveMs: "BSSH_RESERVE_MS",
@@ -57,6 +67,12 @@ export const ENV = {
   spillMaxBytes: "BSSH_SPILL_MAX_BYTES",
   /** Local mode: path of the JSON config file (credentials, known hosts, policy, caller). */
   config: "BSSH_CONFIG",
+  /** Where metric datums go: `api` (default), `emf` or `both`. */
+  metricsMode: "BSSH_METRICS_MODE",
+  /** CloudWatch namespace of the metrics (default `BoundedSsh`). */
+  metricsNamespace: "BSSH_METRICS_NAMESPACE",
+  /** CloudWatch endpoint override (tests, benchmarks). */
+  cloudWatchEndpoint: "BSSH_CLOUDWATCH_ENDPOINT",
 } as const;
 
 /** Settings every invocation needs before any I/O. */
@@ -111,21 +127,71 @@ export const DEFAULT_SETTINGS: HandlerSettings = {
   spill: undefined,
 };
 
+/** A `BSSH_*` variable holds something the handlers cannot use: a deploy bug, fixed there. */
+export class ConfigError extends TypeError {
+  override readonly name = "ConfigError";
+}
+
+const FIX =
+  "fix the function's environment (the CDK app sets BSSH_* from cdk/config.ts), or unset it for the default";
+
+/** The error for `key`: what it holds, what it must be, and the fix. */
+function invalid(env: NodeJS.ProcessEnv, key: string, expected: string): ConfigError {
+  const raw = env[key];
+  const shown =
+    raw === undefined ? "unset" : JSON.stringify(raw.length > 80 ? `${raw.slice(0, 80)}…` : raw);
+  return new ConfigError(`${key} is ${shown}: it must be ${expected}; ${FIX}`);
+}
+
 function nonNegative(env: NodeJS.ProcessEnv, key: string, fallback: number): number {
   const raw = env[key];
   if (raw === undefined || raw === "") return fallback;
   const value = Number(raw);
-  if (!Number.isFinite(value) || value < 0) throw new TypeError(`${key} must be a number >= 0`);
+  if (!Number.isFinite(value) || value < 0) throw invalid(env, key, "a number >= 0");
   return value;
 }
 
-function phaseCaps(raw: string | undefined): PhaseCaps {
-  if (!raw) return {};
-  const parsed = JSON.parse(raw) as Record<string, unknown>;
+function positiveInteger(env: NodeJS.ProcessEnv, key: string, fallback: number): number {
+  const raw = env[key];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 1) throw invalid(env, key, "an integer >= 1");
+  return value;
+}
+
+function oneOf<T extends string>(
+  env: NodeJS.ProcessEnv,
+  key: string,
+  values: readonly T[],
+  fallback: T,
+): T {
+  const raw = env[key];
+  if (raw === undefined || raw === "") return fallback;
+  if (!(values as readonly string[]).includes(raw)) {
+    throw invalid(env, key, values.map((v) => JSON.stringify(v)).join(" or "));
+  }
+  return raw as T;
+}
+
+function json(env: NodeJS.ProcessEnv, key: string, expected: string): unknown {
+  try {
+    return JSON.parse(env[key]!);
+  } catch {
+    throw invalid(env, key, expected);
+  }
+}
+
+function phaseCaps(env: NodeJS.ProcessEnv): PhaseCaps {
+  if (!env[ENV.phaseCaps]) return {};
+  const expected = `a JSON object of per-phase caps in ms, e.g. {"banner":3000} (phases: ${PHASES.join(", ")})`;
+  const parsed = json(env, ENV.phaseCaps, expected);
+  if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) {
+    throw invalid(env, ENV.phaseCaps, expected);
+  }
   const caps: PhaseCaps = {};
   for (const [phase, value] of Object.entries(parsed)) {
     if (!(PHASES as readonly string[]).includes(phase) || typeof value !== "number" || value < 0) {
-      throw new TypeError(`${ENV.phaseCaps}: invalid cap ${JSON.stringify(phase)}`);
+      throw invalid(env, ENV.phaseCaps, expected);
     }
     caps[phase as Phase] = value;
   }
@@ -138,42 +204,33 @@ function expectedApi(env: NodeJS.ProcessEnv): ExpectedApi | undefined {
   const accountId = env[ENV.apiAccount];
   if (!apiId && !stage && !accountId) return undefined;
   if (!apiId || !stage || !accountId) {
-    throw new TypeError(`set all of ${ENV.apiId}, ${ENV.apiStage} and ${ENV.apiAccount}, or none`);
+    throw new ConfigError(
+      `set all of ${ENV.apiId}, ${ENV.apiStage} and ${ENV.apiAccount}, or none (the API function needs the three to verify its caller); ${FIX}`,
+    );
   }
   return { apiId, stage, accountId };
 }
 
-function taskErrorOutput(raw: string | undefined): boolean {
-  if (raw === undefined || raw === "" || raw === "omit") return false;
-  if (raw === "include") return true;
-  throw new TypeError(`${ENV.taskErrorOutput} must be "include" or "omit"`);
-}
-
 function spillSettings(env: NodeJS.ProcessEnv): SpillSettings | undefined {
   const bucket = env[ENV.spillBucket];
-  const mode = env[ENV.spillMode] || "request";
-  if (mode !== "always" && mode !== "request") {
-    throw new TypeError(`${ENV.spillMode} must be "always" or "request"`);
-  }
+  const mode = oneOf(env, ENV.spillMode, ["always", "request"] as const, "request");
   const maxBytes = nonNegative(env, ENV.spillMaxBytes, DEFAULT_SPILL_MAX_BYTES);
   if (!bucket) {
     if (env[ENV.spillMode] || env[ENV.spillMaxBytes]) {
-      throw new TypeError(`${ENV.spillMode} and ${ENV.spillMaxBytes} need ${ENV.spillBucket}`);
+      throw new ConfigError(
+        `${ENV.spillMode} and ${ENV.spillMaxBytes} need ${ENV.spillBucket} (the bucket spilled output goes to); ${FIX}`,
+      );
     }
     return undefined;
   }
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
-    throw new TypeError(`${ENV.spillMaxBytes} must be an integer >= 1`);
+    throw invalid(env, ENV.spillMaxBytes, "an integer >= 1 (bytes)");
   }
   return { bucket, mode, maxBytes };
 }
 
-/** Settings from the environment; throws `TypeError` for a malformed value (a deploy bug). */
+/** Settings from the environment; throws {@link ConfigError} for a malformed value. */
 export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): HandlerSettings {
-  const audit = env[ENV.auditCommand] ?? "plain";
-  if (audit !== "plain" && audit !== "hash") {
-    throw new TypeError(`${ENV.auditCommand} must be "plain" or "hash"`);
-  }
   return {
     reserveMs: nonNegative(env, ENV.reserveMs, DEFAULT_SETTINGS.reserveMs),
     edgeTimeoutMs: nonNegative(env, ENV.edgeTimeoutMs, DEFAULT_SETTINGS.edgeTimeoutMs),
@@ -183,15 +240,105 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): HandlerSe
       ENV.credentialsTimeoutMs,
       DEFAULT_SETTINGS.credentialsTimeoutMs,
     ),
-    auditCommand: audit,
-    phaseCaps: phaseCaps(env[ENV.phaseCaps]),
-    remoteBound: env[ENV.remoteBound] !== "false",
+    auditCommand: oneOf(env, ENV.auditCommand, ["plain", "hash"] as const, "plain"),
+    phaseCaps: phaseCaps(env),
+    remoteBound: oneOf(env, ENV.remoteBound, ["true", "false"] as const, "true") === "true",
     api: expectedApi(env),
     stateMachineArns: (env[ENV.stateMachineArns] ?? "")
       .split(",")
       .map((arn) => arn.trim())
       .filter((arn) => arn !== ""),
-    taskErrorOutput: taskErrorOutput(env[ENV.taskErrorOutput]),
+    taskErrorOutput:
+      oneOf(env, ENV.taskErrorOutput, ["include", "omit"] as const, "omit") === "include",
     spill: spillSettings(env),
   };
+}
+
+/** Where the policy document comes from. */
+export type PolicyConfig = { document: PolicyDocument } | { parameter: string };
+
+/** Where the operator's known_hosts text comes from (none: only request pins, if allowed). */
+export type KnownHostsConfig = { parameter: string } | { secret: string } | undefined;
+
+/** Everything the deployed handlers read from the environment. */
+export interface HandlerConfig {
+  settings: HandlerSettings;
+  policy: PolicyConfig;
+  knownHosts: KnownHostsConfig;
+  /** @default "bounded-ssh/" */
+  secretPrefix: string;
+  /** Per-container cache lifetime of secrets, known hosts and policy. @default 300000 */
+  cacheTtlMs: number;
+  idempotency: { table: string; ttlSeconds: number } | undefined;
+  breaker:
+    | { table: string; threshold: number; windowSeconds: number; quarantineSeconds: number }
+    | undefined;
+  /** `mode` and `namespace` are unset when the variable is (local mode picks its own). */
+  metrics: { mode?: MetricsMode; namespace?: string };
+}
+
+/** The whole configuration from the environment; throws {@link ConfigError}. */
+export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HandlerConfig {
+  if (env[ENV.config]) {
+    // Local mode builds its handlers over its own runtime (functions/local/): the deployed
+    // handlers never load it, so a config file here is a mistake, not a mode.
+    throw new ConfigError(
+      `${ENV.config} is set: it names a local-mode config file, which the deployed handlers never read; run local mode with npm start / npm run invoke, or unset it`,
+    );
+  }
+  let policy: PolicyConfig;
+  if (env[ENV.policy]) {
+    policy = {
+      document: json(env, ENV.policy, "the policy document as JSON") as PolicyDocument,
+    };
+  } else if (env[ENV.policyParameter]) policy = { parameter: env[ENV.policyParameter]! };
+  else {
+    throw new ConfigError(
+      `set ${ENV.policy} (the policy as JSON) or ${ENV.policyParameter} (an SSM parameter holding it): no policy, no access`,
+    );
+  }
+  let knownHosts: KnownHostsConfig;
+  if (env[ENV.knownHostsParameter]) knownHosts = { parameter: env[ENV.knownHostsParameter]! };
+  else if (env[ENV.knownHostsSecret]) knownHosts = { secret: env[ENV.knownHostsSecret]! };
+  const idempotencyTable = env[ENV.idempotencyTable];
+  const breakerTable = env[ENV.breakerTable];
+  const metrics: HandlerConfig["metrics"] = {};
+  if (env[ENV.metricsMode]) {
+    metrics.mode = oneOf(env, ENV.metricsMode, ["api", "emf", "both"] as const, "api");
+  }
+  if (env[ENV.metricsNamespace]) metrics.namespace = env[ENV.metricsNamespace];
+  return {
+    settings: settingsFromEnv(env),
+    policy,
+    knownHosts,
+    secretPrefix: env[ENV.secretPrefix] || "bounded-ssh/",
+    cacheTtlMs: nonNegative(env, ENV.cacheTtlMs, 300_000),
+    idempotency: idempotencyTable
+      ? {
+          table: idempotencyTable,
+          ttlSeconds: positiveInteger(env, ENV.idempotencyTtlSeconds, 86_400),
+        }
+      : undefined,
+    breaker: breakerTable
+      ? {
+          table: breakerTable,
+          threshold: positiveInteger(env, ENV.breakerThreshold, 3),
+          windowSeconds: positiveInteger(env, ENV.breakerWindowSeconds, 600),
+          quarantineSeconds: positiveInteger(env, ENV.breakerQuarantineSeconds, 900),
+        }
+      : undefined,
+    metrics,
+  };
+}
+
+let parsed: HandlerConfig | undefined;
+
+/**
+ * The container's configuration: parsed from `process.env` on first use, then kept (a
+ * function's environment does not change while its container lives). A malformed value
+ * throws on every call, so each invocation reports it.
+ */
+export function containerConfig(): HandlerConfig {
+  parsed ??= configFromEnv(process.env);
+  return parsed;
 }

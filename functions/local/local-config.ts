@@ -1,6 +1,6 @@
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { type HandlerSettings, settingsFromEnv } from "../config/config.ts";
+import { ENV, type HandlerSettings, settingsFromEnv } from "../config/config.ts";
 import {
   FileKnownHosts,
   type LocalCredential,
@@ -163,7 +163,7 @@ export function localRuntime(
     knownHosts: new FileKnownHosts(knownHostsPath),
     policy,
     // No CloudWatch locally: metrics go to stdout as EMF unless the environment says otherwise.
-    metrics: process.env.BSSH_METRICS_MODE === undefined ? { mode: "emf" } : {},
+    metrics: process.env[ENV.metricsMode] === undefined ? { mode: "emf" } : {},
     ...overrides,
     settings,
   };

@@ -1,14 +1,12 @@
-import { ENV } from "../config/config.ts";
+import { containerConfig } from "../config/config.ts";
 import { awsRuntime, type Runtime } from "./runtime.ts";
 
 /**
- * The runtime of the exported handlers: local mode when `BSSH_CONFIG` names a config file,
- * AWS otherwise. Built on first invocation; a configuration error throws (a deploy bug).
- * Local mode's modules are loaded only in local mode: a deployed function never loads them.
+ * The runtime of the exported (deployed) handlers: AWS, from the container's configuration.
+ * Built on first invocation; a configuration error throws (a deploy bug). Local mode builds
+ * its own handlers over its own runtime (`functions/local/`); nothing here imports it, so a
+ * deployed bundle never contains it (test/functions/deployed-imports.test.ts).
  */
-export async function defaultRuntime(env: NodeJS.ProcessEnv = process.env): Promise<Runtime> {
-  const configPath = env[ENV.config];
-  if (!configPath) return awsRuntime(env);
-  const { localRuntime } = await import("../local/local-config.ts");
-  return localRuntime(configPath);
+export async function defaultRuntime(): Promise<Runtime> {
+  return awsRuntime(containerConfig());
 }

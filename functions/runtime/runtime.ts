@@ -2,7 +2,7 @@ import type { SSMClient } from "@aws-sdk/client-ssm";
 import type { RunOptions } from "../../lib/types.ts";
 import type { AuditLine } from "../audit/audit-log.ts";
 import type { HostBreaker } from "../breaker/host-breaker.ts";
-import { ENV, type HandlerSettings, settingsFromEnv } from "../config/config.ts";
+import type { HandlerConfig, HandlerSettings } from "../config/config.ts";
 import {
   type CredentialStore,
   type KnownHostsSource,
@@ -83,21 +83,23 @@ export function ssmPolicy(
 const NO_KNOWN_HOSTS: KnownHostsSource = { get: async () => undefined };
 
 /**
- * The runtime of a deployed function, from the environment: Secrets Manager credentials,
- * known hosts from SSM or Secrets Manager, the policy inline or from SSM. Missing policy
- * configuration is a deploy error (thrown), not "allow everything".
+ * The runtime of a deployed function, from its configuration (`functions/config`): Secrets
+ * Manager credentials, known hosts from SSM or Secrets Manager, the policy inline or from SSM.
+ * Missing policy configuration is a deploy error (thrown), not "allow everything".
  */
-export function awsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
-  const settings = settingsFromEnv(env);
-  const ttlMs = Number(env[ENV.cacheTtlMs] ?? 300_000);
+export function awsRuntime(config: HandlerConfig): Runtime {
+  const { settings } = config;
+  const ttlMs = config.cacheTtlMs;
   // One client per container, created on first use: its keep-alive connection is reused by
   // warm invocations, and its SDK is not loaded at init (cold start, see lazy.ts).
   const secrets = once(async () => new (await secretsSdk()).SecretsManagerClient({}));
   const ssm = once(async () => new (await ssmSdk()).SSMClient({}));
   const preload: (() => Promise<unknown>)[] = [loadEngine];
   let knownHosts = NO_KNOWN_HOSTS;
-  const knownHostsParameter = env[ENV.knownHostsParameter];
-  const knownHostsSecret = env[ENV.knownHostsSecret];
+  const knownHostsParameter =
+    config.knownHosts && "parameter" in config.knownHosts ? config.knownHosts.parameter : undefined;
+  const knownHostsSecret =
+    config.knownHosts && "secret" in config.knownHosts ? config.knownHosts.secret : undefined;
   if (knownHostsParameter) {
     knownHosts = lazyKnownHosts(async () => {
       const [{ SsmKnownHosts }, client] = await Promise.all([awsKnownHosts(), ssm()]);
@@ -110,12 +112,11 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
       return new SecretKnownHosts({ client, secretId: knownHostsSecret, ttlMs });
     });
   }
-  let policy: PolicySource;
-  if (env[ENV.policy]) policy = staticPolicy(JSON.parse(env[ENV.policy]!) as PolicyDocument);
-  else if (env[ENV.policyParameter]) {
-    policy = ssmPolicy(ssm, env[ENV.policyParameter]!, ttlMs);
-  } else throw new TypeError(`set ${ENV.policy} or ${ENV.policyParameter}: no policy, no access`);
-  const prefix = env[ENV.secretPrefix] ?? "bounded-ssh/";
+  const policy: PolicySource =
+    "document" in config.policy
+      ? staticPolicy(config.policy.document)
+      : ssmPolicy(ssm, config.policy.parameter, ttlMs);
+  const prefix = config.secretPrefix;
   const credentialStore = once(async () => {
     const [{ SecretsManagerStore }, client] = await Promise.all([secretsManagerStore(), secrets()]);
     return new SecretsManagerStore({ client, prefix, ttlMs });
@@ -127,6 +128,7 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
     knownHosts,
     policy,
     preload,
+    metrics: { ...config.metrics },
   };
   if (settings.spill) {
     const bucket = settings.spill.bucket;
@@ -155,8 +157,8 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
       },
     };
   }
-  const idempotencyTable = env[ENV.idempotencyTable];
-  const breakerTable = env[ENV.breakerTable];
+  const idempotencyTable = config.idempotency?.table;
+  const breakerTable = config.breaker?.table;
   if (idempotencyTable || breakerTable) {
     // Short timeouts: both stores are consulted inside the session's budget.
     const dynamo = once(
@@ -167,7 +169,7 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
         }),
     );
     if (idempotencyTable) {
-      const expiresAfterSeconds = positiveEnv(env, ENV.idempotencyTtlSeconds, 86_400);
+      const expiresAfterSeconds = config.idempotency!.ttlSeconds;
       const store = once(async () => {
         const [{ DynamoIdempotencyStore }, client] = await Promise.all([
           import("../idempotency/idempotency.ts"),
@@ -183,12 +185,8 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
       preload.push(store);
     }
     if (breakerTable) {
-      const options = {
-        tableName: breakerTable,
-        threshold: positiveEnv(env, ENV.breakerThreshold, 3),
-        windowSeconds: positiveEnv(env, ENV.breakerWindowSeconds, 600),
-        quarantineSeconds: positiveEnv(env, ENV.breakerQuarantineSeconds, 900),
-      };
+      const { threshold, windowSeconds, quarantineSeconds } = config.breaker!;
+      const options = { tableName: breakerTable, threshold, windowSeconds, quarantineSeconds };
       const breaker = once(async () => {
         const [{ HostBreaker }, client] = await Promise.all([
           import("../breaker/host-breaker.ts"),
@@ -217,12 +215,4 @@ const secretsManagerStore = once(() => import("../credentials/secrets-manager-st
 function lazyKnownHosts(load: () => Promise<KnownHostsSource>): KnownHostsSource {
   const source = once(load);
   return { get: async (options) => (await source()).get(options) };
-}
-
-function positiveEnv(env: NodeJS.ProcessEnv, key: string, fallback: number): number {
-  const raw = env[key];
-  if (raw === undefined || raw === "") return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new TypeError(`${key} must be an integer >= 1`);
-  return value;
 }
