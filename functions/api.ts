@@ -48,7 +48,7 @@ export function createApiHandler(runtime: Runtime) {
 
 let cached: Promise<ReturnType<typeof createApiHandler>> | undefined;
 
-/** The deployed handler: runtime from the environment (AWS, or local mode via BSSH_CONFIG). */
+/** The deployed handler: the AWS runtime from the container's configuration (functions/config). */
 export const handler = (event: ApiEvent, context: Context): Promise<APIGatewayProxyResult> => {
   cached ??= defaultRuntime().then(createApiHandler);
   cached.catch(() => {

@@ -50,7 +50,7 @@ export function createTaskHandler(runtime: Runtime) {
 
 let cached: Promise<ReturnType<typeof createTaskHandler>> | undefined;
 
-/** The deployed handler: runtime from the environment (AWS, or local mode via BSSH_CONFIG). */
+/** The deployed handler: the AWS runtime from the container's configuration (functions/config). */
 export const handler = (event: unknown, context: Context): Promise<RunResult> => {
   cached ??= defaultRuntime().then(createTaskHandler);
   cached.catch(() => {

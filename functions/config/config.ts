@@ -127,6 +127,16 @@ export const DEFAULT_SETTINGS: HandlerSettings = {
   spill: undefined,
 };
 
+/** Environment of the alarm-enrichment function (set by `cdk/monitoring/enrichment.ts`). */
+export const ENRICHMENT_ENV = {
+  stage: "BSSH_STAGE",
+  enrichedTopicArn: "BSSH_ENRICHED_TOPIC_ARN",
+  functionLogGroups: "BSSH_FUNCTION_LOG_GROUPS",
+  workflowLogGroups: "BSSH_WORKFLOW_LOG_GROUPS",
+  runbookBaseUrl: "BSSH_RUNBOOK_BASE_URL",
+  dashboardUrl: "BSSH_DASHBOARD_URL",
+} as const;
+
 /** A `BSSH_*` variable holds something the handlers cannot use: a deploy bug, fixed there. */
 export class ConfigError extends TypeError {
   override readonly name = "ConfigError";
@@ -136,11 +146,16 @@ const FIX =
   "fix the function's environment (the CDK app sets BSSH_* from cdk/config.ts), or unset it for the default";
 
 /** The error for `key`: what it holds, what it must be, and the fix. */
-function invalid(env: NodeJS.ProcessEnv, key: string, expected: string): ConfigError {
+function invalid(
+  env: NodeJS.ProcessEnv,
+  key: string,
+  expected: string,
+  fix: string = FIX,
+): ConfigError {
   const raw = env[key];
   const shown =
     raw === undefined ? "unset" : JSON.stringify(raw.length > 80 ? `${raw.slice(0, 80)}…` : raw);
-  return new ConfigError(`${key} is ${shown}: it must be ${expected}; ${FIX}`);
+  return new ConfigError(`${key} is ${shown}: it must be ${expected}; ${fix}`);
 }
 
 function nonNegative(env: NodeJS.ProcessEnv, key: string, fallback: number): number {
@@ -341,4 +356,54 @@ let parsed: HandlerConfig | undefined;
 export function containerConfig(): HandlerConfig {
   parsed ??= configFromEnv(process.env);
   return parsed;
+}
+
+/** Configuration of the alarm-enrichment function. */
+export interface EnrichmentConfig {
+  readonly stage: string;
+  readonly enrichedTopicArn: string;
+  readonly functionLogGroups: readonly string[];
+  readonly workflowLogGroups: readonly string[];
+  readonly runbookBaseUrl: string;
+  readonly dashboardUrl: string;
+  /** Kept back from the Lambda time for the publish. @default 3000 */
+  readonly reserveMs?: number;
+  /** @default 1000 */
+  readonly pollIntervalMs?: number;
+  /** Hosts listed in the message. @default 20 */
+  readonly maxHosts?: number;
+}
+
+const ENRICHMENT_FIX =
+  "the CDK app sets it (cdk/monitoring/enrichment.ts): redeploy the monitoring stack";
+
+/** The alarm-enrichment function's configuration; throws {@link ConfigError}. */
+export function enrichmentConfigFromEnv(env: NodeJS.ProcessEnv = process.env): EnrichmentConfig {
+  const get = (key: keyof typeof ENRICHMENT_ENV) => {
+    const value = env[ENRICHMENT_ENV[key]];
+    if (value === undefined) throw invalid(env, ENRICHMENT_ENV[key], "set", ENRICHMENT_FIX);
+    return value;
+  };
+  const logGroups = (key: "functionLogGroups" | "workflowLogGroups"): string[] => {
+    const expected = "a JSON array of log group names";
+    get(key);
+    let value: unknown;
+    try {
+      value = JSON.parse(env[ENRICHMENT_ENV[key]]!);
+    } catch {
+      throw invalid(env, ENRICHMENT_ENV[key], expected, ENRICHMENT_FIX);
+    }
+    if (!Array.isArray(value) || !value.every((v) => typeof v === "string")) {
+      throw invalid(env, ENRICHMENT_ENV[key], expected, ENRICHMENT_FIX);
+    }
+    return value as string[];
+  };
+  return {
+    stage: get("stage"),
+    enrichedTopicArn: get("enrichedTopicArn"),
+    functionLogGroups: logGroups("functionLogGroups"),
+    workflowLogGroups: logGroups("workflowLogGroups"),
+    runbookBaseUrl: get("runbookBaseUrl"),
+    dashboardUrl: get("dashboardUrl"),
+  };
 }

@@ -3,7 +3,12 @@
  * place, once per container, with errors that name the variable, its value and the fix.
  */
 import { afterEach, describe, expect, it, vi } from "vitest";
-import { ConfigError, configFromEnv, ENV } from "../../functions/config/config.ts";
+import {
+  ConfigError,
+  configFromEnv,
+  ENV,
+  enrichmentConfigFromEnv,
+} from "../../functions/config/config.ts";
 
 const POLICY = { [ENV.policy]: '{"rules":[]}' };
 
@@ -74,6 +79,35 @@ describe("configFromEnv", () => {
     expect(() => configFromEnv({ ...POLICY, BSSH_CONFIG: "/tmp/c.json" })).toThrow(
       /BSSH_CONFIG is set: .*local-mode config file.*never read/,
     );
+  });
+});
+
+describe("enrichmentConfigFromEnv", () => {
+  const ENRICHMENT = {
+    BSSH_STAGE: "prod",
+    BSSH_ENRICHED_TOPIC_ARN: "arn:aws:sns:eu-west-1:123456789012:enriched",
+    BSSH_FUNCTION_LOG_GROUPS: '["/aws/lambda/api"]',
+    BSSH_WORKFLOW_LOG_GROUPS: "[]",
+    BSSH_RUNBOOK_BASE_URL: "https://runbooks",
+    BSSH_DASHBOARD_URL: "https://dashboard",
+  };
+
+  it("parses the alarm-enrichment function's variables", () => {
+    expect(enrichmentConfigFromEnv(ENRICHMENT)).toMatchObject({
+      stage: "prod",
+      functionLogGroups: ["/aws/lambda/api"],
+      workflowLogGroups: [],
+    });
+  });
+
+  it("names a missing or malformed variable and the fix", () => {
+    const { BSSH_STAGE: _, ...noStage } = ENRICHMENT;
+    expect(() => enrichmentConfigFromEnv(noStage)).toThrow(
+      /BSSH_STAGE is unset: it must be set; the CDK app sets it/,
+    );
+    expect(() =>
+      enrichmentConfigFromEnv({ ...ENRICHMENT, BSSH_FUNCTION_LOG_GROUPS: "/aws/lambda/api" }),
+    ).toThrow(/BSSH_FUNCTION_LOG_GROUPS is "\/aws\/lambda\/api": it must be a JSON array/);
   });
 });
 
