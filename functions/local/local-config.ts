@@ -7,7 +7,8 @@ import {
   LocalCredentialStore,
 } from "../credentials/local-store.ts";
 import type { PolicyDocument } from "../policy/policy.ts";
-import { type Runtime, staticPolicy } from "../runtime/runtime.ts";
+import { staticPolicy } from "../policy/policy-source.ts";
+import type { Runtime } from "../runtime/runtime.ts";
 import { LOCAL_API, LOCAL_STATE_MACHINE } from "./api-event.ts";
 
 /** The local mode config file (named by env `BSSH_CONFIG`). Paths are relative to the file. */

@@ -1,24 +1,14 @@
-import type { SSMClient } from "@aws-sdk/client-ssm";
 import type { RunOptions } from "../../lib/types.ts";
 import type { AuditLine } from "../audit/audit-log.ts";
 import type { HostBreaker } from "../breaker/host-breaker.ts";
 import type { HandlerConfig, HandlerSettings } from "../config/config.ts";
-import {
-  type CredentialStore,
-  type KnownHostsSource,
-  TtlCache,
-} from "../credentials/credential-store.ts";
+import type { CredentialStore, KnownHostsSource } from "../credentials/credential-store.ts";
 import type { IdempotencyStore } from "../idempotency/idempotency.ts";
 import type { Invocation } from "../invocation/invocation.ts";
 import type { MetricsMiddlewareOptions } from "../metrics/middleware.ts";
-import { Policy, type PolicyDocument } from "../policy/policy.ts";
+import { type PolicySource, ssmPolicy, staticPolicy } from "../policy/policy-source.ts";
 import type { SpillStore } from "../spill/s3-spill.ts";
 import { loadEngine, once } from "./lazy.ts";
-
-/** Where the policy comes from; loaded within the invocation's deadline. */
-export interface PolicySource {
-  get(options: { signal: AbortSignal }): Promise<Policy>;
-}
 
 /** Everything a handler needs besides the event: one per container. */
 export interface Runtime {
@@ -50,34 +40,6 @@ export interface Runtime {
    * request field `spill` is refused
    */
   spill?: SpillStore;
-}
-
-/** A policy that never changes (inline JSON, local config). */
-export function staticPolicy(document: PolicyDocument): PolicySource {
-  const policy = new Policy(document);
-  return { get: async () => policy };
-}
-
-/** The policy document in an SSM parameter, re-read after the cache TTL. */
-export function ssmPolicy(
-  loadClient: () => Promise<SSMClient>,
-  name: string,
-  ttlMs: number,
-): PolicySource {
-  const cache = new TtlCache<Policy>(ttlMs);
-  return {
-    get: ({ signal }) =>
-      cache.get("", async () => {
-        const [client, { GetParameterCommand }] = await Promise.all([loadClient(), ssmSdk()]);
-        const out = await client.send(
-          new GetParameterCommand({ Name: name, WithDecryption: true }),
-          {
-            abortSignal: signal,
-          },
-        );
-        return new Policy(JSON.parse(out.Parameter?.Value ?? "null") as PolicyDocument);
-      }),
-  };
 }
 
 const NO_KNOWN_HOSTS: KnownHostsSource = { get: async () => undefined };

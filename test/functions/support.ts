@@ -10,7 +10,8 @@ import {
   toTaskEvent,
 } from "../../functions/local/api-event.ts";
 import { DEFAULT_DENY_CIDRS, type PolicyDocument } from "../../functions/policy/policy.ts";
-import { type Runtime, staticPolicy } from "../../functions/runtime/runtime.ts";
+import { staticPolicy } from "../../functions/policy/policy-source.ts";
+import type { Runtime } from "../../functions/runtime/runtime.ts";
 import type { MetricDatum } from "../../lib/metrics.ts";
 import type { Secret } from "../../lib/types.ts";
 
