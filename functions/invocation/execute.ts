@@ -77,15 +77,6 @@ export function errorOfResult(result: RunResult): EngineError | undefined {
   return result.error ? errorFromJSON(result.error) : undefined;
 }
 
-/**
- * One invocation, from untrusted input to a §5 result: validate, decide the budget, authorize
- * (host name now, resolved address inside the engine), read the credential and known hosts
- * within the budget, run the session. Fills the {@link Invocation}: result, error, audit facts.
- *
- * Resolves with the engine's result (whatever its status). Throws an `EngineError` for
- * failures before a session (validation, policy, credentials, deadline); those after
- * validation carry a synthetic result in `invocation.result`.
- */
 /** Limits and context of one entry point beyond the request schema. */
 export interface EntryLimits {
   /** Largest `maxOutputBytes` this entry point's response can carry. */
@@ -111,6 +102,15 @@ function derivedKey(scope: string, run: RunRequest): string {
   return `sfn:${digest}`;
 }
 
+/**
+ * One invocation, from untrusted input to a §5 result: validate, decide the budget, authorize
+ * (host name now, resolved address inside the engine), read the credential and known hosts
+ * within the budget, run the session. Fills the {@link Invocation}: result, error, audit facts.
+ *
+ * Resolves with the engine's result (whatever its status). Throws an `EngineError` for
+ * failures before a session (validation, policy, credentials, deadline); those after
+ * validation carry a synthetic result in `invocation.result`.
+ */
 export async function execute(
   invocation: Invocation,
   runtime: Runtime,

@@ -75,6 +75,8 @@ export class Invocation {
         this.#expired.abort(new DOMException("the invocation's deadline passed", "TimeoutError")),
       Math.min(budgetMs, MAX_TIMER_MS),
     );
+    // Only the invocation's own work keeps the process alive, never its deadline.
+    this.#timer.unref();
   }
 
   /**
