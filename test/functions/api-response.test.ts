@@ -101,6 +101,16 @@ describe("apiResponse", () => {
     expect(invocation().audit.statusCode).toBe(500);
   });
 
+  it("answers middy's early timeout with 504 DeadlineExceeded", async () => {
+    // Prepare: a handler that never answers, 200 ms of Lambda time.
+    const { handler } = stack(() => new Promise<APIGatewayProxyResult>(() => {}));
+    // Act
+    const response = await handler({}, fakeContext({ timeoutMs: 200 }));
+    // Assess
+    expect(response.statusCode).toBe(504);
+    expect(JSON.parse(response.body).error.name).toBe("DeadlineExceeded");
+  });
+
   it("records the status of a response the handler built", async () => {
     // Prepare
     const { handler, invocation } = stack(async () => ({ statusCode: 200, body: "{}" }));
