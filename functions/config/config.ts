@@ -127,6 +127,23 @@ export const DEFAULT_SETTINGS: HandlerSettings = {
   spill: undefined,
 };
 
+/**
+ * Variables of local mode's commands only (`npm start`, `invoke`, `demo`): named here with the
+ * others, parsed by local mode itself (its usage errors), never read by a deployed handler.
+ */
+export const LOCAL_ENV = {
+  /** Port of `npm start` (127.0.0.1). @default 8787 */
+  port: "BSSH_PORT",
+  /** `2.0` makes `npm start` build HTTP API (v2) events. @default "1.0" */
+  payloadVersion: "BSSH_PAYLOAD_VERSION",
+  /** Where `npm start` writes its per-run token. @default ".tmp/local-api-token" */
+  tokenFile: "BSSH_TOKEN_FILE",
+  /** The Lambda-like context's timeout. @default the deployed function's */
+  functionTimeoutMs: "BSSH_FUNCTION_TIMEOUT_MS",
+  /** `1`: the local commands print stack traces of unexpected errors. */
+  debug: "BSSH_DEBUG",
+} as const;
+
 /** Environment of the alarm-enrichment function (set by `cdk/monitoring/enrichment.ts`). */
 export const ENRICHMENT_ENV = {
   stage: "BSSH_STAGE",

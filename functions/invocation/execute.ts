@@ -14,6 +14,7 @@ import {
 import { hostKeyTrust } from "../../lib/session/host-keys.ts";
 import type { RunOptions, RunRequest, RunResult, Secret } from "../../lib/types.ts";
 import { attemptedTarget } from "../audit/audit-facts.ts";
+import { ENV } from "../config/config.ts";
 import type { Authorization, Policy } from "../policy/policy.ts";
 import { REQUEST_LIMITS } from "../request/request-schema.ts";
 import { validateRequest } from "../request/validate-request.ts";
@@ -167,7 +168,7 @@ export async function execute(
         : undefined);
     if (run.spill === true && !(settings.spill && runtime.spill)) {
       throw new ValidationError(
-        'field "spill": this deployment has no spill bucket (set BSSH_SPILL_BUCKET)',
+        `field "spill": this deployment has no spill bucket (set ${ENV.spillBucket})`,
         { phase: "request" },
       );
     }
@@ -179,7 +180,7 @@ export async function execute(
     }
     if (run.idempotencyKey !== undefined && !runtime.idempotency) {
       throw new ValidationError(
-        'field "idempotencyKey": this deployment has no idempotency store (set BSSH_IDEMPOTENCY_TABLE)',
+        `field "idempotencyKey": this deployment has no idempotency store (set ${ENV.idempotencyTable})`,
         { phase: "request" },
       );
     }
