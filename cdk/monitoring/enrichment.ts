@@ -10,7 +10,7 @@ import * as logs from "aws-cdk-lib/aws-logs";
 import type * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import { Construct } from "constructs";
-import { ENRICHMENT_ENV } from "../../functions/alarm-enrichment/enrich.ts";
+import { ENRICHMENT_ENV } from "../../functions/config/config.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 

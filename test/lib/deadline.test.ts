@@ -65,4 +65,16 @@ describe("Deadline", () => {
     expect(await d.wait(10, never)).toBe(false);
     expect(await d.wait(50, Promise.reject(new Error("boom")))).toBe(true);
   });
+
+  it("measures on an injected monotonic clock", () => {
+    // Prepare
+    let now = 5_000;
+    const d = new Deadline({ budgetMs: 1_000, now: () => now });
+    // Act
+    now += 400;
+    // Assess
+    expect(d.elapsed()).toBe(400);
+    expect(d.remaining()).toBe(600);
+    expect(d.allowance("connect")).toBe(Math.min(3_000, 600 - d.teardownReserveMs));
+  });
 });
