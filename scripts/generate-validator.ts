@@ -1,6 +1,6 @@
 /**
- * Generates, from the one request schema (`functions/shared/request-schema.ts`):
- * `functions/shared/request-validator.generated.js` (the handlers' ahead-of-time validator) and
+ * Generates, from the one request schema (`functions/request/request-schema.ts`):
+ * `functions/request/request-validator.generated.js` (the handlers' ahead-of-time validator) and
  * `schemas/request.schema.json` (the published contract, docs/contract.md §4):
  * `npm exec tsx scripts/generate-validator.ts`. Run it after editing the schema;
  * tests fail while either committed file is stale.
@@ -9,11 +9,11 @@ import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Ajv } from "ajv";
 import standalone from "ajv/dist/standalone/index.js";
-import { REQUEST_LIMITS, REQUEST_SCHEMA } from "../functions/shared/request-schema.ts";
+import { REQUEST_LIMITS, REQUEST_SCHEMA } from "../functions/request/request-schema.ts";
 
 /** Path of the generated validator. */
 export const GENERATED_VALIDATOR = fileURLToPath(
-  new URL("../functions/shared/request-validator.generated.js", import.meta.url),
+  new URL("../functions/request/request-validator.generated.js", import.meta.url),
 );
 
 /** Path of the published JSON Schema of the request. */
@@ -28,7 +28,7 @@ export function generateRequestSchemaJson(): string {
     $schema: "http://json-schema.org/draft-07/schema#",
     $id,
     title: "bounded-ssh request",
-    description: `API body of POST /run and Step Functions task input (docs/contract.md §4). GENERATED from functions/shared/request-schema.ts by scripts/generate-validator.ts; do not edit. Byte limits the schema cannot express are checked after it, in UTF-8 bytes: command ${REQUEST_LIMITS.commandBytes}, stdin ${REQUEST_LIMITS.stdinBytes}, whole API body ${REQUEST_LIMITS.bodyBytes}.`,
+    description: `API body of POST /run and Step Functions task input (docs/contract.md §4). GENERATED from functions/request/request-schema.ts by scripts/generate-validator.ts; do not edit. Byte limits the schema cannot express are checked after it, in UTF-8 bytes: command ${REQUEST_LIMITS.commandBytes}, stdin ${REQUEST_LIMITS.stdinBytes}, whole API body ${REQUEST_LIMITS.bodyBytes}.`,
     ...rest,
   };
   return `${JSON.stringify(published, null, 2)}\n`;

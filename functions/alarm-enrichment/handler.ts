@@ -8,9 +8,9 @@ import { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
 import { SNSClient } from "@aws-sdk/client-sns";
 import type { Context, SNSEvent } from "aws-lambda";
 import { Deadline } from "../../lib/deadline.ts";
+import { enrichmentConfigFromEnv } from "../config/config.ts";
 import {
   type AlarmNotification,
-  configFromEnv,
   type Enriched,
   type EnrichmentDeps,
   enrichAndPublish,
@@ -51,7 +51,7 @@ export const handler = (event: SNSEvent, context: Context): Promise<Enriched[]> 
     logs: new CloudWatchLogsClient({}),
     sns: new SNSClient({}),
     cloudwatch: new CloudWatchClient({}),
-    config: configFromEnv(),
+    config: enrichmentConfigFromEnv(),
   });
   return cached(event, context);
 };

@@ -7,7 +7,7 @@ import {
 } from "../../lib/errors.ts";
 import type { Hop } from "../../lib/names.ts";
 import type { JumpHostRequest, RunRequest } from "../../lib/types.ts";
-import { REQUEST_LIMITS } from "../shared/request-schema.ts";
+import { REQUEST_LIMITS } from "../request/request-schema.ts";
 import { AddressRanges, normalizeAddress } from "./address-ranges.ts";
 import {
   type CommandTemplate,

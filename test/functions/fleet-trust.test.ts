@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApiHandler } from "../../functions/api.ts";
 import { HostBreaker } from "../../functions/breaker/host-breaker.ts";
 import { DynamoIdempotencyStore } from "../../functions/idempotency/idempotency.ts";
-import type { Runtime } from "../../functions/shared/runtime.ts";
+import type { Runtime } from "../../functions/runtime/runtime.ts";
 import { createTaskHandler } from "../../functions/task.ts";
 import type { RunResult } from "../../lib/types.ts";
 import { lambdaError, localStateMachineArn, runLocally } from "../cdk/local-sfn.ts";

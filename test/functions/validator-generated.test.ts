@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { REQUEST_LIMITS } from "../../functions/shared/request-schema.ts";
-import { validateRequest } from "../../functions/shared/validate-request.ts";
+import { REQUEST_LIMITS } from "../../functions/request/request-schema.ts";
+import { validateRequest } from "../../functions/request/validate-request.ts";
 import { GENERATED_VALIDATOR, generateValidatorSource } from "../../scripts/generate-validator.ts";
 
 describe("ahead-of-time request validator", () => {

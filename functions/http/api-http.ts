@@ -3,7 +3,8 @@ import type {
   APIGatewayProxyEventV2,
   APIGatewayProxyResult,
 } from "aws-lambda";
-import { EngineError, InternalError, ValidationError } from "../../lib/errors.ts";
+import { type EngineError, ValidationError } from "../../lib/errors.ts";
+import { ERRORS, type ErrorName, type StatusClass } from "../../lib/names.ts";
 import type { RunResult } from "../../lib/types.ts";
 
 /** Either API Gateway payload: REST API (v1) or HTTP API (v2). */
@@ -23,6 +24,22 @@ export function apiRequestId(event: unknown): string | undefined {
   return typeof id === "string" ? id : undefined;
 }
 
+/** The HTTP status of each status class of lib's error table (SPEC §6). */
+export const STATUS_OF_CLASS: Readonly<Record<StatusClass, number>> = {
+  invalid: 400,
+  forbidden: 403,
+  conflict: 409,
+  internal: 500,
+  upstream: 502,
+  unavailable: 503,
+  timeout: 504,
+};
+
+/** The HTTP status of every error name (SPEC §6), derived from lib's error table. */
+export const HTTP_STATUS = Object.fromEntries(
+  (Object.keys(ERRORS) as ErrorName[]).map((name) => [name, STATUS_OF_CLASS[ERRORS[name].status]]),
+) as Readonly<Record<ErrorName, number>>;
+
 // Statuses that refine a ValidationError's 400 (413, 415) without a new error name.
 const statusOverrides = new WeakMap<EngineError, number>();
 
@@ -34,7 +51,7 @@ export function withHttpStatus<E extends EngineError>(error: E, status: number):
 
 /** The HTTP status of an error (SPEC §6), honouring {@link withHttpStatus}. */
 export function httpStatusOf(error: EngineError): number {
-  return statusOverrides.get(error) ?? error.httpStatus;
+  return statusOverrides.get(error) ?? HTTP_STATUS[error.name];
 }
 
 const JSON_TYPE = /^application\/(?:[\w.+-]+\+)?json\s*(?:;.*)?$/i;
@@ -86,21 +103,7 @@ export function jsonResponse(statusCode: number, body: unknown): APIGatewayProxy
 
 /** The error body of SPEC §6: `{error, result}` (result when one exists). */
 export function errorBody(error: EngineError, result: RunResult | undefined): unknown {
-  const body: { error: unknown; result?: RunResult } = {
-    error: {
-      name: error.name,
-      phase: error.phase,
-      message: error.message,
-      retryable: error.retryable,
-      commandStarted: result?.error?.commandStarted ?? error.commandStarted,
-    },
-  };
+  const body: { error: unknown; result?: RunResult } = { error: error.toJSON() };
   if (result) body.result = result;
   return body;
-}
-
-/** Anything thrown becomes a SPEC §6 error; a non-EngineError is a bug (InternalError). */
-export function asEngineError(err: unknown): EngineError {
-  if (err instanceof EngineError) return err;
-  return new InternalError("internal error", { phase: "request", cause: err });
 }

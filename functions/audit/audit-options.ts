@@ -1,5 +1,5 @@
-import type { AuditLogOptions } from "../middleware/audit-log.ts";
-import type { Runtime } from "./runtime.ts";
+import type { Runtime } from "../runtime/runtime.ts";
+import type { AuditLogOptions } from "./audit-log.ts";
 
 /** Audit middleware options from a runtime, leaving unset hooks to the defaults. */
 export function auditOptions(runtime: Runtime): AuditLogOptions {

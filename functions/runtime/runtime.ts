@@ -1,24 +1,14 @@
-import type { SSMClient } from "@aws-sdk/client-ssm";
 import type { RunOptions } from "../../lib/types.ts";
+import type { AuditLine } from "../audit/audit-log.ts";
 import type { HostBreaker } from "../breaker/host-breaker.ts";
-import {
-  type CredentialStore,
-  type KnownHostsSource,
-  TtlCache,
-} from "../credentials/credential-store.ts";
+import type { HandlerConfig, HandlerSettings } from "../config/config.ts";
+import type { CredentialStore, KnownHostsSource } from "../credentials/credential-store.ts";
 import type { IdempotencyStore } from "../idempotency/idempotency.ts";
+import type { Invocation } from "../invocation/invocation.ts";
 import type { MetricsMiddlewareOptions } from "../metrics/middleware.ts";
-import type { AuditLine } from "../middleware/audit-log.ts";
-import { Policy, type PolicyDocument } from "../policy/policy.ts";
+import { type PolicySource, ssmPolicy, staticPolicy } from "../policy/policy-source.ts";
 import type { SpillStore } from "../spill/s3-spill.ts";
-import type { InvocationRecord } from "./invocation.ts";
 import { loadEngine, once } from "./lazy.ts";
-import { ENV, type HandlerSettings, settingsFromEnv } from "./settings.ts";
-
-/** Where the policy comes from; loaded within the invocation's deadline. */
-export interface PolicySource {
-  get(options: { signal: AbortSignal }): Promise<Policy>;
-}
 
 /** Everything a handler needs besides the event: one per container. */
 export interface Runtime {
@@ -32,8 +22,8 @@ export interface Runtime {
   lookup?: RunOptions["lookup"];
   /** Writes the audit line. @default one line to stdout */
   writeAuditLine?: (line: string) => void;
-  /** Sees each invocation's record and audit line when it ends (demo, tests). */
-  observe?: (record: InvocationRecord, audit: AuditLine) => void;
+  /** Sees each invocation and its audit line when it ends (demo, tests). */
+  observe?: (invocation: Invocation, audit: AuditLine) => void;
   /** Options of the metrics middleware (mode, namespace, observers). */
   metrics?: MetricsMiddlewareOptions;
   /** Records idempotent runs (`idempotencyKey`). @default none: the field is refused */
@@ -52,52 +42,26 @@ export interface Runtime {
   spill?: SpillStore;
 }
 
-/** A policy that never changes (inline JSON, local config). */
-export function staticPolicy(document: PolicyDocument): PolicySource {
-  const policy = new Policy(document);
-  return { get: async () => policy };
-}
-
-/** The policy document in an SSM parameter, re-read after the cache TTL. */
-export function ssmPolicy(
-  loadClient: () => Promise<SSMClient>,
-  name: string,
-  ttlMs: number,
-): PolicySource {
-  const cache = new TtlCache<Policy>(ttlMs);
-  return {
-    get: ({ signal }) =>
-      cache.get("", async () => {
-        const [client, { GetParameterCommand }] = await Promise.all([loadClient(), ssmSdk()]);
-        const out = await client.send(
-          new GetParameterCommand({ Name: name, WithDecryption: true }),
-          {
-            abortSignal: signal,
-          },
-        );
-        return new Policy(JSON.parse(out.Parameter?.Value ?? "null") as PolicyDocument);
-      }),
-  };
-}
-
 const NO_KNOWN_HOSTS: KnownHostsSource = { get: async () => undefined };
 
 /**
- * The runtime of a deployed function, from the environment: Secrets Manager credentials,
- * known hosts from SSM or Secrets Manager, the policy inline or from SSM. Missing policy
- * configuration is a deploy error (thrown), not "allow everything".
+ * The runtime of a deployed function, from its configuration (`functions/config`): Secrets
+ * Manager credentials, known hosts from SSM or Secrets Manager, the policy inline or from SSM.
+ * Missing policy configuration is a deploy error (thrown), not "allow everything".
  */
-export function awsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
-  const settings = settingsFromEnv(env);
-  const ttlMs = Number(env[ENV.cacheTtlMs] ?? 300_000);
+export function awsRuntime(config: HandlerConfig): Runtime {
+  const { settings } = config;
+  const ttlMs = config.cacheTtlMs;
   // One client per container, created on first use: its keep-alive connection is reused by
   // warm invocations, and its SDK is not loaded at init (cold start, see lazy.ts).
   const secrets = once(async () => new (await secretsSdk()).SecretsManagerClient({}));
   const ssm = once(async () => new (await ssmSdk()).SSMClient({}));
   const preload: (() => Promise<unknown>)[] = [loadEngine];
   let knownHosts = NO_KNOWN_HOSTS;
-  const knownHostsParameter = env[ENV.knownHostsParameter];
-  const knownHostsSecret = env[ENV.knownHostsSecret];
+  const knownHostsParameter =
+    config.knownHosts && "parameter" in config.knownHosts ? config.knownHosts.parameter : undefined;
+  const knownHostsSecret =
+    config.knownHosts && "secret" in config.knownHosts ? config.knownHosts.secret : undefined;
   if (knownHostsParameter) {
     knownHosts = lazyKnownHosts(async () => {
       const [{ SsmKnownHosts }, client] = await Promise.all([awsKnownHosts(), ssm()]);
@@ -110,12 +74,11 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
       return new SecretKnownHosts({ client, secretId: knownHostsSecret, ttlMs });
     });
   }
-  let policy: PolicySource;
-  if (env[ENV.policy]) policy = staticPolicy(JSON.parse(env[ENV.policy]!) as PolicyDocument);
-  else if (env[ENV.policyParameter]) {
-    policy = ssmPolicy(ssm, env[ENV.policyParameter]!, ttlMs);
-  } else throw new TypeError(`set ${ENV.policy} or ${ENV.policyParameter}: no policy, no access`);
-  const prefix = env[ENV.secretPrefix] ?? "bounded-ssh/";
+  const policy: PolicySource =
+    "document" in config.policy
+      ? staticPolicy(config.policy.document)
+      : ssmPolicy(ssm, config.policy.parameter, ttlMs);
+  const prefix = config.secretPrefix;
   const credentialStore = once(async () => {
     const [{ SecretsManagerStore }, client] = await Promise.all([secretsManagerStore(), secrets()]);
     return new SecretsManagerStore({ client, prefix, ttlMs });
@@ -127,6 +90,7 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
     knownHosts,
     policy,
     preload,
+    metrics: { ...config.metrics },
   };
   if (settings.spill) {
     const bucket = settings.spill.bucket;
@@ -155,8 +119,8 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
       },
     };
   }
-  const idempotencyTable = env[ENV.idempotencyTable];
-  const breakerTable = env[ENV.breakerTable];
+  const idempotencyTable = config.idempotency?.table;
+  const breakerTable = config.breaker?.table;
   if (idempotencyTable || breakerTable) {
     // Short timeouts: both stores are consulted inside the session's budget.
     const dynamo = once(
@@ -167,7 +131,7 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
         }),
     );
     if (idempotencyTable) {
-      const expiresAfterSeconds = positiveEnv(env, ENV.idempotencyTtlSeconds, 86_400);
+      const expiresAfterSeconds = config.idempotency!.ttlSeconds;
       const store = once(async () => {
         const [{ DynamoIdempotencyStore }, client] = await Promise.all([
           import("../idempotency/idempotency.ts"),
@@ -183,12 +147,8 @@ export function awsRuntime(env: NodeJS.ProcessEnv = process.env): Runtime {
       preload.push(store);
     }
     if (breakerTable) {
-      const options = {
-        tableName: breakerTable,
-        threshold: positiveEnv(env, ENV.breakerThreshold, 3),
-        windowSeconds: positiveEnv(env, ENV.breakerWindowSeconds, 600),
-        quarantineSeconds: positiveEnv(env, ENV.breakerQuarantineSeconds, 900),
-      };
+      const { threshold, windowSeconds, quarantineSeconds } = config.breaker!;
+      const options = { tableName: breakerTable, threshold, windowSeconds, quarantineSeconds };
       const breaker = once(async () => {
         const [{ HostBreaker }, client] = await Promise.all([
           import("../breaker/host-breaker.ts"),
@@ -217,12 +177,4 @@ const secretsManagerStore = once(() => import("../credentials/secrets-manager-st
 function lazyKnownHosts(load: () => Promise<KnownHostsSource>): KnownHostsSource {
   const source = once(load);
   return { get: async (options) => (await source()).get(options) };
-}
-
-function positiveEnv(env: NodeJS.ProcessEnv, key: string, fallback: number): number {
-  const raw = env[key];
-  if (raw === undefined || raw === "") return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < 1) throw new TypeError(`${key} must be an integer >= 1`);
-  return value;
 }

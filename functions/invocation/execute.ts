@@ -5,34 +5,23 @@ import {
   CredentialNotAllowed,
   CredentialUnavailable,
   DeadlineExceeded,
-  EngineError,
-  ERROR_CLASSES,
+  type EngineError,
+  errorFromJSON,
   HostQuarantined,
   InternalError,
   TargetNotAllowed,
   ValidationError,
 } from "../../lib/errors.ts";
-import type { ErrorName, ErrorPhase } from "../../lib/names.ts";
 import { hostKeyTrust } from "../../lib/session/host-keys.ts";
 import type { RunOptions, RunRequest, RunResult, Secret } from "../../lib/types.ts";
+import { attemptedTarget } from "../audit/audit-facts.ts";
+import { ENV } from "../config/config.ts";
 import type { Authorization, Policy } from "../policy/policy.ts";
-import { attemptedTarget, auditFactsOf } from "./audit-facts.ts";
-import {
-  CANCEL_SIGNAL,
-  type CancellableContext,
-  type InvocationRecord,
-  invocationOf,
-} from "./invocation.ts";
-import { loadEngine } from "./lazy.ts";
-import { REQUEST_LIMITS } from "./request-schema.ts";
-import type { Runtime } from "./runtime.ts";
-import { validateRequest } from "./validate-request.ts";
-
-/** The part of a middy request the flow touches. */
-export interface InvocationRequest {
-  internal: Record<string, unknown>;
-  context: { awsRequestId?: string };
-}
+import { REQUEST_LIMITS } from "../request/request-schema.ts";
+import { validateRequest } from "../request/validate-request.ts";
+import { loadEngine } from "../runtime/lazy.ts";
+import type { Runtime } from "../runtime/runtime.ts";
+import type { Invocation } from "./invocation.ts";
 
 /**
  * A §5 result for a failure before any session (policy, credentials, deadline), so API
@@ -41,13 +30,12 @@ export interface InvocationRequest {
 export function syntheticResult(
   request: RunRequest,
   error: EngineError,
-  record: InvocationRecord,
-  requestId: string,
+  invocation: Invocation,
 ): RunResult {
-  const totalMs = Date.now() - record.startedAt;
+  const totalMs = Math.round(invocation.deadline.elapsed());
   const emptySha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
   return {
-    requestId,
+    requestId: invocation.requestId,
     status: "error",
     target: {
       host: request.host,
@@ -70,10 +58,7 @@ export function syntheticResult(
     },
     phase: error.phase,
     error: {
-      name: error.name,
-      phase: error.phase,
-      message: error.message,
-      retryable: error.retryable,
+      ...error.toJSON(),
       commandStarted: false,
       ...(request.via !== undefined ? { hop: error.hop ?? "target" } : {}),
     },
@@ -88,60 +73,16 @@ export function syntheticResult(
       teardownMs: null,
       totalMs,
     },
-    deadline: { budgetMs: record.budgetMs ?? 0, remainingMs: (record.budgetMs ?? 0) - totalMs },
+    deadline: { budgetMs: invocation.budgetMs, remainingMs: invocation.budgetMs - totalMs },
     remoteCleanup: "not_needed",
   };
 }
 
 /** Rebuilds the error class of a result's error, so callers get the SPEC §6 class. */
 export function errorOfResult(result: RunResult): EngineError | undefined {
-  const e = result.error;
-  if (!e) return undefined;
-  const err = errorFromParts(e.name, e.message, e.phase, e.commandStarted);
-  err.hop = e.hop;
-  return err;
+  return result.error ? errorFromJSON(result.error) : undefined;
 }
 
-function errorFromParts(
-  name: ErrorName,
-  message: string,
-  phase: ErrorPhase,
-  commandStarted: boolean,
-): EngineError {
-  const Cls = ERROR_CLASSES[name] ?? InternalError;
-  return new Cls(message, { phase, commandStarted });
-}
-
-/**
- * Runs `work` with a signal that aborts after `ms`; the timer is cleared before returning, so
- * nothing of this invocation outlives it.
- */
-async function withTimeout<T>(ms: number, work: (signal: AbortSignal) => Promise<T>): Promise<T> {
-  const controller = new AbortController();
-  const timer = setTimeout(
-    () => controller.abort(new DeadlineExceeded("timed out", { phase: "credentials" })),
-    Math.max(0, ms),
-  );
-  try {
-    return await work(controller.signal);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-function remainingBudget(record: InvocationRecord): number {
-  return (record.budgetMs ?? 0) - (Date.now() - record.startedAt);
-}
-
-/**
- * One invocation, from untrusted input to a §5 result: validate, decide the budget, authorize
- * (host name now, resolved address inside the engine), read the credential and known hosts
- * within the budget, run the session. Fills the {@link InvocationRecord} and the audit facts.
- *
- * Resolves with the engine's result (whatever its status). Throws an `EngineError` for
- * failures before a session (validation, policy, credentials, deadline); those after
- * validation carry a synthetic result in `record.result`.
- */
 /** Limits and context of one entry point beyond the request schema. */
 export interface EntryLimits {
   /** Largest `maxOutputBytes` this entry point's response can carry. */
@@ -167,21 +108,28 @@ function derivedKey(scope: string, run: RunRequest): string {
   return `sfn:${digest}`;
 }
 
+/**
+ * One invocation, from untrusted input to a §5 result: validate, decide the budget, authorize
+ * (host name now, resolved address inside the engine), read the credential and known hosts
+ * within the budget, run the session. Fills the {@link Invocation}: result, error, audit facts.
+ *
+ * Resolves with the engine's result (whatever its status). Throws an `EngineError` for
+ * failures before a session (validation, policy, credentials, deadline); those after
+ * validation carry a synthetic result in `invocation.result`.
+ */
 export async function execute(
-  request: InvocationRequest,
+  invocation: Invocation,
   runtime: Runtime,
   input: unknown,
   limits?: EntryLimits,
 ): Promise<RunResult> {
-  const record = invocationOf(request);
-  const facts = auditFactsOf(request);
-  const requestId = request.context.awsRequestId ?? crypto.randomUUID();
+  const facts = invocation.audit;
+  const { requestId } = invocation;
   const { settings } = runtime;
   let run: RunRequest | undefined;
   // Every read before the session (policy, credentials, known hosts, breaker) is bounded by
-  // what is left of the budget and by its own cap.
-  const bounded = <T>(work: (signal: AbortSignal) => Promise<T>) =>
-    withTimeout(Math.min(settings.credentialsTimeoutMs, remainingBudget(record)), work);
+  // what is left of the session's budget and by its own cap.
+  const readSignal = () => invocation.readSignal(settings.credentialsTimeoutMs);
   try {
     try {
       run = validateRequest(input);
@@ -197,12 +145,10 @@ export async function execute(
         { phase: "request" },
       );
     }
-    if (run.timeoutMs !== undefined) {
-      record.budgetMs = Math.min(record.budgetMs ?? run.timeoutMs, run.timeoutMs);
-    }
-    if (remainingBudget(record) < settings.minBudgetMs) {
+    if (run.timeoutMs !== undefined) invocation.limit(run.timeoutMs);
+    if (invocation.sessionRemaining() < settings.minBudgetMs) {
       throw new DeadlineExceeded(
-        `only ${Math.max(0, Math.round(remainingBudget(record)))} ms left for the session; at least ${settings.minBudgetMs} ms are needed`,
+        `only ${Math.max(0, Math.round(invocation.sessionRemaining()))} ms left for the session; at least ${settings.minBudgetMs} ms are needed`,
         { phase: "request" },
       );
     }
@@ -211,11 +157,11 @@ export async function execute(
 
     let policy: Policy;
     try {
-      policy = await bounded((signal) => runtime.policy.get({ signal }));
+      policy = await runtime.policy.get({ signal: readSignal() });
     } catch (err) {
       throw new InternalError("the policy could not be loaded", { phase: "policy", cause: err });
     }
-    const authorization = policy.authorize(record.caller, run);
+    const authorization = policy.authorize(invocation.caller, run);
     facts.command = authorization.command;
     facts.template = authorization.template;
     facts.rules = authorization.rules;
@@ -227,7 +173,7 @@ export async function execute(
         : undefined);
     if (run.spill === true && !(settings.spill && runtime.spill)) {
       throw new ValidationError(
-        'field "spill": this deployment has no spill bucket (set BSSH_SPILL_BUCKET)',
+        `field "spill": this deployment has no spill bucket (set ${ENV.spillBucket})`,
         { phase: "request" },
       );
     }
@@ -239,7 +185,7 @@ export async function execute(
     }
     if (run.idempotencyKey !== undefined && !runtime.idempotency) {
       throw new ValidationError(
-        'field "idempotencyKey": this deployment has no idempotency store (set BSSH_IDEMPOTENCY_TABLE)',
+        `field "idempotencyKey": this deployment has no idempotency store (set ${ENV.idempotencyTable})`,
         { phase: "request" },
       );
     }
@@ -254,19 +200,17 @@ export async function execute(
     // session goes ahead.
     if (runtime.breaker) {
       try {
-        await bounded((signal) => runtime.breaker!.check(run!.host, port, signal));
-        const via = run.via;
-        if (via)
-          await bounded((signal) => runtime.breaker!.check(via.host, via.port ?? 22, signal));
+        await runtime.breaker.check(run.host, port, readSignal());
+        if (run.via) await runtime.breaker.check(run.via.host, run.via.port ?? 22, readSignal());
       } catch (err) {
         if (err instanceof HostQuarantined) throw err;
       }
     }
     const session = () => runSession(run!, authorization, port);
     let result: RunResult;
-    if (idempotencyKey !== undefined && runtime.idempotency && record.caller) {
+    if (idempotencyKey !== undefined && runtime.idempotency && invocation.caller) {
       const outcome = await runtime.idempotency.run(
-        { caller: record.caller, key: idempotencyKey, request: run },
+        { caller: invocation.caller, key: idempotencyKey, request: run },
         session,
       );
       result = outcome.result;
@@ -275,21 +219,17 @@ export async function execute(
     if (runtime.breaker && facts.idempotency !== "replayed") {
       // The session has spent its budget: this write spends the reserve, at most half of what
       // is left of it (metrics and the response need the rest), and never costs the result.
-      const reserveLeft = (record.mustReturnBy - Date.now()) / 2;
-      await withTimeout(Math.min(settings.credentialsTimeoutMs, reserveLeft), (signal) =>
-        runtime.breaker!.record(result, signal),
-      ).catch(() => undefined);
+      await runtime.breaker
+        .record(result, invocation.reserveSignal(settings.credentialsTimeoutMs))
+        .catch(() => undefined);
     }
-    record.result = result;
-    record.error = errorOfResult(result);
+    invocation.result = result;
+    const error = errorOfResult(result);
+    if (error) invocation.fail(error);
     return result;
   } catch (err) {
-    const error =
-      err instanceof EngineError
-        ? err
-        : new InternalError("internal error", { phase: "request", cause: err });
-    record.error = error;
-    if (run && !record.result) record.result = syntheticResult(run, error, record, requestId);
+    const error = invocation.fail(err);
+    if (run && !invocation.result) invocation.result = syntheticResult(run, error, invocation);
     throw error;
   }
 
@@ -301,22 +241,21 @@ export async function execute(
   ): Promise<RunResult> {
     // The operator's known hosts are read whether or not the request pins a key: a pin only
     // narrows them (SPEC §9).
+    const signal = readSignal();
     const viaCredential = authorization.via?.credential;
-    const [secret, knownHosts, viaSecret] = await bounded((signal) =>
-      Promise.all([
-        runtime.credentials.get(authorization.credential, { signal }) as Promise<Secret>,
-        runtime.knownHosts.get({ signal }).catch((err: unknown) => {
-          throw new CredentialUnavailable("known hosts could not be read", {
-            phase: "credentials",
-            cause: err,
-          });
-        }),
-        // The jump host's credential comes from the same store (`via.credential`).
-        viaCredential === undefined
-          ? undefined
-          : (runtime.credentials.get(viaCredential, { signal }) as Promise<Secret>),
-      ]),
-    );
+    const [secret, knownHosts, viaSecret] = await Promise.all([
+      runtime.credentials.get(authorization.credential, { signal }) as Promise<Secret>,
+      runtime.knownHosts.get({ signal }).catch((err: unknown) => {
+        throw new CredentialUnavailable("known hosts could not be read", {
+          phase: "credentials",
+          cause: err,
+        });
+      }),
+      // The jump host's credential comes from the same store (`via.credential`).
+      viaCredential === undefined
+        ? undefined
+        : (runtime.credentials.get(viaCredential, { signal }) as Promise<Secret>),
+    ]);
     const isPassword = typeof secret.password === "string";
     const allowRequestPins = authorization.allowRequestPins && !isPassword;
     const trust = hostKeyTrust({
@@ -377,7 +316,7 @@ export async function execute(
       spillStore !== undefined &&
       (settings.spill.mode === "always" || run.spill === true);
     if (spilling) await spillStore.ready?.();
-    const budgetMs = remainingBudget(record);
+    const budgetMs = invocation.sessionRemaining();
     if (budgetMs < settings.minBudgetMs) {
       throw new DeadlineExceeded(
         `only ${Math.max(0, Math.round(budgetMs))} ms left after reading the credential`,
@@ -396,9 +335,8 @@ export async function execute(
       requestId,
       phaseCaps: settings.phaseCaps,
       remoteBound: settings.remoteBound,
+      signal: invocation.signal,
     };
-    const cancel = (request.context as CancellableContext)[CANCEL_SIGNAL];
-    if (cancel) options.signal = cancel;
     if (knownHosts !== undefined) options.knownHosts = knownHosts;
     if (via && viaSecret) {
       options.via = {

@@ -11,7 +11,7 @@ export interface AttemptedTarget {
   commandSha256?: string;
 }
 
-/** What the audit line needs beyond the {@link InvocationRecord}; stored on `request.internal`. */
+/** What the audit line needs beyond the invocation's result and error (`Invocation.audit`). */
 export interface AuditFacts {
   source: "api" | "task";
   /** The validated request, once validation passed. */
@@ -62,18 +62,4 @@ export function attemptedTarget(input: unknown): AttemptedTarget | undefined {
     attempted.commandSha256 = createHash("sha256").update(body.command).digest("hex");
   }
   return Object.keys(attempted).length > 0 ? attempted : undefined;
-}
-
-export const AUDIT_FACTS_KEY = "boundedSshAudit";
-
-/** The audit facts of a middy request, created on first use. */
-export function auditFactsOf(
-  request: { internal: Record<string, unknown> },
-  source: AuditFacts["source"] = "api",
-): AuditFacts {
-  const existing = request.internal[AUDIT_FACTS_KEY] as AuditFacts | undefined;
-  if (existing) return existing;
-  const created: AuditFacts = { source };
-  request.internal[AUDIT_FACTS_KEY] = created;
-  return created;
 }

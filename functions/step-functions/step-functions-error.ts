@@ -1,8 +1,7 @@
 import type { MiddlewareObj } from "@middy/core";
-import { type EngineError, ERROR_CLASSES } from "../../lib/errors.ts";
+import { ERROR_CLASSES } from "../../lib/errors.ts";
 import type { RunResult } from "../../lib/types.ts";
-import { asEngineError } from "../shared/api-http.ts";
-import { invocationOf } from "../shared/invocation.ts";
+import { invocationOf } from "../invocation/invocation.ts";
 
 /**
  * Longest stdout/stderr (characters each) carried in a thrown error's message. Step Functions
@@ -50,20 +49,11 @@ export function stepFunctionsError(opts: StepFunctionsErrorOptions = {}): Middle
   const includeOutput = opts.includeOutput ?? false;
   return {
     onError: (request) => {
-      const record = invocationOf(request);
-      const cause: EngineError = asEngineError(request.error);
-      record.error ??= cause;
-      const payload = record.result
-        ? forCause(record.result, includeOutput)
-        : {
-            error: {
-              name: cause.name,
-              phase: cause.phase,
-              message: cause.message,
-              retryable: cause.retryable,
-              commandStarted: cause.commandStarted,
-            },
-          };
+      const invocation = invocationOf(request.context);
+      const cause = invocation.fail(request.error);
+      const payload = invocation.result
+        ? forCause(invocation.result, includeOutput)
+        : { error: cause.toJSON() };
       const Cls = ERROR_CLASSES[cause.name];
       request.error = new Cls(JSON.stringify(payload), {
         phase: cause.phase,

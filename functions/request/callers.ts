@@ -13,7 +13,8 @@
  *   identity. A task without that context is refused.
  */
 import { CallerNotAllowed } from "../../lib/errors.ts";
-import type { ApiEvent } from "./api-http.ts";
+import { ENV } from "../config/config.ts";
+import type { ApiEvent } from "../http/api-http.ts";
 
 /** The API a function serves: what every event's `requestContext` must name. */
 export interface ExpectedApi {
@@ -35,7 +36,7 @@ const text = (value: unknown): string | undefined =>
 export function verifiedApiCaller(event: unknown, expected: ExpectedApi | undefined): string {
   if (!expected) {
     throw refuse(
-      "this function is not configured with the API it serves (BSSH_API_ID, BSSH_API_STAGE, BSSH_API_ACCOUNT); every request is refused",
+      `this function is not configured with the API it serves (${ENV.apiId}, ${ENV.apiStage}, ${ENV.apiAccount}); every request is refused`,
     );
   }
   const ctx = (event as { requestContext?: Record<string, unknown> } | null)?.requestContext;
@@ -122,7 +123,7 @@ export function verifiedTask(
   const stateMachine = execution.stateMachine as string;
   if (!allowed || allowed.length === 0) {
     throw refuse(
-      "this function is not configured with the state machines it serves (BSSH_STATE_MACHINE_ARNS); every task is refused",
+      `this function is not configured with the state machines it serves (${ENV.stateMachineArns}); every task is refused`,
     );
   }
   if (!allowed.includes(stateMachine)) {

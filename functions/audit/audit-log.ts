@@ -4,10 +4,11 @@ import type { Context } from "aws-lambda";
 import type { ErrorName, ErrorPhase, Hop } from "../../lib/names.ts";
 import type { HostKeySource } from "../../lib/session/host-keys.ts";
 import type { PhaseTimings } from "../../lib/types.ts";
-import { type AuditFacts, auditFactsOf } from "../shared/audit-facts.ts";
-import type { AuditLogger } from "../shared/audit-logger.ts";
-import { type InvocationRecord, invocationOf } from "../shared/invocation.ts";
-import { once, preload } from "../shared/lazy.ts";
+import { hasInvocation, type Invocation, invocationOf } from "../invocation/invocation.ts";
+import { once, preload } from "../runtime/lazy.ts";
+import type { AuditFacts } from "./audit-facts.ts";
+import type { AuditLogger } from "./audit-logger.ts";
+import { loggableError } from "./loggable-error.ts";
 
 /** The audit line (SPEC §8): one JSON object per invocation. Never credentials, never output. */
 export interface AuditLine {
@@ -66,23 +67,21 @@ export interface AuditLogOptions {
   command?: "plain" | "hash";
   /** Receives each log line (the audit line, error stacks) instead of stdout. @default stdout */
   write?: (line: string) => void;
-  /** Sees the record and the line (demo, tests); its errors are ignored. */
-  observe?: (record: InvocationRecord, line: AuditLine) => void;
+  /** Sees the invocation and the line (demo, tests); its errors are ignored. */
+  observe?: (invocation: Invocation, line: AuditLine) => void;
   /** @default an {@link AuditLogger} writing to `write` */
   logger?: AuditLogger;
 }
 
 const defaults = { command: "plain" } as const;
 
-/** Builds the audit line of an invocation from its record and facts. */
+/** Builds the audit line of an invocation. `now` stamps `time` (wall clock). */
 export function auditLineOf(
-  record: InvocationRecord,
-  facts: AuditFacts,
-  awsRequestId: string | undefined,
+  invocation: Invocation,
   commandMode: "plain" | "hash",
   now = Date.now(),
 ): AuditLine {
-  const { result, error } = record;
+  const { result, error, audit: facts } = invocation;
   const req = facts.request;
   const command = facts.command ?? req?.command;
   const tried = facts.attempted;
@@ -106,20 +105,18 @@ export function auditLineOf(
     type: "bounded-ssh.audit",
     time: new Date(now).toISOString(),
     source: facts.source,
-    requestId: result?.requestId ?? awsRequestId,
-    caller: record.caller ?? null,
+    requestId: result?.requestId ?? invocation.requestId,
+    caller: invocation.caller ?? null,
     target,
     credential: req ? (req.credential ?? "default") : (tried?.credential ?? null),
     outcome: result?.status ?? "error",
-    error: error
-      ? { name: error.name, phase: error.phase, message: error.message, retryable: error.retryable }
-      : null,
+    error: error ? auditError(error) : null,
     phase: result?.phase ?? error?.phase ?? null,
     exitCode: result?.exitCode ?? null,
     timings: result?.timings ?? null,
-    budgetMs: record.budgetMs ?? null,
-    slackMs: Math.round(record.mustReturnBy - now),
-    leakedSockets: record.leakedSockets,
+    budgetMs: invocation.budgetMs,
+    slackMs: Math.round(invocation.slackMs()),
+    leakedSockets: invocation.leakedSockets,
     output: result
       ? {
           stdoutBytes: result.output.stdoutBytes,
@@ -145,7 +142,6 @@ export function auditLineOf(
   if (facts.rules !== undefined) line.rules = facts.rules;
   if (facts.statusCode !== undefined) line.statusCode = facts.statusCode;
   if (result?.server) line.hostKeySha256 = result.server.hostKeySha256;
-  if (line.error && error?.hop !== undefined) line.error.hop = error.hop;
   if (req?.via) {
     line.via = {
       host: req.via.host,
@@ -157,6 +153,12 @@ export function auditLineOf(
     if (result?.via?.server) line.via.hostKeySha256 = result.via.server.hostKeySha256;
   }
   return line;
+}
+
+/** The audit line's error: the contract's error without `commandStarted` (SPEC §8). */
+function auditError(error: NonNullable<Invocation["error"]>): NonNullable<AuditLine["error"]> {
+  const { commandStarted: _, ...rest } = error.toJSON();
+  return rest;
 }
 
 /**
@@ -179,7 +181,7 @@ export function auditLog(opts: AuditLogOptions = {}): MiddlewareObj {
   const loadLogger = given
     ? async () => given
     : once(async () => {
-        const { AuditLogger } = await import("../shared/audit-logger.ts");
+        const { AuditLogger } = await import("./audit-logger.ts");
         return new AuditLogger(opts.write ? { write: opts.write } : {});
       });
   let preloaded = given !== undefined;
@@ -193,15 +195,15 @@ export function auditLog(opts: AuditLogOptions = {}): MiddlewareObj {
     if (written.has(request)) return;
     written.add(request);
     try {
-      const record = invocationOf(request);
-      const facts = auditFactsOf(request);
-      const awsRequestId = (request.context as { awsRequestId?: string }).awsRequestId;
-      const line = auditLineOf(record, facts, awsRequestId, options.command);
+      if (!hasInvocation(request.context)) return;
+      const invocation = invocationOf(request.context);
+      const line = auditLineOf(invocation, options.command);
       const logger = await loadLogger().catch(() => undefined);
       if (logger) {
-        logger.begin(request.context as Partial<Context>, awsRequestId ?? line.requestId);
-        if (record.error?.name === "InternalError") {
-          logger.error("bounded-ssh unexpected error", record.error);
+        logger.begin(request.context as Partial<Context>, invocation.requestId);
+        if (invocation.error?.name === "InternalError") {
+          // The stack and cause chain for on-call (runbook InternalErrors), key material cut.
+          logger.error("bounded-ssh unexpected error", loggableError(invocation.error));
         }
         logger.audit(line as AuditLine & Record<string, unknown>);
       } else {
@@ -210,7 +212,7 @@ export function auditLog(opts: AuditLogOptions = {}): MiddlewareObj {
         if (opts.write) opts.write(text);
         else process.stdout.write(`${text}\n`);
       }
-      options.observe?.(record, line);
+      options.observe?.(invocation, line);
     } catch {
       // The audit trail must not turn a served request into a failure.
     }
