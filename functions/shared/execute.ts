@@ -12,6 +12,7 @@ import {
   ValidationError,
 } from "../../lib/errors.ts";
 import type { ErrorName, ErrorPhase } from "../../lib/names.ts";
+import { buildResult, resultError } from "../../lib/result.ts";
 import { hostKeyTrust } from "../../lib/session/host-keys.ts";
 import type { RunOptions, RunRequest, RunResult, Secret } from "../../lib/types.ts";
 import type { Authorization, Policy } from "../policy/policy.ts";
@@ -44,51 +45,19 @@ export function syntheticResult(
   requestId: string,
 ): RunResult {
   const totalMs = Date.now() - record.startedAt;
-  const emptySha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-  return {
+  return buildResult({
     requestId,
-    status: "error",
     target: {
       host: request.host,
       port: request.port ?? 22,
       address: null,
       username: request.username,
     },
-    exitCode: null,
-    signal: null,
-    stdout: "",
-    stderr: "",
-    output: {
-      stdoutBytes: 0,
-      stderrBytes: 0,
-      truncated: false,
-      stdoutSha256: emptySha,
-      stderrSha256: emptySha,
-      stdoutEncoding: "utf8",
-      stderrEncoding: "utf8",
-    },
     phase: error.phase,
-    error: {
-      name: error.name,
-      phase: error.phase,
-      message: error.message,
-      retryable: error.retryable,
-      commandStarted: false,
-    },
-    timings: {
-      resolveMs: null,
-      connectMs: null,
-      bannerMs: null,
-      handshakeMs: null,
-      authMs: null,
-      channelMs: null,
-      execMs: null,
-      teardownMs: null,
-      totalMs,
-    },
+    error: { ...resultError(error), commandStarted: false },
+    totalMs,
     deadline: { budgetMs: record.budgetMs ?? 0, remainingMs: (record.budgetMs ?? 0) - totalMs },
-    remoteCleanup: "not_needed",
-  };
+  });
 }
 
 /** Rebuilds the error class of a result's error, so callers get the SPEC §6 class. */
