@@ -101,10 +101,11 @@ function milestone(): Milestone {
  * - {@link useTransport}: any already-open `Duplex` handed over by the caller, e.g. a
  *   `direct-tcpip` channel opened through a jump host. The banner gate and the whole SSH
  *   handshake then run on that stream, inside the same deadline. Ownership passes here:
- *   {@link close} ends it politely and then destroys it, like its own socket. The stream must
- *   emit `close` once destroyed (every Node stream with `emitClose`, ssh2 channels included).
- *   Whatever carries that stream (the jump host's own connection) stays the caller's to close
- *   after this one.
+ *   {@link close} ends it politely and then destroys it, like its own socket, but waits for
+ *   its `close` event only while the teardown allowance lasts (an ssh2 channel closes when
+ *   the jump host answers CHANNEL_CLOSE). Whatever carries that stream (the jump host's own
+ *   connection) stays the caller's: close it after this one, and destroy it, to release
+ *   every handle.
  * Everything after the transport — {@link startSsh} onwards — does not know which it got.
  */
 export class SshConnection {
@@ -114,6 +115,8 @@ export class SshConnection {
   readonly #keepaliveOption: KeepaliveSettings | false | undefined;
 
   #transport: Duplex | undefined;
+  /** The transport is our own TCP socket (dial), not a stream handed over (useTransport). */
+  #dialled = false;
   #transportClosed: Promise<void> = Promise.resolve();
   #gate: BannerGate | undefined;
   #client: Client | undefined;
@@ -191,6 +194,7 @@ export class SshConnection {
       keepAliveInitialDelay: TCP_KEEPALIVE_INITIAL_MS,
     });
     this.useTransport(sock);
+    this.#dialled = true;
     return this.#orFailure(
       new Promise<void>((resolve, reject) => {
         const onError = (err: Error) => {
@@ -550,8 +554,12 @@ export class SshConnection {
     }
     if (transport) {
       transport.destroy();
-      // 'close' follows destroy() within one turn of the loop; after it the handle is gone.
-      await this.#transportClosed;
+      // A dialled socket: 'close' follows destroy() within one turn of the loop; after it the
+      // handle is gone. A given stream may need its peer to confirm (an ssh2 channel's
+      // destroy() sends CHANNEL_CLOSE and closes on the answer): wait only while the
+      // teardown allowance lasts; its carrier's owner destroys the rest.
+      if (this.#dialled) await this.#transportClosed;
+      else await this.#deadline.wait(this.#deadline.allowance("teardown"), this.#transportClosed);
     }
     this.#gate?.destroy();
     if (this.#client) {
