@@ -6,6 +6,7 @@
 import middy from "@middy/core";
 import httpHeaderNormalizer from "@middy/http-header-normalizer";
 import type { APIGatewayProxyResult, Context } from "aws-lambda";
+import { REQUEST_LIMITS } from "../lib/request-schema.ts";
 import { metricsMiddleware } from "./metrics/middleware.ts";
 import { apiResponse } from "./middleware/api-response.ts";
 import { auditLog } from "./middleware/audit-log.ts";
@@ -26,7 +27,6 @@ import { defaultRuntime } from "./shared/default-runtime.ts";
 import { errorOfResult, execute } from "./shared/execute.ts";
 import { invocationOf } from "./shared/invocation.ts";
 import { preloadModules } from "./shared/lazy.ts";
-import { REQUEST_LIMITS } from "./shared/request-schema.ts";
 import type { Runtime } from "./shared/runtime.ts";
 import { auditOptions } from "./shared/stack-options.ts";
 

@@ -3,7 +3,6 @@ import { Deadline } from "./deadline.ts";
 import { DeadlineExceeded, type EngineError } from "./errors.ts";
 import { PHASES } from "./names.ts";
 import { PhaseRunner } from "./phase-runner.ts";
-import { checkRequest } from "./request-check.ts";
 import { buildResult, remoteCleanupOf, resultError } from "./result.ts";
 import { SshConnection } from "./session/connection.ts";
 import { prepareAuth } from "./session/credentials.ts";
@@ -12,6 +11,7 @@ import { SessionOutput } from "./session/output-capture.ts";
 import { wrapWithRemoteBound } from "./session/remote-bound.ts";
 import { resolveAddress } from "./session/resolve.ts";
 import type { RunOptions, RunRequest, RunResult } from "./types.ts";
+import { validateRequest } from "./validate-request.ts";
 
 /** Bytes kept per stream when the request does not say (SPEC §4). */
 export const DEFAULT_MAX_OUTPUT_BYTES = 65_536;
@@ -59,7 +59,9 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
 
   // ---- the phases, in order --------------------------------------------------------------
   try {
-    checkRequest(request);
+    // The API's schema and messages (unknown fields, types, formats), minus the limits of
+    // the deployment's transport: a ValidationError result, never a throw.
+    validateRequest(request, "engine");
     if (deadline.remaining() <= 0 || deadline.aborted) {
       throw new DeadlineExceeded("no time left to start a session", { phase: "request" });
     }
@@ -67,7 +69,7 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
     address = await resolveAddress(request.host, options, (w) => run.step("resolve", w));
     const hostKeys = hostKeyTrust({
       knownHosts: options.knownHosts,
-      pin: request.hostKey, // checkRequest has already refused a malformed pin
+      pin: request.hostKey, // validateRequest has already refused a malformed pin
       host: request.host,
       port,
       address,
@@ -112,7 +114,8 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
   const remaining = deadline.remaining();
   return buildResult({
     requestId: options.requestId ?? randomUUID(),
-    target: { host: request.host, port, address, username: request.username },
+    // A request that is not even an object still gets a result naming the problem.
+    target: { host: request?.host ?? "", port, address, username: request?.username ?? "" },
     phase: endedIn,
     ...(error ? { error: resultError(error) } : {}),
     ...(conn.exit ? { exit: conn.exit } : {}),

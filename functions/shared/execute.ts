@@ -12,9 +12,11 @@ import {
   ValidationError,
 } from "../../lib/errors.ts";
 import type { ErrorName, ErrorPhase } from "../../lib/names.ts";
+import { REQUEST_LIMITS } from "../../lib/request-schema.ts";
 import { buildResult, resultError } from "../../lib/result.ts";
 import { hostKeyTrust } from "../../lib/session/host-keys.ts";
 import type { RunOptions, RunRequest, RunResult, Secret } from "../../lib/types.ts";
+import { validateRequest } from "../../lib/validate-request.ts";
 import type { Authorization, Policy } from "../policy/policy.ts";
 import { attemptedTarget, auditFactsOf } from "./audit-facts.ts";
 import {
@@ -24,9 +26,7 @@ import {
   invocationOf,
 } from "./invocation.ts";
 import { loadEngine } from "./lazy.ts";
-import { REQUEST_LIMITS } from "./request-schema.ts";
 import type { Runtime } from "./runtime.ts";
-import { validateRequest } from "./validate-request.ts";
 
 /** The part of a middy request the flow touches. */
 export interface InvocationRequest {
