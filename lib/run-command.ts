@@ -95,9 +95,11 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
   } catch (err) {
     error = conn.classify(err);
     output.abortSpills(`the session ended with ${error.name} before the output was complete`);
-    // A command that reported its exit status is finished, whatever happened after.
-    if (conn.exit !== undefined && run.phase === "exec") error = undefined;
-    else if (run.phase === "exec") conn.stopRemoteCommand();
+    // A command that reported its exit status is finished, whatever happened after; one
+    // that started and did not is asked to stop. (Keyed on the command, not on a phase
+    // name: a phase added after `channel` needs no change here.)
+    if (run.commandStarted && conn.exit !== undefined) error = undefined;
+    else if (run.commandStarted) conn.stopRemoteCommand();
   }
 
   // ---- teardown --------------------------------------------------------------------------
