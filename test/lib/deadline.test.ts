@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Deadline } from "../../lib/deadline.ts";
+import { countActive } from "../helpers/leaks.ts";
 
 const never = new Promise<never>(() => {});
 
@@ -18,7 +19,7 @@ describe("Deadline", () => {
 
   it("rejects with the expiry error and leaves no timer behind", async () => {
     const d = new Deadline({ budgetMs: 1000 });
-    const before = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    const before = countActive(["Timeout"]);
     await expect(
       d.bound(
         20,
@@ -27,13 +28,13 @@ describe("Deadline", () => {
         () => new Error("aborted"),
       ),
     ).rejects.toThrow("expired");
-    const after = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    const after = countActive(["Timeout"]);
     expect(after).toBe(before);
   });
 
   it("clears its timer when the work settles first", async () => {
     const d = new Deadline({ budgetMs: 60_000 });
-    const before = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    const before = countActive(["Timeout"]);
     await expect(
       d.bound(
         50_000,
@@ -42,7 +43,7 @@ describe("Deadline", () => {
         () => new Error("y"),
       ),
     ).resolves.toBe(7);
-    expect(process.getActiveResourcesInfo().filter((r) => r === "Timeout").length).toBe(before);
+    expect(countActive(["Timeout"])).toBe(before);
   });
 
   it("rejects with the abort error when the caller's signal aborts", async () => {
