@@ -1,7 +1,7 @@
 import net from "node:net";
 import { CommandNotAllowed, CredentialNotAllowed, TargetNotAllowed } from "../../lib/errors.ts";
+import { REQUEST_LIMITS } from "../../lib/request-schema.ts";
 import type { RunRequest } from "../../lib/types.ts";
-import { REQUEST_LIMITS } from "../request/request-schema.ts";
 import { AddressRanges, normalizeAddress } from "./address-ranges.ts";
 import {
   type CommandTemplate,
