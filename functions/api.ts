@@ -6,6 +6,7 @@
  */
 import httpHeaderNormalizer from "@middy/http-header-normalizer";
 import type { APIGatewayProxyResult, Context } from "aws-lambda";
+import { REQUEST_LIMITS } from "../lib/request-schema.ts";
 import {
   type ApiEvent,
   apiEdgeStart,
@@ -19,7 +20,6 @@ import { apiResponse } from "./http/api-response.ts";
 import { compose } from "./invocation/compose.ts";
 import { execute } from "./invocation/execute.ts";
 import { verifiedApiCaller } from "./request/callers.ts";
-import { REQUEST_LIMITS } from "./request/request-schema.ts";
 import { defaultRuntime } from "./runtime/default-runtime.ts";
 import type { Runtime } from "./runtime/runtime.ts";
 

@@ -159,17 +159,11 @@ export interface RunOptions {
   spill?: SpillOptions;
 }
 
-export interface PhaseTimings {
-  resolveMs: number | null;
-  connectMs: number | null;
-  bannerMs: number | null;
-  handshakeMs: number | null;
-  authMs: number | null;
-  channelMs: number | null;
-  execMs: number | null;
-  teardownMs: number | null;
-  totalMs: number;
-}
+/**
+ * Milliseconds each phase took (`resolveMs` … `teardownMs`, one per `PHASES` entry; null
+ * for a phase that never ran) and the whole session (`totalMs`).
+ */
+export type PhaseTimings = { [P in Phase as `${P}Ms`]: number | null } & { totalMs: number };
 
 /** Phase timings of the jump host (result `via.timings`), ms; null when the phase did not run. */
 export interface HopTimings {

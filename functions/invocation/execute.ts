@@ -12,13 +12,14 @@ import {
   TargetNotAllowed,
   ValidationError,
 } from "../../lib/errors.ts";
+import { REQUEST_LIMITS } from "../../lib/request-schema.ts";
+import { buildResult } from "../../lib/result.ts";
 import { hostKeyTrust } from "../../lib/session/host-keys.ts";
 import type { RunOptions, RunRequest, RunResult, Secret } from "../../lib/types.ts";
+import { validateRequest } from "../../lib/validate-request.ts";
 import { attemptedTarget } from "../audit/audit-facts.ts";
 import { ENV } from "../config/config.ts";
 import type { Authorization, Policy } from "../policy/policy.ts";
-import { REQUEST_LIMITS } from "../request/request-schema.ts";
-import { validateRequest } from "../request/validate-request.ts";
 import { loadEngine } from "../runtime/lazy.ts";
 import type { Runtime } from "../runtime/runtime.ts";
 import type { Invocation } from "./invocation.ts";
@@ -32,29 +33,14 @@ export function syntheticResult(
   error: EngineError,
   invocation: Invocation,
 ): RunResult {
-  const totalMs = Math.round(invocation.deadline.elapsed());
-  const emptySha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
-  return {
+  const totalMs = invocation.deadline.elapsed();
+  return buildResult({
     requestId: invocation.requestId,
-    status: "error",
     target: {
       host: request.host,
       port: request.port ?? 22,
       address: null,
       username: request.username,
-    },
-    exitCode: null,
-    signal: null,
-    stdout: "",
-    stderr: "",
-    output: {
-      stdoutBytes: 0,
-      stderrBytes: 0,
-      truncated: false,
-      stdoutSha256: emptySha,
-      stderrSha256: emptySha,
-      stdoutEncoding: "utf8",
-      stderrEncoding: "utf8",
     },
     phase: error.phase,
     error: {
@@ -62,20 +48,9 @@ export function syntheticResult(
       commandStarted: false,
       ...(request.via !== undefined ? { hop: error.hop ?? "target" } : {}),
     },
-    timings: {
-      resolveMs: null,
-      connectMs: null,
-      bannerMs: null,
-      handshakeMs: null,
-      authMs: null,
-      channelMs: null,
-      execMs: null,
-      teardownMs: null,
-      totalMs,
-    },
+    totalMs,
     deadline: { budgetMs: invocation.budgetMs, remainingMs: invocation.budgetMs - totalMs },
-    remoteCleanup: "not_needed",
-  };
+  });
 }
 
 /** Rebuilds the error class of a result's error, so callers get the SPEC §6 class. */

@@ -6,8 +6,8 @@ import {
   TargetNotAllowed,
 } from "../../lib/errors.ts";
 import type { Hop } from "../../lib/names.ts";
+import { REQUEST_LIMITS } from "../../lib/request-schema.ts";
 import type { JumpHostRequest, RunRequest } from "../../lib/types.ts";
-import { REQUEST_LIMITS } from "../request/request-schema.ts";
 import { AddressRanges, normalizeAddress } from "./address-ranges.ts";
 import {
   type CommandTemplate,

@@ -9,6 +9,7 @@
  * the target) and a forward that is never confirmed (the jump host's connect to the target
  * hangs), which are the target's `connect` phase seen through the jump host.
  */
+import { lookup as dnsLookup } from "node:dns/promises";
 import net from "node:net";
 import type { AuthenticationType, ClientChannel, ConnectConfig } from "ssh2";
 import type { Deadline } from "../deadline.ts";
@@ -21,15 +22,16 @@ import {
   ConnectTimeout,
   classifyError,
   DeadlineExceeded,
-  type EngineError,
+  EngineError,
   HostKeyMismatch,
   HostKeyUnknown,
   ProtocolError,
   phaseTimeoutError,
 } from "../errors.ts";
 import type { Hop, Phase } from "../names.ts";
-import type { HopTimings, JumpHostRequest, Secret } from "../types.ts";
+import type { HopTimings, JumpHostRequest, RunOptions, RunResult, Secret } from "../types.ts";
 import { BannerGate } from "./banner-gate.ts";
+import type { SessionProgress } from "./connection.ts";
 import { type PreparedAuth, prepareAuth } from "./credentials.ts";
 import { fingerprintSha256, hostKeyTrust } from "./host-keys.ts";
 import { Keepalive, type KeepaliveSettings } from "./keepalive.ts";
@@ -60,21 +62,24 @@ export interface JumpHostOptions {
   knownHosts?: string | undefined;
   /** Whether `via.hostKey` alone may vouch for the jump host. @default true */
   allowRequestPins?: boolean | undefined;
-  lookup: (host: string) => Promise<{ address: string; family: 4 | 6 }>;
+  /** @default node:dns lookup */
+  lookup?: RunOptions["lookup"] | undefined;
   checkAddress?: ((address: string, family: 4 | 6, hop: Hop) => void) | undefined;
   /**
    * SSH keepalive on the jump connection once the forward is open (global requests: OpenSSH
    * and Dropbear answer them), so a jump host that goes silent is found and reported at hop
    * `via` before the target's own keepalive, which starts later, blames the target.
    */
-  keepalive?: KeepaliveSettings | undefined;
+  keepalive?: KeepaliveSettings | false | undefined;
+  /** The target session's progress: its phase and whether the command started. */
+  progress: SessionProgress;
   /** Where the `direct-tcpip` channel goes: the request's target, as given. */
   target: { host: string; port: number };
   /**
    * The jump connection failed after the forward was handed over: the target session fails
-   * with `ConnectionLost` at hop `via` (it knows its own phase).
+   * with this `ConnectionLost` at hop `via`, in its own phase.
    */
-  onLost: (detail: string) => void;
+  onLost: (err: EngineError) => void;
 }
 
 /** One jump host: owns its socket and ssh2 client; {@link close} releases both. */
@@ -99,6 +104,7 @@ export class JumpHost {
   #keepalive: Keepalive | undefined;
   /** When the jump host last answered a keepalive (or the forward opened). */
   #lastAnswerAt = 0;
+  #settings: KeepaliveSettings | undefined;
   #closing = false;
   #hostKeyRefusal: HostKeyUnknown | HostKeyMismatch | undefined;
   readonly #failure: Promise<never>;
@@ -117,6 +123,20 @@ export class JumpHost {
       this.#rejectFailure = reject;
     });
     this.#failure.catch(() => {});
+  }
+
+  /** The result's `via`: the jump host, its timings, and its server once seen. */
+  report(): NonNullable<RunResult["via"]> {
+    return {
+      host: this.host,
+      port: this.port,
+      address: this.address,
+      username: this.username,
+      timings: this.timings(),
+      ...(this.ident !== undefined && this.hostKeySha256 !== undefined
+        ? { server: { ident: this.ident, hostKeySha256: this.hostKeySha256 } }
+        : {}),
+    };
   }
 
   /** The jump host's phase timings so far (ms, one decimal; null for phases not run). */
@@ -141,6 +161,16 @@ export class JumpHost {
    * caller still calls {@link close}.
    */
   async open(): Promise<ClientChannel> {
+    try {
+      return await this.#open_();
+    } catch (err) {
+      // The result's phase is the jump host's (its errors carry it).
+      if (err instanceof EngineError) this.#o.progress.phase = err.phase;
+      throw err;
+    }
+  }
+
+  async #open_(): Promise<ClientChannel> {
     let auth: PreparedAuth;
     try {
       auth = prepareAuth(this.#o.secret, this.#o.credentialName);
@@ -290,7 +320,7 @@ export class JumpHost {
    * with it (the target's keepalive can fire first: its ticks are not in step with these).
    */
   #silent(): boolean {
-    const settings = this.#o.keepalive;
+    const settings = this.#settings;
     if (!this.#keepalive || !settings) return false;
     return performance.now() - this.#lastAnswerAt > 1.5 * settings.intervalMs;
   }
@@ -347,7 +377,8 @@ export class JumpHost {
       this.address = this.host;
       family = literal === 6 ? 6 : 4;
     } else {
-      const found = await this.#step("resolve", () => this.#o.lookup(this.host));
+      const lookup = this.#o.lookup ?? defaultLookup;
+      const found = await this.#step("resolve", () => lookup(this.host));
       this.address = found.address;
       family = found.family;
     }
@@ -420,10 +451,23 @@ export class JumpHost {
     });
   }
 
+  /** As the target's: configured, or derived from the budget left (half of it, ≤ 1 min). */
+  #keepaliveSettings(): KeepaliveSettings | undefined {
+    const configured = this.#o.keepalive;
+    if (configured === false) return undefined;
+    if (configured) return configured;
+    const budget = this.#o.deadline.remaining();
+    const intervalMs = Number.isFinite(budget)
+      ? Math.min(15_000, Math.max(1_000, Math.floor(budget / 8)))
+      : 15_000;
+    return { intervalMs, countMax: 3 };
+  }
+
   #startKeepalive(): void {
-    const settings = this.#o.keepalive;
+    const settings = this.#keepaliveSettings();
     const client = this.#client;
     if (!settings || !client || this.#closing) return;
+    this.#settings = settings;
     this.#lastAnswerAt = performance.now();
     this.#keepalive = new Keepalive(
       settings,
@@ -450,7 +494,13 @@ export class JumpHost {
     const classified = this.#classify(err);
     if (this.#open) {
       // Forward already handed over: the target session fails with the jump's loss.
-      this.#o.onLost(`jump host ${this.host}:${this.port}: ${classified.message}`);
+      const { phase, commandStarted } = this.#o.progress;
+      this.#o.onLost(
+        new ConnectionLost(
+          `connection to jump host ${this.host}:${this.port} lost during ${phase}: ${classified.message}`,
+          { phase, commandStarted, hop: "via" },
+        ),
+      );
       return;
     }
     this.#rejectFailure(classified);
@@ -479,4 +529,27 @@ function deferred(): Deferred {
     done = resolve;
   });
   return { promise, done };
+}
+
+/**
+ * The target's address behind a jump host: the jump host resolves the target's name, so only
+ * an IP literal is known here, and only it is checked (`checkAddress`, hop `target`).
+ */
+export function addressBehindJump(
+  host: string,
+  options: Pick<RunOptions, "checkAddress">,
+): string | null {
+  const literal = net.isIP(host);
+  if (literal === 0) return null;
+  try {
+    options.checkAddress?.(host, literal === 6 ? 6 : 4, "target");
+  } catch (err) {
+    throw atHop(classifyError(err, { phase: "resolve", commandStarted: false }), "target");
+  }
+  return host;
+}
+
+async function defaultLookup(host: string): Promise<{ address: string; family: 4 | 6 }> {
+  const found = await dnsLookup(host, { order: "ipv4first" });
+  return { address: found.address, family: found.family === 6 ? 6 : 4 };
 }

@@ -7,7 +7,6 @@ import { describe, expect, it } from "vitest";
 import { ALARM_KINDS } from "../../cdk/constructs/monitoring.ts";
 import { runbookFile } from "../../cdk/monitoring/catalog.ts";
 import { HTTP_STATUS } from "../../functions/http/api-http.ts";
-import { REQUEST_FIELDS } from "../../functions/request/request-schema.ts";
 import { DEFAULT_PHASE_CAPS } from "../../lib/deadline.ts";
 import { ERROR_CLASSES } from "../../lib/errors.ts";
 import { METRIC_UNIT } from "../../lib/metrics.ts";
@@ -21,6 +20,7 @@ import {
   RETRYABLE_ERRORS,
   STATUSES,
 } from "../../lib/names.ts";
+import { REQUEST_FIELDS } from "../../lib/request-schema.ts";
 import {
   generateRequestSchemaJson,
   REQUEST_SCHEMA_JSON,

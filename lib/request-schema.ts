@@ -1,12 +1,14 @@
 /**
- * The request contract (SPEC §4) as a JSON Schema, and the limits the schema cannot express.
+ * The request contract (SPEC §4) as a JSON Schema, and the limits the schema cannot express:
+ * the ONE schema that `runCommand` and the Lambda handlers both enforce
+ * (`validate-request.ts`), so a library caller and an API caller are refused alike.
  *
- * The schema is compiled AHEAD of time into `request-validator.generated.js` by
+ * The schema is compiled AHEAD of time into `request-validator.generated.ts` by
  * `scripts/generate-validator.ts` (ajv standalone code, committed). Why: ajv's runtime
- * compiler builds code with `new Function` on every cold start (tens of ms) and the bundled
- * function would have to ship the whole compiler; standalone code is plain JS, works offline
- * and under a CSP-free bundler, and a test proves the committed file matches this schema.
- * `@middy/validator/transpile` was not used: it compiles at cold start as well.
+ * compiler builds code with `new Function` on every cold start (tens of ms) and the engine
+ * would have to ship the whole compiler as a dependency; standalone code is plain JS with no
+ * import, works offline and under a CSP-free bundler, and a test proves the committed file
+ * matches this schema. `@middy/validator/transpile` was not used: it compiles at cold start.
  */
 
 /** Size limits of a request, in bytes unless named otherwise. */
@@ -131,5 +133,22 @@ export const REQUEST_SCHEMA = {
       pattern: "^[A-Za-z0-9._:/@=+-]+$",
     },
     spill: { type: "boolean" },
+  },
+} as const;
+
+/**
+ * The same schema without the three limits that exist only because of the deployment's
+ * transport (`stdin` ≤ 64 KiB: the API body; `maxOutputBytes` ≤ 1 MiB: the Lambda response;
+ * `timeoutMs` ≤ 15 min: the Lambda timeout). Fields, types, formats and every other limit are
+ * the API's: this is what `runCommand` enforces for library callers.
+ */
+export const ENGINE_REQUEST_SCHEMA = {
+  ...REQUEST_SCHEMA,
+  $id: "https://bounded-ssh/engine-request.json",
+  properties: {
+    ...REQUEST_SCHEMA.properties,
+    timeoutMs: { type: "integer", minimum: 1 },
+    maxOutputBytes: { type: "integer", minimum: 0 },
+    stdin: { type: "string" },
   },
 } as const;

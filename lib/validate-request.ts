@@ -1,9 +1,36 @@
-import { ValidationError } from "../../lib/errors.ts";
-import { isValidPin } from "../../lib/session/host-keys.ts";
-import type { RunRequest } from "../../lib/types.ts";
 import { hasControlCharacter } from "./control-chars.ts";
+import { ValidationError } from "./errors.ts";
 import { REQUEST_LIMITS } from "./request-schema.ts";
-import validate, { type GeneratedValidatorError } from "./request-validator.generated.js";
+import { validateApiRequest, validateEngineRequest } from "./request-validator.generated.ts";
+
+/** One error of the generated validator (ajv's error object, the part used here). */
+interface SchemaError {
+  instancePath: string;
+  keyword: string;
+  params: Record<string, unknown>;
+  message?: string;
+}
+
+/** The generated code is untyped (`@ts-nocheck`): this is its contract. */
+interface SchemaValidator {
+  (data: unknown): boolean;
+  errors: SchemaError[] | null;
+}
+
+/**
+ * Which limits apply: `api`, the published SPEC §4 schema the handlers enforce; `engine`, the
+ * same fields, types and formats without the limits of the deployment's transport (stdin
+ * size, `maxOutputBytes` and `timeoutMs` maxima): what `runCommand` enforces.
+ */
+export type RequestLimits = "api" | "engine";
+
+const VALIDATORS: Record<RequestLimits, SchemaValidator> = {
+  api: validateApiRequest as unknown as SchemaValidator,
+  engine: validateEngineRequest as unknown as SchemaValidator,
+};
+
+import { isValidPin } from "./session/host-keys.ts";
+import type { RunRequest } from "./types.ts";
 
 // Names echoed back from hostile input are shortened and JSON-quoted, so a message never
 // carries control characters or kilobytes of attacker text into a log or a response.
@@ -19,7 +46,7 @@ function describeType(value: unknown): string {
 }
 
 /** Turns the first schema error into a message that names the field. */
-function messageOf(error: GeneratedValidatorError, input: unknown): string {
+function messageOf(error: SchemaError, input: unknown): string {
   // A nested field is named with dots: `via.host`.
   const segments = error.instancePath
     .split("/")
@@ -78,9 +105,12 @@ function patternMessage(field: string, value: unknown): string {
 /**
  * Checks an untrusted value against the SPEC §4 request contract and returns it typed.
  * Throws `ValidationError` (phase `request`) naming the first offending field; never anything
- * else, whatever the input (prototype keys, huge strings, wrong types).
+ * else, whatever the input (prototype keys, huge strings, wrong types). The handlers and
+ * `runCommand` share the schema and the messages; `limits` picks the deployment's transport
+ * limits (`"api"`, the default) or none of them (`"engine"`).
  */
-export function validateRequest(input: unknown): RunRequest {
+export function validateRequest(input: unknown, limits: RequestLimits = "api"): RunRequest {
+  const validate = VALIDATORS[limits];
   if (!validate(input)) {
     const first = validate.errors?.[0];
     const message = first ? messageOf(first, input) : "request is invalid";
@@ -96,7 +126,7 @@ export function validateRequest(input: unknown): RunRequest {
       { phase: "request" },
     );
   }
-  if (request.stdin !== undefined) {
+  if (limits === "api" && request.stdin !== undefined) {
     const stdinBytes = Buffer.byteLength(request.stdin, "utf8");
     if (stdinBytes > REQUEST_LIMITS.stdinBytes) {
       throw new ValidationError(
