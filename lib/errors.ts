@@ -3,6 +3,7 @@ import {
   type ErrorFacts,
   type ErrorName,
   type ErrorPhase,
+  type Hop,
   PHASE_TIMEOUT_ERROR,
   type Phase,
 } from "./names.ts";
@@ -13,6 +14,8 @@ export interface EngineErrorOptions {
   /** Whether the remote command may have started. Decides `retryable` for `ConnectionLost`. */
   commandStarted?: boolean;
   cause?: unknown;
+  /** With a jump host (`via`): the hop the error happened at. */
+  hop?: Hop;
 }
 
 /**
@@ -23,11 +26,14 @@ export abstract class EngineError extends Error {
   abstract override readonly name: ErrorName;
   readonly phase: ErrorPhase;
   readonly commandStarted: boolean;
+  /** With a jump host (`via`): the hop the error happened at; set once ({@link atHop}). */
+  hop: Hop | undefined;
 
   constructor(message: string, options: EngineErrorOptions) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.phase = options.phase;
     this.commandStarted = options.commandStarted ?? false;
+    this.hop = options.hop;
   }
 
   /** True only when the command certainly did not start (SPEC §5). */
@@ -47,6 +53,7 @@ export abstract class EngineError extends Error {
       message: this.message,
       retryable: this.retryable,
       commandStarted: this.commandStarted,
+      ...(this.hop !== undefined ? { hop: this.hop } : {}),
     };
   }
 }
@@ -181,12 +188,22 @@ export const ERROR_CLASSES: Record<ErrorName, EngineErrorClass> = {
   InternalError,
 };
 
+/** Tags an error with the hop it happened at, unless it already names one; returns it. */
+export function atHop<E extends EngineError>(err: E, hop: Hop): E {
+  if (err.hop === undefined) err.hop = hop;
+  return err;
+}
+
 /** The error class of a contract error (a result's `error`): the inverse of `toJSON()`. */
 export function errorFromJSON(
-  error: Pick<ResultError, "name" | "phase" | "message" | "commandStarted">,
+  error: Pick<ResultError, "name" | "phase" | "message" | "commandStarted" | "hop">,
 ): EngineError {
   const Cls = ERROR_CLASSES[error.name] ?? InternalError;
-  return new Cls(error.message, { phase: error.phase, commandStarted: error.commandStarted });
+  return new Cls(error.message, {
+    phase: error.phase,
+    commandStarted: error.commandStarted,
+    ...(error.hop !== undefined ? { hop: error.hop } : {}),
+  });
 }
 
 /** The timeout error of a phase, e.g. `BannerTimeout` for `banner`. */

@@ -17,6 +17,13 @@ export const PHASES = [
 ] as const;
 export type Phase = (typeof PHASES)[number];
 
+/**
+ * The hops of a session through a jump host (request `via`): every error of such a session
+ * names the hop it happened at (`error.hop`).
+ */
+export const HOPS = ["via", "target"] as const;
+export type Hop = (typeof HOPS)[number];
+
 /** Phases an error can be attributed to: the session phases plus the edges before a session. */
 export type ErrorPhase = Phase | "request" | "policy" | "credentials";
 

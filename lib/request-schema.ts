@@ -49,6 +49,7 @@ export const REQUEST_FIELDS = [
   "command",
   "credential",
   "hostKey",
+  "via",
   "timeoutMs",
   "maxOutputBytes",
   "stdin",
@@ -61,6 +62,34 @@ export const REQUEST_FIELDS = [
 // the logs (forged audit lines) or a mistake, never a real target.
 const PRINTABLE_NO_SPACE = "^[^\\u0000-\\u0020\\u007f-\\u009f]+$";
 
+const HOST = {
+  type: "string",
+  minLength: 1,
+  maxLength: REQUEST_LIMITS.hostChars,
+  // DNS names (letters, digits, '-', '_', '.') and IPv4/IPv6 literals.
+  pattern: "^[A-Za-z0-9._:-]+$",
+} as const;
+const PORT = { type: "integer", minimum: 1, maximum: 65_535 } as const;
+const USERNAME = {
+  type: "string",
+  minLength: 1,
+  maxLength: REQUEST_LIMITS.usernameChars,
+  pattern: PRINTABLE_NO_SPACE,
+} as const;
+const CREDENTIAL = {
+  type: "string",
+  minLength: 1,
+  maxLength: REQUEST_LIMITS.credentialChars,
+  // A Secrets Manager name suffix; no "..", so a local store can never be walked out of.
+  pattern: "^(?!.*\\.\\.)[A-Za-z0-9_+=.@-][A-Za-z0-9/_+=.@-]*$",
+} as const;
+const HOST_KEY = {
+  type: "string",
+  minLength: 1,
+  maxLength: REQUEST_LIMITS.hostKeyChars,
+  pattern: "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
+} as const;
+
 /** JSON Schema (draft-07 subset understood by ajv 8) of the request. */
 export const REQUEST_SCHEMA = {
   $id: "https://bounded-ssh/request.json",
@@ -68,20 +97,9 @@ export const REQUEST_SCHEMA = {
   additionalProperties: false,
   required: ["host", "username", "command"],
   properties: {
-    host: {
-      type: "string",
-      minLength: 1,
-      maxLength: REQUEST_LIMITS.hostChars,
-      // DNS names (letters, digits, '-', '_', '.') and IPv4/IPv6 literals.
-      pattern: "^[A-Za-z0-9._:-]+$",
-    },
-    port: { type: "integer", minimum: 1, maximum: 65_535 },
-    username: {
-      type: "string",
-      minLength: 1,
-      maxLength: REQUEST_LIMITS.usernameChars,
-      pattern: PRINTABLE_NO_SPACE,
-    },
+    host: HOST,
+    port: PORT,
+    username: USERNAME,
     command: {
       type: "string",
       minLength: 1,
@@ -89,18 +107,20 @@ export const REQUEST_SCHEMA = {
       maxLength: REQUEST_LIMITS.commandBytes,
       pattern: "^[^\\u0000]+$",
     },
-    credential: {
-      type: "string",
-      minLength: 1,
-      maxLength: REQUEST_LIMITS.credentialChars,
-      // A Secrets Manager name suffix; no "..", so a local store can never be walked out of.
-      pattern: "^(?!.*\\.\\.)[A-Za-z0-9_+=.@-][A-Za-z0-9/_+=.@-]*$",
-    },
-    hostKey: {
-      type: "string",
-      minLength: 1,
-      maxLength: REQUEST_LIMITS.hostKeyChars,
-      pattern: "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
+    credential: CREDENTIAL,
+    hostKey: HOST_KEY,
+    // One jump host: the same fields, limits and defaults as the target's.
+    via: {
+      type: "object",
+      additionalProperties: false,
+      required: ["host", "username"],
+      properties: {
+        host: HOST,
+        port: PORT,
+        username: USERNAME,
+        credential: CREDENTIAL,
+        hostKey: HOST_KEY,
+      },
     },
     timeoutMs: { type: "integer", minimum: 1, maximum: REQUEST_LIMITS.timeoutMs },
     maxOutputBytes: { type: "integer", minimum: 0, maximum: REQUEST_LIMITS.maxOutputBytes },

@@ -1,12 +1,13 @@
 import { randomUUID } from "node:crypto";
 import { Deadline } from "./deadline.ts";
-import { DeadlineExceeded, type EngineError } from "./errors.ts";
+import { atHop, DeadlineExceeded, type EngineError } from "./errors.ts";
 import { PHASES } from "./names.ts";
 import { PhaseRunner } from "./phase-runner.ts";
 import { buildResult, remoteCleanupOf } from "./result.ts";
-import { SshConnection } from "./session/connection.ts";
+import { SshConnection, TEARDOWN_SLACK_MS } from "./session/connection.ts";
 import { prepareAuth } from "./session/credentials.ts";
 import { hostKeyTrust } from "./session/host-keys.ts";
+import { addressBehindJump, JumpHost } from "./session/jump.ts";
 import { SessionOutput } from "./session/output-capture.ts";
 import { wrapWithRemoteBound } from "./session/remote-bound.ts";
 import { resolveAddress } from "./session/resolve.ts";
@@ -41,6 +42,9 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
       "runCommand: a bound is required (options.budgetMs, options.signal or request.timeoutMs)",
     );
   }
+  if (request?.via !== undefined && options.via?.secret === undefined) {
+    throw new TypeError("runCommand: options.via.secret is required when request.via is set");
+  }
 
   // ---- plan ------------------------------------------------------------------------------
   const deadline = sessionDeadline(request, options);
@@ -54,6 +58,8 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
   const run = new PhaseRunner(deadline, options.onPhase);
   const conn = new SshConnection({ deadline, progress: run, output, keepalive: options.keepalive });
   let address: string | null = null;
+  /** Request `via`: the jump host whose forward is the transport (lib/session/jump.ts). */
+  let jump: JumpHost | undefined;
   let remoteBound = false;
   let error: EngineError | undefined;
 
@@ -66,19 +72,38 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
       throw new DeadlineExceeded("no time left to start a session", { phase: "request" });
     }
     const auth = prepareAuth(options.secret, options.credentialName);
-    address = await resolveAddress(request.host, options, (w) => run.step("resolve", w));
+    // Behind a jump host the jump host resolves the target's name.
+    address = request.via
+      ? addressBehindJump(request.host, options)
+      : await resolveAddress(request.host, options, (w) => run.step("resolve", w));
     const hostKeys = hostKeyTrust({
       knownHosts: options.knownHosts,
       pin: request.hostKey, // validateRequest has already refused a malformed pin
       host: request.host,
       port,
-      address,
+      address: address ?? undefined,
       // A pin alone never vouches for a server that would receive a password.
       allowPinOnly:
         options.allowRequestPins !== false && typeof options.secret.password !== "string",
     });
     const ssh = { host: request.host, port, username: request.username, auth, hostKeys };
-    await run.step("connect", () => conn.dial(address!, port));
+    if (!request.via) await run.step("connect", () => conn.dial(address!, port));
+    else {
+      // Jump host: log in there and run the target session over its direct-tcpip forward,
+      // inside the same deadline; its own phases are timed in `result.via.timings`.
+      jump = new JumpHost(request.via, {
+        ...options.via!,
+        deadline,
+        progress: run,
+        knownHosts: options.knownHosts,
+        keepalive: options.keepalive,
+        lookup: options.lookup,
+        checkAddress: options.checkAddress,
+        target: { host: request.host, port },
+        onLost: (lost) => conn.fail(lost),
+      });
+      conn.useTransport(await jump.open());
+    }
     await run.step("banner", () => conn.startSsh(ssh));
     await run.step("handshake", () => conn.handshake());
     await run.step("auth", () => conn.authenticated());
@@ -94,6 +119,8 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
     await output.finishSpills(deadline, deadline.allowance("exec"));
   } catch (err) {
     error = conn.classify(err);
+    // Through a jump host: a connection lost while the jump host's was down was lost with it.
+    if (error.name === "ConnectionLost" && jump?.down) atHop(error, "via");
     output.abortSpills(`the session ended with ${error.name} before the output was complete`);
     // A command that reported its exit status is finished, whatever happened after; one
     // that started and did not is asked to stop. (Keyed on the command, not on a phase
@@ -106,20 +133,35 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
   // Errors before the session (credentials, policy) are reported in their own phase.
   const endedIn =
     error && !(PHASES as readonly string[]).includes(error.phase) ? error.phase : run.phase;
-  const confirmed = await run.teardown(() => {
+  const confirmed = await run.teardown(async () => {
     // Idempotent: covers a caller's abort while an upload was still completing.
     output.abortSpills("the session ended before the upload completed");
-    return conn.close();
+    // A jump host that is gone or silent carries nothing: release it first, which closes the
+    // forward at once, so the target's teardown does not wait out the reserve on it.
+    if (jump?.down) await jump.close(deadline, 0);
+    const confirmed = await conn.close();
+    // The jump host's connection goes after the target session's, politely while the
+    // reserve allows; when it returns no handle of the hop is alive.
+    await jump?.close(deadline, Math.max(0, deadline.allowance("teardown") - TEARDOWN_SLACK_MS));
+    return confirmed;
   });
 
   // ---- result ----------------------------------------------------------------------------
   const remaining = deadline.remaining();
-  return buildResult({
+  const result = buildResult({
     requestId: options.requestId ?? randomUUID(),
     // A request that is not even an object still gets a result naming the problem.
     target: { host: request?.host ?? "", port, address, username: request?.username ?? "" },
     phase: endedIn,
-    ...(error ? { error: error.toJSON() } : {}),
+    ...(error
+      ? {
+          error: {
+            ...error.toJSON(),
+            // Every error of a request with `via` names its hop.
+            ...(request?.via !== undefined ? { hop: error.hop ?? "target" } : {}),
+          },
+        }
+      : {}),
     ...(conn.exit ? { exit: conn.exit } : {}),
     output,
     timings: run.timings,
@@ -140,6 +182,8 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
       remoteBound,
     }),
   });
+  if (jump) result.via = jump.report();
+  return result;
 }
 
 /** request.timeoutMs is the caller's cap on the whole session (SPEC §4). */

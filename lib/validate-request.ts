@@ -47,16 +47,25 @@ function describeType(value: unknown): string {
 
 /** Turns the first schema error into a message that names the field. */
 function messageOf(error: SchemaError, input: unknown): string {
-  const field = error.instancePath.replace(/^\//, "").replace(/~1/g, "/").replace(/~0/g, "~");
-  const value =
-    field && input && typeof input === "object" ? (input as Record<string, unknown>)[field] : input;
+  // A nested field is named with dots: `via.host`.
+  const segments = error.instancePath
+    .split("/")
+    .slice(1)
+    .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"));
+  const field = segments.join(".");
+  let value: unknown = input;
+  for (const segment of segments) {
+    value =
+      value && typeof value === "object" ? (value as Record<string, unknown>)[segment] : undefined;
+  }
   const f = quoteName(field);
   const limit = error.params.limit;
+  const inside = field ? `${field}.` : "";
   switch (error.keyword) {
     case "additionalProperties":
-      return `unknown field ${quoteName(String(error.params.additionalProperty))}`;
+      return `unknown field ${quoteName(inside + String(error.params.additionalProperty))}`;
     case "required":
-      return `missing required field ${quoteName(String(error.params.missingProperty))}`;
+      return `missing required field ${quoteName(inside + String(error.params.missingProperty))}`;
     case "type":
       if (!field) return `request must be a JSON object, got ${describeType(input)}`;
       return `field ${f} must be ${error.params.type === "integer" ? "an integer" : `a ${String(error.params.type)}`}, got ${describeType(value)}`;
@@ -79,7 +88,7 @@ function patternMessage(field: string, value: unknown): string {
   const text = typeof value === "string" ? value : "";
   if (field === "command") return `field ${f} must not contain NUL bytes`;
   if (hasControlCharacter(text)) return `field ${f} must not contain control characters`;
-  switch (field) {
+  switch (field.replace(/^via\./, "")) {
     case "host":
       return `field ${f} must be a DNS name or an IP literal (letters, digits, '.', '-', '_', ':')`;
     case "username":
@@ -105,7 +114,9 @@ export function validateRequest(input: unknown, limits: RequestLimits = "api"): 
   if (!validate(input)) {
     const first = validate.errors?.[0];
     const message = first ? messageOf(first, input) : "request is invalid";
-    throw new ValidationError(message, { phase: "request" });
+    const err = new ValidationError(message, { phase: "request" });
+    if (first?.instancePath.startsWith("/via")) err.hop = "via";
+    throw err;
   }
   const request = input as RunRequest;
   const commandBytes = Buffer.byteLength(request.command, "utf8");
@@ -128,6 +139,12 @@ export function validateRequest(input: unknown, limits: RequestLimits = "api"): 
     throw new ValidationError(
       'field "hostKey" must be a "SHA256:<base64>" fingerprint or an OpenSSH public key line',
       { phase: "request" },
+    );
+  }
+  if (request.via?.hostKey !== undefined && !isValidPin(request.via.hostKey)) {
+    throw new ValidationError(
+      'field "via.hostKey" must be a "SHA256:<base64>" fingerprint or an OpenSSH public key line',
+      { phase: "request", hop: "via" },
     );
   }
   return request;

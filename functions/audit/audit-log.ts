@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { MiddlewareObj } from "@middy/core";
 import type { Context } from "aws-lambda";
-import type { ErrorName, ErrorPhase } from "../../lib/names.ts";
+import type { ErrorName, ErrorPhase, Hop } from "../../lib/names.ts";
 import type { HostKeySource } from "../../lib/session/host-keys.ts";
 import type { PhaseTimings } from "../../lib/types.ts";
 import { hasInvocation, type Invocation, invocationOf } from "../invocation/invocation.ts";
@@ -32,7 +32,23 @@ export interface AuditLine {
   rules?: string[];
   outcome: string;
   statusCode?: number;
-  error: { name: ErrorName; phase: ErrorPhase; message: string; retryable: boolean } | null;
+  error: {
+    name: ErrorName;
+    phase: ErrorPhase;
+    message: string;
+    retryable: boolean;
+    /** With a jump host: the hop the error happened at. */
+    hop?: Hop;
+  } | null;
+  /** The jump host (request `via`): where, as whom, with which credential, and its key. */
+  via?: {
+    host: string;
+    port: number;
+    address: string | null;
+    username: string;
+    credential: string;
+    hostKeySha256?: string;
+  };
   phase: ErrorPhase | null;
   exitCode: number | null;
   timings: PhaseTimings | null;
@@ -126,6 +142,16 @@ export function auditLineOf(
   if (facts.rules !== undefined) line.rules = facts.rules;
   if (facts.statusCode !== undefined) line.statusCode = facts.statusCode;
   if (result?.server) line.hostKeySha256 = result.server.hostKeySha256;
+  if (req?.via) {
+    line.via = {
+      host: req.via.host,
+      port: req.via.port ?? 22,
+      address: result?.via?.address ?? null,
+      username: req.via.username,
+      credential: req.via.credential ?? "default",
+    };
+    if (result?.via?.server) line.via.hostKeySha256 = result.via.server.hostKeySha256;
+  }
   return line;
 }
 

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import {
+  atHop,
   CommandNotAllowed,
   CredentialNotAllowed,
   CredentialUnavailable,
@@ -42,7 +43,11 @@ export function syntheticResult(
       username: request.username,
     },
     phase: error.phase,
-    error: { ...error.toJSON(), commandStarted: false },
+    error: {
+      ...error.toJSON(),
+      commandStarted: false,
+      ...(request.via !== undefined ? { hop: error.hop ?? "target" } : {}),
+    },
     totalMs,
     deadline: { budgetMs: invocation.budgetMs, remainingMs: invocation.budgetMs - totalMs },
   });
@@ -171,6 +176,7 @@ export async function execute(
     if (runtime.breaker) {
       try {
         await runtime.breaker.check(run.host, port, readSignal());
+        if (run.via) await runtime.breaker.check(run.via.host, run.via.port ?? 22, readSignal());
       } catch (err) {
         if (err instanceof HostQuarantined) throw err;
       }
@@ -211,7 +217,8 @@ export async function execute(
     // The operator's known hosts are read whether or not the request pins a key: a pin only
     // narrows them (SPEC §9).
     const signal = readSignal();
-    const [secret, knownHosts] = await Promise.all([
+    const viaCredential = authorization.via?.credential;
+    const [secret, knownHosts, viaSecret] = await Promise.all([
       runtime.credentials.get(authorization.credential, { signal }) as Promise<Secret>,
       runtime.knownHosts.get({ signal }).catch((err: unknown) => {
         throw new CredentialUnavailable("known hosts could not be read", {
@@ -219,6 +226,10 @@ export async function execute(
           cause: err,
         });
       }),
+      // The jump host's credential comes from the same store (`via.credential`).
+      viaCredential === undefined
+        ? undefined
+        : (runtime.credentials.get(viaCredential, { signal }) as Promise<Secret>),
     ]);
     const isPassword = typeof secret.password === "string";
     const allowRequestPins = authorization.allowRequestPins && !isPassword;
@@ -243,6 +254,34 @@ export async function execute(
       );
     }
     if (trust.kind !== "none") facts.hostKeySource = trust.kind;
+    const via = run.via && viaSecret && authorization.via ? { ...authorization.via } : undefined;
+    if (run.via && via && viaSecret) {
+      // The jump host's key under the same rule (known hosts authoritative, a pin narrows).
+      via.allowRequestPins = via.allowRequestPins && typeof viaSecret.password !== "string";
+      const viaPort = run.via.port ?? 22;
+      const viaTrust = hostKeyTrust({
+        knownHosts,
+        pin: run.via.hostKey,
+        host: run.via.host,
+        port: viaPort,
+        allowPinOnly: via.allowRequestPins,
+      });
+      if (viaTrust.kind === "none" && run.via.hostKey !== undefined) {
+        const where = `jump host ${run.via.host}:${viaPort}`;
+        throw atHop(
+          authorization.via!.allowRequestPins
+            ? new CredentialNotAllowed(
+                `a request pin alone never vouches for a host that receives a password: add ${where} to the operator's known hosts, or use a key credential for via.credential`,
+                { phase: "policy" },
+              )
+            : new TargetNotAllowed(
+                `${where} (via.hostKey) is not in the operator's known hosts and the caller's rule does not allow request pins (allowRequestPins); add its key to known_hosts`,
+                { phase: "policy" },
+              ),
+          "via",
+        );
+      }
+    }
 
     // Loaded on first use (cold start); before the budget is measured, so it counts.
     const { runCommand } = await loadEngine();
@@ -264,9 +303,9 @@ export async function execute(
       secret,
       credentialName: authorization.credential,
       allowRequestPins,
-      checkAddress: (address, family) => {
-        facts.address = address;
-        authorization.checkAddress(address, family);
+      checkAddress: (address, family, hop) => {
+        if (hop !== "via") facts.address = address;
+        authorization.checkAddress(address, family, hop);
       },
       requestId,
       phaseCaps: settings.phaseCaps,
@@ -274,6 +313,13 @@ export async function execute(
       signal: invocation.signal,
     };
     if (knownHosts !== undefined) options.knownHosts = knownHosts;
+    if (via && viaSecret) {
+      options.via = {
+        secret: viaSecret,
+        credentialName: via.credential,
+        allowRequestPins: via.allowRequestPins,
+      };
+    }
     if (runtime.lookup) options.lookup = runtime.lookup;
     if (spilling) {
       options.spill = {

@@ -23,7 +23,7 @@ export async function resolveAddress(
       ? { address: host, family: literal === 6 ? (6 as const) : (4 as const) }
       : await step(() => (options.lookup ?? defaultLookup)(host));
   try {
-    options.checkAddress?.(address, family);
+    options.checkAddress?.(address, family, "target");
   } catch (err) {
     throw classifyError(err, { phase: "resolve", commandStarted: false });
   }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  atHop,
   ConnectionLost,
   classifyError,
   ERROR_CLASSES,
@@ -135,5 +136,16 @@ describe("classifyError: the one translation of ssh2, socket and DNS errors", ()
     });
     expect(back).toBeInstanceOf(ConnectionLost);
     expect(back.toJSON()).toEqual(json);
+  });
+
+  it("carries the hop of a jump-host session through toJSON and errorFromJSON (atHop sets it once)", () => {
+    const lost = atHop(new ConnectionLost("gone", { phase: "exec", commandStarted: true }), "via");
+    // A second tag never moves an error to another hop.
+    expect(atHop(lost, "target").hop).toBe("via");
+    const json = JSON.parse(JSON.stringify(lost)) as ReturnType<typeof lost.toJSON>;
+    expect(json.hop).toBe("via");
+    expect(errorFromJSON(json).hop).toBe("via");
+    // Without a hop the JSON has no such field (sessions without `via`).
+    expect("hop" in new ConnectionLost("x", { phase: "exec" }).toJSON()).toBe(false);
   });
 });

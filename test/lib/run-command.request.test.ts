@@ -23,7 +23,10 @@ describe("runCommand request checks (library callers)", () => {
     ["timeoutMs", { timeoutMs: -5 }],
     ["maxOutputBytes", { maxOutputBytes: -1 }],
     ["hostname", { hostname: "typo of host" }],
-    ["via", { via: { host: "bastion" } }],
+    // A jump host (`via`) has the target's field rules; its fields are named `via.…`.
+    ["via.username", { via: { host: "bastion" } }],
+    ["via.extra", { via: { host: "bastion", username: "u", extra: 1 } }],
+    ["via.hostKey", { via: { host: "bastion", username: "u", hostKey: "SHA256:nope" } }],
   ];
   for (const [field, patch] of bad) {
     it(`answers ValidationError naming ${field} for ${JSON.stringify(patch).slice(0, 40)}, without connecting`, async () => {
@@ -37,6 +40,7 @@ describe("runCommand request checks (library callers)", () => {
         const result = await runCommand({ ...base, ...patch } as RunRequest, {
           budgetMs: 1000,
           secret,
+          via: { secret },
         });
         expect(result.status).toBe("error");
         expect(result.error).toMatchObject({
