@@ -56,6 +56,8 @@ let rogue: RogueServer;
 let pinRogue: RogueServer;
 /** Every name the suite's resolver was asked for. */
 const lookups: string[] = [];
+/** Every credential name the handlers read from the store. */
+const credentialReads: string[] = [];
 let captured: Captured;
 let api: ReturnType<typeof createApiHandler>;
 let task: ReturnType<typeof createTaskHandler>;
@@ -205,6 +207,12 @@ beforeAll(async () => {
     settings: { remoteBound: false },
   });
   captured = made.captured;
+  const store = made.runtime.credentials;
+  const read = store.get.bind(store);
+  store.get = (name, options) => {
+    credentialReads.push(name);
+    return read(name, options);
+  };
   api = createApiHandler(made.runtime);
   task = createTaskHandler(made.runtime);
   local = await startLocalServer({ handler: api, callerArn: CALLER, port: 0 });
@@ -742,13 +750,17 @@ describe("jump hosts (via): no hop reaches further than the caller's rules", () 
     ...extra,
   });
   const hop = (o: Outcome) => o.body.result?.error?.hop;
-  /** Runs an attack and proves nothing was resolved or dialled and no credential offered. */
-  async function noDial<T>(attack: () => Promise<T>): Promise<T> {
+  /**
+   * Runs an attack and proves nothing was resolved or dialled and no credential offered — nor
+   * read, unless `read` (a host-key refusal needs the credential's kind: password or key).
+   */
+  async function noDial<T>(attack: () => Promise<T>, read = false): Promise<T> {
     const before = [rogue.connections(), pinRogue.connections(), lookups.length];
-    const attempts = pinRogue.attempts.length;
+    const [attempts, reads] = [pinRogue.attempts.length, credentialReads.length];
     const out = await attack();
     expect([rogue.connections(), pinRogue.connections(), lookups.length]).toEqual(before);
     expect(pinRogue.attempts.length).toBe(attempts);
+    if (!read) expect(credentialReads.slice(reads), "credentials read").toEqual([]);
     return out;
   }
 
@@ -789,44 +801,49 @@ describe("jump hosts (via): no hop reaches further than the caller's rules", () 
   });
 
   it("pins its own server as the jump host (rule without allowRequestPins) → 403 TargetNotAllowed, hop via, no dial", async () => {
-    const o = await noDial(() =>
-      viaApi("v1", behind({}, { hostKey: rogue.server.hostKeyLine }), JUMPER),
+    const o = await noDial(
+      () => viaApi("v1", behind({}, { hostKey: rogue.server.hostKeyLine }), JUMPER),
+      true,
     );
     expect([o.status, o.name, hop(o)]).toEqual([403, "TargetNotAllowed", "via"]);
     expect(o.body.error?.message).toContain("allowRequestPins");
   });
 
   it("pins its own server as the jump host with the production password (rule allows pins) → 403 CredentialNotAllowed, hop via, no dial", async () => {
-    const o = await noDial(() =>
-      viaApi(
-        "v2",
-        target({
-          via: {
-            host: "127.0.0.1",
-            port: pinRogue.server.port,
-            username: sshd.username,
-            credential: "prod-root",
-            hostKey: pinRogue.server.hostKeyFingerprint,
-          },
-        }),
-        JUMP_PINNER,
-      ),
+    const o = await noDial(
+      () =>
+        viaApi(
+          "v2",
+          target({
+            via: {
+              host: "127.0.0.1",
+              port: pinRogue.server.port,
+              username: sshd.username,
+              credential: "prod-root",
+              hostKey: pinRogue.server.hostKeyFingerprint,
+            },
+          }),
+          JUMP_PINNER,
+        ),
+      true,
     );
     expect([o.status, o.name, hop(o)]).toEqual([403, "CredentialNotAllowed", "via"]);
   });
 
   it("pins its own server as the target behind a jump host, with the production password → 403 CredentialNotAllowed, hop target, no dial", async () => {
-    const o = await noDial(() =>
-      viaApi(
-        "v1",
-        target({
-          port: pinRogue.server.port,
-          credential: "prod-root",
-          hostKey: pinRogue.server.hostKeyLine,
-          via: { host: "127.0.0.1", port: rogue.server.port, username: sshd.username },
-        }),
-        JUMP_PINNER,
-      ),
+    const o = await noDial(
+      () =>
+        viaApi(
+          "v1",
+          target({
+            port: pinRogue.server.port,
+            credential: "prod-root",
+            hostKey: pinRogue.server.hostKeyLine,
+            via: { host: "127.0.0.1", port: rogue.server.port, username: sshd.username },
+          }),
+          JUMP_PINNER,
+        ),
+      true,
     );
     expect([o.status, o.name, hop(o)]).toEqual([403, "CredentialNotAllowed", "target"]);
   });
@@ -876,13 +893,14 @@ describe("jump hosts (via): no hop reaches further than the caller's rules", () 
     expect([o.status, o.name, hop(o)]).toEqual([403, "CredentialNotAllowed", "target"]);
   });
 
-  it.each(["169.254.169.254", "169.254.170.2", "0.0.0.0"])(
+  it.each(["169.254.169.254", "169.254.170.2", "0.0.0.0", "::ffff:169.254.169.254"])(
     "uses %s (deny list) as the jump host under an any-address rule → 403 TargetNotAllowed, hop via, no dial",
     async (address) => {
       const o = await noDial(() =>
         viaApi("v1", behind({}, { host: address, port: 22, credential: "default" }), WIDE),
       );
       expect([o.status, o.name, hop(o)]).toEqual([403, "TargetNotAllowed", "via"]);
+      expect(o.body.error?.message).toContain("may not reach");
     },
   );
 
@@ -974,7 +992,9 @@ describe("jump hosts (via): no hop reaches further than the caller's rules", () 
       [target({ via: workflowVia({ host: "bad\u0000host" }) }), "ValidationError", "none"],
     ];
     for (const [request, name, where] of cases) {
-      const t = await noDial(() => viaTask(taskEvent(request)));
+      // Only the pin refusal needs the credential's kind, so only it reads the store.
+      const pinned = (request.via as { hostKey?: string }).hostKey !== undefined;
+      const t = await noDial(() => viaTask(taskEvent(request)), pinned);
       expect(t.name, JSON.stringify(request.via)).toBe(name);
       const payload = t.payload as { error?: { hop?: string } };
       if (where !== "none") expect(payload.error?.hop, name).toBe(where);
