@@ -934,6 +934,7 @@ describe("jump hosts (via): no hop reaches further than the caller's rules", () 
     ["an oversize via.host", { host: `${"a".repeat(250)}.corp` }],
     ["an oversize via.username", { username: "u".repeat(129) }],
     ["an oversize via.hostKey", { hostKey: `ssh-ed25519 ${"A".repeat(9_000)}` }],
+    ["an oversize via.credential", { credential: "c".repeat(129) }],
     ["a via.credential walking out (../)", { credential: "jump-key/../prod-root" }],
     ["an unknown nested field via.command", { command: "id" }],
     ["an unknown nested field via.proxyJump", { proxyJump: "10.0.6.7" }],
@@ -1055,6 +1056,8 @@ describe("audit: refusals are on the record", () => {
 describe("across the whole suite", () => {
   it("the rogue server saw zero authentication attempts", () => {
     expect(rogue.attempts).toEqual([]);
+    // The second rogue: only the one jump host attack the policy allows (a pinned key) reached it.
+    expect(pinRogue.attempts.map((attempt) => attempt.method)).toEqual(["publickey"]);
     // It was reached (HostKeyUnknown, HostKeyMismatch): the refusals happened at the key check.
     expect(rogue.connections()).toBeGreaterThan(0);
   });
