@@ -10,6 +10,7 @@ import { request as httpRequest } from "node:http";
 import type { APIGatewayProxyResult } from "aws-lambda";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApiHandler } from "../../functions/api.ts";
+import { demoKeyPair } from "../../functions/local/demo-key.ts";
 import { type LocalServer, startLocalServer, TOKEN_HEADER } from "../../functions/local/server.ts";
 import { Policy, type PolicyDocument } from "../../functions/policy/policy.ts";
 import { createTaskHandler } from "../../functions/task.ts";
@@ -33,6 +34,12 @@ import { type RogueServer, startRogueServer } from "./rogue-server.ts";
 const PINNER = "arn:aws:iam::123456789012:role/pinner";
 /** A caller allowed only names under *.corp that resolve into 10.0.0.0/8. */
 const CORP = "arn:aws:iam::123456789012:role/corp-operator";
+/** A caller allowed one jump host (127.0.0.1, the rogue's port, `jump-key`) and 10.0.5.0/24 behind it. */
+const JUMPER = "arn:aws:iam::123456789012:role/jumper";
+/** A caller whose loopback rule allows request pins, the password and jump hosts. */
+const JUMP_PINNER = "arn:aws:iam::123456789012:role/jump-pinner";
+/** A caller allowed any IPv4 address on port 22 (the deny list still applies). */
+const WIDE = "arn:aws:iam::123456789012:role/wide";
 /** A caller no rule names. */
 const STRANGER = "arn:aws:iam::999999999999:user/mallory";
 /** The rogue's key line under another key type's name would not parse: use its own line. */
@@ -42,6 +49,15 @@ const WRONG_PASSPHRASE = "not-the-passphrase-7f3c";
 
 let sshd: SshdServer;
 let rogue: RogueServer;
+/**
+ * A second attacker's server, for the one attack the policy lets through (a pinned jump host
+ * under `allowRequestPins` with a key credential): it may see that key's attempt, never more.
+ */
+let pinRogue: RogueServer;
+/** Every name the suite's resolver was asked for. */
+const lookups: string[] = [];
+/** Every credential name the handlers read from the store. */
+const credentialReads: string[] = [];
 let captured: Captured;
 let api: ReturnType<typeof createApiHandler>;
 let task: ReturnType<typeof createTaskHandler>;
@@ -92,6 +108,42 @@ function policy(): PolicyDocument {
         commands: { patterns: ["uptime"] },
       },
       {
+        // Meant only as a jump host: its own command is `true`.
+        id: "jump-only",
+        callers: [JUMPER],
+        targets: {
+          cidrs: ["127.0.0.1/32"],
+          ports: [rogue.server.port],
+          usernames: [sshd.username],
+        },
+        credentials: ["jump-key"],
+        commands: { patterns: ["true"] },
+      },
+      {
+        id: "jump-net",
+        callers: [JUMPER],
+        targets: { cidrs: ["10.0.5.0/24"], usernames: [sshd.username] },
+        commands: { patterns: ["uptime"] },
+      },
+      {
+        id: "jump-pins",
+        callers: [JUMP_PINNER],
+        targets: {
+          cidrs: ["127.0.0.1/32"],
+          ports: [sshd.port, rogue.server.port, pinRogue.server.port],
+          usernames: [sshd.username],
+        },
+        credentials: ["default", "prod-root"],
+        allowRequestPins: true,
+        commands: { patterns: ["uptime"] },
+      },
+      {
+        id: "wide",
+        callers: [WIDE],
+        targets: { cidrs: ["0.0.0.0/0"], usernames: ["*"] },
+        commands: { patterns: ["uptime"] },
+      },
+      {
         id: "workflow",
         callers: [WORKFLOW],
         targets: loopback,
@@ -112,11 +164,17 @@ function policy(): PolicyDocument {
 }
 
 beforeAll(async () => {
-  [sshd, rogue] = await Promise.all([startSshd(), startRogueServer()]);
+  [sshd, rogue, pinRogue] = await Promise.all([
+    startSshd(),
+    startRogueServer(),
+    // Its own key: the shared one is revoked in this suite's known hosts.
+    startRogueServer(demoKeyPair()),
+  ]);
   if (sshd.password === null)
     throw new Error("the suite needs root (a password for the test user)");
   const secrets: Record<string, Secret> = {
     default: { privateKey: sshd.keys.ed25519.privateKey },
+    "jump-key": { privateKey: sshd.keys.ecdsa.privateKey },
     "prod-root": { password: sshd.password },
     broken: {
       privateKey: `-----BEGIN OPENSSH PRIVATE KEY-----\n${BROKEN_KEY_BODY}\n-----END OPENSSH PRIVATE KEY-----\n`,
@@ -134,7 +192,9 @@ beforeAll(async () => {
       "revoked.corp": { address: "127.0.0.1", family: 4 },
       "mapped.corp": { address: "::ffff:127.0.0.1", family: 6 },
       "metadata.corp": { address: "169.254.169.254", family: 4 },
+      "outside.corp": { address: "10.0.6.7", family: 4 },
     };
+    lookups.push(host);
     const found = table[host.toLowerCase().replace(/\.$/, "")];
     if (!found) throw Object.assign(new Error(`ENOTFOUND ${host}`), { code: "ENOTFOUND" });
     return found;
@@ -147,13 +207,19 @@ beforeAll(async () => {
     settings: { remoteBound: false },
   });
   captured = made.captured;
+  const store = made.runtime.credentials;
+  const read = store.get.bind(store);
+  store.get = (name, options) => {
+    credentialReads.push(name);
+    return read(name, options);
+  };
   api = createApiHandler(made.runtime);
   task = createTaskHandler(made.runtime);
   local = await startLocalServer({ handler: api, callerArn: CALLER, port: 0 });
 });
 
 afterAll(async () => {
-  await Promise.all([local?.close(), rogue?.close(), sshd?.stop()]);
+  await Promise.all([local?.close(), rogue?.close(), pinRogue?.close(), sshd?.stop()]);
 });
 
 const target = (extra: Record<string, unknown> = {}) => ({
@@ -666,6 +732,277 @@ describe("sizes: no response can outgrow its transport", () => {
   });
 });
 
+describe("jump hosts (via): no hop reaches further than the caller's rules", () => {
+  /** The rogue as the jump host JUMPER's "jump-only" rule allows. */
+  const jumpRogue = (extra: Record<string, unknown> = {}) => ({
+    host: "127.0.0.1",
+    port: rogue.server.port,
+    username: sshd.username,
+    credential: "jump-key",
+    ...extra,
+  });
+  /** A request to 10.0.5.7 (JUMPER's "jump-net" rule) through the rogue jump host. */
+  const behind = (extra: Record<string, unknown> = {}, via: Record<string, unknown> = {}) => ({
+    host: "10.0.5.7",
+    username: sshd.username,
+    command: "uptime",
+    via: jumpRogue(via),
+    ...extra,
+  });
+  const hop = (o: Outcome) => o.body.result?.error?.hop;
+  /**
+   * Runs an attack and proves nothing was resolved or dialled and no credential offered — nor
+   * read, unless `read` (a host-key refusal needs the credential's kind: password or key).
+   */
+  async function noDial<T>(attack: () => Promise<T>, read = false): Promise<T> {
+    const before = [rogue.connections(), pinRogue.connections(), lookups.length];
+    const [attempts, reads] = [pinRogue.attempts.length, credentialReads.length];
+    const out = await attack();
+    expect([rogue.connections(), pinRogue.connections(), lookups.length]).toEqual(before);
+    expect(pinRogue.attempts.length).toBe(attempts);
+    if (!read) expect(credentialReads.slice(reads), "credentials read").toEqual([]);
+    return out;
+  }
+
+  it("reaches a target address outside the rule's cidrs through an allowed jump host → 403 TargetNotAllowed, hop target, no dial", async () => {
+    const o = await noDial(() => viaApi("v1", behind({ host: "10.0.6.7" }), JUMPER));
+    expect([o.status, o.name, hop(o)]).toEqual([403, "TargetNotAllowed", "target"]);
+    expect(o.body.error?.message).toContain("host 10.0.6.7 is not allowed");
+  });
+
+  it.each(["db.corp", "outside.corp", "10.0.5.7.nip.io"])(
+    "reaches a DNS name %j behind an allowed jump host under cidrs-only rules → 403 TargetNotAllowed, hop target, nothing resolved, no dial",
+    async (host) => {
+      const o = await noDial(() => viaApi("v2", behind({ host }), JUMPER));
+      expect([o.status, o.name, hop(o)]).toEqual([403, "TargetNotAllowed", "target"]);
+      expect(o.body.error?.message).toContain("resolves its name");
+    },
+  );
+
+  it("goes through a jump host no rule allows while the target is allowed → 403 TargetNotAllowed, hop via, no dial", async () => {
+    const o = await noDial(() =>
+      viaApi("v1", behind({}, { host: "192.0.2.10", port: 22 }), JUMPER),
+    );
+    expect([o.status, o.name, hop(o)]).toEqual([403, "TargetNotAllowed", "via"]);
+    expect(o.body.error?.message).toContain("via.host 192.0.2.10 is not allowed");
+    const port = await noDial(() => viaApi("v1", behind({}, { port: sshd.port }), JUMPER));
+    expect([port.status, port.name, hop(port)]).toEqual([403, "TargetNotAllowed", "via"]);
+    expect(port.body.error?.message).toContain(`via.port ${sshd.port}`);
+  });
+
+  it("resolves an allowed jump host name outside the rule's cidrs → 403 TargetNotAllowed, hop via, no dial, address not revealed", async () => {
+    const [dials, resolved] = [rogue.connections(), lookups.length];
+    const o = await viaApi("v1", behind({}, { host: "outside.corp" }), JUMPER);
+    expect([o.status, o.name, hop(o)]).toEqual([403, "TargetNotAllowed", "via"]);
+    expect(JSON.stringify(o.body)).not.toContain("10.0.6.7");
+    // Resolved here (the jump host's own name), refused before the dial.
+    expect(lookups.slice(resolved)).toEqual(["outside.corp"]);
+    expect(rogue.connections()).toBe(dials);
+  });
+
+  it("pins its own server as the jump host (rule without allowRequestPins) → 403 TargetNotAllowed, hop via, no dial", async () => {
+    const o = await noDial(
+      () => viaApi("v1", behind({}, { hostKey: rogue.server.hostKeyLine }), JUMPER),
+      true,
+    );
+    expect([o.status, o.name, hop(o)]).toEqual([403, "TargetNotAllowed", "via"]);
+    expect(o.body.error?.message).toContain("allowRequestPins");
+  });
+
+  it("pins its own server as the jump host with the production password (rule allows pins) → 403 CredentialNotAllowed, hop via, no dial", async () => {
+    const o = await noDial(
+      () =>
+        viaApi(
+          "v2",
+          target({
+            via: {
+              host: "127.0.0.1",
+              port: pinRogue.server.port,
+              username: sshd.username,
+              credential: "prod-root",
+              hostKey: pinRogue.server.hostKeyFingerprint,
+            },
+          }),
+          JUMP_PINNER,
+        ),
+      true,
+    );
+    expect([o.status, o.name, hop(o)]).toEqual([403, "CredentialNotAllowed", "via"]);
+  });
+
+  it("pins its own server as the target behind a jump host, with the production password → 403 CredentialNotAllowed, hop target, no dial", async () => {
+    const o = await noDial(
+      () =>
+        viaApi(
+          "v1",
+          target({
+            port: pinRogue.server.port,
+            credential: "prod-root",
+            hostKey: pinRogue.server.hostKeyLine,
+            via: { host: "127.0.0.1", port: rogue.server.port, username: sshd.username },
+          }),
+          JUMP_PINNER,
+        ),
+      true,
+    );
+    expect([o.status, o.name, hop(o)]).toEqual([403, "CredentialNotAllowed", "target"]);
+  });
+
+  it("pins its own server as the jump host with a key (rule allows pins) to harvest the target's password → only the jump key's public half reaches it", async () => {
+    const connections = pinRogue.connections();
+    const o = await viaApi(
+      "v1",
+      target({
+        credential: "prod-root",
+        via: {
+          host: "127.0.0.1",
+          port: pinRogue.server.port,
+          username: sshd.username,
+          hostKey: pinRogue.server.hostKeyLine,
+        },
+      }),
+      JUMP_PINNER,
+    );
+    // The rule allows this jump host, a pin and this key: the session dials it (the counter
+    // works), the rogue refuses the key, and the target's password never leaves.
+    expect(pinRogue.connections()).toBe(connections + 1);
+    expect([o.status, o.name]).toEqual([502, "AuthFailed"]);
+    expect(hop(o)).toBe("via");
+    // One attempt, with the jump host's own key (via.credential "default"), as for any host.
+    expect(pinRogue.attempts.length).toBe(1);
+    const defaultKey = sshd.keys.ed25519.publicKey.split(" ")[1];
+    for (const attempt of pinRogue.attempts) {
+      expect(attempt.password).toBeUndefined();
+      expect(attempt.method).toBe("publickey");
+      expect(attempt.key).toBe(defaultKey);
+    }
+    expect(JSON.stringify(pinRogue.attempts)).not.toContain(sshd.password!);
+  });
+
+  it("names another rule's credential for the jump host → 403 CredentialNotAllowed, hop via, no dial", async () => {
+    for (const credential of ["prod-root", "default"]) {
+      // prod-root: PINNER's rule; default: granted by JUMPER's own "jump-net", not for this host.
+      const o = await noDial(() => viaApi("v1", behind({}, { credential }), JUMPER));
+      expect([o.status, o.name, hop(o)], credential).toEqual([403, "CredentialNotAllowed", "via"]);
+      expect(o.body.error?.message).toContain(`via.credential ${JSON.stringify(credential)}`);
+    }
+  });
+
+  it("names the jump host's credential for the target (allowed at the jump host, not at the target) → 403 CredentialNotAllowed, hop target, no dial", async () => {
+    const o = await noDial(() => viaApi("v1", behind({ credential: "jump-key" }), JUMPER));
+    expect([o.status, o.name, hop(o)]).toEqual([403, "CredentialNotAllowed", "target"]);
+  });
+
+  it.each(["169.254.169.254", "169.254.170.2", "0.0.0.0", "::ffff:169.254.169.254"])(
+    "uses %s (deny list) as the jump host under an any-address rule → 403 TargetNotAllowed, hop via, no dial",
+    async (address) => {
+      const o = await noDial(() =>
+        viaApi("v1", behind({}, { host: address, port: 22, credential: "default" }), WIDE),
+      );
+      expect([o.status, o.name, hop(o)]).toEqual([403, "TargetNotAllowed", "via"]);
+      expect(o.body.error?.message).toContain("may not reach");
+    },
+  );
+
+  it("uses a jump host name that resolves into the metadata endpoint → 403 TargetNotAllowed, hop via, address not revealed", async () => {
+    const dials = rogue.connections();
+    const o = await viaApi(
+      "v2",
+      behind({}, { host: "metadata.corp", port: 22, credential: "default" }),
+      WIDE,
+    );
+    expect([o.status, o.name, hop(o)]).toEqual([403, "TargetNotAllowed", "via"]);
+    expect(JSON.stringify(o.body)).not.toContain("169.254");
+    expect(rogue.connections()).toBe(dials);
+  });
+
+  it("reaches the metadata endpoint as the target behind an allowed jump host → 403 TargetNotAllowed, hop target, no dial", async () => {
+    const o = await noDial(() =>
+      viaApi(
+        "v1",
+        behind({ host: "169.254.169.254" }, { host: "10.0.9.9", port: 22, credential: "default" }),
+        WIDE,
+      ),
+    );
+    expect([o.status, o.name, hop(o)]).toEqual([403, "TargetNotAllowed", "target"]);
+  });
+
+  it.each([
+    ["a control character in via.host", { host: "bastion\u0007.corp" }],
+    ["a newline in via.host", { host: "bastion.corp\nforged" }],
+    ["a space in via.username", { username: "root extra" }],
+    ["an oversize via.host", { host: `${"a".repeat(250)}.corp` }],
+    ["an oversize via.username", { username: "u".repeat(129) }],
+    ["an oversize via.hostKey", { hostKey: `ssh-ed25519 ${"A".repeat(9_000)}` }],
+    ["an oversize via.credential", { credential: "c".repeat(129) }],
+    ["a via.credential walking out (../)", { credential: "jump-key/../prod-root" }],
+    ["an unknown nested field via.command", { command: "id" }],
+    ["an unknown nested field via.proxyJump", { proxyJump: "10.0.6.7" }],
+    ["a malformed via.hostKey", { hostKey: "SHA256:not base64!" }],
+  ])("sends %s → 400 ValidationError naming via, no dial", async (_what, via) => {
+    const o = await noDial(() => viaApi("v1", behind({}, via), JUMPER));
+    expect([o.status, o.name]).toEqual([400, "ValidationError"]);
+    expect(o.body.error?.message).toMatch(/via\./);
+    expect(captured.audits.at(-1)?.error?.hop).toBe("via");
+  });
+
+  it.each([
+    ["a string", "127.0.0.1"],
+    ["an array", [{ host: "127.0.0.1", username: "u" }]],
+    ["null", null],
+    ["a number", 22],
+  ])("sends via as %s → 400 ValidationError, no dial", async (_what, via) => {
+    const o = await noDial(() => viaApi("v2", { ...behind(), via }, JUMPER));
+    expect([o.status, o.name]).toEqual([400, "ValidationError"]);
+    expect(o.body.error?.message).toContain('"via"');
+  });
+
+  it("makes the jump host its own target (a loop) with a command only the target rule allows → 403 CommandNotAllowed, no dial", async () => {
+    const o = await noDial(() =>
+      viaApi("v1", { ...jumpRogue(), command: "uptime", via: jumpRogue() }, JUMPER),
+    );
+    expect([o.status, o.name]).toEqual([403, "CommandNotAllowed"]);
+  });
+
+  it("makes the jump host its own target (a loop) with the rule's own command → the jump host's key decides: 502 HostKeyMismatch, hop via, nothing sent", async () => {
+    const dials = rogue.connections();
+    const o = await viaApi("v1", { ...jumpRogue(), command: "true", via: jumpRogue() }, JUMPER);
+    // Unlisted, and its key is revoked under another name: HostKeyMismatch.
+    expect([o.status, o.name, hop(o)]).toEqual([502, "HostKeyMismatch", "via"]);
+    // One dial (to the jump host), never a second hop to it; no credential offered.
+    expect(rogue.connections()).toBe(dials + 1);
+  });
+
+  it("sends via attacks as a Step Functions task → the same refusals, hop in the payload, no dial", async () => {
+    const workflowVia = (extra: Record<string, unknown> = {}) => ({
+      host: "127.0.0.1",
+      port: rogue.server.port,
+      username: sshd.username,
+      ...extra,
+    });
+    const cases: [Record<string, unknown>, string, string][] = [
+      [target({ host: "10.0.6.7", port: 22, via: workflowVia() }), "TargetNotAllowed", "target"],
+      [target({ via: workflowVia({ port: 2222 }) }), "TargetNotAllowed", "via"],
+      [target({ via: workflowVia({ credential: "prod-root" }) }), "CredentialNotAllowed", "via"],
+      [target({ via: workflowVia({ host: "169.254.169.254" }) }), "TargetNotAllowed", "via"],
+      [
+        target({ via: workflowVia({ hostKey: rogue.server.hostKeyLine }) }),
+        "TargetNotAllowed",
+        "via",
+      ],
+      [target({ via: workflowVia({ host: "bad\u0000host" }) }), "ValidationError", "none"],
+    ];
+    for (const [request, name, where] of cases) {
+      // Only the pin refusal needs the credential's kind, so only it reads the store.
+      const pinned = (request.via as { hostKey?: string }).hostKey !== undefined;
+      const t = await noDial(() => viaTask(taskEvent(request)), pinned);
+      expect(t.name, JSON.stringify(request.via)).toBe(name);
+      const payload = t.payload as { error?: { hop?: string } };
+      if (where !== "none") expect(payload.error?.hop, name).toBe(where);
+    }
+  });
+});
+
 describe("the local server: no web page can drive it", () => {
   const json = { "content-type": "application/json" };
   it("arrives through DNS rebinding (foreign Host) → 403", async () => {
@@ -719,6 +1056,8 @@ describe("audit: refusals are on the record", () => {
 describe("across the whole suite", () => {
   it("the rogue server saw zero authentication attempts", () => {
     expect(rogue.attempts).toEqual([]);
+    // The second rogue: only the one jump host attack the policy allows (a pinned key) reached it.
+    expect(pinRogue.attempts.map((attempt) => attempt.method)).toEqual(["publickey"]);
     // It was reached (HostKeyUnknown, HostKeyMismatch): the refusals happened at the key check.
     expect(rogue.connections()).toBeGreaterThan(0);
   });

@@ -1,5 +1,5 @@
 import type { AuthContext } from "ssh2";
-import { type Ssh2Server, startSsh2Server } from "../helpers/ssh2-server.ts";
+import { type Ssh2Server, type Ssh2ServerScript, startSsh2Server } from "../helpers/ssh2-server.ts";
 
 /** One authentication attempt as a rogue server sees it: everything a client gave away. */
 export interface AuthAttempt {
@@ -25,11 +25,15 @@ export interface RogueServer {
 /**
  * A scripted ssh2 server that presents its own host key, records each authentication attempt
  * (method, username, password or key) and refuses it, so a client that trusts it hands over
- * whatever it holds. The suite's pass condition is that it records nothing.
+ * whatever it holds. The suite's pass condition is that it records nothing. `hostKey`: its own
+ * key (default: the in-process servers' shared one).
  */
-export async function startRogueServer(): Promise<RogueServer> {
+export async function startRogueServer(
+  hostKey?: Ssh2ServerScript["hostKey"],
+): Promise<RogueServer> {
   const attempts: AuthAttempt[] = [];
   const server = await startSsh2Server({
+    ...(hostKey ? { hostKey } : {}),
     auth: (ctx: AuthContext) => {
       const attempt: AuthAttempt = { method: ctx.method, username: ctx.username };
       if (ctx.method === "password") attempt.password = ctx.password;
