@@ -57,6 +57,12 @@ export interface PolicyRule {
    * where the deployment spills on request (`BSSH_SPILL_MODE=request`). @default false
    */
   allowSpill?: boolean;
+  /**
+   * Let requests use a host this rule allows as their jump host (`via`). A jump host is a
+   * pivot: the target behind it is reached from that host's network, so serving as one is
+   * opt-in per rule, never implied by being an allowed target. @default false
+   */
+  allowAsJumpHost?: boolean;
 }
 
 /** The policy document (one JSON object: local config `policy`, or env/SSM in AWS). */
@@ -132,6 +138,7 @@ interface CompiledRule {
   allowRequestPins: boolean;
   allowShellSyntax: boolean;
   allowSpill: boolean;
+  allowAsJumpHost: boolean;
 }
 
 /**
@@ -256,6 +263,7 @@ export class Policy {
       allowRequestPins: flag(rule.allowRequestPins, `${where}.allowRequestPins`),
       allowShellSyntax: flag(rule.allowShellSyntax, `${where}.allowShellSyntax`),
       allowSpill: flag(rule.allowSpill, `${where}.allowSpill`),
+      allowAsJumpHost: flag(rule.allowAsJumpHost, `${where}.allowAsJumpHost`),
     };
   }
 
@@ -415,8 +423,15 @@ function matchTarget(
   if (byTarget.length === 0) {
     throw deny(`${prefix}username ${target.username} is not allowed on ${what}`);
   }
+  // A jump host is a pivot into its own network: only a rule that says so lends it.
+  const byRole = prefix ? byTarget.filter((r) => r.allowAsJumpHost) : byTarget;
+  if (byRole.length === 0) {
+    throw deny(
+      `${what} is allowed as a target but not as a jump host: no rule allowing it for caller ${caller} sets allowAsJumpHost`,
+    );
+  }
   const credential = target.credential ?? "default";
-  const byCredential = byTarget.filter((r) => r.credentials.some((c) => c.test(credential)));
+  const byCredential = byRole.filter((r) => r.credentials.some((c) => c.test(credential)));
   if (byCredential.length === 0) {
     const err = new CredentialNotAllowed(
       `${prefix}credential ${JSON.stringify(credential)} is not granted to caller ${caller} for ${prefix ? `jump host ${target.host}` : "this target"}`,

@@ -42,6 +42,7 @@ function policy(viaCredentials: string[]): PolicyDocument {
           usernames: [lab.target.username],
         },
         credentials: viaCredentials,
+        allowAsJumpHost: true,
         commands: { patterns: ["true"] },
       },
     ],

@@ -273,6 +273,7 @@ describe("policy: jump host (via)", () => {
         // A jump host rule still needs commands (every rule does); nothing runs there.
         commands: { patterns: ["true"] },
         allowRequestPins: true,
+        allowAsJumpHost: true,
       },
       {
         id: "ranged",
@@ -290,7 +291,16 @@ describe("policy: jump host (via)", () => {
   });
   const via = { host: "bastion.example.com", username: "jump", credential: "bastion-key" };
 
-  it("allows a jump host that a rule of the caller allows as a target", () => {
+  it("refuses a host its rules allow as a target but none as a jump host (allowAsJumpHost)", () => {
+    const err = refusal(() =>
+      jumpPolicy.authorize(OPS, req({ via: { host: "app.web.example.com", username: "deploy" } })),
+    );
+    expect(err.name).toBe("TargetNotAllowed");
+    expect(err.message).toContain("allowAsJumpHost");
+    expect((err as { hop?: string }).hop).toBe("via");
+  });
+
+  it("allows a jump host that a rule of the caller allows as a jump host", () => {
     const auth = jumpPolicy.authorize(OPS, req({ via }));
     expect(auth.rules).toEqual(["web"]);
     expect(auth.credential).toBe("default");
@@ -333,6 +343,7 @@ describe("policy: jump host (via)", () => {
           callers: [OPS],
           targets: { cidrs: ["10.9.0.0/24", "127.0.0.0/8"], usernames: ["*"] },
           credentials: ["*"],
+          allowAsJumpHost: true,
           commands: { patterns: ["uptime"] },
         },
       ],

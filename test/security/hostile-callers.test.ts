@@ -117,6 +117,7 @@ function policy(): PolicyDocument {
           usernames: [sshd.username],
         },
         credentials: ["jump-key"],
+        allowAsJumpHost: true,
         commands: { patterns: ["true"] },
       },
       {
@@ -135,18 +136,21 @@ function policy(): PolicyDocument {
         },
         credentials: ["default", "prod-root"],
         allowRequestPins: true,
+        allowAsJumpHost: true,
         commands: { patterns: ["uptime"] },
       },
       {
         id: "wide",
         callers: [WIDE],
         targets: { cidrs: ["0.0.0.0/0"], usernames: ["*"] },
+        allowAsJumpHost: true,
         commands: { patterns: ["uptime"] },
       },
       {
         id: "workflow",
         callers: [WORKFLOW],
         targets: loopback,
+        allowAsJumpHost: true,
         commands: { patterns: ["uptime", "exit [0-9]+", "echo [ -~]*"] },
       },
     ],
@@ -788,6 +792,15 @@ describe("jump hosts (via): no hop reaches further than the caller's rules", () 
     const port = await noDial(() => viaApi("v1", behind({}, { port: sshd.port }), JUMPER));
     expect([port.status, port.name, hop(port)]).toEqual([403, "TargetNotAllowed", "via"]);
     expect(port.body.error?.message).toContain(`via.port ${sshd.port}`);
+  });
+
+  it("uses a host its rule allows as a target, not as a jump host → 403 TargetNotAllowed naming allowAsJumpHost, hop via, no dial", async () => {
+    // "jump-net" allows 10.0.5.0/24 as targets; it does not set allowAsJumpHost.
+    const o = await noDial(() =>
+      viaApi("v1", behind({}, { host: "10.0.5.8", port: 22, credential: "default" }), JUMPER),
+    );
+    expect([o.status, o.name, hop(o)]).toEqual([403, "TargetNotAllowed", "via"]);
+    expect(o.body.error?.message).toContain("allowAsJumpHost");
   });
 
   it("resolves an allowed jump host name outside the rule's cidrs → 403 TargetNotAllowed, hop via, no dial, address not revealed", async () => {
