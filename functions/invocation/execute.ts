@@ -76,9 +76,25 @@ export const TASK_LIMITS: EntryLimits = { maxOutputBytes: REQUEST_LIMITS.taskMax
 /** Idempotent results are recorded in one DynamoDB item (400 KB): the task path's limit. */
 const IDEMPOTENT_MAX_OUTPUT_BYTES = REQUEST_LIMITS.taskMaxOutputBytes;
 
-function derivedKey(scope: string, run: RunRequest): string {
+/**
+ * The idempotency key of a Step Functions task without its own `idempotencyKey`: the
+ * execution and everything that makes the session a different one (target, user, credential,
+ * command, jump host), so a retried task replays its result and a sibling task never does.
+ */
+export function derivedKey(scope: string, run: RunRequest): string {
   const digest = createHash("sha256")
-    .update(JSON.stringify([scope, run.host, run.port ?? 22, run.username, run.command]))
+    .update(
+      JSON.stringify([
+        scope,
+        run.host,
+        run.port ?? 22,
+        run.username,
+        run.credential ?? "default",
+        run.command,
+        // Two tasks of one execution that differ only in their jump host are two sessions.
+        run.via ? [run.via.host, run.via.port ?? 22, run.via.username, run.via.credential] : null,
+      ]),
+    )
     .digest("base64url");
   return `sfn:${digest}`;
 }
