@@ -30,6 +30,8 @@ export interface MetricsMiddlewareOptions {
   safetyMs?: number;
   /** Longest a `PutMetricData` call may hold the response even with time to spare (ms). @default 1000 */
   maxPublishMs?: number;
+  /** Below this much time the API is not tried at all: EMF only (ms). @default 15 */
+  minApiMs?: number;
   /** @default the container's gauge */
   leakGauge?: LeakGauge;
   /** @default the container's shared client */
@@ -43,13 +45,18 @@ export interface MetricsMiddlewareOptions {
 const defaults = {
   safetyMs: 20,
   maxPublishMs: 1_000,
+  minApiMs: 15,
 };
+
+/** Too little time for a round trip: the publisher writes EMF without trying the API. */
+const ABORTED = AbortSignal.abort();
 
 const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
   "namespace",
   "mode",
   "safetyMs",
   "maxPublishMs",
+  "minApiMs",
   "leakGauge",
   "client",
   "writeLine",
@@ -136,8 +143,11 @@ export function metricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
         deadlineSlackMs: Number.isFinite(left) ? Math.round(left) : 0,
         leakedSockets: record.leakedSockets,
       });
+      // Until the invocation's own signal reaches this hook (issue 13 item 1), the bound is a
+      // timeout derived from the time left; the publisher keeps no timer of its own.
+      const budgetMs = Math.min(options.maxPublishMs, left - options.safetyMs);
       const report = await publishMetrics(datums, {
-        timeoutMs: Math.min(options.maxPublishMs, left - options.safetyMs),
+        signal: budgetMs >= options.minApiMs ? AbortSignal.timeout(budgetMs) : ABORTED,
         namespace: options.namespace,
         mode: options.mode,
         client: options.client,

@@ -128,16 +128,18 @@ export function resetSharedCloudWatchClient(): void {
 }
 
 export interface PublishOptions {
-  /** Time the whole publish may take, API call and fallback included (ms). */
-  timeoutMs: number;
+  /**
+   * Bounds the whole publish, API call and fallback included: the invocation's signal (which
+   * fires at its deadline) or a timeout the caller derives from it. On abort the API call is
+   * cut, its socket destroyed, and its datums written as EMF. Already aborted: EMF only.
+   * The publisher has no timer of its own; without a signal only the client's transport limits
+   * (`connectionTimeout`, `requestTimeout`, 2 attempts) bound the API call.
+   */
+  signal?: AbortSignal;
   /** @default metricsConfigFromEnv().namespace */
   namespace?: string;
   /** @default metricsConfigFromEnv().mode */
   mode?: MetricsMode;
-  /** Below this much time the API is not tried at all: EMF only. @default 15 */
-  minApiMs?: number;
-  /** Cancels the API call early (e.g. the invocation's own signal); falls back to EMF. */
-  signal?: AbortSignal;
   /** @default sharedCloudWatchClient() */
   client?: CloudWatchClient;
   /** Writes one EMF line. @default process.stdout.write(line + "\n") */
@@ -154,7 +156,10 @@ export interface PublishReport {
   /** Datums written as EMF (fallback or mode `emf`/`both`). */
   emfDatums: number;
   emfLines: number;
-  /** Why the API call did not succeed: an error name, `Deadline` or `NoTime`. */
+  /**
+   * Why the API call did not succeed: an error name (the signal's reason when it cut the call,
+   * e.g. `TimeoutError`), or `NoTime` when the signal had fired before the call.
+   */
   apiError?: string;
   elapsedMs: number;
 }
@@ -199,17 +204,13 @@ function datumCount(d: CloudWatchDatum): number {
   return d.Counts ? d.Counts.reduce((a, b) => a + b, 0) : (d.Values?.length ?? 1);
 }
 
-class PublishDeadline extends Error {
-  override readonly name = "Deadline";
-}
-
 /**
- * Sends `datums` to CloudWatch within `options.timeoutMs`, and writes them as EMF when the
- * call fails, is throttled, or would not fit in the time. Never rejects.
+ * Sends `datums` to CloudWatch (mode `api`/`both`) or writes them as EMF (mode `emf`, and the
+ * fallback whenever the call fails, is throttled or is cut by `options.signal`). Never rejects.
  */
 export async function publishMetrics(
   datums: readonly MetricDatum[],
-  options: PublishOptions,
+  options: PublishOptions = {},
 ): Promise<PublishReport> {
   const started = performance.now();
   const env = metricsConfigFromEnv();
@@ -234,17 +235,12 @@ export async function publishMetrics(
   if (datums.length === 0) return { ...report, elapsedMs: 0 };
   if (mode === "emf") {
     writeEmf(datums);
-  } else if (options.timeoutMs < (options.minApiMs ?? 15)) {
+  } else if (options.signal?.aborted) {
     report.apiError = "NoTime";
     writeEmf(datums);
   } else {
-    const call = {
-      namespace,
-      timestamp: new Date(timestamp),
-      timeoutMs: options.timeoutMs,
-      signal: options.signal,
-    };
-    const failed = await sendWithin(datums, call, options.client, report);
+    const call = { namespace, timestamp: new Date(timestamp), signal: options.signal };
+    const failed = await send(datums, call, options.client, report);
     if (mode === "both") writeEmf(datums);
     else if (failed.length > 0) writeEmf(failed);
   }
@@ -252,32 +248,28 @@ export async function publishMetrics(
   return report;
 }
 
-/** Sends every batch within `timeoutMs`; returns the datums CloudWatch did not acknowledge. */
-async function sendWithin(
+/** A signal that never aborts: the race below then waits for the SDK alone. */
+const NEVER = new AbortController().signal;
+
+/** Sends every batch until `call.signal` aborts; returns the datums CloudWatch did not acknowledge. */
+async function send(
   datums: readonly MetricDatum[],
-  call: { namespace: string; timestamp: Date; timeoutMs: number; signal?: AbortSignal },
+  call: { namespace: string; timestamp: Date; signal: AbortSignal | undefined },
   client: CloudWatchClient | undefined,
   report: PublishReport,
 ): Promise<readonly MetricDatum[]> {
-  const controller = new AbortController();
-  const timer = setTimeout(
-    () => controller.abort(new PublishDeadline("publish deadline")),
-    call.timeoutMs,
-  );
-  const signal = call.signal
-    ? AbortSignal.any([controller.signal, call.signal])
-    : controller.signal;
-  // The SDK destroys the request's socket on the signal; the race makes the deadline hold
-  // even in a step that does not watch it (credential resolution).
+  const signal = call.signal ?? NEVER;
+  // The SDK destroys the request's socket on the signal; the race makes the signal hold even
+  // in a step that does not watch it (credential resolution).
   let onAbort = () => {};
   const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(signal.reason ?? new PublishDeadline("aborted"));
+    onAbort = () => reject(signal.reason ?? new Error("aborted"));
     if (signal.aborted) onAbort();
     else signal.addEventListener("abort", onAbort, { once: true });
   });
   aborted.catch(() => {});
   try {
-    // The SDK's first load (cold start) counts against the same deadline.
+    // The SDK's first load (cold start) counts against the same signal.
     const [cw, { PutMetricDataCommand }] = await Promise.race([
       Promise.all([client ?? sharedCloudWatchClient(), loadCloudWatchSdk()]),
       aborted,
@@ -294,7 +286,7 @@ async function sendWithin(
       batches.map(async (b) => {
         const sent = cw.send(
           new PutMetricDataCommand({ Namespace: call.namespace, MetricData: b.data }),
-          { abortSignal: signal },
+          call.signal ? { abortSignal: call.signal } : {},
         );
         sent.catch(() => {});
         try {
@@ -312,7 +304,6 @@ async function sendWithin(
     report.apiError ??= errorName(err);
     return datums;
   } finally {
-    clearTimeout(timer);
     signal.removeEventListener("abort", onAbort);
   }
 }
