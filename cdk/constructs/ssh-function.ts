@@ -7,6 +7,7 @@ import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import type * as ssm from "aws-cdk-lib/aws-ssm";
 import { Construct } from "constructs";
+import { DEFAULT_METRICS_MODE } from "../../functions/metrics/publisher.ts";
 import { DEFAULT_METRIC_NAMESPACE } from "../../lib/names.ts";
 import { HANDLER_ENV } from "../config.ts";
 
@@ -34,7 +35,7 @@ export interface SshFunctionProps {
   readonly knownHostsParameter: ssm.IStringParameter;
   /** @default DEFAULT_METRIC_NAMESPACE */
   readonly metricNamespace?: string;
-  /** @default "api" — PutMetricData with EMF fallback */
+  /** @default DEFAULT_METRICS_MODE ("emf": EMF lines only; docs/metrics.md, "Choosing the mode") */
   readonly metricsMode?: "api" | "emf" | "both";
   /** How the audit line records the command. @default "plain" (the handler's default) */
   readonly auditCommand?: "plain" | "hash";
@@ -129,7 +130,7 @@ export class SshFunction extends Construct {
       [HANDLER_ENV.policyParameter]: props.policyParameter.parameterName,
       [HANDLER_ENV.knownHostsParameter]: props.knownHostsParameter.parameterName,
       [HANDLER_ENV.auditCommand]: props.auditCommand ?? "plain",
-      [HANDLER_ENV.metricsMode]: props.metricsMode ?? "api",
+      [HANDLER_ENV.metricsMode]: props.metricsMode ?? DEFAULT_METRICS_MODE,
       [HANDLER_ENV.metricsNamespace]: namespace,
       // The bundle is minified: stack traces in the logs are only readable through the map.
       NODE_OPTIONS: "--enable-source-maps",

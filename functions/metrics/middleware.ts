@@ -24,7 +24,7 @@ import {
 export interface MetricsMiddlewareOptions {
   /** @default env `BSSH_METRICS_NAMESPACE`, else `BoundedSsh` */
   namespace?: string;
-  /** @default env `BSSH_METRICS_MODE`, else `api` */
+  /** @default env `BSSH_METRICS_MODE`, else `emf` (`DEFAULT_METRICS_MODE`) */
   mode?: MetricsMode;
   /** Kept back from the invocation's deadline for the EMF fallback and the response (ms). @default 20 */
   safetyMs?: number;
