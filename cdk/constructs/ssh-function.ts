@@ -9,7 +9,9 @@ import type * as ssm from "aws-cdk-lib/aws-ssm";
 import { Construct } from "constructs";
 import { DEFAULT_METRICS_MODE } from "../../functions/metrics/publisher.ts";
 import { DEFAULT_METRIC_NAMESPACE } from "../../lib/names.ts";
+import { handlerBundling } from "../bundling.ts";
 import { HANDLER_ENV } from "../config.ts";
+import { nodejsBundling } from "./nodejs-bundling.ts";
 
 /** Properties of {@link SshFunction}. */
 export interface SshFunctionProps {
@@ -156,17 +158,9 @@ export class SshFunction extends Construct {
       functionName: props.functionName,
       // A retried async invocation would run a remote command twice: callers own retries.
       retryAttempts: 0,
-      bundling: {
-        format: nodejs.OutputFormat.CJS,
-        target: "node24",
-        minify: true,
-        sourceMap: true,
-        sourcesContent: false,
-        // ssh2's native addons cannot be bundled; ssh2 falls back to pure JS without them.
-        // The AWS SDK v3 ships with the nodejs24.x runtime (CDK's default external, kept).
-        externalModules: ["cpu-features", "*.node", "@aws-sdk/*"],
-        forceDockerBundling: false,
-      },
+      // One source with the bench (cdk/bundling.ts): ssh2 in a chunk of its own, loaded when
+      // the engine is, so init does not compile it.
+      bundling: nodejsBundling(handlerBundling({ ssh2Chunk: true })),
     });
 
     Validations.of(role).acknowledge({

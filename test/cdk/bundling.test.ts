@@ -1,0 +1,154 @@
+/**
+ * The deployed handler assets, as `cdk synth` builds them (cdk/bundling.ts): ssh2 lives in a
+ * chunk of its own that init never loads, every ssh2 module the handler requires has a stub,
+ * the chunk works on its own, and it holds no project module (one copy of each error class).
+ */
+import { execFile } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { promisify } from "node:util";
+import { Stage } from "aws-cdk-lib";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SSH2_CHUNK, SSH2_MODULES } from "../../cdk/bundling.ts";
+import { ERROR_NAMES } from "../../lib/names.ts";
+import { generateEd25519KeyPair } from "../helpers/keys.ts";
+import { type Ssh2Server, startSsh2Server } from "../helpers/ssh2-server.ts";
+import { synthOnce } from "./synth.ts";
+
+const run = promisify(execFile);
+
+interface Asset {
+  handler: string;
+  dir: string;
+}
+
+/** The asset directory of every function in the template, by handler logical id. */
+function assets(): Asset[] {
+  const { stack, template } = synthOnce();
+  const outdir = Stage.of(stack)?.outdir ?? "";
+  const out: Asset[] = [];
+  for (const [id, fn] of Object.entries(template.findResources("AWS::Lambda::Function"))) {
+    const key = (fn.Properties as { Code?: { S3Key?: unknown } }).Code?.S3Key;
+    if (typeof key !== "string" || !key.endsWith(".zip")) continue;
+    const dir = path.join(outdir, `asset.${key.slice(0, -4)}`);
+    if (existsSync(path.join(dir, "index.js"))) out.push({ handler: id, dir });
+  }
+  return out;
+}
+
+const engineAssets = () => assets().filter((a) => /^(Api|Task)Handler/.test(a.handler));
+
+/** `require("ssh2…")` calls left in a bundle. */
+function ssh2Requires(file: string): string[] {
+  const text = readFileSync(file, "utf8");
+  return [
+    ...new Set([...text.matchAll(/require\("(ssh2(?:\/[^"]*)?)"\)/g)].map((m) => m[1] as string)),
+  ];
+}
+
+const LOADS_AT_INIT = `
+const M = require("module");
+const seen = [];
+const load = M._load;
+M._load = function (request, ...rest) { seen.push(request); return load.call(this, request, ...rest); };
+require("./index.js");
+process.stdout.write(JSON.stringify(seen));
+`;
+
+const SESSION = `
+const Client = require("ssh2/lib/client.js");
+const { parseKey } = require("ssh2/lib/protocol/keyParser.js");
+const parsed = parseKey(process.env.KEY);
+if (parsed instanceof Error || parsed.type !== "ssh-ed25519") throw new Error("parseKey: " + parsed);
+const c = new Client();
+c.on("ready", () => c.exec("exit 0", (err, stream) => {
+  if (err) throw err;
+  stream.resume();
+  stream.on("exit", (code) => { process.stdout.write(String(code)); c.end(); });
+})).on("error", (e) => { throw e; })
+  .connect({ host: "127.0.0.1", port: Number(process.env.PORT), username: "ops", privateKey: process.env.KEY, hostVerifier: () => true });
+`;
+
+describe("handler assets (cdk/bundling.ts)", () => {
+  let server: Ssh2Server;
+
+  beforeAll(async () => {
+    server = await startSsh2Server({ exec: (ctx) => ctx.exit(0) });
+  }, 120_000);
+
+  afterAll(async () => {
+    await server.close();
+  });
+
+  it("ships ssh2 beside the api and task handlers as one chunk with a stub per required module", () => {
+    // Prepare
+    const found = engineAssets();
+
+    // Act
+    const requires = found.map((a) => ssh2Requires(path.join(a.dir, "index.js")));
+
+    // Assess
+    expect(found).toHaveLength(2);
+    for (const [i, a] of found.entries()) {
+      expect(requires[i]?.sort()).toEqual(Object.values(SSH2_MODULES).sort());
+      for (const m of requires[i] ?? []) {
+        expect(existsSync(path.join(a.dir, "node_modules", m))).toBe(true);
+      }
+      expect(existsSync(path.join(a.dir, SSH2_CHUNK))).toBe(true);
+      // ssh2's own source is in the chunk, not in the handler.
+      expect(readFileSync(path.join(a.dir, "index.js"), "utf8")).not.toContain("ssh2js");
+      expect(readFileSync(path.join(a.dir, SSH2_CHUNK), "utf8")).toContain("ssh2js");
+    }
+  });
+
+  it("loads neither ssh2 nor the AWS SDK when a handler is required (init)", async () => {
+    // Prepare
+    const all = assets();
+
+    // Act
+    const loaded = await Promise.all(
+      all.map(async (a) => {
+        const { stdout } = await run(process.execPath, ["-e", LOADS_AT_INIT], {
+          cwd: a.dir,
+          env: { PATH: process.env.PATH, AWS_REGION: "us-east-1" },
+        });
+        return (JSON.parse(stdout) as string[]).filter((r) => /^(ssh2|@aws-sdk\/)/.test(r));
+      }),
+    );
+
+    // Assess: api, task and the alarm enrichment.
+    expect(all).toHaveLength(3);
+    expect(loaded).toEqual([[], [], []]);
+  });
+
+  it("runs a session with ssh2 taken from the asset's chunk alone", async () => {
+    // Prepare
+    const [task] = engineAssets();
+    const key = generateEd25519KeyPair("asset");
+
+    // Act: NODE_PATH unset, so nothing outside the asset directory can be resolved.
+    const { stdout } = await run(process.execPath, ["-e", SESSION], {
+      cwd: task?.dir,
+      env: { PATH: process.env.PATH, KEY: key.private, PORT: String(server.port) },
+      timeout: 20_000,
+    });
+
+    // Assess
+    expect(stdout).toBe("0");
+  });
+
+  it("keeps project modules out of the chunk, so error classes exist once", () => {
+    // Prepare
+    const [task] = engineAssets();
+
+    // Act
+    const chunk = readFileSync(path.join(task?.dir ?? "", SSH2_CHUNK), "utf8");
+
+    // Assess: the engine's error names are string literals of lib/errors.ts.
+    const leaked = ERROR_NAMES.filter((n) => chunk.includes(`"${n}"`));
+    expect(leaked).toEqual([]);
+    expect(readFileSync(path.join(task?.dir ?? "", "index.js"), "utf8")).toContain(
+      '"HostKeyMismatch"',
+    );
+  });
+});
