@@ -15,6 +15,7 @@ import { preload } from "../shared/lazy.ts";
 import { defaultLeakGauge, type LeakGauge } from "./leak-gauge.ts";
 import {
   loadCloudWatchSdk,
+  loadEmfEncoder,
   type MetricsMode,
   metricsConfigFromEnv,
   type PublishReport,
@@ -114,13 +115,17 @@ export function metricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
   const options = { ...defaults, ...opts };
   const gauge = options.leakGauge ?? defaultLeakGauge;
   const published = new WeakSet<object>();
-  // The SDK is loaded on first use; start it while the first invocation waits on the network.
-  let preloaded = options.client !== undefined;
+  // The EMF encoder and the SDK are loaded on first use; start them while the first
+  // invocation waits on the network.
+  let preloaded = false;
 
   const before = (request: AnyRequest): void => {
     if (!preloaded) {
       preloaded = true;
-      if ((options.mode ?? metricsConfigFromEnv().mode) !== "emf") preload([loadCloudWatchSdk]);
+      const mode = options.mode ?? metricsConfigFromEnv().mode;
+      // EMF is the default and every mode's fallback: its encoder is always wanted.
+      const sdk = mode !== "emf" && options.client === undefined;
+      preload(sdk ? [loadEmfEncoder, loadCloudWatchSdk] : [loadEmfEncoder]);
     }
     const record = invocationOf(request);
     try {

@@ -15,7 +15,6 @@ import type {
 } from "@aws-sdk/client-cloudwatch";
 import type { MetricDatum } from "../../lib/metrics.ts";
 import { DEFAULT_METRIC_NAMESPACE } from "../../lib/names.ts";
-import { toEmfLines } from "./emf.ts";
 import { defaultLeakGauge } from "./leak-gauge.ts";
 
 /** Where datums go: the API (EMF only as fallback), EMF only, or both every time. */
@@ -94,6 +93,20 @@ export function loadCloudWatchSdk(): Promise<typeof import("@aws-sdk/client-clou
     sdk = undefined;
   });
   return sdk;
+}
+
+let emf: Promise<typeof import("./emf.ts")> | undefined;
+
+/**
+ * The EMF encoder (Powertools Metrics), loaded on first use rather than at init (cold start);
+ * the metrics middleware starts it when an invocation begins.
+ */
+export function loadEmfEncoder(): Promise<typeof import("./emf.ts")> {
+  emf ??= import("./emf.ts");
+  emf.catch(() => {
+    emf = undefined;
+  });
+  return emf;
 }
 
 /**
@@ -227,29 +240,35 @@ export async function publishMetrics(
   const writeLine = options.writeLine ?? ((line: string) => process.stdout.write(`${line}\n`));
   const report: PublishReport = { mode, apiDatums: 0, emfDatums: 0, emfLines: 0, elapsedMs: 0 };
 
-  const writeEmf = (batch: readonly MetricDatum[]) => {
+  // Loading while the API call runs: a fallback after the signal fired must not wait for it.
+  const encoder = loadEmfEncoder();
+  encoder.catch(() => {});
+  const writeEmf = async (batch: readonly MetricDatum[]) => {
     try {
+      const { toEmfLines } = await encoder;
+      // Encoded in full before the first write: a batch is written whole or not at all.
       for (const line of toEmfLines(batch, namespace, timestamp)) {
         writeLine(line);
         report.emfLines++;
       }
       report.emfDatums += batch.length;
     } catch {
-      // stdout gone: nothing left to report to, and the response must still go out.
+      // stdout gone (or the encoder failed to load): nothing left to report to, and the
+      // response must still go out.
     }
   };
 
   if (datums.length === 0) return { ...report, elapsedMs: 0 };
   if (mode === "emf") {
-    writeEmf(datums);
+    await writeEmf(datums);
   } else if (options.signal?.aborted) {
     report.apiError = "NoTime";
-    writeEmf(datums);
+    await writeEmf(datums);
   } else {
     const call = { namespace, timestamp: new Date(timestamp), signal: options.signal };
     const failed = await send(datums, call, options.client, report);
-    if (mode === "both") writeEmf(datums);
-    else if (failed.length > 0) writeEmf(failed);
+    if (mode === "both") await writeEmf(datums);
+    else if (failed.length > 0) await writeEmf(failed);
   }
   report.elapsedMs = performance.now() - started;
   return report;
