@@ -1,7 +1,7 @@
 /**
  * Cold start of every deployed handler bundle (api, task, alarm-enrichment), built with the
- * esbuild options the CDK stack deploys (`cdk/bundling.ts`: SDK external as on Lambda, ssh2 in
- * its own chunk for the engine handlers), beside a naive handler in the same run:
+ * esbuild options the CDK stack deploys (`cdk/bundling.ts`: SDK external as on Lambda, ssh2 and
+ * Powertools in a lazy chunk for the engine handlers), beside a naive handler in the same run:
  *
  * - init: whole-process time of `node -e 'require(bundle)'` against `node -e 0` (interleaved
  *   spawns, medians): the target is ≤ 1.6× for each deployed bundle;
@@ -18,7 +18,7 @@ import { createServer, type Server } from "node:http";
 import path from "node:path";
 import { promisify } from "node:util";
 import { build } from "esbuild";
-import { esbuildOptions, handlerBundling, SSH2_CHUNK, ssh2ChunkCommands } from "../cdk/bundling.ts";
+import { esbuildOptions, handlerBundling, LAZY_CHUNK, lazyChunkCommands } from "../cdk/bundling.ts";
 import { loopbackPolicy, taskEvent, v1Event, WORKFLOW } from "../test/functions/support.ts";
 import { FakeSns } from "../test/helpers/fake-alarm-endpoints.ts";
 import { generateEd25519KeyPair } from "../test/helpers/keys.ts";
@@ -32,10 +32,12 @@ export interface BundleResult {
   file: string;
   /** The handler file (what init compiles). */
   bytes: number;
-  /** The ssh2 chunk beside it, loaded on first use (0 when there is none). */
+  /** The lazy chunk beside it (ssh2, Powertools), loaded on first use (0 when there is none). */
   chunkBytes: number;
   /** Whole-process ms: `node -e 'require(bundle)'`. */
   require: number[];
+  /** The same with `--enable-source-maps`, which the deployed functions set in NODE_OPTIONS. */
+  requireSourceMaps: number[];
 }
 
 export interface ColdStartResult {
@@ -49,22 +51,23 @@ const ROOT = path.resolve(import.meta.dirname, "..");
 const OUT = path.join(ROOT, ".bench", "coldstart");
 
 /** Builds a handler exactly as `cdk synth` does (cdk/bundling.ts), into `.bench/coldstart/<label>/`. */
-async function bundle(label: Label, entry: string, ssh2Chunk: boolean): Promise<BundleResult> {
+async function bundle(label: Label, entry: string, lazyChunk: boolean): Promise<BundleResult> {
   const dir = path.join(OUT, label);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, "index.js");
-  await build(esbuildOptions(handlerBundling({ ssh2Chunk }), entry, file));
-  if (ssh2Chunk) {
-    execFileSync("bash", ["-c", ssh2ChunkCommands(dir).join(" && ")], { stdio: "inherit" });
+  await build(esbuildOptions(handlerBundling({ lazyChunk }), entry, file));
+  if (lazyChunk) {
+    execFileSync("bash", ["-c", lazyChunkCommands(dir).join(" && ")], { stdio: "inherit" });
   }
   return {
     label,
     entry: path.relative(ROOT, entry),
     file,
     bytes: statSync(file).size,
-    chunkBytes: ssh2Chunk ? statSync(path.join(dir, SSH2_CHUNK)).size : 0,
+    chunkBytes: lazyChunk ? statSync(path.join(dir, LAZY_CHUNK)).size : 0,
     require: [],
+    requireSourceMaps: [],
   };
 }
 
@@ -95,8 +98,13 @@ export async function measureColdStart(spawns: number): Promise<ColdStartResult>
     const b = spawnMs(["-e", "0"]);
     if (i >= 2) baseline.push(b);
     for (const bun of bundles) {
-      const ms = spawnMs(["-e", `require(${JSON.stringify(bun.file)})`]);
-      if (i >= 2) bun.require.push(ms);
+      const load = `require(${JSON.stringify(bun.file)})`;
+      const ms = spawnMs(["-e", load]);
+      const withMaps = spawnMs(["--enable-source-maps", "-e", load]);
+      if (i >= 2) {
+        bun.require.push(ms);
+        bun.requireSourceMaps.push(withMaps);
+      }
     }
   }
   const firstInvocation = await measureFirstInvocation(bundles, Math.max(5, Math.ceil(spawns / 2)));

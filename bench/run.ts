@@ -290,7 +290,7 @@ async function main(): Promise<void> {
       const deployed = b.label !== "naive-handler";
       row({
         section: "cold start",
-        measure: `${b.label} (${b.entry}): handler file${b.chunkBytes ? " + ssh2 chunk (loaded on first use)" : ""}`,
+        measure: `${b.label} (${b.entry}): handler file${b.chunkBytes ? " + lazy chunk (ssh2, Powertools; loaded on first use)" : ""}`,
         value: `${ms(b.bytes / 1024)} KB${b.chunkBytes ? ` + ${ms(b.chunkBytes / 1024)} KB` : ""}`,
       });
       row({
@@ -302,6 +302,16 @@ async function main(): Promise<void> {
         target: deployed ? "≤ 1.6×" : "",
         met: deployed ? ok(req / base <= 1.6) : "",
       });
+      if (deployed) {
+        const maps = median(b.requireSourceMaps);
+        row({
+          section: "cold start",
+          measure: `${b.label}: init with --enable-source-maps (deployed NODE_OPTIONS) ÷ node -e 0`,
+          value: `${ms(maps)} ms`,
+          anchor: `${ms(base)} ms`,
+          ratio: ratio(maps / base),
+        });
+      }
       const f = cs.firstInvocation.find((x) => x.label === b.label);
       if (!f) continue;
       const anchor = f === naive ? undefined : naive;

@@ -3,13 +3,16 @@
  * `NodejsFunction`s pass (`cdk/constructs/ssh-function.ts`, `cdk/monitoring/enrichment.ts`)
  * and that `bench/coldstart.ts` builds with, so the bench measures what is deployed.
  *
- * ssh2 (≈ 300 KB with its crypto helpers, two thirds of a handler bundle) is not in the
- * handler's file: compiling it at init was most of what a cold start still paid
- * (docs/benchmarks.md, "Cold start"). It is built into one chunk of its own, shipped in the
- * asset as `node_modules/ssh2/`, and `require`d only when the engine first loads (the handlers
- * import the engine lazily, at invocation start). The chunk holds ssh2 and its dependencies
- * only, never a module of this project, so `instanceof` on `lib/errors.ts` classes sees one
- * copy of each class; one chunk for all three entry points keeps ssh2's own internals single.
+ * Packages the engine handlers only load on first use (ssh2, ≈ 300 KB with its crypto helpers;
+ * the Powertools logger, idempotency and metrics, ≈ 80 KB) are not in the handler's file:
+ * compiling them at init was most of what a cold start still paid (docs/benchmarks.md, "Cold
+ * start"). They are built into one chunk, shipped in the asset under `node_modules/`, with a
+ * stub at each import path the handler `require`s; the handlers import the modules that use
+ * them lazily (the engine at invocation start), so the chunk is compiled while the first
+ * invocation waits on the network. The chunk holds third-party packages only, never a module
+ * of this project, so `instanceof` on `lib/errors.ts` classes sees one copy of each class;
+ * one chunk for all entry points keeps each package's own internals (ssh2's protocol, the
+ * Powertools commons) single.
  *
  * Pure data and shell text: no aws-cdk-lib or esbuild import, so the bench and tests use it too.
  */
@@ -26,19 +29,35 @@ const NATIVE_EXTERNALS = ["cpu-features", "*.node"];
 /** The AWS SDK v3 ships with the nodejs24.x runtime (CDK's default external, kept). */
 const SDK_EXTERNALS = ["@aws-sdk/*"];
 
+/** Packages that go to the lazy chunk, as esbuild `external` patterns of the handler file. */
+const LAZY_PACKAGES = ["ssh2", "@aws-lambda-powertools/*"];
+
 /**
- * The ssh2 modules the engine imports (`lib/session/ssh2.ts`), each re-exported from the chunk
- * under a stub of the same path. A module missing here fails the asset test
- * (`test/cdk/bundling.test.ts` compares it with the bundle's `require` calls).
+ * Every import path of a {@link LAZY_PACKAGES} package that the handlers use (`lib/session/ssh2.ts`,
+ * `functions/shared/audit-logger.ts`, `functions/idempotency/`, `functions/metrics/emf.ts`),
+ * each re-exported from the chunk by a stub of the same path. A path missing here fails the
+ * asset test (`test/cdk/bundling.test.ts` compares it with the bundle's `require` calls).
  */
-export const SSH2_MODULES = {
-  client: "ssh2/lib/client.js",
-  keyParser: "ssh2/lib/protocol/keyParser.js",
-  utils: "ssh2/lib/protocol/utils.js",
+export const LAZY_MODULES = {
+  ssh2Client: "ssh2/lib/client.js",
+  ssh2KeyParser: "ssh2/lib/protocol/keyParser.js",
+  ssh2Utils: "ssh2/lib/protocol/utils.js",
+  logger: "@aws-lambda-powertools/logger",
+  metrics: "@aws-lambda-powertools/metrics",
+  idempotency: "@aws-lambda-powertools/idempotency",
+  idempotencyDynamodb: "@aws-lambda-powertools/idempotency/dynamodb",
 } as const;
 
 /** Where the chunk goes, relative to the asset (output) directory. */
-export const SSH2_CHUNK = "node_modules/ssh2/chunk.js";
+export const LAZY_CHUNK = "node_modules/.lazy/chunk.js";
+
+/** The stub file Node resolves for an import path (a package root resolves to its index.js). */
+export function stubPath(specifier: string): string {
+  if (specifier.endsWith(".js")) return specifier;
+  const parts = specifier.split("/");
+  const rootLength = specifier.startsWith("@") ? 2 : 1;
+  return parts.length === rootLength ? `${specifier}/index.js` : `${specifier}.js`;
+}
 
 /** The options of one handler bundle, in `NodejsFunction` terms (see {@link esbuildOptions}). */
 export interface HandlerBundling {
@@ -47,25 +66,26 @@ export interface HandlerBundling {
   readonly sourceMap: boolean;
   readonly sourcesContent: boolean;
   readonly externalModules: readonly string[];
-  /** Whether ssh2 goes to its own chunk ({@link ssh2ChunkCommands} after bundling). */
-  readonly ssh2Chunk: boolean;
+  /** Whether the lazily used packages go to their own chunk ({@link lazyChunkCommands}). */
+  readonly lazyChunk: boolean;
 }
 
 /**
- * A handler bundle's options. `ssh2Chunk` for handlers that run the engine (api, task); the
- * alarm enrichment has no ssh2 in its graph.
+ * A handler bundle's options. `lazyChunk` for the handlers that run the engine (api, task);
+ * the alarm enrichment uses none of those packages.
  */
-export function handlerBundling(options: { ssh2Chunk: boolean }): HandlerBundling {
+export function handlerBundling(options: { lazyChunk: boolean }): HandlerBundling {
   return {
     target: NODE_TARGET,
     minify: true,
     sourceMap: true,
     sourcesContent: false,
     externalModules: [
-      ...(options.ssh2Chunk ? [...NATIVE_EXTERNALS, "ssh2"] : NATIVE_EXTERNALS),
+      ...NATIVE_EXTERNALS,
       ...SDK_EXTERNALS,
+      ...(options.lazyChunk ? LAZY_PACKAGES : []),
     ],
-    ssh2Chunk: options.ssh2Chunk,
+    lazyChunk: options.lazyChunk,
   };
 }
 
@@ -108,28 +128,31 @@ export function esbuildOptions(
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /**
- * Shell commands that build the ssh2 chunk into `outputDir` and write one stub per
- * {@link SSH2_MODULES} entry (`NodejsFunction` `commandHooks.afterBundling`; the bench runs the
+ * Shell commands that build the lazy chunk into `outputDir` and write one stub per
+ * {@link LAZY_MODULES} entry (`NodejsFunction` `commandHooks.afterBundling`; the bench runs the
  * same commands). Local esbuild only: `cdk synth` works offline.
  */
-export function ssh2ChunkCommands(outputDir: string): string[] {
-  const entries = Object.entries(SSH2_MODULES);
-  const entry = `module.exports={${entries.map(([k, m]) => `${k}:require(${JSON.stringify(m)})`).join(",")}};`;
+export function lazyChunkCommands(outputDir: string): string[] {
+  const entries = Object.entries(LAZY_MODULES);
+  // Getters: each package's graph is evaluated when its stub is first required, not when the
+  // chunk is (the engine must not load the idempotency layer, and with it the DynamoDB SDK).
+  const entry = `module.exports={${entries.map(([k, m]) => `get ${k}(){return require(${JSON.stringify(m)})}`).join(",")}};`;
   const esbuild = path.join(ROOT, "node_modules", ".bin", "esbuild");
+  const chunk = path.join(outputDir, LAZY_CHUNK);
   const commands = [
     [
-      // stdin entries resolve from the working directory: ssh2 from this project's node_modules.
+      // stdin entries resolve from the working directory: the packages of this project.
       `(cd ${quote(ROOT)} && printf '%s' ${quote(entry)} |`,
       quote(esbuild),
       "--bundle --platform=node --format=cjs --minify --log-level=error",
       `--target=${NODE_TARGET}`,
-      ...NATIVE_EXTERNALS.map((e) => `--external:${quote(e)}`),
-      `--outfile=${quote(path.join(outputDir, SSH2_CHUNK))})`,
+      ...[...NATIVE_EXTERNALS, ...SDK_EXTERNALS].map((e) => `--external:${quote(e)}`),
+      `--outfile=${quote(chunk)})`,
     ].join(" "),
   ];
   for (const [k, m] of entries) {
-    const file = path.join(outputDir, "node_modules", m);
-    const rel = path.relative(path.dirname(file), path.join(outputDir, SSH2_CHUNK));
+    const file = path.join(outputDir, "node_modules", stubPath(m));
+    const rel = path.relative(path.dirname(file), chunk);
     commands.push(
       `mkdir -p ${quote(path.dirname(file))} && printf '%s' ${quote(`module.exports=require(${JSON.stringify(`./${rel}`)}).${k};`)} > ${quote(file)}`,
     );

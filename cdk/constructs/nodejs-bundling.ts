@@ -1,5 +1,5 @@
 import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
-import { type HandlerBundling, ssh2ChunkCommands } from "../bundling.ts";
+import { type HandlerBundling, lazyChunkCommands } from "../bundling.ts";
 
 /** {@link HandlerBundling} as `NodejsFunction` bundling props (local esbuild, never Docker). */
 export function nodejsBundling(b: HandlerBundling): nodejs.BundlingOptions {
@@ -11,12 +11,12 @@ export function nodejsBundling(b: HandlerBundling): nodejs.BundlingOptions {
     sourcesContent: b.sourcesContent,
     externalModules: [...b.externalModules],
     forceDockerBundling: false,
-    ...(b.ssh2Chunk
+    ...(b.lazyChunk
       ? {
           commandHooks: {
             beforeBundling: () => [],
             beforeInstall: () => [],
-            afterBundling: (_inputDir: string, outputDir: string) => ssh2ChunkCommands(outputDir),
+            afterBundling: (_inputDir: string, outputDir: string) => lazyChunkCommands(outputDir),
           },
         }
       : {}),

@@ -158,9 +158,9 @@ export class SshFunction extends Construct {
       functionName: props.functionName,
       // A retried async invocation would run a remote command twice: callers own retries.
       retryAttempts: 0,
-      // One source with the bench (cdk/bundling.ts): ssh2 in a chunk of its own, loaded when
-      // the engine is, so init does not compile it.
-      bundling: nodejsBundling(handlerBundling({ ssh2Chunk: true })),
+      // One source with the bench (cdk/bundling.ts): ssh2 and Powertools in a chunk of their
+      // own, loaded with the modules that use them, so init does not compile them.
+      bundling: nodejsBundling(handlerBundling({ lazyChunk: true })),
     });
 
     Validations.of(role).acknowledge({

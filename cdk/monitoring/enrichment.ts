@@ -111,7 +111,7 @@ export class AlarmEnrichment extends Construct {
         [ENRICHMENT_ENV.dashboardUrl]: dashboardUrl,
         NODE_OPTIONS: "--enable-source-maps",
       },
-      bundling: nodejsBundling(handlerBundling({ ssh2Chunk: false })),
+      bundling: nodejsBundling(handlerBundling({ lazyChunk: false })),
     });
     props.alarmTopic.addSubscription(new subscriptions.LambdaSubscription(this.function));
     Validations.of(role).acknowledge({

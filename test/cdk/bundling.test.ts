@@ -1,7 +1,8 @@
 /**
- * The deployed handler assets, as `cdk synth` builds them (cdk/bundling.ts): ssh2 lives in a
- * chunk of its own that init never loads, every ssh2 module the handler requires has a stub,
- * the chunk works on its own, and it holds no project module (one copy of each error class).
+ * The deployed handler assets, as `cdk synth` builds them (cdk/bundling.ts): ssh2 and
+ * Powertools live in a chunk that init never loads, every import path of theirs the handler
+ * requires has a stub, the chunk works on its own, and it holds no project module (one copy of
+ * each error class).
  */
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
@@ -9,7 +10,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { Stage } from "aws-cdk-lib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { SSH2_CHUNK, SSH2_MODULES } from "../../cdk/bundling.ts";
+import { LAZY_CHUNK, LAZY_MODULES, stubPath } from "../../cdk/bundling.ts";
 import { ERROR_NAMES } from "../../lib/names.ts";
 import { generateEd25519KeyPair } from "../helpers/keys.ts";
 import { type Ssh2Server, startSsh2Server } from "../helpers/ssh2-server.ts";
@@ -38,12 +39,11 @@ function assets(): Asset[] {
 
 const engineAssets = () => assets().filter((a) => /^(Api|Task)Handler/.test(a.handler));
 
-/** `require("ssh2…")` calls left in a bundle. */
-function ssh2Requires(file: string): string[] {
+/** `require(…)` calls of a lazily loaded package left in a bundle. */
+function lazyRequires(file: string): string[] {
   const text = readFileSync(file, "utf8");
-  return [
-    ...new Set([...text.matchAll(/require\("(ssh2(?:\/[^"]*)?)"\)/g)].map((m) => m[1] as string)),
-  ];
+  const found = text.matchAll(/require\("((?:ssh2|@aws-lambda-powertools)(?:\/[^"]*)?)"\)/g);
+  return [...new Set([...found].map((m) => m[1] as string))];
 }
 
 const LOADS_AT_INIT = `
@@ -80,28 +80,32 @@ describe("handler assets (cdk/bundling.ts)", () => {
     await server.close();
   });
 
-  it("ships ssh2 beside the api and task handlers as one chunk with a stub per required module", () => {
+  it("ships ssh2 and Powertools beside the api and task handlers as one chunk, a stub per import path", () => {
     // Prepare
     const found = engineAssets();
 
     // Act
-    const requires = found.map((a) => ssh2Requires(path.join(a.dir, "index.js")));
+    const requires = found.map((a) => lazyRequires(path.join(a.dir, "index.js")));
 
     // Assess
     expect(found).toHaveLength(2);
     for (const [i, a] of found.entries()) {
-      expect(requires[i]?.sort()).toEqual(Object.values(SSH2_MODULES).sort());
+      expect(requires[i]?.sort()).toEqual(Object.values(LAZY_MODULES).sort());
       for (const m of requires[i] ?? []) {
-        expect(existsSync(path.join(a.dir, "node_modules", m))).toBe(true);
+        expect(existsSync(path.join(a.dir, "node_modules", stubPath(m)))).toBe(true);
       }
-      expect(existsSync(path.join(a.dir, SSH2_CHUNK))).toBe(true);
-      // ssh2's own source is in the chunk, not in the handler.
-      expect(readFileSync(path.join(a.dir, "index.js"), "utf8")).not.toContain("ssh2js");
-      expect(readFileSync(path.join(a.dir, SSH2_CHUNK), "utf8")).toContain("ssh2js");
+      expect(existsSync(path.join(a.dir, LAZY_CHUNK))).toBe(true);
+      // ssh2's and Powertools' own source is in the chunk, not in the handler.
+      const handler = readFileSync(path.join(a.dir, "index.js"), "utf8");
+      const chunk = readFileSync(path.join(a.dir, LAZY_CHUNK), "utf8");
+      for (const marker of ["ssh2js", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL"]) {
+        expect(handler).not.toContain(marker);
+        expect(chunk).toContain(marker);
+      }
     }
   });
 
-  it("loads neither ssh2 nor the AWS SDK when a handler is required (init)", async () => {
+  it("loads neither ssh2, Powertools nor the AWS SDK when a handler is required (init)", async () => {
     // Prepare
     const all = assets();
 
@@ -112,7 +116,9 @@ describe("handler assets (cdk/bundling.ts)", () => {
           cwd: a.dir,
           env: { PATH: process.env.PATH, AWS_REGION: "us-east-1" },
         });
-        return (JSON.parse(stdout) as string[]).filter((r) => /^(ssh2|@aws-sdk\/)/.test(r));
+        return (JSON.parse(stdout) as string[]).filter((r) =>
+          /^(ssh2|@aws-sdk\/|@aws-lambda-powertools\/)/.test(r),
+        );
       }),
     );
 
@@ -137,12 +143,36 @@ describe("handler assets (cdk/bundling.ts)", () => {
     expect(stdout).toBe("0");
   });
 
+  it("evaluates only the package a stub stands for (ssh2 without Powertools or the SDK)", async () => {
+    // Prepare
+    const [task] = engineAssets();
+    const script = `
+      const M = require("module");
+      const seen = [];
+      const load = M._load;
+      M._load = function (r, ...rest) { seen.push(r); return load.call(this, r, ...rest); };
+      require("ssh2/lib/client.js");
+      process.stdout.write(JSON.stringify(seen));
+    `;
+
+    // Act
+    const { stdout } = await run(process.execPath, ["-e", script], {
+      cwd: task?.dir,
+      env: { PATH: process.env.PATH },
+    });
+
+    // Assess
+    const loaded = JSON.parse(stdout) as string[];
+    expect(loaded.filter((r) => /^(@aws-sdk|@aws-lambda-powertools)\//.test(r))).toEqual([]);
+    expect(loaded).toContain("crypto");
+  });
+
   it("keeps project modules out of the chunk, so error classes exist once", () => {
     // Prepare
     const [task] = engineAssets();
 
     // Act
-    const chunk = readFileSync(path.join(task?.dir ?? "", SSH2_CHUNK), "utf8");
+    const chunk = readFileSync(path.join(task?.dir ?? "", LAZY_CHUNK), "utf8");
 
     // Assess: the engine's error names are string literals of lib/errors.ts.
     const leaked = ERROR_NAMES.filter((n) => chunk.includes(`"${n}"`));
