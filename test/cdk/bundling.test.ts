@@ -5,13 +5,24 @@
  * each error class).
  */
 import { execFile } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import {
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { createServer as createHttpServer, type Server as HttpServer } from "node:http";
+import { createServer as createTcpServer } from "node:net";
 import path from "node:path";
 import { promisify } from "node:util";
 import { Stage } from "aws-cdk-lib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LAZY_CHUNK, LAZY_MODULES, stubPath } from "../../cdk/bundling.ts";
 import { ERROR_NAMES } from "../../lib/names.ts";
+import { loopbackPolicy, taskEvent, WORKFLOW } from "../functions/support.ts";
 import { generateEd25519KeyPair } from "../helpers/keys.ts";
 import { type Ssh2Server, startSsh2Server } from "../helpers/ssh2-server.ts";
 import { synthOnce } from "./synth.ts";
@@ -38,6 +49,7 @@ function assets(): Asset[] {
 }
 
 const engineAssets = () => assets().filter((a) => /^(Api|Task)Handler/.test(a.handler));
+const taskAsset = () => assets().find((a) => a.handler.startsWith("TaskHandler"));
 
 /** `require(…)` calls of a lazily loaded package left in a bundle. */
 function lazyRequires(file: string): string[] {
@@ -129,7 +141,7 @@ describe("handler assets (cdk/bundling.ts)", () => {
 
   it("runs a session with ssh2 taken from the asset's chunk alone", async () => {
     // Prepare
-    const [task] = engineAssets();
+    const task = taskAsset();
     const key = generateEd25519KeyPair("asset");
 
     // Act: NODE_PATH unset, so nothing outside the asset directory can be resolved.
@@ -145,7 +157,7 @@ describe("handler assets (cdk/bundling.ts)", () => {
 
   it("evaluates only the package a stub stands for (ssh2 without Powertools or the SDK)", async () => {
     // Prepare
-    const [task] = engineAssets();
+    const task = taskAsset();
     const script = `
       const M = require("module");
       const seen = [];
@@ -167,9 +179,86 @@ describe("handler assets (cdk/bundling.ts)", () => {
     expect(loaded).toContain("crypto");
   });
 
+  it("classifies an engine error from the bundled task by its class (one copy of each)", async () => {
+    // Prepare: a port nobody listens on, a Secrets Manager that hands out the key.
+    const task = taskAsset();
+    const key = generateEd25519KeyPair("asset");
+    const port = await new Promise<number>((resolve) => {
+      const probe = createTcpServer().listen(0, "127.0.0.1", () => {
+        const { port: p } = probe.address() as { port: number };
+        probe.close(() => resolve(p));
+      });
+    });
+    const sm: HttpServer = createHttpServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on("data", (c: Buffer) => chunks.push(c));
+      req.on("end", () => {
+        const { SecretId } = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
+          SecretId: string;
+        };
+        const value = SecretId.endsWith("known-hosts")
+          ? ""
+          : JSON.stringify({ privateKey: key.private });
+        res.setHeader("content-type", "application/x-amz-json-1.1");
+        res.end(JSON.stringify({ Name: SecretId, SecretString: value, VersionId: "v1" }));
+      });
+    });
+    await new Promise<void>((resolve) => sm.listen(0, "127.0.0.1", resolve));
+    const request = { host: "127.0.0.1", port, username: "ops", command: "exit 0" };
+    const script = `
+      const deadline = Date.now() + 20000;
+      const context = { awsRequestId: "asset", functionName: "t", functionVersion: "1",
+        invokedFunctionArn: "arn:aws:lambda:local:000000000000:function:t", memoryLimitInMB: "512",
+        getRemainingTimeInMillis: () => deadline - Date.now() };
+      require("./index.js").handler(JSON.parse(process.env.EVENT), context).then(
+        (r) => process.stderr.write("\\n" + JSON.stringify({ result: r })),
+        (e) => process.stderr.write("\\n" + JSON.stringify({ name: e.name, phase: e.phase })),
+      );
+    `;
+
+    // The handler imports the SDK with import(), which (unlike Lambda's runtime, which ships
+    // the SDK) ignores NODE_PATH: a copy of the asset inside this project resolves it.
+    const tmp = path.resolve(import.meta.dirname, "../../.tmp");
+    mkdirSync(tmp, { recursive: true });
+    const dir = mkdtempSync(path.join(tmp, "asset-"));
+    cpSync(task?.dir ?? "", dir, { recursive: true });
+    // As on Lambda (no package.json in the asset): `.js` is CommonJS, whatever this repo says.
+    writeFileSync(path.join(dir, "package.json"), '{ "type": "commonjs" }\n');
+
+    // Act
+    let stderr: string;
+    try {
+      ({ stderr } = await run(process.execPath, ["-e", script], {
+        cwd: dir,
+        timeout: 20_000,
+        env: {
+          PATH: process.env.PATH,
+          AWS_REGION: "us-east-1",
+          AWS_ACCESS_KEY_ID: "AKIDTEST",
+          AWS_SECRET_ACCESS_KEY: "test",
+          AWS_ENDPOINT_URL_SECRETS_MANAGER: `http://127.0.0.1:${(sm.address() as { port: number }).port}`,
+          BSSH_POLICY: JSON.stringify(loopbackPolicy([port])),
+          BSSH_STATE_MACHINE_ARNS: WORKFLOW,
+          BSSH_KNOWN_HOSTS_SECRET: "bounded-ssh/known-hosts",
+          BSSH_REMOTE_BOUND: "false",
+          BSSH_METRICS_MODE: "emf",
+          EVENT: JSON.stringify(taskEvent(request)),
+        },
+      }));
+    } finally {
+      sm.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+
+    // Assess: an InternalError here would mean the mapper did not recognise the class.
+    // The handler logs to stderr too; the script's verdict is the last line.
+    const verdict = stderr.trim().split("\n").at(-1) ?? "";
+    expect(JSON.parse(verdict)).toEqual({ name: "ConnectRefused", phase: "connect" });
+  });
+
   it("keeps project modules out of the chunk, so error classes exist once", () => {
     // Prepare
-    const [task] = engineAssets();
+    const task = taskAsset();
 
     // Act
     const chunk = readFileSync(path.join(task?.dir ?? "", LAZY_CHUNK), "utf8");
