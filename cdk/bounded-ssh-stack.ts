@@ -223,12 +223,17 @@ export class BoundedSshStack extends Stack {
       stage: props.stage,
       namespace,
       thresholds: props.thresholds,
+      ...(props.alarmSubscriptions?.runbookBaseUrl
+        ? { runbookBaseUrl: props.alarmSubscriptions.runbookBaseUrl }
+        : {}),
     });
+    // People get the enriched notification (alarm + hosts + runbook); when enrichment fails,
+    // its on-failure destination delivers the plain alarm to the same topic.
     for (const email of props.alarmSubscriptions?.emails ?? []) {
-      this.monitoring.topic.addSubscription(new subscriptions.EmailSubscription(email));
+      this.monitoring.enrichedTopic.addSubscription(new subscriptions.EmailSubscription(email));
     }
     for (const url of props.alarmSubscriptions?.httpsEndpoints ?? []) {
-      this.monitoring.topic.addSubscription(new subscriptions.UrlSubscription(url));
+      this.monitoring.enrichedTopic.addSubscription(new subscriptions.UrlSubscription(url));
     }
     if (names) this.nameStageResources(names);
 

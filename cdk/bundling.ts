@@ -34,7 +34,7 @@ const LAZY_PACKAGES = ["ssh2", "@aws-lambda-powertools/*"];
 
 /**
  * Every import path of a {@link LAZY_PACKAGES} package that the handlers use (`lib/session/ssh2.ts`,
- * `functions/shared/audit-logger.ts`, `functions/idempotency/`, `functions/metrics/emf.ts`),
+ * `functions/audit/`, `functions/idempotency/`, `functions/metrics/emf.ts`),
  * each re-exported from the chunk by a stub of the same path. A path missing here fails the
  * asset test (`test/cdk/bundling.test.ts` compares it with the bundle's `require` calls).
  */

@@ -4,18 +4,13 @@
  * broken timeout order fails in one place, at synth.
  */
 import { Duration } from "aws-cdk-lib";
-import { METRICS_ENV } from "../functions/metrics/publisher.ts";
-import { ENV } from "../functions/shared/settings.ts";
+import { ENV } from "../functions/config/config.ts";
 
 /**
- * Environment variables the handlers read, imported from the handlers' own settings and the
- * metrics adapter so a rename cannot drift between `functions/` and `cdk/`.
+ * Environment variables the handlers read, imported from the handlers' one configuration
+ * module so a rename cannot drift between `functions/` and `cdk/`.
  */
-export const HANDLER_ENV = {
-  ...ENV,
-  metricsMode: METRICS_ENV.mode,
-  metricsNamespace: METRICS_ENV.namespace,
-} as const;
+export const HANDLER_ENV = ENV;
 
 /** One chain of timeouts, outermost first: edge > function > session + reserve. */
 export interface TimeoutChain {

@@ -27,10 +27,15 @@ export interface DeployConfig {
   readonly credentials?: readonly string[];
   /** Place both functions in this VPC. @default not in a VPC (public targets only) */
   readonly vpc?: VpcPlacement;
-  /** Who is notified when an alarm fires. @default nobody (the topic exists) */
+  /**
+   * Who is notified when an alarm fires (subscribed to the enriched topic: alarm + hosts +
+   * runbook link), and where the runbooks are published. @default nobody (the topics exist)
+   */
   readonly alarms?: {
     readonly emails?: readonly string[];
     readonly httpsEndpoints?: readonly string[];
+    /** Base URL of docs/runbooks as your team publishes it. @default RUNBOOK_BASE_URL */
+    readonly runbookBaseUrl?: string;
   };
   /**
    * Reserved concurrent executions per function; `task` is also the fleet's `maxConcurrency`
@@ -110,6 +115,7 @@ export const DEPLOY_CONFIG_SCHEMA = {
       properties: {
         emails: { type: "array", items: { type: "string", pattern: "^[^@\\s]+@[^@\\s]+$" } },
         httpsEndpoints: { type: "array", items: { type: "string", pattern: "^https://\\S+$" } },
+        runbookBaseUrl: { type: "string", pattern: "^https://\\S+[^/]$" },
       },
     },
     reservedConcurrency: {

@@ -1,16 +1,12 @@
 /**
  * API Gateway entry point (REST API v1 and HTTP API v2 payloads): `POST /run`, IAM-authorized.
- * A thin middy stack over `execute()` → lib `runCommand`. Bad input is always a 4xx with a
- * message naming the field; session errors map to SPEC §6 statuses with the result attached.
+ * Entry point → {@link compose} → the invocation → `execute()` → lib `runCommand`. Bad input is
+ * always a 4xx with a message naming the field; session errors map to SPEC §6 statuses with
+ * the result attached.
  */
-import middy from "@middy/core";
 import httpHeaderNormalizer from "@middy/http-header-normalizer";
 import type { APIGatewayProxyResult, Context } from "aws-lambda";
-import { metricsMiddleware } from "./metrics/middleware.ts";
-import { apiResponse } from "./middleware/api-response.ts";
-import { auditLog } from "./middleware/audit-log.ts";
-import { bindRequest, requestOf } from "./middleware/bind-request.ts";
-import { invocationDeadline } from "./middleware/invocation-deadline.ts";
+import { REQUEST_LIMITS } from "../lib/request-schema.ts";
 import {
   type ApiEvent,
   apiEdgeStart,
@@ -19,46 +15,40 @@ import {
   httpStatusOf,
   jsonResponse,
   parseApiBody,
-} from "./shared/api-http.ts";
-import { auditFactsOf } from "./shared/audit-facts.ts";
-import { verifiedApiCaller } from "./shared/callers.ts";
-import { defaultRuntime } from "./shared/default-runtime.ts";
-import { errorOfResult, execute } from "./shared/execute.ts";
-import { invocationOf } from "./shared/invocation.ts";
-import { preloadModules } from "./shared/lazy.ts";
-import { REQUEST_LIMITS } from "./shared/request-schema.ts";
-import type { Runtime } from "./shared/runtime.ts";
-import { auditOptions } from "./shared/stack-options.ts";
+} from "./http/api-http.ts";
+import { apiResponse } from "./http/api-response.ts";
+import { compose } from "./invocation/compose.ts";
+import { execute } from "./invocation/execute.ts";
+import { verifiedApiCaller } from "./request/callers.ts";
+import { defaultRuntime } from "./runtime/default-runtime.ts";
+import type { Runtime } from "./runtime/runtime.ts";
 
 /** Builds the API handler over a runtime (tests and local mode pass their own). */
 export function createApiHandler(runtime: Runtime) {
-  return middy<ApiEvent, APIGatewayProxyResult, Error, Context>()
-    .use(metricsMiddleware(runtime.metrics))
-    .use(auditLog(auditOptions(runtime)))
-    .use(invocationDeadline({ settings: runtime.settings, edgeStart: apiEdgeStart }))
-    .use(preloadModules(runtime.preload))
-    .use(httpHeaderNormalizer())
-    .use(apiResponse())
-    .use(bindRequest())
-    .handler(async (event, context) => {
-      const request = requestOf(context);
-      const facts = auditFactsOf(request, "api");
-      facts.apiRequestId = apiRequestId(event);
+  return compose<ApiEvent, APIGatewayProxyResult>(
+    {
+      source: "api",
+      runtime,
+      edgeStart: apiEdgeStart,
+      adapter: [httpHeaderNormalizer(), apiResponse()],
+    },
+    async (event, invocation) => {
+      invocation.audit.apiRequestId = apiRequestId(event);
       // Before the body is read: an event not written by the deployed API is refused.
-      invocationOf(request).caller = verifiedApiCaller(event, runtime.settings.api);
+      invocation.caller = verifiedApiCaller(event, runtime.settings.api);
       const body = parseApiBody(event, REQUEST_LIMITS.bodyBytes);
-      facts.bodyBytes = body.bytes;
-      const result = await execute({ internal: request.internal, context }, runtime, body.value);
-      const error = errorOfResult(result);
+      invocation.audit.bodyBytes = body.bytes;
+      const result = await execute(invocation, runtime, body.value);
       // succeeded/failed: 200 with the result; any session error: its SPEC §6 status.
-      if (!error) return jsonResponse(200, result);
-      return jsonResponse(httpStatusOf(error), errorBody(error, result));
-    });
+      if (!invocation.error) return jsonResponse(200, result);
+      return jsonResponse(httpStatusOf(invocation.error), errorBody(invocation.error, result));
+    },
+  );
 }
 
 let cached: Promise<ReturnType<typeof createApiHandler>> | undefined;
 
-/** The deployed handler: runtime from the environment (AWS, or local mode via BSSH_CONFIG). */
+/** The deployed handler: the AWS runtime from the container's configuration (functions/config). */
 export const handler = (event: ApiEvent, context: Context): Promise<APIGatewayProxyResult> => {
   cached ??= defaultRuntime().then(createApiHandler);
   cached.catch(() => {

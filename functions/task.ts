@@ -2,69 +2,55 @@
  * Step Functions task entry point: the input is the SPEC §4 request; the output is the §5
  * result for `succeeded`/`failed`. Anything else is thrown as an error whose `name` is the
  * SPEC §6 name (for `Retry`/`Catch`) and whose message is the JSON result.
+ * Entry point → {@link compose} → the invocation → `execute()` → lib `runCommand`.
  */
-import middy from "@middy/core";
 import type { Context } from "aws-lambda";
 import { CommandFailed } from "../lib/errors.ts";
 import type { RunResult } from "../lib/types.ts";
-import { metricsMiddleware } from "./metrics/middleware.ts";
-import { auditLog } from "./middleware/audit-log.ts";
-import { bindRequest, requestOf } from "./middleware/bind-request.ts";
-import { invocationDeadline } from "./middleware/invocation-deadline.ts";
-import { stepFunctionsError } from "./middleware/step-functions-error.ts";
-import { auditFactsOf } from "./shared/audit-facts.ts";
-import { verifiedTask } from "./shared/callers.ts";
-import { defaultRuntime } from "./shared/default-runtime.ts";
-import { errorOfResult, execute, TASK_LIMITS } from "./shared/execute.ts";
-import { invocationOf } from "./shared/invocation.ts";
-import { preloadModules } from "./shared/lazy.ts";
-import type { Runtime } from "./shared/runtime.ts";
-import { auditOptions } from "./shared/stack-options.ts";
+import { compose } from "./invocation/compose.ts";
+import { execute, TASK_LIMITS } from "./invocation/execute.ts";
+import { verifiedTask } from "./request/callers.ts";
+import { defaultRuntime } from "./runtime/default-runtime.ts";
+import type { Runtime } from "./runtime/runtime.ts";
+import { stepFunctionsError } from "./step-functions/step-functions-error.ts";
 
 /** Builds the Step Functions handler over a runtime (tests and local mode pass their own). */
 export function createTaskHandler(runtime: Runtime) {
-  return middy<unknown, RunResult, Error, Context>()
-    .use(metricsMiddleware(runtime.metrics))
-    .use(auditLog(auditOptions(runtime)))
-    .use(invocationDeadline({ settings: runtime.settings }))
-    .use(preloadModules(runtime.preload))
-    .use(stepFunctionsError({ includeOutput: runtime.settings.taskErrorOutput }))
-    .use(bindRequest())
-    .handler(async (event, context) => {
-      const request = requestOf(context);
-      const facts = auditFactsOf(request, "task");
+  return compose<unknown, RunResult>(
+    {
+      source: "task",
+      runtime,
+      adapter: [stepFunctionsError({ includeOutput: runtime.settings.taskErrorOutput })],
+    },
+    async (event, invocation) => {
       // The caller is the state machine named by the payload's execution context (SPEC §9).
-      const task = verifiedTask(
-        event,
-        context.invokedFunctionArn,
-        runtime.settings.stateMachineArns,
-      );
-      invocationOf(request).caller = task.caller;
-      facts.executionArn = task.executionArn;
-      const result = await execute({ internal: request.internal, context }, runtime, task.request, {
+      const task = verifiedTask(event, invocation.functionArn, runtime.settings.stateMachineArns);
+      invocation.caller = task.caller;
+      invocation.audit.executionArn = task.executionArn;
+      const result = await execute(invocation, runtime, task.request, {
         ...TASK_LIMITS,
         idempotencyScope: task.executionArn,
       });
-      const error = errorOfResult(result);
-      if (error) throw error;
+      if (invocation.error) throw invocation.error;
       if (
         result.status === "failed" &&
         (task.request as { failOnNonZeroExit?: boolean }).failOnNonZeroExit
       ) {
-        const failed = new CommandFailed(
-          `command exited with ${result.exitCode ?? `signal ${result.signal}`}`,
-          { phase: "exec", commandStarted: true },
+        throw invocation.fail(
+          new CommandFailed(`command exited with ${result.exitCode ?? `signal ${result.signal}`}`, {
+            phase: "exec",
+            commandStarted: true,
+          }),
         );
-        invocationOf(request).error = failed;
-        throw failed;
       }
       return result;
-    });
+    },
+  );
 }
 
 let cached: Promise<ReturnType<typeof createTaskHandler>> | undefined;
 
-/** The deployed handler: runtime from the environment (AWS, or local mode via BSSH_CONFIG). */
+/** The deployed handler: the AWS runtime from the container's configuration (functions/config). */
 export const handler = (event: unknown, context: Context): Promise<RunResult> => {
   cached ??= defaultRuntime().then(createTaskHandler);
   cached.catch(() => {

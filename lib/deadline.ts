@@ -29,12 +29,21 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
 export class Deadline {
   readonly budgetMs: number;
   readonly caps: Readonly<Record<Phase, number>>;
-  readonly #start = performance.now();
+  readonly #now: () => number;
+  readonly #start: number;
   readonly #signal: AbortSignal | undefined;
   /** Kept back from every phase but teardown, so a polite teardown fits inside the budget. */
   readonly teardownReserveMs: number;
 
-  constructor(options: { budgetMs?: number; signal?: AbortSignal; caps?: PhaseCaps }) {
+  constructor(options: {
+    budgetMs?: number;
+    signal?: AbortSignal;
+    caps?: PhaseCaps;
+    /** Monotonic clock (ms). @default performance.now */
+    now?: () => number;
+  }) {
+    this.#now = options.now ?? (() => performance.now());
+    this.#start = this.#now();
     this.budgetMs = options.budgetMs ?? Number.POSITIVE_INFINITY;
     this.#signal = options.signal;
     this.caps = { ...DEFAULT_PHASE_CAPS, ...stripUndefined(options.caps ?? {}) };
@@ -44,7 +53,7 @@ export class Deadline {
 
   /** Milliseconds since the deadline was created. */
   elapsed(): number {
-    return performance.now() - this.#start;
+    return this.#now() - this.#start;
   }
 
   /** Milliseconds left of the budget (may be negative, or Infinity without a budget). */

@@ -1,50 +1,21 @@
 import {
+  ERRORS,
+  type ErrorFacts,
   type ErrorName,
   type ErrorPhase,
+  type Hop,
   PHASE_TIMEOUT_ERROR,
   type Phase,
-  RETRYABLE_ERRORS,
 } from "./names.ts";
-
-/** Static facts of each error (SPEC §6): the HTTP status an API caller sees. */
-export const HTTP_STATUS: Record<ErrorName, number> = {
-  ValidationError: 400,
-  TargetNotAllowed: 403,
-  CommandNotAllowed: 403,
-  CallerNotAllowed: 403,
-  CredentialNotAllowed: 403,
-  CredentialUnavailable: 500,
-  CredentialInvalid: 500,
-  CommandInProgress: 409,
-  IdempotencyKeyReused: 409,
-  HostQuarantined: 503,
-  DeadlineExceeded: 504,
-  DnsLookupFailed: 502,
-  ResolveTimeout: 504,
-  ConnectRefused: 502,
-  ConnectTimeout: 504,
-  BannerTimeout: 504,
-  ProtocolError: 502,
-  HandshakeTimeout: 504,
-  HostKeyUnknown: 502,
-  HostKeyMismatch: 502,
-  AuthTimeout: 504,
-  AuthFailed: 502,
-  ChannelTimeout: 504,
-  ChannelRejected: 502,
-  CommandTimeout: 504,
-  ConnectionLost: 502,
-  CommandFailed: 500,
-  InternalError: 500,
-};
-
-const RETRYABLE: ReadonlySet<string> = new Set(RETRYABLE_ERRORS);
+import type { ResultError } from "./types.ts";
 
 export interface EngineErrorOptions {
   phase: ErrorPhase;
   /** Whether the remote command may have started. Decides `retryable` for `ConnectionLost`. */
   commandStarted?: boolean;
   cause?: unknown;
+  /** With a jump host (`via`): the hop the error happened at. */
+  hop?: Hop;
 }
 
 /**
@@ -55,21 +26,35 @@ export abstract class EngineError extends Error {
   abstract override readonly name: ErrorName;
   readonly phase: ErrorPhase;
   readonly commandStarted: boolean;
+  /** With a jump host (`via`): the hop the error happened at; set once ({@link atHop}). */
+  hop: Hop | undefined;
 
   constructor(message: string, options: EngineErrorOptions) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.phase = options.phase;
     this.commandStarted = options.commandStarted ?? false;
+    this.hop = options.hop;
   }
 
   /** True only when the command certainly did not start (SPEC §5). */
   get retryable(): boolean {
     if (this.name === "ConnectionLost") return !this.commandStarted;
-    return RETRYABLE.has(this.name);
+    return (ERRORS[this.name] as ErrorFacts).retryable === true;
   }
 
-  get httpStatus(): number {
-    return HTTP_STATUS[this.name];
+  /**
+   * The error as the contract writes it (SPEC §6: a result's `error`, the API's `error`, a
+   * Step Functions cause): the one place its JSON shape is decided. Never the cause.
+   */
+  toJSON(): ResultError {
+    return {
+      name: this.name,
+      phase: this.phase,
+      message: this.message,
+      retryable: this.retryable,
+      commandStarted: this.commandStarted,
+      ...(this.hop !== undefined ? { hop: this.hop } : {}),
+    };
   }
 }
 
@@ -202,6 +187,24 @@ export const ERROR_CLASSES: Record<ErrorName, EngineErrorClass> = {
   CommandFailed,
   InternalError,
 };
+
+/** Tags an error with the hop it happened at, unless it already names one; returns it. */
+export function atHop<E extends EngineError>(err: E, hop: Hop): E {
+  if (err.hop === undefined) err.hop = hop;
+  return err;
+}
+
+/** The error class of a contract error (a result's `error`): the inverse of `toJSON()`. */
+export function errorFromJSON(
+  error: Pick<ResultError, "name" | "phase" | "message" | "commandStarted" | "hop">,
+): EngineError {
+  const Cls = ERROR_CLASSES[error.name] ?? InternalError;
+  return new Cls(error.message, {
+    phase: error.phase,
+    commandStarted: error.commandStarted,
+    ...(error.hop !== undefined ? { hop: error.hop } : {}),
+  });
+}
 
 /** The timeout error of a phase, e.g. `BannerTimeout` for `banner`. */
 export function phaseTimeoutError(

@@ -17,52 +17,98 @@ export const PHASES = [
 ] as const;
 export type Phase = (typeof PHASES)[number];
 
+/**
+ * The hops of a session through a jump host (request `via`): every error of such a session
+ * names the hop it happened at (`error.hop`).
+ */
+export const HOPS = ["via", "target"] as const;
+export type Hop = (typeof HOPS)[number];
+
 /** Phases an error can be attributed to: the session phases plus the edges before a session. */
 export type ErrorPhase = Phase | "request" | "policy" | "credentials";
 
-/** Error names (SPEC §6). Each is the `name` of a class in `errors.ts`. */
-export const ERROR_NAMES = [
-  "ValidationError",
-  "TargetNotAllowed",
-  "CommandNotAllowed",
-  "CallerNotAllowed",
-  "CredentialNotAllowed",
-  "CredentialUnavailable",
-  "CredentialInvalid",
-  "CommandInProgress",
-  "IdempotencyKeyReused",
-  "HostQuarantined",
-  "DeadlineExceeded",
-  "DnsLookupFailed",
-  "ResolveTimeout",
-  "ConnectRefused",
-  "ConnectTimeout",
-  "BannerTimeout",
-  "ProtocolError",
-  "HandshakeTimeout",
-  "HostKeyUnknown",
-  "HostKeyMismatch",
-  "AuthTimeout",
-  "AuthFailed",
-  "ChannelTimeout",
-  "ChannelRejected",
-  "CommandTimeout",
-  "ConnectionLost",
-  "CommandFailed",
-  "InternalError",
-] as const;
-export type ErrorName = (typeof ERROR_NAMES)[number];
+/**
+ * How an error reads to an HTTP caller, by kind; `functions/http` maps each to its status.
+ * `invalid` 400, `forbidden` 403, `conflict` 409, `internal` 500, `upstream` 502 (the remote
+ * misbehaved), `unavailable` 503, `timeout` 504.
+ */
+export type StatusClass =
+  | "invalid"
+  | "forbidden"
+  | "conflict"
+  | "internal"
+  | "upstream"
+  | "unavailable"
+  | "timeout";
 
-/** The `*Timeout` error of each phase that has one. */
-export const PHASE_TIMEOUT_ERROR = {
-  resolve: "ResolveTimeout",
-  connect: "ConnectTimeout",
-  banner: "BannerTimeout",
-  handshake: "HandshakeTimeout",
-  auth: "AuthTimeout",
-  channel: "ChannelTimeout",
-  exec: "CommandTimeout",
-} as const satisfies Partial<Record<Phase, ErrorName>>;
+/** Static facts of one error name. */
+export interface ErrorFacts {
+  readonly status: StatusClass;
+  /** The command certainly did not start: a workflow may retry (SPEC §6 `retryable`). */
+  readonly retryable?: true;
+  /** The phase whose cap this error reports (the `*Timeout` errors). */
+  readonly timeoutOf?: Phase;
+}
+
+/**
+ * The error-name table (SPEC §6), in the contract's order: the one source of the names, their
+ * retryability, the phase each timeout reports and the HTTP status class. Each name is the
+ * `name` of a class in `errors.ts`. `ConnectionLost` is retryable only when the command did
+ * not start: decided per error, not here.
+ */
+export const ERRORS = {
+  ValidationError: { status: "invalid" },
+  TargetNotAllowed: { status: "forbidden" },
+  CommandNotAllowed: { status: "forbidden" },
+  CallerNotAllowed: { status: "forbidden" },
+  CredentialNotAllowed: { status: "forbidden" },
+  CredentialUnavailable: { status: "internal", retryable: true },
+  CredentialInvalid: { status: "internal" },
+  CommandInProgress: { status: "conflict", retryable: true },
+  IdempotencyKeyReused: { status: "conflict" },
+  HostQuarantined: { status: "unavailable", retryable: true },
+  DeadlineExceeded: { status: "timeout" },
+  DnsLookupFailed: { status: "upstream", retryable: true },
+  ResolveTimeout: { status: "timeout", retryable: true, timeoutOf: "resolve" },
+  ConnectRefused: { status: "upstream", retryable: true },
+  ConnectTimeout: { status: "timeout", retryable: true, timeoutOf: "connect" },
+  BannerTimeout: { status: "timeout", retryable: true, timeoutOf: "banner" },
+  ProtocolError: { status: "upstream" },
+  HandshakeTimeout: { status: "timeout", retryable: true, timeoutOf: "handshake" },
+  HostKeyUnknown: { status: "upstream" },
+  HostKeyMismatch: { status: "upstream" },
+  AuthTimeout: { status: "timeout", retryable: true, timeoutOf: "auth" },
+  AuthFailed: { status: "upstream" },
+  ChannelTimeout: { status: "timeout", retryable: true, timeoutOf: "channel" },
+  ChannelRejected: { status: "upstream", retryable: true },
+  CommandTimeout: { status: "timeout", timeoutOf: "exec" },
+  ConnectionLost: { status: "upstream" },
+  CommandFailed: { status: "internal" },
+  InternalError: { status: "internal" },
+} as const satisfies Record<string, ErrorFacts>;
+
+/** Error names (SPEC §6), in the table's order. */
+export type ErrorName = keyof typeof ERRORS;
+export const ERROR_NAMES = Object.keys(ERRORS) as readonly ErrorName[];
+
+type Facts<N extends ErrorName> = (typeof ERRORS)[N];
+
+/** The `*Timeout` error of each phase that has one (derived from {@link ERRORS}). */
+export const PHASE_TIMEOUT_ERROR = Object.fromEntries(
+  ERROR_NAMES.flatMap((name) => {
+    const facts: ErrorFacts = ERRORS[name];
+    return facts.timeoutOf ? [[facts.timeoutOf, name]] : [];
+  }),
+) as {
+  readonly [N in ErrorName as Facts<N> extends { timeoutOf: infer P extends Phase } ? P : never]: N;
+};
+
+/** Errors a workflow may retry: the command certainly did not start (derived from {@link ERRORS}). */
+export const RETRYABLE_ERRORS = ERROR_NAMES.filter(
+  (name) => (ERRORS[name] as ErrorFacts).retryable === true,
+) as readonly {
+  [N in ErrorName]: Facts<N> extends { retryable: true } ? N : never;
+}[ErrorName][];
 
 /**
  * Errors that count against a host's circuit breaker: the host accepted nothing useful
@@ -77,22 +123,6 @@ export const BREAKER_ERRORS = [
 
 /** Errors that mean "the remote hung before the SSH session was up" — the incident's signature. */
 export const HANDSHAKE_HANG_ERRORS = ["BannerTimeout", "HandshakeTimeout"] as const;
-
-/** Errors a workflow may retry: the command certainly did not start (SPEC §6 `retryable`). */
-export const RETRYABLE_ERRORS = [
-  "CredentialUnavailable",
-  "CommandInProgress",
-  "HostQuarantined",
-  "DnsLookupFailed",
-  "ResolveTimeout",
-  "ConnectRefused",
-  "ConnectTimeout",
-  "BannerTimeout",
-  "HandshakeTimeout",
-  "AuthTimeout",
-  "ChannelTimeout",
-  "ChannelRejected",
-] as const satisfies readonly ErrorName[];
 
 /** Result status (SPEC §5). */
 export const STATUSES = ["succeeded", "failed", "timed_out", "error"] as const;

@@ -1,4 +1,21 @@
-import type { ErrorName, ErrorPhase, Phase, RemoteCleanup, Status } from "./names.ts";
+import type { ErrorName, ErrorPhase, Hop, Phase, RemoteCleanup, Status } from "./names.ts";
+
+/**
+ * One jump host (OpenSSH `ProxyJump` with one hop): the engine logs in here and opens a
+ * `direct-tcpip` channel to the target's `host`:`port`, then runs the target session over it.
+ * The fields follow the target's rules and defaults.
+ */
+export interface JumpHostRequest {
+  /** DNS name or IP literal, resolved by the engine (the target's name by the jump host). */
+  host: string;
+  /** @default 22 */
+  port?: number;
+  username: string;
+  /** Name of a stored credential for the jump host. @default "default" */
+  credential?: string;
+  /** Pin of the jump host's key: `SHA256:<base64>` fingerprint or an OpenSSH public key line. */
+  hostKey?: string;
+}
 
 /** The request (SPEC §4): API body and Step Functions input. */
 export interface RunRequest {
@@ -15,6 +32,8 @@ export interface RunRequest {
   hostKey?: string;
   /** Caller's cap on the whole session. */
   timeoutMs?: number;
+  /** Reach the target through this jump host, inside the same deadline. */
+  via?: JumpHostRequest;
   /** Bytes kept per stream (head + tail). @default 65536 */
   maxOutputBytes?: number;
   /** Written to the command's stdin, then EOF. */
@@ -103,9 +122,22 @@ export interface RunOptions {
   phaseCaps?: PhaseCaps;
   /**
    * Called with the resolved address before any connection is made (policy: DNS must not
-   * smuggle a target in). Throw an `EngineError` (e.g. `TargetNotAllowed`) to refuse.
+   * smuggle a target in). Throw an `EngineError` (e.g. `TargetNotAllowed`) to refuse. `hop`
+   * says whose address it is: the jump host's (`via`) or the target's. Behind a jump host the
+   * target's name is resolved by the jump host: only a target given as an IP literal is checked.
    */
-  checkAddress?: (address: string, family: 4 | 6) => void;
+  checkAddress?: (address: string, family: 4 | 6, hop: Hop) => void;
+  /**
+   * The jump host's credential, required when the request has `via`. The jump host's key is
+   * checked against the same {@link knownHosts} under the same rules as the target's.
+   */
+  via?: {
+    secret: Secret;
+    /** For error messages only. */
+    credentialName?: string;
+    /** As {@link RunOptions.allowRequestPins}, for `via.hostKey`. @default true */
+    allowRequestPins?: boolean;
+  };
   /** DNS lookup override (tests, custom resolvers). @default node:dns lookup */
   lookup?: (host: string) => Promise<{ address: string; family: 4 | 6 }>;
   /**
@@ -127,21 +159,28 @@ export interface RunOptions {
   spill?: SpillOptions;
 }
 
-export interface PhaseTimings {
+/**
+ * Milliseconds each phase took (`resolveMs` … `teardownMs`, one per `PHASES` entry; null
+ * for a phase that never ran) and the whole session (`totalMs`).
+ */
+export type PhaseTimings = { [P in Phase as `${P}Ms`]: number | null } & { totalMs: number };
+
+/** Phase timings of the jump host (result `via.timings`), ms; null when the phase did not run. */
+export interface HopTimings {
   resolveMs: number | null;
   connectMs: number | null;
   bannerMs: number | null;
   handshakeMs: number | null;
   authMs: number | null;
-  channelMs: number | null;
-  execMs: number | null;
-  teardownMs: number | null;
-  totalMs: number;
+  /** From the `direct-tcpip` open request until the jump host confirmed the forward. */
+  forwardMs: number | null;
 }
 
 export interface ResultError {
   name: ErrorName;
   phase: ErrorPhase;
+  /** Present on every error of a request with `via`: where it happened. */
+  hop?: Hop;
   message: string;
   retryable: boolean;
   commandStarted: boolean;
@@ -177,5 +216,14 @@ export interface RunResult {
   /** `null` when the session was bounded only by a signal. */
   deadline: { budgetMs: number | null; remainingMs: number | null };
   server?: { ident: string; hostKeySha256: string };
+  /** Present when the request had `via`: the jump host and its own phase timings. */
+  via?: {
+    host: string;
+    port: number;
+    address: string | null;
+    username: string;
+    timings: HopTimings;
+    server?: { ident: string; hostKeySha256: string };
+  };
   remoteCleanup: RemoteCleanup;
 }

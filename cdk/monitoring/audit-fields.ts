@@ -2,7 +2,7 @@
  * Field paths of the audit line (SPEC §8), typed against the handler's own `AuditLine`: a saved
  * query, insight rule or enrichment that names a field no audit line carries fails `tsc`.
  */
-import type { AuditLine } from "../../functions/middleware/audit-log.ts";
+import type { AuditLine } from "../../functions/audit/audit-log.ts";
 
 type Leaves<T, P extends string = ""> = {
   [K in keyof T & string]-?: NonNullable<T[K]> extends readonly unknown[]

@@ -158,7 +158,7 @@ export const ALARM_CATALOG = {
     meaning: "The engine or a handler hit InternalError: a bug, never expected.",
     why: "InternalError is never expected; one is a bug worth a page.",
     checks: [
-      "Run the query: InternalError audit lines and runtime error lines",
+      "Run the query: InternalError audit lines, and beside each (same correlation_id) the ERROR line bounded-ssh unexpected error with error.stack and the error.cause chain (key material redacted)",
       "Which phase; one target or every request",
       "Recent deploys; reproduce with npm run invoke on the logged request",
     ],

@@ -4,12 +4,13 @@ import { ArnFormat, Aws, Duration, RemovalPolicy, Stack, Validations } from "aws
 import * as iam from "aws-cdk-lib/aws-iam";
 import type * as kms from "aws-cdk-lib/aws-kms";
 import * as lambda from "aws-cdk-lib/aws-lambda";
+import * as destinations from "aws-cdk-lib/aws-lambda-destinations";
 import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import type * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import { Construct } from "constructs";
-import { ENRICHMENT_ENV } from "../../functions/alarm-enrichment/enrich.ts";
+import { ENRICHMENT_ENV } from "../../functions/config/config.ts";
 import { handlerBundling } from "../bundling.ts";
 import { nodejsBundling } from "../constructs/nodejs-bundling.ts";
 
@@ -98,6 +99,13 @@ export class AlarmEnrichment extends Construct {
       memorySize: 256,
       role,
       logGroup: this.logGroup,
+      // SNS invokes asynchronously. A failed enrichment (publish refused, crash, timeout) is
+      // retried twice; after that Lambda sends the invocation record - the original alarm
+      // notification plus the error - to the enriched topic itself, so the people subscribed
+      // there still get the page, unenriched. Nothing is lost silently.
+      retryAttempts: 2,
+      maxEventAge: Duration.hours(1),
+      onFailure: new destinations.SnsDestination(props.enrichedTopic),
       environment: {
         [ENRICHMENT_ENV.stage]: props.stage,
         [ENRICHMENT_ENV.enrichedTopicArn]: props.enrichedTopic.topicArn,

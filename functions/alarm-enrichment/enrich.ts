@@ -31,48 +31,9 @@ import {
   renderQuery,
 } from "../../cdk/monitoring/queries.ts";
 import type { Deadline } from "../../lib/deadline.ts";
+import type { EnrichmentConfig } from "../config/config.ts";
 
-/** Environment of the deployed function (set by `cdk/monitoring/enrichment.ts`). */
-export const ENRICHMENT_ENV = {
-  stage: "BSSH_STAGE",
-  enrichedTopicArn: "BSSH_ENRICHED_TOPIC_ARN",
-  functionLogGroups: "BSSH_FUNCTION_LOG_GROUPS",
-  workflowLogGroups: "BSSH_WORKFLOW_LOG_GROUPS",
-  runbookBaseUrl: "BSSH_RUNBOOK_BASE_URL",
-  dashboardUrl: "BSSH_DASHBOARD_URL",
-} as const;
-
-export interface EnrichmentConfig {
-  readonly stage: string;
-  readonly enrichedTopicArn: string;
-  readonly functionLogGroups: readonly string[];
-  readonly workflowLogGroups: readonly string[];
-  readonly runbookBaseUrl: string;
-  readonly dashboardUrl: string;
-  /** Kept back from the Lambda time for the publish. @default 3000 */
-  readonly reserveMs?: number;
-  /** @default 1000 */
-  readonly pollIntervalMs?: number;
-  /** Hosts listed in the message. @default 20 */
-  readonly maxHosts?: number;
-}
-
-/** Reads {@link EnrichmentConfig} from the environment; throws naming a missing variable. */
-export function configFromEnv(env: NodeJS.ProcessEnv = process.env): EnrichmentConfig {
-  const get = (key: keyof typeof ENRICHMENT_ENV) => {
-    const value = env[ENRICHMENT_ENV[key]];
-    if (value === undefined) throw new TypeError(`${ENRICHMENT_ENV[key]} is not set`);
-    return value;
-  };
-  return {
-    stage: get("stage"),
-    enrichedTopicArn: get("enrichedTopicArn"),
-    functionLogGroups: JSON.parse(get("functionLogGroups")) as string[],
-    workflowLogGroups: JSON.parse(get("workflowLogGroups")) as string[],
-    runbookBaseUrl: get("runbookBaseUrl"),
-    dashboardUrl: get("dashboardUrl"),
-  };
-}
+export type { EnrichmentConfig } from "../config/config.ts";
 
 /** The CloudWatch alarm notification (the SNS message body) as far as it is read here. */
 export interface AlarmNotification {

@@ -21,18 +21,19 @@ const deployed = () => {
 };
 
 async function build(): Promise<ReturnType<typeof createEnrichmentHandler>> {
-  const [{ createEnrichmentHandler }, { configFromEnv }, cw, logs, sns] = await Promise.all([
-    import("./enrichment-handler.ts"),
-    import("./enrich.ts"),
-    import("@aws-sdk/client-cloudwatch"),
-    import("@aws-sdk/client-cloudwatch-logs"),
-    import("@aws-sdk/client-sns"),
-  ]);
+  const [{ createEnrichmentHandler }, { enrichmentConfigFromEnv }, cw, logs, sns] =
+    await Promise.all([
+      import("./enrichment-handler.ts"),
+      import("../config/config.ts"),
+      import("@aws-sdk/client-cloudwatch"),
+      import("@aws-sdk/client-cloudwatch-logs"),
+      import("@aws-sdk/client-sns"),
+    ]);
   return createEnrichmentHandler({
     logs: new logs.CloudWatchLogsClient({}),
     sns: new sns.SNSClient({}),
     cloudwatch: new cw.CloudWatchClient({}),
-    config: configFromEnv(),
+    config: enrichmentConfigFromEnv(),
   });
 }
 

@@ -4,7 +4,9 @@
  * times within `windowSeconds` is quarantined for `quarantineSeconds`. A quarantined host
  * answers `HostQuarantined` (503, retryable) at once, without dialling, so a dead host stops
  * costing a whole budget in every fleet run. One DynamoDB item per `host:port`, with a TTL
- * attribute so the table cleans itself. A success clears the host.
+ * attribute so the table cleans itself. A success clears the host. Through a jump host
+ * (request `via`) the error's hop decides which host a failure counts against, and both hosts
+ * are checked before dialling.
  *
  * Clear a host by hand: `aws dynamodb delete-item --table-name <BreakerTable> --key
  * '{"host":{"S":"<host>:<port>"}}'` (docs/fleet.md).
@@ -80,7 +82,10 @@ export class HostBreaker {
 
   /** Records a session's outcome for its host: counted failures add up, a success clears. */
   async record(result: RunResult, signal?: AbortSignal): Promise<void> {
-    const key = HostBreaker.keyOf(result.target.host, result.target.port);
+    // Through a jump host, a failure at the jump host (`error.hop` "via") counts against it,
+    // not against the target behind it.
+    const at = result.error?.hop === "via" && result.via ? result.via : result.target;
+    const key = HostBreaker.keyOf(at.host, at.port);
     if (result.status === "succeeded" || result.status === "failed") {
       await this.#o.client.send(
         new DeleteItemCommand({ TableName: this.#o.tableName, Key: { host: { S: key } } }),

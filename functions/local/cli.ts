@@ -5,6 +5,8 @@
  * `main`).
  */
 
+import { LOCAL_ENV } from "../config/config.ts";
+
 /** A mistake the user can fix (bad argument, variable, port in use); exit code 2. */
 export class UsageError extends Error {
   override name = "UsageError";
@@ -31,7 +33,7 @@ export async function runCli(
     const error = err as Error;
     // By name: LocalConfigError lives with the config reader, which --help must not load.
     const known = error.name === "UsageError" || error.name === "LocalConfigError";
-    if (process.env.BSSH_DEBUG === "1") console.error(error);
+    if (process.env[LOCAL_ENV.debug] === "1") console.error(error);
     console.error(
       `bounded-ssh ${command}: ${known ? error.message : `${error.name}: ${error.message}`}`,
     );

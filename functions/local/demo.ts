@@ -8,7 +8,7 @@
 import { setTimeout as delay } from "node:timers/promises";
 import type { MetricDatum } from "../../lib/metrics.ts";
 import type { RunResult } from "../../lib/types.ts";
-import type { AuditLine } from "../middleware/audit-log.ts";
+import type { AuditLine } from "../audit/audit-log.ts";
 import { runCli } from "./cli.ts";
 
 const HELP = `

@@ -9,7 +9,7 @@ import { dirname, isAbsolute, resolve } from "node:path";
 import { createInterface } from "node:readline/promises";
 import { type ProbedHostKey, probeHostKey } from "../../lib/probe-host-key.ts";
 import { knownHostsPolicy } from "../../lib/session/host-keys.ts";
-import { ENV } from "../shared/settings.ts";
+import { ENV } from "../config/config.ts";
 import { UsageError } from "./cli.ts";
 
 /** Where `init` and `trust` keep local mode's files. */

@@ -1,13 +1,14 @@
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
+import { ENV, type HandlerSettings, settingsFromEnv } from "../config/config.ts";
 import {
   FileKnownHosts,
   type LocalCredential,
   LocalCredentialStore,
 } from "../credentials/local-store.ts";
 import type { PolicyDocument } from "../policy/policy.ts";
-import { type Runtime, staticPolicy } from "../shared/runtime.ts";
-import { type HandlerSettings, settingsFromEnv } from "../shared/settings.ts";
+import { staticPolicy } from "../policy/policy-source.ts";
+import type { Runtime } from "../runtime/runtime.ts";
 import { LOCAL_API, LOCAL_STATE_MACHINE } from "./api-event.ts";
 
 /** The local mode config file (named by env `BSSH_CONFIG`). Paths are relative to the file. */
@@ -163,7 +164,7 @@ export function localRuntime(
     knownHosts: new FileKnownHosts(knownHostsPath),
     policy,
     // No CloudWatch locally: metrics go to stdout as EMF unless the environment says otherwise.
-    metrics: process.env.BSSH_METRICS_MODE === undefined ? { mode: "emf" } : {},
+    metrics: process.env[ENV.metricsMode] === undefined ? { mode: "emf" } : {},
     ...overrides,
     settings,
   };

@@ -1,5 +1,5 @@
 import { DEFAULT_API_TIMEOUTS, DEFAULT_TASK_TIMEOUTS } from "../../cdk/config.ts";
-import { settingsFromEnv } from "../shared/settings.ts";
+import { ENV, LOCAL_ENV, settingsFromEnv } from "../config/config.ts";
 import { UsageError } from "./cli.ts";
 
 /** Timeouts of the deployed functions (cdk/config.ts), so local runs match them. */
@@ -38,7 +38,7 @@ export function localTimeouts(
   try {
     const settings = settingsFromEnv(env);
     reserveMs =
-      env.BSSH_RESERVE_MS === undefined || env.BSSH_RESERVE_MS === ""
+      env[ENV.reserveMs] === undefined || env[ENV.reserveMs] === ""
         ? deployed.reserve.toMilliseconds()
         : settings.reserveMs;
   } catch (err) {
@@ -47,7 +47,7 @@ export function localTimeouts(
   return {
     functionTimeoutMs: positiveMs(
       env,
-      "BSSH_FUNCTION_TIMEOUT_MS",
+      LOCAL_ENV.functionTimeoutMs,
       deployed.functionTimeout.toMilliseconds(),
     ),
     reserveMs,

@@ -11,8 +11,8 @@ import { dirname, resolve } from "node:path";
 import { finished } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import type { APIGatewayProxyResult, Context } from "aws-lambda";
-import type { ApiEvent } from "../shared/api-http.ts";
-import { ENV } from "../shared/settings.ts";
+import { ENV, LOCAL_ENV } from "../config/config.ts";
+import type { ApiEvent } from "../http/api-http.ts";
 import { toApiEventV1, toApiEventV2 } from "./api-event.ts";
 import { runCli, UsageError } from "./cli.ts";
 import { lambdaContext } from "./lambda-context.ts";
@@ -220,8 +220,8 @@ async function main(): Promise<void> {
   const { startEmbeddedTargets } = await import("./embedded.ts");
   const env = process.env;
   const timeouts = localTimeouts("api");
-  const port = portOf(env.BSSH_PORT);
-  const payloadVersion = payloadVersionOf(env.BSSH_PAYLOAD_VERSION);
+  const port = portOf(env[LOCAL_ENV.port]);
+  const payloadVersion = payloadVersionOf(env[LOCAL_ENV.payloadVersion]);
   // Checked before anything listens: a bad config is one line, not an HTTP 500 later.
   if (env[ENV.config]) checkLocalConfig(env[ENV.config]!);
   const embedded = env[ENV.config] ? undefined : await startEmbeddedTargets();
@@ -251,7 +251,7 @@ async function main(): Promise<void> {
       if (code === "EACCES") throw new UsageError(`port ${port}: permission denied; set BSSH_PORT`);
       throw err;
     }
-    const tokenFile = resolve(env.BSSH_TOKEN_FILE ?? ".tmp/local-api-token");
+    const tokenFile = resolve(env[LOCAL_ENV.tokenFile] ?? ".tmp/local-api-token");
     mkdirSync(dirname(tokenFile), { recursive: true });
     // A file left by an earlier run keeps its mode on write: remove it, then create it 0600.
     rmSync(tokenFile, { force: true });

@@ -2,16 +2,16 @@
  * The metrics middleware: measures leaked sockets when an invocation starts and publishes the
  * invocation's SPEC §7 datums once when it ends, from `after` or `onError`, whichever runs.
  * Register it first (`.use(metricsMiddleware())` before the others) so its `after`/`onError`
- * run last and see the record as the response leaves.
+ * run last and see the invocation as the response leaves. Needs the invocation middleware
+ * (`createInvocation`) registered before it.
  */
 
 import type { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import type { MiddlewareObj, Request } from "@middy/core";
 import type { Context } from "aws-lambda";
 import { type MetricDatum, type MetricError, toMetricDatums } from "../../lib/metrics.ts";
-import { ERROR_NAMES, type ErrorName } from "../../lib/names.ts";
-import { type InvocationRecord, invocationOf } from "../shared/invocation.ts";
-import { preload } from "../shared/lazy.ts";
+import { type Invocation, invocationOf } from "../invocation/invocation.ts";
+import { preload } from "../runtime/lazy.ts";
 import { defaultLeakGauge, type LeakGauge } from "./leak-gauge.ts";
 import {
   loadCloudWatchSdk,
@@ -64,48 +64,21 @@ const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
   "onPublished",
 ]);
 
-const SPEC_ERRORS: ReadonlySet<string> = new Set(ERROR_NAMES);
-
 type AnyRequest = Request<unknown, unknown, Error, Context>;
 
 /**
- * The error metrics should count. The handler's record wins; an error that never reached it
- * (another middleware threw, middy's early timeout) is named after the SPEC error it stands
- * for, so `ErrorName` keeps to SPEC §6's names.
+ * The error metrics should count: the invocation's (the error mapper has recorded whatever
+ * was thrown by the time this runs), else the one its result carries.
  */
-function errorFor(record: InvocationRecord, thrown: unknown): MetricError | undefined {
-  if (record.error) return { name: record.error.name, phase: record.error.phase };
-  if (record.result?.error) return record.result.error;
-  if (thrown === undefined || thrown === null) return undefined;
-  const name = (thrown as { name?: unknown }).name;
-  const phase = (thrown as { phase?: unknown }).phase;
-  const where = typeof phase === "string" ? phase : (record.result?.phase ?? "request");
-  if (typeof name === "string" && SPEC_ERRORS.has(name)) return { name, phase: where };
-  // middy's `timeoutEarlyInMillis` fired: the invocation ran out of time.
-  if (name === "TimeoutError")
-    return { name: "DeadlineExceeded" satisfies ErrorName, phase: where };
-  const status = (thrown as { statusCode?: unknown }).statusCode;
-  // Input rejected by a middleware (an HTTP 400 from middy middleware) before the handler saw it.
-  if (status === 400) return { name: "ValidationError" satisfies ErrorName, phase: "request" };
-  return { name: "InternalError" satisfies ErrorName, phase: where };
-}
-
-/** Time left of the invocation (ms): the tighter of the Lambda clock and the handler's plan. */
-function timeLeft(record: InvocationRecord, context: Partial<Context>, now: number): number {
-  const lambda =
-    typeof context.getRemainingTimeInMillis === "function"
-      ? context.getRemainingTimeInMillis()
-      : Number.POSITIVE_INFINITY;
-  // invocationOf() initialises mustReturnBy to startedAt: only a later value is a real plan.
-  const planned =
-    record.mustReturnBy > record.startedAt ? record.mustReturnBy - now : Number.POSITIVE_INFINITY;
-  return Math.min(lambda, planned);
+function errorFor(invocation: Invocation): MetricError | undefined {
+  if (invocation.error) return { name: invocation.error.name, phase: invocation.error.phase };
+  return invocation.result?.error;
 }
 
 /**
  * middy middleware for SPEC §7 metrics. `before` stores `leakedSockets` in the
- * {@link InvocationRecord}; `after` and `onError` publish once per invocation, within the time
- * left before `mustReturnBy` (and the Lambda clock) minus `safetyMs`. It never throws into the
+ * invocation; `after` and `onError` publish once per invocation, bounded by the invocation's
+ * signal and what is left of its deadline minus `safetyMs`. It never throws into the
  * response and never replaces it.
  */
 export function metricsMiddleware(opts: MetricsMiddlewareOptions = {}): MiddlewareObj {
@@ -127,9 +100,9 @@ export function metricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
       const sdk = mode !== "emf" && options.client === undefined;
       preload(sdk ? [loadEmfEncoder, loadCloudWatchSdk] : [loadEmfEncoder]);
     }
-    const record = invocationOf(request);
+    const invocation = invocationOf(request.context);
     try {
-      record.leakedSockets = gauge.measure();
+      invocation.leakedSockets = gauge.measure();
     } catch {
       // A gauge failure must not fail the invocation; 0 is what a healthy container reports.
     }
@@ -139,20 +112,24 @@ export function metricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
     if (published.has(request)) return;
     published.add(request);
     try {
-      const now = Date.now();
-      const record = invocationOf(request, now);
-      const left = timeLeft(record, request.context ?? {}, now);
+      const invocation = invocationOf(request.context);
+      if (request.error !== undefined) invocation.fail(request.error);
+      const left = invocation.slackMs();
       const datums = toMetricDatums({
-        result: record.result,
-        error: errorFor(record, request.error),
-        deadlineSlackMs: Number.isFinite(left) ? Math.round(left) : 0,
-        leakedSockets: record.leakedSockets,
+        result: invocation.result,
+        error: errorFor(invocation),
+        deadlineSlackMs: Math.round(left),
+        leakedSockets: invocation.leakedSockets,
       });
-      // Until the invocation's own signal reaches this hook (issue 13 item 1), the bound is a
-      // timeout derived from the time left; the publisher keeps no timer of its own.
-      const budgetMs = Math.min(options.maxPublishMs, left - options.safetyMs);
+      // Whole milliseconds: AbortSignal.timeout() throws on a fraction (slack is fractional).
+      const budgetMs = Math.floor(Math.min(options.maxPublishMs, left - options.safetyMs));
       const report = await publishMetrics(datums, {
-        signal: budgetMs >= options.minApiMs ? AbortSignal.timeout(budgetMs) : ABORTED,
+        // The invocation's signal (its deadline), capped by maxPublishMs and the safety margin;
+        // the publisher keeps no timer of its own.
+        signal:
+          budgetMs >= options.minApiMs
+            ? AbortSignal.any([invocation.signal, AbortSignal.timeout(budgetMs)])
+            : ABORTED,
         namespace: options.namespace,
         mode: options.mode,
         client: options.client,
@@ -164,7 +141,7 @@ export function metricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
         // An observer's bug is not the caller's problem.
       }
     } catch {
-      // publishMetrics never rejects; this guards the datum building against a malformed record.
+      // publishMetrics never rejects; this guards the datum building against a malformed invocation.
     }
   };
 

@@ -15,17 +15,18 @@ import type {
 } from "@aws-sdk/client-cloudwatch";
 import type { MetricDatum } from "../../lib/metrics.ts";
 import { DEFAULT_METRIC_NAMESPACE } from "../../lib/names.ts";
+import { ENV } from "../config/config.ts";
 import { defaultLeakGauge } from "./leak-gauge.ts";
 
 /** Where datums go: the API (EMF only as fallback), EMF only, or both every time. */
 export type MetricsMode = "api" | "emf" | "both";
 const MODES: readonly MetricsMode[] = ["api", "emf", "both"];
 
-/** Environment variables read by the metrics adapter. */
+/** Environment variables read by the metrics adapter (named in `functions/config`). */
 export const METRICS_ENV = {
-  mode: "BSSH_METRICS_MODE",
-  namespace: "BSSH_METRICS_NAMESPACE",
-  endpoint: "BSSH_CLOUDWATCH_ENDPOINT",
+  mode: ENV.metricsMode,
+  namespace: ENV.metricsNamespace,
+  endpoint: ENV.cloudWatchEndpoint,
 } as const;
 
 /** `PutMetricData` limits: datums per call, values per datum. */

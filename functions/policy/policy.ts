@@ -1,7 +1,13 @@
 import net from "node:net";
-import { CommandNotAllowed, CredentialNotAllowed, TargetNotAllowed } from "../../lib/errors.ts";
-import type { RunRequest } from "../../lib/types.ts";
-import { REQUEST_LIMITS } from "../shared/request-schema.ts";
+import {
+  atHop,
+  CommandNotAllowed,
+  CredentialNotAllowed,
+  TargetNotAllowed,
+} from "../../lib/errors.ts";
+import type { Hop } from "../../lib/names.ts";
+import { REQUEST_LIMITS } from "../../lib/request-schema.ts";
+import type { JumpHostRequest, RunRequest } from "../../lib/types.ts";
 import { AddressRanges, normalizeAddress } from "./address-ranges.ts";
 import {
   type CommandTemplate,
@@ -97,8 +103,20 @@ export interface Authorization {
   allowRequestPins: boolean;
   /** True when every one of {@link rules} sets `allowSpill`. */
   allowSpill: boolean;
-  /** Give to `runCommand` as `checkAddress`: refuses resolved addresses outside the rules. */
-  checkAddress: (address: string, family: 4 | 6) => void;
+  /**
+   * Give to `runCommand` as `checkAddress`: refuses resolved addresses outside the rules — the
+   * target's (`hop` "target", the default) or the jump host's (`hop` "via").
+   */
+  checkAddress: (address: string, family: 4 | 6, hop?: Hop) => void;
+  /** With a request `via`: what the rules grant at the jump host. */
+  via?: {
+    /** The jump host's credential name (its `credential`, or `default`). */
+    credential: string;
+    /** Ids of the rules that allow the jump host. */
+    rules: string[];
+    /** True when every one of {@link rules} sets `allowRequestPins`. */
+    allowRequestPins: boolean;
+  };
 }
 
 interface CompiledRule {
@@ -253,35 +271,13 @@ export class Policy {
     const byCaller = this.#rules.filter((r) => r.callers.some((c) => c.test(caller)));
     if (byCaller.length === 0) throw deny(`no policy rule allows caller ${caller}`);
 
-    const host = normalizeHost(request.host);
-    const port = request.port ?? 22;
     const literal = net.isIP(request.host) !== 0;
-    // An address (literal, or a numeric name the resolver reads as one: `167772935`,
-    // `0xa000307`) is allowed by a cidrs-only rule, never by a host glob.
-    const numeric = literal || NUMERIC_NAME.test(host);
-    const nameOk = (r: CompiledRule) =>
-      numeric
-        ? r.hosts === undefined && (!literal || r.cidrs!.contains(request.host))
-        : r.hosts
-          ? r.hosts.some((h) => h.test(host))
-          : true;
-    const byName = byCaller.filter(nameOk);
-    if (byName.length === 0) throw deny(`host ${request.host} is not allowed for caller ${caller}`);
-    const byPort = byName.filter((r) => r.ports.has(port));
-    if (byPort.length === 0) throw deny(`port ${port} is not allowed on host ${request.host}`);
-    const byTarget = byPort.filter((r) => r.usernames.some((u) => u.test(request.username)));
-    if (byTarget.length === 0) {
-      throw deny(`username ${request.username} is not allowed on host ${request.host}`);
-    }
+    const byCredential = matchTarget(byCaller, request, caller, "");
 
-    const credential = request.credential ?? "default";
-    const byCredential = byTarget.filter((r) => r.credentials.some((c) => c.test(credential)));
-    if (byCredential.length === 0) {
-      throw new CredentialNotAllowed(
-        `credential ${JSON.stringify(credential)} is not granted to caller ${caller} for this target`,
-        { phase: "policy" },
-      );
-    }
+    // The jump host is a target in its own right: one of the caller's rules must allow its
+    // host (or address), port and username and grant its credential. No command runs there.
+    const via = request.via;
+    const byVia = via === undefined ? undefined : matchTarget(byCaller, via, caller, "via.");
 
     const call = parseTemplateCall(request.command);
     let command = request.command;
@@ -316,7 +312,31 @@ export class Policy {
       }
     }
 
-    const checkAddress = (address: string) => {
+    if (via !== undefined && !literal) {
+      // Behind a jump host the target's name is resolved by the jump host: its address is
+      // never seen here, so a rule that limits addresses (cidrs) cannot vouch for it.
+      allowed = allowed.filter((r) => r.cidrs === undefined);
+      if (allowed.length === 0) {
+        throw deny(
+          `host ${request.host} is reached through jump host ${via.host}, which resolves its name: only a rule with host names and no cidrs can allow it (or give the target as an IP address)`,
+        );
+      }
+    }
+
+    const checkViaAddress = (address: string) => {
+      const normal = normalizeAddress(address);
+      const refused = () =>
+        atHop(
+          deny(`via.host ${via!.host} resolved to an address this caller may not reach`),
+          "via",
+        );
+      if (!normal) {
+        throw atHop(deny(`via.host ${via!.host} did not resolve to an IP address`), "via");
+      }
+      if (this.#deny.contains(normal.address)) throw refused();
+      if (!byVia!.some((r) => !r.cidrs || r.cidrs.contains(normal.address))) throw refused();
+    };
+    const checkTargetAddress = (address: string) => {
       const normal = normalizeAddress(address);
       // Never the address in the message: a refusal must not turn the service into a resolver
       // of names inside the VPC. The audit line keeps it.
@@ -328,12 +348,15 @@ export class Policy {
         throw deny(`host ${request.host} resolved to an address this caller may not reach`);
       }
     };
+    const checkAddress = (address: string, _family?: 4 | 6, hop: Hop = "target") =>
+      hop === "via" ? checkViaAddress(address) : checkTargetAddress(address);
     // An IP literal needs no DNS: refuse it now, before a credential is fetched.
     if (literal) checkAddress(request.host);
+    if (via !== undefined && net.isIP(via.host) !== 0) checkAddress(via.host, undefined, "via");
     const authorization: Authorization = {
       command,
       rules: allowed.map((r) => r.id),
-      credential,
+      credential: request.credential ?? "default",
       // Every rule that could allow this request must allow pins: the address decides the rule
       // only after DNS, so a pin-friendly rule must not lend its permission to another's range.
       allowRequestPins: allowed.every((r) => r.allowRequestPins),
@@ -342,6 +365,65 @@ export class Policy {
       checkAddress,
     };
     if (call) authorization.template = call.name;
+    if (via !== undefined) {
+      authorization.via = {
+        credential: via.credential ?? "default",
+        rules: byVia!.map((r) => r.id),
+        // As for the target: every rule that could allow the jump host must allow pins.
+        allowRequestPins: byVia!.every((r) => r.allowRequestPins),
+      };
+    }
     return authorization;
   }
+}
+
+/**
+ * The caller's rules that allow a target — the request's, or its jump host (`prefix` "via.",
+ * named in every refusal) — by host name or address, port, username and credential.
+ */
+function matchTarget(
+  rules: CompiledRule[],
+  target: Pick<RunRequest | JumpHostRequest, "host" | "port" | "username" | "credential">,
+  caller: string,
+  prefix: "" | "via.",
+): CompiledRule[] {
+  const deny = (message: string) => {
+    const err = new TargetNotAllowed(message, { phase: "policy" });
+    if (prefix) err.hop = "via";
+    return err;
+  };
+  const what = prefix ? `jump host ${target.host}` : `host ${target.host}`;
+  const host = normalizeHost(target.host);
+  const port = target.port ?? 22;
+  const literal = net.isIP(target.host) !== 0;
+  // An address (literal, or a numeric name the resolver reads as one: `167772935`,
+  // `0xa000307`) is allowed by a cidrs-only rule, never by a host glob.
+  const numeric = literal || NUMERIC_NAME.test(host);
+  const nameOk = (r: CompiledRule) =>
+    numeric
+      ? r.hosts === undefined && (!literal || r.cidrs!.contains(target.host))
+      : r.hosts
+        ? r.hosts.some((h) => h.test(host))
+        : true;
+  const byName = rules.filter(nameOk);
+  if (byName.length === 0) {
+    throw deny(`${prefix}host ${target.host} is not allowed for caller ${caller}`);
+  }
+  const byPort = byName.filter((r) => r.ports.has(port));
+  if (byPort.length === 0) throw deny(`${prefix}port ${port} is not allowed on ${what}`);
+  const byTarget = byPort.filter((r) => r.usernames.some((u) => u.test(target.username)));
+  if (byTarget.length === 0) {
+    throw deny(`${prefix}username ${target.username} is not allowed on ${what}`);
+  }
+  const credential = target.credential ?? "default";
+  const byCredential = byTarget.filter((r) => r.credentials.some((c) => c.test(credential)));
+  if (byCredential.length === 0) {
+    const err = new CredentialNotAllowed(
+      `${prefix}credential ${JSON.stringify(credential)} is not granted to caller ${caller} for ${prefix ? `jump host ${target.host}` : "this target"}`,
+      { phase: "policy" },
+    );
+    if (prefix) err.hop = "via";
+    throw err;
+  }
+  return byCredential;
 }

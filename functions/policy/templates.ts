@@ -1,6 +1,6 @@
+import { hasControlCharacter } from "../../lib/control-chars.ts";
 import { CommandNotAllowed, ValidationError } from "../../lib/errors.ts";
 import { shellQuote } from "../../lib/session/remote-bound.ts";
-import { hasControlCharacter } from "../shared/control-chars.ts";
 import { placeholderSites } from "./shell-words.ts";
 
 /** A typed template parameter. Values are validated, then shell-quoted into the command. */

@@ -1,4 +1,3 @@
-import type { Socket } from "node:net";
 import { Duplex } from "node:stream";
 
 /** RFC 4253 §4.2 allowances and the limits that keep a hostile peer from growing memory. */
@@ -19,7 +18,7 @@ export interface BannerGateEvents {
 }
 
 /**
- * A Duplex between the TCP socket and ssh2 that holds back everything the server sends until
+ * A Duplex between the transport (a TCP socket, or a jump host's channel) and ssh2 that holds back everything the server sends until
  * its identification line is complete, then hands ssh2 the line and what follows in one chunk.
  *
  * Why: ssh2 1.17's header parser keeps only the first partial chunk, so a banner split into
@@ -30,14 +29,14 @@ export interface BannerGateEvents {
  * dropped, so memory stays bounded whatever the peer sends.
  */
 export class BannerGate extends Duplex {
-  readonly #sock: Socket;
+  readonly #sock: Duplex;
   readonly #events: BannerGateEvents;
   #pending: Buffer = Buffer.alloc(0);
   #preambleLines = 0;
   #open = false;
   #failed = false;
 
-  constructor(sock: Socket, events: BannerGateEvents) {
+  constructor(sock: Duplex, events: BannerGateEvents) {
     super({ allowHalfOpen: false });
     this.#sock = sock;
     this.#events = events;
@@ -47,7 +46,7 @@ export class BannerGate extends Duplex {
     sock.on("error", this.#onError);
   }
 
-  /** Stops forwarding and detaches from the socket (the socket's owner destroys it). */
+  /** Stops forwarding and detaches from the transport (its owner destroys it). */
   detach(): void {
     this.#sock.off("data", this.#onData);
     this.#sock.off("end", this.#onEnd);

@@ -1,5 +1,6 @@
 import { createHash, type Hash } from "node:crypto";
-import type { OutputSpill, SpillObject } from "../types.ts";
+import type { Deadline } from "../deadline.ts";
+import type { OutputSpill, SpillObject, SpillOptions } from "../types.ts";
 
 /** Default of `SpillOptions.maxBytes`. */
 export const DEFAULT_SPILL_MAX_BYTES = 1024 ** 3;
@@ -248,4 +249,63 @@ function isValidUtf8(buf: Buffer, cut: boolean): boolean {
 
 function messageOf(err: unknown): string {
   return err instanceof Error ? err.message || err.name : String(err);
+}
+
+/**
+ * The two captures of a session (stdout, stderr): drains the channel's streams into them,
+ * completes or aborts their spills, and hands them to the result.
+ */
+export class SessionOutput {
+  readonly stdout: OutputCapture;
+  readonly stderr: OutputCapture;
+  /** Both readable sides have ended (every chunk was handed to its capture). */
+  #ended: Promise<unknown> = Promise.resolve();
+
+  constructor(maxBytes: number, spill?: SpillOptions) {
+    const spillOf = (stream: "stdout" | "stderr"): CaptureSpill | undefined =>
+      spill && {
+        open: () => spill.open(stream),
+        maxBytes: spill.maxBytes ?? DEFAULT_SPILL_MAX_BYTES,
+      };
+    this.stdout = new OutputCapture(maxBytes, spillOf("stdout"));
+    this.stderr = new OutputCapture(maxBytes, spillOf("stderr"));
+  }
+
+  /**
+   * Always drains both streams: an unread stream never closes and stalls the command. A
+   * spill that cannot keep up pauses its stream (SSH flow control then holds the remote);
+   * `drained()` never rejects, so a failed spill resumes the stream at once.
+   */
+  drain(stdout: NodeJS.ReadableStream, stderr: NodeJS.ReadableStream): void {
+    const read = (stream: NodeJS.ReadableStream, capture: OutputCapture) => {
+      stream.on("data", (chunk: Buffer) => {
+        if (capture.write(chunk)) return;
+        stream.pause();
+        void capture.drained().then(() => stream.resume());
+      });
+      return new Promise<void>((done) => stream.once("end", () => done()));
+    };
+    this.#ended = Promise.all([read(stdout, this.stdout), read(stderr, this.stderr)]);
+  }
+
+  /**
+   * Completes the spilled streams once every chunk has been read, within `ms` (the exec
+   * allowance: the teardown reserve stays). An upload that does not finish in time is
+   * aborted: the result keeps head + tail and says why in `output.spillError`.
+   */
+  async finishSpills(deadline: Deadline, ms: number): Promise<void> {
+    const captures = [this.stdout, this.stderr].filter((c) => c.spilling);
+    if (captures.length === 0) return;
+    const done = deadline.wait(
+      ms,
+      this.#ended.then(() => Promise.all(captures.map((c) => c.finish()))),
+    );
+    if (!(await done))
+      this.abortSpills("the upload did not complete within the session's deadline");
+  }
+
+  /** The output is incomplete: no object may claim to be the whole stream. Idempotent. */
+  abortSpills(reason: string): void {
+    for (const capture of [this.stdout, this.stderr]) capture.abortSpill(new Error(reason));
+  }
 }

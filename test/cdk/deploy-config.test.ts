@@ -145,7 +145,7 @@ describe("the example deploy config", () => {
     }
   });
 
-  it("reserves concurrency and subscribes the alarm topic", () => {
+  it("reserves concurrency, subscribes people to the enriched topic, links the team's runbooks", () => {
     template.hasResourceProperties("AWS::Lambda::Function", {
       FunctionName: "staging-bounded-ssh-api",
       ReservedConcurrentExecutions: 20,
@@ -157,6 +157,12 @@ describe("the example deploy config", () => {
     template.hasResourceProperties("AWS::SNS::Subscription", {
       Protocol: "email",
       Endpoint: "oncall@example.com",
+      TopicArn: { Ref: Match.stringLikeRegexp("EnrichedTopic") },
+    });
+    const runbooks = "https://git.example.com/platform/bounded-ssh/blob/main/docs/runbooks";
+    template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+      AlarmName: "staging-BoundedSsh-LeakedSockets",
+      AlarmDescription: Match.stringLikeRegexp(`RUNBOOK: ${runbooks}/LeakedSockets\\.md`),
     });
   });
 });

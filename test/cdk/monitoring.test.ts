@@ -294,6 +294,19 @@ describe("enrichment", () => {
   });
 });
 
+describe("enrichment failure", () => {
+  it("sends the unenriched alarm to the enriched topic when enrichment fails after its retries", () => {
+    template.hasResourceProperties("AWS::Lambda::EventInvokeConfig", {
+      FunctionName: { Ref: Match.stringLikeRegexp("Enrichment") },
+      MaximumRetryAttempts: 2,
+      MaximumEventAgeInSeconds: 3600,
+      DestinationConfig: {
+        OnFailure: { Destination: { Ref: Match.stringLikeRegexp("EnrichedTopic") } },
+      },
+    });
+  });
+});
+
 describe("runbooks", () => {
   it("one page per kind, each starting with the catalog's header", () => {
     const pages = readdirSync("docs/runbooks").sort();

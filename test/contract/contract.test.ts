@@ -6,9 +6,9 @@ import ts from "typescript";
 import { describe, expect, it } from "vitest";
 import { ALARM_KINDS } from "../../cdk/constructs/monitoring.ts";
 import { runbookFile } from "../../cdk/monitoring/catalog.ts";
-import { REQUEST_FIELDS } from "../../functions/shared/request-schema.ts";
+import { HTTP_STATUS } from "../../functions/http/api-http.ts";
 import { DEFAULT_PHASE_CAPS } from "../../lib/deadline.ts";
-import { ERROR_CLASSES, HTTP_STATUS } from "../../lib/errors.ts";
+import { ERROR_CLASSES } from "../../lib/errors.ts";
 import { METRIC_UNIT } from "../../lib/metrics.ts";
 import {
   DIMENSION,
@@ -20,6 +20,7 @@ import {
   RETRYABLE_ERRORS,
   STATUSES,
 } from "../../lib/names.ts";
+import { REQUEST_FIELDS } from "../../lib/request-schema.ts";
 import {
   generateRequestSchemaJson,
   REQUEST_SCHEMA_JSON,

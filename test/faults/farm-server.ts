@@ -14,7 +14,6 @@
  *   stats   {}                          → { rssBytes }
  */
 import net from "node:net";
-import ssh2, { type Connection } from "ssh2";
 import {
   type Adversary,
   acceptThenFin,
@@ -36,14 +35,11 @@ import {
   closeListener,
   type ExecContext,
   execBehaviours,
-  fingerprintOfBlob,
   listen,
   type Ssh2ServerScript,
   startSsh2Server,
 } from "../helpers/ssh2-server.ts";
 import type { FarmReply, FarmRequest, FaultServerSpec, ProxyAction } from "./farm-protocol.ts";
-
-const { Server, utils } = ssh2;
 
 interface Hosted {
   port: number;
@@ -98,28 +94,14 @@ function execOf(spec: Extract<FaultServerSpec, { kind: "ssh2" }>): Ssh2ServerScr
 
 /** An ssh2 Server whose key exchange offers only `kex` (none of ssh2's client defaults). */
 async function restrictedKexServer(kex: string[]): Promise<Hosted> {
-  const hostKey = generateEd25519KeyPair();
-  const parsed = utils.parseKey(hostKey.public);
-  if (parsed instanceof Error) throw parsed;
-  const sockets = new Set<net.Socket>();
-  const server = new Server(
-    { hostKeys: [hostKey.private], algorithms: { kex: kex as never } },
-    (client: Connection) => {
-      client.on("error", () => {});
-    },
-  );
-  server.on("error", () => {});
-  const listener = net.createServer((socket) => {
-    sockets.add(socket);
-    socket.on("error", () => {});
-    socket.once("close", () => sockets.delete(socket));
-    server.injectSocket(socket);
+  const server = await startSsh2Server({
+    hostKey: generateEd25519KeyPair(),
+    algorithms: { kex: kex as never },
   });
-  const port = await listen(listener);
   return {
-    port,
-    hostKeyFingerprint: fingerprintOfBlob(parsed.getPublicSSH()),
-    close: () => closeListener(listener, sockets),
+    port: server.port,
+    hostKeyFingerprint: server.hostKeyFingerprint,
+    close: () => server.close(),
   };
 }
 

@@ -1,7 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApiHandler } from "../../functions/api.ts";
-import { awsRuntime } from "../../functions/shared/runtime.ts";
-import { type SpillSettings, settingsFromEnv } from "../../functions/shared/settings.ts";
+import {
+  configFromEnv,
+  type SpillSettings,
+  settingsFromEnv,
+} from "../../functions/config/config.ts";
+import { awsRuntime } from "../../functions/runtime/runtime.ts";
 import { S3SpillStore } from "../../functions/spill/s3-spill.ts";
 import type { RunResult } from "../../lib/types.ts";
 import { type LocalS3, startS3rver } from "../helpers/s3rver.ts";
@@ -127,7 +131,9 @@ describe("spill settings from the environment", () => {
 
 describe("the deployed runtime's spill store", () => {
   it("loads the S3 SDK lazily: a sink opens only after ready()", async () => {
-    const runtime = awsRuntime({ BSSH_POLICY: '{"rules":[]}', BSSH_SPILL_BUCKET: "b" });
+    const runtime = awsRuntime(
+      configFromEnv({ BSSH_POLICY: '{"rules":[]}', BSSH_SPILL_BUCKET: "b" }),
+    );
     expect(runtime.settings.spill?.mode).toBe("request");
     expect(() => runtime.spill!.open("req", "stdout")).toThrow(/ready\(\) was not awaited/);
     await runtime.spill!.ready!();

@@ -7,7 +7,15 @@
 import { describe, expect, it } from "vitest";
 import { createApiHandler } from "../../functions/api.ts";
 import { createTaskHandler } from "../../functions/task.ts";
-import { CALLER, fakeContext, loopbackPolicy, taskEvent, testRuntime, v1Event } from "./support.ts";
+import {
+  CALLER,
+  fakeContext,
+  KEY_MARKERS,
+  loopbackPolicy,
+  taskEvent,
+  testRuntime,
+  v1Event,
+} from "./support.ts";
 
 interface LoggedError {
   name: string;
@@ -106,5 +114,43 @@ describe("audit logger (Powertools Logger)", () => {
     const lines = parse(captured.lines.filter((l) => !l.includes('"_aws"')));
     expect(lines.map((l) => l.level)).toEqual(["ERROR", "INFO"]);
     expect(audits(captured.lines)).toHaveLength(1);
+  });
+});
+
+describe("unexpected-error log", () => {
+  const PEM = [
+    "-----BEGIN OPENSSH PRIVATE KEY-----",
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW",
+    "QyNTUxOQAAACBjNGVlYjQ3ZTc5NjE0ZDYxYjM3YmQ5ZGE4Y2Q1ZjNmZgAAAJg=",
+    "-----END OPENSSH PRIVATE KEY-----",
+  ].join("\n");
+
+  it("keeps the stack and the cause chain but never key material or a non-Error cause's fields", async () => {
+    // Prepare: a credential store whose bug quotes the key, caused by a thrown plain object.
+    const { runtime, captured } = testRuntime({ policy: loopbackPolicy([22]) });
+    runtime.credentials = {
+      get: async () => {
+        throw new TypeError(`cannot parse ${PEM}`, {
+          cause: { privateKey: PEM, note: "a thrown object" },
+        });
+      },
+    };
+    const handler = createApiHandler(runtime);
+    const body = JSON.stringify({ host: "127.0.0.1", username: "ops", command: "echo hi" });
+    // Act
+    const response = await handler(v1Event(body), fakeContext());
+    // Assess
+    expect(response.statusCode).toBe(500);
+    const [errorLine] = parse(captured.lines).filter((l) => l.level === "ERROR");
+    expect(errorLine?.error?.name).toBe("InternalError");
+    expect(errorLine?.error?.stack).toContain("InternalError");
+    expect(errorLine?.error?.cause?.name).toBe("TypeError");
+    expect(errorLine?.error?.cause?.message).toContain("[redacted private key]");
+    expect(errorLine?.error?.cause?.stack).toContain("audit-logger.test.ts");
+    expect(errorLine?.error?.cause?.cause?.message).toBe("non-error thrown (object)");
+    for (const line of captured.lines) {
+      for (const marker of KEY_MARKERS) expect(line).not.toMatch(marker);
+      expect(line).not.toContain("a thrown object");
+    }
   });
 });

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApiHandler } from "../../functions/api.ts";
 import { HostBreaker } from "../../functions/breaker/host-breaker.ts";
 import { DynamoIdempotencyStore } from "../../functions/idempotency/idempotency.ts";
-import type { Runtime } from "../../functions/shared/runtime.ts";
+import type { Runtime } from "../../functions/runtime/runtime.ts";
 import { createTaskHandler } from "../../functions/task.ts";
 import type { RunResult } from "../../lib/types.ts";
 import { lambdaError, localStateMachineArn, runLocally } from "../cdk/local-sfn.ts";
@@ -274,6 +274,46 @@ describe("per-host breaker (DynamoDB on dynalite)", () => {
     await expect(breaker.check("lost.example", 22)).resolves.toBeUndefined();
     for (let i = 0; i < 2; i++) await breaker.record(lost(false));
     await expect(breaker.check("lost.example", 22)).rejects.toMatchObject({
+      name: "HostQuarantined",
+    });
+  });
+
+  it("counts a jump host's hang against the jump host, not the target behind it", async () => {
+    const breaker = new HostBreaker({ tableName: "breaker", client: dynamo.client, threshold: 2 });
+    const hung = (hop: "via" | "target") =>
+      ({
+        status: "timed_out",
+        target: { host: "behind.example", port: 22, address: null, username: "u" },
+        via: {
+          host: "bastion.example",
+          port: 2222,
+          address: null,
+          username: "j",
+          timings: {
+            resolveMs: null,
+            connectMs: 1,
+            bannerMs: 1000,
+            handshakeMs: null,
+            authMs: null,
+            forwardMs: null,
+          },
+        },
+        error: {
+          name: "BannerTimeout",
+          phase: "banner",
+          message: "x",
+          retryable: true,
+          commandStarted: false,
+          hop,
+        },
+      }) as RunResult;
+    for (let i = 0; i < 2; i++) await breaker.record(hung("via"));
+    await expect(breaker.check("bastion.example", 2222)).rejects.toMatchObject({
+      name: "HostQuarantined",
+    });
+    await expect(breaker.check("behind.example", 22)).resolves.toBeUndefined();
+    for (let i = 0; i < 2; i++) await breaker.record(hung("target"));
+    await expect(breaker.check("behind.example", 22)).rejects.toMatchObject({
       name: "HostQuarantined",
     });
   });

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOCAL_STATE_MACHINE } from "../../functions/local/api-event.ts";
-import type { LocalConfig } from "../../functions/local/local-config.ts";
+import { type LocalConfig, localRuntime } from "../../functions/local/local-config.ts";
 import { type LocalServer, startLocalServer, TOKEN_HEADER } from "../../functions/local/server.ts";
 import type { RunResult } from "../../lib/types.ts";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
@@ -50,15 +50,15 @@ beforeAll(async () => {
   };
   configPath = join(dir, "config.json");
   writeFileSync(configPath, JSON.stringify(config));
-  // The real exported handler, configured the way `npm start` configures it.
-  process.env.BSSH_CONFIG = configPath;
+  // The real API handler over local mode's runtime, built the way `npm start` builds it.
   process.env.BSSH_METRICS_MODE = "emf";
   // Capture everything the handler logs (audit lines, EMF) to scan it for key material.
   process.stdout.write = ((chunk: string | Uint8Array) => {
     logged.push(String(chunk));
     return true;
   }) as typeof process.stdout.write;
-  const { handler } = await import("../../functions/api.ts");
+  const { createApiHandler } = await import("../../functions/api.ts");
+  const handler = createApiHandler(localRuntime(configPath));
   api = await startLocalServer({ handler, callerArn: CALLER, port: 0 });
   apiV2 = await startLocalServer({ handler, callerArn: CALLER, port: 0, payloadVersion: "2.0" });
 });

@@ -2,6 +2,11 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import middy from "@middy/core";
 import type { Context } from "aws-lambda";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import {
+  createInvocation,
+  RESPONSE_SAFETY_MS,
+} from "../../functions/invocation/create-invocation.ts";
+import { invocationOf } from "../../functions/invocation/invocation.ts";
 import { type EmfDocument, fromEmfDocument } from "../../functions/metrics/emf.ts";
 import { LeakGauge } from "../../functions/metrics/leak-gauge.ts";
 import {
@@ -13,7 +18,6 @@ import {
   type PublishReport,
   resetSharedCloudWatchClient,
 } from "../../functions/metrics/publisher.ts";
-import { invocationOf } from "../../functions/shared/invocation.ts";
 import { ValidationError } from "../../lib/errors.ts";
 import type { MetricDatum } from "../../lib/metrics.ts";
 import { FakeCloudWatch } from "./metrics-cloudwatch-server.ts";
@@ -44,6 +48,12 @@ function fakeContext(timeoutMs: number): Context {
     succeed: () => {},
   };
 }
+
+/** middy with the invocation middleware the metrics middleware reads (no reserve). */
+const withInvocation: typeof middy = ((...args: Parameters<typeof middy>) =>
+  middy(...args).use(
+    createInvocation({ source: "task", settings: { reserveMs: 0, edgeTimeoutMs: 29_000 } }),
+  )) as typeof middy;
 
 /** The API path with its EMF fallback (the default mode, `emf`, has its own test). */
 function options(extra: MetricsMiddlewareOptions = {}): MetricsMiddlewareOptions {
@@ -93,16 +103,14 @@ beforeEach(() => {
 describe("metricsMiddleware", () => {
   it("publishes a successful invocation once and leaves the response untouched", async () => {
     // Prepare
-    const handler = middy(async () => ({ statusCode: 200, body: "ok" }))
+    const handler = withInvocation(async () => ({ statusCode: 200, body: "ok" }))
       .use(metricsMiddleware(options()))
       .before((request) => {
-        const record = invocationOf(request);
-        record.mustReturnBy = record.startedAt + 2_000;
-        record.result = succeededResult();
+        invocationOf(request.context).result = succeededResult();
       });
 
-    // Act
-    const response = await handler({}, fakeContext(3_000));
+    // Act: the invocation must return 2 s from now.
+    const response = await handler({}, fakeContext(2_000 + RESPONSE_SAFETY_MS));
 
     // Assess
     expect(response).toEqual({ statusCode: 200, body: "ok" });
@@ -119,7 +127,7 @@ describe("metricsMiddleware", () => {
 
   it("publishes a validation failure from onError and still throws it to the caller", async () => {
     // Prepare
-    const handler = middy(async () => {
+    const handler = withInvocation(async () => {
       throw new ValidationError("port: must be an integer", { phase: "request" });
     }).use(metricsMiddleware(options()));
 
@@ -136,7 +144,7 @@ describe("metricsMiddleware", () => {
 
   it("names a 400 from an input middleware ValidationError", async () => {
     // Prepare: @middy/validator throws an HTTP error before the handler runs.
-    const handler = middy(async () => "never")
+    const handler = withInvocation(async () => "never")
       .use(metricsMiddleware(options()))
       .before(() => {
         throw Object.assign(new Error("Event object failed validation"), {
@@ -155,7 +163,7 @@ describe("metricsMiddleware", () => {
   it("publishes the handler's own record on middy's early timeout, before the Lambda deadline", async () => {
     // Prepare: a handler still stuck in the banner phase when middy gives up.
     const lambdaTimeoutMs = 400;
-    const handler = middy(
+    const handler = withInvocation(
       async (_event: unknown, _context: Context, { signal }: { signal: AbortSignal }) => {
         await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
         return "too late";
@@ -164,7 +172,7 @@ describe("metricsMiddleware", () => {
     )
       .use(metricsMiddleware(options()))
       .before((request) => {
-        invocationOf(request).result = bannerTimeoutResult();
+        invocationOf(request.context).result = bannerTimeoutResult();
       });
 
     // Act
@@ -181,7 +189,7 @@ describe("metricsMiddleware", () => {
 
   it("reports middy's early timeout without a record as DeadlineExceeded", async () => {
     // Prepare
-    const handler = middy(
+    const handler = withInvocation(
       async (_event: unknown, _context: Context, { signal }: { signal: AbortSignal }) => {
         await new Promise((resolve) => signal.addEventListener("abort", resolve, { once: true }));
       },
@@ -201,16 +209,15 @@ describe("metricsMiddleware", () => {
       // Prepare
       cw.behaviour = behaviour;
       let mustReturnBy = 0;
-      const handler = middy(async () => ({ statusCode: 200, body: "ok" }))
+      const handler = withInvocation(async () => ({ statusCode: 200, body: "ok" }))
         .use(metricsMiddleware(options()))
         .before((request) => {
-          const record = invocationOf(request);
-          record.mustReturnBy = mustReturnBy = record.startedAt + 250;
-          record.result = bannerTimeoutResult();
+          mustReturnBy = Date.now() + 250;
+          invocationOf(request.context).result = bannerTimeoutResult();
         });
 
-      // Act
-      const response = await handler({}, fakeContext(10_000));
+      // Act: the invocation must return 250 ms from now.
+      const response = await handler({}, fakeContext(250 + RESPONSE_SAFETY_MS));
       const returnedAt = Date.now();
 
       // Assess
@@ -225,7 +232,7 @@ describe("metricsMiddleware", () => {
 
   it("publishes once when a later after hook fails and onError runs", async () => {
     // Prepare
-    const handler = middy(async () => "ok")
+    const handler = withInvocation(async () => "ok")
       .use(metricsMiddleware(options()))
       .use({
         after: () => {
@@ -244,7 +251,7 @@ describe("metricsMiddleware", () => {
   it("never turns a metrics failure into a failed invocation", async () => {
     // Prepare: API fails and the EMF sink throws too.
     cw.behaviour = "500";
-    const handler = middy(async () => "ok").use(
+    const handler = withInvocation(async () => "ok").use(
       metricsMiddleware(
         options({
           writeLine: () => {
@@ -269,7 +276,7 @@ describe("metricsMiddleware", () => {
     const saved = process.env[METRICS_ENV.mode];
     delete process.env[METRICS_ENV.mode];
     const { mode: _, ...defaults } = options();
-    const handler = middy(async () => "ok").use(metricsMiddleware(defaults));
+    const handler = withInvocation(async () => "ok").use(metricsMiddleware(defaults));
 
     // Act
     try {
@@ -315,7 +322,7 @@ describe("LeakedSockets", () => {
     // Prepare
     let leaked: Socket | undefined;
     const leakedSocketsSeen: number[] = [];
-    const handler = middy(async (event: { leak?: boolean; close?: boolean }) => {
+    const handler = withInvocation(async (event: { leak?: boolean; close?: boolean }) => {
       if (event.leak) {
         leaked = await new Promise<Socket>((resolve, reject) => {
           const s = connect(port, "127.0.0.1", () => resolve(s));

@@ -255,3 +255,108 @@ describe("policy: credentials, pins, shell syntax (SPEC §9)", () => {
     expect(() => new Policy(example.policy)).not.toThrow();
   });
 });
+
+describe("policy: jump host (via)", () => {
+  const jumpPolicy = new Policy({
+    rules: [
+      {
+        id: "web",
+        callers: [OPS],
+        targets: { hosts: ["*.web.example.com"], usernames: ["deploy"] },
+        commands: { patterns: ["uptime"] },
+      },
+      {
+        id: "bastion",
+        callers: [OPS],
+        targets: { hosts: ["bastion.example.com"], cidrs: ["10.9.0.0/24"], usernames: ["jump"] },
+        credentials: ["bastion-key"],
+        // A jump host rule still needs commands (every rule does); nothing runs there.
+        commands: { patterns: ["true"] },
+        allowRequestPins: true,
+      },
+      {
+        id: "ranged",
+        callers: [OPS],
+        targets: { hosts: ["*.db.example.com"], cidrs: ["10.30.0.0/16"], usernames: ["deploy"] },
+        commands: { patterns: ["uptime"] },
+      },
+      {
+        id: "addr",
+        callers: [OPS],
+        targets: { cidrs: ["10.30.0.0/16"], usernames: ["deploy"] },
+        commands: { patterns: ["uptime"] },
+      },
+    ],
+  });
+  const via = { host: "bastion.example.com", username: "jump", credential: "bastion-key" };
+
+  it("allows a jump host that a rule of the caller allows as a target", () => {
+    const auth = jumpPolicy.authorize(OPS, req({ via }));
+    expect(auth.rules).toEqual(["web"]);
+    expect(auth.credential).toBe("default");
+    expect(auth.via).toEqual({
+      credential: "bastion-key",
+      rules: ["bastion"],
+      allowRequestPins: true,
+    });
+    // The jump host's resolved address is checked against its own rule's ranges and the deny list.
+    expect(() => auth.checkAddress("10.9.0.5", 4, "via")).not.toThrow();
+    const outside = refusal(() => auth.checkAddress("10.9.1.5", 4, "via"));
+    expect(outside.name).toBe("TargetNotAllowed");
+    expect(outside.message).toContain("via.host bastion.example.com");
+    expect((outside as { hop?: string }).hop).toBe("via");
+    expect(refusal(() => auth.checkAddress("127.0.0.1", 4, "via")).message).toContain(
+      "may not reach",
+    );
+    // The target's own check is unchanged.
+    expect(() => auth.checkAddress("10.30.0.1", 4)).not.toThrow();
+  });
+
+  it.each([
+    [{ ...via, host: "other.example.com" }, "TargetNotAllowed", "jump host other.example.com"],
+    [{ ...via, port: 2222 }, "TargetNotAllowed", "via.port 2222"],
+    [{ ...via, username: "root" }, "TargetNotAllowed", "via.username root"],
+    [{ ...via, credential: "default" }, "CredentialNotAllowed", 'via.credential "default"'],
+    [{ host: "bastion.example.com", username: "jump" }, "CredentialNotAllowed", "via.credential"],
+    [{ ...via, host: "10.9.0.7" }, "TargetNotAllowed", "via.host 10.9.0.7"],
+  ])("refuses via %j with %s naming the via field", (v, name, message) => {
+    const err = refusal(() => jumpPolicy.authorize(OPS, req({ via: v })));
+    expect(err.name).toBe(name);
+    expect(err.message).toContain(message);
+    expect((err as { hop?: string }).hop).toBe("via");
+  });
+
+  it("checks an IP-literal jump host against the ranges and the deny list at once", () => {
+    const byAddress = new Policy({
+      rules: [
+        {
+          callers: [OPS],
+          targets: { cidrs: ["10.9.0.0/24", "127.0.0.0/8"], usernames: ["*"] },
+          credentials: ["*"],
+          commands: { patterns: ["uptime"] },
+        },
+      ],
+    });
+    const ok = byAddress.authorize(
+      OPS,
+      req({ host: "10.9.0.9", via: { ...via, host: "10.9.0.1" } }),
+    );
+    expect(ok.via?.rules).toEqual(["rule-0"]);
+    const denied = refusal(() =>
+      byAddress.authorize(OPS, req({ host: "10.9.0.9", via: { ...via, host: "127.0.0.1" } })),
+    );
+    expect(denied.message).toContain("via.host 127.0.0.1 resolved to an address");
+  });
+
+  it("a named target behind a jump host needs a rule without cidrs (its address is never seen)", () => {
+    const err = refusal(() =>
+      jumpPolicy.authorize(OPS, req({ host: "primary.db.example.com", via })),
+    );
+    expect(err.name).toBe("TargetNotAllowed");
+    expect(err.message).toContain("which resolves its name");
+    // Given as an address, the same rule's ranges (and the deny list) apply.
+    const auth = jumpPolicy.authorize(OPS, req({ host: "10.30.0.4", via }));
+    expect(auth.rules).toEqual(["addr"]);
+    expect(refusal(() => auth.checkAddress("10.31.0.4", 4)).name).toBe("TargetNotAllowed");
+  });
+});

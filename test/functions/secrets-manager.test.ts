@@ -180,7 +180,7 @@ describe("Secrets Manager credential store (fake endpoint at the wire)", () => {
         .catch((e: unknown) => e)) as EngineError;
       expect(err).toBeInstanceOf(CredentialInvalid);
       expect(err.message).toBe(`credential "${name}" ${message}`);
-      expect(err).toMatchObject({ phase: "credentials", retryable: false, httpStatus: 500 });
+      expect(err).toMatchObject({ phase: "credentials", retryable: false });
     },
   );
 

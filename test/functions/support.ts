@@ -1,16 +1,17 @@
 import type { APIGatewayProxyEvent, APIGatewayProxyEventV2 } from "aws-lambda";
+import type { AuditLine } from "../../functions/audit/audit-log.ts";
+import { DEFAULT_SETTINGS, type HandlerSettings } from "../../functions/config/config.ts";
 import { invalid } from "../../functions/credentials/credential-store.ts";
+import type { Invocation } from "../../functions/invocation/invocation.ts";
 import {
   LOCAL_API,
   toApiEventV1,
   toApiEventV2,
   toTaskEvent,
 } from "../../functions/local/api-event.ts";
-import type { AuditLine } from "../../functions/middleware/audit-log.ts";
 import { DEFAULT_DENY_CIDRS, type PolicyDocument } from "../../functions/policy/policy.ts";
-import type { InvocationRecord } from "../../functions/shared/invocation.ts";
-import { type Runtime, staticPolicy } from "../../functions/shared/runtime.ts";
-import { DEFAULT_SETTINGS, type HandlerSettings } from "../../functions/shared/settings.ts";
+import { staticPolicy } from "../../functions/policy/policy-source.ts";
+import type { Runtime } from "../../functions/runtime/runtime.ts";
 import type { MetricDatum } from "../../lib/metrics.ts";
 import type { Secret } from "../../lib/types.ts";
 
@@ -28,10 +29,10 @@ export function taskEvent(request: unknown, stateMachine = WORKFLOW): unknown {
 /** The default deny list without loopback: the tests' targets listen on 127.0.0.1. */
 export const LOOPBACK_DENY = DEFAULT_DENY_CIDRS.filter((range) => range !== "127.0.0.0/8");
 
-/** Everything a test runtime saw: audit lines, records, metric batches, raw log lines. */
+/** Everything a test runtime saw: audit lines, invocations, metric batches, raw log lines. */
 export interface Captured {
   audits: AuditLine[];
-  records: InvocationRecord[];
+  records: Invocation[];
   metrics: MetricDatum[][];
   /** Every line written (audit + EMF), for key-material scans. */
   lines: string[];

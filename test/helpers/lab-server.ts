@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { appendFile, chown, mkdir, readFile } from "node:fs/promises";
+import { chown, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import {
   allProcesses,
@@ -76,9 +76,11 @@ export function isListening(port: number): boolean {
 
 /**
  * Dropbear and TinySSH read the user's own `~/.ssh/authorized_keys` (neither can be pointed
- * elsewhere). Appends this process's keys if missing, with the ownership and modes both
- * require. Lines are never removed: parallel test forks (and other worktrees) share the user,
- * and a rewrite would race their appends.
+ * elsewhere). Adds this process's keys if missing, with the ownership and modes both require.
+ * Each line carries the PID of the test process that added it (`bssh-lab-pid=N`); lines of
+ * processes that no longer exist are dropped on the way, so the file does not grow run after
+ * run. Parallel test forks (and other worktrees) share the user: the read-prune-write runs
+ * under a directory lock (`mkdir` is atomic), and a live process's lines are never removed.
  */
 export async function authorizeForTestUser(keys: ClientKey[]): Promise<void> {
   const passwd = readFileSync("/etc/passwd", "utf8");
@@ -92,13 +94,56 @@ export async function authorizeForTestUser(keys: ClientKey[]): Promise<void> {
   const uid = uidOf(TEST_USER);
   await mkdir(sshDir, { recursive: true, mode: 0o700 });
   await chown(sshDir, uid, uid);
-  const present = await readFile(file, "utf8").catch(() => "");
-  const missing = keys.map((k) => k.publicKey).filter((line) => !present.includes(line));
-  if (missing.length > 0) {
-    // One O_APPEND write per call: concurrent appends from other forks never interleave.
-    await appendFile(file, `${missing.join("\n")}\n`, { mode: 0o600 });
+  await withDirLock(`${file}.lock`, async () => {
+    const present = (await readFile(file, "utf8").catch(() => ""))
+      .split("\n")
+      .filter((line) => line.trim() !== "" && !ownerIsGone(line));
+    const blobs = new Set(present.map(keyBlob));
+    const added = keys
+      .filter((k) => !blobs.has(keyBlob(k.publicKey)))
+      .map((k) => `${k.publicKey.split(/\s+/).slice(0, 2).join(" ")} bssh-lab-pid=${process.pid}`);
+    const next = `${[...present, ...added].join("\n")}\n`;
+    await writeFile(`${file}.tmp`, next, { mode: 0o600 });
+    await chown(`${file}.tmp`, uid, uid);
+    await rename(`${file}.tmp`, file);
+  });
+}
+
+function keyBlob(line: string): string {
+  return line.trim().split(/\s+/)[1] ?? "";
+}
+
+/** A line added by a test process (`bssh-lab-pid=N`) that has exited. */
+function ownerIsGone(line: string): boolean {
+  const pid = Number(/bssh-lab-pid=(\d+)/.exec(line)?.[1]);
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "ESRCH";
   }
-  await chown(file, uid, uid);
+}
+
+/** Runs `fn` holding a lock directory; a lock older than 30 s is a crashed holder's, taken over. */
+async function withDirLock<T>(lock: string, fn: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await mkdir(lock);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+      const age = Date.now() - (await stat(lock).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs;
+      if (age > 30_000) await rm(lock, { recursive: true, force: true });
+      else if (attempt > 600) throw new Error(`authorized_keys lock ${lock} held for too long`);
+      else await new Promise((r) => setTimeout(r, 10));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(lock, { recursive: true, force: true });
+  }
 }
 
 /** Starts one real server of the given kind, as a {@link LabServer}. */

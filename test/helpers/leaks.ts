@@ -21,6 +21,11 @@ export function activeHandles(): HandleCounts {
   return counts;
 }
 
+/** How many live resources of the given types this process holds (e.g. `["Timeout"]`). */
+export function countActive(types: readonly string[]): number {
+  return process.getActiveResourcesInfo().filter((t) => types.includes(t)).length;
+}
+
 /** Resource types whose count grew since `baseline` (only the session-relevant types). */
 export function handleGrowth(
   baseline: HandleCounts,

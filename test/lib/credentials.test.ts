@@ -37,7 +37,7 @@ function refusal(secret: Secret): CredentialInvalid {
   } catch (err) {
     expect(err).toBeInstanceOf(CredentialInvalid);
     const e = err as CredentialInvalid;
-    expect(e).toMatchObject({ phase: "credentials", retryable: false, httpStatus: 500 });
+    expect(e).toMatchObject({ phase: "credentials", retryable: false });
     expect(e.message.startsWith('credential "deploy": ')).toBe(true);
     // No line of the key (base64 body) appears in the message.
     for (const line of String(secret.privateKey ?? "").split("\n")) {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { Deadline } from "../../lib/deadline.ts";
+import { countActive } from "../helpers/leaks.ts";
 
 const never = new Promise<never>(() => {});
 
@@ -18,7 +19,7 @@ describe("Deadline", () => {
 
   it("rejects with the expiry error and leaves no timer behind", async () => {
     const d = new Deadline({ budgetMs: 1000 });
-    const before = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    const before = countActive(["Timeout"]);
     await expect(
       d.bound(
         20,
@@ -27,13 +28,13 @@ describe("Deadline", () => {
         () => new Error("aborted"),
       ),
     ).rejects.toThrow("expired");
-    const after = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    const after = countActive(["Timeout"]);
     expect(after).toBe(before);
   });
 
   it("clears its timer when the work settles first", async () => {
     const d = new Deadline({ budgetMs: 60_000 });
-    const before = process.getActiveResourcesInfo().filter((r) => r === "Timeout").length;
+    const before = countActive(["Timeout"]);
     await expect(
       d.bound(
         50_000,
@@ -42,7 +43,7 @@ describe("Deadline", () => {
         () => new Error("y"),
       ),
     ).resolves.toBe(7);
-    expect(process.getActiveResourcesInfo().filter((r) => r === "Timeout").length).toBe(before);
+    expect(countActive(["Timeout"])).toBe(before);
   });
 
   it("rejects with the abort error when the caller's signal aborts", async () => {
@@ -63,5 +64,17 @@ describe("Deadline", () => {
     expect(await d.wait(50, Promise.resolve())).toBe(true);
     expect(await d.wait(10, never)).toBe(false);
     expect(await d.wait(50, Promise.reject(new Error("boom")))).toBe(true);
+  });
+
+  it("measures on an injected monotonic clock", () => {
+    // Prepare
+    let now = 5_000;
+    const d = new Deadline({ budgetMs: 1_000, now: () => now });
+    // Act
+    now += 400;
+    // Assess
+    expect(d.elapsed()).toBe(400);
+    expect(d.remaining()).toBe(600);
+    expect(d.allowance("connect")).toBe(Math.min(3_000, 600 - d.teardownReserveMs));
   });
 });

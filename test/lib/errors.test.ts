@@ -1,12 +1,13 @@
 import { describe, expect, it } from "vitest";
 import {
+  atHop,
   ConnectionLost,
   classifyError,
   ERROR_CLASSES,
+  errorFromJSON,
   HostKeyMismatch,
-  HTTP_STATUS,
 } from "../../lib/errors.ts";
-import { ERROR_NAMES, RETRYABLE_ERRORS } from "../../lib/names.ts";
+import { ERROR_NAMES, ERRORS, PHASE_TIMEOUT_ERROR, RETRYABLE_ERRORS } from "../../lib/names.ts";
 
 function withLevel(message: string, level?: string, code?: string): Error {
   return Object.assign(new Error(message), { level, code });
@@ -93,15 +94,58 @@ describe("classifyError: the one translation of ssh2, socket and DNS errors", ()
     expect(new ConnectionLost("x", { phase: "exec", commandStarted: true }).retryable).toBe(false);
   });
 
-  it("has a class whose name is exactly each SPEC §6 name, and an HTTP status for each", () => {
+  it("has a class whose name is exactly each SPEC §6 name, retryable as the table says", () => {
     for (const name of ERROR_NAMES) {
       const err = new ERROR_CLASSES[name]("m", { phase: "request" });
       expect(err.name).toBe(name);
       expect(err).toBeInstanceOf(Error);
-      expect(HTTP_STATUS[name]).toBeGreaterThanOrEqual(400);
       expect(err.retryable).toBe(
         (RETRYABLE_ERRORS as readonly string[]).includes(name) || name === "ConnectionLost",
       );
     }
+  });
+
+  it("derives retryable and the phase timeouts from the one error table", () => {
+    expect(RETRYABLE_ERRORS).toEqual(
+      ERROR_NAMES.filter((n) => (ERRORS[n] as { retryable?: boolean }).retryable === true),
+    );
+    expect(PHASE_TIMEOUT_ERROR).toEqual({
+      resolve: "ResolveTimeout",
+      connect: "ConnectTimeout",
+      banner: "BannerTimeout",
+      handshake: "HandshakeTimeout",
+      auth: "AuthTimeout",
+      channel: "ChannelTimeout",
+      exec: "CommandTimeout",
+    });
+  });
+
+  it("writes the contract's error JSON once (toJSON) and reads it back (errorFromJSON)", () => {
+    // Prepare
+    const lost = new ConnectionLost("gone", { phase: "exec", commandStarted: true, cause: "x" });
+    // Act
+    const json = JSON.parse(JSON.stringify(lost)) as ReturnType<typeof lost.toJSON>;
+    const back = errorFromJSON(json);
+    // Assess: the contract's five fields, never the cause.
+    expect(json).toEqual({
+      name: "ConnectionLost",
+      phase: "exec",
+      message: "gone",
+      retryable: false,
+      commandStarted: true,
+    });
+    expect(back).toBeInstanceOf(ConnectionLost);
+    expect(back.toJSON()).toEqual(json);
+  });
+
+  it("carries the hop of a jump-host session through toJSON and errorFromJSON (atHop sets it once)", () => {
+    const lost = atHop(new ConnectionLost("gone", { phase: "exec", commandStarted: true }), "via");
+    // A second tag never moves an error to another hop.
+    expect(atHop(lost, "target").hop).toBe("via");
+    const json = JSON.parse(JSON.stringify(lost)) as ReturnType<typeof lost.toJSON>;
+    expect(json.hop).toBe("via");
+    expect(errorFromJSON(json).hop).toBe("via");
+    // Without a hop the JSON has no such field (sessions without `via`).
+    expect("hop" in new ConnectionLost("x", { phase: "exec" }).toJSON()).toBe(false);
   });
 });

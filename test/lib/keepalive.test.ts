@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
 import { Deadline } from "../../lib/deadline.ts";
 import { Keepalive } from "../../lib/session/keepalive.ts";
+import { countActive } from "../helpers/leaks.ts";
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const timers = () => process.getActiveResourcesInfo().filter((t) => t === "Timeout").length;
+const timers = () => countActive(["Timeout"]);
 
 describe("Keepalive (the engine's own, on the session's deadline)", () => {
   it("declares a silent peer dead after interval × (countMax + 1), having sent countMax probes", async () => {

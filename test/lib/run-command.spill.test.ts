@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCommand } from "../../lib/index.ts";
 import type { OutputSpill, RunOptions, RunResult } from "../../lib/types.ts";
+import { countActive } from "../helpers/leaks.ts";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
 
 // Spilling through the engine against a real sshd, into in-memory sinks whose pace and
@@ -82,8 +83,7 @@ class SlowSink implements OutputSpill {
 }
 
 const SESSION_TYPES = ["TCPSocketWrap", "TCPWrap", "TCPConnectWrap"];
-const sockets = () =>
-  process.getActiveResourcesInfo().filter((t) => SESSION_TYPES.includes(t)).length;
+const sockets = () => countActive(SESSION_TYPES);
 
 async function run(command: string, options: Partial<RunOptions>, budgetMs = 60_000) {
   const before = sockets();

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCommand } from "../../lib/index.ts";
 import type { RunOptions, RunRequest, RunResult, Secret } from "../../lib/types.ts";
 import { closedPort } from "../helpers/adversaries.ts";
+import { activeHandles, handleGrowth } from "../helpers/leaks.ts";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
 
 // Engine against a real OpenSSH sshd on loopback: what a user sees (status, exit code,
@@ -21,13 +22,6 @@ afterAll(async () => {
 });
 
 const SESSION_TYPES = ["TCPSocketWrap", "TCPWrap", "TCPConnectWrap", "Timeout"] as const;
-function sessionHandles(): Record<string, number> {
-  const counts: Record<string, number> = {};
-  for (const t of process.getActiveResourcesInfo()) {
-    if ((SESSION_TYPES as readonly string[]).includes(t)) counts[t] = (counts[t] ?? 0) + 1;
-  }
-  return counts;
-}
 
 interface Run {
   result: RunResult;
@@ -40,7 +34,7 @@ async function run(
   options: Partial<RunOptions> = {},
 ): Promise<Run> {
   const budgetMs = options.budgetMs ?? 10_000;
-  const before = sessionHandles();
+  const before = activeHandles();
   const start = performance.now();
   const result = await runCommand(
     { host: sshd.host, port: sshd.port, username: sshd.username, ...request },
@@ -53,11 +47,8 @@ async function run(
   );
   const elapsedMs = performance.now() - start;
   // Checked at once, not after a turn of the loop: the engine destroys and awaits its socket.
-  const after = sessionHandles();
-  const grown = Object.keys(after).filter((t) => (after[t] ?? 0) > (before[t] ?? 0));
-  expect(grown, `no socket or timer of the session is alive (${JSON.stringify(after)})`).toEqual(
-    [],
-  );
+  const grown = handleGrowth(before, activeHandles(), SESSION_TYPES);
+  expect(grown, "no socket or timer of the session is alive").toEqual({});
   expect(elapsedMs).toBeLessThanOrEqual(budgetMs + MARGIN_MS);
   return { result, elapsedMs };
 }

@@ -1,0 +1,62 @@
+import middy, { type MiddlewareObj } from "@middy/core";
+import type { Context } from "aws-lambda";
+import { auditLog } from "../audit/audit-log.ts";
+import { auditOptions } from "../audit/audit-options.ts";
+import { metricsMiddleware } from "../metrics/middleware.ts";
+import { preloadModules } from "../runtime/lazy.ts";
+import type { Runtime } from "../runtime/runtime.ts";
+import { createInvocation } from "./create-invocation.ts";
+import { engineErrors } from "./engine-error.ts";
+import { type Invocation, invocationOf } from "./invocation.ts";
+
+/** What an entry point adds to the fixed stack. */
+export interface ComposeOptions<TEvent, TResult> {
+  source: Invocation["source"];
+  runtime: Runtime;
+  /** When the caller's edge started waiting (epoch ms): API Gateway's `requestTimeEpoch`. */
+  edgeStart?: (event: unknown) => number | undefined;
+  /**
+   * The entry point's adapter (HTTP response, Step Functions error): runs inside the fixed
+   * middlewares, so its `onError` sees the mapped `EngineError` and its response is settled
+   * before the audit line and the metrics read it.
+   */
+  adapter: readonly MiddlewareObj<TEvent, TResult, Error, Context>[];
+}
+
+/**
+ * The one middleware order of every deployed handler, outermost first:
+ *
+ * 1. {@link createInvocation}: the invocation and its deadline exist before anything else and
+ *    are ended after everything else (metrics were published within that deadline);
+ * 2. metrics: leaked sockets at start; datums published last, from the settled invocation;
+ * 3. audit: one line once the response and its status are settled;
+ * 4. preload: starts loading the SDK clients and the engine while the first call waits;
+ * 5. the entry point's adapter (HTTP or Step Functions);
+ * 6. {@link engineErrors}: whatever was thrown becomes the invocation's `EngineError` first.
+ *
+ * The handler gets the event and its {@link Invocation} (middy's `{ signal }` joined to it).
+ */
+export function compose<TEvent, TResult>(
+  options: ComposeOptions<TEvent, TResult>,
+  handle: (event: TEvent, invocation: Invocation) => Promise<TResult>,
+) {
+  const { runtime } = options;
+  return middy<TEvent, TResult, Error, Context>()
+    .use(
+      createInvocation({
+        source: options.source,
+        settings: runtime.settings,
+        ...(options.edgeStart ? { edgeStart: options.edgeStart } : {}),
+      }),
+    )
+    .use(metricsMiddleware(runtime.metrics))
+    .use(auditLog(auditOptions(runtime)))
+    .use(preloadModules(runtime.preload))
+    .use([...options.adapter])
+    .use(engineErrors())
+    .handler(async (event, context, { signal }) => {
+      const invocation = invocationOf(context);
+      invocation.follow(signal);
+      return handle(event, invocation);
+    });
+}

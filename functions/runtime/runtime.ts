@@ -1,0 +1,180 @@
+import type { RunOptions } from "../../lib/types.ts";
+import type { AuditLine } from "../audit/audit-log.ts";
+import type { HostBreaker } from "../breaker/host-breaker.ts";
+import type { HandlerConfig, HandlerSettings } from "../config/config.ts";
+import type { CredentialStore, KnownHostsSource } from "../credentials/credential-store.ts";
+import type { IdempotencyStore } from "../idempotency/idempotency.ts";
+import type { Invocation } from "../invocation/invocation.ts";
+import type { MetricsMiddlewareOptions } from "../metrics/middleware.ts";
+import { type PolicySource, ssmPolicy, staticPolicy } from "../policy/policy-source.ts";
+import type { SpillStore } from "../spill/s3-spill.ts";
+import { loadEngine, once } from "./lazy.ts";
+
+/** Everything a handler needs besides the event: one per container. */
+export interface Runtime {
+  settings: HandlerSettings;
+  credentials: CredentialStore;
+  knownHosts: KnownHostsSource;
+  policy: PolicySource;
+  /** Caller identity of local API requests with none in the event (local mode only). */
+  localCaller?: string;
+  /** DNS override handed to the engine (tests: a hosts-style resolver, never real DNS). */
+  lookup?: RunOptions["lookup"];
+  /** Writes the audit line. @default one line to stdout */
+  writeAuditLine?: (line: string) => void;
+  /** Sees each invocation and its audit line when it ends (demo, tests). */
+  observe?: (invocation: Invocation, audit: AuditLine) => void;
+  /** Options of the metrics middleware (mode, namespace, observers). */
+  metrics?: MetricsMiddlewareOptions;
+  /** Records idempotent runs (`idempotencyKey`). @default none: the field is refused */
+  idempotency?: IdempotencyStore;
+  /** Per-host circuit breaker. @default none */
+  breaker?: Pick<HostBreaker, "check" | "record">;
+  /**
+   * Modules to load while an invocation's first network call is in flight (the deployed
+   * runtime's SDK clients and engine, see `lazy.ts`). @default none
+   */
+  preload?: readonly (() => Promise<unknown>)[];
+  /**
+   * Where spilled streams go (`settings.spill` says when and how much). @default none: the
+   * request field `spill` is refused
+   */
+  spill?: SpillStore;
+}
+
+const NO_KNOWN_HOSTS: KnownHostsSource = { get: async () => undefined };
+
+/**
+ * The runtime of a deployed function, from its configuration (`functions/config`): Secrets
+ * Manager credentials, known hosts from SSM or Secrets Manager, the policy inline or from SSM.
+ * Missing policy configuration is a deploy error (thrown), not "allow everything".
+ */
+export function awsRuntime(config: HandlerConfig): Runtime {
+  const { settings } = config;
+  const ttlMs = config.cacheTtlMs;
+  // One client per container, created on first use: its keep-alive connection is reused by
+  // warm invocations, and its SDK is not loaded at init (cold start, see lazy.ts).
+  const secrets = once(async () => new (await secretsSdk()).SecretsManagerClient({}));
+  const ssm = once(async () => new (await ssmSdk()).SSMClient({}));
+  const preload: (() => Promise<unknown>)[] = [loadEngine];
+  let knownHosts = NO_KNOWN_HOSTS;
+  const knownHostsParameter =
+    config.knownHosts && "parameter" in config.knownHosts ? config.knownHosts.parameter : undefined;
+  const knownHostsSecret =
+    config.knownHosts && "secret" in config.knownHosts ? config.knownHosts.secret : undefined;
+  if (knownHostsParameter) {
+    knownHosts = lazyKnownHosts(async () => {
+      const [{ SsmKnownHosts }, client] = await Promise.all([awsKnownHosts(), ssm()]);
+      return new SsmKnownHosts({ client, parameterName: knownHostsParameter, ttlMs });
+    });
+    preload.push(ssm);
+  } else if (knownHostsSecret) {
+    knownHosts = lazyKnownHosts(async () => {
+      const [{ SecretKnownHosts }, client] = await Promise.all([awsKnownHosts(), secrets()]);
+      return new SecretKnownHosts({ client, secretId: knownHostsSecret, ttlMs });
+    });
+  }
+  const policy: PolicySource =
+    "document" in config.policy
+      ? staticPolicy(config.policy.document)
+      : ssmPolicy(ssm, config.policy.parameter, ttlMs);
+  const prefix = config.secretPrefix;
+  const credentialStore = once(async () => {
+    const [{ SecretsManagerStore }, client] = await Promise.all([secretsManagerStore(), secrets()]);
+    return new SecretsManagerStore({ client, prefix, ttlMs });
+  });
+  preload.push(credentialStore);
+  const runtime: Runtime = {
+    settings,
+    credentials: { get: async (name, options) => (await credentialStore()).get(name, options) },
+    knownHosts,
+    policy,
+    preload,
+    metrics: { ...config.metrics },
+  };
+  if (settings.spill) {
+    const bucket = settings.spill.bucket;
+    // The engine opens a sink synchronously (in the channel's data handler): the S3 SDK is
+    // loaded lazily like the others, and `ready()` is awaited before a spilling session.
+    let loaded: SpillStore | undefined;
+    const store = once(async () => {
+      const [{ S3SpillStore }, { S3Client }] = await Promise.all([spillSdk(), s3Sdk()]);
+      // A stalled upload holds the spilled stream paused (back-pressure), and the command
+      // with it: an idle connection fails the part instead, the spill is dropped, the stream
+      // resumes.
+      const client = new S3Client({
+        requestHandler: { connectionTimeout: 2_000, requestTimeout: 10_000 },
+      });
+      loaded = new S3SpillStore({ client, bucket });
+      return loaded;
+    });
+    preload.push(store);
+    runtime.spill = {
+      ready: async () => {
+        await store();
+      },
+      open: (requestId, stream) => {
+        if (!loaded) throw new Error("the spill store is not loaded (ready() was not awaited)");
+        return loaded.open(requestId, stream);
+      },
+    };
+  }
+  const idempotencyTable = config.idempotency?.table;
+  const breakerTable = config.breaker?.table;
+  if (idempotencyTable || breakerTable) {
+    // Short timeouts: both stores are consulted inside the session's budget.
+    const dynamo = once(
+      async () =>
+        new (await dynamoSdk()).DynamoDBClient({
+          maxAttempts: 2,
+          requestHandler: { connectionTimeout: 1_000, requestTimeout: 2_000 },
+        }),
+    );
+    if (idempotencyTable) {
+      const expiresAfterSeconds = config.idempotency!.ttlSeconds;
+      const store = once(async () => {
+        const [{ DynamoIdempotencyStore }, client] = await Promise.all([
+          import("../idempotency/idempotency.ts"),
+          dynamo(),
+        ]);
+        return new DynamoIdempotencyStore({
+          tableName: idempotencyTable,
+          client,
+          expiresAfterSeconds,
+        });
+      });
+      runtime.idempotency = { run: async (scope, work) => (await store()).run(scope, work) };
+      preload.push(store);
+    }
+    if (breakerTable) {
+      const { threshold, windowSeconds, quarantineSeconds } = config.breaker!;
+      const options = { tableName: breakerTable, threshold, windowSeconds, quarantineSeconds };
+      const breaker = once(async () => {
+        const [{ HostBreaker }, client] = await Promise.all([
+          import("../breaker/host-breaker.ts"),
+          dynamo(),
+        ]);
+        return new HostBreaker({ ...options, client });
+      });
+      runtime.breaker = {
+        check: async (host, port, signal) => (await breaker()).check(host, port, signal),
+        record: async (result, signal) => (await breaker()).record(result, signal),
+      };
+      preload.push(breaker);
+    }
+  }
+  return runtime;
+}
+
+const secretsSdk = once(() => import("@aws-sdk/client-secrets-manager"));
+const ssmSdk = once(() => import("@aws-sdk/client-ssm"));
+const dynamoSdk = once(() => import("@aws-sdk/client-dynamodb"));
+const s3Sdk = once(() => import("@aws-sdk/client-s3"));
+const spillSdk = once(() => import("../spill/s3-spill.ts"));
+const awsKnownHosts = once(() => import("../credentials/aws-known-hosts.ts"));
+const secretsManagerStore = once(() => import("../credentials/secrets-manager-store.ts"));
+
+function lazyKnownHosts(load: () => Promise<KnownHostsSource>): KnownHostsSource {
+  const source = once(load);
+  return { get: async (options) => (await source()).get(options) };
+}

@@ -1,0 +1,118 @@
+import { type ErrorPhase, PHASES, type Phase, type RemoteCleanup, type Status } from "./names.ts";
+import type { SessionOutput } from "./session/output-capture.ts";
+import type { PhaseTimings, ResultError, RunResult } from "./types.ts";
+
+/** SHA-256 of nothing: the hash of a stream no session produced. */
+const EMPTY_SHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+/** Everything a SPEC §5 result is made of; absent parts mean "no session got that far". */
+export interface ResultFacts {
+  requestId: string;
+  target: RunResult["target"];
+  /** Where the session ended (SPEC §5 `phase`). */
+  phase: ErrorPhase;
+  error?: ResultError;
+  exit?: { code: number | null; signal: string | null };
+  /** The captured streams; without them the result carries empty output. */
+  output?: SessionOutput;
+  /** Milliseconds per phase that ran. */
+  timings?: Partial<Record<Phase, number>>;
+  totalMs: number;
+  deadline: { budgetMs: number | null; remainingMs: number | null };
+  server?: { ident: string; hostKeySha256: string };
+  /** @default "not_needed" */
+  remoteCleanup?: RemoteCleanup;
+}
+
+/** The one place a SPEC §5 result is assembled: the engine's, and the handlers' before a session. */
+export function buildResult(facts: ResultFacts): RunResult {
+  const { error, exit } = facts;
+  let status: Status;
+  if (error) status = error.name.endsWith("Timeout") ? "timed_out" : "error";
+  else status = exit?.code === 0 && exit.signal === null ? "succeeded" : "failed";
+  const ms = facts.timings ?? {};
+  const timings = Object.fromEntries(
+    PHASES.map((phase) => [timingKey(phase), ms[phase] === undefined ? null : round(ms[phase])]),
+  ) as Omit<PhaseTimings, "totalMs">;
+  const remaining = facts.deadline.remainingMs;
+  const result: RunResult = {
+    requestId: facts.requestId,
+    status,
+    target: facts.target,
+    exitCode: exit?.code ?? null,
+    signal: exit?.signal ?? null,
+    stdout: "",
+    stderr: "",
+    output: {
+      stdoutBytes: 0,
+      stderrBytes: 0,
+      truncated: false,
+      stdoutSha256: EMPTY_SHA256,
+      stderrSha256: EMPTY_SHA256,
+      stdoutEncoding: "utf8",
+      stderrEncoding: "utf8",
+    },
+    phase: facts.phase,
+    timings: { ...timings, totalMs: round(facts.totalMs) },
+    deadline: {
+      budgetMs: facts.deadline.budgetMs,
+      remainingMs: remaining === null ? null : round(remaining),
+    },
+    remoteCleanup: facts.remoteCleanup ?? "not_needed",
+  };
+  if (facts.output) {
+    const { stdout, stderr } = facts.output;
+    const out = stdout.text();
+    const err = stderr.text();
+    const spillErrors = (["stdout", "stderr"] as const)
+      .map((name) => {
+        const message = facts.output![name].spillError;
+        return message === undefined ? undefined : `${name}: ${message}`;
+      })
+      .filter((m) => m !== undefined);
+    result.stdout = out.text;
+    result.stderr = err.text;
+    result.output = {
+      stdoutBytes: stdout.bytes,
+      stderrBytes: stderr.bytes,
+      truncated: stdout.truncated || stderr.truncated,
+      stdoutSha256: out.sha256,
+      stderrSha256: err.sha256,
+      stdoutEncoding: out.encoding,
+      stderrEncoding: err.encoding,
+      ...(stdout.object ? { stdoutObject: stdout.object } : {}),
+      ...(stderr.object ? { stderrObject: stderr.object } : {}),
+      ...(spillErrors.length > 0 ? { spillError: spillErrors.join("; ") } : {}),
+    };
+  }
+  if (error) result.error = error;
+  if (facts.server) result.server = facts.server;
+  return result;
+}
+
+/** What the engine knows about the remote command when the session ends. */
+export interface CleanupFacts {
+  failed: boolean;
+  commandStarted: boolean;
+  exited: boolean;
+  signalSent: boolean;
+  confirmed: boolean;
+  remoteBound: boolean;
+}
+
+/** SPEC §5 `remoteCleanup`: what was done about a command the session did not see finish. */
+export function remoteCleanupOf(facts: CleanupFacts): RemoteCleanup {
+  if (!facts.failed || !facts.commandStarted || facts.exited) return "not_needed";
+  if (facts.signalSent) return facts.confirmed ? "confirmed" : "signalled";
+  if (facts.remoteBound) return "remote_bound";
+  return "unknown";
+}
+
+/** `resolve` → `resolveMs`: the timing field of a phase. */
+export function timingKey(phase: Phase): keyof Omit<PhaseTimings, "totalMs"> {
+  return `${phase}Ms`;
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 10) / 10;
+}

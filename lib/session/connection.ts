@@ -1,0 +1,575 @@
+import net from "node:net";
+import type { Duplex } from "node:stream";
+import type { AuthenticationType, ClientChannel, ConnectConfig } from "ssh2";
+import type { Deadline } from "../deadline.ts";
+import {
+  AuthFailed,
+  ChannelRejected,
+  ConnectionLost,
+  classifyError,
+  type EngineError,
+  HostKeyMismatch,
+  HostKeyUnknown,
+  ProtocolError,
+} from "../errors.ts";
+import type { ErrorPhase, Phase } from "../names.ts";
+import { BannerGate } from "./banner-gate.ts";
+import type { PreparedAuth } from "./credentials.ts";
+import { fingerprintSha256, type HostKeyPolicy } from "./host-keys.ts";
+import { Keepalive, type KeepaliveSettings } from "./keepalive.ts";
+import type { SessionOutput } from "./output-capture.ts";
+import { signFirstAttempt } from "./sign-first.ts";
+import { Client, sendChannelKeepalive, sendGlobalKeepalive, sendSignal } from "./ssh2.ts";
+
+/** After the exit status, how long remaining output and the channel close may take. */
+export const EXIT_GRACE_MS = 250;
+/**
+ * Of the teardown reserve, what waiting for the remote cleanup confirmation never takes: kept
+ * for DISCONNECT and FIN. The default reserve (250 ms) gives the confirmation 125 ms; a short
+ * budget whose reserve is below this waits for none (and reports "signalled").
+ */
+export const CLEANUP_CONFIRM_KEEP_MS = 125;
+/**
+ * The polite part of teardown (DISCONNECT, FIN, waiting for the peer's close) stops this long
+ * before the budget ends, so the destroy and the resolution land before the deadline even when
+ * a loaded event loop fires timers late.
+ */
+export const TEARDOWN_SLACK_MS = 30;
+/** TCP keepalive: first probe after this much idle time (SSH keepalive does the fast work). */
+const TCP_KEEPALIVE_INITIAL_MS = 15_000;
+
+/**
+ * Where the session stands, owned by the phase script (run-command.ts) and read here to
+ * attribute a failure. The connection writes `phase` once: at the server's identification line
+ * (see {@link SshConnection.startSsh}).
+ */
+export interface SessionProgress {
+  phase: ErrorPhase;
+  commandStarted: boolean;
+}
+
+/** What the SSH layer needs to know about the target and the credential. */
+export interface SshParams {
+  /** For messages only: the host and port the caller asked for. */
+  host: string;
+  port: number;
+  username: string;
+  auth: PreparedAuth;
+  hostKeys: HostKeyPolicy;
+}
+
+/** Options of {@link SshConnection}. */
+export interface SshConnectionOptions {
+  /** The session's one deadline: every wait in here goes through it. */
+  deadline: Deadline;
+  progress: SessionProgress;
+  /** Where the channel's stdout and stderr are drained to. */
+  output: SessionOutput;
+  /** `RunOptions.keepalive`. @default derived from the budget left at `auth` */
+  keepalive?: KeepaliveSettings | false;
+}
+
+/** The command's end as the server reported it. */
+export interface ExitStatus {
+  code: number | null;
+  signal: string | null;
+}
+
+interface Milestone {
+  promise: Promise<void>;
+  done: () => void;
+}
+
+function milestone(): Milestone {
+  let done!: () => void;
+  const promise = new Promise<void>((resolve) => {
+    done = resolve;
+  });
+  return { promise, done };
+}
+
+/**
+ * One SSH connection: owns its transport, the banner gate, the ssh2 client and the exec
+ * channel, and releases all of them in {@link close}. It turns ssh2's events into milestones —
+ * one method per phase, each settling when its phase is done — and into ONE failure: the
+ * first error of the connection, already classified, rejects every pending milestone. It sets
+ * no timer of its own for a phase: the phase script bounds each milestone with the deadline.
+ *
+ * ## Transport (the seam for a jump host)
+ * The SSH session runs on a byte stream, obtained in one of two ways, exactly once:
+ * - {@link dial}: a TCP connection this object opens and owns (`connect` phase);
+ * - {@link useTransport}: any already-open `Duplex` handed over by the caller, e.g. a
+ *   `direct-tcpip` channel opened through a jump host. The banner gate and the whole SSH
+ *   handshake then run on that stream, inside the same deadline. Ownership passes here:
+ *   {@link close} ends it politely and then destroys it, like its own socket, but waits for
+ *   its `close` event only while the teardown allowance lasts (an ssh2 channel closes when
+ *   the jump host answers CHANNEL_CLOSE). Whatever carries that stream (the jump host's own
+ *   connection) stays the caller's: close it after this one, and destroy it, to release
+ *   every handle.
+ * Everything after the transport — {@link startSsh} onwards — does not know which it got.
+ */
+export class SshConnection {
+  readonly #deadline: Deadline;
+  readonly #progress: SessionProgress;
+  readonly #output: SessionOutput;
+  readonly #keepaliveOption: KeepaliveSettings | false | undefined;
+
+  #transport: Duplex | undefined;
+  /** The transport is our own TCP socket (dial), not a stream handed over (useTransport). */
+  #dialled = false;
+  #transportClosed: Promise<void> = Promise.resolve();
+  #gate: BannerGate | undefined;
+  #client: Client | undefined;
+  #channel: ClientChannel | undefined;
+  #channelClosed = false;
+  #channelDone: Promise<void> = Promise.resolve();
+  #keepalive: Keepalive | undefined;
+
+  readonly #failure: Promise<never>;
+  #rejectFailure!: (err: EngineError) => void;
+  #failedWith: EngineError | undefined;
+  #closing = false;
+  #closed: Promise<boolean> | undefined;
+  /** Key exchange completed: from here on close() says goodbye before destroying. */
+  #sessionUp = false;
+
+  #hostKeyRefusal: HostKeyUnknown | HostKeyMismatch | undefined;
+  #ident: string | undefined;
+  #hostKeySha256: string | undefined;
+  #exit: ExitStatus | undefined;
+  #signalSent = false;
+  /** Any exit status or exit signal, even one that arrives while closing. */
+  #exitSeen = false;
+
+  // ---- milestones: one per phase, in order -------------------------------------------
+  readonly #identSeen = milestone();
+  readonly #kexDone = milestone();
+  readonly #authDone = milestone();
+  readonly #exitReported = milestone();
+
+  constructor(options: SshConnectionOptions) {
+    this.#deadline = options.deadline;
+    this.#progress = options.progress;
+    this.#output = options.output;
+    this.#keepaliveOption = options.keepalive;
+    this.#failure = new Promise<never>((_, reject) => {
+      this.#rejectFailure = reject;
+    });
+    this.#failure.catch(() => {});
+  }
+
+  /** The server's identification line, once seen. */
+  get ident(): string | undefined {
+    return this.#ident;
+  }
+
+  /** SHA-256 fingerprint of the key the server presented, once seen. */
+  get hostKeySha256(): string | undefined {
+    return this.#hostKeySha256;
+  }
+
+  /** The command's exit, when the server reported it before close() began. */
+  get exit(): ExitStatus | undefined {
+    return this.#exit;
+  }
+
+  /** The engine asked the server to signal the command ({@link stopRemoteCommand}). */
+  get signalSent(): boolean {
+    return this.#signalSent;
+  }
+
+  // ---- transport ------------------------------------------------------------------------
+
+  /**
+   * Transport, kind 1: opens the TCP connection (milestone of `connect`). The engine owns the
+   * socket: TCP keepalive and TCP_NODELAY on (ssh2 sets neither), and a handle close() can
+   * always destroy.
+   */
+  dial(address: string, port: number): Promise<void> {
+    const sock = net.connect({
+      host: address,
+      port,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: TCP_KEEPALIVE_INITIAL_MS,
+    });
+    this.useTransport(sock);
+    this.#dialled = true;
+    return this.#orFailure(
+      new Promise<void>((resolve, reject) => {
+        const onError = (err: Error) => {
+          sock.off("connect", onConnect);
+          reject(err);
+        };
+        const onConnect = () => {
+          sock.off("error", onError);
+          resolve();
+        };
+        sock.once("connect", onConnect);
+        sock.once("error", onError);
+      }),
+    );
+  }
+
+  /**
+   * Transport, kind 2: runs the session on an already-open stream (a jump host's
+   * `direct-tcpip` channel) instead of dialling. Takes ownership: close() ends and destroys
+   * it. Call at most once, and before {@link startSsh}.
+   */
+  useTransport(stream: Duplex): void {
+    if (this.#transport) throw new Error("SshConnection: the transport is already set");
+    this.#transport = stream;
+    this.#transportClosed = new Promise<void>((done) => stream.once("close", () => done()));
+    // Permanent: errors after connect reach ssh2 through the gate; none may crash us.
+    stream.on("error", () => {});
+  }
+
+  // ---- SSH --------------------------------------------------------------------------------
+
+  /**
+   * Starts SSH on the transport (milestone of `banner`: the server's identification line).
+   * ssh2 sends our identification at once; the key exchange and auth follow on their own and
+   * settle {@link handshake} and {@link authenticated}.
+   */
+  startSsh(params: SshParams): Promise<void> {
+    const transport = this.#transport;
+    if (!transport) throw new Error("SshConnection: no transport (dial or useTransport first)");
+    const gate = new BannerGate(transport, {
+      onIdent: (ident) => {
+        this.#ident = ident;
+        // The banner phase is over now, not a microtask later: ssh2 parses the server's
+        // KEXINIT from the same chunk synchronously, and an error there (no common
+        // algorithm, a broken packet, a FIN) belongs to the handshake.
+        this.#progress.phase = "handshake";
+        this.#identSeen.done();
+      },
+      onProtocolError: (message) => this.fail(new ProtocolError(message, { phase: "banner" })),
+    });
+    this.#gate = gate;
+    const client = new Client();
+    this.#client = client;
+    client.on("error", (err) => this.fail(err));
+    client.on("close", () =>
+      this.fail(
+        new ConnectionLost(`connection closed by the server during ${this.#progress.phase}`, {
+          phase: this.#progress.phase,
+          commandStarted: this.#progress.commandStarted,
+        }),
+      ),
+    );
+    client.once("handshake", () => {
+      this.#sessionUp = true;
+      this.#kexDone.done();
+    });
+    client.once("ready", () => {
+      this.#startKeepalive(client);
+      this.#authDone.done();
+    });
+    client.connect(this.#clientConfig(gate, params));
+    const { auth } = params;
+    if (auth.type === "publickey") {
+      signFirstAttempt(client, auth.key, (err) =>
+        this.fail(
+          new AuthFailed(`signing with the private key failed: ${err.message}`, {
+            phase: "auth",
+          }),
+        ),
+      );
+    }
+    return this.#orFailure(this.#identSeen.promise);
+  }
+
+  /** Milestone of `handshake`: key exchange done, host key verified. */
+  handshake(): Promise<void> {
+    return this.#orFailure(this.#kexDone.promise);
+  }
+
+  /** Milestone of `auth`: the server accepted the credential. */
+  authenticated(): Promise<void> {
+    return this.#orFailure(this.#authDone.promise);
+  }
+
+  #clientConfig(gate: BannerGate, params: SshParams): ConnectConfig {
+    const { username, auth, hostKeys } = params;
+    let attempts = 0;
+    return {
+      sock: gate,
+      username,
+      // The engine's deadline bounds every phase; ssh2's own timer would only race it.
+      readyTimeout: 0,
+      // ssh2's keepalive uses only global requests, which TinySSH never answers: the engine
+      // runs its own (#startKeepalive).
+      keepaliveInterval: 0,
+      ...(hostKeys.serverHostKeyAlgorithms
+        ? { algorithms: { serverHostKey: hostKeys.serverHostKeyAlgorithms as never } }
+        : {}),
+      // Synchronous form: ssh2 treats a returned Promise as acceptance.
+      hostVerifier: (key: Buffer): boolean => {
+        this.#hostKeySha256 = fingerprintSha256(key);
+        const verdict = hostKeys.verify(key);
+        if (verdict === "trusted") return true;
+        const target = `${params.host}:${params.port}`;
+        const refusal =
+          verdict === "unknown"
+            ? new HostKeyUnknown(
+                `host key ${this.#hostKeySha256} of ${target} is not trusted: no ${hostKeys.source}; no credential was sent`,
+                { phase: "handshake" },
+              )
+            : new HostKeyMismatch(
+                `host key ${this.#hostKeySha256} of ${target} differs from the ${hostKeys.source} — possible impostor; no credential was sent`,
+                { phase: "handshake" },
+              );
+        this.#hostKeyRefusal = refusal;
+        this.fail(refusal);
+        return false;
+      },
+      // One attempt with exactly the method we hold: no `none` probe, no retries that hide
+      // a wrong credential behind the server's patience.
+      authHandler: (_methodsLeft, _partial, next) => {
+        attempts += 1;
+        if (attempts > 1) {
+          next(false as unknown as AuthenticationType);
+          return;
+        }
+        next(
+          (auth.type === "publickey"
+            ? { type: "publickey", username, key: auth.key }
+            : { type: "password", username, password: auth.password }) as never,
+        );
+      },
+    };
+  }
+
+  #keepaliveSettings(): KeepaliveSettings | undefined {
+    const configured = this.#keepaliveOption;
+    if (configured === false) return undefined;
+    if (configured) return configured;
+    // Detection takes interval × (countMax + 1): about half the budget, at most a minute.
+    const budget = this.#deadline.remaining();
+    const intervalMs = Number.isFinite(budget)
+      ? Math.min(15_000, Math.max(1_000, Math.floor(budget / 8)))
+      : 15_000;
+    return { intervalMs, countMax: 3 };
+  }
+
+  /**
+   * SSH keepalive from auth to close: a global request until the channel is open, then a
+   * channel request (`keepalive@openssh.com`, want-reply) as OpenSSH's client does — every
+   * server answers that one, TinySSH included. A peer that stops answering is ConnectionLost.
+   */
+  #startKeepalive(client: Client): void {
+    const settings = this.#keepaliveSettings();
+    if (!settings || this.#closing) return;
+    this.#keepalive = new Keepalive(
+      settings,
+      this.#deadline,
+      (onReply) => {
+        const channel = this.#channel;
+        if (channel) return !this.#channelClosed && sendChannelKeepalive(client, channel, onReply);
+        return sendGlobalKeepalive(client, onReply);
+      },
+      (missed) => {
+        const err = new Error(
+          `no answer to ${missed} keepalive requests sent every ${settings.intervalMs} ms`,
+        );
+        // The classifier's mark for "the peer went silent" (ssh2 uses it for its own keepalive).
+        this.fail(Object.assign(err, { level: "client-timeout" }));
+      },
+    );
+    this.#keepalive.start();
+  }
+
+  // ---- channel ----------------------------------------------------------------------------
+
+  /** Milestone of `channel`: a session channel is open and the server accepted `command`. */
+  openExec(command: string): Promise<void> {
+    const client = this.#client!;
+    return this.#orFailure(
+      new Promise<void>((resolve, reject) => {
+        client.exec(command, (err, channel) => {
+          if (this.#failedWith) reject(this.#failedWith);
+          else if (err) {
+            reject(
+              new ChannelRejected(`server refused the session channel or exec: ${err.message}`, {
+                phase: "channel",
+              }),
+            );
+          } else {
+            this.#attachChannel(channel);
+            resolve();
+          }
+        });
+      }),
+    );
+  }
+
+  /**
+   * Milestone of `exec`: sends stdin (then EOF) and settles once the command's exit status
+   * arrived and its output and the channel close followed (or {@link EXIT_GRACE_MS} passed).
+   * Rejects with ConnectionLost when the channel closes without an exit status.
+   */
+  execute(stdin: string | undefined): Promise<void> {
+    const channel = this.#channel!;
+    if (stdin !== undefined) channel.end(stdin);
+    else channel.end();
+    return this.#orFailure(this.#channelDone);
+  }
+
+  /**
+   * Attaches to the channel synchronously inside ssh2's exec callback: a fast command's
+   * output, exit status and close can arrive in the same read as the exec reply, and an
+   * `exit` event emitted before anyone listens is lost for good.
+   */
+  #attachChannel(channel: ClientChannel): void {
+    this.#channel = channel;
+    this.#channelDone = new Promise<void>((resolve, reject) => {
+      const closed = new Promise<void>((done) => {
+        channel.once("close", () => {
+          this.#channelClosed = true;
+          done();
+        });
+      });
+      this.#output.drain(channel, channel.stderr);
+      channel.once("exit", (code: number | null, signal?: string) => {
+        this.#exitSeen = true;
+        this.#exitReported.done();
+        // Once the outcome is decided (e.g. CommandTimeout), a late exit status that arrives
+        // while closing must not change the result.
+        if (this.#closing) return;
+        this.#exit = {
+          code: typeof code === "number" ? code : null,
+          signal: typeof signal === "string" ? signal.replace(/^SIG/, "") : null,
+        };
+        // Finished: wait a short grace for the rest of the output and the close, no more
+        // (a spilled stream's rest is awaited by the output's finish, inside the exec allowance).
+        const grace = Math.min(EXIT_GRACE_MS, this.#deadline.allowance("exec"));
+        void this.#deadline.wait(grace, closed).then(() => resolve());
+      });
+      void closed.then(() => {
+        if (this.#exit !== undefined) resolve();
+        else {
+          reject(
+            new ConnectionLost("channel closed without an exit status", {
+              phase: "exec",
+              commandStarted: true,
+            }),
+          );
+        }
+      });
+    });
+    this.#channelDone.catch(() => {});
+  }
+
+  /**
+   * Asks the server to signal the command while the channel is open (at the protocol level:
+   * ssh2's `channel.signal()` drops it after EOF). close() then waits, inside the teardown
+   * reserve, for the exit that confirms it.
+   */
+  stopRemoteCommand(): void {
+    const channel = this.#channel;
+    const client = this.#client;
+    if (!channel || !client || this.#channelClosed || this.#exit !== undefined) return;
+    if (!this.#transport || this.#transport.destroyed) return;
+    try {
+      this.#signalSent = sendSignal(client, channel, "TERM");
+    } catch {
+      // A transport that fails now is torn down next; the remote bound still stops the command.
+    }
+  }
+
+  // ---- failure ----------------------------------------------------------------------------
+
+  /** Reports a failure of the connection; the first one wins, none after close() began. */
+  fail(err: unknown): void {
+    if (this.#failedWith || this.#closing) return;
+    const classified = this.classify(err);
+    this.#failedWith = classified;
+    this.#rejectFailure(classified);
+  }
+
+  /** The project's error for anything thrown or emitted during this session. */
+  classify(err: unknown): EngineError {
+    const at = this.#progress.phase;
+    const phase: Phase =
+      at === "request" || at === "policy" || at === "credentials" ? "resolve" : at;
+    return classifyError(err, {
+      phase,
+      commandStarted: this.#progress.commandStarted,
+      hostKeyRefusal: this.#hostKeyRefusal,
+    });
+  }
+
+  /** A milestone, or the connection's first failure if that comes first. */
+  #orFailure<T>(milestone: Promise<T>): Promise<T> {
+    return Promise.race([milestone, this.#failure]);
+  }
+
+  // ---- teardown ---------------------------------------------------------------------------
+
+  /**
+   * Releases everything, inside what is left of the deadline (the teardown reserve):
+   * waits for the confirmation of a signalled command, says goodbye (DISCONNECT, FIN) when
+   * the session was up, then destroys the transport and waits for its close. Idempotent:
+   * every call returns the first one's promise. Resolves true when the server confirmed the
+   * end of a signalled command. When it resolves, no handle of this connection is alive.
+   */
+  close(): Promise<boolean> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  async #close(): Promise<boolean> {
+    this.#closing = true;
+    this.#keepalive?.stop();
+    const transport = this.#transport;
+    let confirmed = false;
+    if (this.#signalSent && transport && !transport.destroyed) {
+      // Confirmed, not assumed: the server reports the command's end (exit-signal TERM, or an
+      // exit status) in time, or the result says only "signalled". CLEANUP_CONFIRM_KEEP_MS
+      // stays for DISCONNECT and FIN: a server that ignores signal requests (TinySSH, ssh2's
+      // Server) must not push every such session to the very end of its budget.
+      const confirmMs = this.#deadline.allowance("teardown") - CLEANUP_CONFIRM_KEEP_MS;
+      if (confirmMs > 0) {
+        await this.#deadline.wait(
+          confirmMs,
+          Promise.race([this.#exitReported.promise, this.#transportClosed]),
+        );
+      }
+      confirmed = this.#exitSeen;
+    }
+    if (transport && !transport.destroyed && this.#sessionUp) {
+      // Polite first (signal already queued, DISCONNECT, FIN) while time allows, so sshd
+      // reads them and ends the session; then destroy the transport we own: a peer that
+      // ignores FIN must not keep it open. Before key exchange there is nobody to be polite
+      // to (a tarpit never reads), so the transport is destroyed at once.
+      try {
+        this.#client?.end();
+      } catch {
+        // ssh2 may throw on a half-dead transport; destroying below covers it.
+      }
+      await this.#deadline.wait(
+        Math.max(0, this.#deadline.allowance("teardown") - TEARDOWN_SLACK_MS),
+        this.#transportClosed,
+      );
+    }
+    if (transport) {
+      transport.destroy();
+      // A dialled socket: 'close' follows destroy() within one turn of the loop; after it the
+      // handle is gone. A given stream may need its peer to confirm (an ssh2 channel's
+      // destroy() sends CHANNEL_CLOSE and closes on the answer): wait only while the
+      // teardown allowance lasts; its carrier's owner destroys the rest.
+      if (this.#dialled) await this.#transportClosed;
+      else await this.#deadline.wait(this.#deadline.allowance("teardown"), this.#transportClosed);
+    }
+    this.#gate?.destroy();
+    if (this.#client) {
+      const client = this.#client;
+      client.removeAllListeners();
+      // ssh2 can still emit late errors on a dead transport; they must never crash the process.
+      client.on("error", () => {});
+    }
+    this.#channel?.removeAllListeners();
+    this.#channel?.stderr.removeAllListeners();
+    return confirmed;
+  }
+}

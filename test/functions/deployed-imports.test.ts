@@ -1,0 +1,54 @@
+/**
+ * Local mode (functions/local/) is never part of a deployed handler: the esbuild metafile of
+ * each deployed entry point, bundled as the CDK app bundles it (CJS, AWS SDK external), lists
+ * no file under functions/local/. A static or dynamic import of local mode anywhere on a
+ * handler's import graph fails this test.
+ */
+import { relative, resolve } from "node:path";
+import { build } from "esbuild";
+import { describe, expect, it } from "vitest";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const DEPLOYED = ["functions/api.ts", "functions/task.ts", "functions/alarm-enrichment/handler.ts"];
+
+/** Bundles `entry` (a path, or source text standing for a handler) and lists its inputs. */
+async function bundledInputs(entry: string | { contents: string }): Promise<string[]> {
+  const result = await build({
+    ...(typeof entry === "string"
+      ? { entryPoints: [resolve(ROOT, entry)] }
+      : { stdin: { contents: entry.contents, resolveDir: ROOT, loader: "ts" as const } }),
+    absWorkingDir: ROOT,
+    bundle: true,
+    write: false,
+    metafile: true,
+    platform: "node",
+    format: "cjs",
+    target: "node24",
+    external: ["cpu-features", "*.node", "@aws-sdk/*"],
+    logLevel: "silent",
+  });
+  return Object.keys(result.metafile.inputs).map((input) =>
+    relative(ROOT, resolve(ROOT, input)).split("\\").join("/"),
+  );
+}
+
+describe("deployed handlers", () => {
+  it.each(DEPLOYED)("%s never bundles local mode", async (entry) => {
+    // Act
+    const inputs = await bundledInputs(entry);
+    // Assess: the walk reached the handler's own modules, and none of local mode.
+    expect(inputs).toContain(entry);
+    expect(inputs.filter((input) => input.startsWith("functions/local/"))).toEqual([]);
+  });
+
+  it("sees local mode when a handler loads it lazily (the check can fail)", async () => {
+    // Prepare: what functions/ did before: the runtime imported local mode on demand.
+    const handler = {
+      contents: `export const runtime = () => import("./functions/local/local-config.ts");`,
+    };
+    // Act
+    const inputs = await bundledInputs(handler);
+    // Assess
+    expect(inputs).toContain("functions/local/local-config.ts");
+  });
+});
