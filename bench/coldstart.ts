@@ -1,63 +1,73 @@
 /**
- * Cold start: an esbuild CJS bundle of the Lambda entry (as Lambda would load it), its size,
- * and whole-process time to `require` it vs `node -e 0` (interleaved spawns, medians) — the
- * init. Then the first invocation, in a fresh process per sample: the deployed task handler
- * (AWS mode, SDK external) against a fake Secrets Manager and an ssh2 server on loopback, beside
- * a naive handler (bench/naive-handler.ts) doing the same work with everything imported at the
- * top. Loopback answers at once, so nothing loaded lazily overlaps a network wait here: the
- * first-invocation figures are the worst case of moving work out of init.
+ * Cold start of every deployed handler bundle (api, task, alarm-enrichment), built with the
+ * esbuild options the CDK stack deploys (`cdk/bundling.ts`: SDK external as on Lambda, ssh2 and
+ * Powertools in a lazy chunk for the engine handlers), beside a naive handler in the same run:
+ *
+ * - init: whole-process time of `node -e 'require(bundle)'` against `node -e 0` (interleaved
+ *   spawns, medians): the target is ≤ 1.6× for each deployed bundle;
+ * - first invocation, in a fresh process per sample: in-process `require` (init) and the first
+ *   `handler()` call, against a fake Secrets Manager (and SNS for the enrichment) and an ssh2
+ *   server on loopback. The naive handler (bench/naive-handler.ts) does the task's work with
+ *   everything imported at the top. Loopback answers at once, so nothing loaded lazily
+ *   overlaps a network wait here: the first-invocation figures are the worst case of moving
+ *   work out of init.
  */
-import { execFile, spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, statSync, writeFileSync } from "node:fs";
+import { execFile, execFileSync, spawnSync } from "node:child_process";
+import { mkdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import path from "node:path";
 import { promisify } from "node:util";
 import { build } from "esbuild";
-import { loopbackPolicy, taskEvent, WORKFLOW } from "../test/functions/support.ts";
+import { esbuildOptions, handlerBundling, LAZY_CHUNK, lazyChunkCommands } from "../cdk/bundling.ts";
+import { loopbackPolicy, taskEvent, v1Event, WORKFLOW } from "../test/functions/support.ts";
+import { FakeSns } from "../test/helpers/fake-alarm-endpoints.ts";
 import { generateEd25519KeyPair } from "../test/helpers/keys.ts";
 import { startSsh2Server } from "../test/helpers/ssh2-server.ts";
 
+type Label = "api" | "task" | "alarm-enrichment" | "naive-handler";
+
 export interface BundleResult {
-  label: string;
+  label: Label;
   entry: string;
   file: string;
+  /** The handler file (what init compiles). */
   bytes: number;
+  /** The lazy chunk beside it (ssh2, Powertools), loaded on first use (0 when there is none). */
+  chunkBytes: number;
   /** Whole-process ms: `node -e 'require(bundle)'`. */
   require: number[];
+  /** The same with `--enable-source-maps`, which the deployed functions set in NODE_OPTIONS. */
+  requireSourceMaps: number[];
 }
 
 export interface ColdStartResult {
   baseline: number[];
   bundles: BundleResult[];
   /** In-process ms per fresh process: `require` (init) and the first `handler()` call. */
-  firstInvocation: { label: string; init: number[]; first: number[] }[];
+  firstInvocation: { label: Label; init: number[]; first: number[] }[];
 }
 
 const ROOT = path.resolve(import.meta.dirname, "..");
-const OUT = path.join(ROOT, ".bench");
+const OUT = path.join(ROOT, ".bench", "coldstart");
 
-async function bundle(label: string, entry: string, external: string[]): Promise<BundleResult> {
-  mkdirSync(OUT, { recursive: true });
-  const file = path.join(OUT, `${label}.cjs`);
-  await build({
-    entryPoints: [entry],
-    outfile: file,
-    bundle: true,
-    platform: "node",
-    target: "node20",
-    format: "cjs",
-    minify: true,
-    legalComments: "none",
-    logLevel: "error",
-    // ssh2's optional native parts: without them it falls back to pure JS (field notes).
-    external: ["cpu-features", "*.node", ...external],
-  });
+/** Builds a handler exactly as `cdk synth` does (cdk/bundling.ts), into `.bench/coldstart/<label>/`. */
+async function bundle(label: Label, entry: string, lazyChunk: boolean): Promise<BundleResult> {
+  const dir = path.join(OUT, label);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const file = path.join(dir, "index.js");
+  await build(esbuildOptions(handlerBundling({ lazyChunk }), entry, file));
+  if (lazyChunk) {
+    execFileSync("bash", ["-c", lazyChunkCommands(dir).join(" && ")], { stdio: "inherit" });
+  }
   return {
     label,
     entry: path.relative(ROOT, entry),
     file,
     bytes: statSync(file).size,
+    chunkBytes: lazyChunk ? statSync(path.join(dir, LAZY_CHUNK)).size : 0,
     require: [],
+    requireSourceMaps: [],
   };
 }
 
@@ -70,38 +80,34 @@ function spawnMs(args: string[]): number {
 }
 
 export async function measureColdStart(spawns: number): Promise<ColdStartResult> {
-  const task = path.join(ROOT, "functions", "task.ts");
-  const entry = existsSync(task) ? task : path.join(ROOT, "lib", "index.ts");
+  // A Lambda asset has no package.json: `.js` is CommonJS. This repository says "module".
+  mkdirSync(OUT, { recursive: true });
+  writeFileSync(path.join(OUT, "package.json"), '{ "type": "commonjs" }\n');
   const bundles = [
-    await bundle("lambda-task", entry, []),
-    // The Lambda Node.js runtime ships AWS SDK v3: the usual deployment leaves it out.
-    await bundle("lambda-task-sdk-external", entry, ["@aws-sdk/*"]),
-    await bundle("engine-only", path.join(ROOT, "lib", "index.ts"), []),
+    await bundle("api", path.join(ROOT, "functions", "api.ts"), true),
+    await bundle("task", path.join(ROOT, "functions", "task.ts"), true),
+    await bundle(
+      "alarm-enrichment",
+      path.join(ROOT, "functions", "alarm-enrichment", "handler.ts"),
+      false,
+    ),
+    await bundle("naive-handler", path.join(ROOT, "bench", "naive-handler.ts"), false),
   ];
   const baseline: number[] = [];
   for (let i = 0; i < spawns + 2; i++) {
     const b = spawnMs(["-e", "0"]);
     if (i >= 2) baseline.push(b);
     for (const bun of bundles) {
-      const ms = spawnMs(["-e", `require(${JSON.stringify(bun.file)})`]);
-      if (i >= 2) bun.require.push(ms);
+      const load = `require(${JSON.stringify(bun.file)})`;
+      const ms = spawnMs(["-e", load]);
+      const withMaps = spawnMs(["--enable-source-maps", "-e", load]);
+      if (i >= 2) {
+        bun.require.push(ms);
+        bun.requireSourceMaps.push(withMaps);
+      }
     }
   }
-  const firstInvocation = await measureFirstInvocation(
-    [
-      { label: "lambda-task-sdk-external", file: bundles[1]!.file, kind: "task" },
-      {
-        label: "naive-handler",
-        file: (
-          await bundle("naive-handler", path.join(ROOT, "bench", "naive-handler.ts"), [
-            "@aws-sdk/*",
-          ])
-        ).file,
-        kind: "naive",
-      },
-    ],
-    Math.max(5, Math.ceil(spawns / 2)),
-  );
+  const firstInvocation = await measureFirstInvocation(bundles, Math.max(5, Math.ceil(spawns / 2)));
   return { baseline, bundles, firstInvocation };
 }
 
@@ -121,12 +127,28 @@ m.handler(JSON.parse(process.env.BENCH_EVENT), context).then((r) => {
 }, (e) => { process.stderr.write(JSON.stringify({ error: String(e && e.message) })); process.exitCode = 1; });
 `;
 
+/** Whether a first invocation did the work: a session that succeeded, a notification sent. */
+function succeeded(label: Label, result: unknown): boolean {
+  const r = (result ?? {}) as Record<string, unknown>;
+  switch (label) {
+    case "task":
+      return r.status === "succeeded";
+    case "naive-handler":
+      return r.exitCode === 0;
+    case "api":
+      return r.statusCode === 200 && /"status":"succeeded"/.test(String(r.body));
+    case "alarm-enrichment":
+      return Array.isArray(result) && result.length === 1;
+  }
+}
+
 async function measureFirstInvocation(
-  targets: { label: string; file: string; kind: "task" | "naive" }[],
+  bundles: readonly BundleResult[],
   samples: number,
 ): Promise<ColdStartResult["firstInvocation"]> {
   const key = generateEd25519KeyPair("bench");
   const server = await startSsh2Server({ exec: (ctx) => ctx.exit(0) });
+  const sns = await FakeSns.start();
   const sm: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (c: Buffer) => chunks.push(c));
@@ -156,37 +178,71 @@ async function measureFirstInvocation(
     AWS_ACCESS_KEY_ID: "AKIDBENCH",
     AWS_SECRET_ACCESS_KEY: "bench",
     AWS_ENDPOINT_URL_SECRETS_MANAGER: `http://127.0.0.1:${smPort}`,
+    AWS_ENDPOINT_URL_SNS: sns.endpoint,
     BSSH_POLICY: JSON.stringify(loopbackPolicy([server.port])),
     BSSH_STATE_MACHINE_ARNS: WORKFLOW,
     BSSH_KNOWN_HOSTS_SECRET: "bounded-ssh/known-hosts",
     BSSH_REMOTE_BOUND: "false",
-    // No CloudWatch here: EMF lines on stdout (ignored); the API path is measured in metrics-overhead.
+    // The deployed default (docs/metrics.md, "Choosing the mode"): EMF lines on stdout (ignored).
     BSSH_METRICS_MODE: "emf",
+    // The API the v1 event comes from (functions/local/api-event.ts, LOCAL_API).
+    BSSH_API_ID: "local",
+    BSSH_API_STAGE: "local",
+    BSSH_API_ACCOUNT: "000000000000",
+    BSSH_STAGE: "dev",
+    BSSH_ENRICHED_TOPIC_ARN: "arn:aws:sns:us-east-1:000000000000:enriched",
+    BSSH_FUNCTION_LOG_GROUPS: "[]",
+    BSSH_WORKFLOW_LOG_GROUPS: "[]",
+    BSSH_RUNBOOK_BASE_URL: "https://example.invalid/runbooks",
+    BSSH_DASHBOARD_URL: "https://example.invalid/dashboard",
   };
-  const out = targets.map((t) => ({ label: t.label, init: [] as number[], first: [] as number[] }));
+  const events: Record<Label, () => unknown> = {
+    task: () => taskEvent(request),
+    "naive-handler": () => request,
+    api: () => v1Event(JSON.stringify(request)),
+    // An OK notification is forwarded without a Logs query: one SNS Publish.
+    "alarm-enrichment": () => ({
+      Records: [
+        {
+          EventSource: "aws:sns",
+          Sns: {
+            Message: JSON.stringify({
+              AlarmName: "dev-BoundedSsh-HandshakeHangs",
+              NewStateValue: "OK",
+              NewStateReason: "bench",
+              StateChangeTime: new Date().toISOString(),
+              Trigger: { Period: 300, EvaluationPeriods: 1 },
+            }),
+            Subject: "OK",
+            Timestamp: new Date().toISOString(),
+          },
+        },
+      ],
+    }),
+  };
+  const out = bundles.map((b) => ({ label: b.label, init: [] as number[], first: [] as number[] }));
   const run = promisify(execFile);
   try {
     for (let i = 0; i < samples + 1; i++) {
-      for (const [n, t] of targets.entries()) {
-        const event = t.kind === "task" ? taskEvent(request) : request;
+      for (const [n, b] of bundles.entries()) {
         const { stderr } = await run(process.execPath, [runner], {
           cwd: OUT,
-          env: { ...env, BENCH_BUNDLE: t.file, BENCH_EVENT: JSON.stringify(event) },
+          env: { ...env, BENCH_BUNDLE: b.file, BENCH_EVENT: JSON.stringify(events[b.label]()) },
           maxBuffer: 1 << 20,
         });
         const r = JSON.parse(stderr) as { init: number; first: number; result: unknown };
-        const status = (r.result as { status?: string; exitCode?: number }) ?? {};
-        if (status.status !== "succeeded" && status.exitCode !== 0) {
-          throw new Error(`${t.label}: first invocation did not succeed: ${stderr}`);
+        if (!succeeded(b.label, r.result)) {
+          throw new Error(`${b.label}: first invocation did not succeed: ${stderr}`);
         }
         if (i >= 1) {
-          out[n]!.init.push(r.init);
-          out[n]!.first.push(r.first);
+          out[n]?.init.push(r.init);
+          out[n]?.first.push(r.first);
         }
       }
     }
   } finally {
     sm.close();
+    await sns.close();
     await server.close();
   }
   return out;

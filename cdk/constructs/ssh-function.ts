@@ -7,8 +7,11 @@ import * as nodejs from "aws-cdk-lib/aws-lambda-nodejs";
 import * as logs from "aws-cdk-lib/aws-logs";
 import type * as ssm from "aws-cdk-lib/aws-ssm";
 import { Construct } from "constructs";
+import { DEFAULT_METRICS_MODE } from "../../functions/metrics/publisher.ts";
 import { DEFAULT_METRIC_NAMESPACE } from "../../lib/names.ts";
+import { handlerBundling } from "../bundling.ts";
 import { HANDLER_ENV } from "../config.ts";
+import { nodejsBundling } from "./nodejs-bundling.ts";
 
 /** Properties of {@link SshFunction}. */
 export interface SshFunctionProps {
@@ -34,7 +37,7 @@ export interface SshFunctionProps {
   readonly knownHostsParameter: ssm.IStringParameter;
   /** @default DEFAULT_METRIC_NAMESPACE */
   readonly metricNamespace?: string;
-  /** @default "api" — PutMetricData with EMF fallback */
+  /** @default DEFAULT_METRICS_MODE ("emf": EMF lines only; docs/metrics.md, "Choosing the mode") */
   readonly metricsMode?: "api" | "emf" | "both";
   /** How the audit line records the command. @default "plain" (the handler's default) */
   readonly auditCommand?: "plain" | "hash";
@@ -129,7 +132,7 @@ export class SshFunction extends Construct {
       [HANDLER_ENV.policyParameter]: props.policyParameter.parameterName,
       [HANDLER_ENV.knownHostsParameter]: props.knownHostsParameter.parameterName,
       [HANDLER_ENV.auditCommand]: props.auditCommand ?? "plain",
-      [HANDLER_ENV.metricsMode]: props.metricsMode ?? "api",
+      [HANDLER_ENV.metricsMode]: props.metricsMode ?? DEFAULT_METRICS_MODE,
       [HANDLER_ENV.metricsNamespace]: namespace,
       // The bundle is minified: stack traces in the logs are only readable through the map.
       NODE_OPTIONS: "--enable-source-maps",
@@ -155,17 +158,9 @@ export class SshFunction extends Construct {
       functionName: props.functionName,
       // A retried async invocation would run a remote command twice: callers own retries.
       retryAttempts: 0,
-      bundling: {
-        format: nodejs.OutputFormat.CJS,
-        target: "node24",
-        minify: true,
-        sourceMap: true,
-        sourcesContent: false,
-        // ssh2's native addons cannot be bundled; ssh2 falls back to pure JS without them.
-        // The AWS SDK v3 ships with the nodejs24.x runtime (CDK's default external, kept).
-        externalModules: ["cpu-features", "*.node", "@aws-sdk/*"],
-        forceDockerBundling: false,
-      },
+      // One source with the bench (cdk/bundling.ts): ssh2 and Powertools in a chunk of their
+      // own, loaded with the modules that use them, so init does not compile them.
+      bundling: nodejsBundling(handlerBundling({ lazyChunk: true })),
     });
 
     Validations.of(role).acknowledge({

@@ -293,7 +293,7 @@ export const ALARM_CATALOG = {
     why: "Watches the watchers; three periods so a publish delayed across a period boundary never fires it.",
     checks: [
       "Run the query: runtime error lines (init crashes) in the function logs",
-      "The functions' BSSH_METRICS_MODE / namespace and cloudwatch:PutMetricData permission",
+      "The functions' BSSH_METRICS_MODE (default emf) and namespace; in api mode the cloudwatch:PutMetricData permission",
       "EMF lines in the logs: are they there but not extracted?",
     ],
     query: "InvocationFailures",

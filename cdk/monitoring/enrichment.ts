@@ -11,6 +11,8 @@ import type * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import { Construct } from "constructs";
 import { ENRICHMENT_ENV } from "../../functions/config/config.ts";
+import { handlerBundling } from "../bundling.ts";
+import { nodejsBundling } from "../constructs/nodejs-bundling.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -117,15 +119,7 @@ export class AlarmEnrichment extends Construct {
         [ENRICHMENT_ENV.dashboardUrl]: dashboardUrl,
         NODE_OPTIONS: "--enable-source-maps",
       },
-      bundling: {
-        format: nodejs.OutputFormat.CJS,
-        target: "node24",
-        minify: true,
-        sourceMap: true,
-        sourcesContent: false,
-        externalModules: ["@aws-sdk/*"],
-        forceDockerBundling: false,
-      },
+      bundling: nodejsBundling(handlerBundling({ lazyChunk: false })),
     });
     props.alarmTopic.addSubscription(new subscriptions.LambdaSubscription(this.function));
     Validations.of(role).acknowledge({

@@ -1,57 +1,42 @@
 /**
- * Lambda entry point subscribed to the alarm topic: each record is a CloudWatch alarm
- * notification; see `enrich.ts`. Not a middy stack: there is no request to validate, no audit
- * line and no SSH session, only one bounded query and one publish per record.
+ * Lambda entry point subscribed to the alarm topic (`enrichment-handler.ts` does the work).
+ * Everything, the three SDK clients above all, is loaded on the first invocation rather than
+ * at init: init is what a cold start pays before the runtime even hands over the event
+ * (docs/benchmarks.md, "Cold start"), and an alarm notification has a minute to spare.
  */
-import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
-import { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
-import { SNSClient } from "@aws-sdk/client-sns";
 import type { Context, SNSEvent } from "aws-lambda";
-import { Deadline } from "../../lib/deadline.ts";
-import { enrichmentConfigFromEnv } from "../config/config.ts";
-import {
-  type AlarmNotification,
-  type Enriched,
-  type EnrichmentDeps,
-  enrichAndPublish,
-} from "./enrich.ts";
+import type { Enriched } from "./enrich.ts";
+import type { createEnrichmentHandler } from "./enrichment-handler.ts";
 
-/** Builds the handler over its clients and configuration (tests pass their own). */
-export function createEnrichmentHandler(deps: EnrichmentDeps) {
-  return async (event: SNSEvent, context: Context): Promise<Enriched[]> => {
-    const reserve = deps.config.reserveMs ?? 3_000;
-    const out: Enriched[] = [];
-    for (const record of event.Records) {
-      // Shared across the batch: every record's query ends before the publish reserve.
-      const deadline = new Deadline({
-        budgetMs: Math.max(0, context.getRemainingTimeInMillis() - reserve),
-      });
-      let notification: AlarmNotification;
-      try {
-        notification = JSON.parse(record.Sns.Message) as AlarmNotification;
-      } catch {
-        notification = {
-          AlarmName: record.Sns.Subject ?? "unknown alarm",
-          AlarmDescription: record.Sns.Message,
-          NewStateValue: "UNKNOWN",
-          StateChangeTime: record.Sns.Timestamp,
-        };
-      }
-      out.push(await enrichAndPublish(deps, notification, deadline));
-    }
-    return out;
-  };
-}
+// Not `once` from functions/shared/lazy.ts: that module's engine loader would pull the engine
+// and ssh2 into this bundle. A failed load is retried by the next invocation.
+let pending: Promise<ReturnType<typeof createEnrichmentHandler>> | undefined;
 
-let cached: ReturnType<typeof createEnrichmentHandler> | undefined;
+const deployed = () => {
+  pending ??= build();
+  pending.catch(() => {
+    pending = undefined;
+  });
+  return pending;
+};
 
-/** The deployed handler: clients and configuration from the environment. */
-export const handler = (event: SNSEvent, context: Context): Promise<Enriched[]> => {
-  cached ??= createEnrichmentHandler({
-    logs: new CloudWatchLogsClient({}),
-    sns: new SNSClient({}),
-    cloudwatch: new CloudWatchClient({}),
+async function build(): Promise<ReturnType<typeof createEnrichmentHandler>> {
+  const [{ createEnrichmentHandler }, { enrichmentConfigFromEnv }, cw, logs, sns] =
+    await Promise.all([
+      import("./enrichment-handler.ts"),
+      import("../config/config.ts"),
+      import("@aws-sdk/client-cloudwatch"),
+      import("@aws-sdk/client-cloudwatch-logs"),
+      import("@aws-sdk/client-sns"),
+    ]);
+  return createEnrichmentHandler({
+    logs: new logs.CloudWatchLogsClient({}),
+    sns: new sns.SNSClient({}),
+    cloudwatch: new cw.CloudWatchClient({}),
     config: enrichmentConfigFromEnv(),
   });
-  return cached(event, context);
-};
+}
+
+/** The deployed handler: clients and configuration from the environment, built once. */
+export const handler = async (event: SNSEvent, context: Context): Promise<Enriched[]> =>
+  (await deployed())(event, context);

@@ -1,39 +1,26 @@
 /**
- * CloudWatch Embedded Metric Format: the fallback that makes "no datum is lost" true when
- * `PutMetricData` fails or there is no time left for it (SPEC §7). A line written to stdout
- * in Lambda becomes metrics once CloudWatch Logs ingests it.
+ * CloudWatch Embedded Metric Format, built by Powertools for AWS Lambda
+ * (`@aws-lambda-powertools/metrics`): the default way datums reach CloudWatch, and the
+ * fallback of the `api` mode when `PutMetricData` fails or there is no time left for it
+ * (docs/metrics.md, "Choosing the mode").
  *
- * EMF carries each metric's value in a top-level key named after the metric, and each
- * dimension's value in a top-level key named after the dimension. So one line can hold one
- * value per dimension name and one value (list) per metric name: `PhaseLatency` for `connect`
- * and for `banner` cannot share a line. Datums are therefore packed greedily into as few lines
- * as those two rules allow; every directive lists its own dimension sets.
+ * Powertools writes one directive per document: every metric on a line shares the line's
+ * dimension sets. The series the alarms watch are exact (namespace, name, dimensions), so each
+ * distinct dimension map gets its own document, with Powertools' default dimensions (its
+ * `service` dimension) cleared: a metric without dimensions is written with one empty
+ * dimension set (`[[]]`), never with `service`. `test/functions/metrics-emf-alarms.test.ts`
+ * compares the series with the synthesized alarms.
  * @see https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
  */
+import { Metrics } from "@aws-lambda-powertools/metrics";
 import type { MetricDatum, MetricUnit } from "../../lib/metrics.ts";
 
-/** EMF limits: metrics per directive/line and values per metric. */
-const MAX_METRICS_PER_LINE = 100;
-const MAX_VALUES_PER_METRIC = 100;
-
-/** A metric name + unit + dimension values, with every value reported for it. */
-interface Series {
-  name: string;
-  unit: MetricUnit;
-  dimensions: Record<string, string>;
-  values: number[];
-}
-
-interface MetricInLine {
-  unit: MetricUnit;
-  values: number[];
-  dimensionSets: string[][];
-}
-
-interface Line {
-  dimensions: Map<string, string>;
-  metrics: Map<string, MetricInLine>;
-}
+/**
+ * Powertools flushes on its own (to its console, bypassing the caller's writer) when a metric
+ * reaches 100 values or a document 100 metrics; chunks stay one below both.
+ */
+const MAX_VALUES_PER_METRIC = 99;
+const MAX_METRICS_PER_LINE = 99;
 
 /** One JSON-ready EMF line. Top-level keys are `_aws`, dimension names and metric names. */
 export type EmfDocument = Record<string, unknown> & {
@@ -47,99 +34,78 @@ export type EmfDocument = Record<string, unknown> & {
   };
 };
 
-function seriesKey(d: MetricDatum): string {
-  const dims = Object.keys(d.dimensions)
-    .sort()
-    .map((k) => `${k}=${d.dimensions[k]}`);
-  return JSON.stringify([d.name, d.unit, dims]);
+/** One Powertools instance per namespace and container; used synchronously, cleared after each line. */
+const instances = new Map<string, Metrics>();
+
+function metricsFor(namespace: string): Metrics {
+  let m = instances.get(namespace);
+  if (!m) {
+    // Warnings (an invalid dimension, a timestamp out of range) are bugs here: stderr, not the
+    // EMF stream.
+    m = new Metrics({ namespace, logger: console });
+    m.clearDefaultDimensions();
+    instances.set(namespace, m);
+  }
+  return m;
 }
 
-/** Datums with the same name, unit and dimensions become one series with several values. */
-function toSeries(datums: readonly MetricDatum[]): Series[] {
-  const byKey = new Map<string, Series>();
-  const out: Series[] = [];
+function dimensionKey(dimensions: Record<string, string>): string {
+  return JSON.stringify(
+    Object.entries(dimensions).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+  );
+}
+
+/** Datums grouped by their exact dimension map, split so Powertools never flushes by itself. */
+function lineGroups(datums: readonly MetricDatum[]): MetricDatum[][] {
+  const byDimensions = new Map<string, MetricDatum[][]>();
+  const out: MetricDatum[][] = [];
   for (const d of datums) {
-    const key = seriesKey(d);
-    const existing = byKey.get(key);
-    if (existing && existing.values.length < MAX_VALUES_PER_METRIC) {
-      existing.values.push(d.value);
-      continue;
+    const key = dimensionKey(d.dimensions);
+    let groups = byDimensions.get(key);
+    if (!groups) {
+      groups = [];
+      byDimensions.set(key, groups);
     }
-    const series: Series = { name: d.name, unit: d.unit, dimensions: d.dimensions, values: [] };
-    series.values.push(d.value);
-    byKey.set(key, series);
-    out.push(series);
+    const fits = (g: MetricDatum[]) => {
+      const same = g.filter((x) => x.name === d.name);
+      if (same.length > 0) return same.length < MAX_VALUES_PER_METRIC && same[0]?.unit === d.unit;
+      return new Set(g.map((x) => x.name)).size < MAX_METRICS_PER_LINE;
+    };
+    let group = groups.find(fits);
+    if (!group) {
+      group = [];
+      groups.push(group);
+      out.push(group);
+    }
+    group.push(d);
   }
   return out;
 }
 
-function sameValues(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((v, i) => v === b[i]);
-}
-
-/** Whether a series can join a line without changing what the line already says. */
-function fits(line: Line, s: Series): boolean {
-  for (const [k, v] of Object.entries(s.dimensions)) {
-    const have = line.dimensions.get(k);
-    if (have !== undefined && have !== v) return false;
-    // A dimension key must not collide with a metric value key in the same line.
-    if (line.metrics.has(k)) return false;
-  }
-  if (line.dimensions.has(s.name)) return false;
-  const m = line.metrics.get(s.name);
-  if (m) return m.unit === s.unit && sameValues(m.values, s.values);
-  return line.metrics.size < MAX_METRICS_PER_LINE;
-}
-
-function place(line: Line, s: Series): void {
-  const dimensionNames = Object.keys(s.dimensions).sort();
-  for (const k of dimensionNames) line.dimensions.set(k, s.dimensions[k] as string);
-  const m = line.metrics.get(s.name);
-  if (m) m.dimensionSets.push(dimensionNames);
-  else
-    line.metrics.set(s.name, { unit: s.unit, values: s.values, dimensionSets: [dimensionNames] });
-}
-
-function render(line: Line, namespace: string, timestamp: number): EmfDocument {
-  // Metrics that share exactly the same dimension sets share one directive.
-  const directives = new Map<string, EmfDocument["_aws"]["CloudWatchMetrics"][number]>();
-  const doc: Record<string, unknown> = {};
-  for (const [k, v] of line.dimensions) doc[k] = v;
-  for (const [name, m] of line.metrics) {
-    const key = JSON.stringify(m.dimensionSets);
-    let directive = directives.get(key);
-    if (!directive) {
-      directive = { Namespace: namespace, Dimensions: m.dimensionSets, Metrics: [] };
-      directives.set(key, directive);
-    }
-    directive.Metrics.push({ Name: name, Unit: m.unit });
-    doc[name] = m.values.length === 1 ? m.values[0] : m.values;
-  }
-  return {
-    _aws: { Timestamp: timestamp, CloudWatchMetrics: [...directives.values()] },
-    ...doc,
-  };
-}
-
 /**
- * EMF documents carrying exactly the given datums (each datum once), in as few lines as EMF's
- * one-value-per-key rule allows.
+ * EMF documents carrying exactly the given datums (each datum once): one document per distinct
+ * dimension map, built and validated by Powertools.
  */
 export function toEmfDocuments(
   datums: readonly MetricDatum[],
   namespace: string,
   timestamp: number = Date.now(),
 ): EmfDocument[] {
-  const lines: Line[] = [];
-  for (const s of toSeries(datums)) {
-    let line = lines.find((l) => fits(l, s));
-    if (!line) {
-      line = { dimensions: new Map(), metrics: new Map() };
-      lines.push(line);
+  const metrics = metricsFor(namespace);
+  const docs: EmfDocument[] = [];
+  for (const group of lineGroups(datums)) {
+    try {
+      // An empty map is an empty dimension set: the metric without dimensions.
+      metrics.addDimensions((group[0] as MetricDatum).dimensions);
+      for (const d of group) metrics.addMetric(d.name, d.unit, d.value);
+      metrics.setTimestamp(timestamp);
+      docs.push(metrics.serializeMetrics() as unknown as EmfDocument);
+    } finally {
+      metrics.clearMetrics();
+      metrics.clearDimensions();
     }
-    place(line, s);
   }
-  return lines.map((l) => render(l, namespace, timestamp));
+  return docs;
 }
 
 /** {@link toEmfDocuments}, serialised: one JSON document per line, no trailing newline. */
@@ -153,7 +119,7 @@ export function toEmfLines(
 
 /**
  * Reads EMF documents back into datums (one per dimension set and value). Used by tests and
- * the demo to count what a fallback carried; CloudWatch does the same when it ingests a line.
+ * the demo to count what a line carried; CloudWatch does the same when it ingests a line.
  */
 export function fromEmfDocument(doc: EmfDocument): MetricDatum[] {
   const out: MetricDatum[] = [];

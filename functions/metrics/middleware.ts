@@ -15,6 +15,7 @@ import { preload } from "../runtime/lazy.ts";
 import { defaultLeakGauge, type LeakGauge } from "./leak-gauge.ts";
 import {
   loadCloudWatchSdk,
+  loadEmfEncoder,
   type MetricsMode,
   metricsConfigFromEnv,
   type PublishReport,
@@ -24,12 +25,14 @@ import {
 export interface MetricsMiddlewareOptions {
   /** @default env `BSSH_METRICS_NAMESPACE`, else `BoundedSsh` */
   namespace?: string;
-  /** @default env `BSSH_METRICS_MODE`, else `api` */
+  /** @default env `BSSH_METRICS_MODE`, else `emf` (`DEFAULT_METRICS_MODE`) */
   mode?: MetricsMode;
   /** Kept back from the invocation's deadline for the EMF fallback and the response (ms). @default 20 */
   safetyMs?: number;
   /** Longest a `PutMetricData` call may hold the response even with time to spare (ms). @default 1000 */
   maxPublishMs?: number;
+  /** Below this much time the API is not tried at all: EMF only (ms). @default 15 */
+  minApiMs?: number;
   /** @default the container's gauge */
   leakGauge?: LeakGauge;
   /** @default the container's shared client */
@@ -43,13 +46,18 @@ export interface MetricsMiddlewareOptions {
 const defaults = {
   safetyMs: 20,
   maxPublishMs: 1_000,
+  minApiMs: 15,
 };
+
+/** Too little time for a round trip: the publisher writes EMF without trying the API. */
+const ABORTED = AbortSignal.abort();
 
 const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
   "namespace",
   "mode",
   "safetyMs",
   "maxPublishMs",
+  "minApiMs",
   "leakGauge",
   "client",
   "writeLine",
@@ -80,13 +88,17 @@ export function metricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
   const options = { ...defaults, ...opts };
   const gauge = options.leakGauge ?? defaultLeakGauge;
   const published = new WeakSet<object>();
-  // The SDK is loaded on first use; start it while the first invocation waits on the network.
-  let preloaded = options.client !== undefined;
+  // The EMF encoder and the SDK are loaded on first use; start them while the first
+  // invocation waits on the network.
+  let preloaded = false;
 
   const before = (request: AnyRequest): void => {
     if (!preloaded) {
       preloaded = true;
-      if ((options.mode ?? metricsConfigFromEnv().mode) !== "emf") preload([loadCloudWatchSdk]);
+      const mode = options.mode ?? metricsConfigFromEnv().mode;
+      // EMF is the default and every mode's fallback: its encoder is always wanted.
+      const sdk = mode !== "emf" && options.client === undefined;
+      preload(sdk ? [loadEmfEncoder, loadCloudWatchSdk] : [loadEmfEncoder]);
     }
     const invocation = invocationOf(request.context);
     try {
@@ -109,9 +121,15 @@ export function metricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
         deadlineSlackMs: Math.round(left),
         leakedSockets: invocation.leakedSockets,
       });
+      // Whole milliseconds: AbortSignal.timeout() throws on a fraction (slack is fractional).
+      const budgetMs = Math.floor(Math.min(options.maxPublishMs, left - options.safetyMs));
       const report = await publishMetrics(datums, {
-        timeoutMs: Math.min(options.maxPublishMs, left - options.safetyMs),
-        signal: invocation.signal,
+        // The invocation's signal (its deadline), capped by maxPublishMs and the safety margin;
+        // the publisher keeps no timer of its own.
+        signal:
+          budgetMs >= options.minApiMs
+            ? AbortSignal.any([invocation.signal, AbortSignal.timeout(budgetMs)])
+            : ABORTED,
         namespace: options.namespace,
         mode: options.mode,
         client: options.client,

@@ -16,7 +16,6 @@ import type {
 import type { MetricDatum } from "../../lib/metrics.ts";
 import { DEFAULT_METRIC_NAMESPACE } from "../../lib/names.ts";
 import { ENV } from "../config/config.ts";
-import { toEmfLines } from "./emf.ts";
 import { defaultLeakGauge } from "./leak-gauge.ts";
 
 /** Where datums go: the API (EMF only as fallback), EMF only, or both every time. */
@@ -34,14 +33,21 @@ export const METRICS_ENV = {
 const MAX_DATUMS_PER_CALL = 1000;
 const MAX_VALUES_PER_DATUM = 150;
 
-/** Mode and namespace from the environment; an unknown mode falls back to `api`. */
+/**
+ * The default mode: EMF. Cheaper per invocation, ~0.1 ms inside the deadline and nothing in
+ * flight at a freeze; the price is metrics that arrive with log ingestion (docs/metrics.md,
+ * "Choosing the mode").
+ */
+export const DEFAULT_METRICS_MODE: MetricsMode = "emf";
+
+/** Mode and namespace from the environment; an unknown mode falls back to the default. */
 export function metricsConfigFromEnv(env: NodeJS.ProcessEnv = process.env): {
   mode: MetricsMode;
   namespace: string;
 } {
   const mode = env[METRICS_ENV.mode] as MetricsMode | undefined;
   return {
-    mode: mode !== undefined && MODES.includes(mode) ? mode : "api",
+    mode: mode !== undefined && MODES.includes(mode) ? mode : DEFAULT_METRICS_MODE,
     namespace: env[METRICS_ENV.namespace] || DEFAULT_METRIC_NAMESPACE,
   };
 }
@@ -90,6 +96,20 @@ export function loadCloudWatchSdk(): Promise<typeof import("@aws-sdk/client-clou
   return sdk;
 }
 
+let emf: Promise<typeof import("./emf.ts")> | undefined;
+
+/**
+ * The EMF encoder (Powertools Metrics), loaded on first use rather than at init (cold start);
+ * the metrics middleware starts it when an invocation begins.
+ */
+export function loadEmfEncoder(): Promise<typeof import("./emf.ts")> {
+  emf ??= import("./emf.ts");
+  emf.catch(() => {
+    emf = undefined;
+  });
+  return emf;
+}
+
 /**
  * The container's CloudWatch client, created on first use. It owns its keep-alive agents so
  * their sockets can be told apart from leaks (see `leak-gauge.ts`); a second, immediate
@@ -129,16 +149,18 @@ export function resetSharedCloudWatchClient(): void {
 }
 
 export interface PublishOptions {
-  /** Time the whole publish may take, API call and fallback included (ms). */
-  timeoutMs: number;
+  /**
+   * Bounds the whole publish, API call and fallback included: the invocation's signal (which
+   * fires at its deadline) or a timeout the caller derives from it. On abort the API call is
+   * cut, its socket destroyed, and its datums written as EMF. Already aborted: EMF only.
+   * The publisher has no timer of its own; without a signal only the client's transport limits
+   * (`connectionTimeout`, `requestTimeout`, 2 attempts) bound the API call.
+   */
+  signal?: AbortSignal;
   /** @default metricsConfigFromEnv().namespace */
   namespace?: string;
   /** @default metricsConfigFromEnv().mode */
   mode?: MetricsMode;
-  /** Below this much time the API is not tried at all: EMF only. @default 15 */
-  minApiMs?: number;
-  /** Cancels the API call early (e.g. the invocation's own signal); falls back to EMF. */
-  signal?: AbortSignal;
   /** @default sharedCloudWatchClient() */
   client?: CloudWatchClient;
   /** Writes one EMF line. @default process.stdout.write(line + "\n") */
@@ -155,7 +177,10 @@ export interface PublishReport {
   /** Datums written as EMF (fallback or mode `emf`/`both`). */
   emfDatums: number;
   emfLines: number;
-  /** Why the API call did not succeed: an error name, `Deadline` or `NoTime`. */
+  /**
+   * Why the API call did not succeed: an error name (the signal's reason when it cut the call,
+   * e.g. `TimeoutError`), or `NoTime` when the signal had fired before the call.
+   */
   apiError?: string;
   elapsedMs: number;
 }
@@ -200,17 +225,13 @@ function datumCount(d: CloudWatchDatum): number {
   return d.Counts ? d.Counts.reduce((a, b) => a + b, 0) : (d.Values?.length ?? 1);
 }
 
-class PublishDeadline extends Error {
-  override readonly name = "Deadline";
-}
-
 /**
- * Sends `datums` to CloudWatch within `options.timeoutMs`, and writes them as EMF when the
- * call fails, is throttled, or would not fit in the time. Never rejects.
+ * Sends `datums` to CloudWatch (mode `api`/`both`) or writes them as EMF (mode `emf`, and the
+ * fallback whenever the call fails, is throttled or is cut by `options.signal`). Never rejects.
  */
 export async function publishMetrics(
   datums: readonly MetricDatum[],
-  options: PublishOptions,
+  options: PublishOptions = {},
 ): Promise<PublishReport> {
   const started = performance.now();
   const env = metricsConfigFromEnv();
@@ -220,65 +241,62 @@ export async function publishMetrics(
   const writeLine = options.writeLine ?? ((line: string) => process.stdout.write(`${line}\n`));
   const report: PublishReport = { mode, apiDatums: 0, emfDatums: 0, emfLines: 0, elapsedMs: 0 };
 
-  const writeEmf = (batch: readonly MetricDatum[]) => {
+  // Loading while the API call runs: a fallback after the signal fired must not wait for it.
+  const encoder = loadEmfEncoder();
+  encoder.catch(() => {});
+  const writeEmf = async (batch: readonly MetricDatum[]) => {
     try {
+      const { toEmfLines } = await encoder;
+      // Encoded in full before the first write: a batch is written whole or not at all.
       for (const line of toEmfLines(batch, namespace, timestamp)) {
         writeLine(line);
         report.emfLines++;
       }
       report.emfDatums += batch.length;
     } catch {
-      // stdout gone: nothing left to report to, and the response must still go out.
+      // stdout gone (or the encoder failed to load): nothing left to report to, and the
+      // response must still go out.
     }
   };
 
   if (datums.length === 0) return { ...report, elapsedMs: 0 };
   if (mode === "emf") {
-    writeEmf(datums);
-  } else if (options.timeoutMs < (options.minApiMs ?? 15)) {
+    await writeEmf(datums);
+  } else if (options.signal?.aborted) {
     report.apiError = "NoTime";
-    writeEmf(datums);
+    await writeEmf(datums);
   } else {
-    const call = {
-      namespace,
-      timestamp: new Date(timestamp),
-      timeoutMs: options.timeoutMs,
-      signal: options.signal,
-    };
-    const failed = await sendWithin(datums, call, options.client, report);
-    if (mode === "both") writeEmf(datums);
-    else if (failed.length > 0) writeEmf(failed);
+    const call = { namespace, timestamp: new Date(timestamp), signal: options.signal };
+    const failed = await send(datums, call, options.client, report);
+    if (mode === "both") await writeEmf(datums);
+    else if (failed.length > 0) await writeEmf(failed);
   }
   report.elapsedMs = performance.now() - started;
   return report;
 }
 
-/** Sends every batch within `timeoutMs`; returns the datums CloudWatch did not acknowledge. */
-async function sendWithin(
+/** A signal that never aborts: the race below then waits for the SDK alone. */
+const NEVER = new AbortController().signal;
+
+/** Sends every batch until `call.signal` aborts; returns the datums CloudWatch did not acknowledge. */
+async function send(
   datums: readonly MetricDatum[],
-  call: { namespace: string; timestamp: Date; timeoutMs: number; signal?: AbortSignal },
+  call: { namespace: string; timestamp: Date; signal: AbortSignal | undefined },
   client: CloudWatchClient | undefined,
   report: PublishReport,
 ): Promise<readonly MetricDatum[]> {
-  const controller = new AbortController();
-  const timer = setTimeout(
-    () => controller.abort(new PublishDeadline("publish deadline")),
-    call.timeoutMs,
-  );
-  const signal = call.signal
-    ? AbortSignal.any([controller.signal, call.signal])
-    : controller.signal;
-  // The SDK destroys the request's socket on the signal; the race makes the deadline hold
-  // even in a step that does not watch it (credential resolution).
+  const signal = call.signal ?? NEVER;
+  // The SDK destroys the request's socket on the signal; the race makes the signal hold even
+  // in a step that does not watch it (credential resolution).
   let onAbort = () => {};
   const aborted = new Promise<never>((_, reject) => {
-    onAbort = () => reject(signal.reason ?? new PublishDeadline("aborted"));
+    onAbort = () => reject(signal.reason ?? new Error("aborted"));
     if (signal.aborted) onAbort();
     else signal.addEventListener("abort", onAbort, { once: true });
   });
   aborted.catch(() => {});
   try {
-    // The SDK's first load (cold start) counts against the same deadline.
+    // The SDK's first load (cold start) counts against the same signal.
     const [cw, { PutMetricDataCommand }] = await Promise.race([
       Promise.all([client ?? sharedCloudWatchClient(), loadCloudWatchSdk()]),
       aborted,
@@ -295,7 +313,7 @@ async function sendWithin(
       batches.map(async (b) => {
         const sent = cw.send(
           new PutMetricDataCommand({ Namespace: call.namespace, MetricData: b.data }),
-          { abortSignal: signal },
+          call.signal ? { abortSignal: call.signal } : {},
         );
         sent.catch(() => {});
         try {
@@ -313,7 +331,6 @@ async function sendWithin(
     report.apiError ??= errorName(err);
     return datums;
   } finally {
-    clearTimeout(timer);
     signal.removeEventListener("abort", onAbort);
   }
 }

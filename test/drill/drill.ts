@@ -24,7 +24,7 @@ import { SNSClient } from "@aws-sdk/client-sns";
 import { type CfnElement, Duration } from "aws-cdk-lib";
 import type { SNSEvent } from "aws-lambda";
 import type { Construct } from "constructs";
-import { createEnrichmentHandler } from "../../functions/alarm-enrichment/handler.ts";
+import { createEnrichmentHandler } from "../../functions/alarm-enrichment/enrichment-handler.ts";
 import { lambdaContext } from "../../functions/local/lambda-context.ts";
 import { type LocalConfig, localRuntime } from "../../functions/local/local-config.ts";
 import { type EmfDocument, fromEmfDocument } from "../../functions/metrics/emf.ts";

@@ -9,7 +9,7 @@ import { SNSClient } from "@aws-sdk/client-sns";
 import type { SNSEvent } from "aws-lambda";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { EnrichmentConfig } from "../../functions/alarm-enrichment/enrich.ts";
-import { createEnrichmentHandler } from "../../functions/alarm-enrichment/handler.ts";
+import { createEnrichmentHandler } from "../../functions/alarm-enrichment/enrichment-handler.ts";
 import { lambdaContext } from "../../functions/local/lambda-context.ts";
 import {
   FAKE_CLIENT_CONFIG,

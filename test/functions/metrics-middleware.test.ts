@@ -55,8 +55,10 @@ const withInvocation: typeof middy = ((...args: Parameters<typeof middy>) =>
     createInvocation({ source: "task", settings: { reserveMs: 0, edgeTimeoutMs: 29_000 } }),
   )) as typeof middy;
 
+/** The API path with its EMF fallback (the default mode, `emf`, has its own test). */
 function options(extra: MetricsMiddlewareOptions = {}): MetricsMiddlewareOptions {
   return {
+    mode: "api",
     leakGauge: new LeakGauge(),
     writeLine: (line) => emf.push(line),
     onPublished: (datums, report) => batches.push({ datums, report }),
@@ -267,6 +269,27 @@ describe("metricsMiddleware", () => {
 
     // Assess
     expect(response).toBe("ok");
+  });
+
+  it("writes EMF and calls no API by default", async () => {
+    // Prepare: no mode option, no BSSH_METRICS_MODE.
+    const saved = process.env[METRICS_ENV.mode];
+    delete process.env[METRICS_ENV.mode];
+    const { mode: _, ...defaults } = options();
+    const handler = withInvocation(async () => "ok").use(metricsMiddleware(defaults));
+
+    // Act
+    try {
+      await handler({}, fakeContext(3_000));
+    } finally {
+      if (saved !== undefined) process.env[METRICS_ENV.mode] = saved;
+    }
+
+    // Assess
+    expect(cw.calls).toHaveLength(0);
+    expect(batches[0]?.report).toMatchObject({ mode: "emf", apiDatums: 0 });
+    const fromEmf = emf.flatMap((l) => fromEmfDocument(JSON.parse(l) as EmfDocument));
+    expect(fromEmf.map(key).sort()).toEqual(batches[0]?.datums.map(key).sort());
   });
 
   it("rejects unknown options", () => {

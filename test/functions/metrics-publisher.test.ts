@@ -82,7 +82,11 @@ describe("publishMetrics against a CloudWatch endpoint", () => {
     const datums = invocation();
 
     // Act
-    const report = await publishMetrics(datums, { timeoutMs: 1_000, writeLine });
+    const report = await publishMetrics(datums, {
+      signal: AbortSignal.timeout(1_000),
+      mode: "api",
+      writeLine,
+    });
 
     // Assess
     expect(cw.calls).toHaveLength(1);
@@ -98,7 +102,7 @@ describe("publishMetrics against a CloudWatch endpoint", () => {
   });
 
   it.each([
-    ["hang", "Deadline"],
+    ["hang", "TimeoutError"],
     ["500", "InternalServiceFault"],
     ["throttle", "Throttling"],
   ] as const)(
@@ -112,7 +116,11 @@ describe("publishMetrics against a CloudWatch endpoint", () => {
 
       // Act
       const started = performance.now();
-      const report = await publishMetrics(datums, { timeoutMs, writeLine });
+      const report = await publishMetrics(datums, {
+        signal: AbortSignal.timeout(timeoutMs),
+        mode: "api",
+        writeLine,
+      });
       const elapsed = performance.now() - started;
 
       // Assess
@@ -132,12 +140,16 @@ describe("publishMetrics against a CloudWatch endpoint", () => {
     },
   );
 
-  it("writes EMF without calling the API when there is no time left", async () => {
+  it("writes EMF without calling the API when the signal has already fired", async () => {
     // Prepare
     const datums = invocation();
 
     // Act
-    const report = await publishMetrics(datums, { timeoutMs: 3, writeLine });
+    const report = await publishMetrics(datums, {
+      signal: AbortSignal.abort(),
+      mode: "api",
+      writeLine,
+    });
 
     // Assess
     expect(cw.calls).toHaveLength(0);
@@ -153,7 +165,7 @@ describe("publishMetrics against a CloudWatch endpoint", () => {
 
     // Act
     const started = performance.now();
-    const report = await publishMetrics(datums, { timeoutMs: 1_000, writeLine, signal });
+    const report = await publishMetrics(datums, { signal, mode: "api", writeLine });
 
     // Assess
     expect(performance.now() - started).toBeLessThan(50 + SLACK_MS);
@@ -161,15 +173,28 @@ describe("publishMetrics against a CloudWatch endpoint", () => {
     expect(lost(datums)).toEqual([]);
   });
 
+  it("keeps no timer of its own: without a signal a healthy call completes and leaves none", async () => {
+    // Prepare
+    const datums = invocation();
+    const before = handles();
+
+    // Act
+    const report = await publishMetrics(datums, { mode: "api", writeLine });
+
+    // Assess
+    expect(report).toMatchObject({ apiDatums: datums.length, emfDatums: 0 });
+    expect(handles().timers).toBeLessThanOrEqual(before.timers);
+  });
+
   it("honours the emf and both modes", async () => {
     // Prepare
     const datums = invocation();
 
     // Act
-    const emfOnly = await publishMetrics(datums, { timeoutMs: 1_000, writeLine, mode: "emf" });
+    const emfOnly = await publishMetrics(datums, { writeLine, mode: "emf" });
     const callsAfterEmf = cw.calls.length;
     const linesAfterEmf = emf.length;
-    const both = await publishMetrics(datums, { timeoutMs: 1_000, writeLine, mode: "both" });
+    const both = await publishMetrics(datums, { writeLine, mode: "both" });
 
     // Assess
     expect(callsAfterEmf).toBe(0);
@@ -187,7 +212,7 @@ describe("publishMetrics against a CloudWatch endpoint", () => {
 
     // Act
     try {
-      await publishMetrics(datums, { timeoutMs: 1_000, writeLine });
+      await publishMetrics(datums, { writeLine });
     } finally {
       delete process.env[METRICS_ENV.mode];
       delete process.env[METRICS_ENV.namespace];
@@ -209,7 +234,11 @@ describe("publishMetrics against a CloudWatch endpoint", () => {
     }));
 
     // Act
-    const report = await publishMetrics(datums, { timeoutMs: 2_000, writeLine });
+    const report = await publishMetrics(datums, {
+      signal: AbortSignal.timeout(2_000),
+      mode: "api",
+      writeLine,
+    });
 
     // Assess
     expect(cw.calls.map((c) => c.datums.length).sort()).toEqual([1_000, 1_000, 500]);
@@ -224,7 +253,11 @@ describe("publishMetrics against a CloudWatch endpoint", () => {
     const datums = [d, d, { ...d, value: 9 }];
 
     // Act
-    const report = await publishMetrics(datums, { timeoutMs: 1_000, writeLine });
+    const report = await publishMetrics(datums, {
+      signal: AbortSignal.timeout(1_000),
+      mode: "api",
+      writeLine,
+    });
 
     // Assess
     expect(report.apiDatums).toBe(3);
