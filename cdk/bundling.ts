@@ -144,9 +144,9 @@ export function lazyChunkCommands(outputDir: string): string[] {
       // stdin entries resolve from the working directory: the packages of this project.
       `(cd ${quote(ROOT)} && printf '%s' ${quote(entry)} |`,
       quote(esbuild),
-      // No source map: with the deployed --enable-source-maps Node would parse it when the
-      // chunk loads (first invocation); frames inside ssh2/Powertools stay minified, and ssh2's
-      // errors are translated by lib/errors.ts anyway.
+      // No source map for the third-party chunk: frames inside ssh2/Powertools stay minified
+      // (ssh2's errors are translated by lib/errors.ts anyway); the handler file's own frames
+      // are mapped on demand by functions/audit/source-mapped-stack.ts.
       "--bundle --platform=node --format=cjs --minify --log-level=error",
       `--target=${NODE_TARGET}`,
       ...[...NATIVE_EXTERNALS, ...SDK_EXTERNALS].map((e) => `--external:${quote(e)}`),

@@ -6,6 +6,8 @@
  * a log line is readable by far more principals than the secret.
  */
 
+import { sourceMappedStack } from "./source-mapped-stack.ts";
+
 // A PEM block (even cut short), an OpenSSH key body, and any long base64 run (key bytes).
 const PEM =
   /-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)/g;
@@ -34,7 +36,7 @@ export function loggableError(err: unknown, depth = 0): Error {
   }
   const copy = new Error(redactSecrets(err.message));
   copy.name = err.name;
-  copy.stack = err.stack === undefined ? undefined : redactSecrets(err.stack);
+  copy.stack = err.stack === undefined ? undefined : redactSecrets(sourceMappedStack(err.stack));
   if (err.cause !== undefined && depth < MAX_CAUSE_DEPTH) {
     copy.cause = loggableError(err.cause, depth + 1);
   }

@@ -117,6 +117,16 @@ describe("handler assets (cdk/bundling.ts)", () => {
     }
   });
 
+  it("ships the handler's source map, which the unexpected-error log reads on demand", () => {
+    for (const a of engineAssets()) {
+      const map = JSON.parse(readFileSync(path.join(a.dir, "index.js.map"), "utf8")) as {
+        sources: string[];
+      };
+      // Frames of the minified handler map back to the TypeScript sources on-call reads.
+      expect(map.sources.some((s) => s.endsWith("functions/invocation/execute.ts"))).toBe(true);
+    }
+  });
+
   it("loads neither ssh2, Powertools nor the AWS SDK when a handler is required (init)", async () => {
     // Prepare
     const all = assets();
