@@ -191,6 +191,22 @@ function positiveInteger(env: NodeJS.ProcessEnv, key: string, fallback: number):
   return value;
 }
 
+/**
+ * `BSSH_METRICS_MODE` and `BSSH_METRICS_NAMESPACE`, when set (an unknown mode is a
+ * `ConfigError`); unset fields take the metrics adapter's defaults (`emf`, `BoundedSsh`).
+ */
+export function metricsConfigFromEnv(env: NodeJS.ProcessEnv = process.env): {
+  mode?: MetricsMode;
+  namespace?: string;
+} {
+  const metrics: { mode?: MetricsMode; namespace?: string } = {};
+  if (env[ENV.metricsMode]) {
+    metrics.mode = oneOf(env, ENV.metricsMode, ["api", "emf", "both"] as const, "emf");
+  }
+  if (env[ENV.metricsNamespace]) metrics.namespace = env[ENV.metricsNamespace];
+  return metrics;
+}
+
 function oneOf<T extends string>(
   env: NodeJS.ProcessEnv,
   key: string,
@@ -334,11 +350,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HandlerConf
   else if (env[ENV.knownHostsSecret]) knownHosts = { secret: env[ENV.knownHostsSecret]! };
   const idempotencyTable = env[ENV.idempotencyTable];
   const breakerTable = env[ENV.breakerTable];
-  const metrics: HandlerConfig["metrics"] = {};
-  if (env[ENV.metricsMode]) {
-    metrics.mode = oneOf(env, ENV.metricsMode, ["api", "emf", "both"] as const, "api");
-  }
-  if (env[ENV.metricsNamespace]) metrics.namespace = env[ENV.metricsNamespace];
+  const metrics = metricsConfigFromEnv(env);
   return {
     settings: settingsFromEnv(env),
     policy,

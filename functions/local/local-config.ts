@@ -1,6 +1,6 @@
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { ENV, type HandlerSettings, settingsFromEnv } from "../config/config.ts";
+import { type HandlerSettings, metricsConfigFromEnv, settingsFromEnv } from "../config/config.ts";
 import {
   FileKnownHosts,
   type LocalCredential,
@@ -164,7 +164,7 @@ export function localRuntime(
     knownHosts: new FileKnownHosts(knownHostsPath),
     policy,
     // No CloudWatch locally: metrics go to stdout as EMF unless the environment says otherwise.
-    metrics: process.env[ENV.metricsMode] === undefined ? { mode: "emf" } : {},
+    metrics: { mode: "emf", ...metricsConfigFromEnv(process.env) },
     ...overrides,
     settings,
   };

@@ -14,10 +14,10 @@ import { type Invocation, invocationOf } from "../invocation/invocation.ts";
 import { preload } from "../runtime/lazy.ts";
 import { defaultLeakGauge, type LeakGauge } from "./leak-gauge.ts";
 import {
+  DEFAULT_METRICS_MODE,
   loadCloudWatchSdk,
   loadEmfEncoder,
   type MetricsMode,
-  metricsConfigFromEnv,
   type PublishReport,
   publishMetrics,
 } from "./publisher.ts";
@@ -25,7 +25,7 @@ import {
 export interface MetricsMiddlewareOptions {
   /** @default env `BSSH_METRICS_NAMESPACE`, else `BoundedSsh` */
   namespace?: string;
-  /** @default env `BSSH_METRICS_MODE`, else `emf` (`DEFAULT_METRICS_MODE`) */
+  /** @default `emf` (`DEFAULT_METRICS_MODE`); the handlers pass `BSSH_METRICS_MODE` (functions/config) */
   mode?: MetricsMode;
   /** Kept back from the invocation's deadline for the EMF fallback and the response (ms). @default 20 */
   safetyMs?: number;
@@ -95,7 +95,7 @@ export function metricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
   const before = (request: AnyRequest): void => {
     if (!preloaded) {
       preloaded = true;
-      const mode = options.mode ?? metricsConfigFromEnv().mode;
+      const mode = options.mode ?? DEFAULT_METRICS_MODE;
       // EMF is the default and every mode's fallback: its encoder is always wanted.
       const sdk = mode !== "emf" && options.client === undefined;
       preload(sdk ? [loadEmfEncoder, loadCloudWatchSdk] : [loadEmfEncoder]);

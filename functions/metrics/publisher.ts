@@ -20,7 +20,6 @@ import { defaultLeakGauge } from "./leak-gauge.ts";
 
 /** Where datums go: the API (EMF only as fallback), EMF only, or both every time. */
 export type MetricsMode = "api" | "emf" | "both";
-const MODES: readonly MetricsMode[] = ["api", "emf", "both"];
 
 /** Environment variables read by the metrics adapter (named in `functions/config`). */
 export const METRICS_ENV = {
@@ -39,18 +38,6 @@ const MAX_VALUES_PER_DATUM = 150;
  * "Choosing the mode").
  */
 export const DEFAULT_METRICS_MODE: MetricsMode = "emf";
-
-/** Mode and namespace from the environment; an unknown mode falls back to the default. */
-export function metricsConfigFromEnv(env: NodeJS.ProcessEnv = process.env): {
-  mode: MetricsMode;
-  namespace: string;
-} {
-  const mode = env[METRICS_ENV.mode] as MetricsMode | undefined;
-  return {
-    mode: mode !== undefined && MODES.includes(mode) ? mode : DEFAULT_METRICS_MODE,
-    namespace: env[METRICS_ENV.namespace] || DEFAULT_METRIC_NAMESPACE,
-  };
-}
 
 /**
  * Transport bounds of the shared client. They cap each attempt on their own; the per-call
@@ -157,9 +144,9 @@ export interface PublishOptions {
    * (`connectionTimeout`, `requestTimeout`, 2 attempts) bound the API call.
    */
   signal?: AbortSignal;
-  /** @default metricsConfigFromEnv().namespace */
+  /** @default DEFAULT_METRIC_NAMESPACE (the handlers pass `BSSH_METRICS_NAMESPACE`, functions/config) */
   namespace?: string;
-  /** @default metricsConfigFromEnv().mode */
+  /** @default DEFAULT_METRICS_MODE (the handlers pass `BSSH_METRICS_MODE`, functions/config) */
   mode?: MetricsMode;
   /** @default sharedCloudWatchClient() */
   client?: CloudWatchClient;
@@ -234,9 +221,8 @@ export async function publishMetrics(
   options: PublishOptions = {},
 ): Promise<PublishReport> {
   const started = performance.now();
-  const env = metricsConfigFromEnv();
-  const mode = options.mode ?? env.mode;
-  const namespace = options.namespace ?? env.namespace;
+  const mode = options.mode ?? DEFAULT_METRICS_MODE;
+  const namespace = options.namespace ?? DEFAULT_METRIC_NAMESPACE;
   const timestamp = options.timestamp ?? Date.now();
   const writeLine = options.writeLine ?? ((line: string) => process.stdout.write(`${line}\n`));
   const report: PublishReport = { mode, apiDatums: 0, emfDatums: 0, emfLines: 0, elapsedMs: 0 };

@@ -204,18 +204,16 @@ describe("publishMetrics against a CloudWatch endpoint", () => {
     expect(emf.length).toBe(linesAfterEmf * 2);
   });
 
-  it("reads mode and namespace from the environment", async () => {
-    // Prepare
-    process.env[METRICS_ENV.mode] = "emf";
-    process.env[METRICS_ENV.namespace] = "Staging/BoundedSsh";
+  it("takes mode and namespace from its options (the handlers pass functions/config's)", async () => {
+    // Prepare: the environment is read by functions/config only, never here.
+    process.env[METRICS_ENV.mode] = "api";
     const datums = invocation();
 
     // Act
     try {
-      await publishMetrics(datums, { writeLine });
+      await publishMetrics(datums, { mode: "emf", namespace: "Staging/BoundedSsh", writeLine });
     } finally {
       delete process.env[METRICS_ENV.mode];
-      delete process.env[METRICS_ENV.namespace];
     }
 
     // Assess
