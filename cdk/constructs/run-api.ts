@@ -3,6 +3,7 @@ import * as apigw from "aws-cdk-lib/aws-apigateway";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
+import { REQUEST_SCHEMA } from "../../lib/request-schema.ts";
 
 /** Properties of {@link RunApi}. */
 export interface RunApiProps {
@@ -127,25 +128,46 @@ export class RunApi extends Construct {
   }
 }
 
-/** JSON Schema (draft 4, as API Gateway requires) of the SPEC §4 request. */
-const RUN_REQUEST_SCHEMA: apigw.JsonSchema = {
-  schema: apigw.JsonSchemaVersion.DRAFT4,
-  title: "RunRequest",
-  type: apigw.JsonSchemaType.OBJECT,
-  additionalProperties: false,
-  required: ["host", "username", "command"],
-  properties: {
-    host: { type: apigw.JsonSchemaType.STRING, minLength: 1, maxLength: 253 },
-    port: { type: apigw.JsonSchemaType.INTEGER, minimum: 1, maximum: 65535 },
-    username: { type: apigw.JsonSchemaType.STRING, minLength: 1, maxLength: 256 },
-    command: { type: apigw.JsonSchemaType.STRING, minLength: 1, maxLength: 16384 },
-    credential: { type: apigw.JsonSchemaType.STRING, minLength: 1, maxLength: 256 },
-    hostKey: { type: apigw.JsonSchemaType.STRING, minLength: 1, maxLength: 16384 },
-    timeoutMs: { type: apigw.JsonSchemaType.INTEGER, minimum: 1 },
-    maxOutputBytes: { type: apigw.JsonSchemaType.INTEGER, minimum: 0 },
-    stdin: { type: apigw.JsonSchemaType.STRING },
-    failOnNonZeroExit: { type: apigw.JsonSchemaType.BOOLEAN },
-    idempotencyKey: { type: apigw.JsonSchemaType.STRING, minLength: 1, maxLength: 128 },
-    spill: { type: apigw.JsonSchemaType.BOOLEAN },
-  },
-};
+/** Keywords of the request schema that API Gateway's draft-4 model validation understands. */
+const MODEL_KEYWORDS = new Set([
+  "type",
+  "required",
+  "additionalProperties",
+  "properties",
+  "minimum",
+  "maximum",
+  "minLength",
+  "maxLength",
+]);
+
+/**
+ * The edge model, derived from the one request schema (`lib/request-schema.ts`), never written
+ * by hand: the same fields (nested `via` included), types, limits and unknown-field refusal.
+ * `pattern` is left to the handler's validator (its regex dialect is ECMAScript, API
+ * Gateway's is Java's; the handler's messages name the field and the fix).
+ */
+export function requestModelSchema(schema: object = REQUEST_SCHEMA): apigw.JsonSchema {
+  const convert = (node: Record<string, unknown>): Record<string, unknown> => {
+    const out: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(node)) {
+      if (!MODEL_KEYWORDS.has(key)) continue;
+      out[key] =
+        key === "properties"
+          ? Object.fromEntries(
+              Object.entries(value as Record<string, Record<string, unknown>>).map(([k, v]) => [
+                k,
+                convert(v),
+              ]),
+            )
+          : value;
+    }
+    return out;
+  };
+  return {
+    schema: apigw.JsonSchemaVersion.DRAFT4,
+    title: "RunRequest",
+    ...convert(schema as Record<string, unknown>),
+  } as apigw.JsonSchema;
+}
+
+const RUN_REQUEST_SCHEMA = requestModelSchema();

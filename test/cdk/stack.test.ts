@@ -2,6 +2,7 @@ import { Match } from "aws-cdk-lib/assertions";
 import { describe, expect, it } from "vitest";
 import { HANDLER_ENV } from "../../cdk/config.ts";
 import { DEFAULT_METRIC_NAMESPACE, RETRYABLE_ERRORS } from "../../lib/names.ts";
+import { REQUEST_FIELDS, REQUEST_SCHEMA } from "../../lib/request-schema.ts";
 import { definitionOf, synthOnce } from "./synth.ts";
 
 const { template } = synthOnce();
@@ -207,6 +208,23 @@ describe("API", () => {
         required: ["host", "username", "command"],
       }),
     });
+  });
+
+  it("validates bodies at the edge with a model derived from the one request schema (via included)", () => {
+    const [model] = Object.values(template.findResources("AWS::ApiGateway::Model"));
+    const schema = model?.Properties.Schema as {
+      properties: Record<string, { properties?: Record<string, unknown>; maxLength?: number }>;
+    };
+    // Every request field, no more: a field the handlers accept is never refused at the edge.
+    expect(Object.keys(schema.properties).sort()).toEqual([...REQUEST_FIELDS].sort());
+    const via = REQUEST_SCHEMA.properties.via as { properties: Record<string, unknown> };
+    expect(Object.keys(schema.properties.via?.properties ?? {}).sort()).toEqual(
+      Object.keys(via.properties).sort(),
+    );
+    expect(schema.properties.username?.maxLength).toBe(
+      REQUEST_SCHEMA.properties.username.maxLength,
+    );
+    expect(JSON.stringify(schema)).not.toContain('"pattern"');
   });
 
   it("throttles and writes access logs", () => {
