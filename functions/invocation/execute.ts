@@ -78,25 +78,28 @@ const IDEMPOTENT_MAX_OUTPUT_BYTES = REQUEST_LIMITS.taskMaxOutputBytes;
 
 /**
  * The idempotency key of a Step Functions task without its own `idempotencyKey`: the
- * execution and everything that makes the session a different one (target, user, credential,
- * command, jump host), so a retried task replays its result and a sibling task never does.
+ * execution and the whole validated request (every field, nested `via` included, keys in a
+ * canonical order), so a retried task replays its result and a sibling task that differs in
+ * anything — stdin, pin, limits, jump host — is a session of its own. Powertools compares the
+ * whole request with the record anyway: a coarser key would turn such a sibling into
+ * `IdempotencyKeyReused`.
  */
 export function derivedKey(scope: string, run: RunRequest): string {
   const digest = createHash("sha256")
-    .update(
-      JSON.stringify([
-        scope,
-        run.host,
-        run.port ?? 22,
-        run.username,
-        run.credential ?? "default",
-        run.command,
-        // Two tasks of one execution that differ only in their jump host are two sessions.
-        run.via ? [run.via.host, run.via.port ?? 22, run.via.username, run.via.credential] : null,
-      ]),
-    )
+    .update(JSON.stringify([scope, canonical(run)]))
     .digest("base64url");
   return `sfn:${digest}`;
+}
+
+/** `value` with object keys sorted at every level (JSON.stringify then depends on content only). */
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value === null || typeof value !== "object") return value;
+  return Object.fromEntries(
+    Object.keys(value)
+      .sort()
+      .map((k) => [k, canonical((value as Record<string, unknown>)[k])]),
+  );
 }
 
 /**

@@ -6,8 +6,9 @@ const EXECUTION = "arn:aws:states:eu-west-1:123456789012:execution:fleet:run-1";
 const base: RunRequest = { host: "db1.internal", username: "deploy", command: "uptime" };
 
 describe("the idempotency key derived for a Step Functions task", () => {
-  it("is the same for a retry of the same task (same execution, same session)", () => {
-    expect(derivedKey(EXECUTION, { ...base })).toBe(derivedKey(EXECUTION, { ...base, port: 22 }));
+  it("is the same for a retry of the same task (same execution, same request, any key order)", () => {
+    const reordered = { command: base.command, username: base.username, host: base.host };
+    expect(derivedKey(EXECUTION, reordered)).toBe(derivedKey(EXECUTION, base));
     expect(derivedKey(EXECUTION, base)).toMatch(/^sfn:[A-Za-z0-9_-]{43}$/);
   });
 
@@ -19,12 +20,16 @@ describe("the idempotency key derived for a Step Functions task", () => {
     ["another command", { command: "df -h" }],
     ["another credential", { credential: "deploy-key" }],
     ["a jump host", { via: { host: "bastion", username: "jump" } }],
+    ["another stdin", { stdin: "y\n" }],
+    ["a pin", { hostKey: "SHA256:abc" }],
+    ["a timeout", { timeoutMs: 5_000 }],
+    ["an output cap", { maxOutputBytes: 10 }],
   ])("differs for %s: a sibling task never replays another's result", (what, change) => {
     const scope = what === "another execution" ? `${EXECUTION}-2` : EXECUTION;
     expect(derivedKey(scope, { ...base, ...change })).not.toBe(derivedKey(EXECUTION, base));
   });
 
-  it("differs between two jump hosts, users or credentials for the same target", () => {
+  it("differs between two jump hosts, users, credentials or pins for the same target", () => {
     const via = { host: "bastion-a", username: "jump", credential: "a" };
     const keys = new Set(
       [
@@ -32,8 +37,9 @@ describe("the idempotency key derived for a Step Functions task", () => {
         { ...via, host: "bastion-b" },
         { ...via, username: "j2" },
         { ...via, credential: "b" },
+        { ...via, hostKey: "SHA256:abc" },
       ].map((v) => derivedKey(EXECUTION, { ...base, via: v })),
     );
-    expect(keys.size).toBe(4);
+    expect(keys.size).toBe(5);
   });
 });
