@@ -42,7 +42,9 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
       "runCommand: a bound is required (options.budgetMs, options.signal or request.timeoutMs)",
     );
   }
-  if (request?.via !== undefined && options.via?.secret === undefined) {
+  // Only for a well-formed `via`: a malformed one is the validator's (a ValidationError result).
+  const via: unknown = request?.via;
+  if (via !== null && typeof via === "object" && !Array.isArray(via) && !options.via?.secret) {
     throw new TypeError("runCommand: options.via.secret is required when request.via is set");
   }
 

@@ -24,7 +24,7 @@ export const REQUEST_SCHEMA_JSON = fileURLToPath(
   new URL("../schemas/request.schema.json", import.meta.url),
 );
 
-/** The published request schema: the engine's schema plus the draft it is written in. */
+/** The published request schema (the API's, `REQUEST_SCHEMA`) plus the draft it is written in. */
 export function generateRequestSchemaJson(): string {
   const { $id, ...rest } = REQUEST_SCHEMA;
   const published = {

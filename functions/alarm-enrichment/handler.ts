@@ -8,7 +8,7 @@ import type { Context, SNSEvent } from "aws-lambda";
 import type { Enriched } from "./enrich.ts";
 import type { createEnrichmentHandler } from "./enrichment-handler.ts";
 
-// Not `once` from functions/shared/lazy.ts: that module's engine loader would pull the engine
+// Not `once` from functions/runtime/lazy.ts: that module's engine loader would pull the engine
 // and ssh2 into this bundle. A failed load is retried by the next invocation.
 let pending: Promise<ReturnType<typeof createEnrichmentHandler>> | undefined;
 

@@ -87,9 +87,18 @@ export class HostBreaker {
     const at = result.error?.hop === "via" && result.via ? result.via : result.target;
     const key = HostBreaker.keyOf(at.host, at.port);
     if (result.status === "succeeded" || result.status === "failed") {
-      await this.#o.client.send(
-        new DeleteItemCommand({ TableName: this.#o.tableName, Key: { host: { S: key } } }),
-        { abortSignal: signal },
+      // The session got through every hop: each of them answered, so each is cleared.
+      const hops = result.via ? [result.target, result.via] : [result.target];
+      await Promise.all(
+        hops.map((h) =>
+          this.#o.client.send(
+            new DeleteItemCommand({
+              TableName: this.#o.tableName,
+              Key: { host: { S: HostBreaker.keyOf(h.host, h.port) } },
+            }),
+            { abortSignal: signal },
+          ),
+        ),
       );
       return;
     }

@@ -9,8 +9,9 @@ import type { ExpectedApi } from "../request/callers.ts";
  * The one configuration module of the deployed handlers: every `BSSH_*` variable they read is
  * named here (the CDK app imports these names to set them) and parsed here, once per
  * container ({@link containerConfig}). A malformed value is a {@link ConfigError} naming the
- * variable, what it holds and the fix; nothing else in `functions/` reads `BSSH_*` variables
- * for the deployed handlers.
+ * variable, what it holds and the fix. The one other reader is the metrics publisher, which
+ * takes `BSSH_CLOUDWATCH_ENDPOINT` (named here; a test and local-mode override of the
+ * CloudWatch endpoint) when it creates its client.
  */
 
 /** Environment variables read by the handlers. */
@@ -33,7 +34,7 @@ export const ENV = {
   apiId: "BSSH_API_ID",
   apiStage: "BSSH_API_STAGE",
   apiAccount: "BSSH_API_ACCOUNT",
-  /** Comma-separated state machine ARNs the task function runs for (empty: any in its account). */
+  /** Comma-separated state machine ARNs the task function runs for (empty or unset: none; every task is refused). */
   stateMachineArns: "BSSH_STATE_MACHINE_ARNS",
   /** `include` puts stdout/stderr in Step Functions error messages (default: counts and hashes). */
   taskErrorOutput: "BSSH_TASK_ERROR_OUTPUT",
@@ -67,7 +68,7 @@ export const ENV = {
   spillMaxBytes: "BSSH_SPILL_MAX_BYTES",
   /** Local mode: path of the JSON config file (credentials, known hosts, policy, caller). */
   config: "BSSH_CONFIG",
-  /** Where metric datums go: `api` (default), `emf` or `both`. */
+  /** Where metric datums go: `emf` (default), `api` or `both` (docs/metrics.md). */
   metricsMode: "BSSH_METRICS_MODE",
   /** CloudWatch namespace of the metrics (default `BoundedSsh`). */
   metricsNamespace: "BSSH_METRICS_NAMESPACE",

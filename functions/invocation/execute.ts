@@ -193,11 +193,15 @@ export async function execute(
     // credentials or a dial. The breaker is an optimisation: when its store fails, the
     // session goes ahead.
     if (runtime.breaker) {
-      try {
-        await runtime.breaker.check(run.host, port, readSignal());
-        if (run.via) await runtime.breaker.check(run.via.host, run.via.port ?? 22, readSignal());
-      } catch (err) {
-        if (err instanceof HostQuarantined) throw err;
+      const hops: [string, number][] = [[run.host, port]];
+      if (run.via) hops.push([run.via.host, run.via.port ?? 22]);
+      // Each hop on its own: a store failure on one check never skips the other.
+      for (const [host, hopPort] of hops) {
+        try {
+          await runtime.breaker.check(host, hopPort, readSignal());
+        } catch (err) {
+          if (err instanceof HostQuarantined) throw err;
+        }
       }
     }
     const session = () => runSession(run!, authorization, port);

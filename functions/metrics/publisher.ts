@@ -23,8 +23,6 @@ export type MetricsMode = "api" | "emf" | "both";
 
 /** Environment variables read by the metrics adapter (named in `functions/config`). */
 export const METRICS_ENV = {
-  mode: ENV.metricsMode,
-  namespace: ENV.metricsNamespace,
   endpoint: ENV.cloudWatchEndpoint,
 } as const;
 

@@ -316,6 +316,12 @@ describe("per-host breaker (DynamoDB on dynalite)", () => {
     await expect(breaker.check("behind.example", 22)).rejects.toMatchObject({
       name: "HostQuarantined",
     });
+    // A session that got through both hops clears both.
+    const through = hung("target");
+    delete through.error;
+    await breaker.record({ ...through, status: "succeeded" });
+    await expect(breaker.check("bastion.example", 2222)).resolves.toBeUndefined();
+    await expect(breaker.check("behind.example", 22)).resolves.toBeUndefined();
   });
 
   it("clears a host on success", async () => {

@@ -2,6 +2,7 @@ import { connect, createServer, type Server, type Socket } from "node:net";
 import middy from "@middy/core";
 import type { Context } from "aws-lambda";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { ENV } from "../../functions/config/config.ts";
 import {
   createInvocation,
   RESPONSE_SAFETY_MS,
@@ -273,8 +274,8 @@ describe("metricsMiddleware", () => {
 
   it("writes EMF and calls no API by default", async () => {
     // Prepare: no mode option, no BSSH_METRICS_MODE.
-    const saved = process.env[METRICS_ENV.mode];
-    delete process.env[METRICS_ENV.mode];
+    const saved = process.env[ENV.metricsMode];
+    delete process.env[ENV.metricsMode];
     const { mode: _, ...defaults } = options();
     const handler = withInvocation(async () => "ok").use(metricsMiddleware(defaults));
 
@@ -282,7 +283,7 @@ describe("metricsMiddleware", () => {
     try {
       await handler({}, fakeContext(3_000));
     } finally {
-      if (saved !== undefined) process.env[METRICS_ENV.mode] = saved;
+      if (saved !== undefined) process.env[ENV.metricsMode] = saved;
     }
 
     // Assess

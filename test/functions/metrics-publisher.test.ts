@@ -1,5 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { ENV } from "../../functions/config/config.ts";
 import { type EmfDocument, fromEmfDocument } from "../../functions/metrics/emf.ts";
 import {
   METRICS_ENV,
@@ -60,8 +61,6 @@ beforeAll(async () => {
   process.env.AWS_SECRET_ACCESS_KEY = "test";
   process.env.AWS_REGION = "us-east-1";
   process.env[METRICS_ENV.endpoint] = cw.endpoint;
-  delete process.env[METRICS_ENV.mode];
-  delete process.env[METRICS_ENV.namespace];
   resetSharedCloudWatchClient();
 });
 
@@ -206,14 +205,14 @@ describe("publishMetrics against a CloudWatch endpoint", () => {
 
   it("takes mode and namespace from its options (the handlers pass functions/config's)", async () => {
     // Prepare: the environment is read by functions/config only, never here.
-    process.env[METRICS_ENV.mode] = "api";
+    process.env[ENV.metricsMode] = "api";
     const datums = invocation();
 
     // Act
     try {
       await publishMetrics(datums, { mode: "emf", namespace: "Staging/BoundedSsh", writeLine });
     } finally {
-      delete process.env[METRICS_ENV.mode];
+      delete process.env[ENV.metricsMode];
     }
 
     // Assess

@@ -57,6 +57,22 @@ describe("runCommand request checks (library callers)", () => {
     });
   }
 
+  it.each([
+    ["a string", "bastion"],
+    ["an array", ["bastion"]],
+    ["null", null],
+  ])(
+    "answers a malformed via (%s) with a ValidationError result, even without options.via",
+    async (_what, via) => {
+      const result = await runCommand({ ...base, via } as unknown as RunRequest, {
+        budgetMs: 1000,
+        secret,
+      });
+      expect(result.error).toMatchObject({ name: "ValidationError", phase: "request" });
+      expect(result.error?.message).toContain('"via"');
+    },
+  );
+
   it("refuses an unknown field with the very message the API gives", async () => {
     const request = { ...base, hostname: "x" };
     const result = await runCommand(request as RunRequest, { budgetMs: 1000, secret });
