@@ -84,6 +84,10 @@ export class Deadline {
    * the returned promise settles.
    */
   bound<T>(ms: number, work: Promise<T>, onExpiry: () => Error, onAbort: () => Error): Promise<T> {
+    // Subscribed before anything else: when the bound fails at once (no time left, already
+    // aborted) the work's own later rejection must still be handled, never an unhandled
+    // rejection (which ends a Lambda invocation as Runtime.UnhandledPromiseRejection).
+    work.catch(() => {});
     return new Promise<T>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
       const signal = this.#signal;

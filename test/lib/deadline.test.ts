@@ -32,6 +32,38 @@ describe("Deadline", () => {
     expect(after).toBe(before);
   });
 
+  it.each([
+    ["no time left", { budgetMs: 1000 }, 0],
+    ["the caller already aborted", { signal: AbortSignal.abort() }, 500],
+  ] as const)(
+    "leaves no unhandled rejection when it fails at once (%s) and the work rejects later",
+    async (_why, options, ms) => {
+      const d = new Deadline(options);
+      const unhandled: unknown[] = [];
+      const record = (reason: unknown) => unhandled.push(reason);
+      process.on("unhandledRejection", record);
+      try {
+        let fail!: (err: Error) => void;
+        const work = new Promise<never>((_, reject) => {
+          fail = reject;
+        });
+        await expect(
+          d.bound(
+            ms,
+            work,
+            () => new Error("expired"),
+            () => new Error("aborted"),
+          ),
+        ).rejects.toThrow(/expired|aborted/);
+        fail(new Error("the milestone failed after the phase had already ended"));
+        await new Promise((r) => setTimeout(r, 20));
+        expect(unhandled).toEqual([]);
+      } finally {
+        process.off("unhandledRejection", record);
+      }
+    },
+  );
+
   it("clears its timer when the work settles first", async () => {
     const d = new Deadline({ budgetMs: 60_000 });
     const before = countActive(["Timeout"]);
