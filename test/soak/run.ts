@@ -12,7 +12,7 @@ function intFrom(value: string | undefined, fallback: number): number {
 
 const sessions = intFrom(process.argv[2] ?? process.env.SOAK_SESSIONS, 10_000);
 const concurrency = intFrom(process.env.SOAK_CONCURRENCY, 16);
-const timeoutBudgetMs = intFrom(process.env.SOAK_TIMEOUT_BUDGET_MS, 400);
+const timeoutBudgetMs = intFrom(process.env.SOAK_TIMEOUT_BUDGET_MS, 1_000);
 
 const report = await runSoak({
   sessions,
