@@ -244,13 +244,15 @@ export function classifyError(err: unknown, ctx: ClassifyContext): EngineError {
   const { phase, commandStarted } = ctx;
   const base = { phase, commandStarted, cause: err };
   if (!(err instanceof Error)) {
-    return new InternalError(`non-error thrown: ${String(err)}`, base);
+    // The detail stays in `cause` (logged with its stack, redacted); never in the message a
+    // caller sees.
+    return new InternalError(`internal error during ${phase} (a non-error was thrown)`, base);
   }
   if (ctx.hostKeyRefusal) return ctx.hostKeyRefusal;
   // A bug in this process, never something the remote did: ssh2 reports protocol faults as
   // plain Errors (or RangeErrors from reading a short packet).
   if (err instanceof TypeError || err instanceof ReferenceError || err instanceof SyntaxError) {
-    return new InternalError(`internal error during ${phase}: ${err.message}`, base);
+    return new InternalError(`internal error during ${phase}`, base);
   }
   const level = (err as { level?: unknown }).level;
   const code = (err as { code?: unknown }).code;

@@ -1,3 +1,4 @@
+import type { EngineError } from "./errors.ts";
 import { type ErrorPhase, PHASES, type Phase, type RemoteCleanup, type Status } from "./names.ts";
 import type { SessionOutput } from "./session/output-capture.ts";
 import type { PhaseTimings, ResultError, RunResult } from "./types.ts";
@@ -115,4 +116,21 @@ export function timingKey(phase: Phase): keyof Omit<PhaseTimings, "totalMs"> {
 
 function round(ms: number): number {
   return Math.round(ms * 10) / 10;
+}
+
+/**
+ * The engine's own error object behind a result's `error`, kept on the result as a
+ * non-enumerable symbol: never serialized, but the handlers log an `InternalError` with its
+ * real stack and cause instead of one rebuilt from JSON.
+ */
+const ENGINE_ERROR = Symbol.for("bounded-ssh.engine-error");
+
+/** Attaches `error` to `result` (see {@link engineErrorOf}). */
+export function attachEngineError(result: RunResult, error: EngineError): void {
+  Object.defineProperty(result, ENGINE_ERROR, { value: error, enumerable: false });
+}
+
+/** The error object {@link attachEngineError} kept on `result`, if any. */
+export function engineErrorOf(result: RunResult): EngineError | undefined {
+  return (result as unknown as Record<symbol, EngineError | undefined>)[ENGINE_ERROR];
 }

@@ -3,7 +3,7 @@ import { Deadline } from "./deadline.ts";
 import { atHop, DeadlineExceeded, type EngineError } from "./errors.ts";
 import { PHASES } from "./names.ts";
 import { PhaseRunner } from "./phase-runner.ts";
-import { buildResult, remoteCleanupOf } from "./result.ts";
+import { attachEngineError, buildResult, remoteCleanupOf } from "./result.ts";
 import { SshConnection, TEARDOWN_SLACK_MS } from "./session/connection.ts";
 import { prepareAuth } from "./session/credentials.ts";
 import { hostKeyTrust } from "./session/host-keys.ts";
@@ -149,21 +149,15 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
   });
 
   // ---- result ----------------------------------------------------------------------------
+  // Every error of a request with `via` names its hop (the target's unless tagged "via").
+  if (error && request?.via !== undefined) atHop(error, "target");
   const remaining = deadline.remaining();
   const result = buildResult({
     requestId: options.requestId ?? randomUUID(),
     // A request that is not even an object still gets a result naming the problem.
     target: { host: request?.host ?? "", port, address, username: request?.username ?? "" },
     phase: endedIn,
-    ...(error
-      ? {
-          error: {
-            ...error.toJSON(),
-            // Every error of a request with `via` names its hop.
-            ...(request?.via !== undefined ? { hop: error.hop ?? "target" } : {}),
-          },
-        }
-      : {}),
+    ...(error ? { error: error.toJSON() } : {}),
     ...(conn.exit ? { exit: conn.exit } : {}),
     output,
     timings: run.timings,
@@ -185,6 +179,7 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
     }),
   });
   if (jump) result.via = jump.report();
+  if (error) attachEngineError(result, error);
   return result;
 }
 

@@ -13,7 +13,7 @@ import {
   ValidationError,
 } from "../../lib/errors.ts";
 import { REQUEST_LIMITS } from "../../lib/request-schema.ts";
-import { buildResult } from "../../lib/result.ts";
+import { buildResult, engineErrorOf } from "../../lib/result.ts";
 import { hostKeyTrust } from "../../lib/session/host-keys.ts";
 import type { RunOptions, RunRequest, RunResult, Secret } from "../../lib/types.ts";
 import { validateRequest } from "../../lib/validate-request.ts";
@@ -53,9 +53,14 @@ export function syntheticResult(
   });
 }
 
-/** Rebuilds the error class of a result's error, so callers get the SPEC §6 class. */
+/**
+ * The SPEC §6 error of a result: the engine's own object when the session ran in this
+ * invocation (its stack and cause reach the unexpected-error log), else rebuilt from the JSON
+ * (a replayed idempotent result).
+ */
 export function errorOfResult(result: RunResult): EngineError | undefined {
-  return result.error ? errorFromJSON(result.error) : undefined;
+  if (!result.error) return undefined;
+  return engineErrorOf(result) ?? errorFromJSON(result.error);
 }
 
 /** Limits and context of one entry point beyond the request schema. */

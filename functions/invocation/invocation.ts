@@ -1,5 +1,6 @@
 import { Deadline } from "../../lib/deadline.ts";
 import { type EngineError, errorFromJSON } from "../../lib/errors.ts";
+import { engineErrorOf } from "../../lib/result.ts";
 import type { RunResult } from "../../lib/types.ts";
 import type { AuditFacts } from "../audit/audit-facts.ts";
 import { toEngineError } from "./engine-error.ts";
@@ -137,7 +138,9 @@ export class Invocation {
   fail(err: unknown): EngineError {
     const carried = this.result?.error;
     this.error ??= carried
-      ? errorFromJSON(carried)
+      ? // The engine's own object when the session ran here (its stack and cause reach the
+        // unexpected-error log), else rebuilt from the JSON (a replayed result).
+        (engineErrorOf(this.result!) ?? errorFromJSON(carried))
       : toEngineError(err, this.result?.phase ?? "request");
     return this.error;
   }
