@@ -176,6 +176,9 @@ function hostGlob(glob: string): RegExp {
   return new RegExp(`^${body}$`, "i");
 }
 
+/** Names every resolver maps to loopback (RFC 6761 `localhost.`, Debian's IPv6 aliases). */
+const LOOPBACK_NAME = /^(?:localhost|.+\.localhost|ip6-localhost|ip6-loopback|localhost6)$/;
+
 function normalizeHost(host: string): string {
   return host.toLowerCase().replace(/\.$/, "");
 }
@@ -321,6 +324,13 @@ export class Policy {
     }
 
     if (via !== undefined && !literal) {
+      // The deny list cannot see a name the jump host resolves: a loopback name there is the
+      // jump host itself (its own sshd, as another user), which no `*` glob meant to allow.
+      if (LOOPBACK_NAME.test(normalizeHost(request.host))) {
+        throw deny(
+          `host ${request.host} behind jump host ${via.host} names the jump host's own loopback, which the deny list refuses (give the jump host itself as the target)`,
+        );
+      }
       // Behind a jump host the target's name is resolved by the jump host: its address is
       // never seen here, so a rule that limits addresses (cidrs) cannot vouch for it.
       allowed = allowed.filter((r) => r.cidrs === undefined);

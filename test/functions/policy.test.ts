@@ -291,6 +291,28 @@ describe("policy: jump host (via)", () => {
   });
   const via = { host: "bastion.example.com", username: "jump", credential: "bastion-key" };
 
+  it.each(["localhost", "LOCALHOST.", "db.localhost", "ip6-localhost", "ip6-loopback"])(
+    "refuses the loopback name %j behind a jump host, which a * glob would match",
+    (host) => {
+      const wide = new Policy({
+        rules: [
+          {
+            callers: [OPS],
+            targets: { hosts: ["*", "*.localhost", "bastion.example.com"], usernames: ["*"] },
+            credentials: ["*"],
+            allowAsJumpHost: true,
+            commands: { patterns: ["uptime"] },
+          },
+        ],
+      });
+      const err = refusal(() => wide.authorize(OPS, req({ host, via })));
+      expect(err.name).toBe("TargetNotAllowed");
+      expect(err.message).toContain("loopback");
+      // Without a jump host the name is resolved here and the deny list decides.
+      expect(() => wide.authorize(OPS, req({ host }))).not.toThrow();
+    },
+  );
+
   it("refuses a host its rules allow as a target but none as a jump host (allowAsJumpHost)", () => {
     const err = refusal(() =>
       jumpPolicy.authorize(OPS, req({ via: { host: "app.web.example.com", username: "deploy" } })),
