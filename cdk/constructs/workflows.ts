@@ -402,15 +402,33 @@ export class Workflows extends Construct {
       },
     });
     const parsed = parseErrorResult(this, prefix, { error: "$.error", request: "$.request" });
+    const errorFields = {
+      "host.$": "$.request.host",
+      "status.$": "$.result.status",
+      "phase.$": "$.result.phase",
+      "error.$": "$.error.Error",
+      "requestId.$": "$.result.requestId",
+    };
+    // `errorHost`: the host the error is attributed to, as on the audit line (`error.host`):
+    // the jump host when the result's `error.hop` is `via`, else the target. `hop` only when
+    // the request had a jump host (the result's error carries it). A path that may be absent
+    // is read only behind the Choice that checked it.
     const errorOutcome = new sfn.Pass(this, `${prefix}HostErrorOutcome`, {
-      parameters: {
-        "host.$": "$.request.host",
-        "status.$": "$.result.status",
-        "phase.$": "$.result.phase",
-        "error.$": "$.error.Error",
-        "requestId.$": "$.result.requestId",
-      },
+      parameters: { ...errorFields, "errorHost.$": "$.request.host" },
     });
+    const viaErrorOutcome = new sfn.Pass(this, `${prefix}HostErrorOutcomeAtJumpHost`, {
+      parameters: { ...errorFields, hop: "via", "errorHost.$": "$.request.via.host" },
+    });
+    const targetErrorOutcome = new sfn.Pass(this, `${prefix}HostErrorOutcomeAtTarget`, {
+      parameters: { ...errorFields, hop: "target", "errorHost.$": "$.request.host" },
+    });
+    // Nested, not ANDed: a condition on an absent path is a runtime error in Step Functions.
+    const whichHop = new sfn.Choice(this, `${prefix}HostErrorWhichHop`)
+      .when(sfn.Condition.stringEquals("$.result.error.hop", "via"), viaErrorOutcome)
+      .otherwise(targetErrorOutcome);
+    const errorHop = new sfn.Choice(this, `${prefix}HostErrorHop`)
+      .when(sfn.Condition.isPresent("$.result.error.hop"), whichHop)
+      .otherwise(errorOutcome);
     // Without a result: status per SPEC §5 (`error`), the error name says why.
     const noResult = new sfn.Pass(this, `${prefix}HostNoResult`, {
       parameters: {
@@ -426,7 +444,7 @@ export class Workflows extends Construct {
       errors: [...EARLY_ERRORS, ...HARD_TIMEOUT_ERRORS],
       resultPath: "$.error",
     });
-    parsed.end.next(errorOutcome);
+    parsed.end.next(errorHop);
     return run.next(outcome);
   }
 

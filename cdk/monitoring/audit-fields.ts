@@ -28,6 +28,13 @@ export const AUDIT_FIELDS = {
   port: "target.port",
   address: "target.address",
   username: "target.username",
+  /** The remote an error is attributed to: the jump host at hop `via`, else the target. */
+  errorHost: "error.host",
+  errorPort: "error.port",
+  errorAddress: "error.address",
+  /** With a jump host: the hop (`via` or `target`) the error happened at. */
+  errorHop: "error.hop",
+  viaHost: "via.host",
   caller: "caller",
   status: "outcome",
   errorName: "error.name",

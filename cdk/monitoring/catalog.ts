@@ -103,6 +103,13 @@ export function severityOf(kind: AlarmKind, subject?: string): Severity {
   return (subject && e.subjectSeverity?.[subject]) || e.severity;
 }
 
+/**
+ * The check every host runbook carries: the host queries list the host each error is
+ * attributed to (`error.host`), with `error.hop` beside it when the request had a jump host.
+ */
+const HOP_VIA =
+  "If hop is via, the jump host (the host column) is the suspect, not the targets behind it";
+
 /** Every alarm kind. Names are public: `<stage>-BoundedSsh-<Kind>[-<Subject>]`. */
 export const ALARM_CATALOG = {
   Page: {
@@ -120,10 +127,10 @@ export const ALARM_CATALOG = {
   HandshakeHangs: {
     severity: "page",
     meaning:
-      "Several distinct hosts accepted TCP and then stopped answering mid-protocol (BannerTimeout, HandshakeTimeout, AuthTimeout, ChannelTimeout or ConnectionLost): the stuck-session incident's family, now bounded. Counted in hosts (Contributor Insights on target host and port), not in sessions or retries.",
+      "Several distinct hosts accepted TCP and then stopped answering mid-protocol (BannerTimeout, HandshakeTimeout, AuthTimeout, ChannelTimeout or ConnectionLost): the stuck-session incident's family, now bounded. Counted in hosts (Contributor Insights on error.host and error.port: the jump host when error.hop is via, else the target), not in sessions or retries.",
     why: "Distinct hosts, not sessions: one transient host (retried three times) is not a page; two or more hosts hanging in one period is a pattern.",
     checks: [
-      "Run the query: which hosts, which phase (banner/handshake/auth/channel), since when (firstSeen)",
+      `Run the query: which hosts, which phase (banner/handshake/auth/channel), since when (firstSeen). ${HOP_VIA}`,
       "From the same network: nc -v <host> <port> - does an SSH-2.0 line arrive within a second?",
       "Host side: sshd MaxStartups/load, UseDNS/PAM stalls, a middlebox answering TCP for a dead sshd",
     ],
@@ -184,7 +191,7 @@ export const ALARM_CATALOG = {
       "A host presented a key different from the pinned or known one (HostKeyMismatch): possibly an impostor, or a rebuilt host. No credential was sent.",
     why: "A possible impostor on the SSH path is a security event: one is enough.",
     checks: [
-      "Run the query: which hosts, addresses and callers",
+      `Run the query: which hosts, addresses and callers. ${HOP_VIA}`,
       "Was the host rebuilt or its key rotated? Compare with the CMDB / the known hosts parameter",
       "If not: treat as an incident (DNS, routing, ARP) before updating any key",
     ],
@@ -195,7 +202,7 @@ export const ALARM_CATALOG = {
     meaning: "DNS lookups of targets did not complete in time (ResolveTimeout).",
     why: "Sessions, not hosts: a resolver problem hits every name; a few are noise.",
     checks: [
-      "Run the query: which names",
+      `Run the query: which names. ${HOP_VIA}`,
       "The VPC resolver / Route 53 Resolver endpoints; DHCP options",
       "Resolve the names from the same subnet",
     ],
@@ -206,7 +213,7 @@ export const ALARM_CATALOG = {
     meaning: "TCP connects to targets did not complete in time (Timeouts, Phase=connect).",
     why: "Usually a network path (security group, NACL, route) or a host down: worth a ticket, not a page.",
     checks: [
-      "Run the query: which hosts and ports",
+      `Run the query: which hosts and ports. ${HOP_VIA}`,
       "Security groups / NACLs / routes between the function and those hosts",
       "Host up? Firewall dropping SYNs? Wrong port in the request?",
     ],
@@ -218,7 +225,7 @@ export const ALARM_CATALOG = {
       "Servers stopped answering during user authentication (AuthTimeout): PAM, LDAP/NSS or home-directory stalls on the host.",
     why: "A single host's three attempts (retries) reach it; the page comes from HandshakeHangs when hosts multiply.",
     checks: [
-      "Run the query: which hosts and usernames",
+      `Run the query: which hosts and usernames. ${HOP_VIA}`,
       "On the host: sshd's PAM/NSS (LDAP, SSSD) and home directory mounts",
       "Auth latency trend: PhaseLatency auth p99",
     ],
@@ -230,7 +237,7 @@ export const ALARM_CATALOG = {
       "Servers did not answer the session channel open or the exec request (ChannelTimeout): MaxSessions, a forced command or a stuck sshd child.",
     why: "Per-session count; the page comes from HandshakeHangs when hosts multiply.",
     checks: [
-      "Run the query: which hosts",
+      `Run the query: which hosts. ${HOP_VIA}`,
       "sshd MaxSessions, ForceCommand, login shells that block before exec",
       "The host's load and sshd children",
     ],
@@ -242,7 +249,7 @@ export const ALARM_CATALOG = {
       "Sessions lost their peer after connect (reset, keepalive failure): half-open peers, crashed or frozen hosts, middleboxes dropping idle flows.",
     why: "Per-session count; frozen hosts also count in the HandshakeHangs host rule.",
     checks: [
-      "Run the query: which hosts, which phase, commandStarted",
+      `Run the query: which hosts, which phase, commandStarted. ${HOP_VIA}`,
       "Did the host crash, freeze or reboot? Its console and uptime",
       "Middleboxes/NAT idle timeouts on the path",
     ],

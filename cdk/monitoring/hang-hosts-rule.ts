@@ -13,9 +13,11 @@ export interface HangHostsRuleProps {
 }
 
 /**
- * Contributor Insights over the audit lines, keyed on target host and port, for the hang errors
- * ({@link HANG_ERRORS}): the hang alarm counts hosts (`UniqueContributors`), not sessions or
- * retries, and the dashboard shows the top hosts.
+ * Contributor Insights over the audit lines, keyed on the host and port the error is attributed
+ * to (`error.host`, `error.port`: the jump host when `error.hop` is `via`, else the target), for
+ * the hang errors ({@link HANG_ERRORS}): the hang alarm counts hosts (`UniqueContributors`), not
+ * sessions or retries, and a dead jump host counts once, as itself, not as every target behind
+ * it. The dashboard shows the top hosts.
  */
 export class HangHostsRule extends Construct {
   readonly ruleName: string;
@@ -29,7 +31,7 @@ export class HangHostsRule extends Construct {
       LogGroupNames: props.logGroups.map((g) => g.logGroupName),
       LogFormat: "JSON",
       Contribution: {
-        Keys: [`$.${F.host}`, `$.${F.port}`],
+        Keys: [`$.${F.errorHost}`, `$.${F.errorPort}`],
         Filters: [
           { Match: `$.${F.type}`, In: [AUDIT_TYPE] },
           { Match: `$.${F.errorName}`, In: [...HANG_ERRORS] },

@@ -15,7 +15,10 @@ export type Condition =
 
 /** What a query lists. */
 export type QueryShape =
-  /** Hosts (host, port, address, error, phase, source) with sessions, first and last seen. */
+  /**
+   * Hosts the errors are attributed to (host, port, address, error, phase, source, hop) with
+   * sessions, distinct targets, first and last seen.
+   */
   | "hosts"
   /** Individual invocations (request id, log stream, host, error, slack, leaks). */
   | "invocations"
@@ -40,15 +43,25 @@ export interface QuerySpec {
   readonly logGroups: "functions" | "workflows";
 }
 
-/** Columns of a `hosts` query, in order: the enrichment reads them by these names. */
+/**
+ * Columns of a `hosts` query, in order: the enrichment reads them by these names. The host is
+ * the one the error is attributed to (`error.host`: the jump host when `error.hop` is `via`,
+ * else the target), so one dead jump host is one row, not a row per target behind it; `hop`
+ * follows, and the aggregate `targets` ({@link TARGETS_COLUMN}) counts the distinct targets
+ * behind the row (1 unless `hop` is `via`).
+ */
 export const HOST_COLUMNS = [
-  F.host,
-  F.port,
-  F.address,
+  F.errorHost,
+  F.errorPort,
+  F.errorAddress,
   F.errorName,
   F.phase,
   F.source,
+  F.errorHop,
 ] as const satisfies readonly AuditField[];
+
+/** Aggregate column of a `hosts` query: distinct target hosts (`count_distinct(target.host)`). */
+export const TARGETS_COLUMN = "targets";
 
 /** Saved query name inside the stage's folder. */
 export function queryName(stage: string, spec: QuerySpec): string {
@@ -86,7 +99,7 @@ export function renderQuery(spec: QuerySpec): string {
       lines.push(
         `fields @timestamp, ${by}`,
         `filter ${filterText(spec)}`,
-        `stats count(*) as sessions, min(@timestamp) as firstSeen, max(@timestamp) as lastSeen by ${by}`,
+        `stats count(*) as sessions, count_distinct(${F.host}) as ${TARGETS_COLUMN}, min(@timestamp) as firstSeen, max(@timestamp) as lastSeen by ${by}`,
         "sort sessions desc",
         "limit 100",
       );
@@ -94,7 +107,7 @@ export function renderQuery(spec: QuerySpec): string {
     }
     case "invocations":
       lines.push(
-        `fields @timestamp, @logStream, ${F.requestId}, ${F.source}, ${F.host}, ${F.port}, ${F.errorName}, ${F.phase}, ${F.slackMs}, ${F.leakedSockets}, @message`,
+        `fields @timestamp, @logStream, ${F.requestId}, ${F.source}, ${F.host}, ${F.port}, ${F.errorName}, ${F.errorHop}, ${F.errorHost}, ${F.phase}, ${F.slackMs}, ${F.leakedSockets}, @message`,
         `filter ${filterText(spec)}`,
         "sort @timestamp desc",
         "limit 200",

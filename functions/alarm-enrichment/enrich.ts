@@ -29,6 +29,7 @@ import {
   type QuerySpec,
   queryName,
   renderQuery,
+  TARGETS_COLUMN,
 } from "../../cdk/monitoring/queries.ts";
 import type { Deadline } from "../../lib/deadline.ts";
 import type { EnrichmentConfig } from "../config/config.ts";
@@ -45,7 +46,10 @@ export interface AlarmNotification {
   Trigger?: { Period?: number; EvaluationPeriods?: number };
 }
 
-/** One host row of a `hosts` query. */
+/**
+ * One host row of a `hosts` query. `host`, `port`, `address` are the remote the error is
+ * attributed to: the jump host when `hop` is `via`, else the target.
+ */
 export interface HostRow {
   host: string;
   port: string;
@@ -53,6 +57,10 @@ export interface HostRow {
   error: string;
   phase: string;
   source: string;
+  /** `via` or `target` with a jump host, empty without one. */
+  hop: string;
+  /** Distinct targets behind the row: 1 unless `hop` is `via` (every target behind the jump host). */
+  targets: number;
   sessions: number;
   firstSeen: string;
   lastSeen: string;
@@ -131,7 +139,8 @@ export function alarmWindow(n: AlarmNotification): { startMs: number; endMs: num
 function rowsToHosts(rows: ResultField[][]): HostRow[] {
   return rows.map((row) => {
     const get = (f: string) => row.find((c) => c.field === f)?.value ?? "";
-    const [host, port, address, error, phase, source] = HOST_COLUMNS.map(get) as [
+    const [host, port, address, error, phase, source, hop] = HOST_COLUMNS.map(get) as [
+      string,
       string,
       string,
       string,
@@ -146,6 +155,8 @@ function rowsToHosts(rows: ResultField[][]): HostRow[] {
       error,
       phase,
       source,
+      hop,
+      targets: Number(get(TARGETS_COLUMN)),
       sessions: Number(get("sessions")),
       firstSeen: get("firstSeen"),
       lastSeen: get("lastSeen"),
@@ -214,10 +225,16 @@ async function runQuery(
 
 function hostTable(hosts: HostRow[]): string[] {
   if (hosts.length === 0) return ["  (no matching audit lines in the window)"];
-  return hosts.map(
-    (h) =>
-      `  ${h.host}:${h.port} (${h.address || "unresolved"}) ${h.error} in ${h.phase}, ${h.sessions} session(s), first seen ${h.firstSeen}, last seen ${h.lastSeen} [${h.source}]`,
-  );
+  return hosts.map((h) => {
+    // A jump host's failure names the jump host and says so; the target is only context.
+    const hop =
+      h.hop === "via"
+        ? ` jump host (hop via, ${h.targets} target(s) behind it)`
+        : h.hop === "target"
+          ? " target (hop target, behind a jump host)"
+          : "";
+    return `  ${h.host}:${h.port} (${h.address || "unresolved"})${hop} ${h.error} in ${h.phase}, ${h.sessions} session(s), first seen ${h.firstSeen}, last seen ${h.lastSeen} [${h.source}]`;
+  });
 }
 
 /** Builds the enriched message of one notification (exported for the drill and tests). */

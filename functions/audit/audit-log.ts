@@ -39,6 +39,14 @@ export interface AuditLine {
     retryable: boolean;
     /** With a jump host: the hop the error happened at. */
     hop?: Hop;
+    /**
+     * The remote the error is attributed to: the jump host (`via`) when `hop` is `via`, else
+     * the target. Alarms, the hang-hosts rule and the enrichment key on these, so a dead jump
+     * host counts once, as itself, not as every target behind it. `null` when not known.
+     */
+    host: string | null;
+    port: number | null;
+    address: string | null;
   } | null;
   /** The jump host (request `via`): where, as whom, with which credential, and its key. */
   via?: {
@@ -110,7 +118,7 @@ export function auditLineOf(
     target,
     credential: req ? (req.credential ?? "default") : (tried?.credential ?? null),
     outcome: result?.status ?? "error",
-    error: error ? auditError(error) : null,
+    error: null,
     phase: result?.phase ?? error?.phase ?? null,
     exitCode: result?.exitCode ?? null,
     timings: result?.timings ?? null,
@@ -152,11 +160,23 @@ export function auditLineOf(
     };
     if (result?.via?.server) line.via.hostKeySha256 = result.via.server.hostKeySha256;
   }
+  if (error) {
+    // Attributed: the jump host when the error happened at hop `via`, else the target.
+    const at = error.hop === "via" && line.via ? line.via : line.target;
+    line.error = {
+      ...auditError(error),
+      host: at?.host ?? null,
+      port: at?.port ?? null,
+      address: at?.address ?? null,
+    };
+  }
   return line;
 }
 
 /** The audit line's error: the contract's error without `commandStarted` (SPEC §8). */
-function auditError(error: NonNullable<Invocation["error"]>): NonNullable<AuditLine["error"]> {
+function auditError(
+  error: NonNullable<Invocation["error"]>,
+): Omit<NonNullable<AuditLine["error"]>, "host" | "port" | "address"> {
   const { commandStarted: _, ...rest } = error.toJSON();
   return rest;
 }

@@ -21,6 +21,9 @@ import {
 } from "../../cdk/monitoring/catalog.ts";
 import { queryName, renderQuery } from "../../cdk/monitoring/queries.ts";
 import { DEFAULT_METRIC_NAMESPACE, METRIC } from "../../lib/names.ts";
+import { evaluateAlarms, resolve } from "../drill/alarm-evaluator.ts";
+import { hungAuditEvent } from "../helpers/audit-lines.ts";
+import { evaluate, type LogEvent } from "../helpers/logs-insights.ts";
 import { definitionOf, synth, synthOnce } from "./synth.ts";
 
 const { template } = synthOnce();
@@ -124,15 +127,63 @@ describe("severity", () => {
 });
 
 describe("hangs counted in hosts", () => {
-  it("has a Contributor Insights rule on the audit lines keyed on target host and port", () => {
+  it("has a Contributor Insights rule on the audit lines keyed on the attributed host and port", () => {
     const rule = Object.values(template.findResources("AWS::CloudWatch::InsightRule"))[0]
       ?.Properties as { RuleBody: unknown };
     const text = JSON.stringify(rule.RuleBody);
-    expect(text).toContain('\\"Keys\\":[\\"$.target.host\\",\\"$.target.port\\"]');
+    expect(text).toContain('\\"Keys\\":[\\"$.error.host\\",\\"$.error.port\\"]');
     expect(text).toContain(`{\\"Match\\":\\"$.type\\",\\"In\\":[\\"${AUDIT_TYPE}\\"]}`);
     expect(text).toContain(
       `{\\"Match\\":\\"$.error.name\\",\\"In\\":[${HANG_ERRORS.map((e) => `\\"${e}\\"`).join(",")}]}`,
     );
+  });
+
+  // Real audit lines (auditLineOf) through the synthesized rule and alarm (the drill's evaluator).
+  const handshakeHangs = (events: LogEvent[]) => {
+    const t = template.toJSON() as Parameters<typeof evaluateAlarms>[0];
+    const at = Date.now();
+    return evaluateAlarms(t, [], events, at - 1000, at).alarms.find(
+      (a) => a.name === "dev-BoundedSsh-HandshakeHangs",
+    );
+  };
+  const ruleLogGroup = () => {
+    const rule = Object.values(template.findResources("AWS::CloudWatch::InsightRule"))[0]
+      ?.Properties as { RuleBody: unknown };
+    const body = JSON.parse(resolve(rule.RuleBody)) as { LogGroupNames: unknown[] };
+    return resolve(body.LogGroupNames[0]);
+  };
+  const bastion = { host: "bastion.example", port: 2222, username: "jump" };
+  const behindBastion = (hop: "via" | "target") =>
+    Array.from({ length: 20 }, (_, i) =>
+      hungAuditEvent(ruleLogGroup(), Date.now() - 500, {
+        host: `10.0.1.${i + 1}`,
+        via: bastion,
+        hop,
+      }),
+    );
+
+  it("counts a dead jump host in front of 20 targets once, as itself: no page", () => {
+    const hang = handshakeHangs(behindBastion("via"));
+    expect(hang?.values.at(-1)).toBe(1);
+    expect(hang?.state).toBe("OK");
+  });
+
+  it("counts targets that hang behind a healthy jump host as themselves (hop target)", () => {
+    const hang = handshakeHangs(behindBastion("target"));
+    expect(hang?.values.at(-1)).toBe(20);
+    expect(hang?.state).toBe("ALARM");
+  });
+
+  it("still counts direct targets (no via) by target host and port", () => {
+    const g = ruleLogGroup();
+    const at = Date.now() - 500;
+    const hang = handshakeHangs([
+      hungAuditEvent(g, at, { host: "10.0.2.1" }),
+      hungAuditEvent(g, at, { host: "10.0.2.1" }),
+      hungAuditEvent(g, at, { host: "10.0.2.1", port: 2201 }),
+      hungAuditEvent(g, at, { host: "10.0.2.2" }),
+    ]);
+    expect(hang?.values.at(-1)).toBe(3);
   });
 
   it("fires HandshakeHangs on distinct hosts (UniqueContributors), 2 by default", () => {
@@ -256,8 +307,41 @@ describe("saved queries", () => {
     expect(hang).toContain("min(@timestamp) as firstSeen");
     expect(hang).toContain("max(@timestamp) as lastSeen");
     expect(hang).toContain(
-      "by target.host, target.port, target.address, error.name, phase, source",
+      "by error.host, error.port, error.address, error.name, phase, source, error.hop",
     );
+    expect(hang).toContain("count_distinct(target.host) as targets");
+  });
+
+  it("list a dead jump host once, as itself, with hop via and the targets behind it", () => {
+    const at = Date.now();
+    const events = [
+      ...Array.from({ length: 20 }, (_, i) =>
+        hungAuditEvent("G", at, {
+          host: `10.0.1.${i + 1}`,
+          via: { host: "bastion.example", port: 2222, username: "jump" },
+          hop: "via",
+        }),
+      ),
+      hungAuditEvent("G", at, { host: "10.0.2.1", port: 2201 }),
+    ];
+    const rows = evaluate(QUERIES.HangHosts, events).map((r) =>
+      Object.fromEntries(r.map((c) => [c.field, c.value])),
+    );
+    expect(rows).toHaveLength(2);
+    expect(rows[0]).toMatchObject({
+      "error.host": "bastion.example",
+      "error.port": "2222",
+      "error.hop": "via",
+      sessions: "20",
+      targets: "20",
+    });
+    expect(rows[1]).toMatchObject({
+      "error.host": "10.0.2.1",
+      "error.port": "2201",
+      "error.hop": "",
+      sessions: "1",
+      targets: "1",
+    });
   });
 
   it("find leaks and overruns on fields the audit line carries", () => {

@@ -30,7 +30,7 @@ function resultOf(
   request: { host: string; port?: number; username: string },
   status: Status,
   phase: string,
-  error?: { name: string },
+  error?: { name: string; hop?: "via" | "target" },
 ) {
   return {
     requestId: `req-${request.host}`,
@@ -44,7 +44,14 @@ function resultOf(
     exitCode: status === "succeeded" ? 0 : status === "failed" ? 1 : null,
     phase,
     error: error
-      ? { name: error.name, phase, message: "x", retryable: false, commandStarted: false }
+      ? {
+          name: error.name,
+          phase,
+          message: "x",
+          retryable: false,
+          commandStarted: false,
+          ...(error.hop ? { hop: error.hop } : {}),
+        }
       : undefined,
     timings: { bannerMs: phase === "banner" ? 3000 : 2, totalMs: 3001 },
   };
@@ -60,6 +67,20 @@ function standIn(calls: Map<string, number>, executions: { id: string; stateMach
     };
     executions.push(execution);
     calls.set(request.host, (calls.get(request.host) ?? 0) + 1);
+    // Through a jump host: `jumpauth-*` fail at the jump host, `behindauth-*` at the target.
+    const hop: "via" | "target" | undefined = request.host.startsWith("jumpauth")
+      ? "via"
+      : request.host.startsWith("behindauth")
+        ? "target"
+        : undefined;
+    if (hop) {
+      const failure = { name: "AuthFailed" as const, phase: "auth", hop };
+      const err = new ERROR_CLASSES.AuthFailed(
+        JSON.stringify(resultOf(request, "error", "auth", failure)),
+        { phase: "auth", hop },
+      );
+      throw lambdaError(err);
+    }
     const kind = Object.keys(FAILURES).find((k) => request.host.startsWith(k));
     if (request.host.startsWith("exit1")) return resultOf(request, "failed", "exec");
     if (!kind) return resultOf(request, "succeeded", "teardown");
@@ -241,4 +262,60 @@ describe("fleet, executed locally (inline items)", () => {
       expect(new Set(executions.map((e) => e.stateMachine))).toEqual(new Set([arn]));
     },
   );
+});
+
+describe("fleet through a jump host, executed locally", () => {
+  it("attributes each host's error to the hop it happened at (errorHost, hop)", async () => {
+    const via = { host: "bastion.example", port: 2222, username: "jump" };
+    const hosts = [
+      ...Array.from({ length: 3 }, (_, i) => ({ host: `jumpauth-${i}` })),
+      { host: "behindauth-a" },
+      { host: "ok-1" },
+      // The local interpreter needs every outcome present (see the workflows' summary).
+      { host: "exit1-a" },
+      { host: "cmd-a" },
+    ];
+    const { output, error } = await run(
+      fleet,
+      "InlineRunHost",
+      { request: { ...request, via }, hosts, maxConcurrency: 5 },
+      new Map(),
+    );
+    expect(error, String((error as Error | undefined)?.cause ?? "")).toBeUndefined();
+    const { results } = output as { results: Record<string, unknown>[] };
+    const at = (host: string) => results.find((r) => r.host === host);
+    for (let i = 0; i < 3; i++) {
+      expect(at(`jumpauth-${i}`)).toMatchObject({
+        host: `jumpauth-${i}`,
+        status: "error",
+        error: "AuthFailed",
+        hop: "via",
+        errorHost: "bastion.example",
+      });
+    }
+    expect(at("behindauth-a")).toMatchObject({
+      status: "error",
+      error: "AuthFailed",
+      hop: "target",
+      errorHost: "behindauth-a",
+    });
+    expect(at("ok-1")).toMatchObject({ status: "succeeded" });
+    expect(at("ok-1")).not.toHaveProperty("errorHost");
+  });
+
+  it("without a jump host: errorHost is the target and there is no hop", async () => {
+    const { output } = await run(
+      fleet,
+      "InlineRunHost",
+      {
+        request,
+        hosts: [{ host: "auth-a" }, { host: "ok-1" }, { host: "exit1-a" }, { host: "cmd-a" }],
+        maxConcurrency: 5,
+      },
+      new Map(),
+    );
+    const { results } = output as { results: Record<string, unknown>[] };
+    expect(results[0]).toMatchObject({ status: "error", error: "AuthFailed", errorHost: "auth-a" });
+    expect(results[0]).not.toHaveProperty("hop");
+  });
 });

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { EnrichmentConfig } from "../../functions/alarm-enrichment/enrich.ts";
 import { createEnrichmentHandler } from "../../functions/alarm-enrichment/enrichment-handler.ts";
 import { lambdaContext } from "../../functions/local/lambda-context.ts";
+import { hungAuditEvent } from "../helpers/audit-lines.ts";
 import {
   FAKE_CLIENT_CONFIG,
   FakeCloudWatchAlarms,
@@ -54,7 +55,18 @@ const audit = (port: number, error: string | null, phase: string, at: number) =>
     requestId: `r-${port}-${at}`,
     target: { host: "10.0.0.7", port, address: "10.0.0.7", username: "ops" },
     outcome: error ? "timed_out" : "succeeded",
-    error: error ? { name: error, phase, message: "", retryable: true } : null,
+    error: error
+      ? {
+          name: error,
+          phase,
+          message: "",
+          retryable: true,
+          // The attributed host (no jump host: the target).
+          host: "10.0.0.7",
+          port,
+          address: "10.0.0.7",
+        }
+      : null,
     phase,
     slackMs: 100,
     leakedSockets: 0,
@@ -132,6 +144,37 @@ describe("alarm enrichment", () => {
     expect(msg.message).not.toContain(":2204");
     expect(msg.message).toContain("Runbook: https://example.test/runbooks/HandshakeHangs.md");
     expect(msg.message).toContain("Dashboard: https://example.test/dashboard");
+  });
+
+  it("names a dead jump host once, as itself, not the 20 healthy targets behind it", async () => {
+    const bastion = { host: "bastion.example", port: 2222, username: "jump" };
+    logs.events = [
+      // Real audit lines (auditLineOf): 20 targets behind one jump host that never answers.
+      ...Array.from({ length: 20 }, (_, i) =>
+        hungAuditEvent(FN_LOGS, now - 30_000 + i, {
+          host: `10.0.1.${i + 1}`,
+          via: bastion,
+          hop: "via",
+        }),
+      ),
+      // A target that hangs behind a healthy jump host: the target is the suspect.
+      hungAuditEvent(FN_LOGS, now - 20_000, { host: "10.0.3.9", via: bastion, hop: "target" }),
+    ];
+    const [out] = await handler()(
+      snsEvent("dev-BoundedSsh-HandshakeHangs"),
+      lambdaContext({ timeoutMs: 5_000 }),
+    );
+    expect(out?.reason).toBeUndefined();
+    expect(out?.hosts?.map((h) => [h.host, h.port, h.hop, h.targets, h.sessions])).toEqual([
+      ["bastion.example", "2222", "via", 20, 20],
+      ["10.0.3.9", "22", "target", 1, 1],
+    ]);
+    const msg = sns.published[0]?.message ?? "";
+    expect(msg).toContain(
+      "bastion.example:2222 (unresolved) jump host (hop via, 20 target(s) behind it) BannerTimeout in banner, 20 session(s)",
+    );
+    expect(msg).toContain("10.0.3.9:22 (unresolved) target (hop target, behind a jump host)");
+    expect(msg).not.toContain("10.0.1.");
   });
 
   it("still publishes the plain alarm, with the reason, when the query never completes", async () => {

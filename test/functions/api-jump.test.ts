@@ -128,6 +128,9 @@ describe("API handler with a jump host (via)", () => {
     expect(answer.error.name).toBe("TargetNotAllowed");
     expect(answer.error.message).toContain("via.hostKey");
     expect(captured.audits[0]?.error?.hop).toBe("via");
+    // Attributed to the jump host (its port), not the target behind it.
+    expect(captured.audits[0]?.error).toMatchObject({ host: "127.0.0.1", port: unlisted.port });
+    expect(captured.audits[0]?.target?.port).toBe(lab.target.port);
     // Refused before dialling: the jump host never saw a connection.
     expect(unlisted.log()).toBe("");
   });

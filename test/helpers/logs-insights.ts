@@ -8,7 +8,12 @@
  * its spec by comparing it with `renderQuery(spec)`.
  */
 import { AUDIT_TYPE, AUDIT_FIELDS as F, readField } from "../../cdk/monitoring/audit-fields.ts";
-import { type Condition, HOST_COLUMNS, type QuerySpec } from "../../cdk/monitoring/queries.ts";
+import {
+  type Condition,
+  HOST_COLUMNS,
+  type QuerySpec,
+  TARGETS_COLUMN,
+} from "../../cdk/monitoring/queries.ts";
 
 /** One captured log event. */
 export interface LogEvent {
@@ -62,13 +67,24 @@ export function evaluate(
 ): ResultRow[] {
   const hits = events.filter((e) => matches(spec, e));
   if (spec.shape === "hosts") {
-    const groups = new Map<string, { cols: string[]; n: number; first: number; last: number }>();
+    const groups = new Map<
+      string,
+      { cols: string[]; n: number; targets: Set<string>; first: number; last: number }
+    >();
     for (const e of hits) {
       const line = parse(e.message) ?? {};
       const cols = HOST_COLUMNS.map((f) => text(readField(line, f)));
       const key = JSON.stringify(cols);
-      const g = groups.get(key) ?? { cols, n: 0, first: e.timestamp, last: e.timestamp };
+      const g = groups.get(key) ?? {
+        cols,
+        n: 0,
+        targets: new Set<string>(),
+        first: e.timestamp,
+        last: e.timestamp,
+      };
       g.n++;
+      const target = readField(line, F.host);
+      if (present(target)) g.targets.add(String(target));
       g.first = Math.min(g.first, e.timestamp);
       g.last = Math.max(g.last, e.timestamp);
       groups.set(key, g);
@@ -79,6 +95,7 @@ export function evaluate(
       .map((g) => [
         ...HOST_COLUMNS.map((field, i) => ({ field, value: g.cols[i] as string })),
         { field: "sessions", value: String(g.n) },
+        { field: TARGETS_COLUMN, value: String(g.targets.size) },
         { field: "firstSeen", value: insightsTime(g.first) },
         { field: "lastSeen", value: insightsTime(g.last) },
       ]);
@@ -97,6 +114,8 @@ export function evaluate(
           F.host,
           F.port,
           F.errorName,
+          F.errorHop,
+          F.errorHost,
           F.phase,
           F.slackMs,
           F.leakedSockets,
