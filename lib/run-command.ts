@@ -4,7 +4,7 @@ import { atHop, DeadlineExceeded, type EngineError } from "./errors.ts";
 import { PHASES } from "./names.ts";
 import { PhaseRunner } from "./phase-runner.ts";
 import { attachEngineError, buildResult, remoteCleanupOf } from "./result.ts";
-import { SshConnection, TEARDOWN_SLACK_MS } from "./session/connection.ts";
+import { SshConnection } from "./session/connection.ts";
 import { prepareAuth } from "./session/credentials.ts";
 import { hostKeyTrust } from "./session/host-keys.ts";
 import { addressBehindJump, JumpHost } from "./session/jump.ts";
@@ -140,11 +140,11 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
     output.abortSpills("the session ended before the upload completed");
     // A jump host that is gone or silent carries nothing: release it first, which closes the
     // forward at once, so the target's teardown does not wait out the reserve on it.
-    if (jump?.down) await jump.close(deadline, 0);
+    if (jump?.down) await jump.close(false);
     const confirmed = await conn.close();
     // The jump host's connection goes after the target session's, politely while the
     // reserve allows; when it returns no handle of the hop is alive.
-    await jump?.close(deadline, Math.max(0, deadline.allowance("teardown") - TEARDOWN_SLACK_MS));
+    await jump?.close();
     return confirmed;
   });
 
