@@ -11,8 +11,6 @@ import {
   type ApiEvent,
   apiEdgeStart,
   apiRequestId,
-  errorBody,
-  httpStatusOf,
   jsonResponse,
   parseApiBody,
 } from "./http/api-http.ts";
@@ -38,10 +36,10 @@ export function createApiHandler(runtime: Runtime) {
       invocation.caller = verifiedApiCaller(event, runtime.settings.api);
       const body = parseApiBody(event, REQUEST_LIMITS.bodyBytes);
       invocation.audit.bodyBytes = body.bytes;
-      const result = await execute(invocation, runtime, body.value);
-      // succeeded/failed: 200 with the result; any session error: its SPEC §6 status.
-      if (!invocation.error) return jsonResponse(200, result);
-      return jsonResponse(httpStatusOf(invocation.error), errorBody(invocation.error, result));
+      const { result, error } = await execute(invocation, runtime, body.value);
+      // succeeded/failed: 200 with the result; an error: apiResponse() answers its status.
+      if (error) throw error;
+      return jsonResponse(200, result);
     },
   );
 }

@@ -5,10 +5,10 @@
  * Entry point → {@link compose} → the invocation → `execute()` → lib `runCommand`.
  */
 import type { Context } from "aws-lambda";
-import { CommandFailed } from "../lib/errors.ts";
 import type { RunResult } from "../lib/types.ts";
 import { compose } from "./invocation/compose.ts";
-import { execute, TASK_LIMITS } from "./invocation/execute.ts";
+import { execute } from "./invocation/execute.ts";
+import { TASK_LIMITS } from "./invocation/steps/run-context.ts";
 import { verifiedTask } from "./request/callers.ts";
 import { defaultRuntime } from "./runtime/default-runtime.ts";
 import type { Runtime } from "./runtime/runtime.ts";
@@ -27,22 +27,12 @@ export function createTaskHandler(runtime: Runtime) {
       const task = verifiedTask(event, invocation.functionArn, runtime.settings.stateMachineArns);
       invocation.caller = task.caller;
       invocation.audit.executionArn = task.executionArn;
-      const result = await execute(invocation, runtime, task.request, {
+      const { result, error } = await execute(invocation, runtime, task.request, {
         ...TASK_LIMITS,
         idempotencyScope: task.executionArn,
       });
-      if (invocation.error) throw invocation.error;
-      if (
-        result.status === "failed" &&
-        (task.request as { failOnNonZeroExit?: boolean }).failOnNonZeroExit
-      ) {
-        throw invocation.fail(
-          new CommandFailed(`command exited with ${result.exitCode ?? `signal ${result.signal}`}`, {
-            phase: "exec",
-            commandStarted: true,
-          }),
-        );
-      }
+      // Any error (failOnNonZeroExit: CommandFailed): stepFunctionsError() throws its name.
+      if (error) throw error;
       return result;
     },
   );
