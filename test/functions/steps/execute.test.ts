@@ -1,0 +1,68 @@
+/**
+ * `execute`: the list of steps, settled. Never rejects: a refusal before the session settles
+ * the invocation with its error and a synthetic result carrying the same error object.
+ */
+import { describe, expect, it } from "vitest";
+import { compose } from "../../../functions/invocation/compose.ts";
+import { execute, STEPS } from "../../../functions/invocation/execute.ts";
+import type { Settled } from "../../../functions/invocation/outcome.ts";
+import { TASK_LIMITS } from "../../../functions/invocation/steps/run-context.ts";
+import { engineErrorOf } from "../../../lib/result.ts";
+import { fakeContext, loopbackPolicy, testRuntime } from "../support.ts";
+
+async function settle(input: unknown, limits = TASK_LIMITS) {
+  const { runtime } = testRuntime({ policy: loopbackPolicy([22]) });
+  let settled: Settled | undefined;
+  const handler = compose<unknown, string>(
+    { source: "task", runtime, adapter: [] },
+    async (_event, invocation) => {
+      invocation.caller = "arn:aws:iam::123456789012:role/ops-runner";
+      settled = await execute(invocation, runtime, input, limits);
+      expect(invocation.result).toBe(settled.result);
+      expect(invocation.error).toBe(settled.error);
+      return "done";
+    },
+  );
+  await handler({}, fakeContext());
+  return settled!;
+}
+
+describe("execute", () => {
+  it("is the list of steps, in the documented order", () => {
+    expect(STEPS.map((step) => step.name)).toEqual([
+      "validate",
+      "entryLimits",
+      "budget",
+      "authorize",
+      "spillGate",
+      "idempotencyGate",
+      "breaker",
+      "idempotency",
+      "readSecrets",
+      "hostTrust",
+      "engine",
+    ]);
+  });
+
+  it("settles a refusal with a synthetic result carrying the same error object", async () => {
+    const { result, error } = await settle({
+      host: "127.0.0.1",
+      username: "u",
+      command: "rm -rf /",
+    });
+    expect(error).toMatchObject({ name: "CommandNotAllowed", phase: "policy" });
+    expect(result).toMatchObject({
+      status: "error",
+      phase: "policy",
+      target: { host: "127.0.0.1", port: 22, address: null },
+      error: { name: "CommandNotAllowed", commandStarted: false },
+    });
+    expect(engineErrorOf(result!)).toBe(error);
+  });
+
+  it("settles input that is not a request with its error and no result", async () => {
+    const { result, error } = await settle("not an object");
+    expect(error).toMatchObject({ name: "ValidationError", phase: "request" });
+    expect(result).toBeUndefined();
+  });
+});
