@@ -14,7 +14,23 @@ import { defaultRuntime } from "./runtime/default-runtime.ts";
 import type { Runtime } from "./runtime/runtime.ts";
 import { stepFunctionsError } from "./step-functions/step-functions-error.ts";
 
-/** Builds the Step Functions handler over a runtime (tests and local mode pass their own). */
+/**
+ * Builds the Step Functions handler over a runtime (tests and local mode pass their own): the
+ * caller is the state machine named by the payload's execution context, then `execute`
+ * settles `task.request`.
+ *
+ * @param runtime settings, stores and policy of the container (`awsRuntime`, `testRuntime`).
+ * @returns a middy handler `(event, context) => Promise<RunResult>`.
+ * @throws an error whose `name` is the SPEC §6 name (what `Retry`/`Catch` match) and whose
+ *   message is the JSON result (or `{"error": …}`): every error, `CommandFailed` for a `failed`
+ *   result with `failOnNonZeroExit` included (`stepFunctionsError`).
+ * @example
+ * const handler = createTaskHandler(runtime);
+ * const result = await handler(
+ *   { request: { host, username, command }, execution: { id: executionArn, stateMachine } },
+ *   lambdaContext,
+ * ); // result.status: "succeeded" | "failed"
+ */
 export function createTaskHandler(runtime: Runtime) {
   return compose<unknown, RunResult>(
     {
@@ -40,7 +56,14 @@ export function createTaskHandler(runtime: Runtime) {
 
 let cached: Promise<ReturnType<typeof createTaskHandler>> | undefined;
 
-/** The deployed handler: the AWS runtime from the container's configuration (functions/config). */
+/**
+ * The deployed handler: the AWS runtime from the container's configuration (functions/config),
+ * built on the first invocation and kept for the container.
+ *
+ * @param event `{ request, execution: { id, stateMachine } }` as the state machine builds it.
+ * @param context the Lambda context.
+ * @throws as {@link createTaskHandler}'s handler.
+ */
 export const handler = (event: unknown, context: Context): Promise<RunResult> => {
   cached ??= defaultRuntime().then(createTaskHandler);
   cached.catch(() => {

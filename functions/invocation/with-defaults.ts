@@ -1,3 +1,8 @@
+/** `{ ...defaults, ...opts }`: an option with a default is never `undefined`. */
+export type WithDefaults<D, O> = Omit<O, keyof D> & {
+  [K in keyof D]: K extends keyof O ? Exclude<O[K], undefined> | D[K] : D[K];
+};
+
 /**
  * middy-style options: `{ ...defaults, ...opts }`, where the `defaults` object is also the
  * list of the options a middleware knows (a misspelt option is a deploy-time error, not a
@@ -16,11 +21,11 @@ export function withDefaults<D extends object, O extends object>(
   defaults: D,
   opts: O,
   required: readonly string[] = [],
-): D & O {
+): WithDefaults<D, O> {
   for (const key of Object.keys(opts)) {
     if (!Object.hasOwn(defaults, key) && !required.includes(key)) {
       throw new TypeError(`${name}: unknown option ${key}`);
     }
   }
-  return { ...defaults, ...opts };
+  return { ...defaults, ...opts } as WithDefaults<D, O>;
 }
