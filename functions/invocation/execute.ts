@@ -40,6 +40,15 @@ export const STEPS: readonly Step[] = [
  * One invocation, from untrusted input to a §5 result: runs {@link STEPS} and settles the
  * invocation (`invocation.settle`) with the result and its error — a synthetic result for a
  * refusal before the session. Never rejects.
+ *
+ * @param invocation the invocation (its deadline, caller and audit facts).
+ * @param runtime the container's settings, stores and policy.
+ * @param input the untrusted request (the API body, the task's `request`).
+ * @param limits the entry point's limits. @default {@link API_LIMITS}
+ * @returns the settled result and the error the caller sees, if any.
+ * @example
+ * const { result, error } = await execute(invocation, runtime, body, TASK_LIMITS);
+ * if (error) throw error; // the adapter maps it (HTTP status, Step Functions name)
  */
 export async function execute(
   invocation: Invocation,
