@@ -6,7 +6,12 @@ import { describe, expect, it } from "vitest";
 import { compose } from "../../../functions/invocation/compose.ts";
 import { execute, STEPS } from "../../../functions/invocation/execute.ts";
 import type { Settled } from "../../../functions/invocation/outcome.ts";
-import { TASK_LIMITS } from "../../../functions/invocation/steps/run-context.ts";
+import {
+  RunContext,
+  runSteps,
+  TASK_LIMITS,
+} from "../../../functions/invocation/steps/run-context.ts";
+import { validate } from "../../../functions/invocation/steps/validate.ts";
 import { engineErrorOf } from "../../../lib/result.ts";
 import { fakeContext, loopbackPolicy, testRuntime } from "../support.ts";
 
@@ -62,5 +67,28 @@ describe("execute", () => {
     const { result, error } = await settle("not an object");
     expect(error).toMatchObject({ name: "ValidationError", phase: "request" });
     expect(result).toBeUndefined();
+  });
+
+  it("fails loudly on a list in the wrong order or without a last step", async () => {
+    const { runtime } = testRuntime({ policy: loopbackPolicy([22]) });
+    const input = { host: "127.0.0.1", username: "u", command: "echo hi" };
+    const handler = compose<unknown, unknown[]>(
+      { source: "task", runtime, adapter: [] },
+      async (_event, invocation) => {
+        const ctx = () => new RunContext(invocation, runtime, input, TASK_LIMITS);
+        return Promise.all(
+          [
+            // Reads `request` before `validate` filled it.
+            runSteps(ctx(), [async (c, next) => (c.request.host ? next() : next())]),
+            // Every step calls next(): nothing settles.
+            runSteps(ctx(), [validate]),
+          ].map((run) => run.catch((err: unknown) => err)),
+        );
+      },
+    );
+    const [early, open] = (await handler({}, fakeContext())) as Error[];
+    expect(early).toBeInstanceOf(TypeError);
+    expect(early?.message).toMatch(/before step validate filled it/);
+    expect(open?.message).toMatch(/the last step of the request path called next\(\)/);
   });
 });
