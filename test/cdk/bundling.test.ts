@@ -117,6 +117,15 @@ describe("handler assets (cdk/bundling.ts)", () => {
     }
   });
 
+  it("bundles the patched ssh2 (patches/ssh2+1.17.0.patch: re-key under strict KEX)", () => {
+    for (const a of engineAssets()) {
+      const chunk = readFileSync(path.join(a.dir, LAZY_CHUNK), "utf8");
+      // Minified: `{ firstPacket: false, rekey: true }` and `!this._strictMode || state.rekey`.
+      expect(chunk).toMatch(/firstPacket:!1,rekey:!0/);
+      expect(chunk).toMatch(/!this\._strictMode\|\|[\w$]+\.rekey/);
+    }
+  });
+
   it("ships the handler's source map, which the unexpected-error log reads on demand", () => {
     for (const a of engineAssets()) {
       const map = JSON.parse(readFileSync(path.join(a.dir, "index.js.map"), "utf8")) as {
