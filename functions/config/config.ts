@@ -329,7 +329,7 @@ export interface HandlerConfig {
 /** The whole configuration from the environment; throws {@link ConfigError}. */
 export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HandlerConfig {
   if (env[ENV.config]) {
-    // Local mode builds its handlers over its own runtime (functions/local/): the deployed
+    // Local mode builds its handlers over its own runtime (local/): the deployed
     // handlers never load it, so a config file here is a mistake, not a mode.
     throw new ConfigError(
       `${ENV.config} is set: it names a local-mode config file, which the deployed handlers never read; run local mode with npm start / npm run invoke, or unset it`,

@@ -1,5 +1,5 @@
-import { DEFAULT_API_TIMEOUTS, DEFAULT_TASK_TIMEOUTS } from "../../cdk/config.ts";
-import { ENV, LOCAL_ENV, settingsFromEnv } from "../config/config.ts";
+import { DEFAULT_API_TIMEOUTS, DEFAULT_TASK_TIMEOUTS } from "../cdk/config.ts";
+import { ENV, LOCAL_ENV, settingsFromEnv } from "../functions/config/config.ts";
 import { UsageError } from "./cli.ts";
 
 /** Timeouts of the deployed functions (cdk/config.ts), so local runs match them. */
