@@ -5,7 +5,7 @@
  * handler throws, prints `{ error, cause }`, writes the error name on stderr and exits 1.
  */
 import { readFileSync } from "node:fs";
-import { ENV } from "../functions/config/config.ts";
+import { ENV } from "../operations/environment.ts";
 import { toTaskEvent } from "./api-event.ts";
 import { runCli, UsageError } from "./cli.ts";
 import { lambdaContext } from "./lambda-context.ts";

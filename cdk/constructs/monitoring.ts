@@ -12,18 +12,23 @@ import type * as sns from "aws-cdk-lib/aws-sns";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import { DEFAULT_METRIC_NAMESPACE, type PHASE_TIMEOUT_ERROR } from "../../lib/names.ts";
+import { QUERIES, type QueryKey } from "../../operations/alarm-catalog.ts";
+import { AUDIT_TYPE } from "../../operations/audit-fields.ts";
+import { queryName, renderQuery } from "../../operations/queries.ts";
 import { AlarmFactory, type CatalogAlarm } from "../monitoring/alarm-factory.ts";
 import { AlarmTopics } from "../monitoring/alarm-topics.ts";
-import { AUDIT_TYPE } from "../monitoring/audit-fields.ts";
-import { QUERIES, type QueryKey } from "../monitoring/catalog.ts";
 import { MonitoringDashboard } from "../monitoring/dashboard.ts";
 import { AlarmEnrichment } from "../monitoring/enrichment.ts";
 import { HangHostsRule } from "../monitoring/hang-hosts-rule.ts";
-import { queryName, renderQuery } from "../monitoring/queries.ts";
 import type { SshFunction } from "./ssh-function.ts";
 import { DERIVED_METRIC, SshMetrics } from "./ssh-metrics.ts";
 
-export { ALARM_CATALOG, ALARM_KINDS, type AlarmKind, alarmName } from "../monitoring/catalog.ts";
+export {
+  ALARM_CATALOG,
+  ALARM_KINDS,
+  type AlarmKind,
+  alarmName,
+} from "../../operations/alarm-catalog.ts";
 
 /** Thresholds (count per evaluation period unless noted). */
 export interface MonitoringThresholds {

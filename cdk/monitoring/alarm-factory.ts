@@ -11,8 +11,8 @@ import {
   runbookFile,
   type Severity,
   severityOf,
-} from "./catalog.ts";
-import { queryName } from "./queries.ts";
+} from "../../operations/alarm-catalog.ts";
+import { queryName } from "../../operations/queries.ts";
 
 /** What an alarm watches; everything the reviewer reads comes from the catalog. */
 export interface AlarmSpec {

@@ -10,7 +10,7 @@ import * as logs from "aws-cdk-lib/aws-logs";
 import type * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import { Construct } from "constructs";
-import { ENRICHMENT_ENV } from "../../functions/config/config.ts";
+import { ENRICHMENT_ENV } from "../../operations/environment.ts";
 import { handlerBundling } from "../bundling.ts";
 import { nodejsBundling } from "../constructs/nodejs-bundling.ts";
 

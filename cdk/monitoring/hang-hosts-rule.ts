@@ -2,8 +2,8 @@ import { type Duration, Stack } from "aws-cdk-lib";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import type * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
-import { AUDIT_TYPE, AUDIT_FIELDS as F } from "./audit-fields.ts";
-import { HANG_ERRORS } from "./catalog.ts";
+import { HANG_ERRORS } from "../../operations/alarm-catalog.ts";
+import { AUDIT_TYPE, AUDIT_FIELDS as F } from "../../operations/audit-fields.ts";
 
 /** Properties of {@link HangHostsRule}. */
 export interface HangHostsRuleProps {

@@ -136,12 +136,12 @@ describe("handler assets (cdk/bundling.ts)", () => {
     }
   });
 
-  it("ships no local-mode module in any deployed asset", () => {
+  it("ships no local-mode or CDK module in any deployed asset", () => {
     // Our bundles ship a source map (CDK's own custom-resource assets do not).
     const ours = assets().filter((a) => existsSync(path.join(a.dir, "index.js.map")));
     // The enrichment and both engine handlers, at least.
     expect(ours.length).toBeGreaterThanOrEqual(3);
-    const forbidden = projectFiles("local");
+    const forbidden = ["local", "cdk"].flatMap((dir) => projectFiles(dir));
     expect(forbidden).toContain("local/server.ts");
     for (const a of ours) {
       const map = JSON.parse(readFileSync(path.join(a.dir, "index.js.map"), "utf8")) as {
@@ -149,8 +149,10 @@ describe("handler assets (cdk/bundling.ts)", () => {
       };
       const sources = map.sources.map((s) => s.split("\\").join("/"));
       expect(sources.some((s) => /(^|\/)functions\/[^/]+/.test(s))).toBe(true);
-      const shipped = sources.filter((s) =>
-        forbidden.some((file) => s === file || s.endsWith(`/${file}`)),
+      const shipped = sources.filter(
+        (s) =>
+          s.includes("node_modules/aws-cdk-lib/") ||
+          forbidden.some((file) => s === file || s.endsWith(`/${file}`)),
       );
       expect(shipped).toEqual([]);
     }

@@ -9,8 +9,8 @@ import type { RunResult } from "../../lib/types.ts";
 import { LOCAL_STATE_MACHINE } from "../../local/api-event.ts";
 import { type LocalConfig, localRuntime } from "../../local/local-config.ts";
 import { type LocalServer, startLocalServer, TOKEN_HEADER } from "../../local/server.ts";
-import { type SshdServer, startSshd } from "../helpers/sshd.ts";
 import { KEY_MARKERS, LOOPBACK_DENY } from "../functions/support.ts";
+import { type SshdServer, startSshd } from "../helpers/sshd.ts";
 
 const CALLER = "arn:aws:iam::000000000000:user/local";
 let sshd: SshdServer;
