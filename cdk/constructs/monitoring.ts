@@ -15,6 +15,7 @@ import { DEFAULT_METRIC_NAMESPACE, type PHASE_TIMEOUT_ERROR } from "../../lib/na
 import { QUERIES, type QueryKey } from "../../operations/alarm-catalog.ts";
 import { AUDIT_TYPE } from "../../operations/audit-fields.ts";
 import { queryName, renderQuery } from "../../operations/queries.ts";
+import { defaultAlarmActions, type IAlarmActionStrategy } from "../monitoring/alarm-actions.ts";
 import { AlarmFactory, type CatalogAlarm } from "../monitoring/alarm-factory.ts";
 import { AlarmTopics } from "../monitoring/alarm-topics.ts";
 import { MonitoringDashboard } from "../monitoring/dashboard.ts";
@@ -71,8 +72,14 @@ export interface MonitoringProps {
   readonly stage?: string;
   /** @default DEFAULT_METRIC_NAMESPACE */
   readonly namespace?: string;
-  /** @default a new KMS-encrypted topic */
+  /** What CloudWatch notifies (the enrichment function subscribes to it). @default a new KMS-encrypted topic */
   readonly alarmTopic?: sns.ITopic;
+  /**
+   * Routes every alarm (`cdk/monitoring/alarm-actions.ts`: `notifySns`, `bySeverity`, …).
+   * @default defaultAlarmActions(alarm topic): the composite page and the tickets notify the
+   * alarm topic on ALARM and OK; page-level alarms notify only through the composite
+   */
+  readonly alarmActions?: IAlarmActionStrategy;
   /** Where docs/runbooks is published. @default RUNBOOK_BASE_URL */
   readonly runbookBaseUrl?: string;
   /** @default Duration.minutes(5) */
@@ -123,7 +130,7 @@ export class Monitoring extends Construct {
 
     const f = new AlarmFactory(this, {
       stage,
-      topic: this.topic,
+      actions: props.alarmActions ?? defaultAlarmActions(this.topic),
       runbookBaseUrl: props.runbookBaseUrl ?? RUNBOOK_BASE_URL,
       dashboardName,
     });
