@@ -23,11 +23,22 @@ export interface FleetStateProps {
  * (Powertools' DynamoDB persistence layer: key `id`, TTL `expiration`) and the per-host
  * breaker table (key `host` = `host:port`, TTL `expiresAt`). Both pay per request, with TTL,
  * point-in-time recovery off (their items are minutes to a day old by design).
+ *
+ * @example
+ * const state = new FleetState(this, "FleetState", {
+ *   functions: [apiFunction.function, taskFunction.function],
+ *   breakerThreshold: 3,
+ * });
  */
 export class FleetState extends Construct {
   readonly idempotencyTable: dynamodb.Table;
   readonly breakerTable: dynamodb.Table;
 
+  /**
+   * @param scope the parent construct (the stack).
+   * @param id the construct id; logical ids derive from it.
+   * @param props the functions that read and write both tables, TTLs and breaker settings.
+   */
   constructor(scope: Construct, id: string, props: FleetStateProps) {
     super(scope, id);
     this.idempotencyTable = new dynamodb.Table(this, "Idempotency", {

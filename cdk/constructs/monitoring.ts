@@ -99,7 +99,21 @@ export const RUNBOOK_BASE_URL =
  */
 export const HARD_TIMEOUT_MARGIN_MS = 10;
 
-/** SPEC §8: alarms, topics, saved queries, the hang-hosts rule, a dashboard and enrichment. */
+/**
+ * SPEC §8: alarms, topics, saved queries, the hang-hosts rule, a dashboard and enrichment.
+ *
+ * @example
+ * const monitoring = new Monitoring(this, "Monitoring", {
+ *   apiFunction,
+ *   taskFunction,
+ *   singleHost: workflows.singleHost,
+ *   fleet: workflows.fleet,
+ *   workflowLogGroups: [workflows.singleHostLogs, workflows.fleetLogs],
+ *   stage: "prod",
+ *   // Route pages and tickets to different topics (cdk/monitoring/alarm-actions.ts).
+ *   alarmActions: bySeverity({ page: notifySns(pageTopic, pageTopic), ticket: notifySns(ticketTopic) }),
+ * });
+ */
 export class Monitoring extends Construct {
   readonly stage: string;
   readonly topic: sns.ITopic;
@@ -110,6 +124,11 @@ export class Monitoring extends Construct {
   readonly hangRule: HangHostsRule;
   readonly enrichment: AlarmEnrichment;
 
+  /**
+   * @param scope the parent construct (the stack).
+   * @param id the construct id; logical ids derive from it.
+   * @param props what it watches, the stage, thresholds, topic and alarm routing.
+   */
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
     const t = props.thresholds ?? {};
@@ -263,7 +282,7 @@ export class Monitoring extends Construct {
       metrics: m,
       apiFunction: props.apiFunction,
       taskFunction: props.taskFunction,
-      stateMachines: [props.singleHost, props.fleet],
+      stateMachines: { SingleHost: props.singleHost, Fleet: props.fleet },
       api: props.api,
       hangRuleName: this.hangRule.ruleName,
       alarms: [this.page, ...this.alarms.map((a) => a.alarm)],
