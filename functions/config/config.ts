@@ -7,6 +7,7 @@ import {
   METRICS_MODES,
   type MetricsMode,
 } from "../../operations/environment.ts";
+import { DEFAULT_BREAKER, DEFAULT_IDEMPOTENCY_TTL_SECONDS } from "../../operations/fleet-state.ts";
 import type { PolicyDocument } from "../policy/policy.ts";
 import type { ExpectedApi } from "../request/callers.ts";
 
@@ -283,15 +284,27 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HandlerConf
     idempotency: idempotencyTable
       ? {
           table: idempotencyTable,
-          ttlSeconds: positiveInteger(env, ENV.idempotencyTtlSeconds, 86_400),
+          ttlSeconds: positiveInteger(
+            env,
+            ENV.idempotencyTtlSeconds,
+            DEFAULT_IDEMPOTENCY_TTL_SECONDS,
+          ),
         }
       : undefined,
     breaker: breakerTable
       ? {
           table: breakerTable,
-          threshold: positiveInteger(env, ENV.breakerThreshold, 3),
-          windowSeconds: positiveInteger(env, ENV.breakerWindowSeconds, 600),
-          quarantineSeconds: positiveInteger(env, ENV.breakerQuarantineSeconds, 900),
+          threshold: positiveInteger(env, ENV.breakerThreshold, DEFAULT_BREAKER.threshold),
+          windowSeconds: positiveInteger(
+            env,
+            ENV.breakerWindowSeconds,
+            DEFAULT_BREAKER.windowSeconds,
+          ),
+          quarantineSeconds: positiveInteger(
+            env,
+            ENV.breakerQuarantineSeconds,
+            DEFAULT_BREAKER.quarantineSeconds,
+          ),
         }
       : undefined,
     metrics,
