@@ -77,6 +77,27 @@ export class FleetWorkflow extends Construct {
     // ResultWriterV2 renders only with this flag; set here so the construct works in any app.
     this.node.setContext("@aws-cdk/aws-stepfunctions:useDistributedMapResultWriterV2", true);
 
+    const definition = this.inputDefaults(ceiling, props).next(this.hostsSource(props));
+
+    // "Default": the construct is transparent to logical ids (`<parent><id>`), so the state
+    // machine and its DistributedMapPolicy kept their ids when they moved out of the one
+    // construct that held both workflows.
+    this.stateMachine = new sfn.StateMachine(this, "Default", {
+      stateMachineName: props.stateMachineName,
+      comment: "bounded-ssh: one command on many hosts (Distributed Map)",
+      role: props.role,
+      definitionBody: sfn.DefinitionBody.fromChainable(definition),
+      timeout: props.timeout ?? Duration.hours(6),
+      tracingEnabled: true,
+      logs: { destination: props.logGroup, level: sfn.LogLevel.ERROR, includeExecutionData: false },
+    });
+  }
+
+  /**
+   * The input's defaults (`maxConcurrency`, `toleratedFailurePercentage`), then the ceiling on
+   * `maxConcurrency`: a chain whose end continues to the hosts.
+   */
+  private inputDefaults(ceiling: number, props: FleetWorkflowProps): sfn.Chain {
     // Parameters rather than Result + ResultPath: aws-local-stepfunctions 3 builds a circular
     // object for the latter, and both render the same input on AWS.
     const defaults = new sfn.Pass(this, "Defaults", {
@@ -111,7 +132,11 @@ export class FleetWorkflow extends Construct {
         clamp,
       )
       .afterwards({ includeOtherwise: true });
+    return defaults.next(applyDefaults).next(checkConcurrency);
+  }
 
+  /** Where the hosts come from: inline `hosts` (results and summary) or `hostsKey` in S3. */
+  private hostsSource(props: FleetWorkflowProps): sfn.Choice {
     const mapOptions = {
       maxConcurrencyPath: "$.maxConcurrency",
       toleratedFailurePercentagePath: "$.toleratedFailurePercentage",
@@ -175,21 +200,7 @@ export class FleetWorkflow extends Construct {
       )
       .when(sfn.Condition.isPresent("$.hostsKey"), badKey)
       .otherwise(inline.next(group).next(summarize));
-    const definition = defaults.next(applyDefaults).next(checkConcurrency);
-    checkConcurrency.next(source);
-
-    // "Default": the construct is transparent to logical ids (`<parent><id>`), so the state
-    // machine and its DistributedMapPolicy kept their ids when they moved out of the one
-    // construct that held both workflows.
-    this.stateMachine = new sfn.StateMachine(this, "Default", {
-      stateMachineName: props.stateMachineName,
-      comment: "bounded-ssh: one command on many hosts (Distributed Map)",
-      role: props.role,
-      definitionBody: sfn.DefinitionBody.fromChainable(definition),
-      timeout: props.timeout ?? Duration.hours(6),
-      tracingEnabled: true,
-      logs: { destination: props.logGroup, level: sfn.LogLevel.ERROR, includeExecutionData: false },
-    });
+    return source;
   }
 
   /** One host of a fleet: run, then record a compact outcome whatever happened. */
