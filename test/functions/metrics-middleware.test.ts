@@ -3,7 +3,6 @@ import { monitorEventLoopDelay } from "node:perf_hooks";
 import middy from "@middy/core";
 import type { Context } from "aws-lambda";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { ENV } from "../../functions/config/config.ts";
 import {
   createInvocation,
   RESPONSE_SAFETY_MS,
@@ -22,6 +21,7 @@ import {
 } from "../../functions/metrics/publisher.ts";
 import { ValidationError } from "../../lib/errors.ts";
 import type { MetricDatum } from "../../lib/metrics.ts";
+import { ENV } from "../../operations/environment.ts";
 import { FakeCloudWatch } from "./metrics-cloudwatch-server.ts";
 import { bannerTimeoutResult, succeededResult } from "./metrics-fixtures.ts";
 
