@@ -160,7 +160,9 @@ export async function execute(
     } catch (err) {
       throw new InternalError("the policy could not be loaded", { phase: "policy", cause: err });
     }
-    const authorization = policy.authorize(invocation.caller, run);
+    const authorization = policy.authorize(invocation.caller, run, {
+      deadlineAt: performance.now() + invocation.sessionRemaining(),
+    });
     facts.command = authorization.command;
     facts.template = authorization.template;
     facts.rules = authorization.rules;
