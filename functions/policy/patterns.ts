@@ -22,6 +22,8 @@ import { RE2JS } from "re2js";
 export interface LinearPattern {
   /** The pattern as written in the policy. */
   readonly source: string;
+  /** Instructions in the compiled program: one match costs at most input length × size steps. */
+  readonly size: number;
   /**
    * True when the whole of `input` matches (the pattern is anchored at both ends). Throws
    * {@link PatternDeadline} once `performance.now()` passes `deadlineAt`.
@@ -399,14 +401,40 @@ interface Prog {
   start: number;
 }
 
+/** A program laid out flat for the VM: opcode, `out` and `arg` of each instruction. */
+interface Flat {
+  insts: Inst[];
+  op: Uint8Array;
+  out: Int32Array;
+  arg: Int32Array;
+  start: number;
+}
+
+function flatten(prog: Prog): Flat {
+  const n = prog.inst.length;
+  const flat: Flat = {
+    insts: prog.inst,
+    op: new Uint8Array(n),
+    out: new Int32Array(n),
+    arg: new Int32Array(n),
+    start: prog.start,
+  };
+  prog.inst.forEach((inst, pc) => {
+    flat.op[pc] = inst.op;
+    flat.out[pc] = inst.out;
+    flat.arg[pc] = inst.arg;
+  });
+  return flat;
+}
+
 /**
  * Largest program (RE2 instructions) a pattern may compile to. A match costs at most
  * input length × program size steps: with 16 KiB commands this bounds one match (measured in
  * docs/security.md, "Policy patterns"), and the deadline bounds the sum.
  */
-export const MAX_PROGRAM = 2000;
+export const MAX_PROGRAM = 1000;
 /** Steps between deadline checks (a check is one `performance.now()`). */
-const CHECK_EVERY = 1024;
+const CHECK_EVERY = 4096;
 
 /** A match stopped because the invocation's deadline passed. */
 export class PatternDeadline extends Error {
@@ -434,8 +462,8 @@ function context(before: number, after: number): number {
  * the clock every {@link CHECK_EVERY} steps and throws {@link PatternDeadline} past
  * `deadlineAt` (a `performance.now()` time): a match never outlives the invocation.
  */
-function fullMatch(prog: Prog, input: string, deadlineAt: number | undefined): boolean {
-  const insts = prog.inst;
+function fullMatch(prog: Flat, input: string, deadlineAt: number | undefined): boolean {
+  const { insts, op, out, arg } = prog;
   const size = insts.length;
   const seen = new Uint32Array(size);
   const stack = new Int32Array(size);
@@ -462,21 +490,20 @@ function fullMatch(prog: Prog, input: string, deadlineAt: number | undefined): b
     }
     while (sp > 0) {
       const pc = stack[--sp]!;
-      const inst = insts[pc]!;
       let a = -1;
       let b = -1;
-      switch (inst.op) {
+      switch (op[pc]) {
         case OP.ALT:
         case OP.ALT_MATCH:
-          a = inst.out;
-          b = inst.arg;
+          a = out[pc]!;
+          b = arg[pc]!;
           break;
         case OP.NOP:
         case OP.CAPTURE:
-          a = inst.out;
+          a = out[pc]!;
           break;
         case OP.EMPTY_WIDTH:
-          if ((inst.arg & ~flag) === 0) a = inst.out;
+          if ((arg[pc]! & ~flag) === 0) a = out[pc]!;
           break;
         case OP.MATCH:
           if (rune < 0) return true;
@@ -498,13 +525,16 @@ function fullMatch(prog: Prog, input: string, deadlineAt: number | undefined): b
     if (rune < 0 || runeCount === 0) return false;
     let nextCount = 0;
     for (let k = 0; k < runeCount; k++) {
-      const inst = insts[runes[k]!]!;
+      const pc = runes[k]!;
+      const code = op[pc];
       const ok =
-        inst.op === OP.RUNE_ANY ||
-        (inst.op === OP.RUNE_ANY_NOT_NL ? rune !== 0x0a : inst.matchRune(rune));
-      if (ok) next[nextCount++] = inst.out;
+        code === OP.RUNE_ANY ||
+        (code === OP.RUNE_ANY_NOT_NL ? rune !== 0x0a : insts[pc]!.matchRune(rune));
+      if (ok) next[nextCount++] = out[pc]!;
     }
-    [pending, next] = [next, pending];
+    const swap = pending;
+    pending = next;
+    next = swap;
     pendingCount = nextCount;
     before = rune;
     steps += size;
@@ -518,9 +548,9 @@ function fullMatch(prog: Prog, input: string, deadlineAt: number | undefined): b
 }
 
 function linear(source: string, re2Source: string): LinearPattern {
-  let prog: Prog;
+  let prog: Flat;
   try {
-    prog = RE2JS.compile(re2Source).re2().prog as Prog;
+    prog = flatten(RE2JS.compile(re2Source).re2().prog as Prog);
   } catch (err) {
     const detail = (err as Error).message.replace(/^error parsing regexp: /, "");
     throw new PatternError(
@@ -529,12 +559,16 @@ function linear(source: string, re2Source: string): LinearPattern {
         : `cannot run in the linear engine (${detail}); simplify it`,
     );
   }
-  if (prog.inst.length > MAX_PROGRAM) {
+  if (prog.insts.length > MAX_PROGRAM) {
     throw new PatternError(
-      `compiles to ${prog.inst.length} instructions, more than the ${MAX_PROGRAM} that keep one match of a 16 KiB command bounded; use + or * instead of large counted repeats {n,m}, or split it into several patterns`,
+      `compiles to ${prog.insts.length} instructions, more than the ${MAX_PROGRAM} that keep one match of a 16 KiB command bounded; use + or * instead of large counted repeats {n,m}, or split it into several patterns`,
     );
   }
-  return { source, test: (input, deadlineAt) => fullMatch(prog, input, deadlineAt) };
+  return {
+    source,
+    size: prog.insts.length,
+    test: (input, deadlineAt) => fullMatch(prog, input, deadlineAt),
+  };
 }
 
 /**
