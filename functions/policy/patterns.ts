@@ -2,21 +2,19 @@
  * Policy patterns in linear time. Command patterns, template parameter patterns and the globs
  * of a rule run on caller input; JavaScript's `RegExp` backtracks, so an ordinary pattern such
  * as `[a-z0-9]+(-?[a-z0-9]+)*` takes seconds on a 26-byte value (SPEC §3: every wait ends with
- * the deadline). Here every pattern is translated, when the policy is loaded, into the syntax of
- * RE2 and run by `re2js` (a pure-JavaScript port of RE2: time linear in the input, no
- * backtracking, nothing native or WebAssembly for the Lambda bundle to carry; the measurements
- * behind the choice are in docs/security.md, "Policy patterns").
+ * the deadline). Here every pattern is parsed when the policy loads, compiled to a Thompson
+ * automaton (RE2's construction) and run by a Pike VM: every thread advanced in lockstep, one
+ * code unit at a time, so a match costs at most input length × program size steps, whatever
+ * the pattern and the input. The VM reads the clock as it goes and stops at the invocation's
+ * deadline. Why this and not a library (re2js, re2-wasm): docs/security.md, "Policy patterns".
  *
  * The meaning is exactly JavaScript's `RegExp` without flags (Annex B syntax, no `u`): the
- * translation spells every character set out (`.`, `\s`, `\w`, `\d`, classes) as the UTF-16
- * code units `RegExp` matches, and the input's surrogate code units are mapped one-to-one to
- * code points RE2 sees as single characters, so a character outside the BMP is two characters
- * here as it is in `RegExp`. A construct RE2 cannot run in linear time (backreferences,
- * lookahead, lookbehind) or whose meaning would be a guess (an escape of a letter that is no
- * escape, inline modifiers) is refused when the policy loads, by {@link PatternError}: never
- * at request time, never by falling back to `RegExp`.
+ * input is matched as UTF-16 code units, and `.`, `\s`, `\w`, `\d`, `\b` and classes are the
+ * sets `RegExp` uses. A construct that cannot run in linear time (backreferences, lookahead,
+ * lookbehind) or whose meaning would be a guess (an escape of a letter that is no escape,
+ * inline modifiers) is refused when the policy loads, by {@link PatternError}: never at request
+ * time, never by falling back to `RegExp`.
  */
-import { RE2JS } from "re2js";
 
 /** A compiled pattern: `test` is a full match, in time linear in the input. */
 export interface LinearPattern {
@@ -36,14 +34,37 @@ export class PatternError extends Error {
   override name = "PatternError";
 }
 
+/** A match stopped because the invocation's deadline passed. */
+export class PatternDeadline extends Error {
+  override name = "PatternDeadline";
+}
+
+/**
+ * Largest program (instructions) a pattern may compile to. A match costs at most input
+ * length × program size steps: with 16 KiB commands this bounds one match (measured in
+ * docs/security.md, "Policy patterns"); the deadline bounds the sum.
+ */
+export const MAX_PROGRAM = 1000;
+/** Largest repeat count (RE2's); a larger one is refused with a clear message. */
+const MAX_REPEAT = 1000;
+/** Steps between deadline checks (a check is one `performance.now()`). */
+const CHECK_EVERY = 4096;
+
 /** Sorted, disjoint, inclusive ranges of UTF-16 code units (0–0xFFFF). */
 type Ranges = Array<readonly [number, number]>;
 
+/** Empty-width conditions an assertion needs (bits, as RE2's). */
+const EMPTY = { BEGIN_TEXT: 1, END_TEXT: 2, WORD: 4, NOT_WORD: 8 };
+
+/** A parsed pattern. `repeat.max` is -1 for no upper bound. */
+type Node =
+  | { kind: "set"; ranges: Ranges }
+  | { kind: "cat"; of: Node[] }
+  | { kind: "alt"; of: Node[] }
+  | { kind: "repeat"; of: Node; min: number; max: number }
+  | { kind: "assert"; when: number };
+
 const MAX_UNIT = 0xffff;
-const SURROGATE_FIRST = 0xd800;
-const SURROGATE_LAST = 0xdfff;
-/** Where surrogate code units go for RE2: Supplementary Private Use Area-A, one-to-one. */
-const SURROGATE_BASE = 0xf0000;
 
 function normalize(ranges: Ranges): Ranges {
   const sorted = [...ranges].sort((a, b) => a[0] - b[0]);
@@ -106,45 +127,16 @@ const CLASS_ESCAPES: Record<string, Ranges> = {
 };
 const CONTROL_ESCAPES: Record<string, number> = { t: 9, n: 10, v: 11, f: 12, r: 13 };
 
-/** The code point RE2 sees for a code unit: surrogates moved, everything else itself. */
-function mapped(unit: number): number {
-  return unit >= SURROGATE_FIRST && unit <= SURROGATE_LAST
-    ? SURROGATE_BASE + (unit - SURROGATE_FIRST)
-    : unit;
-}
-
-const cp = (n: number) => `\\x{${n.toString(16)}}`;
-
-/** An RE2 character class matching exactly the code units in `ranges`. */
-function emitSet(ranges: Ranges): string {
-  const parts: string[] = [];
-  for (const [lo, hi] of normalize(ranges)) {
-    // Split around the surrogates, which move to their own block.
-    const pieces: Array<[number, number]> = [];
-    if (lo < SURROGATE_FIRST) pieces.push([lo, Math.min(hi, SURROGATE_FIRST - 1)]);
-    if (hi >= SURROGATE_FIRST && lo <= SURROGATE_LAST) {
-      pieces.push([mapped(Math.max(lo, SURROGATE_FIRST)), mapped(Math.min(hi, SURROGATE_LAST))]);
-    }
-    if (hi > SURROGATE_LAST) pieces.push([Math.max(lo, SURROGATE_LAST + 1), hi]);
-    for (const [a, b] of pieces) parts.push(a === b ? cp(a) : `${cp(a)}-${cp(b)}`);
-  }
-  // An empty set (`[]` in RegExp) matches nothing.
-  return parts.length === 0 ? "[^\\x{0}-\\x{10ffff}]" : `[${parts.join("")}]`;
-}
-
 const isDigit = (c: string | undefined) => c !== undefined && c >= "0" && c <= "9";
 const isHex = (text: string) => /^[0-9A-Fa-f]+$/.test(text);
 const isLetter = (c: string | undefined) => c !== undefined && /^[A-Za-z]$/.test(c);
 const isAlnum = (c: string | undefined) => c !== undefined && /^[A-Za-z0-9]$/.test(c);
 
-/** RE2's largest repeat count; larger ones are refused with a clear message. */
-const MAX_REPEAT = 1000;
-
 /**
- * Translates a `RegExp` source (no flags) to RE2 syntax with the same meaning over the mapped
- * input, or throws {@link PatternError}. The source must already be a valid `RegExp`.
+ * Parses a `RegExp` source (no flags, Annex B syntax) into a {@link Node} tree with the same
+ * meaning, or throws {@link PatternError}. The source must already be a valid `RegExp`.
  */
-class Translator {
+class Parser {
   #pos = 0;
   readonly #src: string;
 
@@ -152,7 +144,7 @@ class Translator {
     this.#src = src;
   }
 
-  translate(): string {
+  parse(): Node {
     const out = this.#disjunction();
     if (this.#pos < this.#src.length) {
       // Only an unbalanced `)` stops a valid disjunction early; RegExp refused that already.
@@ -165,52 +157,55 @@ class Translator {
     return this.#src[this.#pos + offset];
   }
 
-  #disjunction(): string {
+  #disjunction(): Node {
     const alternatives = [this.#alternative()];
     while (this.#peek() === "|") {
       this.#pos++;
       alternatives.push(this.#alternative());
     }
-    return alternatives.join("|");
+    return alternatives.length === 1 ? alternatives[0]! : { kind: "alt", of: alternatives };
   }
 
-  #alternative(): string {
-    let out = "";
+  #alternative(): Node {
+    const terms: Node[] = [];
     while (this.#pos < this.#src.length && this.#peek() !== "|" && this.#peek() !== ")") {
-      out += this.#term();
+      terms.push(this.#term());
     }
-    return out;
+    return terms.length === 1 ? terms[0]! : { kind: "cat", of: terms };
   }
 
-  #term(): string {
+  #term(): Node {
     const c = this.#peek()!;
     if (c === "^" || c === "$") {
+      // No multiline: the start and the end of the input.
       this.#pos++;
-      return c === "^" ? "\\A" : "\\z";
+      return { kind: "assert", when: c === "^" ? EMPTY.BEGIN_TEXT : EMPTY.END_TEXT };
     }
     if (c === "\\" && (this.#peek(1) === "b" || this.#peek(1) === "B")) {
-      // Word boundaries: ASCII word characters in both engines.
+      // Word boundaries: ASCII word characters, as RegExp without the u and i flags.
       this.#pos += 2;
-      return `\\${this.#src[this.#pos - 1]}`;
+      return {
+        kind: "assert",
+        when: this.#src[this.#pos - 1] === "b" ? EMPTY.WORD : EMPTY.NOT_WORD,
+      };
     }
-    const atom = this.#atom();
-    return atom + this.#quantifier();
+    return this.#quantifier(this.#atom());
   }
 
-  #atom(): string {
+  #atom(): Node {
     const c = this.#peek()!;
     if (c === "(") return this.#group();
-    if (c === "[") return emitSet(this.#class());
+    if (c === "[") return { kind: "set", ranges: this.#class() };
     if (c === ".") {
       this.#pos++;
-      return emitSet(DOT);
+      return { kind: "set", ranges: DOT };
     }
-    if (c === "\\") return emitSet(this.#escape(false));
+    if (c === "\\") return { kind: "set", ranges: this.#escape(false) };
     this.#pos++;
-    return emitSet(one(c.charCodeAt(0)));
+    return { kind: "set", ranges: one(c.charCodeAt(0)) };
   }
 
-  #group(): string {
+  #group(): Node {
     this.#pos++; // (
     if (this.#peek() === "?") {
       const next = this.#peek(1);
@@ -238,20 +233,21 @@ class Translator {
     }
     const inner = this.#disjunction();
     this.#pos++; // )
-    return `(?:${inner})`;
+    return inner;
   }
 
-  #quantifier(): string {
+  #quantifier(atom: Node): Node {
     const c = this.#peek();
-    let out: string;
+    let min: number;
+    let max: number;
     if (c === "*" || c === "+" || c === "?") {
       this.#pos++;
-      out = c;
+      [min, max] = c === "*" ? [0, -1] : c === "+" ? [1, -1] : [0, 1];
     } else if (c === "{") {
       const m = /^\{(\d+)(,(\d*))?\}/.exec(this.#src.slice(this.#pos));
-      if (!m) return ""; // Annex B: a `{` that opens no quantifier is itself (an atom next).
-      const [text, min, comma, max] = m;
-      for (const n of [min, max]) {
+      if (!m) return atom; // Annex B: a `{` that opens no quantifier is itself (an atom next).
+      const [text, low, comma, high] = m;
+      for (const n of [low, high]) {
         if (n && Number(n) > MAX_REPEAT) {
           throw new PatternError(
             `repeats ${text} times: the linear engine allows counts up to ${MAX_REPEAT}; use + or * with a maxLength, or a smaller count`,
@@ -259,13 +255,14 @@ class Translator {
         }
       }
       this.#pos += text.length;
-      out = `{${Number(min)}${comma ? `,${max ? Number(max) : ""}` : ""}}`;
+      min = Number(low);
+      max = comma ? (high ? Number(high) : -1) : min;
     } else {
-      return "";
+      return atom;
     }
     // Lazy or greedy gives the same answer to "does the whole input match".
     if (this.#peek() === "?") this.#pos++;
-    return out;
+    return { kind: "repeat", of: atom, min, max };
   }
 
   /** A character class `[…]` as code-unit ranges (negation applied). */
@@ -372,115 +369,122 @@ class Translator {
   }
 }
 
-/** RE2's instruction opcodes (re2js `Inst`); the tests pin them against re2js's own matcher. */
-const OP = {
-  ALT: 1,
-  ALT_MATCH: 2,
-  CAPTURE: 3,
-  EMPTY_WIDTH: 4,
-  FAIL: 5,
-  MATCH: 6,
-  NOP: 7,
-  RUNE: 8,
-  RUNE1: 9,
-  RUNE_ANY: 10,
-  RUNE_ANY_NOT_NL: 11,
-} as const;
-/** RE2's empty-width conditions (re2js `Utils.EMPTY_*`). */
-const EMPTY = { BEGIN_LINE: 1, END_LINE: 2, BEGIN_TEXT: 4, END_TEXT: 8, WORD: 16, NOT_WORD: 32 };
+/** Instruction kinds of a program. */
+const OP = { MATCH: 0, SET: 1, SPLIT: 2, ASSERT: 3 } as const;
 
-/** One compiled RE2 instruction, as re2js's program holds it. */
-interface Inst {
-  op: number;
-  out: number;
-  arg: number;
-  matchRune(rune: number): boolean;
-}
-interface Prog {
-  inst: Inst[];
+/**
+ * A compiled program: instruction `pc` has kind `op[pc]`, continues at `out[pc]` (and, for a
+ * split, also at `arg[pc]`); an assertion needs the conditions `arg[pc]`; a set matches the
+ * code units in `ranges[pc]` (flat lo, hi pairs).
+ */
+interface Program {
+  op: number[];
+  out: number[];
+  arg: number[];
+  ranges: Int32Array[];
   start: number;
-}
-
-/** A program laid out flat for the VM: opcode, `out` and `arg` of each instruction. */
-interface Flat {
-  insts: Inst[];
-  op: Uint8Array;
-  out: Int32Array;
-  arg: Int32Array;
-  start: number;
-}
-
-function flatten(prog: Prog): Flat {
-  const n = prog.inst.length;
-  const flat: Flat = {
-    insts: prog.inst,
-    op: new Uint8Array(n),
-    out: new Int32Array(n),
-    arg: new Int32Array(n),
-    start: prog.start,
-  };
-  prog.inst.forEach((inst, pc) => {
-    flat.op[pc] = inst.op;
-    flat.out[pc] = inst.out;
-    flat.arg[pc] = inst.arg;
-  });
-  return flat;
 }
 
 /**
- * Largest program (RE2 instructions) a pattern may compile to. A match costs at most
- * input length × program size steps: with 16 KiB commands this bounds one match (measured in
- * docs/security.md, "Policy patterns"), and the deadline bounds the sum.
+ * Thompson's construction, built backwards: each node is compiled with the instruction to go
+ * to once it has matched, and returns its entry. A counted repeat is its node copied (as RE2
+ * does), so the size check runs as instructions are added.
  */
-export const MAX_PROGRAM = 1000;
-/** Steps between deadline checks (a check is one `performance.now()`). */
-const CHECK_EVERY = 4096;
-
-/** A match stopped because the invocation's deadline passed. */
-export class PatternDeadline extends Error {
-  override name = "PatternDeadline";
+function compile(root: Node): Program {
+  const prog: Program = { op: [], out: [], arg: [], ranges: [], start: 0 };
+  const add = (op: number, out: number, arg = 0, ranges = NO_RANGES): number => {
+    if (prog.op.length >= MAX_PROGRAM) {
+      throw new PatternError(
+        `compiles to more than ${MAX_PROGRAM} instructions, the most that keep one match of a 16 KiB command bounded; use + or * instead of large counted repeats {n,m} (counted repeats are copied), or split it into several patterns`,
+      );
+    }
+    prog.op.push(op);
+    prog.out.push(out);
+    prog.arg.push(arg);
+    prog.ranges.push(ranges);
+    return prog.op.length - 1;
+  };
+  const node = (n: Node, next: number): number => {
+    switch (n.kind) {
+      case "set":
+        return add(OP.SET, next, 0, Int32Array.from(normalize(n.ranges).flat()));
+      case "assert":
+        return add(OP.ASSERT, next, n.when);
+      case "cat":
+        return n.of.reduceRight((after, part) => node(part, after), next);
+      case "alt": {
+        const entries = n.of.map((part) => node(part, next));
+        return entries.reduceRight((rest, entry) => add(OP.SPLIT, entry, rest));
+      }
+      case "repeat": {
+        let tail = next;
+        if (n.max < 0) {
+          // A loop: the split goes into the body or on; the body comes back to the split.
+          const loop = add(OP.SPLIT, -1, next);
+          prog.out[loop] = node(n.of, loop);
+          tail = loop;
+        } else {
+          for (let k = n.min; k < n.max; k++) tail = add(OP.SPLIT, node(n.of, tail), next);
+        }
+        for (let k = 0; k < n.min; k++) tail = node(n.of, tail);
+        return tail;
+      }
+    }
+  };
+  prog.start = node(root, add(OP.MATCH, -1));
+  return prog;
 }
+const NO_RANGES = new Int32Array(0);
 
-const isWord = (r: number) =>
-  (r >= 0x30 && r <= 0x39) || (r >= 0x41 && r <= 0x5a) || r === 0x5f || (r >= 0x61 && r <= 0x7a);
+const isWord = (u: number) =>
+  (u >= 0x30 && u <= 0x39) || (u >= 0x41 && u <= 0x5a) || u === 0x5f || (u >= 0x61 && u <= 0x7a);
 
-/** The empty-width conditions true between runes `before` and `after` (-1 at either end). */
-function context(before: number, after: number): number {
-  let flag = 0;
-  if (before < 0) flag |= EMPTY.BEGIN_TEXT | EMPTY.BEGIN_LINE;
-  if (before === 0x0a) flag |= EMPTY.BEGIN_LINE;
-  if (after < 0) flag |= EMPTY.END_TEXT | EMPTY.END_LINE;
-  if (after === 0x0a) flag |= EMPTY.END_LINE;
-  flag |= isWord(before) !== isWord(after) ? EMPTY.WORD : EMPTY.NOT_WORD;
+/** The conditions true between code units `before` and `after` (-1 at either end). */
+function conditions(before: number, after: number): number {
+  let flag = isWord(before) !== isWord(after) ? EMPTY.WORD : EMPTY.NOT_WORD;
+  if (before < 0) flag |= EMPTY.BEGIN_TEXT;
+  if (after < 0) flag |= EMPTY.END_TEXT;
   return flag;
 }
 
+function inSet(ranges: Int32Array, unit: number): boolean {
+  let lo = 0;
+  let hi = ranges.length >> 1;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (unit < ranges[2 * mid]!) hi = mid;
+    else if (unit > ranges[2 * mid + 1]!) lo = mid + 1;
+    else return true;
+  }
+  return false;
+}
+
 /**
- * Runs a program over `input` for a full match: a Pike VM (Thompson's simulation), every
- * thread advanced in lockstep one code unit at a time, each instruction visited at most once
- * per position, so time ≤ input length × program size and memory ≤ program size. It checks
- * the clock every {@link CHECK_EVERY} steps and throws {@link PatternDeadline} past
- * `deadlineAt` (a `performance.now()` time): a match never outlives the invocation.
+ * Runs a program over `input` for a full match: a Pike VM (Thompson's simulation). All threads
+ * advance in lockstep one code unit at a time and each instruction is visited at most once per
+ * position, so time ≤ input length × program size and memory ≤ program size. It reads the clock
+ * every {@link CHECK_EVERY} steps and throws {@link PatternDeadline} past `deadlineAt` (a
+ * `performance.now()` time): a match never outlives the invocation.
  */
-function fullMatch(prog: Flat, input: string, deadlineAt: number | undefined): boolean {
-  const { insts, op, out, arg } = prog;
-  const size = insts.length;
+function fullMatch(prog: Program, input: string, deadlineAt: number | undefined): boolean {
+  const { op, out, arg, ranges } = prog;
+  const size = op.length;
   const seen = new Uint32Array(size);
   const stack = new Int32Array(size);
+  const sets = new Int32Array(size);
   let pending = new Int32Array(size);
   let next = new Int32Array(size);
-  const runes = new Int32Array(size);
   let pendingCount = 1;
   pending[0] = prog.start;
   let generation = 0;
   let steps = 0;
   let before = -1;
   for (let i = 0; ; i++) {
-    const rune = i < input.length ? mapped(input.charCodeAt(i)) : -1;
-    const flag = context(before, rune);
+    const unit = i < input.length ? input.charCodeAt(i) : -1;
+    const flag = conditions(before, unit);
     generation++;
     let sp = 0;
-    let runeCount = 0;
+    let setCount = 0;
     for (let k = 0; k < pendingCount; k++) {
       const pc = pending[k]!;
       if (seen[pc] !== generation) {
@@ -488,30 +492,25 @@ function fullMatch(prog: Flat, input: string, deadlineAt: number | undefined): b
         stack[sp++] = pc;
       }
     }
+    // Follow splits and assertions to the instructions that read a code unit.
     while (sp > 0) {
       const pc = stack[--sp]!;
       let a = -1;
       let b = -1;
       switch (op[pc]) {
-        case OP.ALT:
-        case OP.ALT_MATCH:
+        case OP.SET:
+          sets[setCount++] = pc;
+          break;
+        case OP.SPLIT:
           a = out[pc]!;
           b = arg[pc]!;
           break;
-        case OP.NOP:
-        case OP.CAPTURE:
-          a = out[pc]!;
-          break;
-        case OP.EMPTY_WIDTH:
-          if ((arg[pc]! & ~flag) === 0) a = out[pc]!;
+        case OP.ASSERT:
+          if ((arg[pc]! & flag) === arg[pc]) a = out[pc]!;
           break;
         case OP.MATCH:
-          if (rune < 0) return true;
+          if (unit < 0) return true;
           break;
-        case OP.FAIL:
-          break;
-        default:
-          runes[runeCount++] = pc;
       }
       if (a >= 0 && seen[a] !== generation) {
         seen[a] = generation;
@@ -522,21 +521,17 @@ function fullMatch(prog: Flat, input: string, deadlineAt: number | undefined): b
         stack[sp++] = b;
       }
     }
-    if (rune < 0 || runeCount === 0) return false;
+    if (unit < 0 || setCount === 0) return false;
     let nextCount = 0;
-    for (let k = 0; k < runeCount; k++) {
-      const pc = runes[k]!;
-      const code = op[pc];
-      const ok =
-        code === OP.RUNE_ANY ||
-        (code === OP.RUNE_ANY_NOT_NL ? rune !== 0x0a : insts[pc]!.matchRune(rune));
-      if (ok) next[nextCount++] = out[pc]!;
+    for (let k = 0; k < setCount; k++) {
+      const pc = sets[k]!;
+      if (inSet(ranges[pc]!, unit)) next[nextCount++] = out[pc]!;
     }
     const swap = pending;
     pending = next;
     next = swap;
     pendingCount = nextCount;
-    before = rune;
+    before = unit;
     steps += size;
     if (deadlineAt !== undefined && steps >= CHECK_EVERY) {
       steps = 0;
@@ -547,26 +542,11 @@ function fullMatch(prog: Flat, input: string, deadlineAt: number | undefined): b
   }
 }
 
-function linear(source: string, re2Source: string): LinearPattern {
-  let prog: Flat;
-  try {
-    prog = flatten(RE2JS.compile(re2Source).re2().prog as Prog);
-  } catch (err) {
-    const detail = (err as Error).message.replace(/^error parsing regexp: /, "");
-    throw new PatternError(
-      /repeat count/.test(detail)
-        ? `cannot run in the linear engine (${detail}): nested counted repeats multiply, and the product may not exceed ${MAX_REPEAT}; use + or * (with a maxLength for a template parameter)`
-        : `cannot run in the linear engine (${detail}); simplify it`,
-    );
-  }
-  if (prog.insts.length > MAX_PROGRAM) {
-    throw new PatternError(
-      `compiles to ${prog.insts.length} instructions, more than the ${MAX_PROGRAM} that keep one match of a 16 KiB command bounded; use + or * instead of large counted repeats {n,m}, or split it into several patterns`,
-    );
-  }
+function linear(source: string, root: Node): LinearPattern {
+  const prog = compile(root);
   return {
     source,
-    size: prog.insts.length,
+    size: prog.op.length,
     test: (input, deadlineAt) => fullMatch(prog, input, deadlineAt),
   };
 }
@@ -585,22 +565,27 @@ export function compilePattern(source: string): LinearPattern {
       `is not a valid regular expression (${(err as Error).message.replace(/^Invalid regular expression: /, "")})`,
     );
   }
-  return linear(source, new Translator(source).translate());
+  return linear(source, new Parser(source).parse());
 }
 
 /**
  * Compiles a glob for a full match in linear time: `*` matches any run of characters
  * (`wildcard: "any"`), or one or more characters other than `.` (`"label"`, a DNS label) with
- * `**` matching one or more of anything. Every other character is itself.
+ * `**` matching one or more characters other than line terminators. Every other character
+ * (UTF-16 code unit) is itself.
  */
 export function compileGlob(glob: string, wildcard: "any" | "label"): LinearPattern {
-  const star = wildcard === "any" ? `${emitSet(ANY)}*` : `${emitSet(complement(one(0x2e)))}+`;
-  // Code units, not code points: a character outside the BMP is two, as in `RegExp`.
-  const literal = (text: string) =>
-    Array.from({ length: text.length }, (_, i) => emitSet(one(text.charCodeAt(i)))).join("");
+  const set = (ranges: Ranges): Node => ({ kind: "set", ranges });
+  const star: Node =
+    wildcard === "any"
+      ? { kind: "repeat", of: set(ANY), min: 0, max: -1 }
+      : { kind: "repeat", of: set(complement(one(0x2e))), min: 1, max: -1 };
+  const literal = (text: string): Node[] =>
+    Array.from({ length: text.length }, (_, i) => set(one(text.charCodeAt(i))));
+  const join = (parts: Node[][], between: Node): Node[] =>
+    parts.flatMap((part, i) => (i === 0 ? part : [between, ...part]));
   const parts = wildcard === "label" ? glob.split("**") : [glob];
-  const body = parts
-    .map((part) => part.split("*").map(literal).join(star))
-    .join(`${emitSet(DOT)}+`);
-  return linear(glob, body);
+  const spans = parts.map((part) => join(part.split("*").map(literal), star));
+  const body = join(spans, { kind: "repeat", of: set(DOT), min: 1, max: -1 });
+  return linear(glob, { kind: "cat", of: body });
 }
