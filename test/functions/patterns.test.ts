@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it, vi } from "vitest";
+import { createApiHandler } from "../../functions/api.ts";
 import {
   compileGlob,
   compilePattern,
@@ -9,6 +10,7 @@ import {
 import { Policy, type PolicyDocument } from "../../functions/policy/policy.ts";
 import { checkTemplate, expandTemplate } from "../../functions/policy/templates.ts";
 import type { RunRequest } from "../../lib/types.ts";
+import { CALLER, fakeContext, LOOPBACK_DENY, testRuntime, v1Event } from "./support.ts";
 
 /** What the policy meant before the linear engine: RegExp, wrapped for a full match. */
 const regexp = (pattern: string, input: string) => new RegExp(`^(?:${pattern})$`).test(input);
@@ -295,6 +297,41 @@ describe("patterns: the deadline stops a match", () => {
     expect(err?.message).toContain("the policy check ran out of time");
     // Without a deadline, the same check completes and refuses by pattern.
     expect(() => policy.authorize("caller", run)).toThrow(/matches no pattern/);
+  });
+});
+
+describe("patterns: the handler's deadline bounds the policy check", () => {
+  it("answers DeadlineExceeded (phase policy) within the request timeout, before credentials or a connection", async () => {
+    // 40 patterns that each cost a 16 KiB command ~16M steps: far more work than the
+    // 1,000 ms timeout allows on any machine (650M steps), so the deadline must cut it.
+    const patterns = Array.from({ length: 40 }, (_, i) => `[ab]*a[ab]{${990 - i}}`);
+    const { runtime } = testRuntime({
+      policy: {
+        denyCidrs: LOOPBACK_DENY,
+        rules: [
+          {
+            id: "wide",
+            callers: [CALLER],
+            targets: { cidrs: ["127.0.0.0/8"], usernames: ["*"] },
+            commands: { patterns },
+          },
+        ],
+      },
+      credentials: {},
+    });
+    const handler = createApiHandler(runtime);
+    // Every thread stays alive to the last character, which no pattern allows.
+    const command = `${"ab".repeat(8191)}cc`;
+    const body = JSON.stringify({ host: "127.0.0.1", username: "u", command, timeoutMs: 1_000 });
+    const started = performance.now();
+    const response = await handler(v1Event(body), fakeContext());
+    const elapsed = performance.now() - started;
+    expect(response.statusCode).toBe(504);
+    const answer = JSON.parse(response.body) as { error?: { name: string; phase: string } };
+    expect(answer.error).toMatchObject({ name: "DeadlineExceeded", phase: "policy" });
+    // The session budget is the request's 1,000 ms; the check stops there, not after 40 matches
+    // (seconds). The margin covers a loaded 2-core machine's scheduling, not the work.
+    expect(elapsed).toBeLessThan(1_000 + 750);
   });
 });
 
