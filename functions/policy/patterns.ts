@@ -47,6 +47,8 @@ export class PatternDeadline extends Error {
 export const MAX_PROGRAM = 1000;
 /** Largest repeat count (RE2's); a larger one is refused with a clear message. */
 const MAX_REPEAT = 1000;
+/** Deepest group nesting (the parser and the compiler recurse once per level). */
+const MAX_DEPTH = 100;
 /** Steps between deadline checks (a check is one `performance.now()`). */
 const CHECK_EVERY = 4096;
 
@@ -138,6 +140,7 @@ const isAlnum = (c: string | undefined) => c !== undefined && /^[A-Za-z0-9]$/.te
  */
 class Parser {
   #pos = 0;
+  #depth = 0;
   readonly #src: string;
 
   constructor(src: string) {
@@ -207,6 +210,9 @@ class Parser {
 
   #group(): Node {
     this.#pos++; // (
+    if (++this.#depth > MAX_DEPTH) {
+      throw new PatternError(`nests groups more than ${MAX_DEPTH} deep; flatten it`);
+    }
     if (this.#peek() === "?") {
       const next = this.#peek(1);
       const after = this.#peek(2);
@@ -233,6 +239,7 @@ class Parser {
     }
     const inner = this.#disjunction();
     this.#pos++; // )
+    this.#depth--;
     return inner;
   }
 

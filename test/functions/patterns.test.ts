@@ -374,6 +374,7 @@ describe("patterns: refused when the policy loads", () => {
     ["(a{100}){100}", `more than ${MAX_PROGRAM} instructions`],
     ["x{600}y{600}z", `more than ${MAX_PROGRAM} instructions`],
     ["(unclosed", "not a valid regular expression"],
+    [`${"(".repeat(101)}a${")".repeat(101)}`, "nests groups more than 100 deep"],
     ["a)|(b", "not a valid regular expression"],
   ];
   it.each(UNSUPPORTED)("command pattern %j: %s", (pattern, reason) => {
