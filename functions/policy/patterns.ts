@@ -50,7 +50,7 @@ const MAX_REPEAT = 1000;
 /** Deepest group nesting (the parser and the compiler recurse once per level). */
 const MAX_DEPTH = 100;
 /** Steps between deadline checks (a check is one `performance.now()`). */
-const CHECK_EVERY = 4096;
+const CHECK_EVERY = 1024;
 
 /** Sorted, disjoint, inclusive ranges of UTF-16 code units (0–0xFFFF). */
 type Ranges = Array<readonly [number, number]>;
