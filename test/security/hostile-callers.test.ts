@@ -582,6 +582,22 @@ describe("commands: shell syntax and template injection", () => {
     ["read {{x}}", "argument of read"],
     ["printf -v {{x}} %s hi", "argument of printf -v"],
     ["eval {{x}}", "argument of eval"],
+    // issue 23: the four gaps, then their relatives (test/functions/template-shape.test.ts).
+    ["echo $[ {{x}} ]", "arithmetic expansion"],
+    ["trap {{x}} EXIT", "argument of trap"],
+    ["'eval' {{x}}", "written with quotes"],
+    ["\\eval {{x}}", "written with quotes, escapes"],
+    ['e""val {{x}}', "written with quotes"],
+    ["eval echo {{x}}", "argument of eval"],
+    ["source {{x}}", "argument of source"],
+    [". {{x}}", "argument of ."],
+    ["exec {{x}}", "argument of exec"],
+    ["command eval {{x}}", "argument of command"],
+    ["builtin eval {{x}}", "argument of builtin"],
+    ["time eval {{x}}", "argument of eval"],
+    ["true && eval {{x}}", "argument of eval"],
+    ["(( {{x}} ))", "arithmetic evaluation"],
+    ["{{x}} /etc/passwd", "is the command word"],
   ])(
     "gets a policy loaded whose template places a value unsafely (%j) → refused at load",
     (command, why) => {
