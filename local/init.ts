@@ -4,7 +4,7 @@
  * ed25519 key pair, the host's key in `.bssh/known_hosts` (same code as `npm run trust`), and
  * the public key line to install.
  */
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { join, relative, resolve } from "node:path";
@@ -96,14 +96,21 @@ async function main({ values, positionals }: CliArgs): Promise<void> {
   }
   const say = (line = "") => process.stdout.write(`${line}\n`);
   // The host first: nothing is written for a host that cannot be reached or is declined.
+  const created = !existsSync(dir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const trusted = await trustHost({
-    host,
-    port,
-    knownHostsPath: join(dir, "known_hosts"),
-    yes: values.yes === true,
-    say,
-  });
+  let trusted: Awaited<ReturnType<typeof trustHost>> | undefined;
+  try {
+    trusted = await trustHost({
+      host,
+      port,
+      knownHostsPath: join(dir, "known_hosts"),
+      yes: values.yes === true,
+      say,
+    });
+  } finally {
+    // Not even an empty directory is left for a host that failed or was declined.
+    if (created && trusted !== "added" && trusted !== "present") rmSync(dir, { recursive: true });
+  }
   if (trusted === "declined") {
     process.exitCode = 1;
     return;

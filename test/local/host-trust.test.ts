@@ -154,26 +154,34 @@ describe("trust/init name a failed probe as the engine does", () => {
     }
   });
 
-  it("npm run trust against a tarpit: one line, BannerTimeout after the 5 s banner cap, inside the 10 s budget", async () => {
+  it("npm run trust and init against a tarpit: one line, BannerTimeout after the 5 s banner cap, inside the 10 s budget, nothing written", async () => {
     // The default caps: the banner's (5 s) ends the probe, well before the budget.
     expect(DEFAULT_PHASE_CAPS.banner).toBeLessThan(PROBE_BUDGET_MS);
-    const result = await new Promise<{ code: number | null; stderr: string; stdout: string }>(
-      (resolve) => {
+    const cli = (name: string, args: string[]) =>
+      new Promise<{ code: number | null; stderr: string }>((resolve) => {
         execFile(
           TSX,
-          [join(ROOT, "local", "trust.ts"), `127.0.0.1:${pit.port}`, "--yes"],
+          [join(ROOT, "local", `${name}.ts`), ...args],
           { cwd: dir, env: { ...process.env, BSSH_CONFIG: "" } },
-          (err, stdout, stderr) =>
-            resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+          (err, _stdout, stderr) =>
+            resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stderr }),
         );
-      },
-    );
-    expect(result.code).toBe(2);
-    const lines = result.stderr.trim().split("\n");
-    expect(lines).toHaveLength(1);
-    expect(lines[0]).toMatch(
-      `bounded-ssh trust: no host key from [127.0.0.1]:${pit.port}: BannerTimeout: banner phase did not finish within ${DEFAULT_PHASE_CAPS.banner} ms`,
-    );
+      });
+    const target = `127.0.0.1:${pit.port}`;
+    const results = await Promise.all([
+      cli("trust", [target, "--yes"]),
+      cli("init", [`someone@${target}`, "--yes"]),
+    ]);
+    for (const [i, name] of ["trust", "init"].entries()) {
+      const result = results[i]!;
+      expect(result.code).toBe(2);
+      const lines = result.stderr.trim().split("\n");
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toContain(
+        `bounded-ssh ${name}: no host key from [127.0.0.1]:${pit.port}: BannerTimeout: banner phase did not finish within ${DEFAULT_PHASE_CAPS.banner} ms`,
+      );
+    }
+    // init wrote nothing, not even an empty .bssh/; trust had nothing to add.
     expect(existsSync(join(dir, ".bssh"))).toBe(false);
   }, 30_000);
 });
