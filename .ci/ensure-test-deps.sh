@@ -6,6 +6,27 @@
 # installs them and fails. Nothing is ever skipped for want of a package.
 set -euo pipefail
 
+case "${1-}" in
+  "") ;;
+  -h | --help)
+    cat <<'EOF_HELP'
+usage: bash .ci/ensure-test-deps.sh      (npm test runs it first, as pretest)
+
+Checks that the suite's real servers and tools are installed (OpenSSH sshd and client,
+Dropbear, TinySSH, AsyncSSH, iproute2, procps). Missing ones are installed with apt-get when
+run as root on Debian; otherwise prints the one apt-get command and fails.
+
+cost: well under a second when all are present (nothing written); otherwise apt-get update
+and install (a minute or two, network to the Debian mirror, system packages changed).
+EOF_HELP
+    exit 0
+    ;;
+  *)
+    echo "ensure-test-deps: unknown option $1; see --help" >&2
+    exit 2
+    ;;
+esac
+
 # file-or-command → Debian package
 checks=(
   "/usr/sbin/sshd openssh-server"

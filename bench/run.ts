@@ -15,6 +15,7 @@ import os from "node:os";
 import path from "node:path";
 import v8 from "node:v8";
 import vm from "node:vm";
+import { type CliArgs, runCli, UsageError } from "../local/cli.ts";
 import { type SshdServer, startSshd } from "../test/helpers/sshd.ts";
 import { measureColdStart } from "./coldstart.ts";
 import { cpuFloorMs, measureConcurrency, measureConcurrentClient } from "./concurrency.ts";
@@ -25,9 +26,6 @@ import { measurePrecision, PRECISION_BUDGET_MS } from "./precision.ts";
 import { median, ms, quantile, ratio } from "./stats.ts";
 import { measureThroughput } from "./throughput.ts";
 
-v8.setFlagsFromString("--expose-gc");
-(globalThis as { gc?: () => void }).gc = vm.runInNewContext("gc") as () => void;
-
 const SECTIONS = [
   "latency",
   "precision",
@@ -36,8 +34,29 @@ const SECTIONS = [
   "concurrency",
   "patterns",
 ] as const;
-const wanted = process.argv.slice(2).filter((a) => !a.startsWith("-"));
-const run = (s: (typeof SECTIONS)[number]) => wanted.length === 0 || wanted.includes(s);
+type Section = (typeof SECTIONS)[number];
+
+const HELP = `
+usage: npm run bench [-- <section> …]
+
+Every figure beside its anchor (OpenSSH client, raw ssh2, node-ssh, …) measured in the same
+run, as a ratio, against a real sshd on loopback; prints a Markdown table.
+sections: ${SECTIONS.join(", ")} (default: all)
+
+cost: ~4 min for all sections on a quiet 2-core machine, both cores busy (it measures: run it
+on a quiet machine); writes .bench/results.json (raw samples) and .bench/coldstart/ (bundles).
+
+environment:
+  BENCH_LIB=<dir>       a scratch copy of lib/ to measure instead (e.g. .bench/lib-try)
+  BENCH_ROUNDS          latency rounds (default 30)
+  BENCH_FAULT_RUNS      precision runs per fault (default 12)
+  BENCH_TP_ROUNDS       throughput rounds (default 5)
+  BENCH_SPAWNS          cold-start spawns (default 12)
+  BENCH_JSON=<file>     where the raw samples go (default .bench/results.json)
+`;
+
+let wanted: readonly string[] = [];
+const run = (s: Section) => wanted.length === 0 || wanted.includes(s);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 30);
 
 interface Row {
@@ -67,7 +86,16 @@ function sshdCpuMs(srv: SshdServer): number {
   return (ticks * 1000) / 100;
 }
 
-async function main(): Promise<void> {
+async function main({ positionals }: CliArgs): Promise<void> {
+  const unknown = positionals.find((p) => !(SECTIONS as readonly string[]).includes(p));
+  if (unknown !== undefined) {
+    throw new UsageError(
+      `unknown section ${JSON.stringify(unknown)}: one of ${SECTIONS.join(", ")}; see --help`,
+    );
+  }
+  wanted = positionals;
+  v8.setFlagsFromString("--expose-gc");
+  (globalThis as { gc?: () => void }).gc = vm.runInNewContext("gc") as () => void;
   const engine = await loadEngine();
   const t0 = performance.now();
   let single = Number.NaN;
@@ -417,4 +445,4 @@ async function main(): Promise<void> {
   writeFileSync(jsonPath, JSON.stringify({ rows, raw }, null, 1));
 }
 
-await main();
+await runCli("bench", HELP, main, { maxPositionals: SECTIONS.length });

@@ -1,8 +1,10 @@
-import net from "node:net";
-import ssh2 from "ssh2";
 import { Deadline } from "./deadline.ts";
-import { classifyError, DeadlineExceeded, ProtocolError, phaseTimeoutError } from "./errors.ts";
-import { fingerprintSha256, keyTypeOfBlob } from "./session/host-keys.ts";
+import { ProtocolError } from "./errors.ts";
+import { PhaseRunner } from "./phase-runner.ts";
+import { SshConnection } from "./session/connection.ts";
+import { fingerprintSha256, type HostKeyPolicy, keyTypeOfBlob } from "./session/host-keys.ts";
+import { resolveAddress } from "./session/resolve.ts";
+import type { PhaseCaps, RunOptions } from "./types.ts";
 
 /** The host key a server presented. */
 export interface ProbedHostKey {
@@ -20,24 +22,32 @@ export interface ProbeHostKeyOptions {
   budgetMs?: number;
   /** Cancels the probe (`DeadlineExceeded`). */
   signal?: AbortSignal;
+  /** Per-phase caps, as {@link RunOptions.phaseCaps} (`resolve` … `handshake` apply). */
+  phaseCaps?: PhaseCaps;
+  /** DNS lookup override, as {@link RunOptions.lookup}. @default node:dns lookup */
+  lookup?: RunOptions["lookup"];
 }
 
 /**
  * Connects to `host:port`, runs the key exchange far enough to see the server's host key and
  * hangs up: the key is refused, so no authentication is attempted and no credential exists.
  * This is trust on first use made explicit: the caller shows the fingerprint to a human.
- * Rejects with a classified engine error (`ConnectRefused`, `HandshakeTimeout`, …).
+ * It runs the engine's own phases (`resolve`, `connect`, `banner`, `handshake`: the same
+ * connection, banner gate, per-phase caps and classifier as {@link runCommand}), so a failure
+ * has the name a session would report.
  *
  * @param target - `host` (a name or an IP literal) and `port` (default 22).
- * @param options - The bound: `budgetMs` for the whole probe and/or a `signal`.
+ * @param options - The bound: `budgetMs` for the whole probe and/or a `signal`; `phaseCaps`
+ *   and `lookup` as in {@link RunOptions}.
  * @returns The presented key: type, base64 blob (a known_hosts line's second field) and its
  *   `SHA256:` fingerprint as OpenSSH prints it.
  * @throws {TypeError} (as a rejection) For a programming error, before any connection:
  *   neither `budgetMs` nor `signal` given.
- * @throws {EngineError} (as a rejection) A classified error when no key was seen, e.g.
- *   `ConnectRefused` (refused, unreachable, unresolvable), `ConnectTimeout` or
- *   `HandshakeTimeout` (the budget ran out), `DeadlineExceeded` (the signal aborted),
- *   `ProtocolError` (a malformed key).
+ * @throws {EngineError} (as a rejection) A classified error when no key was seen, as a
+ *   session would report it: `DnsLookupFailed` or `ResolveTimeout` (the name),
+ *   `ConnectRefused` or `ConnectTimeout` (TCP), `BannerTimeout` (accepted, no SSH banner: a
+ *   tarpit or not an SSH port), `HandshakeTimeout` or `ProtocolError` (the key exchange),
+ *   `DeadlineExceeded` (the signal aborted).
  *
  * @example Show the fingerprint to a human, then write the known_hosts line.
  * ```ts
@@ -57,68 +67,53 @@ export async function probeHostKey(
   if (options.budgetMs === undefined && options.signal === undefined) {
     throw new TypeError("probeHostKey: a bound is required (budgetMs or signal)");
   }
-  const deadline = new Deadline({ budgetMs: options.budgetMs, signal: options.signal });
-  const client = new ssh2.Client();
-  // The probe owns its socket (as the engine does), so it can always destroy it.
-  const socket = net.connect({ host: target.host, port: target.port ?? 22, noDelay: true });
-  let presented: Buffer | undefined;
-  let connected = false;
-  const done = new Promise<Buffer>((resolve, reject) => {
-    client.on("connect", () => {
-      connected = true;
-    });
-    client.on("error", (err: Error) => {
-      // Refusing the key ends the handshake with an error: the expected way out.
-      if (presented) resolve(presented);
-      else
-        reject(
-          classifyError(err, { phase: connected ? "handshake" : "connect", commandStarted: false }),
-        );
-    });
-    client.on("close", () => {
-      if (presented) resolve(presented);
-      else
-        reject(
-          classifyError(new Error("closed before a host key"), {
-            phase: "handshake",
-            commandStarted: false,
-          }),
-        );
-    });
-    client.connect({
-      sock: socket,
-      // Never used: the key is refused before authentication.
-      username: "bssh-probe",
-      // The deadline bounds the probe; ssh2's own timers would only race it.
-      readyTimeout: 0,
-      keepaliveInterval: 0,
-      // Synchronous form: ssh2 treats a returned Promise as acceptance.
-      hostVerifier: (key: Buffer): boolean => {
-        presented = Buffer.from(key);
-        return false;
-      },
-    });
+  const port = target.port ?? 22;
+  const deadline = new Deadline({
+    budgetMs: options.budgetMs,
+    signal: options.signal,
+    caps: options.phaseCaps,
   });
-  done.catch(() => {});
+  const run = new PhaseRunner(deadline);
+  const conn = new SshConnection({ deadline, progress: run, keepalive: false });
+  let presented: Buffer | undefined;
+  // Records the key and refuses it: the connection ends before authentication.
+  const recordAndRefuse: HostKeyPolicy = {
+    serverHostKeyAlgorithms: undefined,
+    source: "probe (every key is refused)",
+    verify: (blob) => {
+      presented ??= Buffer.from(blob);
+      return "unknown";
+    },
+  };
   try {
-    const blob = await deadline.bound(
-      deadline.remaining(),
-      done,
-      () => phaseTimeoutError(connected ? "handshake" : "connect", deadline.elapsed(), false),
-      () => new DeadlineExceeded("host key probe cancelled", { phase: "handshake" }),
+    const address = await resolveAddress(target.host, options, (w) => run.step("resolve", w));
+    await run.step("connect", () => conn.dial(address, port));
+    await run.step("banner", () =>
+      conn.startSsh({
+        host: target.host,
+        port,
+        username: "bssh-probe",
+        // Never sent: the key is refused before authentication.
+        auth: { type: "password", password: "" },
+        hostKeys: recordAndRefuse,
+      }),
     );
-    const keyType = keyTypeOfBlob(blob);
-    if (!keyType) throw new ProtocolError("malformed host key", { phase: "handshake" });
-    return {
-      keyType,
-      keyBase64: blob.toString("base64"),
-      fingerprintSha256: fingerprintSha256(blob),
-    };
+    await run.step("handshake", () => conn.handshake());
+  } catch (err) {
+    // Refusing the key ends the handshake with HostKeyUnknown: the expected way out.
+    if (!presented) throw conn.classify(err);
   } finally {
-    client.removeAllListeners("close");
-    client.on("error", () => {});
-    client.end();
-    // end() is polite; the socket must not outlive the probe.
-    socket.destroy();
+    await run.teardown(() => conn.close());
   }
+  if (!presented) {
+    // The handshake cannot complete without the verifier's consent.
+    throw new ProtocolError("key exchange completed without a host key", { phase: "handshake" });
+  }
+  const keyType = keyTypeOfBlob(presented);
+  if (!keyType) throw new ProtocolError("malformed host key", { phase: "handshake" });
+  return {
+    keyType,
+    keyBase64: presented.toString("base64"),
+    fingerprintSha256: fingerprintSha256(presented),
+  };
 }

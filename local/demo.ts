@@ -18,6 +18,8 @@ Starts an embedded SSH target and a target that hangs before its banner (loopbac
 no AWS), sends six requests through the real API handler and prints each outcome, its phase
 timings, the audit line and the metric datums. Function timeout and reserve are the deployed
 API function's (BSSH_FUNCTION_TIMEOUT_MS, BSSH_RESERVE_MS override them).
+
+cost: about 6 s (one request waits out a 2 s timeout, one a hung banner); writes nothing.
 `;
 
 interface Case {

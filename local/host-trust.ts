@@ -7,7 +7,11 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { createInterface } from "node:readline/promises";
-import { type ProbedHostKey, probeHostKey } from "../lib/probe-host-key.ts";
+import {
+  type ProbedHostKey,
+  type ProbeHostKeyOptions,
+  probeHostKey,
+} from "../lib/probe-host-key.ts";
 import { knownHostsPolicy } from "../lib/session/host-keys.ts";
 import { ENV } from "../operations/environment.ts";
 import { UsageError } from "./cli.ts";
@@ -32,8 +36,25 @@ export function localKnownHostsPath(env: NodeJS.ProcessEnv = process.env): strin
   return isAbsolute(file) ? file : resolve(dirname(resolve(config)), file);
 }
 
-/** Longest a host-key probe may take (connect, banner, key exchange). */
-const PROBE_BUDGET_MS = 10_000;
+/**
+ * Longest a host-key probe may take: resolve, connect, banner and key exchange, each also
+ * bounded by the engine's phase cap (2 s, 3 s, 5 s, 5 s by default).
+ */
+export const PROBE_BUDGET_MS = 10_000;
+
+/** What to do about a probe that failed, by the engine's error name (SPEC §6). */
+const PROBE_HINTS: Readonly<Record<string, string>> = {
+  DnsLookupFailed: "check the host name, or give its IP address",
+  ResolveTimeout: "the resolver did not answer: check DNS, or give the IP address",
+  ConnectRefused: "nothing listens there or it is unreachable: check the host and port",
+  ConnectTimeout: "the TCP connect got no answer: a firewall drops it, or the host is down",
+  BannerTimeout: "the port accepted TCP but no SSH server spoke: is it the SSH port?",
+  HandshakeTimeout: "the key exchange stalled: the server or the path is overloaded",
+  ProtocolError: "the server's SSH is not one the engine accepts",
+};
+
+/** Bounds and seams of the probe, for tests: the budget, phase caps and a DNS lookup. */
+export type ProbeSettings = Pick<ProbeHostKeyOptions, "budgetMs" | "phaseCaps" | "lookup">;
 
 /** `host[:port]`, `[v6]:port` or a bare IPv6 address. */
 export function parseHostPort(text: string): { host: string; port: number } {
@@ -55,13 +76,23 @@ export function knownHostsName(host: string, port: number): string {
   return port === 22 ? host : `[${host}]:${port}`;
 }
 
-/** Fetches the key `host:port` presents, bounded; one clear line when it cannot. */
-export async function fetchHostKey(host: string, port: number): Promise<ProbedHostKey> {
+/**
+ * Fetches the key `host:port` presents with the engine's probe (its phases, caps and error
+ * names); when it cannot, one clear line: the engine's error name and message, and what to do.
+ */
+export async function fetchHostKey(
+  host: string,
+  port: number,
+  probe: ProbeSettings = {},
+): Promise<ProbedHostKey> {
   try {
-    return await probeHostKey({ host, port }, { budgetMs: PROBE_BUDGET_MS });
+    return await probeHostKey({ host, port }, { budgetMs: PROBE_BUDGET_MS, ...probe });
   } catch (err) {
     const error = err as Error;
-    throw new UsageError(`no host key from ${host}:${port}: ${error.name}: ${error.message}`);
+    const hint = PROBE_HINTS[error.name];
+    throw new UsageError(
+      `no host key from ${knownHostsName(host, port)}: ${error.name}: ${error.message}${hint ? `; ${hint}` : ""}`,
+    );
   }
 }
 
@@ -113,9 +144,11 @@ export async function trustHost(options: {
   knownHostsPath: string;
   yes: boolean;
   say: (line: string) => void;
+  /** Probe bounds and seams (tests). @default {@link PROBE_BUDGET_MS}, the engine's caps */
+  probe?: ProbeSettings;
 }): Promise<"added" | "present" | "declined"> {
   const { host, port, knownHostsPath, say } = options;
-  const key = await fetchHostKey(host, port);
+  const key = await fetchHostKey(host, port, options.probe);
   say(`${knownHostsName(host, port)} presents ${key.keyType} ${key.fingerprintSha256}`);
   const text = existsSync(knownHostsPath) ? readFileSync(knownHostsPath, "utf8") : "";
   const blob = Buffer.from(key.keyBase64, "base64");

@@ -4,14 +4,14 @@
  * ed25519 key pair, the host's key in `.bssh/known_hosts` (same code as `npm run trust`), and
  * the public key line to install.
  */
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { join, relative, resolve } from "node:path";
 import ssh2 from "ssh2";
 import { DEFAULT_DENY_CIDRS } from "../functions/policy/policy.ts";
 import { LOCAL_STATE_MACHINE } from "./api-event.ts";
-import { runCli, UsageError } from "./cli.ts";
+import { type CliArgs, runCli, UsageError } from "./cli.ts";
 import { demoKeyPair } from "./demo-key.ts";
 import { LOCAL_DIR, parseHostPort, trustHost } from "./host-trust.ts";
 import type { LocalConfig } from "./local-config.ts";
@@ -27,6 +27,8 @@ Writes ${LOCAL_DIR}/ (gitignored):
 then prints the next commands.
   --yes    trust the host key without asking (scripts)
   --force  replace an existing ${LOCAL_DIR}/config.json and key
+
+cost: one connection to the host (at most 10 s, as npm run trust); writes only ${LOCAL_DIR}/.
 `;
 
 /** The caller local API requests run as (`npm start` with the written config). */
@@ -78,15 +80,8 @@ function configFor(host: string, port: number, user: string): LocalConfig {
   };
 }
 
-async function main(args: string[]): Promise<void> {
-  const flags = new Set(args.filter((a) => a.startsWith("-")));
-  for (const flag of flags) {
-    if (flag !== "--yes" && flag !== "--force") {
-      throw new UsageError(`unknown option ${flag}; see --help`);
-    }
-  }
-  const positional = args.filter((a) => !a.startsWith("-"));
-  const match = positional.length === 1 ? /^([^@\s]+)@(.+)$/.exec(positional[0]!) : null;
+async function main({ values, positionals }: CliArgs): Promise<void> {
+  const match = positionals.length === 1 ? /^([^@\s]+)@(.+)$/.exec(positionals[0]!) : null;
   if (!match) throw new UsageError("expected user@host[:port]; see --help");
   const user = match[1]!;
   const { host, port } = parseHostPort(match[2]!);
@@ -94,21 +89,28 @@ async function main(args: string[]): Promise<void> {
   const configFile = join(dir, "config.json");
   const keyFile = join(dir, "id_ed25519");
   const shown = (path: string) => relative(process.cwd(), path) || path;
-  if (!flags.has("--force") && (existsSync(configFile) || existsSync(keyFile))) {
+  if (values.force !== true && (existsSync(configFile) || existsSync(keyFile))) {
     throw new UsageError(
       `${shown(configFile)} or ${shown(keyFile)} exists already: pass --force to replace them, or use npm run trust to add a host`,
     );
   }
   const say = (line = "") => process.stdout.write(`${line}\n`);
   // The host first: nothing is written for a host that cannot be reached or is declined.
+  const created = !existsSync(dir);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const trusted = await trustHost({
-    host,
-    port,
-    knownHostsPath: join(dir, "known_hosts"),
-    yes: flags.has("--yes"),
-    say,
-  });
+  let trusted: Awaited<ReturnType<typeof trustHost>> | undefined;
+  try {
+    trusted = await trustHost({
+      host,
+      port,
+      knownHostsPath: join(dir, "known_hosts"),
+      yes: values.yes === true,
+      say,
+    });
+  } finally {
+    // Not even an empty directory is left for a host that failed or was declined.
+    if (created && trusted !== "added" && trusted !== "present") rmSync(dir, { recursive: true });
+  }
   if (trusted === "declined") {
     process.exitCode = 1;
     return;
@@ -137,4 +139,7 @@ async function main(args: string[]): Promise<void> {
   );
 }
 
-await runCli("init", HELP, main);
+await runCli("init", HELP, main, {
+  options: { yes: { type: "boolean" }, force: { type: "boolean" } },
+  maxPositionals: 1,
+});

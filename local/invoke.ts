@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { ENV } from "../operations/environment.ts";
 import { toTaskEvent } from "./api-event.ts";
-import { runCli, UsageError } from "./cli.ts";
+import { type CliArgs, runCli, UsageError } from "./cli.ts";
 import { lambdaContext } from "./lambda-context.ts";
 
 const HELP = `
@@ -19,11 +19,14 @@ Runs the Step Functions task handler (functions/task.ts) on one event: a bare re
 stdout: only the result JSON (or {"error", "cause"} and exit 1, what a Catch would match);
 logs, audit lines and metrics go to stderr. Function timeout and reserve are the deployed
 task function's (cdk/config.ts) unless BSSH_FUNCTION_TIMEOUT_MS / BSSH_RESERVE_MS are set.
+
+cost: one SSH session, at most the function timeout; runs the command on the host if the
+policy allows it; writes no file.
 `;
 
-async function main(args: string[]): Promise<void> {
-  const file = args[0];
-  if (!file || args.length > 1) throw new UsageError("expected one event file (or -); see --help");
+async function main({ positionals }: CliArgs): Promise<void> {
+  const file = positionals[0];
+  if (!file) throw new UsageError("expected one event file (or -); see --help");
   const configPath = process.env[ENV.config];
   if (!configPath) {
     throw new UsageError(
@@ -74,4 +77,4 @@ async function main(args: string[]): Promise<void> {
   }
 }
 
-await runCli("invoke", HELP, main);
+await runCli("invoke", HELP, main, { maxPositionals: 1 });

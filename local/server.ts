@@ -196,6 +196,8 @@ environment:
   BSSH_FUNCTION_TIMEOUT_MS  default: the deployed API function's timeout (cdk/config.ts)
   BSSH_RESERVE_MS           default: the deployed API function's reserve (cdk/config.ts)
   BSSH_TOKEN_FILE           default .tmp/local-api-token
+
+cost: runs until Ctrl-C; writes only the token file (.tmp/local-api-token).
 `;
 
 function portOf(raw: string | undefined): number {

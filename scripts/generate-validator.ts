@@ -13,6 +13,7 @@ import { fileURLToPath } from "node:url";
 import { Ajv } from "ajv";
 import standalone from "ajv/dist/standalone/index.js";
 import { ENGINE_REQUEST_SCHEMA, REQUEST_LIMITS, REQUEST_SCHEMA } from "../lib/request-schema.ts";
+import { runCli } from "../local/cli.ts";
 
 /** Path of the generated validator. */
 export const GENERATED_VALIDATOR = fileURLToPath(
@@ -69,9 +70,21 @@ export function generateValidatorSource(): string {
   ].join("\n");
 }
 
+const HELP = `
+usage: npm run generate
+
+Generates, from the one request schema (lib/request-schema.ts), the ahead-of-time request
+validator lib/request-validator.generated.ts and the published schemas/request.schema.json.
+Run it after editing the schema; tests fail while either committed file is stale.
+
+cost: about a second; rewrites those two files in the checkout (review with git diff).
+`;
+
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  writeFileSync(GENERATED_VALIDATOR, generateValidatorSource());
-  console.log(`wrote ${GENERATED_VALIDATOR}`);
-  writeFileSync(REQUEST_SCHEMA_JSON, generateRequestSchemaJson());
-  console.log(`wrote ${REQUEST_SCHEMA_JSON}`);
+  await runCli("generate", HELP, async () => {
+    writeFileSync(GENERATED_VALIDATOR, generateValidatorSource());
+    console.log(`wrote ${GENERATED_VALIDATOR}`);
+    writeFileSync(REQUEST_SCHEMA_JSON, generateRequestSchemaJson());
+    console.log(`wrote ${REQUEST_SCHEMA_JSON}`);
+  });
 }

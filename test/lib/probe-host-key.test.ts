@@ -40,9 +40,19 @@ describe("probeHostKey", () => {
     // The probe's own socket is gone; the silent server's accepted socket is not the probe's.
     await expectNoSessionLeaks(baseline, { types: ["Timeout"] });
     expect(performance.now() - started).toBeLessThan(400 + 100);
-    expect(error).toMatchObject({ name: "HandshakeTimeout" });
+    // The engine's name for a server that never sends its banner (as a session would report).
+    expect(error).toMatchObject({ name: "BannerTimeout", phase: "banner" });
     for (const s of sockets) s.destroy();
     await new Promise<void>((r) => silent.close(() => r()));
+  });
+
+  it("reports a name that does not resolve as DnsLookupFailed (lookup override, no DNS traffic)", async () => {
+    const lookup = async (host: string) => {
+      throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: "ENOTFOUND" });
+    };
+    await expect(
+      probeHostKey({ host: "nope.invalid", port: 22 }, { budgetMs: 2_000, lookup }),
+    ).rejects.toMatchObject({ name: "DnsLookupFailed", phase: "resolve" });
   });
 
   it("reports a refused connection by name", async () => {
