@@ -34,6 +34,14 @@ const hosts = (id: string, errors: readonly ErrorName[] | "any"): QuerySpec => (
   logGroups: "functions",
 });
 
+/**
+ * Lambda's own hard-timeout line, whole (`<time> <request id> Task timed out after N seconds`):
+ * anchored, so the runtime's `Invoke Error` line of an error whose message quotes the phrase (a
+ * remote's DISCONNECT text, command output) is not listed as one. Listing only: no alarm reads
+ * free text (docs/alarms.md, "What a remote cannot trip").
+ */
+export const LAMBDA_TIMEOUT_LINE = "^\\S+\\s+\\S+\\s+Task timed out after [0-9.]+ seconds\\s*$";
+
 /** The saved queries, by key. Host queries list first/last seen, address and source. */
 export const QUERIES = {
   HostsByError: hosts("hosts-by-error-and-phase", "any"),
@@ -55,9 +63,9 @@ export const QUERIES = {
     id: "deadline-overruns",
     shape: "invocations",
     // Slack below zero is the only overrun the handler can still log; a hard timeout leaves
-    // only Lambda's own line.
+    // only Lambda's own line (the alarm reads Lambda's Duration, never this text).
     where: [{ field: F.slackMs, lt: 0 }],
-    otherLines: "Task timed out after",
+    otherLines: LAMBDA_TIMEOUT_LINE,
     logGroups: "functions",
   },
   InvocationFailures: {
@@ -68,8 +76,7 @@ export const QUERIES = {
     // name), runtime/init failures, hard timeouts. Never a bare ERROR (it matches every audit
     // line's `"error":null`), nor the task's "Invoke Error" lines for SPEC errors (by design).
     // The handlers' own ERROR line carries an InternalError's stack and cause (audit-log.ts).
-    otherLines:
-      '"message":"bounded-ssh unexpected error"|\\tERROR\\t(Uncaught|Unhandled)|"errorType":"(InternalError|Error|TypeError|ReferenceError|SyntaxError|RangeError)"|Runtime\\.[A-Za-z]+|Task timed out after|INIT_REPORT.*Status: error',
+    otherLines: `"message":"bounded-ssh unexpected error"|\\tERROR\\t(Uncaught|Unhandled)|"errorType":"(InternalError|Error|TypeError|ReferenceError|SyntaxError|RangeError)"|Runtime\\.[A-Za-z]+|INIT_REPORT.*Status: error|${LAMBDA_TIMEOUT_LINE}`,
     logGroups: "functions",
   },
   CallerVolume: { id: "caller-volume", shape: "callers", where: [], logGroups: "functions" },
@@ -151,10 +158,10 @@ export const ALARM_CATALOG = {
   DeadlineOverrun: {
     severity: "page",
     meaning:
-      "A real overrun: Lambda killed a function at its timeout (Task timed out, Sandbox.Timedout, Duration at the timeout) or a handler returned after its own deadline (DeadlineSlack below zero). Teardown and metrics may have been skipped. Must never happen; a run that uses its whole budget is not an overrun.",
-    why: "Only real overruns: a healthy command may use its whole budget (timeout - reserve), so 'near the timeout' is normal.",
+      "A real overrun: Lambda killed a function at its timeout (Lambda's Duration at the timeout, or a workflow failure event whose error is Sandbox.Timedout) or a handler returned after its own deadline (DeadlineSlack below zero). Teardown and metrics may have been skipped. Must never happen; a run that uses its whole budget is not an overrun. Read from measurements and structured error names only: no text a remote or a command writes can trip it.",
+    why: "Only real overruns: a healthy command may use its whole budget (timeout - reserve), so 'near the timeout' is normal. Never free text: a remote's DISCONNECT or a command's output can quote Lambda's words.",
     checks: [
-      "Run the query: 'Task timed out' lines and audit lines with slackMs < 0",
+      "Run the query: Lambda's own 'Task timed out' lines and audit lines with slackMs < 0",
       "Dashboard DeadlineSlack minimum: is the reserve (BSSH_RESERVE_MS) too small?",
       "Timeout order in cdk/config.ts; a blocking call outside the deadline (DNS, SDK)",
     ],

@@ -63,6 +63,14 @@ export const HOST_COLUMNS = [
 /** Aggregate column of a `hosts` query: distinct target hosts (`count_distinct(target.host)`). */
 export const TARGETS_COLUMN = "targets";
 
+/**
+ * Rows a `hosts` query returns (the Logs Insights maximum): the enrichment counts totals and
+ * groups over all of them and lists the top ones.
+ */
+export const HOST_ROWS_LIMIT = 10_000;
+/** Rows an `invocations` query returns. */
+export const INVOCATION_ROWS_LIMIT = 200;
+
 /** Saved query name inside the stage's folder. */
 export function queryName(stage: string, spec: QuerySpec): string {
   return `bounded-ssh-${stage}/${spec.id}`;
@@ -101,7 +109,7 @@ export function renderQuery(spec: QuerySpec): string {
         `filter ${filterText(spec)}`,
         `stats count(*) as sessions, count_distinct(${F.host}) as ${TARGETS_COLUMN}, min(@timestamp) as firstSeen, max(@timestamp) as lastSeen by ${by}`,
         "sort sessions desc",
-        "limit 100",
+        `limit ${HOST_ROWS_LIMIT}`,
       );
       break;
     }
@@ -110,7 +118,7 @@ export function renderQuery(spec: QuerySpec): string {
         `fields @timestamp, @logStream, ${F.requestId}, ${F.source}, ${F.host}, ${F.port}, ${F.errorName}, ${F.errorHop}, ${F.errorHost}, ${F.phase}, ${F.slackMs}, ${F.leakedSockets}, @message`,
         `filter ${filterText(spec)}`,
         "sort @timestamp desc",
-        "limit 200",
+        `limit ${INVOCATION_ROWS_LIMIT}`,
       );
       break;
     case "callers":

@@ -13,7 +13,6 @@ import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import { DEFAULT_METRIC_NAMESPACE, type PHASE_TIMEOUT_ERROR } from "../../lib/names.ts";
 import { QUERIES, type QueryKey } from "../../operations/alarm-catalog.ts";
-import { AUDIT_TYPE } from "../../operations/audit-fields.ts";
 import { queryName, renderQuery } from "../../operations/queries.ts";
 import { defaultAlarmActions, type IAlarmActionStrategy } from "../monitoring/alarm-actions.ts";
 import { AlarmFactory, type CatalogAlarm } from "../monitoring/alarm-factory.ts";
@@ -23,6 +22,7 @@ import { AlarmEnrichment } from "../monitoring/enrichment.ts";
 import { HangHostsRule } from "../monitoring/hang-hosts-rule.ts";
 import type { SshFunction } from "./ssh-function.ts";
 import { DERIVED_METRIC, SshMetrics } from "./ssh-metrics.ts";
+import { HARD_TIMEOUT_ERRORS } from "./workflow-tasks.ts";
 
 export {
   ALARM_CATALOG,
@@ -143,7 +143,7 @@ export class Monitoring extends Construct {
     const fnLogGroups = [props.apiFunction.logGroup, props.taskFunction.logGroup];
     const dashboardName = `${stage}-BoundedSsh-${Stack.of(this).stackName}`;
 
-    this.hardTimeoutFilters(namespace, fnLogGroups, props.workflowLogGroups);
+    this.hardTimeoutFilters(namespace, props.workflowLogGroups);
     this.savedQueries(stage, fnLogGroups, props.workflowLogGroups);
     this.hangRule = new HangHostsRule(this, "HangHosts", { stage, logGroups: fnLogGroups });
 
@@ -167,12 +167,14 @@ export class Monitoring extends Construct {
       threshold: 0,
       comparison: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
     });
+    // Only signals no remote text can produce (docs/alarms.md, "What a remote cannot trip"):
+    // Lambda's own Duration measurement, the handler's DeadlineSlack datum and the structured
+    // error name of a workflow's failure event. Never free text in a log line.
     const overrun: Record<string, cloudwatch.IMetric> = {
-      hard: m.derived("LambdaHardTimeouts"),
       sfnHard: m.derived("WorkflowHardTimeouts"),
       slack: m.deadlineSlack("Minimum").with({ label: undefined }),
     };
-    const terms = ["FILL(hard, 0)", "FILL(sfnHard, 0)", "IF(FILL(slack, 0) < 0, 1, 0)"];
+    const terms = ["FILL(sfnHard, 0)", "IF(FILL(slack, 0) < 0, 1, 0)"];
     for (const [key, fn] of Object.entries(fns)) {
       overrun[`dur${key}`] = fn.function.metricDuration({ statistic: "Maximum", period });
       const limit = fn.timeout.toMilliseconds() - HARD_TIMEOUT_MARGIN_MS;
@@ -300,26 +302,26 @@ export class Monitoring extends Construct {
     });
   }
 
-  /** Hard timeouts leave no metric of ours (the handler never returned): count Lambda's line. */
+  /**
+   * A hard timeout leaves no metric of ours (the handler never returned). In the functions'
+   * logs the only trace is free text ("Task timed out after"), which a remote DISCONNECT or a
+   * command's output can reproduce inside the runtime's "Invoke Error" line, so no filter reads
+   * those logs: the function's own hard timeout is Lambda's `Duration` at the timeout. A
+   * workflow sees it as the structured error name of its failure event (`details.error`, set by
+   * Lambda and Step Functions from the error type, never from a message or cause).
+   */
   private hardTimeoutFilters(
     namespace: string,
-    fnLogGroups: readonly logs.ILogGroup[],
     workflowLogGroups: readonly logs.ILogGroup[],
   ): void {
-    for (const [i, group] of fnLogGroups.entries()) {
-      new logs.MetricFilter(this, `HardTimeoutFilter${i}`, {
-        logGroup: group,
-        // Not audit lines: a command may contain the phrase.
-        filterPattern: logs.FilterPattern.literal(`"Task timed out after" -"${AUDIT_TYPE}"`),
-        metricNamespace: namespace,
-        metricName: DERIVED_METRIC.LambdaHardTimeouts,
-        metricValue: "1",
-      });
-    }
     for (const [i, group] of workflowLogGroups.entries()) {
       new logs.MetricFilter(this, `WorkflowHardTimeoutFilter${i}`, {
         logGroup: group,
-        filterPattern: logs.FilterPattern.anyTerm("Sandbox.Timedout", "Lambda.Unknown"),
+        filterPattern: logs.FilterPattern.any(
+          ...HARD_TIMEOUT_ERRORS.map((e) =>
+            logs.FilterPattern.stringValue("$.details.error", "=", e),
+          ),
+        ),
         metricNamespace: namespace,
         metricName: DERIVED_METRIC.WorkflowHardTimeouts,
         metricValue: "1",

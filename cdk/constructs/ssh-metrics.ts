@@ -5,9 +5,7 @@ import { DIMENSION, METRIC, type MetricName, type Phase } from "../../lib/names.
 
 /** Metrics the CDK app derives itself from logs (metric filters); not part of SPEC §7. */
 export const DERIVED_METRIC = {
-  /** Lambda's own "Task timed out after" line: a hard timeout skipped teardown and metrics. */
-  LambdaHardTimeouts: "LambdaHardTimeouts",
-  /** `Sandbox.Timedout` / `Lambda.Unknown` seen by a workflow. */
+  /** A workflow failure event whose structured `details.error` is `Sandbox.Timedout` / `Lambda.Unknown`. */
   WorkflowHardTimeouts: "WorkflowHardTimeouts",
 } as const;
 

@@ -138,11 +138,7 @@ export class MonitoringDashboard extends Construct {
       }),
       new cloudwatch.GraphWidget({
         title: "Leaks and hard timeouts",
-        left: [
-          m.leakedSockets(),
-          m.derived("LambdaHardTimeouts"),
-          m.derived("WorkflowHardTimeouts"),
-        ],
+        left: [m.leakedSockets(), m.derived("WorkflowHardTimeouts")],
         width: 12,
       }),
       new cloudwatch.GraphWidget({

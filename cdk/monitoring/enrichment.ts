@@ -32,8 +32,9 @@ export interface AlarmEnrichmentProps {
 }
 
 /**
- * The enrichment function, subscribed to the alarm topic: runs the alarm's saved query and
- * publishes alarm + hosts to the enriched topic (`functions/alarm-enrichment/`).
+ * The enrichment function, subscribed to the alarm topic: publishes the plain alarm to the
+ * enriched topic at once, then runs the alarm's saved query and publishes the hosts (totals,
+ * groups, top rows, capped and escaped) as a follow-up (`functions/alarm-enrichment/`).
  *
  * @example
  * new AlarmEnrichment(this, "Enrichment", {
@@ -116,8 +117,9 @@ export class AlarmEnrichment extends Construct {
       memorySize: 256,
       role,
       logGroup: this.logGroup,
-      // SNS invokes asynchronously. A failed enrichment (publish refused, crash, timeout) is
-      // retried twice; after that Lambda sends the invocation record - the original alarm
+      // SNS invokes asynchronously. The plain page is published first, before any query; the
+      // hosts follow in a second message (functions/alarm-enrichment/enrich.ts). A failed
+      // enrichment (publish refused, crash, timeout) is retried twice (the plain page with it); after that Lambda sends the invocation record - the original alarm
       // notification plus the error - to the enriched topic itself, so the people subscribed
       // there still get the page, unenriched. Nothing is lost silently.
       retryAttempts: 2,

@@ -25,14 +25,25 @@ import {
   runbookFile,
   severityOf,
 } from "../../operations/alarm-catalog.ts";
+import { AUDIT_TYPE } from "../../operations/audit-fields.ts";
 import {
   HOST_COLUMNS,
+  HOST_ROWS_LIMIT,
+  INVOCATION_ROWS_LIMIT,
   type QuerySpec,
   queryName,
   renderQuery,
   TARGETS_COLUMN,
 } from "../../operations/queries.ts";
 import type { EnrichmentConfig } from "../config/config.ts";
+import {
+  commandHash,
+  consoleBaseOf,
+  escapeText,
+  fitMessage,
+  logsInsightsUrl,
+  type Section,
+} from "./message.ts";
 
 export type { EnrichmentConfig } from "../config/config.ts";
 
@@ -68,11 +79,17 @@ export interface HostRow {
 
 /** What was published, for tests and the drill. */
 export interface Enriched {
+  /** The follow-up (with hosts), or the only message when no query runs. */
   subject: string;
   message: string;
+  /** The plain page published first, before any query, when a follow-up comes. */
+  plain?: { subject: string; message: string };
+  /** Every host row the query returned (the message lists the top ones). */
   hosts: HostRow[] | undefined;
   /** Why there are no hosts (query failed, timed out, not an ALARM, unknown alarm). */
   reason?: string;
+  /** The message lost lines to the size cap (it says so in a `TRUNCATED:` line). */
+  truncated?: boolean;
 }
 
 export interface EnrichmentDeps {
@@ -170,6 +187,7 @@ async function runQuery(
   deadline: Deadline,
   spec: QuerySpec,
   window: { startMs: number; endMs: number },
+  limit: number,
 ): Promise<ResultField[][]> {
   const controller = new AbortController();
   const expired = () => {
@@ -193,7 +211,7 @@ async function runQuery(
         queryString: renderQuery(spec),
         startTime: Math.floor(window.startMs / 1000),
         endTime: Math.ceil(window.endMs / 1000),
-        limit: deps.config.maxHosts ?? 20,
+        limit,
       }),
       { abortSignal: controller.signal },
     ),
@@ -223,18 +241,100 @@ async function runQuery(
   }
 }
 
-function hostTable(hosts: HostRow[]): string[] {
-  if (hosts.length === 0) return ["  (no matching audit lines in the window)"];
-  return hosts.map((h) => {
-    // A jump host's failure names the jump host and says so; the target is only context.
-    const hop =
-      h.hop === "via"
-        ? ` jump host (hop via, ${h.targets} target(s) behind it)`
-        : h.hop === "target"
-          ? " target (hop target, behind a jump host)"
+/** One host row, every value escaped: no host name or error text can start a line. */
+function hostLine(h: HostRow): string {
+  const e = (v: unknown) => escapeText(v);
+  // A jump host's failure names the jump host and says so; the target is only context.
+  const hop =
+    h.hop === "via"
+      ? ` jump host (hop via, ${h.targets} target(s) behind it)`
+      : h.hop === "target"
+        ? " target (hop target, behind a jump host)"
+        : h.hop
+          ? ` (hop ${e(h.hop)})`
           : "";
-    return `  ${h.host}:${h.port} (${h.address || "unresolved"})${hop} ${h.error} in ${h.phase}, ${h.sessions} session(s), first seen ${h.firstSeen}, last seen ${h.lastSeen} [${h.source}]`;
-  });
+  return `  ${e(h.host)}:${e(h.port)} (${h.address ? e(h.address) : "unresolved"})${hop} ${e(h.error)} in ${e(h.phase)}, ${h.sessions} session(s), first seen ${e(h.firstSeen)}, last seen ${e(h.lastSeen)} [${e(h.source)}]`;
+}
+
+/** Totals and groups of every returned host row: distinct hosts (host:port) and sessions. */
+function hostSections(hosts: HostRow[], show: number, title: string): Section[] {
+  const key = (h: HostRow) => `${h.host}\u0000${h.port}`;
+  const all = new Set(hosts.map(key));
+  const sessions = hosts.reduce((n, h) => n + (Number.isFinite(h.sessions) ? h.sessions : 0), 0);
+  const atLeast = hosts.length >= HOST_ROWS_LIMIT ? "at least " : "";
+  const groups = new Map<string, { label: string; hosts: Set<string>; sessions: number }>();
+  for (const h of hosts) {
+    const label = `${escapeText(h.error)} in ${escapeText(h.phase)}${h.hop ? ` (hop ${escapeText(h.hop)})` : ""}`;
+    const g = groups.get(label) ?? { label, hosts: new Set<string>(), sessions: 0 };
+    g.hosts.add(key(h));
+    g.sessions += Number.isFinite(h.sessions) ? h.sessions : 0;
+    groups.set(label, g);
+  }
+  const byCount = [...groups.values()].sort(
+    (a, b) => b.hosts.size - a.hosts.size || b.sessions - a.sessions,
+  );
+  const top = hosts.slice(0, show);
+  const shownHosts = new Set(top.map(key)).size;
+  if (hosts.length === 0) {
+    return [
+      {
+        what: "lines",
+        lines: [`Hosts: none (${title}).`, "  (no matching audit lines in the window)"],
+      },
+    ];
+  }
+  return [
+    {
+      what: "summary lines",
+      lines: [
+        `Hosts: ${atLeast}${all.size} host(s), ${atLeast}${sessions} session(s) (${title}).`,
+        "By error, phase and hop:",
+      ],
+    },
+    {
+      what: "groups",
+      lines: byCount.map((g) => `  ${g.label}: ${g.hosts.size} host(s), ${g.sessions} session(s)`),
+    },
+    {
+      what: "host rows",
+      lines: [
+        `Top hosts by sessions: ${shownHosts} of ${atLeast}${all.size} hosts:`,
+        ...top.map(hostLine),
+      ],
+    },
+  ];
+}
+
+/** Fields of an invocation row, escaped; an audit line's command only as its hash. */
+function invocationLine(row: ResultField[]): string {
+  const parts: string[] = [];
+  let raw: string | undefined;
+  for (const f of row) {
+    if (f.field === "@message") raw = f.value ?? "";
+    else if (f.field && f.field !== "@ptr") {
+      parts.push(`${escapeText(f.field, 60)}=${escapeText(f.value)}`);
+    }
+  }
+  if (raw !== undefined) {
+    let line: { type?: unknown; command?: unknown; commandSha256?: unknown } | undefined;
+    try {
+      const parsed: unknown = JSON.parse(raw);
+      if (parsed && typeof parsed === "object") line = parsed as typeof line;
+    } catch {
+      line = undefined;
+    }
+    if (line?.type === AUDIT_TYPE) {
+      // The audit line's fields are listed above; its command shows as a hash only.
+      if (typeof line.command === "string") parts.push(`command=${commandHash(line.command)}`);
+      else if (typeof line.commandSha256 === "string") {
+        parts.push(`command=sha256:${escapeText(line.commandSha256, 16)}`);
+      }
+    } else {
+      // Lambda's own line (timeout, runtime error): escaped and cut.
+      parts.push(`message=${escapeText(raw)}`);
+    }
+  }
+  return `  ${parts.join(" ")}`;
 }
 
 /** Builds the enriched message of one notification (exported for the drill and tests). */
@@ -244,25 +344,14 @@ export async function enrich(
   deadline: Deadline,
 ): Promise<Enriched> {
   const c = deps.config;
-  const found = kindOfAlarmName(c.stage, n.AlarmName);
-  const kind: AlarmKind | undefined = found?.kind;
-  const entry: CatalogEntry | undefined = kind ? ALARM_CATALOG[kind] : undefined;
-  const severity = kind ? severityOf(kind, found?.subject) : "unknown";
-  const subject = `${n.NewStateValue}: ${n.AlarmName} (${severity})`.slice(0, 100);
-  const head = [
-    `${n.NewStateValue}: ${n.AlarmName} - severity ${severity}`,
-    entry ? `What: ${entry.meaning}` : (n.AlarmDescription ?? ""),
-    `Since: ${n.StateChangeTime}${n.NewStateReason ? ` - ${n.NewStateReason}` : ""}`,
-  ];
-  const links = [
-    kind ? `Runbook: ${c.runbookBaseUrl}/${runbookFile(kind)}` : "",
-    `Dashboard: ${c.dashboardUrl}`,
-  ].filter(Boolean);
+  const { subject, head, links, kind, entry } = plainParts(c, n);
   let hosts: HostRow[] | undefined;
   let reason: string | undefined;
-  let body: string[] = [];
-  if (!entry) reason = "not an alarm of this stage's catalog";
-  else if (n.NewStateValue !== "ALARM") reason = `state ${n.NewStateValue}: no query run`;
+  let sections: Section[] = [];
+  const tail: string[] = [];
+  if (!entry || !kind) reason = "not an alarm of this stage's catalog";
+  else if (n.NewStateValue !== "ALARM")
+    reason = `state ${escapeText(n.NewStateValue)}: no query run`;
   else {
     let queryKey = entry.query;
     if (kind === "Page") {
@@ -273,7 +362,7 @@ export async function enrich(
         if (children.length > 0) {
           head.push(
             "Page-level alarms in ALARM:",
-            ...children.map((ch) => `  ${ch.name}: ${ch.reason}`),
+            ...children.map((ch) => `  ${escapeText(ch.name)}: ${escapeText(ch.reason, 1000)}`),
           );
           for (const k of new Set(children.map((ch) => ch.kind))) {
             links.push(`Runbook (${k}): ${c.runbookBaseUrl}/${runbookFile(k)}`);
@@ -283,47 +372,119 @@ export async function enrich(
         }
       } catch (err) {
         head.push(
-          `Page-level alarms: not available (${(err as Error).name}: ${(err as Error).message})`,
+          `Page-level alarms: not available (${escapeText((err as Error).name)}: ${escapeText((err as Error).message)})`,
         );
       }
     }
     const spec: QuerySpec = QUERIES[queryKey];
     const window = alarmWindow(n);
+    const groups = spec.logGroups === "workflows" ? c.workflowLogGroups : c.functionLogGroups;
+    tail.push(
+      `Full list (Logs Insights): ${logsInsightsUrl(consoleBaseOf(c.dashboardUrl), renderQuery(spec), groups, window)}`,
+    );
     const title = `query ${queryName(c.stage, spec)}, ${new Date(window.startMs).toISOString()} to ${new Date(window.endMs).toISOString()}`;
+    const show = c.maxHosts ?? 20;
     try {
-      const rows = await runQuery(deps, deadline, spec, window);
       if (spec.shape === "hosts") {
-        hosts = rowsToHosts(rows);
-        body = [`Top hosts (${title}):`, ...hostTable(hosts)];
+        hosts = rowsToHosts(await runQuery(deps, deadline, spec, window, HOST_ROWS_LIMIT));
+        sections = hostSections(hosts, show, title);
       } else {
-        body = [
-          `Matching lines (${title}):`,
-          ...rows.map((r) => `  ${r.map((f) => `${f.field}=${f.value}`).join(" ")}`),
+        const rows = await runQuery(deps, deadline, spec, window, INVOCATION_ROWS_LIMIT);
+        const atLeast = rows.length >= INVOCATION_ROWS_LIMIT ? "at least " : "";
+        const top = rows.slice(0, show);
+        sections = [
+          {
+            what: "lines",
+            lines: [
+              `Matching lines: ${top.length} of ${atLeast}${rows.length} (${title}):`,
+              ...top.map(invocationLine),
+            ],
+          },
         ];
       }
     } catch (err) {
       const e = err as Error;
-      reason = `${e.name}: ${e.message}`;
+      reason = `${escapeText(e.name)}: ${escapeText(e.message)}`;
     }
   }
-  if (reason) body = [`Hosts: not available (${reason}). Run the saved query by hand.`];
-  const message = [...head, "", ...body, "", ...links].join("\n");
-  return { subject, message, hosts, ...(reason ? { reason } : {}) };
+  if (reason) {
+    sections = [
+      { what: "lines", lines: [`Hosts: not available (${reason}). Run the saved query by hand.`] },
+    ];
+  }
+  const fitted = fitMessage([...head, ""], sections, ["", ...tail, ...links]);
+  return {
+    subject,
+    message: fitted.message,
+    hosts,
+    ...(reason ? { reason } : {}),
+    ...(fitted.truncated ? { truncated: true } : {}),
+  };
 }
 
-/** Publishes an enriched (or plain, with the reason) message for one notification. */
+/** Subject, header and links of a notification: what the plain page carries, before any query. */
+function plainParts(c: EnrichmentConfig, n: AlarmNotification) {
+  const found = kindOfAlarmName(c.stage, n.AlarmName);
+  const kind: AlarmKind | undefined = found?.kind;
+  const entry: CatalogEntry | undefined = kind ? ALARM_CATALOG[kind] : undefined;
+  const severity = kind ? severityOf(kind, found?.subject) : "unknown";
+  const name = escapeText(n.AlarmName, 255);
+  const state = escapeText(n.NewStateValue, 40);
+  const subject = `${state}: ${name} (${severity})`.slice(0, 100);
+  const head = [
+    `${state}: ${name} - severity ${severity}`,
+    entry ? `What: ${entry.meaning}` : escapeText(n.AlarmDescription ?? "", 2000),
+    `Since: ${escapeText(n.StateChangeTime, 64)}${n.NewStateReason ? ` - ${escapeText(n.NewStateReason, 1000)}` : ""}`,
+  ];
+  const links = [
+    kind ? `Runbook: ${c.runbookBaseUrl}/${runbookFile(kind)}` : "",
+    `Dashboard: ${c.dashboardUrl}`,
+  ].filter(Boolean);
+  return { subject, head, links, kind, entry };
+}
+
+/**
+ * The plain page, published before any query runs: the alarm, what it means, the runbook and
+ * the dashboard. `undefined` when no query will run (the one message is the plain one).
+ */
+export function plainPage(
+  c: EnrichmentConfig,
+  n: AlarmNotification,
+): { subject: string; message: string } | undefined {
+  const { subject, head, links, entry } = plainParts(c, n);
+  if (!entry || n.NewStateValue !== "ALARM") return undefined;
+  const message = fitMessage(
+    [...head, "", "Hosts: follow in a second notification (the saved query is running)."],
+    [],
+    ["", ...links],
+  ).message;
+  return { subject, message };
+}
+
+/**
+ * Publishes one notification: the plain page first (before any query, so a slow or failing
+ * query never delays it), then the enrichment (hosts, totals, groups) as a follow-up. When no
+ * query runs (OK, unknown alarm) the one message is the plain one.
+ */
 export async function enrichAndPublish(
   deps: EnrichmentDeps,
   n: AlarmNotification,
   deadline: Deadline,
 ): Promise<Enriched> {
+  const plain = plainPage(deps.config, n);
+  if (plain) await publish(deps, plain.subject, plain.message);
   const enriched = await enrich(deps, n, deadline);
+  const subject = plain ? `${enriched.subject} - hosts`.slice(0, 100) : enriched.subject;
+  await publish(deps, subject, enriched.message);
+  return { ...enriched, subject, ...(plain ? { plain } : {}) };
+}
+
+async function publish(deps: EnrichmentDeps, subject: string, message: string): Promise<void> {
   await deps.sns.send(
     new PublishCommand({
       TopicArn: deps.config.enrichedTopicArn,
-      Subject: enriched.subject.replace(/[^\x20-\x7e]/g, " "),
-      Message: enriched.message,
+      Subject: subject.replace(/[^\x20-\x7e]/g, " "),
+      Message: message,
     }),
   );
-  return enriched;
 }

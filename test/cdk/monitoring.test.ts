@@ -198,7 +198,6 @@ describe("hangs counted in hosts", () => {
 describe("real overruns only", () => {
   it("counts hard timeouts, negative slack and Duration at the timeout; not 90% of it", () => {
     const e = expressionOf(byName("DeadlineOverrun"));
-    expect(e).toContain("FILL(hard, 0)");
     expect(e).toContain("FILL(sfnHard, 0)");
     expect(e).toContain("IF(FILL(slack, 0) < 0, 1, 0)");
     expect(e).toContain(`>= ${25_000 - HARD_TIMEOUT_MARGIN_MS}`);
@@ -208,11 +207,22 @@ describe("real overruns only", () => {
     expect(25_000 - 2_000 + 50).toBeLessThan(25_000 - HARD_TIMEOUT_MARGIN_MS);
   });
 
-  it("does not count audit lines (a command may say 'Task timed out after') as hard timeouts", () => {
-    template.hasResourceProperties("AWS::Logs::MetricFilter", {
-      FilterPattern: `"Task timed out after" -"${AUDIT_TYPE}"`,
-      MetricTransformations: [Match.objectLike({ MetricName: "LambdaHardTimeouts" })],
-    });
+  it("reads no free text: no filter on the functions' logs, workflows by structured error name", () => {
+    const filters = Object.values(template.findResources("AWS::Logs::MetricFilter")).map(
+      (r) =>
+        r.Properties as { FilterPattern: string; MetricTransformations: { MetricName: string }[] },
+    );
+    const overrun = filters.filter((f) =>
+      f.MetricTransformations.some((t) => t.MetricName === "WorkflowHardTimeouts"),
+    );
+    expect(overrun.length).toBeGreaterThan(0);
+    for (const f of overrun) {
+      expect(f.FilterPattern).toBe(
+        '{ ($.details.error = "Sandbox.Timedout") || ($.details.error = "Lambda.Unknown") }',
+      );
+    }
+    // No other filter feeds the overrun alarm, and none matches Lambda's free-text line.
+    expect(filters.filter((f) => f.FilterPattern.includes("Task timed out"))).toEqual([]);
   });
 });
 

@@ -13,6 +13,23 @@ describe("filter patterns", () => {
     expect(filterMatches('?"Sandbox.Timedout" ?"Lambda.Unknown"', "x Lambda.Unknown y")).toBe(true);
     expect(filterMatches('?"Sandbox.Timedout" ?"Lambda.Unknown"', "States.Runtime")).toBe(false);
   });
+
+  it("matches JSON patterns on JSON events only, by field value, never by text inside a value", () => {
+    const p = '{ ($.details.error = "Sandbox.Timedout") || ($.details.error = "Lambda.Unknown") }';
+    expect(filterMatches(p, '{"type":"TaskFailed","details":{"error":"Sandbox.Timedout"}}')).toBe(
+      true,
+    );
+    expect(filterMatches(p, '{"details":{"error":"Lambda.Unknown","cause":"x"}}')).toBe(true);
+    // The words in a cause, in another field, or in a non-JSON line match nothing.
+    expect(
+      filterMatches(p, '{"details":{"error":"ProtocolError","cause":"Sandbox.Timedout"}}'),
+    ).toBe(false);
+    expect(filterMatches(p, 'x Invoke Error {"details":{"error":"Sandbox.Timedout"}}')).toBe(false);
+    expect(filterMatches(p, '{"details":{"error":"Sandbox.Timedout.x"}}')).toBe(false);
+    expect(filterMatches('{ $.a = 1 && $.b != "x" }', '{"a":1,"b":"y"}')).toBe(true);
+    expect(filterMatches('{ $.a = 1 && $.b != "x" }', '{"a":1,"b":"x"}')).toBe(false);
+    expect(() => filterMatches("{ $.a ~ 1 }", "{}")).toThrow();
+  });
 });
 
 describe("metric math", () => {

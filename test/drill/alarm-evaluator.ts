@@ -2,7 +2,8 @@
  * A small CloudWatch for the drill: evaluates the alarms of a synthesized template on captured
  * metric datums and log events. It covers what the template uses and nothing more:
  *
- * - metric filters (`"term"`, `-"term"`, `?"term"` patterns) → derived datums;
+ * - metric filters (`"term"`, `-"term"`, `?"term"` patterns and `{ $.a = "x" || … }` JSON
+ *   patterns) → derived datums;
  * - Contributor Insights rules (JSON log rules, `In` filters, `UniqueContributors`);
  * - alarms on one metric (`Sum`, `Maximum`, `Minimum`, `Average`, `SampleCount`) or on metric
  *   math (`+ - * /`, comparisons, `AND`/`OR`, `IF`, `FILL`, `MAX([…])`, `INSIGHT_RULE_METRIC`);
@@ -44,8 +45,83 @@ export function resolve(value: unknown): string {
 
 // --- metric filters ---------------------------------------------------------------------------
 
-/** Unstructured filter pattern: all plain terms, none of the `-` terms, any `?` term. */
+/**
+ * A metric filter pattern on one log event. `{ … }` is a JSON pattern (selectors `$.a.b`
+ * compared with `=`/`!=` to a quoted string or a number, combined with `&&`, `||` and
+ * parentheses): it only matches an event that is a JSON object. Otherwise the pattern is
+ * unstructured: all plain terms, none of the `-` terms, any `?` term.
+ */
 export function filterMatches(pattern: string, message: string): boolean {
+  const trimmed = pattern.trim();
+  if (trimmed.startsWith("{")) return jsonFilterMatches(trimmed, message);
+  return termsMatch(pattern, message);
+}
+
+function jsonFilterMatches(pattern: string, message: string): boolean {
+  if (!pattern.endsWith("}")) throw new Error(`evaluator: JSON pattern ${pattern}`);
+  let event: unknown;
+  try {
+    event = JSON.parse(message);
+  } catch {
+    return false;
+  }
+  if (event === null || typeof event !== "object" || Array.isArray(event)) return false;
+  const tokens = [
+    ...pattern
+      .slice(1, -1)
+      .matchAll(
+        /\s*(\$(?:\.[A-Za-z0-9_]+)+|"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?|&&|\|\||!=|=|\(|\))/gy,
+      ),
+  ].map((m) => m[1] as string);
+  if (tokens.join("").replace(/\s/g, "") !== pattern.slice(1, -1).replace(/\s/g, "")) {
+    throw new Error(`evaluator: unsupported JSON pattern ${pattern}`);
+  }
+  let i = 0;
+  const next = () => tokens[i++];
+  const or = (): boolean => {
+    let v = and();
+    while (tokens[i] === "||") {
+      i++;
+      const r = and();
+      v = v || r;
+    }
+    return v;
+  };
+  const and = (): boolean => {
+    let v = primary();
+    while (tokens[i] === "&&") {
+      i++;
+      const r = primary();
+      v = v && r;
+    }
+    return v;
+  };
+  const primary = (): boolean => {
+    const t = next();
+    if (t === "(") {
+      const v = or();
+      if (next() !== ")") throw new Error(`evaluator: unbalanced JSON pattern ${pattern}`);
+      return v;
+    }
+    if (!t?.startsWith("$.")) throw new Error(`evaluator: JSON pattern selector ${t}`);
+    const op = next();
+    const raw = next() ?? "";
+    const actual = readField(event, t.slice(2));
+    const expected: unknown = raw.startsWith('"') ? JSON.parse(raw) : Number(raw);
+    const equal =
+      typeof expected === "number"
+        ? actual === expected
+        : String(actual) === expected && actual !== undefined;
+    if (op === "=") return equal;
+    if (op === "!=") return !equal;
+    throw new Error(`evaluator: JSON pattern operator ${op}`);
+  };
+  const result = or();
+  if (i !== tokens.length) throw new Error(`evaluator: trailing tokens in ${pattern}`);
+  return result;
+}
+
+function termsMatch(pattern: string, message: string): boolean {
   const terms = [...pattern.matchAll(/([?-]?)"([^"]*)"|([?-]?)(\S+)/g)].map((m) => ({
     op: m[1] ?? m[3] ?? "",
     text: m[2] ?? m[4] ?? "",

@@ -26,8 +26,16 @@ export function drillProblems(r: DrillReport): string[] {
     );
   }
   if (!(fb.slackMs >= 0)) problems.push(`the full-budget run overran (slack ${fb.slackMs} ms)`);
-  const page = r.notifications.find((n) => n.subject?.startsWith("ALARM: drill-BoundedSsh-Page"));
+  // The plain page goes out first; the hosts follow in a second notification.
+  const plain = r.notifications.find((n) => n.subject === "ALARM: drill-BoundedSsh-Page (page)");
+  if (!plain) problems.push("no plain notification for the page");
+  const page = r.notifications.find(
+    (n) => n.subject === "ALARM: drill-BoundedSsh-Page (page) - hosts",
+  );
   if (!page) problems.push("no enriched notification for the page");
+  else if (plain && r.notifications.indexOf(plain) > r.notifications.indexOf(page)) {
+    problems.push("the enrichment went out before the plain page");
+  }
   const expected: Record<string, [string, string]> = {
     tarpit: ["BannerTimeout", "banner"],
     auth: ["AuthTimeout", "auth"],

@@ -3,6 +3,7 @@
  * endpoints (test/helpers/fake-alarm-endpoints.ts): hosts named on ALARM, and the plain alarm
  * still published, with the reason, when the query fails or runs out of time.
  */
+import { createHash } from "node:crypto";
 import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
 import { SNSClient } from "@aws-sdk/client-sns";
@@ -10,6 +11,11 @@ import type { SNSEvent } from "aws-lambda";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { EnrichmentConfig } from "../../functions/alarm-enrichment/enrich.ts";
 import { createEnrichmentHandler } from "../../functions/alarm-enrichment/enrichment-handler.ts";
+import {
+  commandHash,
+  escapeText,
+  MESSAGE_CAP_BYTES,
+} from "../../functions/alarm-enrichment/message.ts";
 import { lambdaContext } from "../../local/lambda-context.ts";
 import { hungAuditEvent } from "../helpers/audit-lines.ts";
 import {
@@ -134,10 +140,19 @@ describe("alarm enrichment", () => {
       ["2201", "BannerTimeout", "banner", 3],
       ["2202", "AuthTimeout", "auth", 1],
     ]);
-    expect(sns.published).toHaveLength(1);
-    const msg = sns.published[0]!;
+    // The plain page first, then the hosts.
+    expect(sns.published).toHaveLength(2);
+    const plain = sns.published[0]!;
+    expect(plain.topicArn).toBe(TOPIC);
+    expect(plain.subject).toBe("ALARM: dev-BoundedSsh-HandshakeHangs (page)");
+    expect(plain.message).toContain("Hosts: follow in a second notification");
+    expect(plain.message).toContain("Runbook: https://example.test/runbooks/HandshakeHangs.md");
+    const msg = sns.published[1]!;
     expect(msg.topicArn).toBe(TOPIC);
-    expect(msg.subject).toBe("ALARM: dev-BoundedSsh-HandshakeHangs (page)");
+    expect(msg.subject).toBe("ALARM: dev-BoundedSsh-HandshakeHangs (page) - hosts");
+    expect(msg.message).toContain("Hosts: 2 host(s), 4 session(s)");
+    expect(msg.message).toContain("  BannerTimeout in banner: 1 host(s), 3 session(s)");
+    expect(msg.message).toContain("Top hosts by sessions: 2 of 2 hosts:");
     expect(msg.message).toContain("10.0.0.7:2201 (10.0.0.7) BannerTimeout in banner, 3 session(s)");
     expect(msg.message).toContain("10.0.0.7:2202 (10.0.0.7) AuthTimeout in auth");
     expect(msg.message).toMatch(/first seen \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}, last seen/);
@@ -169,7 +184,8 @@ describe("alarm enrichment", () => {
       ["bastion.example", "2222", "via", 20, 20],
       ["10.0.3.9", "22", "target", 1, 1],
     ]);
-    const msg = sns.published[0]?.message ?? "";
+    const msg = sns.published[1]?.message ?? "";
+    expect(msg).toContain("  BannerTimeout in banner (hop via): 1 host(s), 20 session(s)");
     expect(msg).toContain(
       "bastion.example:2222 (unresolved) jump host (hop via, 20 target(s) behind it) BannerTimeout in banner, 20 session(s)",
     );
@@ -189,9 +205,10 @@ describe("alarm enrichment", () => {
     expect(elapsed).toBeLessThan(700);
     expect(elapsed).toBeGreaterThanOrEqual(450);
     expect(out?.reason).toMatch(/^QueryTimeout/);
-    expect(sns.published).toHaveLength(1);
-    expect(sns.published[0]?.message).toContain("Hosts: not available (QueryTimeout");
-    expect(sns.published[0]?.message).toContain(
+    expect(sns.published).toHaveLength(2);
+    expect(sns.published[0]?.message).toContain("Hosts: follow in a second notification");
+    expect(sns.published[1]?.message).toContain("Hosts: not available (QueryTimeout");
+    expect(sns.published[1]?.message).toContain(
       "Runbook: https://example.test/runbooks/HandshakeHangs.md",
     );
     await expect.poll(() => logs.stopped.length).toBeGreaterThan(0);
@@ -205,7 +222,7 @@ describe("alarm enrichment", () => {
     );
     expect(out?.reason).toMatch(/LimitExceededException/);
     expect(sns.published[0]?.subject).toBe("ALARM: dev-BoundedSsh-AuthTimeouts (ticket)");
-    expect(sns.published[0]?.message).toContain("Hosts: not available (LimitExceededException");
+    expect(sns.published[1]?.message).toContain("Hosts: not available (LimitExceededException");
   });
 
   it("forwards OK notifications and other stages' alarms without a query", async () => {
@@ -236,8 +253,8 @@ describe("alarm enrichment", () => {
       lambdaContext({ timeoutMs: 5_000 }),
     );
     expect(out?.reason).toBeUndefined();
-    expect(sns.published[0]?.message).toContain("requestId=leaky");
-    expect(sns.published[0]?.message).toContain("leakedSockets=2");
+    expect(sns.published[1]?.message).toContain("requestId=leaky");
+    expect(sns.published[1]?.message).toContain("leakedSockets=2");
   });
 
   it("names the page's children in ALARM and runs their query", async () => {
@@ -252,7 +269,7 @@ describe("alarm enrichment", () => {
       lambdaContext({ timeoutMs: 5_000 }),
     );
     expect(cw.asked[cw.asked.length - 1]).toContain("dev-BoundedSsh-HostKeyMismatch");
-    const msg = sns.published[0]?.message ?? "";
+    const msg = sns.published[1]?.message ?? "";
     expect(msg).toContain(
       "Page-level alarms in ALARM:\n  dev-BoundedSsh-HandshakeHangs: Threshold Crossed",
     );
@@ -263,5 +280,196 @@ describe("alarm enrichment", () => {
       "Runbook (HandshakeHangs): https://example.test/runbooks/HandshakeHangs.md",
     );
     expect(out?.hosts?.map((h) => h.port)).toEqual(["2201", "2202"]);
+  });
+});
+
+/** A real-shaped audit line of a failed session on `host`, with a command. */
+function failed(
+  host: string,
+  error: string,
+  phase: string,
+  at: number,
+  extra: { command?: string; port?: number; address?: string; leakedSockets?: number } = {},
+) {
+  const port = extra.port ?? 22;
+  const address = extra.address ?? host;
+  return {
+    logGroup: FN_LOGS,
+    timestamp: at,
+    message: JSON.stringify({
+      type: "bounded-ssh.audit",
+      source: "task",
+      requestId: `r-${host}-${at}`,
+      target: { host, port, address, username: "ops" },
+      command: extra.command ?? "echo hi",
+      outcome: "timed_out",
+      error: { name: error, phase, message: "", retryable: true, host, port, address },
+      phase,
+      slackMs: 100,
+      leakedSockets: extra.leakedSockets ?? 0,
+    }),
+  };
+}
+
+const bytes = (s: string) => Buffer.byteLength(s, "utf8");
+/** 16 KiB command, as the issue measured. */
+const BIG = `echo ${"x".repeat(16 * 1024 - 5)}`;
+const FLEET_ERRORS = [
+  ["BannerTimeout", "banner", 300],
+  ["AuthTimeout", "auth", 150],
+  ["ConnectionLost", "exec", 50],
+] as const;
+
+function fleet(extra: Parameters<typeof failed>[4] = {}) {
+  let i = 0;
+  return FLEET_ERRORS.flatMap(([error, phase, count]) =>
+    Array.from({ length: count }, () => {
+      i++;
+      return failed(`10.1.${Math.floor(i / 250)}.${i % 250}`, error, phase, now - 60_000 + i, {
+        command: BIG,
+        ...extra,
+      });
+    }),
+  );
+}
+
+describe("enrichment at fleet scale", () => {
+  it("500 failing hosts with 16 KiB commands: totals, groups by error/phase/hop, under the cap", async () => {
+    logs.events = fleet();
+    const [out] = await handler()(
+      snsEvent("dev-BoundedSsh-HandshakeHangs"),
+      lambdaContext({ timeoutMs: 10_000 }),
+    );
+    expect(out?.hosts).toHaveLength(500);
+    const msg = sns.published[1]?.message ?? "";
+    console.info(`enriched hosts message, 500 hosts x 16 KiB commands: ${bytes(msg)} bytes`);
+    expect(bytes(msg)).toBeLessThanOrEqual(MESSAGE_CAP_BYTES);
+    expect(MESSAGE_CAP_BYTES).toBeLessThan((256 * 1024) / 2);
+    expect(msg).toContain("Hosts: 500 host(s), 500 session(s)");
+    expect(msg).toContain("  BannerTimeout in banner: 300 host(s), 300 session(s)");
+    expect(msg).toContain("  AuthTimeout in auth: 150 host(s), 150 session(s)");
+    expect(msg).toContain("  ConnectionLost in exec: 50 host(s), 50 session(s)");
+    expect(msg).toContain("Top hosts by sessions: 20 of 500 hosts:");
+    expect(msg.split("\n").filter((l) => / in (banner|auth|exec), 1 session/.test(l))).toHaveLength(
+      20,
+    );
+    expect(msg).not.toContain("xxxxxxxx");
+    // The link opens Logs Insights with the same query, log groups and window.
+    const link = /Full list \(Logs Insights\): (\S+)/.exec(msg)?.[1] ?? "";
+    expect(
+      link.startsWith("https://example.test/dashboard#logsV2:logs-insights$3FqueryDetail$3D"),
+    ).toBe(true);
+    const detail = decodeURIComponent(link.split("logs-insights")[1]!.replace(/\$/g, "%"));
+    const values = [...detail.matchAll(/'([^~)]*)/g)].map((m) =>
+      decodeURIComponent(m[1]!.replace(/\*/g, "%")),
+    );
+    expect(values).toContain(logs.started.at(-1)?.queryString);
+    expect(values).toContain(FN_LOGS);
+  });
+
+  it("invocation queries show a command hash, never the command, and stay under the cap", async () => {
+    logs.events = fleet({ leakedSockets: 1 });
+    await handler()(snsEvent("dev-BoundedSsh-LeakedSockets"), lambdaContext({ timeoutMs: 10_000 }));
+    const msg = sns.published[1]?.message ?? "";
+    console.info(`enriched invocations message, 500 lines x 16 KiB commands: ${bytes(msg)} bytes`);
+    expect(bytes(msg)).toBeLessThanOrEqual(MESSAGE_CAP_BYTES);
+    expect(msg).toContain("Matching lines: 20 of at least 200");
+    expect(msg).toContain(`command=${commandHash(BIG)}`);
+    expect(commandHash(BIG)).toBe(
+      `sha256:${createHash("sha256").update(BIG).digest("hex").slice(0, 16)}`,
+    );
+    expect(msg).not.toContain("xxxxxxxx");
+  });
+
+  it("cuts at the cap with an explicit TRUNCATED line when everything is asked for", async () => {
+    // Every row asked for, each host name 250 characters: far past the cap.
+    logs.events = FLEET_ERRORS.flatMap(([error, phase, count], g) =>
+      Array.from({ length: count }, (_, i) =>
+        failed(`h${g}-${i}-${"n".repeat(240)}.example`, error, phase, now - 60_000 + i),
+      ),
+    );
+    const h = createEnrichmentHandler({
+      logs: new CloudWatchLogsClient({ ...FAKE_CLIENT_CONFIG, endpoint: logs.endpoint }),
+      sns: new SNSClient({ ...FAKE_CLIENT_CONFIG, endpoint: sns.endpoint }),
+      config: { ...config, maxHosts: 10_000 },
+    });
+    const [out] = await h(
+      snsEvent("dev-BoundedSsh-HandshakeHangs"),
+      lambdaContext({ timeoutMs: 10_000 }),
+    );
+    const msg = sns.published[1]?.message ?? "";
+    expect(out?.truncated).toBe(true);
+    expect(bytes(msg)).toBeLessThanOrEqual(MESSAGE_CAP_BYTES);
+    expect(msg).toMatch(
+      new RegExp(
+        `\\nTRUNCATED: \\d+ of 501 host rows not shown \\(message cap ${MESSAGE_CAP_BYTES} bytes\\)`,
+      ),
+    );
+    // Totals and groups come first and survive the cut; so do the links.
+    expect(msg).toContain("Hosts: 500 host(s)");
+    expect(msg).toContain("Full list (Logs Insights): ");
+    expect(msg).toContain("Runbook: https://example.test/runbooks/HandshakeHangs.md");
+  });
+});
+
+describe("enrichment cannot be forged", () => {
+  const FORGED = "ALARM: dev-BoundedSsh-Page - severity page";
+  const hostile = [
+    `evil\n${FORGED}\nRunbook: https://evil.example/runbook`,
+    "crlf\r\nDashboard: https://evil.example",
+    "esc\u001b[2J\u001b[1;1Hcleared",
+    "sep\u2028Runbook: https://evil.example\u2029x",
+    "bidi\u202egnp.exe\u2066\u200b\ufeff",
+    "nul\u0000del\u007fc1\u0085",
+    "back\\nslash",
+  ];
+
+  it("escapes every control character and newline in host names, addresses and commands", async () => {
+    logs.events = hostile.flatMap((name, i) => [
+      failed(name, "BannerTimeout", "banner", now - 30_000 + i, {
+        address: `${name}-addr`,
+        command: `echo ${name}\n${FORGED}`,
+        leakedSockets: 1,
+      }),
+    ]);
+    const h = handler();
+    await h(snsEvent("dev-BoundedSsh-HandshakeHangs"), lambdaContext({ timeoutMs: 5_000 }));
+    await h(snsEvent("dev-BoundedSsh-LeakedSockets"), lambdaContext({ timeoutMs: 5_000 }));
+    const messages = sns.published.map((p) => p.message);
+    expect(messages).toHaveLength(4);
+    for (const msg of messages) {
+      // No raw control, separator, bidi or zero-width character survives.
+      expect(msg).not.toMatch(
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: the characters under test.
+        /[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/,
+      );
+      const lines = msg.split("\n");
+      // Only the real header starts with ALARM:, only real links start with Runbook/Dashboard.
+      expect(lines.filter((l) => l.startsWith("ALARM:"))).toHaveLength(1);
+      expect(lines.filter((l) => /^(Runbook|Dashboard)/.test(l) && l.includes("evil"))).toEqual([]);
+      expect(msg).not.toContain("\nRunbook: https://evil");
+    }
+    const hosts = messages[1] ?? "";
+    // One line per hostile host, its text visible but inert.
+    for (const name of hostile) {
+      const shown = escapeText(name);
+      expect(hosts.split("\n").filter((l) => l.startsWith(`  ${shown}:22 (`))).toHaveLength(1);
+    }
+    expect(hosts).toContain("evil\\nALARM: dev-BoundedSsh-Page - severity page\\nRunbook:");
+    expect(hosts).toContain("esc\\x1b[2J");
+    expect(hosts).toContain("back\\\\nslash");
+    // Invocation lines: hashes only, the command's forged header nowhere.
+    const lines = messages[3] ?? "";
+    expect(lines).not.toContain("echo evil");
+    expect(lines.match(/command=sha256:[0-9a-f]{16}/g)).toHaveLength(hostile.length);
+  });
+
+  it("escapeText: escapes are unambiguous and the cut is bounded and says so", () => {
+    expect(escapeText("a\nb")).toBe("a\\nb");
+    expect(escapeText("a\\nb")).toBe("a\\\\nb");
+    expect(escapeText("\u0007\u009b\u2028")).toBe("\\x07\\x9b\\u2028");
+    const long = escapeText(`${"\n".repeat(400)}`, 21);
+    expect(long).toBe(`${"\\n".repeat(10)}...[400 chars]`);
+    expect(escapeText("é".repeat(10), 5)).toBe("ééééé...[10 chars]");
   });
 });

@@ -11,6 +11,8 @@ import { AUDIT_TYPE, AUDIT_FIELDS as F, readField } from "../../operations/audit
 import {
   type Condition,
   HOST_COLUMNS,
+  HOST_ROWS_LIMIT,
+  INVOCATION_ROWS_LIMIT,
   type QuerySpec,
   TARGETS_COLUMN,
 } from "../../operations/queries.ts";
@@ -91,7 +93,7 @@ export function evaluate(
     }
     return [...groups.values()]
       .sort((a, b) => b.n - a.n)
-      .slice(0, Math.min(limit ?? 100, 100))
+      .slice(0, Math.min(limit ?? HOST_ROWS_LIMIT, HOST_ROWS_LIMIT))
       .map((g) => [
         ...HOST_COLUMNS.map((field, i) => ({ field, value: g.cols[i] as string })),
         { field: "sessions", value: String(g.n) },
@@ -103,7 +105,7 @@ export function evaluate(
   if (spec.shape === "invocations") {
     return [...hits]
       .sort((a, b) => b.timestamp - a.timestamp)
-      .slice(0, Math.min(limit ?? 200, 200))
+      .slice(0, Math.min(limit ?? INVOCATION_ROWS_LIMIT, INVOCATION_ROWS_LIMIT))
       .map((e) => {
         const line = parse(e.message) ?? {};
         const row: ResultRow = [{ field: "@timestamp", value: insightsTime(e.timestamp) }];
