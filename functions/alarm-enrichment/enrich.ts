@@ -33,6 +33,7 @@ import {
 } from "../../cdk/monitoring/queries.ts";
 import type { Deadline } from "../../lib/deadline.ts";
 import type { EnrichmentConfig } from "../config/config.ts";
+import { CALL_CAPS, callSignal, send } from "../runtime/aws-clients.ts";
 
 export type { EnrichmentConfig } from "../config/config.ts";
 
@@ -108,9 +109,10 @@ async function childrenInAlarm(deps: EnrichmentDeps, deadline: Deadline): Promis
     controller.abort();
     return new QueryTimeout("DescribeAlarms did not answer in time");
   };
-  const work = deps.cloudwatch.send(
+  const work = send(
+    deps.cloudwatch,
     new DescribeAlarmsCommand({ AlarmNames: pageChildren(deps.config.stage) }),
-    { abortSignal: controller.signal },
+    controller.signal,
   );
   work.catch(() => {});
   const res = await deadline.bound(deadline.remaining(), work, expired, expired);
@@ -183,7 +185,8 @@ async function runQuery(
     return deadline.bound(deadline.remaining(), work, expired, expired);
   };
   const started = await call(
-    deps.logs.send(
+    send(
+      deps.logs,
       new StartQueryCommand({
         logGroupNames: [
           ...(spec.logGroups === "workflows"
@@ -195,7 +198,7 @@ async function runQuery(
         endTime: Math.ceil(window.endMs / 1000),
         limit: deps.config.maxHosts ?? 20,
       }),
-      { abortSignal: controller.signal },
+      controller.signal,
     ),
   );
   const queryId = started.queryId;
@@ -203,9 +206,7 @@ async function runQuery(
   try {
     for (;;) {
       const res = await call(
-        deps.logs.send(new GetQueryResultsCommand({ queryId }), {
-          abortSignal: controller.signal,
-        }),
+        send(deps.logs, new GetQueryResultsCommand({ queryId }), controller.signal),
       );
       if (res.status === "Complete") return res.results ?? [];
       if (res.status !== "Running" && res.status !== "Scheduled") {
@@ -217,8 +218,12 @@ async function runQuery(
       await deadline.wait(waitMs, new Promise(() => {}));
     }
   } catch (err) {
-    // Best effort, not awaited past the invocation: a query nobody reads costs scanning.
-    deps.logs.send(new StopQueryCommand({ queryId })).catch(() => {});
+    // Best effort, not awaited: a query nobody reads costs scanning. Capped like any call.
+    send(
+      deps.logs,
+      new StopQueryCommand({ queryId }),
+      callSignal(undefined, CALL_CAPS.publishMs),
+    ).catch(() => {});
     throw err;
   }
 }
@@ -311,19 +316,25 @@ export async function enrich(
   return { subject, message, hosts, ...(reason ? { reason } : {}) };
 }
 
-/** Publishes an enriched (or plain, with the reason) message for one notification. */
+/**
+ * Publishes an enriched (or plain, with the reason) message for one notification. The publish
+ * gets its own cap, at most `publishWithinMs` (what the function's reserve leaves it).
+ */
 export async function enrichAndPublish(
   deps: EnrichmentDeps,
   n: AlarmNotification,
   deadline: Deadline,
+  publishWithinMs: number = CALL_CAPS.publishMs,
 ): Promise<Enriched> {
   const enriched = await enrich(deps, n, deadline);
-  await deps.sns.send(
+  await send(
+    deps.sns,
     new PublishCommand({
       TopicArn: deps.config.enrichedTopicArn,
       Subject: enriched.subject.replace(/[^\x20-\x7e]/g, " "),
       Message: enriched.message,
     }),
+    callSignal(undefined, Math.min(CALL_CAPS.publishMs, publishWithinMs)),
   );
   return enriched;
 }

@@ -13,6 +13,9 @@ import {
   enrichAndPublish,
 } from "./enrich.ts";
 
+/** Kept back from the publish for the handler to return. */
+const PUBLISH_MARGIN_MS = 200;
+
 /** Builds the handler over its clients and configuration (tests pass their own). */
 export function createEnrichmentHandler(deps: EnrichmentDeps) {
   return async (event: SNSEvent, context: Context): Promise<Enriched[]> => {
@@ -34,7 +37,9 @@ export function createEnrichmentHandler(deps: EnrichmentDeps) {
           StateChangeTime: record.Sns.Timestamp,
         };
       }
-      out.push(await enrichAndPublish(deps, notification, deadline));
+      // The publish has the reserve, less a margin for the response.
+      const publishWithinMs = context.getRemainingTimeInMillis() - PUBLISH_MARGIN_MS;
+      out.push(await enrichAndPublish(deps, notification, deadline, publishWithinMs));
     }
     return out;
   };
