@@ -318,13 +318,14 @@ export async function enrich(
 
 /**
  * Publishes an enriched (or plain, with the reason) message for one notification. The publish
- * gets its own cap, at most `publishWithinMs` (what the function's reserve leaves it).
+ * gets its own cap, at most `publishWithinMs()` read when it starts (what the function's
+ * reserve leaves it).
  */
 export async function enrichAndPublish(
   deps: EnrichmentDeps,
   n: AlarmNotification,
   deadline: Deadline,
-  publishWithinMs: number = CALL_CAPS.publishMs,
+  publishWithinMs: () => number = () => CALL_CAPS.publishMs,
 ): Promise<Enriched> {
   const enriched = await enrich(deps, n, deadline);
   await send(
@@ -334,7 +335,7 @@ export async function enrichAndPublish(
       Subject: enriched.subject.replace(/[^\x20-\x7e]/g, " "),
       Message: enriched.message,
     }),
-    callSignal(undefined, Math.min(CALL_CAPS.publishMs, publishWithinMs)),
+    callSignal(undefined, Math.min(CALL_CAPS.publishMs, publishWithinMs())),
   );
   return enriched;
 }

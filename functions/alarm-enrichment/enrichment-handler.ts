@@ -14,7 +14,7 @@ import {
 } from "./enrich.ts";
 
 /** Kept back from the publish for the handler to return. */
-const PUBLISH_MARGIN_MS = 200;
+const PUBLISH_MARGIN_MS = 50;
 
 /** Builds the handler over its clients and configuration (tests pass their own). */
 export function createEnrichmentHandler(deps: EnrichmentDeps) {
@@ -37,8 +37,8 @@ export function createEnrichmentHandler(deps: EnrichmentDeps) {
           StateChangeTime: record.Sns.Timestamp,
         };
       }
-      // The publish has the reserve, less a margin for the response.
-      const publishWithinMs = context.getRemainingTimeInMillis() - PUBLISH_MARGIN_MS;
+      // The publish has what is left of the reserve when it starts, less a margin to return.
+      const publishWithinMs = () => context.getRemainingTimeInMillis() - PUBLISH_MARGIN_MS;
       out.push(await enrichAndPublish(deps, notification, deadline, publishWithinMs));
     }
     return out;
