@@ -95,7 +95,10 @@ export function awsRuntime(config: HandlerConfig): Runtime {
   preload.push(credentialStore);
   const runtime: Runtime = {
     settings,
-    credentials: { get: async (name, options) => (await credentialStore()).get(name, options) },
+    credentials: {
+      get: async (name, options) =>
+        (await raceSignal(credentialStore(), options.signal)).get(name, options),
+    },
     knownHosts,
     policy,
     preload,
@@ -147,10 +150,7 @@ export function awsRuntime(config: HandlerConfig): Runtime {
       runtime.idempotency = {
         run: async (scope, work) => {
           // Loading the store (a cold start's SDK) counts against the invocation too.
-          const loaded = scope.bounds
-            ? await raceSignal(store(), scope.bounds.signal)
-            : await store();
-          return loaded.run(scope, work);
+          return (await loaded(store(), scope.bounds?.signal)).run(scope, work);
         },
       };
       preload.push(store);
@@ -166,8 +166,9 @@ export function awsRuntime(config: HandlerConfig): Runtime {
         return new HostBreaker({ ...options, client });
       });
       runtime.breaker = {
-        check: async (host, port, signal) => (await breaker()).check(host, port, signal),
-        record: async (result, signal) => (await breaker()).record(result, signal),
+        check: async (host, port, signal) =>
+          (await loaded(breaker(), signal)).check(host, port, signal),
+        record: async (result, signal) => (await loaded(breaker(), signal)).record(result, signal),
       };
       preload.push(breaker);
     }
@@ -181,5 +182,10 @@ const secretsManagerStore = once(() => import("../credentials/secrets-manager-st
 
 function lazyKnownHosts(load: () => Promise<KnownHostsSource>): KnownHostsSource {
   const source = once(load);
-  return { get: async (options) => (await source()).get(options) };
+  return { get: async (options) => (await raceSignal(source(), options.signal)).get(options) };
+}
+
+/** A lazily loaded module or store, waited for no longer than the call's signal. */
+function loaded<T>(load: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  return signal ? raceSignal(load, signal) : load;
 }
