@@ -9,6 +9,7 @@ import { DeleteItemCommand, ScanCommand } from "@aws-sdk/client-dynamodb";
 import { GetParameterCommand } from "@aws-sdk/client-ssm";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { HostBreaker } from "../../functions/breaker/host-breaker.ts";
+import { configFromEnv } from "../../functions/config/config.ts";
 import {
   DynamoIdempotencyStore,
   type StoreBounds,
@@ -20,6 +21,7 @@ import {
   send,
   ssmClient,
 } from "../../functions/runtime/aws-clients.ts";
+import { awsRuntime } from "../../functions/runtime/runtime.ts";
 import type { RunRequest, RunResult } from "../../lib/types.ts";
 import {
   type Adversary,
@@ -369,5 +371,40 @@ describe("host breaker on the bounded client", () => {
     // The SDK destroyed the requests' sockets: nothing is left open toward the store.
     await new Promise((r) => setTimeout(r, 100));
     expect(proxy.open()).toBe(0);
+  });
+});
+
+describe("the deployed runtime (awsRuntime)", () => {
+  it("builds its stores on the bounded clients: a silent DynamoDB costs the call's signal, no more", async () => {
+    // The SDK's own endpoint override, as an operator would point it at a VPC endpoint.
+    const saved = { ...process.env };
+    Object.assign(process.env, {
+      AWS_ENDPOINT_URL_DYNAMODB: `http://127.0.0.1:${pit.port}`,
+      AWS_REGION: "us-east-1",
+      AWS_ACCESS_KEY_ID: "local",
+      AWS_SECRET_ACCESS_KEY: "local",
+    });
+    try {
+      const runtime = awsRuntime(
+        configFromEnv({ BSSH_POLICY: '{"rules":[]}', BSSH_BREAKER_TABLE: "breaker" }),
+      );
+      const before = pit.accepted();
+      const t0 = performance.now();
+      await expect(
+        runtime.breaker!.check("db1", 22, callSignal(undefined, 300)),
+      ).rejects.toMatchObject({ name: "TimeoutError" });
+      expect(elapsedSince(t0)).toBeLessThan(5_000);
+      // Without a signal: the client's own request timeout throws (it used to only warn, and
+      // this call waited for the endpoint forever).
+      const t1 = performance.now();
+      await expect(runtime.breaker!.check("db1", 22)).rejects.toMatchObject({
+        name: "TimeoutError",
+      });
+      expect(elapsedSince(t1)).toBeLessThan(10_000);
+      expect(pit.accepted()).toBeGreaterThan(before);
+    } finally {
+      for (const key of Object.keys(process.env)) if (!(key in saved)) delete process.env[key];
+      Object.assign(process.env, saved);
+    }
   });
 });
