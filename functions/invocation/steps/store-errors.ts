@@ -1,0 +1,20 @@
+import type { RunResult, StoreError } from "../../../lib/types.ts";
+
+/**
+ * Names store failures in the result (SPEC §5 `storeErrors`): the result object itself is
+ * kept (the engine's error rides on it), its list extended.
+ */
+export function addStoreErrors(
+  result: RunResult,
+  errors: readonly StoreError[] | undefined,
+): RunResult {
+  if (errors && errors.length > 0) result.storeErrors = [...(result.storeErrors ?? []), ...errors];
+  return result;
+}
+
+/** The name of a store call's error: the SDK's (`TimeoutError`, `…Exception`), else `Error`. */
+export function storeErrorName(err: unknown): string {
+  return err instanceof Error || (typeof err === "object" && err !== null && "name" in err)
+    ? String((err as { name: unknown }).name)
+    : "Error";
+}
