@@ -81,8 +81,8 @@ export class S3Spill implements OutputSpill {
   readonly #upload: Upload;
   readonly #done: Promise<{ bucket: string; key: string }>;
   readonly #controller = new AbortController();
-  readonly #failed: Promise<never>;
-  #rejectFailed: (err: Error) => void = () => {};
+  /** Rejecters of the `drained()` calls waiting for a drain. */
+  readonly #waiting = new Set<(err: Error) => void>();
   #failure: Error | undefined;
   #cleanup: Promise<void> | undefined;
   #created: Promise<CreateMultipartUploadCommandOutput> | undefined;
@@ -92,10 +92,6 @@ export class S3Spill implements OutputSpill {
     this.#opts = options;
     const { client, bucket, key } = options;
     const partMs = options.partTimeoutMs ?? CALL_CAPS.spillPartMs;
-    this.#failed = new Promise<never>((_, reject) => {
-      this.#rejectFailed = reject;
-    });
-    this.#failed.catch(() => {});
     const bounded = withSignal(client, (command) =>
       // The create is not cut by the spill's abort (only by its cap): its upload id is what
       // the clean-up aborts.
@@ -160,13 +156,17 @@ export class S3Spill implements OutputSpill {
     if (this.#failure) return Promise.reject(this.#failure);
     if (!this.#body.writableNeedDrain) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const onDrain = () => resolve();
-      this.#body.once("drain", onDrain);
       // At the first failure, not when the clean-up is over: the stream resumes at once.
-      this.#failed.catch((err: unknown) => {
+      const onFail = (err: Error) => {
         this.#body.off("drain", onDrain);
         reject(err);
-      });
+      };
+      const onDrain = () => {
+        this.#waiting.delete(onFail);
+        resolve();
+      };
+      this.#body.once("drain", onDrain);
+      this.#waiting.add(onFail);
     });
   }
 
@@ -185,7 +185,8 @@ export class S3Spill implements OutputSpill {
     // Its own object: the message is completed by the clean-up (the cause keeps the original).
     const failure = new Error(`${err.message}; the multipart upload is aborted`, { cause: err });
     this.#failure = failure;
-    this.#rejectFailed(failure);
+    for (const reject of this.#waiting) reject(failure);
+    this.#waiting.clear();
     this.#controller.abort(err);
     this.#body.destroy();
     this.#cleanup = this.#abortMultipart();
