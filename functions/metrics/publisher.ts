@@ -42,7 +42,7 @@ export const DEFAULT_METRICS_MODE: MetricsMode = "emf";
  * Transport bounds of the shared client. They cap each attempt on their own; the per-call
  * deadline (an abort signal) is what bounds the whole call, retries and backoff included.
  */
-const CLIENT_TIMEOUTS = { connectionTimeout: 500, requestTimeout: 1_000 } as const;
+const CLIENT_TIMEOUTS = { requestTimeout: 1_000 } as const;
 
 let shared: CloudWatchClient | undefined;
 let sdk: Promise<typeof import("@aws-sdk/client-cloudwatch")> | undefined;

@@ -35,8 +35,15 @@ export const MAX_ATTEMPTS = 2;
 /**
  * Transport limits per attempt (ms). They bound an attempt on their own; the call's signal
  * bounds the whole call, retries included.
+ *
+ * The connection timeout is never under 2 s: below that, `@smithy/node-http-handler` 4.14
+ * arms its connect timer at once and loses its id (`setConnectionTimeout` returns 0), so a
+ * refused connection leaves that timer alive until it fires (measured: 2 timers per call with
+ * 1 s, none with 2 s; a leak in the fault lab's handle check). From 2 s it defers arming by
+ * 1 s with a timer the handler clears. A connect that hangs is cut by the call's signal first.
  */
-export const TRANSPORT_TIMEOUTS = { connectionTimeout: 1_000, requestTimeout: 2_000 } as const;
+export const TRANSPORT_TIMEOUTS = { connectionTimeout: 2_000, requestTimeout: 2_000 } as const;
+const MIN_CONNECTION_TIMEOUT_MS = 2_000;
 
 /**
  * Per-call caps (ms) of calls that have no setting of their own. Reads before the session use
@@ -80,7 +87,7 @@ export interface ClientOptions {
   credentials?: { accessKeyId: string; secretAccessKey: string };
   /** S3 against a local stand-in. */
   forcePathStyle?: boolean;
-  /** Per attempt (ms). @default {@link TRANSPORT_TIMEOUTS} */
+  /** Per attempt (ms), at least 2,000 (see {@link TRANSPORT_TIMEOUTS}). @default 2,000 */
   connectionTimeout?: number;
   requestTimeout?: number;
   /** Keep-alive agents the caller owns (the metrics publisher tells them apart from leaks). */
@@ -96,7 +103,10 @@ export function clientConfig(options: ClientOptions = {}) {
     maxAttempts: MAX_ATTEMPTS,
     retryStrategy: immediateRetry,
     requestHandler: {
-      connectionTimeout: connectionTimeout ?? TRANSPORT_TIMEOUTS.connectionTimeout,
+      connectionTimeout: Math.max(
+        MIN_CONNECTION_TIMEOUT_MS,
+        connectionTimeout ?? TRANSPORT_TIMEOUTS.connectionTimeout,
+      ),
       requestTimeout: requestTimeout ?? TRANSPORT_TIMEOUTS.requestTimeout,
       throwOnRequestTimeout: true,
       ...(httpAgent ? { httpAgent } : {}),

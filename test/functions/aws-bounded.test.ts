@@ -30,6 +30,7 @@ import {
   tarpit,
 } from "../helpers/adversaries.ts";
 import { type LocalDynamo, startDynalite } from "../helpers/dynalite.ts";
+import { countActive } from "../helpers/leaks.ts";
 
 const LOCAL = {
   region: "us-east-1",
@@ -74,7 +75,7 @@ describe("the client configuration and the one rule (aws-clients.ts)", () => {
     const config = clientConfig();
     expect(config.requestHandler).toMatchObject({
       throwOnRequestTimeout: true,
-      connectionTimeout: 1_000,
+      connectionTimeout: 2_000,
       requestTimeout: 2_000,
     });
     expect(config.maxAttempts).toBe(2);
@@ -116,6 +117,24 @@ describe("the client configuration and the one rule (aws-clients.ts)", () => {
     ).catch((e: unknown) => e as Error);
     expect((err as Error).name).toBe("TimeoutError");
     expect(elapsedSince(t0)).toBeLessThan(5_000);
+  });
+
+  it("a refused connection leaves no timer behind (the transport's connect timer is cleared)", async () => {
+    const closed = await tarpit();
+    const port = closed.port;
+    await closed.close();
+    const client = await ssmClient({ ...LOCAL, endpoint: `http://127.0.0.1:${port}` });
+    cleanups.push(() => client.destroy());
+    const timers = () => countActive(["Timeout"]);
+    const before = timers();
+    const err = await send(
+      client,
+      new GetParameterCommand({ Name: "p" }),
+      callSignal(undefined, 3_000),
+    ).catch((e: unknown) => e as Error);
+    expect(err).toBeInstanceOf(Error);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(timers()).toBeLessThanOrEqual(before);
   });
 
   it("an already-aborted signal sends nothing", async () => {

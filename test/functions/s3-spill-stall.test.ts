@@ -154,6 +154,9 @@ describe("a spill whose parts stall", () => {
       },
     );
     const elapsedMs = performance.now() - t0;
+    console.log(
+      `stalled S3 parts (1 s cap), 40 MiB: ${result.status} in ${Math.round(elapsedMs)} ms of ${budgetMs}`,
+    );
     expect(result.status).toBe("succeeded");
     expect(result.output.stdoutBytes).toBe(total);
     expect(result.output.stdoutObject).toBeUndefined();

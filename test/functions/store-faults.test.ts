@@ -113,6 +113,9 @@ describe("stores stalling around the session", () => {
   it("DynamoDB silent after the command ran: the result, with both stores' failures named", async () => {
     const { runtime, captured } = await setup({ afterSession: (proxy) => proxy.goSilent() });
     const { result, error, elapsedMs } = await invoke(runtime, "after");
+    console.log(
+      `DynamoDB silent after the session: answered ${result?.status} with ${result?.storeErrors?.length ?? 0} storeErrors at ${Math.round(elapsedMs)} ms of ${DEADLINE_MS}`,
+    );
     expect(error).toBeUndefined();
     expect(result!.status).toBe("succeeded");
     expect(result!.stdout).toBe("after\n");
@@ -132,6 +135,9 @@ describe("stores stalling around the session", () => {
     const { runtime, captured, proxy } = await setup();
     proxy.goSilent();
     const { result, error, elapsedMs } = await invoke(runtime, "before");
+    console.log(
+      `DynamoDB silent before the session: ${error?.name} at ${Math.round(elapsedMs)} ms of ${DEADLINE_MS}`,
+    );
     expect(result).toBeUndefined();
     expect(error?.name).toMatch(/^(InternalError|DeadlineExceeded)$/);
     const line = captured.audits.at(-1)!;
