@@ -126,6 +126,7 @@ export function awsRuntime(config: HandlerConfig): Runtime {
         if (!loaded) throw new Error("the spill store is not loaded (ready() was not awaited)");
         return loaded.open(requestId, stream);
       },
+      settle: async (requestId, signal) => loaded?.settle?.(requestId, signal),
     };
   }
   const idempotencyTable = config.idempotency?.table;

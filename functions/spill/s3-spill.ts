@@ -7,7 +7,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import type { OutputSpill } from "../../lib/types.ts";
-import { CALL_CAPS, callSignal, send, withSignal } from "../runtime/aws-clients.ts";
+import { CALL_CAPS, callSignal, raceSignal, send, withSignal } from "../runtime/aws-clients.ts";
 
 /** Multipart part size: S3's minimum is 5 MiB; 8 MiB keeps 10,000 parts above 78 GiB. */
 export const SPILL_PART_BYTES = 8 * 1024 * 1024;
@@ -21,6 +21,12 @@ export interface SpillStore {
   open(requestId: string, stream: "stdout" | "stderr"): OutputSpill;
   /** Settles once `open` can be called (a lazily loaded SDK). @default ready at once */
   ready?(): Promise<void>;
+  /**
+   * Waits, no longer than `signal`, for the clean-up of the invocation's failed spills
+   * (AbortMultipartUpload), then cuts what is left: nothing of a spill outlives the
+   * invocation. @default nothing to wait for
+   */
+  settle?(requestId: string, signal: AbortSignal): Promise<void>;
 }
 
 /** Options of {@link S3SpillStore}. */
@@ -48,6 +54,8 @@ export interface S3SpillStoreOptions {
  */
 export class S3SpillStore implements SpillStore {
   readonly #opts: S3SpillStoreOptions;
+  /** The spills of each invocation still open or cleaning up, until {@link settle}. */
+  readonly #spills = new Map<string, Set<S3Spill>>();
 
   constructor(options: S3SpillStoreOptions) {
     this.#opts = options;
@@ -56,10 +64,20 @@ export class S3SpillStore implements SpillStore {
   open(requestId: string, stream: "stdout" | "stderr"): OutputSpill {
     const now = (this.#opts.now ?? (() => new Date()))();
     const date = now.toISOString().slice(0, 10).replaceAll("-", "/");
-    return new S3Spill({
+    const spill = new S3Spill({
       ...this.#opts,
       key: `spill/${date}/${encodeURIComponent(requestId)}/${stream}`,
     });
+    let open = this.#spills.get(requestId);
+    if (!open) this.#spills.set(requestId, (open = new Set()));
+    open.add(spill);
+    return spill;
+  }
+
+  async settle(requestId: string, signal: AbortSignal): Promise<void> {
+    const open = this.#spills.get(requestId);
+    this.#spills.delete(requestId);
+    if (open) await Promise.all([...open].map((spill) => spill.settle(signal)));
   }
 }
 
@@ -85,6 +103,8 @@ export class S3Spill implements OutputSpill {
   readonly #waiting = new Set<(err: Error) => void>();
   #failure: Error | undefined;
   #cleanup: Promise<void> | undefined;
+  /** Cuts the clean-up (and a create still in flight) when the invocation can wait no more. */
+  readonly #cutoff = new AbortController();
   #created: Promise<CreateMultipartUploadCommandOutput> | undefined;
   readonly #opts: S3SpillStoreOptions & { key: string };
 
@@ -93,10 +113,10 @@ export class S3Spill implements OutputSpill {
     const { client, bucket, key } = options;
     const partMs = options.partTimeoutMs ?? CALL_CAPS.spillPartMs;
     const bounded = withSignal(client, (command) =>
-      // The create is not cut by the spill's abort (only by its cap): its upload id is what
-      // the clean-up aborts.
+      // The create is not cut by the spill's abort (its upload id is what the clean-up
+      // aborts), only by its cap and the invocation's cutoff.
       command instanceof CreateMultipartUploadCommand
-        ? callSignal(undefined, partMs)
+        ? callSignal(this.#cutoff.signal, partMs)
         : callSignal(this.#controller.signal, partMs),
     );
     // Every call of the upload: the create's id is kept, and the first failure fails the spill.
@@ -179,6 +199,21 @@ export class S3Spill implements OutputSpill {
     this.#fail(reason);
   }
 
+  /**
+   * Waits for the clean-up of a failed spill (AbortMultipartUpload) no longer than `signal`,
+   * then cuts it: its socket is destroyed, nothing outlives the invocation. A spill that
+   * completed or never failed has nothing to wait for.
+   */
+  async settle(signal: AbortSignal): Promise<void> {
+    try {
+      if (this.#cleanup) await raceSignal(this.#cleanup, signal);
+    } catch {
+      // The invocation can wait no more: the parts are left to the bucket's lifecycle rule.
+    } finally {
+      this.#cutoff.abort(new DOMException("the invocation ended", "AbortError"));
+    }
+  }
+
   /** The first failure wins: stop every call, drop the body, abort the multipart upload. */
   #fail(err: Error): void {
     if (this.#failure) return;
@@ -207,7 +242,7 @@ export class S3Spill implements OutputSpill {
       await send(
         client,
         new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }),
-        callSignal(undefined, this.#opts.abortTimeoutMs ?? CALL_CAPS.spillAbortMs),
+        callSignal(this.#cutoff.signal, this.#opts.abortTimeoutMs ?? CALL_CAPS.spillAbortMs),
       );
       failure.message = `${failure.message} (AbortMultipartUpload sent)`;
     } catch (abortErr) {

@@ -8,7 +8,7 @@
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { s3Client } from "../../functions/runtime/aws-clients.ts";
+import { callSignal, s3Client } from "../../functions/runtime/aws-clients.ts";
 import { S3Spill, S3SpillStore } from "../../functions/spill/s3-spill.ts";
 import { runCommand } from "../../lib/index.ts";
 import { type LocalS3, startS3rver } from "../helpers/s3rver.ts";
@@ -23,14 +23,20 @@ interface Logged {
 /** An HTTP proxy to s3rver that never answers UploadPart while `stallParts` is set. */
 async function stallingS3(upstreamPort: number) {
   const log: Logged[] = [];
-  const held = new Set<http.ServerResponse>();
-  const state = { stallParts: true };
+  const held = new Map<http.ServerResponse, string>();
+  const state = { stallParts: true, stallAborts: false };
   const server = http.createServer((req, res) => {
     const entry: Logged = { method: req.method ?? "", url: req.url ?? "" };
     log.push(entry);
     if (state.stallParts && req.method === "PUT" && /[?&]partNumber=/.test(entry.url)) {
       req.resume(); // read the body, answer nothing
-      held.add(res);
+      held.set(res, "UploadPart");
+      res.once("close", () => held.delete(res));
+      return;
+    }
+    if (state.stallAborts && req.method === "DELETE" && /[?&]uploadId=/.test(entry.url)) {
+      req.resume();
+      held.set(res, "AbortMultipartUpload");
       res.once("close", () => held.delete(res));
       return;
     }
@@ -63,8 +69,10 @@ async function stallingS3(upstreamPort: number) {
     endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     log,
     state,
+    /** Requests held unanswered whose client has not gone. */
+    held: (operation: string) => [...held.values()].filter((o) => o === operation).length,
     close: async () => {
-      for (const res of held) res.destroy();
+      for (const res of held.keys()) res.destroy();
       server.closeAllConnections();
       await new Promise((r) => server.close(r));
     },
@@ -173,4 +181,39 @@ describe("a spill whose parts stall", () => {
       ),
     ).toBe(true);
   }, 60_000);
+
+  it("settle() cuts a clean-up that cannot finish: no S3 request outlives the invocation", async () => {
+    proxy.state.stallAborts = true;
+    try {
+      const store = new S3SpillStore({
+        client: await client(),
+        bucket: "stall",
+        partSize: 5 * MiB,
+        partTimeoutMs: 500,
+        abortTimeoutMs: 60_000,
+      });
+      const spill = store.open("req-settle", "stdout");
+      const chunk = Buffer.alloc(256 * 1024, 7);
+      let failed = false;
+      for (let written = 0; written < 40 * MiB && !failed; written += chunk.length) {
+        try {
+          if (!spill.write(chunk)) await spill.drained();
+        } catch {
+          failed = true;
+        }
+      }
+      expect(failed).toBe(true);
+      // The AbortMultipartUpload is out and held by the endpoint (its own cap is 60 s).
+      await expect.poll(() => proxy.held("AbortMultipartUpload")).toBe(1);
+      const t0 = performance.now();
+      await store.settle("req-settle", callSignal(undefined, 300));
+      expect(performance.now() - t0).toBeLessThan(5_000);
+      // Cut: the request's socket is gone, the endpoint sees its client leave.
+      await expect.poll(() => proxy.held("AbortMultipartUpload")).toBe(0);
+      const ended = await spill.end().catch((err: unknown) => err as Error);
+      expect((ended as Error).message).toMatch(/AbortMultipartUpload failed \(AbortError\)/);
+    } finally {
+      proxy.state.stallAborts = false;
+    }
+  });
 });

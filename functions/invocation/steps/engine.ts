@@ -58,5 +58,14 @@ export async function engine(ctx: RunContext): Promise<RunResult> {
       maxBytes: spill.maxBytes,
     };
   }
-  return runCommand({ ...request, command: authorization.command }, options);
+  const result = await runCommand({ ...request, command: authorization.command }, options);
+  // A failed spill's AbortMultipartUpload: waited for within the reserve, then cut, so no
+  // S3 call outlives the invocation (functions/spill/s3-spill.ts).
+  if (spill) {
+    await spill.store.settle?.(
+      requestId,
+      invocation.reserveSignal(runtime.settings.credentialsTimeoutMs),
+    );
+  }
+  return result;
 }
