@@ -68,8 +68,8 @@ export class S3SpillStore implements SpillStore {
       ...this.#opts,
       key: `spill/${date}/${encodeURIComponent(requestId)}/${stream}`,
     });
-    let open = this.#spills.get(requestId);
-    if (!open) this.#spills.set(requestId, (open = new Set()));
+    const open = this.#spills.get(requestId) ?? new Set<S3Spill>();
+    this.#spills.set(requestId, open);
     open.add(spill);
     return spill;
   }
