@@ -9,8 +9,13 @@ import { errorBody, httpStatusOf, jsonResponse } from "./api-http.ts";
  * (the error mapper ran first) and becomes its HTTP status with `{error, result?}`. Also
  * records the status sent, for the audit line.
  *
- * @example
- * middy(handler).use(httpHeaderNormalizer()).use(apiResponse()).use(engineErrors());
+ * @example Outside {@link compose} (which registers all of these): after `createInvocation`,
+ * whose invocation it reads, and before `engineErrors`, which records the error it maps.
+ * middy(handler)
+ *   .use(createInvocation({ source: "api", settings }))
+ *   .use(httpHeaderNormalizer())
+ *   .use(apiResponse())
+ *   .use(engineErrors());
  */
 export function apiResponse(): MiddlewareObj {
   const apiResponseAfter = (request: Request): void => {

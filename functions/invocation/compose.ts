@@ -46,7 +46,7 @@ export interface ComposeOptions<TEvent, TResult> {
  * const handler = compose<unknown, string>(
  *   { source: "task", runtime, adapter: [stepFunctionsError()] },
  *   async (event, invocation) => {
- *     const { result, error } = await execute(invocation, runtime, event);
+ *     const { result, error } = await execute(invocation, runtime, event, TASK_LIMITS);
  *     if (error) throw error;
  *     return result.stdout;
  *   },

@@ -11,8 +11,11 @@ export { toEngineError };
  * Step Functions adapter, audit, metrics) sees the same `EngineError`. Register it last: its
  * `onError` then runs first. This is the only caller of `invocation.fail`.
  *
- * @example
- * middy(handler).use(apiResponse()).use(engineErrors());
+ * @example After `createInvocation` (it records on the invocation) and the adapter.
+ * middy(handler)
+ *   .use(createInvocation({ source: "api", settings }))
+ *   .use(apiResponse())
+ *   .use(engineErrors());
  */
 export function engineErrors(): MiddlewareObj {
   const engineErrorsOnError = (request: Request): void => {

@@ -6,7 +6,9 @@ export type WithDefaults<D, O> = Omit<O, keyof D> & {
 /**
  * middy-style options: `{ ...defaults, ...opts }`, where the `defaults` object is also the
  * list of the options a middleware knows (a misspelt option is a deploy-time error, not a
- * silently ignored setting).
+ * silently ignored setting). An option given as `undefined` keeps its default (optional
+ * properties may hold `undefined`: `exactOptionalPropertyTypes` is off), so a
+ * `{ safetyMs: maybe }` never turns a bound into `NaN`.
  *
  * @param name the middleware, for the message.
  * @param defaults every optional option with its default (`undefined` when it has none).
@@ -27,5 +29,6 @@ export function withDefaults<D extends object, O extends object>(
       throw new TypeError(`${name}: unknown option ${key}`);
     }
   }
-  return { ...defaults, ...opts } as WithDefaults<D, O>;
+  const given = Object.entries(opts).filter(([, value]) => value !== undefined);
+  return { ...defaults, ...Object.fromEntries(given) } as WithDefaults<D, O>;
 }

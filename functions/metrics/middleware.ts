@@ -10,16 +10,15 @@ import type { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import type { MiddlewareObj, Request } from "@middy/core";
 import type { Context } from "aws-lambda";
 import { type MetricDatum, type MetricError, toMetricDatums } from "../../lib/metrics.ts";
+import { DEFAULT_METRICS_MODE, type MetricsMode } from "../../operations/environment.ts";
 import { type Invocation, invocationOf } from "../invocation/invocation.ts";
 import { toEngineError } from "../invocation/to-engine-error.ts";
 import { withDefaults } from "../invocation/with-defaults.ts";
 import { preload } from "../runtime/lazy.ts";
 import { defaultLeakGauge, type LeakGauge } from "./leak-gauge.ts";
 import {
-  DEFAULT_METRICS_MODE,
   loadCloudWatchSdk,
   loadEmfEncoder,
-  type MetricsMode,
   type PublishReport,
   publishMetrics,
 } from "./publisher.ts";

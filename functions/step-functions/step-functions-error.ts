@@ -49,8 +49,11 @@ function forCause(result: RunResult, includeOutput: boolean): RunResult {
  *
  * @throws TypeError for an unknown option.
  * @param opts {@link StepFunctionsErrorOptions}; an unknown key is a `TypeError`.
- * @example
- * middy(handler).use(stepFunctionsError({ includeOutput: false })).use(engineErrors());
+ * @example After `createInvocation` (it reads the invocation's result) and before `engineErrors`.
+ * middy(handler)
+ *   .use(createInvocation({ source: "task", settings }))
+ *   .use(stepFunctionsError({ includeOutput: false }))
+ *   .use(engineErrors());
  */
 export function stepFunctionsError(opts: StepFunctionsErrorOptions = {}): MiddlewareObj {
   const { includeOutput } = withDefaults("stepFunctionsError", defaults, opts);

@@ -22,8 +22,16 @@ import { SessionOutput } from "./output-capture.ts";
 import { signFirstAttempt } from "./sign-first.ts";
 import { Client, sendChannelKeepalive, sendGlobalKeepalive, sendSignal } from "./ssh2.ts";
 
-/** After the exit status, how long remaining output and the channel close may take. */
-export const EXIT_GRACE_MS = 250;
+/**
+ * After the exit status, how long the output may stay silent before the engine stops waiting
+ * for its end (EOF or channel close). An idle grace: every chunk that arrives restarts it, so a
+ * stream still flowing (a slow link, re-keys) is read to its end however long that takes
+ * inside the exec allowance. Stopping early means the output is incomplete (`OutputIncomplete`),
+ * never a success, so this only decides how soon a stream that will not end (a background
+ * process holding stdout open) is given up on: above Linux's minimum TCP retransmission
+ * timeout (200 ms) plus a retransmission, and a loaded event loop.
+ */
+export const EXIT_IDLE_GRACE_MS = 1_000;
 /**
  * Of the teardown reserve, what waiting for the remote cleanup confirmation never takes: kept
  * for DISCONNECT and FIN. The default reserve (250 ms) gives the confirmation 125 ms; a short
@@ -161,6 +169,8 @@ export class SshConnection {
   #client: Client | undefined;
   #channel: ClientChannel | undefined;
   #channelClosed = false;
+  /** ssh2 reported the transport closed: streams that end now were cut, not finished. */
+  #transportLost = false;
   #channelDone: Promise<void> = Promise.resolve();
   #keepalive: Keepalive | undefined;
   #keepaliveIntervalMs = 0;
@@ -188,6 +198,8 @@ export class SshConnection {
   readonly #kexDone = milestone();
   readonly #authDone = milestone();
   readonly #exitReported = milestone();
+  /** close() began: whatever still waits for the peer stops. */
+  readonly #closeStarted = milestone();
 
   constructor(options: SshConnectionOptions) {
     this.#deadline = options.deadline;
@@ -320,14 +332,16 @@ export class SshConnection {
     const client = new Client();
     this.#client = client;
     client.on("error", (err) => this.fail(err));
-    client.on("close", () =>
+    client.on("close", () => {
+      // Before ssh2 ends the channel's streams (it does so right after this event).
+      this.#transportLost = true;
       this.fail(
         new ConnectionLost(this.#words.closed(this.#progress.phase), {
           phase: this.#progress.phase,
           commandStarted: this.#progress.commandStarted,
         }),
-      ),
-    );
+      );
+    });
     client.once("handshake", () => {
       this.#sessionUp = true;
       this.#kexDone.done();
@@ -507,8 +521,10 @@ export class SshConnection {
 
   /**
    * Milestone of `exec`: sends stdin (then EOF) and settles once the command's exit status
-   * arrived and its output and the channel close followed (or {@link EXIT_GRACE_MS} passed).
-   * Rejects with ConnectionLost when the channel closes without an exit status.
+   * arrived and its output was read to the end (EOF or channel close), or the output stopped
+   * for {@link EXIT_IDLE_GRACE_MS}, or the exec allowance ended (then `output.complete` is
+   * false and the result says `OutputIncomplete`). Rejects with ConnectionLost when the
+   * channel closes without an exit status.
    */
   execute(stdin: string | undefined): Promise<void> {
     const channel = this.#channel!;
@@ -531,7 +547,9 @@ export class SshConnection {
           done();
         });
       });
-      this.#output.drain(channel, channel.stderr);
+      // A stream's end counts as the server's only while the transport lives: ssh2 ends the
+      // streams of a connection that died, too.
+      this.#output.drain(channel, channel.stderr, () => !this.#transportLost);
       channel.once("exit", (code: number | null, signal?: string) => {
         this.#exitSeen = true;
         this.#exitReported.done();
@@ -542,24 +560,63 @@ export class SshConnection {
           code: typeof code === "number" ? code : null,
           signal: typeof signal === "string" ? signal.replace(/^SIG/, "") : null,
         };
-        // Finished: wait a short grace for the rest of the output and the close, no more
-        // (a spilled stream's rest is awaited by the output's finish, inside the exec allowance).
-        const grace = Math.min(EXIT_GRACE_MS, this.#deadline.allowance("exec"));
-        void this.#deadline.wait(grace, closed).then(() => resolve());
+        // OpenSSH reports the exit as soon as the command ends, with output still queued
+        // behind it (and behind re-keys): read on until the streams end.
+        void this.#readToEnd(performance.now()).then(() => resolve());
       });
       void closed.then(() => {
-        if (this.#exit !== undefined) resolve();
-        else {
-          reject(
-            new ConnectionLost("channel closed without an exit status", {
-              phase: "exec",
-              commandStarted: true,
-            }),
-          );
-        }
+        if (this.#exit !== undefined) return; // #readToEnd settles it once the streams end
+        reject(
+          new ConnectionLost("channel closed without an exit status", {
+            phase: "exec",
+            commandStarted: true,
+          }),
+        );
       });
     });
     this.#channelDone.catch(() => {});
+  }
+
+  /**
+   * After the exit status: waits for the end of both streams (EOF or channel close) while
+   * output keeps coming — an idle grace of {@link EXIT_IDLE_GRACE_MS} that every chunk
+   * restarts, and that does not run while a spill holds a stream back — and the exec
+   * allowance lasts. The one wait for the output's end: a spilled stream is completed only
+   * after it (SessionOutput.finishSpills). When it gives up, `output.incompleteReason` says why.
+   */
+  async #readToEnd(exitAt: number): Promise<void> {
+    const output = this.#output;
+    const deadline = this.#deadline;
+    const stop = Promise.race([output.ended, this.#closeStarted.promise]);
+    for (;;) {
+      if (output.endSeen) break;
+      const allowance = deadline.allowance("exec");
+      const quiet = Math.min(performance.now() - exitAt, output.quietMs());
+      const graceLeft = output.waitingOnSpill ? EXIT_IDLE_GRACE_MS : EXIT_IDLE_GRACE_MS - quiet;
+      if (this.#closing || deadline.aborted || allowance <= 0 || graceLeft <= 0) break;
+      if (await deadline.wait(Math.min(graceLeft, allowance), stop)) continue;
+      // Each turn of the event loop runs due timers before it reads sockets: after a busy
+      // stretch the grace can expire with output already waiting. One turn reads it first.
+      await new Promise<void>((next) => setImmediate(next));
+    }
+    if (output.complete) return;
+    const waited = Math.round(performance.now() - exitAt);
+    let reason: string;
+    if (output.endSeen || this.#transportLost) {
+      reason = `the connection was lost ${waited} ms after the exit status, before the output ended`;
+    } else if (deadline.aborted) {
+      reason = `the caller cancelled the session ${waited} ms after the exit status, before the output ended`;
+    } else if (deadline.allowance("exec") <= 1) {
+      // (≤ 1 ms: the exec phase's own timer may have fired a fraction of a millisecond early.)
+      reason = `the session's time ran out ${waited} ms after the exit status, with output still arriving`;
+    } else if (this.#closing) {
+      reason = `the session ended ${waited} ms after the exit status, before the output did`;
+    } else {
+      reason =
+        `no output and no end of the streams (EOF) for ${EXIT_IDLE_GRACE_MS} ms after the exit ` +
+        "status: a process left in the background may hold stdout or stderr open (redirect its output)";
+    }
+    output.stoppedReading(reason);
   }
 
   /**
@@ -625,6 +682,7 @@ export class SshConnection {
 
   async #close(polite: boolean): Promise<boolean> {
     this.#closing = true;
+    this.#closeStarted.done();
     this.#keepalive?.stop();
     const transport = this.#transport;
     let confirmed = false;

@@ -1,22 +1,13 @@
 /**
- * Field paths of the audit line (SPEC §8), typed against the handler's own `AuditLine`: a saved
- * query, insight rule or enrichment that names a field no audit line carries fails `tsc`.
+ * Field paths of the audit line (SPEC §8) that the saved queries, the insight rule and the
+ * enrichment read: one table, plain names, so the CDK app and the enrichment function share it
+ * without importing the handler. `test/operations/audit-fields.test.ts` types the table against
+ * the handler's own `AuditLine` (a field no audit line carries fails `tsc`) and reads each
+ * field from a real audit line.
  */
-import type { AuditLine } from "../../functions/audit/audit-log.ts";
-
-type Leaves<T, P extends string = ""> = {
-  [K in keyof T & string]-?: NonNullable<T[K]> extends readonly unknown[]
-    ? `${P}${K}`
-    : NonNullable<T[K]> extends object
-      ? Leaves<NonNullable<T[K]>, `${P}${K}.`>
-      : `${P}${K}`;
-}[keyof T & string];
-
-/** A dotted path to a leaf of the audit line, e.g. `target.host`, `error.name`, `slackMs`. */
-export type AuditField = Leaves<AuditLine>;
 
 /** The discriminator value of audit lines among the other lines of a log group. */
-export const AUDIT_TYPE: AuditLine["type"] = "bounded-ssh.audit";
+export const AUDIT_TYPE = "bounded-ssh.audit";
 
 /** Fields the queries, the insight rule and the enrichment read (one place, all typed). */
 export const AUDIT_FIELDS = {
@@ -43,7 +34,10 @@ export const AUDIT_FIELDS = {
   slackMs: "slackMs",
   leakedSockets: "leakedSockets",
   remoteCleanup: "remoteCleanup",
-} as const satisfies Record<string, AuditField>;
+} as const;
+
+/** A dotted path to a leaf of the audit line that the table names, e.g. `target.host`. */
+export type AuditField = (typeof AUDIT_FIELDS)[keyof typeof AUDIT_FIELDS];
 
 /** Reads a dotted field of a parsed JSON line (tests, the drill, the fake Logs endpoint). */
 export function readField(line: unknown, field: string): unknown {

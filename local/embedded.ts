@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import ssh2 from "ssh2";
-import { DEFAULT_DENY_CIDRS } from "../policy/policy.ts";
+import { DEFAULT_DENY_CIDRS } from "../functions/policy/policy.ts";
 import { LOCAL_STATE_MACHINE } from "./api-event.ts";
 import { demoKeyPair } from "./demo-key.ts";
 import {

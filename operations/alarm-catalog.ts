@@ -5,7 +5,7 @@
  *
  * Pure data: no aws-cdk-lib import, so the enrichment function bundles the same table.
  */
-import { type ErrorName, PHASE_TIMEOUT_ERROR } from "../../lib/names.ts";
+import { type ErrorName, PHASE_TIMEOUT_ERROR } from "../lib/names.ts";
 import { AUDIT_FIELDS as F } from "./audit-fields.ts";
 import type { QuerySpec } from "./queries.ts";
 

@@ -11,8 +11,8 @@ import { dirname, resolve } from "node:path";
 import { finished } from "node:stream/promises";
 import { fileURLToPath } from "node:url";
 import type { APIGatewayProxyResult, Context } from "aws-lambda";
-import { ENV, LOCAL_ENV } from "../config/config.ts";
-import type { ApiEvent } from "../http/api-http.ts";
+import type { ApiEvent } from "../functions/http/api-http.ts";
+import { ENV, LOCAL_ENV } from "../operations/environment.ts";
 import { toApiEventV1, toApiEventV2 } from "./api-event.ts";
 import { runCli, UsageError } from "./cli.ts";
 import { lambdaContext } from "./lambda-context.ts";
@@ -228,7 +228,7 @@ async function main(): Promise<void> {
   const configPath = env[ENV.config] ?? embedded!.configPath;
   try {
     const { config } = checkLocalConfig(configPath);
-    const { createApiHandler } = await import("../api.ts");
+    const { createApiHandler } = await import("../functions/api.ts");
     const handler = createApiHandler(
       localRuntime(configPath, { settings: { reserveMs: timeouts.reserveMs } }),
     );

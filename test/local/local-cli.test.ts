@@ -9,14 +9,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEFAULT_API_TIMEOUTS, DEFAULT_TASK_TIMEOUTS } from "../../cdk/config.ts";
-import { localTimeouts } from "../../functions/local/local-timeouts.ts";
-import { TOKEN_HEADER } from "../../functions/local/server.ts";
 import type { RunResult } from "../../lib/types.ts";
+import { localTimeouts } from "../../local/local-timeouts.ts";
+import { TOKEN_HEADER } from "../../local/server.ts";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
 
 const ROOT = process.cwd();
 const TSX = join(ROOT, "node_modules", ".bin", "tsx");
-const script = (name: string) => join(ROOT, "functions", "local", `${name}.ts`);
+const script = (name: string) => join(ROOT, "local", `${name}.ts`);
 
 let dir: string;
 let sshd: SshdServer;

@@ -1,14 +1,18 @@
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { dirname, isAbsolute, resolve } from "node:path";
-import { type HandlerSettings, metricsConfigFromEnv, settingsFromEnv } from "../config/config.ts";
+import {
+  type HandlerSettings,
+  metricsConfigFromEnv,
+  settingsFromEnv,
+} from "../functions/config/config.ts";
 import {
   FileKnownHosts,
   type LocalCredential,
   LocalCredentialStore,
-} from "../credentials/local-store.ts";
-import type { PolicyDocument } from "../policy/policy.ts";
-import { staticPolicy } from "../policy/policy-source.ts";
-import type { Runtime } from "../runtime/runtime.ts";
+} from "../functions/credentials/local-store.ts";
+import type { PolicyDocument } from "../functions/policy/policy.ts";
+import { staticPolicy } from "../functions/policy/policy-source.ts";
+import type { Runtime } from "../functions/runtime/runtime.ts";
 import { LOCAL_API, LOCAL_STATE_MACHINE } from "./api-event.ts";
 
 /** The local mode config file (named by env `BSSH_CONFIG`). Paths are relative to the file. */

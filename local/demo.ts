@@ -6,9 +6,9 @@
  * essentials and the metric datums the invocation published.
  */
 import { setTimeout as delay } from "node:timers/promises";
-import type { MetricDatum } from "../../lib/metrics.ts";
-import type { RunResult } from "../../lib/types.ts";
-import type { AuditLine } from "../audit/audit-log.ts";
+import type { AuditLine } from "../functions/audit/audit-log.ts";
+import type { MetricDatum } from "../lib/metrics.ts";
+import type { RunResult } from "../lib/types.ts";
 import { runCli } from "./cli.ts";
 
 const HELP = `
@@ -44,7 +44,7 @@ function datumText(d: MetricDatum): string {
 async function main(): Promise<void> {
   const started = Date.now();
   // Loaded here, not at the top: --help answers without loading the handlers.
-  const { createApiHandler } = await import("../api.ts");
+  const { createApiHandler } = await import("../functions/api.ts");
   const { toApiEventV1 } = await import("./api-event.ts");
   const { EMBEDDED_CALLER, EMBEDDED_USER, startEmbeddedTargets } = await import("./embedded.ts");
   const { lambdaContext } = await import("./lambda-context.ts");

@@ -7,9 +7,9 @@ import { appendFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { dirname, isAbsolute, resolve } from "node:path";
 import { createInterface } from "node:readline/promises";
-import { type ProbedHostKey, probeHostKey } from "../../lib/probe-host-key.ts";
-import { knownHostsPolicy } from "../../lib/session/host-keys.ts";
-import { ENV } from "../config/config.ts";
+import { type ProbedHostKey, probeHostKey } from "../lib/probe-host-key.ts";
+import { knownHostsPolicy } from "../lib/session/host-keys.ts";
+import { ENV } from "../operations/environment.ts";
 import { UsageError } from "./cli.ts";
 
 /** Where `init` and `trust` keep local mode's files. */

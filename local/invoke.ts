@@ -5,7 +5,7 @@
  * handler throws, prints `{ error, cause }`, writes the error name on stderr and exits 1.
  */
 import { readFileSync } from "node:fs";
-import { ENV } from "../config/config.ts";
+import { ENV } from "../operations/environment.ts";
 import { toTaskEvent } from "./api-event.ts";
 import { runCli, UsageError } from "./cli.ts";
 import { lambdaContext } from "./lambda-context.ts";
@@ -44,7 +44,7 @@ async function main(args: string[]): Promise<void> {
   }
   // stdout is the result's alone: everything the handler logs goes to stderr.
   const toStderr = (line: string) => process.stderr.write(`${line}\n`);
-  const { createTaskHandler } = await import("../task.ts");
+  const { createTaskHandler } = await import("../functions/task.ts");
   const handler = createTaskHandler(
     localRuntime(configPath, {
       settings: { reserveMs: timeouts.reserveMs },

@@ -9,7 +9,7 @@ import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { join, relative, resolve } from "node:path";
 import ssh2 from "ssh2";
-import { DEFAULT_DENY_CIDRS } from "../policy/policy.ts";
+import { DEFAULT_DENY_CIDRS } from "../functions/policy/policy.ts";
 import { LOCAL_STATE_MACHINE } from "./api-event.ts";
 import { runCli, UsageError } from "./cli.ts";
 import { demoKeyPair } from "./demo-key.ts";

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import type { Context } from "aws-lambda";
-import { CANCEL_SIGNAL, type CancellableContext } from "../invocation/invocation.ts";
+import { CANCEL_SIGNAL, type CancellableContext } from "../functions/invocation/invocation.ts";
 
 /** Options of {@link lambdaContext}. */
 export interface LambdaContextOptions {

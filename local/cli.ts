@@ -5,7 +5,7 @@
  * `main`).
  */
 
-import { LOCAL_ENV } from "../config/config.ts";
+import { LOCAL_ENV } from "../operations/environment.ts";
 
 /** A mistake the user can fix (bad argument, variable, port in use); exit code 2. */
 export class UsageError extends Error {

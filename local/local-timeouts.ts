@@ -1,11 +1,15 @@
-import { DEFAULT_API_TIMEOUTS, DEFAULT_TASK_TIMEOUTS } from "../../cdk/config.ts";
-import { ENV, LOCAL_ENV, settingsFromEnv } from "../config/config.ts";
+import { settingsFromEnv } from "../functions/config/config.ts";
+import { ENV, LOCAL_ENV } from "../operations/environment.ts";
+import { DEFAULT_API_TIMEOUTS_MS, DEFAULT_TASK_TIMEOUTS_MS } from "../operations/timeouts.ts";
 import { UsageError } from "./cli.ts";
 
-/** Timeouts of the deployed functions (cdk/config.ts), so local runs match them. */
+/**
+ * Timeouts of the deployed functions (`operations/timeouts.ts`, which the CDK app deploys), so
+ * local runs match them without loading the CDK app.
+ */
 const DEPLOYED = {
-  api: DEFAULT_API_TIMEOUTS,
-  task: DEFAULT_TASK_TIMEOUTS,
+  api: DEFAULT_API_TIMEOUTS_MS,
+  task: DEFAULT_TASK_TIMEOUTS_MS,
 } as const;
 
 /** The local function timeout and reserve of an entry point, after the environment. */
@@ -39,17 +43,13 @@ export function localTimeouts(
     const settings = settingsFromEnv(env);
     reserveMs =
       env[ENV.reserveMs] === undefined || env[ENV.reserveMs] === ""
-        ? deployed.reserve.toMilliseconds()
+        ? deployed.reserveMs
         : settings.reserveMs;
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
   return {
-    functionTimeoutMs: positiveMs(
-      env,
-      LOCAL_ENV.functionTimeoutMs,
-      deployed.functionTimeout.toMilliseconds(),
-    ),
+    functionTimeoutMs: positiveMs(env, LOCAL_ENV.functionTimeoutMs, deployed.functionTimeoutMs),
     reserveMs,
   };
 }

@@ -5,12 +5,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LOCAL_STATE_MACHINE } from "../../functions/local/api-event.ts";
-import { type LocalConfig, localRuntime } from "../../functions/local/local-config.ts";
-import { type LocalServer, startLocalServer, TOKEN_HEADER } from "../../functions/local/server.ts";
 import type { RunResult } from "../../lib/types.ts";
+import { LOCAL_STATE_MACHINE } from "../../local/api-event.ts";
+import { type LocalConfig, localRuntime } from "../../local/local-config.ts";
+import { type LocalServer, startLocalServer, TOKEN_HEADER } from "../../local/server.ts";
+import { KEY_MARKERS, LOOPBACK_DENY } from "../functions/support.ts";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
-import { KEY_MARKERS, LOOPBACK_DENY } from "./support.ts";
 
 const CALLER = "arn:aws:iam::000000000000:user/local";
 let sshd: SshdServer;
@@ -149,9 +149,9 @@ describe("local mode: HTTP → API Gateway event → real handler → OpenSSH ss
     const exec = promisify(execFile);
     const env = { ...process.env, BSSH_CONFIG: configPath, BSSH_METRICS_MODE: "emf" };
     const tsx = join(process.cwd(), "node_modules", ".bin", "tsx");
-    const good = await exec(tsx, ["functions/local/invoke.ts", ok], { env });
+    const good = await exec(tsx, ["local/invoke.ts", ok], { env });
     expect(good.stdout).toContain('"status": "succeeded"');
-    const bad = await exec(tsx, ["functions/local/invoke.ts", failing], { env }).catch(
+    const bad = await exec(tsx, ["local/invoke.ts", failing], { env }).catch(
       (e: unknown) => e as { code: number; stderr: string; stdout: string },
     );
     expect(bad).toMatchObject({ code: 1 });
