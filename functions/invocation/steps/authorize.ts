@@ -14,7 +14,10 @@ export async function authorize(ctx: RunContext, next: Next): Promise<RunResult>
   } catch (err) {
     throw new InternalError("the policy could not be loaded", { phase: "policy", cause: err });
   }
-  const authorization = policy.authorize(ctx.invocation.caller, ctx.request);
+  // Pattern matches run in a linear-time engine that also stops at the session's deadline.
+  const authorization = policy.authorize(ctx.invocation.caller, ctx.request, {
+    deadlineAt: performance.now() + ctx.invocation.sessionRemaining(),
+  });
   const facts = ctx.invocation.audit;
   facts.command = authorization.command;
   facts.template = authorization.template;
