@@ -41,7 +41,13 @@ import {
   InternalError,
 } from "../../lib/errors.ts";
 import type { RunRequest, RunResult, StoreError } from "../../lib/types.ts";
-import { CALL_CAPS, callSignal, raceSignal, withSignal } from "../runtime/aws-clients.ts";
+import {
+  CALL_CAPS,
+  callErrorName,
+  callSignal,
+  raceSignal,
+  withSignal,
+} from "../runtime/aws-clients.ts";
 
 /** The outcome of an idempotent run. */
 export interface IdempotentOutcome {
@@ -103,8 +109,7 @@ class NotStarted extends Error {
 function nameOf(err: unknown): string {
   // Powertools wraps the SDK's error: the cause says what the store did.
   const cause = (err as { cause?: unknown })?.cause;
-  const inner = cause instanceof Error ? cause : err;
-  return inner instanceof Error ? inner.name : "Error";
+  return callErrorName(cause instanceof Error ? cause : err);
 }
 
 /** The Powertools-backed store: one DynamoDB table with TTL (`expiration`). */

@@ -190,6 +190,18 @@ export function raceSignal<T>(work: Promise<T>, signal: AbortSignal): Promise<T>
   });
 }
 
+/**
+ * The name a failed call is reported by (`storeErrors[].name`, logs): the SDK's error name
+ * (`TimeoutError`, `ProvisionedThroughputExceededException`, …), or for a bare network error
+ * its code (`ECONNREFUSED`, `ECONNRESET`).
+ */
+export function callErrorName(err: unknown): string {
+  if (typeof err !== "object" || err === null) return "Error";
+  const { name, code } = err as { name?: unknown; code?: unknown };
+  if ((name === undefined || name === "Error") && typeof code === "string") return code;
+  return typeof name === "string" ? name : "Error";
+}
+
 /** Any SDK v3 client: what {@link send} needs of it. */
 export interface SdkClient {
   send(command: never, options?: { abortSignal?: AbortSignal }): Promise<unknown>;

@@ -15,6 +15,7 @@ import {
   type StoreBounds,
 } from "../../functions/idempotency/idempotency.ts";
 import {
+  callErrorName,
   callSignal,
   clientConfig,
   dynamoDbClient,
@@ -135,6 +136,27 @@ describe("the client configuration and the one rule (aws-clients.ts)", () => {
     expect(err).toBeInstanceOf(Error);
     await new Promise((r) => setTimeout(r, 100));
     expect(timers()).toBeLessThanOrEqual(before);
+  });
+
+  it("names a failed call by the SDK's error name, or a bare network error by its code", async () => {
+    const closed = await tarpit();
+    const port = closed.port;
+    await closed.close();
+    const client = await ssmClient({ ...LOCAL, endpoint: `http://127.0.0.1:${port}` });
+    cleanups.push(() => client.destroy());
+    const refused = await send(
+      client,
+      new GetParameterCommand({ Name: "p" }),
+      callSignal(undefined, 3_000),
+    ).catch((e: unknown) => e);
+    expect(callErrorName(refused)).toBe("ECONNREFUSED");
+    const timedOut = await send(
+      client,
+      new GetParameterCommand({ Name: "p" }),
+      AbortSignal.abort(new DOMException("cap", "TimeoutError")),
+    ).catch((e: unknown) => e);
+    expect(callErrorName(timedOut)).toBe("TimeoutError");
+    expect(callErrorName("not an error")).toBe("Error");
   });
 
   it("an already-aborted signal sends nothing", async () => {

@@ -1,4 +1,5 @@
 import type { RunResult, StoreError } from "../../../lib/types.ts";
+import { callErrorName } from "../../runtime/aws-clients.ts";
 
 /**
  * Names store failures in the result (SPEC §5 `storeErrors`): the result object itself is
@@ -12,9 +13,5 @@ export function addStoreErrors(
   return result;
 }
 
-/** The name of a store call's error: the SDK's (`TimeoutError`, `…Exception`), else `Error`. */
-export function storeErrorName(err: unknown): string {
-  return err instanceof Error || (typeof err === "object" && err !== null && "name" in err)
-    ? String((err as { name: unknown }).name)
-    : "Error";
-}
+/** The name of a store call's error (`callErrorName`: the SDK's, or a network error's code). */
+export const storeErrorName = callErrorName;
