@@ -23,6 +23,8 @@ export interface AuditFacts {
   rules?: string[];
   /** What vouched for the server's host key, once known hosts were read. */
   hostKeySource?: HostKeySource;
+  /** What vouched for the jump host's key (request `via`), once known hosts were read. */
+  viaHostKeySource?: HostKeySource;
   /** The resolved address, even when the policy refused it (the caller never sees it). */
   address?: string;
   /** Request fields read from a body that failed validation (API refusals). */

@@ -56,6 +56,8 @@ export interface AuditLine {
     address: string | null;
     username: string;
     credential: string;
+    /** What vouched for the jump host's key (as `hostKeySource` for the target). */
+    hostKeySource?: HostKeySource;
     hostKeySha256?: string;
   };
   phase: ErrorPhase | null;
@@ -168,6 +170,7 @@ export function auditLineOf(
       username: req.via.username,
       credential: req.via.credential ?? "default",
     };
+    if (facts.viaHostKeySource !== undefined) line.via.hostKeySource = facts.viaHostKeySource;
     if (result?.via?.server) line.via.hostKeySha256 = result.via.server.hostKeySha256;
   }
   if (error) {

@@ -1,4 +1,5 @@
 import net from "node:net";
+import { destinationSpelling } from "../../lib/session/resolve.ts";
 
 /** A parsed CIDR range, e.g. `10.0.0.0/8` or `2001:db8::/32`. */
 export interface CidrRange {
@@ -6,13 +7,17 @@ export interface CidrRange {
   readonly family: 4 | 6;
 }
 
-/** IPv4-mapped IPv6 (`::ffff:10.0.0.1`) is the IPv4 address: a range check must not miss it. */
+/**
+ * An address in canonical form; IPv4-mapped IPv6 (`::ffff:10.0.0.1`, `::ffff:a00:1`) is the
+ * IPv4 address: a range check must not miss it. Only notations Node takes as an IP (a resolved
+ * address, a literal target); `destinationSpelling` reads the looser ones a resolver takes.
+ */
 export function normalizeAddress(address: string): { address: string; family: 4 | 6 } | undefined {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  const plain = mapped?.[1] ?? address;
-  const family = net.isIP(plain);
-  if (family === 0) return undefined;
-  return { address: plain, family: family as 4 | 6 };
+  if (net.isIP(address) === 0) return undefined;
+  const spelled = destinationSpelling(address);
+  return spelled.kind === "address"
+    ? { address: spelled.address, family: spelled.family }
+    : undefined;
 }
 
 /**

@@ -8,6 +8,7 @@ import {
 } from "../../lib/errors.ts";
 import type { Hop } from "../../lib/names.ts";
 import { REQUEST_LIMITS } from "../../lib/request-schema.ts";
+import { destinationSpelling } from "../../lib/session/resolve.ts";
 import type { JumpHostRequest, RunRequest } from "../../lib/types.ts";
 import { AddressRanges, normalizeAddress } from "./address-ranges.ts";
 import {
@@ -74,6 +75,16 @@ export interface PolicyRule {
    * opt-in per rule, never implied by being an allowed target. @default false
    */
   allowAsJumpHost?: boolean;
+  /**
+   * Let this rule's host names be reached behind a jump host (`via`). There the jump host
+   * resolves the name, so no address check can see where it leads — `localhost4`, the
+   * bastion's own hostname or a metadata alias land on the bastion itself. Only a rule that
+   * says so lends a name behind a jump host, with `hosts` that name what they allow (each glob
+   * holds a label without `*`; `*` and `**` alone are refused at load) and no `cidrs` (they
+   * cannot be checked there). Addresses behind a jump host need no opt-in: they are checked
+   * against `cidrs` and the deny list however they are spelled. @default false
+   */
+  allowNamesBehindJumpHost?: boolean;
 }
 
 /** The policy document (one JSON object: local config `policy`, or env/SSM in AWS). */
@@ -150,6 +161,7 @@ interface CompiledRule {
   allowShellSyntax: boolean;
   allowSpill: boolean;
   allowAsJumpHost: boolean;
+  allowNamesBehindJumpHost: boolean;
 }
 
 /**
@@ -184,8 +196,43 @@ function hostGlob(glob: string): LinearPattern {
   return compileGlob(normalizeHost(glob), "label");
 }
 
-/** Names every resolver maps to loopback (RFC 6761 `localhost.`, Debian's IPv6 aliases). */
-const LOOPBACK_NAME = /^(?:localhost|.+\.localhost|ip6-localhost|ip6-loopback|localhost6)$/;
+/**
+ * Names resolvers map to the machine itself or its metadata service, refused behind a jump
+ * host even where a rule opts names in (a second fence: the rule is the first): RFC 6761
+ * `localhost.` and its subdomains, the Debian and Red Hat aliases, EC2's `instance-data` and
+ * GCE's `metadata.google.internal`.
+ */
+const SELF_NAME =
+  /^(?:localhost(?:4|6)?(?:\.localdomain(?:4|6)?)?|.+\.localhost|ip6-localhost|ip6-loopback|instance-data(?:\..+\.internal)?|metadata\.google\.internal)$/;
+
+/**
+ * `allowNamesBehindJumpHost` of a rule, validated: it needs `hosts` whose every glob names
+ * something (a label without `*`), and no `cidrs` (a name the jump host resolves has no
+ * address to check them against).
+ */
+function namesBehindJumpHost(
+  rule: PolicyRule,
+  hosts: string[] | undefined,
+  cidrs: string[] | undefined,
+  where: string,
+): boolean {
+  const on = flag(rule.allowNamesBehindJumpHost, `${where}.allowNamesBehindJumpHost`);
+  if (!on) return false;
+  if (!hosts || cidrs) {
+    throw new TypeError(
+      `${where}.allowNamesBehindJumpHost needs targets.hosts and no targets.cidrs: the jump host resolves the names, so no address of theirs can be checked here`,
+    );
+  }
+  const unnamed = hosts.find(
+    (h) => !h.split(".").some((label) => label !== "" && !label.includes("*")),
+  );
+  if (unnamed !== undefined) {
+    throw new TypeError(
+      `${where}.allowNamesBehindJumpHost: host glob ${JSON.stringify(unnamed)} names nothing (every glob needs a label without "*", e.g. "*.prod.internal"): behind a jump host it would also match the jump host's own names`,
+    );
+  }
+  return true;
+}
 
 function normalizeHost(host: string): string {
   return host.toLowerCase().replace(/\.$/, "");
@@ -283,6 +330,7 @@ export class Policy {
       allowShellSyntax: flag(rule.allowShellSyntax, `${where}.allowShellSyntax`),
       allowSpill: flag(rule.allowSpill, `${where}.allowSpill`),
       allowAsJumpHost: flag(rule.allowAsJumpHost, `${where}.allowAsJumpHost`),
+      allowNamesBehindJumpHost: namesBehindJumpHost(rule, hosts, cidrs, where),
     };
   }
 
@@ -366,20 +414,36 @@ export class Policy {
       }
     }
 
-    if (via !== undefined && !literal) {
-      // The deny list cannot see a name the jump host resolves: a loopback name there is the
-      // jump host itself (its own sshd, as another user), which no `*` glob meant to allow.
-      if (LOOPBACK_NAME.test(normalizeHost(request.host))) {
-        throw deny(
-          `host ${request.host} behind jump host ${via.host} names the jump host's own loopback, which the deny list refuses (give the jump host itself as the target)`,
-        );
-      }
-      // Behind a jump host the target's name is resolved by the jump host: its address is
-      // never seen here, so a rule that limits addresses (cidrs) cannot vouch for it.
-      allowed = allowed.filter((r) => r.cidrs === undefined);
+    // Behind a jump host the jump host resolves the target: decided by address, not by name.
+    const behind = via === undefined ? undefined : destinationSpelling(request.host);
+    if (behind?.kind === "ambiguous") {
+      throw deny(
+        `host ${request.host} behind jump host ${via!.host} looks like an IP address but is none; give the address in standard form`,
+      );
+    }
+    if (behind?.kind === "address") {
+      // However spelled (`127.1`, `0x7f.1`, `2130706433`, `[::1]`, `::ffff:7f00:1`): an
+      // address, checked in canonical form against the deny list and the cidrs of a rule that
+      // allows addresses (never a host glob's).
+      allowed = allowed.filter((r) => r.hosts === undefined);
       if (allowed.length === 0) {
         throw deny(
-          `host ${request.host} is reached through jump host ${via.host}, which resolves its name: only a rule with host names and no cidrs can allow it (or give the target as an IP address)`,
+          `host ${request.host} is an IP address: only a rule with cidrs (and no hosts) allows it`,
+        );
+      }
+    } else if (behind?.kind === "name") {
+      // The jump host resolves the name: its address is never seen here, so the deny list
+      // cannot check it, and a name there may be the jump host itself (`localhost4`, its own
+      // hostname) or its metadata service. Only a rule that names it and opts in allows it.
+      if (SELF_NAME.test(normalizeHost(request.host))) {
+        throw deny(
+          `host ${request.host} behind jump host ${via!.host} names the jump host itself or its metadata service, which the deny list refuses (give the jump host itself as the target)`,
+        );
+      }
+      allowed = allowed.filter((r) => r.allowNamesBehindJumpHost);
+      if (allowed.length === 0) {
+        throw deny(
+          `host ${request.host} is reached through jump host ${via!.host}, which resolves its name where no address check can see it: give the target's IP address, or allow it by a rule whose hosts name it and that sets allowNamesBehindJumpHost`,
         );
       }
     }
@@ -413,6 +477,7 @@ export class Policy {
       hop === "via" ? checkViaAddress(address) : checkTargetAddress(address);
     // An IP literal needs no DNS: refuse it now, before a credential is fetched.
     if (literal) checkAddress(request.host);
+    else if (behind?.kind === "address") checkAddress(behind.address);
     if (via !== undefined && net.isIP(via.host) !== 0) checkAddress(via.host, undefined, "via");
     const authorization: Authorization = {
       command,

@@ -24,6 +24,11 @@ export interface PlaceholderSite {
     | "comment";
   /** True when the placeholder is a whole word (blank or operator on both sides). */
   wholeWord: boolean;
+  /**
+   * Where the simple command holding the placeholder starts: the index after the last
+   * top-level `;` `&` `|` `(` `)` or newline before it (template-shape.ts reads its command word).
+   */
+  segmentStart: number;
 }
 
 const PLACEHOLDER_AT = /\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}/y;
@@ -44,6 +49,7 @@ export function placeholderSites(command: string): PlaceholderSite[] {
   const top = () => stack[stack.length - 1]!;
   let i = 0;
   let atWordStart = true;
+  let segmentStart = 0;
   while (i < command.length) {
     const frame = top();
     const c = command[i]!;
@@ -60,6 +66,7 @@ export function placeholderSites(command: string): PlaceholderSite[] {
         index: i,
         context,
         wholeWord: plain && BEFORE_WORD.has(command[i - 1]) && AFTER_WORD.has(command[end]),
+        segmentStart,
       });
       i = end;
       atWordStart = false;
@@ -76,6 +83,7 @@ export function placeholderSites(command: string): PlaceholderSite[] {
           stack.pop();
           i = startHeredocs(command, i, pendingHeredocs, sites);
           atWordStart = true;
+          if (stack.length === 1) segmentStart = i;
           continue;
         }
         i++;
@@ -192,9 +200,11 @@ export function placeholderSites(command: string): PlaceholderSite[] {
     if (c === "\n") {
       i = startHeredocs(command, i, pendingHeredocs, sites);
       atWordStart = true;
+      if (stack.length === 1) segmentStart = i;
       continue;
     }
     atWordStart = c === " " || c === "\t" || c === ";" || c === "&" || c === "|" || c === "(";
+    if (stack.length === 1 && ";&|()".includes(c)) segmentStart = i + 1;
     i++;
   }
   return sites;
@@ -228,6 +238,7 @@ function startHeredocs(
           index: i + m.index,
           context: "here-document",
           wholeWord: false,
+          segmentStart: i,
         });
       }
       i = lineEnd + 1;

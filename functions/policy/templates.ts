@@ -3,6 +3,7 @@ import { CommandNotAllowed, ValidationError } from "../../lib/errors.ts";
 import { shellQuote } from "../../lib/session/remote-bound.ts";
 import { compilePattern, type LinearPattern, PatternError } from "./patterns.ts";
 import { placeholderSites } from "./shell-words.ts";
+import { checkPlaceholderPosition } from "./template-shape.ts";
 
 /** A typed template parameter. Values are validated, then shell-quoted into the command. */
 export type TemplateParam =
@@ -182,25 +183,9 @@ const UNSUPPORTED_SYNTAX: readonly (readonly [string, string])[] = [
   ["<<", "a here-document or here-string"],
   ["[[", "bash's [[ test (it evaluates array subscripts in quoted words)"],
   ["((", "arithmetic evaluation"],
+  ["$[", "arithmetic expansion"],
   ["${", "parameter expansion with braces"],
 ];
-
-/** Commands that evaluate an argument as code, or as a variable name (bash subscripts). */
-const EVALUATING_COMMANDS: ReadonlySet<string> = new Set([
-  "eval",
-  "let",
-  "declare",
-  "typeset",
-  "local",
-  "export",
-  "readonly",
-  "read",
-  "unset",
-  "source",
-  ".",
-  "mapfile",
-  "readarray",
-]);
 
 /**
  * Checks a template definition when the policy is loaded; throws `TypeError` naming the template
@@ -282,12 +267,9 @@ export function checkTemplate(name: string, template: CommandTemplate): LoadedTe
       .trim()
       .split(/[\s;&|(]+/);
     const [previous, beforePrevious] = [before.at(-1) ?? "", before.at(-2) ?? ""];
-    if (
-      EVALUATING_COMMANDS.has(previous) ||
-      (previous === "-v" && ["printf", "test", "["].includes(beforePrevious))
-    ) {
+    if (previous === "-v" && ["printf", "test", "["].includes(beforePrevious)) {
       throw new TypeError(
-        `${where}: placeholder {{${site.name}}} is an argument of ${previous === "-v" ? `${beforePrevious} -v` : previous}, which evaluates its argument as code or a variable name`,
+        `${where}: placeholder {{${site.name}}} is an argument of ${beforePrevious} -v, which evaluates its argument as a variable name`,
       );
     }
     if (!site.wholeWord) {
@@ -295,6 +277,8 @@ export function checkTemplate(name: string, template: CommandTemplate): LoadedTe
         `${where}: placeholder {{${site.name}}} is glued to other text; a placeholder must be a whole word, separated by blanks or ; & | ( )`,
       );
     }
+    // Its simple command: never the command word, never under an evaluating one.
+    checkPlaceholderPosition(where, template.command, site);
   }
   return { template, patterns };
 }

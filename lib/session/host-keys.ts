@@ -163,12 +163,16 @@ function patternsMatch(patterns: string, name: string): boolean {
   return matched;
 }
 
-/** Where the trust in a host key comes from (recorded in the audit line). */
-export type HostKeySource = "known_hosts" | "pin+known_hosts" | "pin";
+/**
+ * Where the trust in a host key comes from (recorded in the audit line as `hostKeySource`):
+ * the operator's known_hosts entry for the name, a request pin narrowing it, a request pin
+ * alone, or `none` — nothing vouches for the name, so no key is trusted.
+ */
+export type HostKeySource = "known_hosts" | "pin+known_hosts" | "pin" | "none";
 
 /** A {@link HostKeyPolicy} with what it rests on; `none` trusts no key. */
 export interface HostKeyTrust extends HostKeyPolicy {
-  readonly kind: HostKeySource | "none";
+  readonly kind: HostKeySource;
 }
 
 /** Options of {@link hostKeyTrust}. */
@@ -180,9 +184,11 @@ export interface HostKeyTrustOptions {
   host: string;
   port: number;
   /**
-   * The address the host resolved to, once known. known_hosts entries for the address count
-   * as listing the host (OpenSSH's CheckHostIP), so another spelling of a listed name, or the
-   * address of a host listed by name, never looks unlisted.
+   * The address the host resolved to, once known. As OpenSSH's `CheckHostIP` (with strict
+   * checking), known_hosts entries for the address only add a check: a presented key of a
+   * type they list must be one of theirs, else `mismatch` ("the host key differs from the
+   * key for the IP address"). They never vouch for the name: a name resolving to a listed
+   * address is as unlisted as any other.
    */
   address?: string | undefined;
   /**
@@ -193,25 +199,40 @@ export interface HostKeyTrustOptions {
 }
 
 /**
- * The one trust rule for host keys. The operator's known hosts are authoritative: when they
- * list the host, the key must be one of theirs and match the pin as well (a pin only narrows).
- * `@revoked` keys are refused whatever vouches for them. A pin for a host they do not list is
- * honoured only with `allowPinOnly`; otherwise nothing vouches for the host (`unknown`).
+ * The one trust rule for host keys, OpenSSH's (`StrictHostKeyChecking yes`, `CheckHostIP
+ * yes`). A key is trusted for a name only by an entry for that name: the operator's known
+ * hosts are authoritative, and when they list the name the key must be one of theirs and match
+ * the pin as well (a pin only narrows). An entry for the resolved address adds a check, never
+ * vouches: a key of a type listed for the address that is not listed there is a `mismatch`.
+ * `@revoked` keys are refused whatever vouches for them. A pin for a name they do not list is
+ * honoured only with `allowPinOnly`, and never for a key they list for another host (that key
+ * is that host's: a pin cannot rename it); otherwise nothing vouches (`unknown`).
  * `@cert-authority` lines are ignored (no certificate support).
  */
 export function hostKeyTrust(options: HostKeyTrustOptions): HostKeyTrust {
   const name = knownHostsName(canonicalHost(options.host), options.port);
-  const names = [name];
-  if (options.address !== undefined) {
-    const address = knownHostsName(canonicalHost(options.address), options.port);
-    if (address !== name) names.push(address);
-  }
   const all = parseKnownHosts(options.knownHosts ?? "");
-  const entries = all.filter((e) => names.some((n) => patternsMatch(e.patterns, n)));
+  const entries = all.filter((e) => patternsMatch(e.patterns, name));
   const trusted = entries.filter((e) => e.marker === "");
   // A revoked key is refused for every host, whatever name the revocation was written for.
   const revoked = all.filter((e) => e.marker === "@revoked");
   const isRevoked = (blob: Buffer) => revoked.some((e) => e.key.blob.equals(blob));
+  // CheckHostIP: the address's own entries, when the address is not the name itself.
+  const addressName =
+    options.address === undefined
+      ? undefined
+      : knownHostsName(canonicalHost(options.address), options.port);
+  const atAddress =
+    addressName === undefined || addressName === name
+      ? []
+      : all.filter((e) => e.marker === "" && patternsMatch(e.patterns, addressName));
+  const differsAtAddress = (blob: Buffer) => {
+    const type = keyTypeOfBlob(blob);
+    const sameType = atAddress.filter((e) => e.key.type === type);
+    return sameType.length > 0 && !sameType.some((e) => e.key.blob.equals(blob));
+  };
+  // Never the address itself: a refusal does not reveal what a name resolved to.
+  const addressNote = atAddress.length > 0 ? " and the entry for its address" : "";
   // Certificates are not supported; a host under a CA is still listed (a pin cannot vouch).
   const underCa = entries.some((e) => e.marker === "@cert-authority");
   const pin = options.pin === undefined ? undefined : pinnedPolicy(options.pin);
@@ -224,21 +245,26 @@ export function hostKeyTrust(options: HostKeyTrustOptions): HostKeyTrust {
       serverHostKeyAlgorithms:
         pin?.serverHostKeyAlgorithms ?? listedTypes.flatMap(algorithmsForKeyType),
       source: pin
-        ? `${pin.source} and the known_hosts entry for ${name}`
-        : `known_hosts entry for ${name}`,
+        ? `${pin.source} and the known_hosts entry for ${name}${addressNote}`
+        : `known_hosts entry for ${name}${addressNote}`,
       verify: (blob) => {
-        if (isRevoked(blob) || !inKnownHosts(blob)) return "mismatch";
+        if (isRevoked(blob) || !inKnownHosts(blob) || differsAtAddress(blob)) return "mismatch";
         if (pin && pin.verify(blob) !== "trusted") return "mismatch";
         return "trusted";
       },
     };
   }
   if (pin && options.allowPinOnly !== false && !underCa) {
+    const listedForAnother = (blob: Buffer) =>
+      all.some((e) => e.marker === "" && e.key.blob.equals(blob));
     return {
       kind: "pin",
       serverHostKeyAlgorithms: pin.serverHostKeyAlgorithms,
-      source: pin.source,
-      verify: (blob) => (isRevoked(blob) ? "mismatch" : pin.verify(blob)),
+      source: `${pin.source} (a key known_hosts does not list for another host)${addressNote}`,
+      verify: (blob) =>
+        isRevoked(blob) || differsAtAddress(blob) || listedForAnother(blob)
+          ? "mismatch"
+          : pin.verify(blob),
     };
   }
   return {

@@ -12,7 +12,6 @@
  * the target) and a forward that is never confirmed (the jump host's connect to the target
  * hangs), which are the target's `connect` phase seen through the jump host.
  */
-import net from "node:net";
 import type { ClientChannel } from "ssh2";
 import type { Deadline } from "../deadline.ts";
 import {
@@ -25,6 +24,7 @@ import {
   DeadlineExceeded,
   EngineError,
   phaseTimeoutError,
+  TargetNotAllowed,
 } from "../errors.ts";
 import type { Hop, Phase } from "../names.ts";
 import type { HopTimings, JumpHostRequest, RunOptions, RunResult, Secret } from "../types.ts";
@@ -32,7 +32,7 @@ import { type SessionProgress, SshConnection } from "./connection.ts";
 import { prepareAuth } from "./credentials.ts";
 import { hostKeyTrust } from "./host-keys.ts";
 import type { KeepaliveSettings } from "./keepalive.ts";
-import { resolveAddress } from "./resolve.ts";
+import { destinationSpelling, resolveAddress } from "./resolve.ts";
 
 /** RFC 4254 §5.1 SSH_OPEN_CONNECT_FAILED: the jump host could not connect to the target. */
 const OPEN_CONNECT_FAILED = 2;
@@ -257,7 +257,10 @@ export class JumpHost {
 
   /** The forward step: what only a jump host does. Names the jump host's refusal. */
   async #forward(): Promise<ClientChannel> {
-    const { host, port } = this.#o.target;
+    const { port } = this.#o.target;
+    // An address is forwarded as the address that was checked, never as its spelling.
+    const spelled = destinationSpelling(this.#o.target.host);
+    const host = spelled.kind === "address" ? spelled.address : this.#o.target.host;
     try {
       return await this.#conn.forwardOut(host, port);
     } catch (err) {
@@ -279,18 +282,28 @@ export class JumpHost {
 
 /**
  * The target's address behind a jump host: the jump host resolves the target's name, so only
- * an IP literal is known here, and only it is checked (`checkAddress`, hop `target`).
+ * an address is known here — however it is spelled (`127.1`, `0x7f.1`, `2130706433`, `[::1]`,
+ * `::ffff:7f00:1`: the jump host's resolver reads them all as addresses) — and it is checked in
+ * canonical form (`checkAddress`, hop `target`), and forwarded as such. A spelling that looks
+ * like an address but is none (`127.0.0.1.`) is refused the same way a name is: the caller's
+ * `checkAddress` is given it as is, and no address can contain it.
  */
 export function addressBehindJump(
   host: string,
   options: Pick<RunOptions, "checkAddress">,
 ): string | null {
-  const literal = net.isIP(host);
-  if (literal === 0) return null;
+  const spelled = destinationSpelling(host);
+  if (spelled.kind === "name") return null;
   try {
-    options.checkAddress?.(host, literal === 6 ? 6 : 4, "target");
+    if (spelled.kind === "ambiguous") {
+      throw new TargetNotAllowed(
+        `host ${host} behind a jump host looks like an IP address but is none: give the address in standard form`,
+        { phase: "resolve" },
+      );
+    }
+    options.checkAddress?.(spelled.address, spelled.family, "target");
   } catch (err) {
     throw atHop(classifyError(err, { phase: "resolve", commandStarted: false }), "target");
   }
-  return host;
+  return spelled.address;
 }

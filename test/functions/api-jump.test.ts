@@ -91,6 +91,7 @@ describe("API handler with a jump host (via)", () => {
       address: "127.0.0.1",
       username: lab.target.username,
       credential: "bastion",
+      hostKeySource: "known_hosts",
       hostKeySha256: jump.hostKeyFingerprint,
     });
   });

@@ -115,3 +115,89 @@ describe("hostKeyTrust: known hosts are authoritative, a pin only narrows", () =
     expect(trust({ knownHosts: revoked }).verify(b.blob)).toBe("mismatch");
   });
 });
+
+describe("hostKeyTrust: a key is trusted for a name only by an entry for that name (OpenSSH)", () => {
+  // issue 23: prod listed as `prod.corp,<ip>`; a caller's DNS points evil.dev.corp at <ip>.
+  const prod = keyLine();
+  const other = keyLine();
+  const ecdsa = keyLine("ecdsa");
+  const knownHosts = `prod.corp,10.0.0.5 ${prod.line}\n`;
+
+  it("an address entry never vouches for another name resolving to it", () => {
+    const trust = hostKeyTrust({
+      knownHosts,
+      host: "evil.dev.corp",
+      port: 22,
+      address: "10.0.0.5",
+    });
+    expect(trust.kind).toBe("none");
+    expect(trust.verify(prod.blob)).toBe("unknown");
+    expect(trust.source).not.toContain("10.0.0.5"); // a refusal never reveals the address
+    // Hashed entries and IPv4-mapped spellings of the address change nothing.
+    const hashed = `${hashedName("prod.corp")} ${prod.line}\n${hashedName("10.0.0.5")} ${prod.line}\n`;
+    for (const [kh, address] of [
+      [hashed, "10.0.0.5"],
+      [knownHosts, "::ffff:10.0.0.5"],
+    ] as const) {
+      const t = hostKeyTrust({ knownHosts: kh, host: "evil.dev.corp", port: 22, address });
+      expect(t.kind).toBe("none");
+      expect(t.verify(prod.blob)).toBe("unknown");
+    }
+  });
+
+  it("the listed name is trusted; its address's entry adds a check (CheckHostIP)", () => {
+    const trust = hostKeyTrust({ knownHosts, host: "prod.corp", port: 22, address: "10.0.0.5" });
+    expect(trust.kind).toBe("known_hosts");
+    expect(trust.verify(prod.blob)).toBe("trusted");
+    // The name lists a second key the address's entry does not: OpenSSH refuses with strict
+    // checking ("differs from the key for the IP address").
+    const moved = `prod.corp ${prod.line}\nprod.corp ${other.line}\n10.0.0.5 ${prod.line}\n`;
+    const t = hostKeyTrust({ knownHosts: moved, host: "prod.corp", port: 22, address: "10.0.0.5" });
+    expect(t.verify(prod.blob)).toBe("trusted");
+    expect(t.verify(other.blob)).toBe("mismatch");
+    expect(t.source).toBe("known_hosts entry for prod.corp and the entry for its address");
+    // A key type the address's entry does not list is not checked there (OpenSSH: new, not changed).
+    const typed = `prod.corp ${prod.line}\nprod.corp ${ecdsa.line}\n10.0.0.5 ${prod.line}\n`;
+    const u = hostKeyTrust({ knownHosts: typed, host: "prod.corp", port: 22, address: "10.0.0.5" });
+    expect(u.verify(ecdsa.blob)).toBe("trusted");
+    // No entry for the address: the name alone decides.
+    const byName = hostKeyTrust({
+      knownHosts: `prod.corp ${prod.line}\n`,
+      host: "prod.corp",
+      port: 22,
+      address: "10.0.0.9",
+    });
+    expect(byName.verify(prod.blob)).toBe("trusted");
+  });
+
+  it("a target given as the IP literal is listed by the address entry (the address is its name)", () => {
+    const trust = hostKeyTrust({ knownHosts, host: "10.0.0.5", port: 22, address: "10.0.0.5" });
+    expect(trust.kind).toBe("known_hosts");
+    expect(trust.verify(prod.blob)).toBe("trusted");
+  });
+
+  it("a pin alone cannot rename a key known_hosts lists for another host", () => {
+    const pinned = hostKeyTrust({
+      knownHosts,
+      host: "evil.dev.corp",
+      port: 22,
+      address: "10.0.0.5",
+      pin: prod.line,
+      allowPinOnly: true,
+    });
+    expect(pinned.kind).toBe("pin");
+    expect(pinned.verify(prod.blob)).toBe("mismatch");
+    // Nor through another address: the key itself is listed.
+    const elsewhere = hostKeyTrust({
+      knownHosts,
+      host: "evil.dev.corp",
+      port: 22,
+      address: "10.9.9.9",
+      pin: fingerprintSha256(prod.blob),
+    });
+    expect(elsewhere.verify(prod.blob)).toBe("mismatch");
+    // A key nobody lists is still the pin's to vouch for.
+    const fresh = hostKeyTrust({ knownHosts, host: "eph.dev.corp", port: 22, pin: other.line });
+    expect(fresh.verify(other.blob)).toBe("trusted");
+  });
+});

@@ -27,6 +27,7 @@ import {
   v2Event,
   WORKFLOW,
 } from "../functions/support.ts";
+import { generateEd25519KeyPair } from "../helpers/keys.ts";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
 import { type RogueServer, startRogueServer } from "./rogue-server.ts";
 
@@ -40,6 +41,8 @@ const JUMPER = "arn:aws:iam::123456789012:role/jumper";
 const JUMP_PINNER = "arn:aws:iam::123456789012:role/jump-pinner";
 /** A caller allowed any IPv4 address on port 22 (the deny list still applies). */
 const WIDE = "arn:aws:iam::123456789012:role/wide";
+/** A caller allowed names under *.dev.corp only (no cidrs: the documented way), pins allowed. */
+const DEV = "arn:aws:iam::123456789012:role/dev-operator";
 /** A caller no rule names. */
 const STRANGER = "arn:aws:iam::999999999999:user/mallory";
 /** The rogue's key line under another key type's name would not parse: use its own line. */
@@ -54,6 +57,11 @@ let rogue: RogueServer;
  * under `allowRequestPins` with a key credential): it may see that key's attempt, never more.
  */
 let pinRogue: RogueServer;
+/**
+ * "prod": listed in known hosts as `prod.corp,<address>` (issue 23). A dev caller whose DNS
+ * points a dev name at prod's address must never get a credential to it: zero attempts.
+ */
+let prodRogue: RogueServer;
 /** Every name the suite's resolver was asked for. */
 const lookups: string[] = [];
 /** Every credential name the handlers read from the store. */
@@ -140,6 +148,13 @@ function policy(): PolicyDocument {
         commands: { patterns: ["uptime"] },
       },
       {
+        id: "dev-names",
+        callers: [DEV],
+        targets: { hosts: ["*.dev.corp"], ports: [prodRogue.server.port], usernames: ["*"] },
+        allowRequestPins: true,
+        commands: { patterns: ["uptime"] },
+      },
+      {
         id: "wide",
         callers: [WIDE],
         targets: { cidrs: ["0.0.0.0/0"], usernames: ["*"] },
@@ -168,11 +183,12 @@ function policy(): PolicyDocument {
 }
 
 beforeAll(async () => {
-  [sshd, rogue, pinRogue] = await Promise.all([
+  [sshd, rogue, pinRogue, prodRogue] = await Promise.all([
     startSshd(),
     startRogueServer(),
     // Its own key: the shared one is revoked in this suite's known hosts.
     startRogueServer(demoKeyPair()),
+    startRogueServer(generateEd25519KeyPair("prod")),
   ]);
   if (sshd.password === null)
     throw new Error("the suite needs root (a password for the test user)");
@@ -189,6 +205,8 @@ beforeAll(async () => {
     sshd.knownHostsLine,
     // The rogue's key, revoked for one name: no pin can bring it back.
     `@revoked [revoked.corp]:${rogue.server.port} ${rogue.server.hostKeyLine}`,
+    // prod, by name and by address, as `ssh` with CheckHostIP writes it.
+    `[prod.corp]:${prodRogue.server.port},[127.0.0.1]:${prodRogue.server.port} ${prodRogue.server.hostKeyLine}`,
   ].join("\n");
   const lookup = async (host: string) => {
     const table: Record<string, { address: string; family: 4 | 6 }> = {
@@ -197,6 +215,8 @@ beforeAll(async () => {
       "mapped.corp": { address: "::ffff:127.0.0.1", family: 6 },
       "metadata.corp": { address: "169.254.169.254", family: 4 },
       "outside.corp": { address: "10.0.6.7", family: 4 },
+      // The caller's DNS: a dev name pointed at prod's address.
+      "evil.dev.corp": { address: "127.0.0.1", family: 4 },
     };
     lookups.push(host);
     const found = table[host.toLowerCase().replace(/\.$/, "")];
@@ -223,7 +243,13 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await Promise.all([local?.close(), rogue?.close(), pinRogue?.close(), sshd?.stop()]);
+  await Promise.all([
+    local?.close(),
+    rogue?.close(),
+    pinRogue?.close(),
+    prodRogue?.close(),
+    sshd?.stop(),
+  ]);
 });
 
 const target = (extra: Record<string, unknown> = {}) => ({
@@ -556,6 +582,22 @@ describe("commands: shell syntax and template injection", () => {
     ["read {{x}}", "argument of read"],
     ["printf -v {{x}} %s hi", "argument of printf -v"],
     ["eval {{x}}", "argument of eval"],
+    // issue 23: the four gaps, then their relatives (test/functions/template-shape.test.ts).
+    ["echo $[ {{x}} ]", "arithmetic expansion"],
+    ["trap {{x}} EXIT", "argument of trap"],
+    ["'eval' {{x}}", "written with quotes"],
+    ["\\eval {{x}}", "written with quotes, escapes"],
+    ['e""val {{x}}', "written with quotes"],
+    ["eval echo {{x}}", "argument of eval"],
+    ["source {{x}}", "argument of source"],
+    [". {{x}}", "argument of ."],
+    ["exec {{x}}", "argument of exec"],
+    ["command eval {{x}}", "argument of command"],
+    ["builtin eval {{x}}", "argument of builtin"],
+    ["time eval {{x}}", "argument of eval"],
+    ["true && eval {{x}}", "argument of eval"],
+    ["(( {{x}} ))", "arithmetic evaluation"],
+    ["{{x}} /etc/passwd", "is the command word"],
   ])(
     "gets a policy loaded whose template places a value unsafely (%j) → refused at load",
     (command, why) => {
@@ -655,6 +697,41 @@ describe("host-key trust cannot be dodged by spelling or by mixing rules", () =>
       }
     },
   );
+});
+
+describe("host keys: a name never inherits its address's entry (OpenSSH semantics)", () => {
+  // issue 23: with a rule for *.dev.corp and prod listed as `prod.corp,<ip>`, a caller whose
+  // DNS points evil.dev.corp at prod's address got the dev credential used on prod (main: 200).
+  const evil = () => ({
+    host: "evil.dev.corp",
+    port: prodRogue.server.port,
+    username: sshd.username,
+    command: "uptime",
+  });
+
+  it.each(["v1", "v2"] as const)(
+    "points a dev name at prod's address (API %s) → 502 HostKeyUnknown, no credential sent, hostKeySource none",
+    async (via) => {
+      const dials = prodRogue.connections();
+      const o = await viaApi(via, evil(), DEV);
+      expect([o.status, o.name]).toEqual([502, "HostKeyUnknown"]);
+      expect(prodRogue.attempts).toEqual([]);
+      // Refused at the key check: prod was reached, nothing was sent.
+      expect(prodRogue.connections()).toBe(dials + 1);
+      expect(captured.audits.at(-1)).toMatchObject({
+        hostKeySource: "none",
+        target: { host: "evil.dev.corp", address: "127.0.0.1" },
+        error: { name: "HostKeyUnknown" },
+      });
+    },
+  );
+
+  it("pins prod's own key for the dev name (rule allows pins) → 502 HostKeyMismatch, no credential sent, hostKeySource pin", async () => {
+    const o = await viaApi("v1", { ...evil(), hostKey: prodRogue.server.hostKeyLine }, DEV);
+    expect([o.status, o.name]).toEqual([502, "HostKeyMismatch"]);
+    expect(prodRogue.attempts).toEqual([]);
+    expect(captured.audits.at(-1)).toMatchObject({ hostKeySource: "pin" });
+  });
 });
 
 describe("addresses: no smuggled target, no resolver oracle", () => {
@@ -1069,6 +1146,8 @@ describe("audit: refusals are on the record", () => {
 describe("across the whole suite", () => {
   it("the rogue server saw zero authentication attempts", () => {
     expect(rogue.attempts).toEqual([]);
+    // prod, reached under a dev name resolving to its address: never a credential.
+    expect(prodRogue.attempts).toEqual([]);
     // The second rogue: only the one jump host attack the policy allows (a pinned key) reached it.
     expect(pinRogue.attempts.map((attempt) => attempt.method)).toEqual(["publickey"]);
     // It was reached (HostKeyUnknown, HostKeyMismatch): the refusals happened at the key check.

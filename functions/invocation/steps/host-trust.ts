@@ -93,7 +93,8 @@ export async function hostTrust(ctx: RunContext, next: Next): Promise<RunResult>
     secret: secrets.secret,
     knownHosts: secrets.knownHosts,
   });
-  if (target.trust.kind !== "none") ctx.invocation.audit.hostKeySource = target.trust.kind;
+  // Always named, `none` included: a key refused as unknown says so in the audit line.
+  ctx.invocation.audit.hostKeySource = target.trust.kind;
   const { via } = request;
   if (via && authorization.via && secrets.viaSecret) {
     const jump = hopTrust({
@@ -105,6 +106,7 @@ export async function hostTrust(ctx: RunContext, next: Next): Promise<RunResult>
       secret: secrets.viaSecret,
       knownHosts: secrets.knownHosts,
     });
+    ctx.invocation.audit.viaHostKeySource = jump.trust.kind;
     ctx.pins = {
       allowRequestPins: target.allowRequestPins,
       via: { allowRequestPins: jump.allowRequestPins },

@@ -14,6 +14,7 @@ const POLICY: PolicyDocument = {
       id: "target",
       callers: [CALLER],
       targets: { hosts: ["behind.example"], ports: [22], usernames: ["*"] },
+      allowNamesBehindJumpHost: true,
       commands: { patterns: ["echo [ -~]*"] },
     },
     {
