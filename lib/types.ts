@@ -232,4 +232,22 @@ export interface RunResult {
     server?: { ident: string; hostKeySha256: string };
   };
   remoteCleanup: RemoteCleanup;
+  /**
+   * Stores of the deployment (idempotency record, host breaker) that failed or did not answer
+   * in time after the command's outcome was known: the result is still the session's own.
+   * Absent when every store call succeeded (SPEC §5).
+   */
+  storeErrors?: StoreError[];
+}
+
+/** One failed store call of an invocation (SPEC §5, `storeErrors`). */
+export interface StoreError {
+  /** Which store: `idempotency` or `breaker`. */
+  store: string;
+  /** What was being done, e.g. `recordResult`, `removeRecord`, `recordOutcome`. */
+  operation: string;
+  /** The error's name, e.g. `TimeoutError`, `ProvisionedThroughputExceededException`. */
+  name: string;
+  /** What it means for the caller (a retry with the same idempotency key, the breaker). */
+  message: string;
 }

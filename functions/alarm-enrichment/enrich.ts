@@ -36,6 +36,7 @@ import {
   TARGETS_COLUMN,
 } from "../../operations/queries.ts";
 import type { EnrichmentConfig } from "../config/config.ts";
+import { CALL_CAPS, callSignal, send } from "../runtime/aws-clients.ts";
 import {
   commandHash,
   consoleBaseOf,
@@ -125,9 +126,10 @@ async function childrenInAlarm(deps: EnrichmentDeps, deadline: Deadline): Promis
     controller.abort();
     return new QueryTimeout("DescribeAlarms did not answer in time");
   };
-  const work = deps.cloudwatch.send(
+  const work = send(
+    deps.cloudwatch,
     new DescribeAlarmsCommand({ AlarmNames: pageChildren(deps.config.stage) }),
-    { abortSignal: controller.signal },
+    controller.signal,
   );
   work.catch(() => {});
   const res = await deadline.bound(deadline.remaining(), work, expired, expired);
@@ -201,7 +203,8 @@ async function runQuery(
     return deadline.bound(deadline.remaining(), work, expired, expired);
   };
   const started = await call(
-    deps.logs.send(
+    send(
+      deps.logs,
       new StartQueryCommand({
         logGroupNames: [
           ...(spec.logGroups === "workflows"
@@ -213,7 +216,7 @@ async function runQuery(
         endTime: Math.ceil(window.endMs / 1000),
         limit,
       }),
-      { abortSignal: controller.signal },
+      controller.signal,
     ),
   );
   const queryId = started.queryId;
@@ -221,9 +224,7 @@ async function runQuery(
   try {
     for (;;) {
       const res = await call(
-        deps.logs.send(new GetQueryResultsCommand({ queryId }), {
-          abortSignal: controller.signal,
-        }),
+        send(deps.logs, new GetQueryResultsCommand({ queryId }), controller.signal),
       );
       if (res.status === "Complete") return res.results ?? [];
       if (res.status !== "Running" && res.status !== "Scheduled") {
@@ -235,8 +236,12 @@ async function runQuery(
       await deadline.wait(waitMs, new Promise(() => {}));
     }
   } catch (err) {
-    // Best effort, not awaited past the invocation: a query nobody reads costs scanning.
-    deps.logs.send(new StopQueryCommand({ queryId })).catch(() => {});
+    // Best effort, not awaited: a query nobody reads costs scanning. Capped like any call.
+    send(
+      deps.logs,
+      new StopQueryCommand({ queryId }),
+      callSignal(undefined, CALL_CAPS.publishMs),
+    ).catch(() => {});
     throw err;
   }
 }
@@ -465,26 +470,36 @@ export function plainPage(
  * Publishes one notification: the plain page first (before any query, so a slow or failing
  * query never delays it), then the enrichment (hosts, totals, groups) as a follow-up. When no
  * query runs (OK, unknown alarm) the one message is the plain one.
+ * Each publish gets its own cap, at most `publishWithinMs()` read when it starts (what the
+ * function's reserve leaves it).
  */
 export async function enrichAndPublish(
   deps: EnrichmentDeps,
   n: AlarmNotification,
   deadline: Deadline,
+  publishWithinMs: () => number = () => CALL_CAPS.publishMs,
 ): Promise<Enriched> {
   const plain = plainPage(deps.config, n);
-  if (plain) await publish(deps, plain.subject, plain.message);
+  if (plain) await publish(deps, plain.subject, plain.message, publishWithinMs);
   const enriched = await enrich(deps, n, deadline);
   const subject = plain ? `${enriched.subject} - hosts`.slice(0, 100) : enriched.subject;
-  await publish(deps, subject, enriched.message);
+  await publish(deps, subject, enriched.message, publishWithinMs);
   return { ...enriched, subject, ...(plain ? { plain } : {}) };
 }
 
-async function publish(deps: EnrichmentDeps, subject: string, message: string): Promise<void> {
-  await deps.sns.send(
+async function publish(
+  deps: EnrichmentDeps,
+  subject: string,
+  message: string,
+  publishWithinMs: () => number,
+): Promise<void> {
+  await send(
+    deps.sns,
     new PublishCommand({
       TopicArn: deps.config.enrichedTopicArn,
       Subject: subject.replace(/[^\x20-\x7e]/g, " "),
       Message: message,
     }),
+    callSignal(undefined, Math.min(CALL_CAPS.publishMs, publishWithinMs())),
   );
 }

@@ -13,6 +13,9 @@ import {
   enrichAndPublish,
 } from "./enrich.ts";
 
+/** Kept back from the publish for the handler to return. */
+const PUBLISH_MARGIN_MS = 50;
+
 /** Builds the handler over its clients and configuration (tests pass their own). */
 export function createEnrichmentHandler(deps: EnrichmentDeps) {
   return async (event: SNSEvent, context: Context): Promise<Enriched[]> => {
@@ -34,7 +37,9 @@ export function createEnrichmentHandler(deps: EnrichmentDeps) {
           StateChangeTime: record.Sns.Timestamp,
         };
       }
-      out.push(await enrichAndPublish(deps, notification, deadline));
+      // The publish has what is left of the reserve when it starts, less a margin to return.
+      const publishWithinMs = () => context.getRemainingTimeInMillis() - PUBLISH_MARGIN_MS;
+      out.push(await enrichAndPublish(deps, notification, deadline, publishWithinMs));
     }
     return out;
   };

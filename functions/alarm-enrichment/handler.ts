@@ -21,20 +21,18 @@ const deployed = () => {
 };
 
 async function build(): Promise<ReturnType<typeof createEnrichmentHandler>> {
-  const [{ createEnrichmentHandler }, { enrichmentConfigFromEnv }, cw, logs, sns] =
-    await Promise.all([
-      import("./enrichment-handler.ts"),
-      import("../config/config.ts"),
-      import("@aws-sdk/client-cloudwatch"),
-      import("@aws-sdk/client-cloudwatch-logs"),
-      import("@aws-sdk/client-sns"),
-    ]);
-  return createEnrichmentHandler({
-    logs: new logs.CloudWatchLogsClient({}),
-    sns: new sns.SNSClient({}),
-    cloudwatch: new cw.CloudWatchClient({}),
-    config: enrichmentConfigFromEnv(),
-  });
+  const [{ createEnrichmentHandler }, { enrichmentConfigFromEnv }, clients] = await Promise.all([
+    import("./enrichment-handler.ts"),
+    import("../config/config.ts"),
+    import("../runtime/aws-clients.ts"),
+  ]);
+  // The one client configuration (bounded transport and retries, throwOnRequestTimeout).
+  const [logs, sns, cloudwatch] = await Promise.all([
+    clients.cloudWatchLogsClient(),
+    clients.snsClient(),
+    clients.cloudWatchClient(),
+  ]);
+  return createEnrichmentHandler({ logs, sns, cloudwatch, config: enrichmentConfigFromEnv() });
 }
 
 /** The deployed handler: clients and configuration from the environment, built once. */

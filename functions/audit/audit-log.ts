@@ -3,7 +3,7 @@ import type { MiddlewareObj } from "@middy/core";
 import type { Context } from "aws-lambda";
 import type { ErrorName, ErrorPhase, Hop } from "../../lib/names.ts";
 import type { HostKeySource } from "../../lib/session/host-keys.ts";
-import type { PhaseTimings } from "../../lib/types.ts";
+import type { PhaseTimings, StoreError } from "../../lib/types.ts";
 import { hasInvocation, type Invocation, invocationOf } from "../invocation/invocation.ts";
 import { withDefaults } from "../invocation/with-defaults.ts";
 import { once, preload } from "../runtime/lazy.ts";
@@ -70,6 +70,8 @@ export interface AuditLine {
   output: { stdoutBytes: number; stderrBytes: number; truncated: boolean } | null;
   remoteCleanup: string | null;
   hostKeySha256?: string;
+  /** Store calls that failed after the session's outcome was known (SPEC §5 `storeErrors`). */
+  storeErrors?: StoreError[];
 }
 
 /** Options of {@link auditLog}. */
@@ -159,6 +161,7 @@ export function auditLineOf(
   if (facts.rules !== undefined) line.rules = facts.rules;
   if (facts.statusCode !== undefined) line.statusCode = facts.statusCode;
   if (result?.server) line.hostKeySha256 = result.server.hostKeySha256;
+  if (result?.storeErrors) line.storeErrors = result.storeErrors;
   if (req?.via) {
     line.via = {
       host: req.via.host,

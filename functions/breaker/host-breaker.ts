@@ -20,6 +20,7 @@ import {
 import { HostQuarantined } from "../../lib/errors.ts";
 import { BREAKER_ERRORS, type ErrorName } from "../../lib/names.ts";
 import type { RunResult } from "../../lib/types.ts";
+import { CALL_CAPS, callSignal, send } from "../runtime/aws-clients.ts";
 
 /** Options of {@link HostBreaker}. */
 export interface HostBreakerOptions {
@@ -59,16 +60,24 @@ export class HostBreaker {
     return `${host.toLowerCase()}:${port}`;
   }
 
-  /** Throws `HostQuarantined` when the host is held. */
-  async check(host: string, port: number, signal?: AbortSignal): Promise<void> {
+  /**
+   * Throws `HostQuarantined` when the host is held. `signal` bounds the read (the
+   * invocation's `readSignal`); it is aborted, not merely logged, when it fires.
+   */
+  async check(
+    host: string,
+    port: number,
+    signal: AbortSignal = callSignal(undefined, CALL_CAPS.standaloneMs),
+  ): Promise<void> {
     const key = HostBreaker.keyOf(host, port);
-    const out = await this.#o.client.send(
+    const out = await send(
+      this.#o.client,
       new GetItemCommand({
         TableName: this.#o.tableName,
         Key: { host: { S: key } },
         ConsistentRead: true,
       }),
-      { abortSignal: signal },
+      signal,
     );
     const until = Number(out.Item?.quarantinedUntil?.N ?? 0);
     const now = this.#o.now();
@@ -80,8 +89,14 @@ export class HostBreaker {
     }
   }
 
-  /** Records a session's outcome for its host: counted failures add up, a success clears. */
-  async record(result: RunResult, signal?: AbortSignal): Promise<void> {
+  /**
+   * Records a session's outcome for its host: counted failures add up, a success clears.
+   * `signal` bounds every write of the record together (the invocation's `reserveSignal`).
+   */
+  async record(
+    result: RunResult,
+    signal: AbortSignal = callSignal(undefined, CALL_CAPS.standaloneMs),
+  ): Promise<void> {
     // Through a jump host, a failure at the jump host (`error.hop` "via") counts against it,
     // not against the target behind it.
     const at = result.error?.hop === "via" && result.via ? result.via : result.target;
@@ -91,12 +106,13 @@ export class HostBreaker {
       const hops = result.via ? [result.target, result.via] : [result.target];
       await Promise.all(
         hops.map((h) =>
-          this.#o.client.send(
+          send(
+            this.#o.client,
             new DeleteItemCommand({
               TableName: this.#o.tableName,
               Key: { host: { S: HostBreaker.keyOf(h.host, h.port) } },
             }),
-            { abortSignal: signal },
+            signal,
           ),
         ),
       );
@@ -109,7 +125,8 @@ export class HostBreaker {
     const now = this.#o.now();
     const windowMs = this.#o.windowSeconds * 1000;
     // Start a new window when the last one is over; otherwise count on.
-    const out = await this.#o.client.send(
+    const out = await send(
+      this.#o.client,
       new UpdateItemCommand({
         TableName: this.#o.tableName,
         Key: { host: { S: key } },
@@ -126,25 +143,27 @@ export class HostBreaker {
         },
         ReturnValues: "ALL_NEW",
       }),
-      { abortSignal: signal },
+      signal,
     );
     const failures = Number(out.Attributes?.failures?.N ?? 0);
     const windowStart = Number(out.Attributes?.windowStart?.N ?? now);
     if (now - windowStart > windowMs) {
-      await this.#o.client.send(
+      await send(
+        this.#o.client,
         new UpdateItemCommand({
           TableName: this.#o.tableName,
           Key: { host: { S: key } },
           UpdateExpression: "SET failures = :one, windowStart = :now REMOVE quarantinedUntil",
           ExpressionAttributeValues: { ":one": { N: "1" }, ":now": { N: String(now) } },
         }),
-        { abortSignal: signal },
+        signal,
       );
       return;
     }
     if (failures >= this.#o.threshold) {
       const until = now + this.#o.quarantineSeconds * 1000;
-      await this.#o.client.send(
+      await send(
+        this.#o.client,
         new UpdateItemCommand({
           TableName: this.#o.tableName,
           Key: { host: { S: key } },
@@ -154,7 +173,7 @@ export class HostBreaker {
             ":expires": { N: String(Math.ceil(until / 1000) + 60) },
           },
         }),
-        { abortSignal: signal },
+        signal,
       );
     }
   }

@@ -1,5 +1,6 @@
 import { GetSecretValueCommand, type SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { GetParameterCommand, type SSMClient } from "@aws-sdk/client-ssm";
+import { send } from "../runtime/aws-clients.ts";
 import { type KnownHostsSource, TtlCache } from "./credential-store.ts";
 
 /** known_hosts text stored in an SSM parameter (String/SecureString), cached with a TTL. */
@@ -16,9 +17,10 @@ export class SsmKnownHosts implements KnownHostsSource {
 
   get(options: { signal: AbortSignal }): Promise<string | undefined> {
     return this.#cache.get("", async () => {
-      const out = await this.#client.send(
+      const out = await send(
+        this.#client,
         new GetParameterCommand({ Name: this.#name, WithDecryption: true }),
-        { abortSignal: options.signal },
+        options.signal,
       );
       return out.Parameter?.Value;
     });
@@ -39,9 +41,11 @@ export class SecretKnownHosts implements KnownHostsSource {
 
   get(options: { signal: AbortSignal }): Promise<string | undefined> {
     return this.#cache.get("", async () => {
-      const out = await this.#client.send(new GetSecretValueCommand({ SecretId: this.#id }), {
-        abortSignal: options.signal,
-      });
+      const out = await send(
+        this.#client,
+        new GetSecretValueCommand({ SecretId: this.#id }),
+        options.signal,
+      );
       return out.SecretString;
     });
   }

@@ -1,5 +1,6 @@
 import { GetSecretValueCommand, type SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import type { Secret } from "../../lib/types.ts";
+import { send } from "../runtime/aws-clients.ts";
 import {
   type CredentialStore,
   invalid,
@@ -56,9 +57,10 @@ export class SecretsManagerStore implements CredentialStore {
     return this.#cache.get(name, async () => {
       let text: string | undefined;
       try {
-        const out = await this.#client.send(
+        const out = await send(
+          this.#client,
           new GetSecretValueCommand({ SecretId: `${this.#prefix}${name}` }),
-          { abortSignal: options.signal },
+          options.signal,
         );
         text =
           out.SecretString ?? (out.SecretBinary && Buffer.from(out.SecretBinary).toString("utf8"));

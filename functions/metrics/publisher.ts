@@ -16,6 +16,7 @@ import type {
 import type { MetricDatum } from "../../lib/metrics.ts";
 import { DEFAULT_METRIC_NAMESPACE } from "../../lib/names.ts";
 import { DEFAULT_METRICS_MODE, ENV, type MetricsMode } from "../../operations/environment.ts";
+import { clientConfig, send as sendBounded } from "../runtime/aws-clients.ts";
 import { defaultLeakGauge } from "./leak-gauge.ts";
 
 /** Environment variables read by the metrics adapter (named in `operations/environment.ts`). */
@@ -31,30 +32,7 @@ const MAX_VALUES_PER_DATUM = 150;
  * Transport bounds of the shared client. They cap each attempt on their own; the per-call
  * deadline (an abort signal) is what bounds the whole call, retries and backoff included.
  */
-const CLIENT_TIMEOUTS = { connectionTimeout: 500, requestTimeout: 1_000 } as const;
-
-/**
- * One immediate second attempt, for anything but a client error. The SDK's strategies back
- * off with a `setTimeout` they do not clear when the call is aborted: after a throttled call
- * cut by the deadline, that timer would outlive the invocation into the frozen container. No
- * delay means no timer; a throttled or failed batch goes to EMF instead of waiting.
- */
-const immediateRetry = {
-  async acquireInitialRetryToken() {
-    return retryToken(0);
-  },
-  async refreshRetryTokenForRetry(token: { getRetryCount(): number }, info: { errorType: string }) {
-    const next = token.getRetryCount() + 1;
-    if (next >= MAX_ATTEMPTS || info.errorType === "CLIENT_ERROR") throw new Error("no retry");
-    return retryToken(next);
-  },
-  recordSuccess() {},
-};
-const MAX_ATTEMPTS = 2;
-
-function retryToken(count: number) {
-  return { getRetryCount: () => count, getRetryDelay: () => 0 };
-}
+const CLIENT_TIMEOUTS = { requestTimeout: 1_000 } as const;
 
 let shared: CloudWatchClient | undefined;
 let sdk: Promise<typeof import("@aws-sdk/client-cloudwatch")> | undefined;
@@ -103,17 +81,13 @@ export async function sharedCloudWatchClient(): Promise<CloudWatchClient> {
   defaultLeakGauge.excludeAgent(httpAgent);
   defaultLeakGauge.excludeAgent(httpsAgent);
   const endpoint = process.env[METRICS_ENV.endpoint];
-  shared = new CloudWatchClient({
-    ...(endpoint ? { endpoint } : {}),
-    maxAttempts: MAX_ATTEMPTS,
-    retryStrategy: immediateRetry,
-    requestHandler: {
-      ...CLIENT_TIMEOUTS,
-      throwOnRequestTimeout: true,
-      httpAgent,
-      httpsAgent,
-    },
-  });
+  // The one client configuration (functions/runtime/aws-clients.ts): `throwOnRequestTimeout`,
+  // two attempts, the second immediate (no backoff timer outlives an aborted call; a
+  // throttled or failed batch goes to EMF instead of waiting), with this module's own
+  // shorter per-attempt limits and agents.
+  shared = new CloudWatchClient(
+    clientConfig({ ...(endpoint ? { endpoint } : {}), ...CLIENT_TIMEOUTS, httpAgent, httpsAgent }),
+  );
   return shared;
 }
 
@@ -285,13 +259,13 @@ async function send(
     const failed: MetricDatum[] = [];
     await Promise.all(
       batches.map(async (b) => {
-        const sent = cw.send(
-          new PutMetricDataCommand({ Namespace: call.namespace, MetricData: b.data }),
-          call.signal ? { abortSignal: call.signal } : {},
-        );
-        sent.catch(() => {});
         try {
-          await Promise.race([sent, aborted]);
+          // The one rule of every AWS call (aws-clients.ts): aborted, not logged.
+          await sendBounded(
+            cw,
+            new PutMetricDataCommand({ Namespace: call.namespace, MetricData: b.data }),
+            signal,
+          );
           report.apiDatums += b.data.reduce((n, d) => n + datumCount(d), 0);
         } catch (err) {
           report.apiError ??= errorName(err);

@@ -1,5 +1,6 @@
 import type { SSMClient } from "@aws-sdk/client-ssm";
 import { TtlCache } from "../credentials/credential-store.ts";
+import { raceSignal, send } from "../runtime/aws-clients.ts";
 import { once } from "../runtime/lazy.ts";
 import { Policy, type PolicyDocument } from "./policy.ts";
 
@@ -24,12 +25,15 @@ export function ssmPolicy(
   return {
     get: ({ signal }) =>
       cache.get("", async () => {
-        const [client, { GetParameterCommand }] = await Promise.all([loadClient(), ssmSdk()]);
-        const out = await client.send(
+        // Loading the SDK (cold start) counts against the same signal.
+        const [client, { GetParameterCommand }] = await raceSignal(
+          Promise.all([loadClient(), ssmSdk()]),
+          signal,
+        );
+        const out = await send(
+          client,
           new GetParameterCommand({ Name: name, WithDecryption: true }),
-          {
-            abortSignal: signal,
-          },
+          signal,
         );
         return new Policy(JSON.parse(out.Parameter?.Value ?? "null") as PolicyDocument);
       }),

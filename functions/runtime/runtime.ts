@@ -8,6 +8,13 @@ import type { Invocation } from "../invocation/invocation.ts";
 import type { MetricsMiddlewareOptions } from "../metrics/middleware.ts";
 import { type PolicySource, ssmPolicy, staticPolicy } from "../policy/policy-source.ts";
 import type { SpillStore } from "../spill/s3-spill.ts";
+import {
+  dynamoDbClient,
+  raceSignal,
+  s3Client,
+  secretsManagerClient,
+  ssmClient,
+} from "./aws-clients.ts";
 import { loadEngine, once } from "./lazy.ts";
 
 /** Everything a handler needs besides the event: one per container. */
@@ -53,9 +60,11 @@ export function awsRuntime(config: HandlerConfig): Runtime {
   const { settings } = config;
   const ttlMs = config.cacheTtlMs;
   // One client per container, created on first use: its keep-alive connection is reused by
-  // warm invocations, and its SDK is not loaded at init (cold start, see lazy.ts).
-  const secrets = once(async () => new (await secretsSdk()).SecretsManagerClient({}));
-  const ssm = once(async () => new (await ssmSdk()).SSMClient({}));
+  // warm invocations, and its SDK is not loaded at init (cold start, see lazy.ts). Every
+  // client comes from aws-clients.ts (bounded transport and retries), and every call is sent
+  // with the invocation's signal joined with its own cap.
+  const secrets = once(() => secretsManagerClient());
+  const ssm = once(() => ssmClient());
   const preload: (() => Promise<unknown>)[] = [loadEngine];
   let knownHosts = NO_KNOWN_HOSTS;
   const knownHostsParameter =
@@ -86,7 +95,10 @@ export function awsRuntime(config: HandlerConfig): Runtime {
   preload.push(credentialStore);
   const runtime: Runtime = {
     settings,
-    credentials: { get: async (name, options) => (await credentialStore()).get(name, options) },
+    credentials: {
+      get: async (name, options) =>
+        (await raceSignal(credentialStore(), options.signal)).get(name, options),
+    },
     knownHosts,
     policy,
     preload,
@@ -98,13 +110,10 @@ export function awsRuntime(config: HandlerConfig): Runtime {
     // loaded lazily like the others, and `ready()` is awaited before a spilling session.
     let loaded: SpillStore | undefined;
     const store = once(async () => {
-      const [{ S3SpillStore }, { S3Client }] = await Promise.all([spillSdk(), s3Sdk()]);
       // A stalled upload holds the spilled stream paused (back-pressure), and the command
-      // with it: an idle connection fails the part instead, the spill is dropped, the stream
-      // resumes.
-      const client = new S3Client({
-        requestHandler: { connectionTimeout: 2_000, requestTimeout: 10_000 },
-      });
+      // with it: each S3 call is capped (CALL_CAPS.spillPartMs), a stalled part fails the
+      // spill, its multipart upload is aborted, the stream resumes (s3-spill.ts).
+      const [{ S3SpillStore }, client] = await Promise.all([spillSdk(), s3Client()]);
       loaded = new S3SpillStore({ client, bucket });
       return loaded;
     });
@@ -117,19 +126,15 @@ export function awsRuntime(config: HandlerConfig): Runtime {
         if (!loaded) throw new Error("the spill store is not loaded (ready() was not awaited)");
         return loaded.open(requestId, stream);
       },
+      settle: async (requestId, signal) => loaded?.settle?.(requestId, signal),
     };
   }
   const idempotencyTable = config.idempotency?.table;
   const breakerTable = config.breaker?.table;
   if (idempotencyTable || breakerTable) {
-    // Short timeouts: both stores are consulted inside the session's budget.
-    const dynamo = once(
-      async () =>
-        new (await dynamoSdk()).DynamoDBClient({
-          maxAttempts: 2,
-          requestHandler: { connectionTimeout: 1_000, requestTimeout: 2_000 },
-        }),
-    );
+    // Both stores are consulted inside the session's budget: each call is bounded by the
+    // invocation's signal and its cap; the client bounds each attempt (aws-clients.ts).
+    const dynamo = once(() => dynamoDbClient());
     if (idempotencyTable) {
       const expiresAfterSeconds = config.idempotency!.ttlSeconds;
       const store = once(async () => {
@@ -143,7 +148,12 @@ export function awsRuntime(config: HandlerConfig): Runtime {
           expiresAfterSeconds,
         });
       });
-      runtime.idempotency = { run: async (scope, work) => (await store()).run(scope, work) };
+      runtime.idempotency = {
+        run: async (scope, work) => {
+          // Loading the store (a cold start's SDK) counts against the invocation too.
+          return (await loaded(store(), scope.bounds?.signal)).run(scope, work);
+        },
+      };
       preload.push(store);
     }
     if (breakerTable) {
@@ -157,8 +167,9 @@ export function awsRuntime(config: HandlerConfig): Runtime {
         return new HostBreaker({ ...options, client });
       });
       runtime.breaker = {
-        check: async (host, port, signal) => (await breaker()).check(host, port, signal),
-        record: async (result, signal) => (await breaker()).record(result, signal),
+        check: async (host, port, signal) =>
+          (await loaded(breaker(), signal)).check(host, port, signal),
+        record: async (result, signal) => (await loaded(breaker(), signal)).record(result, signal),
       };
       preload.push(breaker);
     }
@@ -166,15 +177,16 @@ export function awsRuntime(config: HandlerConfig): Runtime {
   return runtime;
 }
 
-const secretsSdk = once(() => import("@aws-sdk/client-secrets-manager"));
-const ssmSdk = once(() => import("@aws-sdk/client-ssm"));
-const dynamoSdk = once(() => import("@aws-sdk/client-dynamodb"));
-const s3Sdk = once(() => import("@aws-sdk/client-s3"));
 const spillSdk = once(() => import("../spill/s3-spill.ts"));
 const awsKnownHosts = once(() => import("../credentials/aws-known-hosts.ts"));
 const secretsManagerStore = once(() => import("../credentials/secrets-manager-store.ts"));
 
 function lazyKnownHosts(load: () => Promise<KnownHostsSource>): KnownHostsSource {
   const source = once(load);
-  return { get: async (options) => (await source()).get(options) };
+  return { get: async (options) => (await raceSignal(source(), options.signal)).get(options) };
+}
+
+/** A lazily loaded module or store, waited for no longer than the call's signal. */
+function loaded<T>(load: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  return signal ? raceSignal(load, signal) : load;
 }

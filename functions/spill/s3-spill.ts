@@ -1,7 +1,13 @@
 import { PassThrough } from "node:stream";
-import type { S3Client } from "@aws-sdk/client-s3";
+import {
+  AbortMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  type CreateMultipartUploadCommandOutput,
+  type S3Client,
+} from "@aws-sdk/client-s3";
 import { Upload } from "@aws-sdk/lib-storage";
 import type { OutputSpill } from "../../lib/types.ts";
+import { CALL_CAPS, callSignal, raceSignal, send, withSignal } from "../runtime/aws-clients.ts";
 
 /** Multipart part size: S3's minimum is 5 MiB; 8 MiB keeps 10,000 parts above 78 GiB. */
 export const SPILL_PART_BYTES = 8 * 1024 * 1024;
@@ -15,6 +21,12 @@ export interface SpillStore {
   open(requestId: string, stream: "stdout" | "stderr"): OutputSpill;
   /** Settles once `open` can be called (a lazily loaded SDK). @default ready at once */
   ready?(): Promise<void>;
+  /**
+   * Waits, no longer than `signal`, for the clean-up of the invocation's failed spills
+   * (AbortMultipartUpload), then cuts what is left: nothing of a spill outlives the
+   * invocation. @default nothing to wait for
+   */
+  settle?(requestId: string, signal: AbortSignal): Promise<void>;
 }
 
 /** Options of {@link S3SpillStore}. */
@@ -27,6 +39,13 @@ export interface S3SpillStoreOptions {
   queueSize?: number;
   /** Clock for the key's date prefix (tests). @default () => new Date() */
   now?: () => Date;
+  /**
+   * Cap of each S3 call of the upload (ms): one part, the create, the complete. A call that
+   * outlives it is aborted and fails the spill. @default CALL_CAPS.spillPartMs
+   */
+  partTimeoutMs?: number;
+  /** Cap of the AbortMultipartUpload sent when a spill fails (ms). @default CALL_CAPS.spillAbortMs */
+  abortTimeoutMs?: number;
 }
 
 /**
@@ -35,6 +54,8 @@ export interface S3SpillStoreOptions {
  */
 export class S3SpillStore implements SpillStore {
   readonly #opts: S3SpillStoreOptions;
+  /** The spills of each invocation still open or cleaning up, until {@link settle}. */
+  readonly #spills = new Map<string, Set<S3Spill>>();
 
   constructor(options: S3SpillStoreOptions) {
     this.#opts = options;
@@ -43,29 +64,86 @@ export class S3SpillStore implements SpillStore {
   open(requestId: string, stream: "stdout" | "stderr"): OutputSpill {
     const now = (this.#opts.now ?? (() => new Date()))();
     const date = now.toISOString().slice(0, 10).replaceAll("-", "/");
-    return new S3Spill({
+    const spill = new S3Spill({
       ...this.#opts,
       key: `spill/${date}/${encodeURIComponent(requestId)}/${stream}`,
     });
+    const open = this.#spills.get(requestId) ?? new Set<S3Spill>();
+    this.#spills.set(requestId, open);
+    open.add(spill);
+    return spill;
+  }
+
+  async settle(requestId: string, signal: AbortSignal): Promise<void> {
+    const open = this.#spills.get(requestId);
+    this.#spills.delete(requestId);
+    if (open) await Promise.all([...open].map((spill) => spill.settle(signal)));
   }
 }
 
 /**
  * One stream uploaded while it drains: a multipart `Upload` reads a PassThrough, so a slow
  * upload fills the PassThrough and `write` returns false (the engine pauses the channel, SSH
- * flow control holds the remote). A failed upload rejects `drained` and `end`; `abort` stops
- * it and removes the parts already sent.
+ * flow control holds the remote).
+ *
+ * Bounded: every S3 call of the upload goes through the one rule (aws-clients.ts) with its own
+ * cap (`partTimeoutMs`) and the spill's abort signal. A call that fails or stalls past its cap
+ * fails the spill at once: `drained` rejects (the engine drops the spill and resumes the
+ * stream), the other calls in flight are aborted, and AbortMultipartUpload is sent (capped by
+ * `abortTimeoutMs`) before `end` rejects, with a message that says whether it was. lib-storage's
+ * own clean-up is not relied on: it sends AbortMultipartUpload only once every part in flight
+ * has settled, and `Upload.abort()` rejects `done()` before it has.
  */
 export class S3Spill implements OutputSpill {
   readonly #body = new PassThrough({ highWaterMark: BODY_HIGH_WATER_MARK });
   readonly #upload: Upload;
   readonly #done: Promise<{ bucket: string; key: string }>;
+  readonly #controller = new AbortController();
+  /** Rejecters of the `drained()` calls waiting for a drain. */
+  readonly #waiting = new Set<(err: Error) => void>();
   #failure: Error | undefined;
+  #cleanup: Promise<void> | undefined;
+  /** Cuts the clean-up (and a create still in flight) when the invocation can wait no more. */
+  readonly #cutoff = new AbortController();
+  #created: Promise<CreateMultipartUploadCommandOutput> | undefined;
+  readonly #opts: S3SpillStoreOptions & { key: string };
 
   constructor(options: S3SpillStoreOptions & { key: string }) {
+    this.#opts = options;
     const { client, bucket, key } = options;
+    const partMs = options.partTimeoutMs ?? CALL_CAPS.spillPartMs;
+    const bounded = withSignal(client, (command) =>
+      // The create is not cut by the spill's abort (its upload id is what the clean-up
+      // aborts), only by its cap and the invocation's cutoff.
+      command instanceof CreateMultipartUploadCommand
+        ? callSignal(this.#cutoff.signal, partMs)
+        : callSignal(this.#controller.signal, partMs),
+    );
+    // Every call of the upload: the create's id is kept, and the first failure fails the spill.
+    const watched = new Proxy(bounded, {
+      get: (target, property) => {
+        if (property !== "send") return Reflect.get(target, property, target);
+        return (command: object) => {
+          const sent = (target.send as (c: object) => Promise<unknown>)(command);
+          if (command instanceof CreateMultipartUploadCommand) {
+            this.#created = sent as Promise<CreateMultipartUploadCommandOutput>;
+          }
+          sent.catch((err: unknown) => {
+            if (this.#controller.signal.aborted) return; // our own abort, after a failure
+            const name = command.constructor.name.replace(/Command$/, "");
+            const e = asError(err);
+            this.#fail(
+              e.name === "TimeoutError" || e.name === "AbortError"
+                ? new Error(`S3 ${name} did not complete within ${partMs} ms`, { cause: e })
+                : new Error(`S3 ${name} failed: ${e.name}: ${e.message}`, { cause: e }),
+            );
+          });
+          return sent;
+        };
+      },
+    });
     this.#upload = new Upload({
-      client,
+      client: watched,
       params: {
         Bucket: bucket,
         Key: key,
@@ -74,13 +152,15 @@ export class S3Spill implements OutputSpill {
       },
       partSize: options.partSize ?? SPILL_PART_BYTES,
       queueSize: options.queueSize ?? SPILL_QUEUE_SIZE,
-      leavePartsOnError: false,
+      // This class aborts the multipart upload itself (see above).
+      leavePartsOnError: true,
+      abortController: this.#controller,
     });
     this.#done = this.#upload.done().then(
       () => ({ bucket, key }),
-      (err: unknown) => {
-        this.#failure ??= err instanceof Error ? err : new Error(String(err));
-        this.#body.destroy();
+      async (err: unknown) => {
+        this.#fail(asError(err));
+        await this.#cleanup;
         throw this.#failure;
       },
     );
@@ -96,15 +176,17 @@ export class S3Spill implements OutputSpill {
     if (this.#failure) return Promise.reject(this.#failure);
     if (!this.#body.writableNeedDrain) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const onDrain = () => resolve();
+      // At the first failure, not when the clean-up is over: the stream resumes at once.
+      const onFail = (err: Error) => {
+        this.#body.off("drain", onDrain);
+        reject(err);
+      };
+      const onDrain = () => {
+        this.#waiting.delete(onFail);
+        resolve();
+      };
       this.#body.once("drain", onDrain);
-      this.#done.then(
-        () => this.#body.off("drain", onDrain),
-        (err: unknown) => {
-          this.#body.off("drain", onDrain);
-          reject(err);
-        },
-      );
+      this.#waiting.add(onFail);
     });
   }
 
@@ -114,9 +196,62 @@ export class S3Spill implements OutputSpill {
   }
 
   abort(reason: Error): void {
-    this.#failure ??= reason;
-    // Upload.abort rejects done() and aborts the multipart upload (no parts left behind).
-    void this.#upload.abort().catch(() => undefined);
-    this.#body.destroy();
+    this.#fail(reason);
   }
+
+  /**
+   * Waits for the clean-up of a failed spill (AbortMultipartUpload) no longer than `signal`,
+   * then cuts it: its socket is destroyed, nothing outlives the invocation. A spill that
+   * completed or never failed has nothing to wait for.
+   */
+  async settle(signal: AbortSignal): Promise<void> {
+    try {
+      if (this.#cleanup) await raceSignal(this.#cleanup, signal);
+    } catch {
+      // The invocation can wait no more: the parts are left to the bucket's lifecycle rule.
+    } finally {
+      this.#cutoff.abort(new DOMException("the invocation ended", "AbortError"));
+    }
+  }
+
+  /** The first failure wins: stop every call, drop the body, abort the multipart upload. */
+  #fail(err: Error): void {
+    if (this.#failure) return;
+    // Its own object: the message is completed by the clean-up (the cause keeps the original).
+    const failure = new Error(`${err.message}; the multipart upload is aborted`, { cause: err });
+    this.#failure = failure;
+    for (const reject of this.#waiting) reject(failure);
+    this.#waiting.clear();
+    this.#controller.abort(err);
+    this.#body.destroy();
+    this.#cleanup = this.#abortMultipart();
+  }
+
+  /** Sends AbortMultipartUpload when a multipart upload was created; says so in the failure. */
+  async #abortMultipart(): Promise<void> {
+    const failure = this.#failure!;
+    let uploadId: string | undefined;
+    try {
+      uploadId = (await this.#created)?.UploadId;
+    } catch {
+      // The create failed: there is nothing to abort.
+    }
+    if (!uploadId) return;
+    const { client, bucket, key } = this.#opts;
+    try {
+      await send(
+        client,
+        new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }),
+        callSignal(this.#cutoff.signal, this.#opts.abortTimeoutMs ?? CALL_CAPS.spillAbortMs),
+      );
+      failure.message = `${failure.message} (AbortMultipartUpload sent)`;
+    } catch (abortErr) {
+      failure.message = `${failure.message.replace(/; the multipart upload is aborted$/, "")}; AbortMultipartUpload failed (${asError(abortErr).name}): the bucket's lifecycle rule removes the parts`;
+    }
+  }
+}
+
+function asError(err: unknown): Error {
+  if (err instanceof Error) return err;
+  return new Error(String(err));
 }

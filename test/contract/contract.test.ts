@@ -38,6 +38,7 @@ type Schema = {
   enum?: string[];
   type?: string | string[];
   properties?: Record<string, Schema>;
+  items?: Schema;
   required?: string[];
   definitions?: Record<string, Schema>;
 };
@@ -191,6 +192,7 @@ function jsonTypes(type: ts.Type): string[] {
     else if (t.flags & ts.TypeFlags.StringLike) out.add("string");
     else if (t.flags & ts.TypeFlags.NumberLike) out.add("number");
     else if (t.flags & ts.TypeFlags.BooleanLike) out.add("boolean");
+    else if (checker.isArrayType(t)) out.add("array");
     else out.add("object");
   }
   return [...out].sort();
@@ -242,6 +244,11 @@ function drift(type: ts.Type, node: Schema, root: Schema, where: string): string
     const actual = jsonTypes(type);
     if (JSON.stringify(declared) !== JSON.stringify(actual)) {
       problems.push(`${where}: type ${actual} vs schema type ${declared}`);
+    }
+    const element = type.getNonNullableType();
+    if (schema.items && checker.isArrayType(element)) {
+      const [item] = checker.getTypeArguments(element as ts.TypeReference);
+      problems.push(...drift(item!, schema.items, root, `${where}[]`));
     }
   }
   return problems;

@@ -17,6 +17,7 @@ import {
   MESSAGE_CAP_BYTES,
 } from "../../functions/alarm-enrichment/message.ts";
 import { lambdaContext } from "../../local/lambda-context.ts";
+import { tarpit } from "../helpers/adversaries.ts";
 import { hungAuditEvent } from "../helpers/audit-lines.ts";
 import {
   FAKE_CLIENT_CONFIG,
@@ -280,6 +281,28 @@ describe("alarm enrichment", () => {
       "Runbook (HandshakeHangs): https://example.test/runbooks/HandshakeHangs.md",
     );
     expect(out?.hosts?.map((h) => h.port)).toEqual(["2201", "2202"]);
+  });
+
+  it("a Publish that never answers ends at its cap, before the function's timeout", async () => {
+    const pit = await tarpit();
+    try {
+      const stalled = createEnrichmentHandler({
+        logs: new CloudWatchLogsClient({ ...FAKE_CLIENT_CONFIG, endpoint: logs.endpoint }),
+        sns: new SNSClient({ ...FAKE_CLIENT_CONFIG, endpoint: `http://127.0.0.1:${pit.port}` }),
+        config,
+      });
+      const started = performance.now();
+      const err = await stalled(
+        snsEvent("dev-BoundedSsh-HandshakeHangs"),
+        lambdaContext({ timeoutMs: 4_000 }),
+      ).catch((e: unknown) => e as Error);
+      // The publish's cap (2 s) ends it: an error Lambda retries, not a hang to the timeout.
+      expect((err as Error).name).toBe("TimeoutError");
+      expect(performance.now() - started).toBeLessThan(4_000);
+      expect(pit.accepted()).toBeGreaterThan(0);
+    } finally {
+      await pit.close();
+    }
   });
 });
 

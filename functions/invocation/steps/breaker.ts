@@ -1,13 +1,15 @@
 import { HostQuarantined } from "../../../lib/errors.ts";
 import type { RunResult } from "../../../lib/types.ts";
 import type { Next, RunContext } from "./run-context.ts";
+import { addStoreErrors, storeErrorName } from "./store-errors.ts";
 
 /**
  * Step (around): the per-host breaker. Before: a quarantined host — the target or the jump
  * host — is refused at once, one read each, before the idempotency store, the credentials or
  * a dial. After: the session's result is recorded against the hop that failed (not for a
  * replayed result). The breaker is an optimisation: when its store fails, the session goes
- * ahead and the result is kept.
+ * ahead and the result is kept; a record that fails or outlives its signal is named in the
+ * result's `storeErrors` (SPEC §5).
  */
 export async function breaker(ctx: RunContext, next: Next): Promise<RunResult> {
   const store = ctx.runtime.breaker;
@@ -28,7 +30,17 @@ export async function breaker(ctx: RunContext, next: Next): Promise<RunResult> {
     // The session has spent its budget: this write spends the reserve, at most half of what
     // is left of it (metrics and the response need the rest), and never costs the result.
     const signal = ctx.invocation.reserveSignal(ctx.runtime.settings.credentialsTimeoutMs);
-    await store.record(result, signal).catch(() => undefined);
+    await store.record(result, signal).catch((err: unknown) =>
+      addStoreErrors(result, [
+        {
+          store: "breaker",
+          operation: "recordOutcome",
+          name: storeErrorName(err),
+          message:
+            "the session's outcome was not counted for its host: the per-host breaker may quarantine or release it later than it would have",
+        },
+      ]),
+    );
   }
   return result;
 }

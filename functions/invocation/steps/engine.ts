@@ -1,5 +1,6 @@
 import { DeadlineExceeded } from "../../../lib/errors.ts";
 import type { RunOptions, RunResult } from "../../../lib/types.ts";
+import { CALL_CAPS } from "../../runtime/aws-clients.ts";
 import { loadEngine } from "../../runtime/lazy.ts";
 import type { RunContext } from "./run-context.ts";
 
@@ -58,5 +59,11 @@ export async function engine(ctx: RunContext): Promise<RunResult> {
       maxBytes: spill.maxBytes,
     };
   }
-  return runCommand({ ...request, command: authorization.command }, options);
+  const result = await runCommand({ ...request, command: authorization.command }, options);
+  // A failed spill's AbortMultipartUpload: waited for within the reserve, then cut, so no
+  // S3 call outlives the invocation (functions/spill/s3-spill.ts).
+  if (spill) {
+    await spill.store.settle?.(requestId, invocation.reserveSignal(CALL_CAPS.spillAbortMs));
+  }
+  return result;
 }
