@@ -364,16 +364,24 @@ export function storeErrorsOf(
     ?.storeErrors;
 }
 
-/** Every way an outcome breaks the row's guarantees (empty = as tabled). */
+/** Every way an outcome breaks the row's guarantees (empty = as tabled): both kinds below. */
 export function dependencyProblems(o: DependencyOutcome): string[] {
+  return [...dependencyTimingProblems(o), ...dependencyOutcomeProblems(o)];
+}
+
+/** Returned past the deadline (+ {@link DEADLINE_MARGIN_MS}). */
+export function dependencyTimingProblems(o: DependencyOutcome): string[] {
+  const late = o.elapsedMs - HANDLER_DEADLINE_MS;
+  if (late <= DEADLINE_MARGIN_MS) return [];
+  return [
+    `returned at ${Math.round(o.elapsedMs)} ms, ${Math.round(late)} ms past its ${HANDLER_DEADLINE_MS} ms deadline (edge timeout ${FUNCTION_TIMEOUT_MS} ms)`,
+  ];
+}
+
+/** The answer, the truth of commandStarted, and the failure named. */
+export function dependencyOutcomeProblems(o: DependencyOutcome): string[] {
   const { row, result } = o;
   const out: string[] = [];
-  const late = o.elapsedMs - HANDLER_DEADLINE_MS;
-  if (late > DEADLINE_MARGIN_MS) {
-    out.push(
-      `returned at ${Math.round(o.elapsedMs)} ms, ${Math.round(late)} ms past its ${HANDLER_DEADLINE_MS} ms deadline (function timeout ${FUNCTION_TIMEOUT_MS} ms)`,
-    );
-  }
   if (!row.answers.includes(o.answer)) {
     const message = (o.body as { error?: { message?: string } }).error?.message ?? "";
     out.push(
