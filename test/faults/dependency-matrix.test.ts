@@ -18,7 +18,8 @@ import { type Farm, type FarmServer, startFarm } from "./farm.ts";
 // against the real API handler over the deployed runtime, all rows at once. The stand-ins and
 // fault proxies live in the fault farm, so every socket here is the SDK's or the engine's.
 
-// FAULTLAB_ROWS=<regex> runs only the rows whose id matches (e.g. "^dynamodb/.*/after$").
+// FAULTLAB_ROWS=<regex> runs only the rows whose id matches (e.g. "^dynamodb/.*/after$");
+// FAULTLAB_ATTRIBUTE_LEAKS=1: when the leak check fails, runs each row alone to name the rows.
 const only = process.env.FAULTLAB_ROWS ? new RegExp(process.env.FAULTLAB_ROWS) : undefined;
 const ROWS = DEPENDENCY_ROWS.filter((r) => !only || only.test(r.id));
 
@@ -66,6 +67,21 @@ beforeAll(async () => {
     await expectNoSessionLeaks(baseline, { waitMs: 100 });
   } catch (err) {
     leakError = err;
+  }
+  if (leakError && process.env.FAULTLAB_ATTRIBUTE_LEAKS) {
+    // Which rows leak: each row again, alone, with its own leak check (slow: opt-in).
+    const leaking: string[] = [];
+    for (const row of ROWS) {
+      if (row.dependency === "cloudwatch") resetSharedCloudWatchClient();
+      const before = activeHandles();
+      await runDependencyRow(lab, row, keep);
+      try {
+        await expectNoSessionLeaks(before, { waitMs: 100 });
+      } catch (err) {
+        leaking.push(`${row.id}: ${(err as Error).message.split(" (baseline")[0]}`);
+      }
+    }
+    console.log(`rows that leak when run alone:\n  ${leaking.join("\n  ") || "none"}`);
   }
   console.log(
     [
