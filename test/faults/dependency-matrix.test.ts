@@ -9,6 +9,7 @@ import {
   type DependencyOutcome,
   dependencyProblems,
   runDependencyRow,
+  runDependencyRows,
   startDependencyLab,
   tableLine,
 } from "./dependency-matrix.ts";
@@ -47,20 +48,9 @@ beforeAll(async () => {
 
   baseline = activeHandles();
   const start = performance.now();
-  // The metrics publisher's CloudWatch client is one per container: the CloudWatch rows take
-  // turns (a fresh client each, on the row's endpoint); every other row runs at once.
-  const cloudWatchRows = ROWS.filter((r) => r.dependency === "cloudwatch");
-  const others = ROWS.filter((r) => r.dependency !== "cloudwatch");
   const keep = (s: FarmServer[]) => rowServers.push(...s);
-  await Promise.all([
-    ...others.map(async (row) => outcomes.set(row.id, await runDependencyRow(lab, row, keep))),
-    (async () => {
-      for (const row of cloudWatchRows) {
-        resetSharedCloudWatchClient();
-        outcomes.set(row.id, await runDependencyRow(lab, row, keep));
-      }
-    })(),
-  ]);
+  const results = await runDependencyRows(lab, ROWS, keep, resetSharedCloudWatchClient);
+  for (const o of results) outcomes.set(o.row.id, o);
   wallMs = performance.now() - start;
   // Before any proxy closes: a call the handler left behind would still hold its socket.
   try {

@@ -35,7 +35,7 @@ import type { Farm, FarmServer } from "./farm.ts";
  * from the event's `requestTimeEpoch`), short so a row ends in seconds. The handler derives
  * its one deadline from it exactly as from Lambda's remaining time (create-invocation.ts).
  */
-export const FUNCTION_TIMEOUT_MS = 4_000;
+export const FUNCTION_TIMEOUT_MS = 6_000;
 /**
  * The Lambda context's own timeout, kept above the edge's. middy 6.4.5 cancels the handler
  * `signal` of EVERY invocation in the process when one invocation reaches its early timeout
@@ -432,6 +432,42 @@ export function dependencyOutcomeProblems(o: DependencyOutcome): string[] {
       break;
   }
   return out;
+}
+
+/** Rows whose command writes more than this run in a lane of their own (SSH + S3 CPU). */
+const HEAVY_BYTES = 1_000_000;
+/** Heavy rows at once. */
+const HEAVY_LANE = 2;
+
+/**
+ * Runs `rows` as concurrently as they allow: CloudWatch rows one at a time (the metrics
+ * publisher's client is one per process: a fresh one each, on the row's endpoint), rows
+ * streaming megabytes {@link HEAVY_LANE} at a time (on a loaded 2-core box, six 9 MB SSH
+ * streams plus their S3 parts at once starve every session's handshake), every other row at
+ * once. Resolves with the outcomes in `rows` order.
+ */
+export async function runDependencyRows(
+  lab: DependencyLab,
+  rows: readonly DependencyRow[],
+  keep: (servers: FarmServer[]) => void,
+  resetCloudWatchClient: () => void,
+): Promise<DependencyOutcome[]> {
+  const outcomes = new Map<DependencyRow, DependencyOutcome>();
+  const lane = async (queue: DependencyRow[], before?: () => void) => {
+    for (let row = queue.shift(); row; row = queue.shift()) {
+      before?.();
+      outcomes.set(row, await runDependencyRow(lab, row, keep));
+    }
+  };
+  const cloudWatch = rows.filter((r) => r.dependency === "cloudwatch");
+  const heavy = rows.filter((r) => r.dependency !== "cloudwatch" && r.bytes > HEAVY_BYTES);
+  const rest = rows.filter((r) => r.dependency !== "cloudwatch" && r.bytes <= HEAVY_BYTES);
+  await Promise.all([
+    ...rest.map((r) => lane([r])),
+    ...Array.from({ length: HEAVY_LANE }, () => lane(heavy)),
+    lane(cloudWatch, resetCloudWatchClient),
+  ]);
+  return rows.map((r) => outcomes.get(r)!);
 }
 
 /** One markdown line of the measured table (docs/fault-lab.md). */

@@ -197,19 +197,19 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
       };
     }
 
-    // Warm-up: one pass over the mix, so JIT and module caches are in the heap baseline.
-    // (With dependency rows: a pass long enough for two of them, for their modules.)
-    const warmUp = Math.max(plan.length, dependencies ? 2 * dependencyEvery : 0);
-    await runMany(
-      lab,
-      plan,
-      warmUp,
-      concurrency,
-      timeoutBudgetMs,
-      () => {},
-      undefined,
-      dependencies && { ...dependencies, onOutcome: () => {} },
-    );
+    // Warm-up: one pass over the mix, so JIT and module caches are in the heap baseline; every
+    // dependency row once too (each loads SDK clients and code paths of its own: S3, DynamoDB,
+    // Powertools, the error paths), at the soak's concurrency.
+    await runMany(lab, plan, plan.length, concurrency, timeoutBudgetMs, () => {});
+    if (dependencies) {
+      const rows = [...dependencies.rows];
+      const warmDependency = async () => {
+        for (let row = rows.shift(); row; row = rows.shift()) {
+          await runDependencyRow(dependencies.lab, row, (s) => dependencies.servers.push(...s));
+        }
+      };
+      await Promise.all(Array.from({ length: concurrency }, warmDependency));
+    }
     await settleHandles();
     const baseline = activeHandles();
     const heapBeforeBytes = heapAfterGc();
