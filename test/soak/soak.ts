@@ -47,7 +47,8 @@ export interface SoakOptions {
   /**
    * Every this many sessions, one is a dependency-lab invocation instead (the API handler over
    * the deployed runtime, one AWS dependency faulted: test/faults/dependency-matrix.ts).
-   * Default 16; 0: none.
+   * Default 32 (a stalled dependency holds its slot for the whole session budget, 4.45 s);
+   * 0: none.
    */
   dependencyEvery?: number;
   /** Progress lines. Default: none. */
@@ -171,7 +172,7 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
   process.on("unhandledRejection", collect);
   process.on("uncaughtException", collect);
 
-  const dependencyEvery = options.dependencyEvery ?? 16;
+  const dependencyEvery = options.dependencyEvery ?? 32;
   let sshd: SshdServer | undefined;
   let farm: Farm | undefined;
   let backendFarm: Farm | undefined;
@@ -202,13 +203,11 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
     // Powertools, the error paths), at the soak's concurrency.
     await runMany(lab, plan, plan.length, concurrency, timeoutBudgetMs, () => {});
     if (dependencies) {
-      const rows = [...dependencies.rows];
-      const warmDependency = async () => {
-        for (let row = rows.shift(); row; row = rows.shift()) {
-          await runDependencyRow(dependencies.lab, row, (s) => dependencies.servers.push(...s));
-        }
-      };
-      await Promise.all(Array.from({ length: concurrency }, warmDependency));
+      await Promise.all(
+        dependencies.rows.map((row) =>
+          runDependencyRow(dependencies.lab, row, (s) => dependencies.servers.push(...s)),
+        ),
+      );
     }
     await settleHandles();
     const baseline = activeHandles();
