@@ -64,11 +64,15 @@ beforeAll(async () => {
     for (const row of ROWS) {
       if (row.dependency === "cloudwatch") resetSharedCloudWatchClient();
       const before = activeHandles();
-      await runDependencyRow(lab, row, keep);
+      const o = await runDependencyRow(lab, row, keep);
       try {
         await expectNoSessionLeaks(before, { waitMs: 100 });
       } catch (err) {
-        leaking.push(`${row.id}: ${(err as Error).message.split(" (baseline")[0]}`);
+        // What the proxy saw, newest last: the calls still in flight are among them.
+        const seen = o.proxy ? (await farm.depSeen(o.proxy)).slice(-6) : [];
+        leaking.push(
+          `${row.id}: ${(err as Error).message.split(" (baseline")[0]}; proxy saw ${JSON.stringify(seen)}`,
+        );
       }
     }
     console.log(`rows that leak when run alone:\n  ${leaking.join("\n  ") || "none"}`);

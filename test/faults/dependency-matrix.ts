@@ -237,6 +237,8 @@ export interface DependencyOutcome {
   commandStarted: boolean | undefined;
   /** Execs the SSH target saw. */
   execs: number;
+  /** The row's fault proxy, if it has one (`farm.depSeen` lists what it saw). */
+  proxy?: FarmServer;
   elapsedMs: number;
   /** Lines the metrics wrote as EMF, and the publisher's API error if any. */
   emfLines: number;
@@ -261,6 +263,7 @@ export async function runDependencyRow(
   keep: (servers: FarmServer[]) => void,
 ): Promise<DependencyOutcome> {
   const { farm, backendFarm, backends } = lab;
+  let proxy: FarmServer | undefined;
   const target = await farm.create({ kind: "depTarget", bytes: row.bytes });
   const servers: FarmServer[] = [target];
   keep(servers);
@@ -271,7 +274,7 @@ export async function runDependencyRow(
   const policyParameter = `/bssh/fault-lab/policy/${target.port}`;
   await backendFarm.depSeed(backends.ssm, policyParameter, JSON.stringify(rowPolicy(target.port)));
   if (row.dependency !== "none" && row.fault !== "none") {
-    const proxy = await farm.create({
+    proxy = await farm.create({
       kind: "faultProxy",
       dependency: row.dependency,
       targetPort: backends[row.dependency].port,
@@ -349,6 +352,7 @@ export async function runDependencyRow(
     answer,
     commandStarted,
     execs,
+    ...(proxy ? { proxy } : {}),
     elapsedMs,
     emfLines,
     apiError,

@@ -41,6 +41,18 @@ export type DependencyFault = (typeof DEPENDENCY_FAULTS)[number];
 /** `pass`: a healthy proxy. */
 export type ProxyMode = "pass" | DependencyFault;
 
+/** Request lines kept by a proxy (`seen`). */
+const MAX_SEEN = 50;
+
+/** `METHOD path [target]` of a request whose head starts `data`, or undefined. */
+function requestLine(data: Buffer): string | undefined {
+  const head = data.subarray(0, 2048).toString("latin1");
+  const line = /^(GET|PUT|POST|DELETE|HEAD) (\S+) HTTP\/1\.[01]\r\n/.exec(head);
+  if (!line) return undefined;
+  const target = /\r\nx-amz-target: *([^\r]+)/i.exec(head)?.[1];
+  return `${line[1]} ${line[2]}${target ? ` ${target}` : ""}`;
+}
+
 /** One byte of the answer per this many ms in `slow-drip`. */
 export const DRIP_INTERVAL_MS = 100;
 
@@ -149,6 +161,11 @@ export class FaultProxy {
   #queue: FullAcceptQueue | undefined;
   /** Requests answered with an error, connections accepted (what the row's report shows). */
   readonly counts = { connections: 0, errorAnswers: 0 };
+  /**
+   * The request line of every request seen (`POST /?uploads …`, or the `X-Amz-Target`), with
+   * the mode at the time, newest last, at most {@link MAX_SEEN}: what a leaked call was.
+   */
+  readonly seen: string[] = [];
 
   private constructor(
     dependency: Dependency,
@@ -231,6 +248,13 @@ export class FaultProxy {
     await this.#queue?.close();
   }
 
+  #see(data: Buffer, mode: ProxyMode): void {
+    const line = requestLine(data);
+    if (!line) return;
+    this.seen.push(`${line} (${mode})`);
+    if (this.seen.length > MAX_SEEN) this.seen.shift();
+  }
+
   #accept(client: net.Socket): void {
     this.counts.connections++;
     client.setNoDelay(true);
@@ -245,6 +269,7 @@ export class FaultProxy {
     }
     this.#conns.add(conn);
     client.once("close", () => this.#drop(conn, false));
+    client.on("data", (data: Buffer) => this.#see(data, conn.mode));
     if (this.#mode === "silent") {
       client.resume();
       return;
@@ -295,6 +320,9 @@ export class FaultProxy {
   #answerError(req: IncomingMessage, res: ServerResponse): void {
     const fault = this.#mode === "throttled" ? "throttled" : "5xx";
     const answer = ERROR_ANSWERS[this.dependency][fault];
+    const target = req.headers["x-amz-target"];
+    this.seen.push(`${req.method} ${req.url}${target ? ` ${target}` : ""} (${fault})`);
+    if (this.seen.length > MAX_SEEN) this.seen.shift();
     req.resume();
     req.on("end", () => {
       this.counts.errorAnswers++;

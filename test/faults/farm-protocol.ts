@@ -56,7 +56,9 @@ export type FarmRequest =
   /** Dependency lab: a secret / parameter in a backend. */
   | { id: number; op: "depSeed"; handle: number; name: string; value: string }
   /** Dependency lab: execs a target has seen. */
-  | { id: number; op: "depExecs"; handle: number };
+  | { id: number; op: "depExecs"; handle: number }
+  /** Dependency lab: the request lines a fault proxy has seen. */
+  | { id: number; op: "depSeen"; handle: number };
 
 export interface FarmReply {
   id: number;
@@ -68,4 +70,6 @@ export interface FarmReply {
   rssBytes?: number;
   /** `depExecs`: execs seen. */
   count?: number;
+  /** `depSeen`: request lines. */
+  lines?: string[];
 }

@@ -278,6 +278,11 @@ async function handle(req: FarmRequest): Promise<Omit<FarmReply, "id">> {
       seed(req.name, req.value);
       return { ok: true };
     }
+    case "depSeen": {
+      const proxy = hosted.get(req.handle)?.dependency?.proxy;
+      if (!proxy) throw new Error(`handle ${req.handle} is not a fault proxy`);
+      return { ok: true, lines: [...proxy.seen] };
+    }
     case "depExecs": {
       const target = hosted.get(req.handle)?.dependency?.target;
       if (!target) throw new Error(`handle ${req.handle} is not a dependency target`);

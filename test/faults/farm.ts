@@ -32,6 +32,8 @@ export interface Farm {
   depSeed(backend: FarmServer, name: string, value: string): Promise<void>;
   /** Dependency lab: execs a target has seen. */
   depExecs(target: FarmServer): Promise<number>;
+  /** Dependency lab: request lines a fault proxy has seen (with the mode at the time). */
+  depSeen(proxy: FarmServer): Promise<string[]>;
   /** Farm process RSS (bytes). */
   rss(): Promise<number>;
   pid: number;
@@ -102,6 +104,9 @@ export async function startFarm(): Promise<Farm> {
     },
     async depExecs(target) {
       return (await call({ op: "depExecs", handle: target.handle })).count!;
+    },
+    async depSeen(proxy) {
+      return (await call({ op: "depSeen", handle: proxy.handle })).lines!;
     },
     async rss() {
       return (await call({ op: "stats" })).rssBytes!;
