@@ -75,10 +75,16 @@ export async function createDependencyServer(
       const server = await startSsh2Server({
         exec: async (ctx: ExecContext) => {
           target.execs++;
-          await target.fire("exec");
+          // A fault that could not be switched on fails its row's checks (nothing named);
+          // say why here rather than leave a rejection in the farm.
+          const fire = (at: FaultMoment) =>
+            target.fire(at).catch((err: unknown) => {
+              console.error(`fault lab: switching the fault at ${at} failed:`, err);
+            });
+          await fire("exec");
           if (bytes > 0) await ctx.flood(bytes);
           else ctx.stdout("ok\n");
-          await target.fire("exit");
+          await fire("exit");
           if (ctx.channel.destroyed) return;
           ctx.exit(0);
           ctx.close();

@@ -266,7 +266,6 @@ export async function runDependencyRow(
   let proxy: FarmServer | undefined;
   const target = await farm.create({ kind: "depTarget", bytes: row.bytes });
   const servers: FarmServer[] = [target];
-  keep(servers);
   const endpoints: Record<string, string> = {};
   for (const d of DEPENDENCIES) {
     endpoints[ENDPOINT_VARIABLES[d]] = `http://127.0.0.1:${backends[d].port}`;
@@ -289,6 +288,7 @@ export async function runDependencyRow(
       });
     }
   }
+  keep(servers);
   const cloudWatch = row.dependency === "cloudwatch";
   const config = configFromEnv({
     BSSH_POLICY_PARAMETER: policyParameter,

@@ -240,8 +240,8 @@ export class FaultProxy {
   }
 
   async close(): Promise<void> {
+    // Every connection, error-answering ones included, is in #conns.
     for (const c of this.#conns) this.#drop(c, false);
-    this.#errors.closeAllConnections();
     if (this.#listener.listening) {
       await new Promise<void>((resolve) => this.#listener.close(() => resolve()));
     }
