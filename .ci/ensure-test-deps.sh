@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `npm test`'s pretest: the suite runs against real servers and tools (OpenSSH sshd and
-# client, Dropbear, TinySSH, iproute2 for the half-open namespace test, procps). Missing ones
+# client, Dropbear, TinySSH, AsyncSSH for the strict-KEX re-key test, iproute2 for the
+# network namespace tests, procps). Missing ones
 # are installed when running as root on Debian; otherwise this prints the one command that
 # installs them and fails. Nothing is ever skipped for want of a package.
 set -euo pipefail
@@ -17,13 +18,17 @@ checks=(
   "/usr/sbin/tinysshd-printkey tinysshd"
   "ip iproute2"
   "ps procps"
+  "/usr/bin/python3 python3"
+  "/usr/lib/python3/dist-packages/asyncssh/__init__.py python3-asyncssh"
 )
 
 missing_packages() {
   local entry what pkg out=()
   for entry in "${checks[@]}"; do
     read -r what pkg <<<"$entry"
-    if [[ "$what" == /* ]]; then
+    if [[ "$what" == *.py ]]; then
+      [[ -f "$what" ]] && continue
+    elif [[ "$what" == /* ]]; then
       [[ -x "$what" ]] && continue
     else
       command -v "$what" >/dev/null 2>&1 && continue

@@ -185,7 +185,7 @@ async function measureFirstInvocation(
     BSSH_REMOTE_BOUND: "false",
     // The deployed default (docs/metrics.md, "Choosing the mode"): EMF lines on stdout (ignored).
     BSSH_METRICS_MODE: "emf",
-    // The API the v1 event comes from (functions/local/api-event.ts, LOCAL_API).
+    // The API the v1 event comes from (local/api-event.ts, LOCAL_API).
     BSSH_API_ID: "local",
     BSSH_API_STAGE: "local",
     BSSH_API_ACCOUNT: "000000000000",

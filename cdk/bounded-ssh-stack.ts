@@ -98,7 +98,18 @@ export interface BoundedSshStackProps extends StackProps {
 /** Default reserved concurrency of the task function and ceiling of a fleet's concurrency. */
 export const DEFAULT_TASK_RESERVED_CONCURRENCY = 50;
 
-/** bounded-ssh: composes the functions, the API, the workflows and their monitoring. */
+/**
+ * bounded-ssh: composes the functions, the API, the workflows and their monitoring.
+ *
+ * @example
+ * const app = new App();
+ * new BoundedSshStack(app, "prod-bounded-ssh", {
+ *   apiEntry: "functions/api.ts",
+ *   taskEntry: "functions/task.ts",
+ *   ...deployConfigProps(loadDeployConfigFile("deploy/prod.json")),
+ * });
+ * @throws Error when the timeouts are not ordered edge > Lambda > session + reserve (`validateTimeoutOrder`), or a setting is refused.
+ */
 export class BoundedSshStack extends Stack {
   readonly apiFunction: SshFunction;
   readonly taskFunction: SshFunction;
@@ -110,6 +121,11 @@ export class BoundedSshStack extends Stack {
   /** Policy and known_hosts parameters, credential placeholders, the VPC security group. */
   readonly config: StageConfig;
 
+  /**
+   * @param scope the app.
+   * @param id the stack name (`<stage>-bounded-ssh` in `cdk/app.ts`).
+   * @param props the handler entries and the deploy config's settings.
+   */
   constructor(scope: Construct, id: string, props: BoundedSshStackProps = {}) {
     super(scope, id, props);
     const api = { ...DEFAULT_API_TIMEOUTS, ...props.apiTimeouts };

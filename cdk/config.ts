@@ -4,11 +4,16 @@
  * broken timeout order fails in one place, at synth.
  */
 import { Duration } from "aws-cdk-lib";
-import { ENV } from "../functions/config/config.ts";
+import { ENV } from "../operations/environment.ts";
+import {
+  DEFAULT_API_TIMEOUTS_MS,
+  DEFAULT_TASK_TIMEOUTS_MS,
+  type DefaultTimeouts,
+} from "../operations/timeouts.ts";
 
 /**
- * Environment variables the handlers read, imported from the handlers' one configuration
- * module so a rename cannot drift between `functions/` and `cdk/`.
+ * Environment variables the handlers read, from `operations/environment.ts` (what deploy time
+ * and run time share), so a rename cannot drift between `functions/` and `cdk/`.
  */
 export const HANDLER_ENV = ENV;
 
@@ -73,18 +78,23 @@ export interface FunctionTimeouts {
   readonly reserve: Duration;
 }
 
+/** One function's timeouts as `Duration`s, from the plain defaults of `operations/timeouts.ts`. */
+function durations(ms: DefaultTimeouts): FunctionTimeouts {
+  return {
+    functionTimeout: Duration.millis(ms.functionTimeoutMs),
+    sessionBudget: Duration.millis(ms.sessionBudgetMs),
+    reserve: Duration.millis(ms.reserveMs),
+  };
+}
+
 /** Defaults: API Gateway's standard 29 s integration limit bounds the API path. */
 export const DEFAULT_API_TIMEOUTS = {
-  integrationTimeout: Duration.seconds(29),
-  functionTimeout: Duration.seconds(25),
-  sessionBudget: Duration.seconds(20),
-  reserve: Duration.seconds(2),
+  integrationTimeout: Duration.millis(DEFAULT_API_TIMEOUTS_MS.edgeMs),
+  ...durations(DEFAULT_API_TIMEOUTS_MS),
 } as const;
 
 /** Defaults for the workflow path: no caller-facing edge, so longer commands fit. */
 export const DEFAULT_TASK_TIMEOUTS = {
-  taskTimeout: Duration.seconds(75),
-  functionTimeout: Duration.seconds(60),
-  sessionBudget: Duration.seconds(50),
-  reserve: Duration.seconds(3),
+  taskTimeout: Duration.millis(DEFAULT_TASK_TIMEOUTS_MS.edgeMs),
+  ...durations(DEFAULT_TASK_TIMEOUTS_MS),
 } as const;

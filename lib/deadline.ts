@@ -25,6 +25,34 @@ const MAX_TIMER_MS = 2 ** 31 - 1;
  * signal; every wait in the engine goes through {@link Deadline.bound} or
  * {@link Deadline.wait}, so no other module invents a timeout and every timer it creates is
  * cleared before the wait settles.
+ *
+ * @example Bound each step of your own work by its cap and what is left of one budget.
+ * ```ts
+ * import { Deadline } from "bounded-ssh";
+ *
+ * const deadline = new Deadline({ budgetMs: 2_000, caps: { connect: 500 } });
+ * const ready = new Promise<string>((resolve) => setTimeout(() => resolve("ready"), 50));
+ * // Rejects with the onExpiry error once min(500 ms, budget left − teardown reserve) has passed.
+ * const state = await deadline.bound(
+ *   deadline.allowance("connect"),
+ *   ready,
+ *   () => new Error("not ready within the connect allowance"),
+ *   () => new Error("cancelled"),
+ * );
+ * // A grace where running out is normal: true when `ready` settled in time, never rejects.
+ * const settled = await deadline.wait(deadline.allowance("teardown"), ready);
+ * console.log(state, settled, Math.round(deadline.remaining()));
+ * ```
+ *
+ * @example Inside a Lambda handler: the budget is the invocation's remaining time.
+ * ```ts
+ * import { Deadline } from "bounded-ssh";
+ *
+ * export async function handler(_event: unknown, context: { getRemainingTimeInMillis(): number }) {
+ *   const deadline = new Deadline({ budgetMs: context.getRemainingTimeInMillis() - 500 });
+ *   return { allowanceMs: deadline.allowance("exec") };
+ * }
+ * ```
  */
 export class Deadline {
   readonly budgetMs: number;
@@ -35,6 +63,15 @@ export class Deadline {
   /** Kept back from every phase but teardown, so a polite teardown fits inside the budget. */
   readonly teardownReserveMs: number;
 
+  /**
+   * Starts the clock now. Never throws; with neither a budget nor a signal nothing ever
+   * expires (`remaining()` is Infinity): give at least one.
+   *
+   * @param options - `budgetMs`: the whole session's time (ms, default unbounded); `signal`:
+   *   the caller's cancellation (an aborted signal rejects every {@link bound} with its
+   *   `onAbort` error); `caps`: per-phase caps over {@link DEFAULT_PHASE_CAPS} (`undefined`
+   *   entries keep the default); `now`: a monotonic clock in ms, for tests.
+   */
   constructor(options: {
     budgetMs?: number;
     signal?: AbortSignal;
@@ -70,6 +107,9 @@ export class Deadline {
    * Time a phase may take now: the smaller of its cap and what is left of the budget. Every
    * phase but `teardown` leaves {@link teardownReserveMs} for teardown, so signalling a timed
    * out command, DISCONNECT and FIN still happen before the budget ends.
+   *
+   * @param phase - A SPEC §3 phase name (`resolve` … `teardown`).
+   * @returns Milliseconds, never negative; `Infinity` for `exec` without a budget.
    */
   allowance(phase: Phase): number {
     const left =
@@ -82,6 +122,13 @@ export class Deadline {
    * or the caller's signal aborts (rejects with `onAbort()`). Expiry rejects at once: nothing
    * waits for the peer's cooperation. The timer and the abort listener are released before
    * the returned promise settles.
+   *
+   * @param ms - The allowance, usually {@link allowance}; `≤ 0` expires at once.
+   * @param work - What to wait for; its later rejection is always handled (never unhandled).
+   * @param onExpiry - Builds the rejection when `ms` runs out.
+   * @param onAbort - Builds the rejection when the caller's signal aborts (or already has).
+   * @throws The returned promise rejects with `onExpiry()`'s or `onAbort()`'s error, or with
+   *   `work`'s own rejection; `bound` itself never throws synchronously.
    */
   bound<T>(ms: number, work: Promise<T>, onExpiry: () => Error, onAbort: () => Error): Promise<T> {
     // Subscribed before anything else: when the bound fails at once (no time left, already
@@ -131,6 +178,9 @@ export class Deadline {
    * Waits for `work` at most `ms` (and never past an aborted signal). Resolves `true` when
    * `work` settled in time, `false` otherwise. Never rejects: used for graces (exit → close,
    * polite teardown) where running out of time is a normal outcome, not an error.
+   *
+   * @param ms - The grace (ms).
+   * @param work - What to wait for; settling either way counts as in time.
    */
   async wait(ms: number, work: Promise<unknown>): Promise<boolean> {
     const expired = new Error("grace expired");

@@ -147,6 +147,14 @@ export class CommandTimeout extends EngineError {
 export class ConnectionLost extends EngineError {
   override readonly name = "ConnectionLost";
 }
+/**
+ * The command reported its exit status, but its output was not read to the end (EOF or channel
+ * close): the session's time ran out with output still arriving, the streams went silent
+ * without ending, or the connection dropped. Byte counts and SHA-256 cover what was read.
+ */
+export class OutputIncomplete extends EngineError {
+  override readonly name = "OutputIncomplete";
+}
 export class CommandFailed extends EngineError {
   override readonly name = "CommandFailed";
 }
@@ -184,6 +192,7 @@ export const ERROR_CLASSES: Record<ErrorName, EngineErrorClass> = {
   ChannelRejected,
   CommandTimeout,
   ConnectionLost,
+  OutputIncomplete,
   CommandFailed,
   InternalError,
 };

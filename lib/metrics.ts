@@ -76,6 +76,32 @@ function phaseTiming(timings: PhaseTimings, phase: Phase): number | null {
 /**
  * The SPEC §7 datums of one invocation.
  *
+ * @param input - The invocation: its §5 `result` (or only the `error` when no result exists),
+ *   the time left when it returned (`deadlineSlackMs`) and the sockets found open at its
+ *   start (`leakedSockets`).
+ * @returns Plain datums (name, unit, value, dimensions) for any publisher: EMF,
+ *   PutMetricData, a test. Pure: no I/O, no AWS import; never throws for any result.
+ *
+ * @example Publish one session's metrics with whatever client you use.
+ * ```ts
+ * import { readFileSync } from "node:fs";
+ * import { runCommand, toMetricDatums } from "bounded-ssh";
+ *
+ * const budgetMs = 10_000;
+ * const result = await runCommand(
+ *   { host: "10.0.3.7", username: "deploy", command: "uptime" },
+ *   { secret: { privateKey: readFileSync("/etc/bssh/id_ed25519", "utf8") }, budgetMs },
+ * );
+ * const datums = toMetricDatums({
+ *   result,
+ *   deadlineSlackMs: budgetMs - result.timings.totalMs,
+ *   leakedSockets: 0,
+ * });
+ * for (const { name, unit, value, dimensions } of datums) {
+ *   console.log(name, value, unit, JSON.stringify(dimensions));
+ * }
+ * ```
+ *
  * Count metrics without dimensions (`Timeouts`, `HandshakeHangs`, `LeakedSockets`,
  * `OutputTruncated`) are always emitted, 0 when nothing happened: alarms then see data on
  * every healthy invocation instead of "missing", and `Average` reads as a rate. Metrics with

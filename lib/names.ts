@@ -83,6 +83,7 @@ export const ERRORS = {
   ChannelRejected: { status: "upstream", retryable: true },
   CommandTimeout: { status: "timeout", timeoutOf: "exec" },
   ConnectionLost: { status: "upstream" },
+  OutputIncomplete: { status: "upstream" },
   CommandFailed: { status: "internal" },
   InternalError: { status: "internal" },
 } as const satisfies Record<string, ErrorFacts>;

@@ -27,6 +27,28 @@ export interface ProbeHostKeyOptions {
  * hangs up: the key is refused, so no authentication is attempted and no credential exists.
  * This is trust on first use made explicit: the caller shows the fingerprint to a human.
  * Rejects with a classified engine error (`ConnectRefused`, `HandshakeTimeout`, …).
+ *
+ * @param target - `host` (a name or an IP literal) and `port` (default 22).
+ * @param options - The bound: `budgetMs` for the whole probe and/or a `signal`.
+ * @returns The presented key: type, base64 blob (a known_hosts line's second field) and its
+ *   `SHA256:` fingerprint as OpenSSH prints it.
+ * @throws {TypeError} (as a rejection) For a programming error, before any connection:
+ *   neither `budgetMs` nor `signal` given.
+ * @throws {EngineError} (as a rejection) A classified error when no key was seen, e.g.
+ *   `ConnectRefused` (refused, unreachable, unresolvable), `ConnectTimeout` or
+ *   `HandshakeTimeout` (the budget ran out), `DeadlineExceeded` (the signal aborted),
+ *   `ProtocolError` (a malformed key).
+ *
+ * @example Show the fingerprint to a human, then write the known_hosts line.
+ * ```ts
+ * import { appendFileSync } from "node:fs";
+ * import { probeHostKey } from "bounded-ssh";
+ *
+ * const key = await probeHostKey({ host: "10.0.3.7", port: 22 }, { budgetMs: 5_000 });
+ * console.log(`10.0.3.7 presents ${key.keyType} ${key.fingerprintSha256}`);
+ * // Only once someone has compared the fingerprint out of band:
+ * appendFileSync("known_hosts", `10.0.3.7 ${key.keyType} ${key.keyBase64}\n`);
+ * ```
  */
 export async function probeHostKey(
   target: { host: string; port?: number },

@@ -1,4 +1,4 @@
-import type { EngineError } from "./errors.ts";
+import { type EngineError, OutputIncomplete } from "./errors.ts";
 import { type ErrorPhase, PHASES, type Phase, type RemoteCleanup, type Status } from "./names.ts";
 import type { SessionOutput } from "./session/output-capture.ts";
 import type { PhaseTimings, ResultError, RunResult } from "./types.ts";
@@ -27,7 +27,18 @@ export interface ResultFacts {
 
 /** The one place a SPEC §5 result is assembled: the engine's, and the handlers' before a session. */
 export function buildResult(facts: ResultFacts): RunResult {
-  const { error, exit } = facts;
+  const { exit } = facts;
+  let { error } = facts;
+  // A command that exited, but whose output was not read to its end, did not succeed or fail
+  // as far as the caller can know: its counts and hashes are those of part of the stream.
+  const incomplete =
+    error === undefined &&
+    exit !== undefined &&
+    facts.output !== undefined &&
+    !facts.output.complete
+      ? outputIncomplete(exit, facts.output)
+      : undefined;
+  if (incomplete) error = incomplete.toJSON();
   let status: Status;
   if (error) status = error.name.endsWith("Timeout") ? "timed_out" : "error";
   else status = exit?.code === 0 && exit.signal === null ? "succeeded" : "failed";
@@ -50,6 +61,7 @@ export function buildResult(facts: ResultFacts): RunResult {
       truncated: false,
       stdoutSha256: EMPTY_SHA256,
       stderrSha256: EMPTY_SHA256,
+      complete: true,
       stdoutEncoding: "utf8",
       stderrEncoding: "utf8",
     },
@@ -79,6 +91,7 @@ export function buildResult(facts: ResultFacts): RunResult {
       truncated: stdout.truncated || stderr.truncated,
       stdoutSha256: out.sha256,
       stderrSha256: err.sha256,
+      complete: facts.output.complete,
       stdoutEncoding: out.encoding,
       stderrEncoding: err.encoding,
       ...(stdout.object ? { stdoutObject: stdout.object } : {}),
@@ -88,7 +101,25 @@ export function buildResult(facts: ResultFacts): RunResult {
   }
   if (error) result.error = error;
   if (facts.server) result.server = facts.server;
+  if (incomplete) attachEngineError(result, incomplete);
   return result;
+}
+
+/** SPEC §6 `OutputIncomplete`: the exit status arrived, the streams' end did not. */
+function outputIncomplete(exit: NonNullable<ResultFacts["exit"]>, output: SessionOutput) {
+  const how =
+    exit.signal !== null
+      ? `died of signal ${exit.signal}`
+      : exit.code !== null
+        ? `exited ${exit.code}`
+        : "ended";
+  const why = output.incompleteReason ?? "the session stopped reading before the output ended";
+  return new OutputIncomplete(
+    `the command ${how}, but its output was not read to the end: ${why}; ` +
+      `stdout ${output.stdout.bytes} and stderr ${output.stderr.bytes} bytes read, their ` +
+      "SHA-256 cover only those bytes",
+    { phase: "exec", commandStarted: true },
+  );
 }
 
 /** What the engine knows about the remote command when the session ends. */

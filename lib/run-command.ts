@@ -4,7 +4,7 @@ import { atHop, DeadlineExceeded, type EngineError } from "./errors.ts";
 import { PHASES } from "./names.ts";
 import { PhaseRunner } from "./phase-runner.ts";
 import { attachEngineError, buildResult, remoteCleanupOf } from "./result.ts";
-import { SshConnection, TEARDOWN_SLACK_MS } from "./session/connection.ts";
+import { SshConnection } from "./session/connection.ts";
 import { prepareAuth } from "./session/credentials.ts";
 import { hostKeyTrust } from "./session/host-keys.ts";
 import { addressBehindJump, JumpHost } from "./session/jump.ts";
@@ -27,7 +27,67 @@ export const DEFAULT_MAX_OUTPUT_BYTES = 65_536;
  *
  * This function is the phase script: check → plan → each phase in order → teardown → result.
  * Each phase is one `run.step(name, milestone)` line; how a phase is bounded lives in
- * {@link PhaseRunner}, what it waits for in {@link SshConnection}.
+ * {@link PhaseRunner}, what it waits for in {@link SshConnection}. With `request.via` the
+ * jump host's own phases replace `resolve` and `connect` (lib/session/jump.ts).
+ *
+ * @param request - The SPEC §4 request (`host`, `username`, `command`; optionally `port`,
+ *   `hostKey`, `stdin`, `timeoutMs`, `maxOutputBytes`, `via`, …). Untrusted input is fine: it
+ *   is checked against the §4 schema first (`validateRequest(request, "engine")`), and a
+ *   malformed one resolves to a `ValidationError` result naming the field; nothing is dialled.
+ * @param options - What the request never carries: `secret` (private key, with `passphrase`,
+ *   or password), at least one bound (`budgetMs`, `signal`, or the request's `timeoutMs`),
+ *   `knownHosts`, `phaseCaps`, `keepalive`, `spill`, `onPhase`, and `via.secret` for a request
+ *   with `via`.
+ * @returns The §5 result: `status`, `exitCode`, kept `stdout`/`stderr` with byte counts and
+ *   SHA-256, per-phase `timings`, `error` (name, phase, hop, retryable) when it failed.
+ * @throws {TypeError} (as a rejection) Only for a programming error, before anything is
+ *   dialled: `options.secret` is missing; no bound at all (no `options.budgetMs`, no
+ *   `options.signal`, no `request.timeoutMs`); or `request.via` without `options.via.secret`.
+ *
+ * @example One command, bounded by a budget; the outcome is read from the result.
+ * ```ts
+ * import { readFileSync } from "node:fs";
+ * import { runCommand } from "bounded-ssh";
+ *
+ * const result = await runCommand(
+ *   { host: "10.0.3.7", username: "deploy", command: "systemctl is-active nginx" },
+ *   {
+ *     secret: { privateKey: readFileSync("/etc/bssh/id_ed25519", "utf8") },
+ *     knownHosts: readFileSync("/etc/bssh/known_hosts", "utf8"),
+ *     budgetMs: 10_000,
+ *   },
+ * );
+ * if (result.error) {
+ *   // What failed, in which phase, and whether a retry is safe (the command did not start).
+ *   console.error(result.error.name, result.error.phase, result.error.retryable);
+ * } else {
+ *   console.log(result.exitCode, result.stdout);
+ * }
+ * ```
+ *
+ * @example Through a jump host (`via`), cancelled with the caller's signal.
+ * ```ts
+ * import { readFileSync } from "node:fs";
+ * import { runCommand } from "bounded-ssh";
+ *
+ * const secret = { privateKey: readFileSync("/etc/bssh/id_ed25519", "utf8") };
+ * const result = await runCommand(
+ *   {
+ *     host: "10.20.0.5",
+ *     username: "deploy",
+ *     command: "df -h /",
+ *     via: { host: "bastion.example.com", username: "jump" },
+ *   },
+ *   {
+ *     secret,
+ *     via: { secret },
+ *     knownHosts: readFileSync("/etc/bssh/known_hosts", "utf8"),
+ *     signal: AbortSignal.timeout(15_000),
+ *   },
+ * );
+ * // Both hops are timed; an error names the hop that failed.
+ * console.log(result.via?.timings.forwardMs, result.error?.hop);
+ * ```
  */
 export async function runCommand(request: RunRequest, options: RunOptions): Promise<RunResult> {
   if (options === null || typeof options !== "object" || options.secret === undefined) {
@@ -140,11 +200,11 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
     output.abortSpills("the session ended before the upload completed");
     // A jump host that is gone or silent carries nothing: release it first, which closes the
     // forward at once, so the target's teardown does not wait out the reserve on it.
-    if (jump?.down) await jump.close(deadline, 0);
+    if (jump?.down) await jump.close(false);
     const confirmed = await conn.close();
     // The jump host's connection goes after the target session's, politely while the
     // reserve allows; when it returns no handle of the hop is alive.
-    await jump?.close(deadline, Math.max(0, deadline.allowance("teardown") - TEARDOWN_SLACK_MS));
+    await jump?.close();
     return confirmed;
   });
 

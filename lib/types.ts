@@ -201,6 +201,12 @@ export interface RunResult {
     truncated: boolean;
     stdoutSha256: string;
     stderrSha256: string;
+    /**
+     * The counts and SHA-256 cover the whole streams: the server ended both (EOF or channel
+     * close) before the session stopped reading, or no command ran. False after
+     * `OutputIncomplete`, `CommandTimeout`, `ConnectionLost`… in `exec`.
+     */
+    complete: boolean;
     /** `base64` when the kept bytes are not valid UTF-8. */
     stdoutEncoding: "utf8" | "base64";
     stderrEncoding: "utf8" | "base64";

@@ -108,6 +108,30 @@ function patternMessage(field: string, value: unknown): string {
  * else, whatever the input (prototype keys, huge strings, wrong types). The handlers and
  * `runCommand` share the schema and the messages; `limits` picks the deployment's transport
  * limits (`"api"`, the default) or none of them (`"engine"`).
+ *
+ * @param input - Anything: a parsed JSON body, a Step Functions payload, `undefined`.
+ * @param limits - `"api"` (default): the §4 limits of the deployment's transport too (`stdin`
+ *   size, `maxOutputBytes` ≤ 1048576, `timeoutMs` ≤ 900000); `"engine"`: the schema without
+ *   them, as `runCommand` checks.
+ * @returns The same value, typed as a {@link RunRequest}.
+ * @throws {ValidationError} Phase `request`, `hop: "via"` when the field is in `via`; its
+ *   message names the field and what is wrong (`field "port" must be <= 65535`).
+ *
+ * @example
+ * ```ts
+ * import { EngineError, validateRequest } from "bounded-ssh";
+ *
+ * function parse(body: string) {
+ *   try {
+ *     return { request: validateRequest(JSON.parse(body)) };
+ *   } catch (err) {
+ *     // JSON.parse's SyntaxError is yours to map; validateRequest throws only ValidationError.
+ *     if (err instanceof EngineError) return { status: 400, error: err.toJSON() };
+ *     return { status: 400, error: { name: "ValidationError", message: "body is not JSON" } };
+ *   }
+ * }
+ * console.log(parse('{"host":"10.0.3.7","username":"deploy","command":"uptime","port":70000}'));
+ * ```
  */
 export function validateRequest(input: unknown, limits: RequestLimits = "api"): RunRequest {
   const validate = VALIDATORS[limits];

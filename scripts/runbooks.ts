@@ -8,7 +8,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { ALARM_KINDS, runbookFile, runbookHeader } from "../cdk/monitoring/catalog.ts";
+import { ALARM_KINDS, runbookFile, runbookHeader } from "../operations/alarm-catalog.ts";
 
 const DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../docs/runbooks");
 

@@ -2,6 +2,7 @@ import { RemovalPolicy, Validations } from "aws-cdk-lib";
 import * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
 import { Construct } from "constructs";
+import { DEFAULT_BREAKER, DEFAULT_IDEMPOTENCY_TTL_SECONDS } from "../../operations/fleet-state.ts";
 import { HANDLER_ENV } from "../config.ts";
 
 /** Properties of {@link FleetState}. */
@@ -23,11 +24,22 @@ export interface FleetStateProps {
  * (Powertools' DynamoDB persistence layer: key `id`, TTL `expiration`) and the per-host
  * breaker table (key `host` = `host:port`, TTL `expiresAt`). Both pay per request, with TTL,
  * point-in-time recovery off (their items are minutes to a day old by design).
+ *
+ * @example
+ * const state = new FleetState(this, "FleetState", {
+ *   functions: [apiFunction.function, taskFunction.function],
+ *   breakerThreshold: 3,
+ * });
  */
 export class FleetState extends Construct {
   readonly idempotencyTable: dynamodb.Table;
   readonly breakerTable: dynamodb.Table;
 
+  /**
+   * @param scope the parent construct (the stack).
+   * @param id the construct id; logical ids derive from it.
+   * @param props the functions that read and write both tables, TTLs and breaker settings.
+   */
   constructor(scope: Construct, id: string, props: FleetStateProps) {
     super(scope, id);
     this.idempotencyTable = new dynamodb.Table(this, "Idempotency", {
@@ -58,16 +70,19 @@ export class FleetState extends Construct {
       fn.addEnvironment(HANDLER_ENV.breakerTable, this.breakerTable.tableName);
       fn.addEnvironment(
         HANDLER_ENV.idempotencyTtlSeconds,
-        String(props.idempotencyTtlSeconds ?? 86_400),
+        String(props.idempotencyTtlSeconds ?? DEFAULT_IDEMPOTENCY_TTL_SECONDS),
       );
-      fn.addEnvironment(HANDLER_ENV.breakerThreshold, String(props.breakerThreshold ?? 3));
+      fn.addEnvironment(
+        HANDLER_ENV.breakerThreshold,
+        String(props.breakerThreshold ?? DEFAULT_BREAKER.threshold),
+      );
       fn.addEnvironment(
         HANDLER_ENV.breakerWindowSeconds,
-        String(props.breakerWindowSeconds ?? 600),
+        String(props.breakerWindowSeconds ?? DEFAULT_BREAKER.windowSeconds),
       );
       fn.addEnvironment(
         HANDLER_ENV.breakerQuarantineSeconds,
-        String(props.breakerQuarantineSeconds ?? 900),
+        String(props.breakerQuarantineSeconds ?? DEFAULT_BREAKER.quarantineSeconds),
       );
     }
   }

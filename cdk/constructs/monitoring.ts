@@ -12,18 +12,24 @@ import type * as sns from "aws-cdk-lib/aws-sns";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import { DEFAULT_METRIC_NAMESPACE, type PHASE_TIMEOUT_ERROR } from "../../lib/names.ts";
+import { QUERIES, type QueryKey } from "../../operations/alarm-catalog.ts";
+import { AUDIT_TYPE } from "../../operations/audit-fields.ts";
+import { queryName, renderQuery } from "../../operations/queries.ts";
+import { defaultAlarmActions, type IAlarmActionStrategy } from "../monitoring/alarm-actions.ts";
 import { AlarmFactory, type CatalogAlarm } from "../monitoring/alarm-factory.ts";
 import { AlarmTopics } from "../monitoring/alarm-topics.ts";
-import { AUDIT_TYPE } from "../monitoring/audit-fields.ts";
-import { QUERIES, type QueryKey } from "../monitoring/catalog.ts";
 import { MonitoringDashboard } from "../monitoring/dashboard.ts";
 import { AlarmEnrichment } from "../monitoring/enrichment.ts";
 import { HangHostsRule } from "../monitoring/hang-hosts-rule.ts";
-import { queryName, renderQuery } from "../monitoring/queries.ts";
 import type { SshFunction } from "./ssh-function.ts";
 import { DERIVED_METRIC, SshMetrics } from "./ssh-metrics.ts";
 
-export { ALARM_CATALOG, ALARM_KINDS, type AlarmKind, alarmName } from "../monitoring/catalog.ts";
+export {
+  ALARM_CATALOG,
+  ALARM_KINDS,
+  type AlarmKind,
+  alarmName,
+} from "../../operations/alarm-catalog.ts";
 
 /** Thresholds (count per evaluation period unless noted). */
 export interface MonitoringThresholds {
@@ -66,8 +72,14 @@ export interface MonitoringProps {
   readonly stage?: string;
   /** @default DEFAULT_METRIC_NAMESPACE */
   readonly namespace?: string;
-  /** @default a new KMS-encrypted topic */
+  /** What CloudWatch notifies (the enrichment function subscribes to it). @default a new KMS-encrypted topic */
   readonly alarmTopic?: sns.ITopic;
+  /**
+   * Routes every alarm (`cdk/monitoring/alarm-actions.ts`: `notifySns`, `bySeverity`, …).
+   * @default defaultAlarmActions(alarm topic): the composite page and the tickets notify the
+   * alarm topic on ALARM and OK; page-level alarms notify only through the composite
+   */
+  readonly alarmActions?: IAlarmActionStrategy;
   /** Where docs/runbooks is published. @default RUNBOOK_BASE_URL */
   readonly runbookBaseUrl?: string;
   /** @default Duration.minutes(5) */
@@ -87,7 +99,21 @@ export const RUNBOOK_BASE_URL =
  */
 export const HARD_TIMEOUT_MARGIN_MS = 10;
 
-/** SPEC §8: alarms, topics, saved queries, the hang-hosts rule, a dashboard and enrichment. */
+/**
+ * SPEC §8: alarms, topics, saved queries, the hang-hosts rule, a dashboard and enrichment.
+ *
+ * @example
+ * const monitoring = new Monitoring(this, "Monitoring", {
+ *   apiFunction,
+ *   taskFunction,
+ *   singleHost: workflows.singleHost,
+ *   fleet: workflows.fleet,
+ *   workflowLogGroups: [workflows.singleHostLogs, workflows.fleetLogs],
+ *   stage: "prod",
+ *   // Route pages and tickets to different topics (cdk/monitoring/alarm-actions.ts).
+ *   alarmActions: bySeverity({ page: notifySns(pageTopic, pageTopic), ticket: notifySns(ticketTopic) }),
+ * });
+ */
 export class Monitoring extends Construct {
   readonly stage: string;
   readonly topic: sns.ITopic;
@@ -98,6 +124,11 @@ export class Monitoring extends Construct {
   readonly hangRule: HangHostsRule;
   readonly enrichment: AlarmEnrichment;
 
+  /**
+   * @param scope the parent construct (the stack).
+   * @param id the construct id; logical ids derive from it.
+   * @param props what it watches, the stage, thresholds, topic and alarm routing.
+   */
   constructor(scope: Construct, id: string, props: MonitoringProps) {
     super(scope, id);
     const t = props.thresholds ?? {};
@@ -118,7 +149,7 @@ export class Monitoring extends Construct {
 
     const f = new AlarmFactory(this, {
       stage,
-      topic: this.topic,
+      actions: props.alarmActions ?? defaultAlarmActions(this.topic),
       runbookBaseUrl: props.runbookBaseUrl ?? RUNBOOK_BASE_URL,
       dashboardName,
     });
@@ -251,7 +282,7 @@ export class Monitoring extends Construct {
       metrics: m,
       apiFunction: props.apiFunction,
       taskFunction: props.taskFunction,
-      stateMachines: [props.singleHost, props.fleet],
+      stateMachines: { SingleHost: props.singleHost, Fleet: props.fleet },
       api: props.api,
       hangRuleName: this.hangRule.ruleName,
       alarms: [this.page, ...this.alarms.map((a) => a.alarm)],

@@ -25,6 +25,12 @@ export interface RunApiProps {
  * `POST /run` behind IAM authorization. The body model mirrors SPEC §4 so malformed requests
  * are refused at the edge before a Lambda is billed; the handler still validates (it is the
  * authority, and Step Functions bypasses this API).
+ *
+ * @example
+ * const api = new RunApi(this, "Api", {
+ *   handler: apiFunction.function,
+ *   integrationTimeout: Duration.seconds(29),
+ * });
  */
 export class RunApi extends Construct {
   readonly api: apigw.RestApi;
@@ -32,6 +38,11 @@ export class RunApi extends Construct {
   /** The deployment stage's name, as a plain string (the API function's env names it). */
   readonly stageName: string;
 
+  /**
+   * @param scope the parent construct (the stack).
+   * @param id the construct id; logical ids derive from it.
+   * @param props the handler, integration timeout, throttling and log retention.
+   */
   constructor(scope: Construct, id: string, props: RunApiProps) {
     super(scope, id);
     this.stageName = props.stageName ?? "v1";

@@ -29,10 +29,21 @@ export interface SpillBucketProps {
  * SSL only, no public access) whose objects expire, and incomplete multipart uploads with
  * them. The functions may only put (and abort) objects under {@link SPILL_PREFIX}: reading
  * spilled output is for operators and callers granted it outside this stack.
+ *
+ * @example
+ * new SpillBucket(this, "Spill", {
+ *   functions: [apiFunction.function, taskFunction.function],
+ *   mode: "request",
+ * });
  */
 export class SpillBucket extends Construct {
   readonly bucket: s3.Bucket;
 
+  /**
+   * @param scope the parent construct (the stack).
+   * @param id the construct id; logical ids derive from it.
+   * @param props the functions that may write spilled streams, the mode, size and lifetime.
+   */
   constructor(scope: Construct, id: string, props: SpillBucketProps) {
     super(scope, id);
     this.bucket = new s3.Bucket(this, "Bucket", {

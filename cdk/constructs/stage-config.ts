@@ -41,6 +41,13 @@ export const PLACEHOLDER_SECRET = {
  * What an operator configures per stage, loaded at deploy: the policy and known_hosts SSM
  * parameters, one placeholder secret per credential name, and (in a VPC) the one security
  * group both functions share, whose egress is the policy's targets plus HTTPS to AWS APIs.
+ *
+ * @example
+ * const config = new StageConfig(this, "StageConfig", {
+ *   secretPrefix: "bounded-ssh/",
+ *   policyText: readFileSync("policy.json", "utf8"),
+ *   credentials: ["deploy"],
+ * });
  */
 export class StageConfig extends Construct {
   readonly policyParameter: ssm.StringParameter;
@@ -48,6 +55,11 @@ export class StageConfig extends Construct {
   readonly credentialSecrets: secretsmanager.Secret[] = [];
   readonly securityGroup?: ec2.SecurityGroup;
 
+  /**
+   * @param scope the parent construct (the stack).
+   * @param id the construct id; logical ids derive from it.
+   * @param props the policy and known_hosts text, credential names and the optional VPC.
+   */
   constructor(scope: Construct, id: string, props: StageConfigProps) {
     super(scope, id);
     const policyText = props.policyText ?? JSON.stringify({ rules: [] });

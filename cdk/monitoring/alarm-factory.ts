@@ -1,6 +1,4 @@
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
-import * as actions from "aws-cdk-lib/aws-cloudwatch-actions";
-import type * as sns from "aws-cdk-lib/aws-sns";
 import type { Construct } from "constructs";
 import {
   ALARM_CATALOG,
@@ -11,8 +9,9 @@ import {
   runbookFile,
   type Severity,
   severityOf,
-} from "./catalog.ts";
-import { queryName } from "./queries.ts";
+} from "../../operations/alarm-catalog.ts";
+import { queryName } from "../../operations/queries.ts";
+import type { IAlarmActionStrategy } from "./alarm-actions.ts";
 
 /** What an alarm watches; everything the reviewer reads comes from the catalog. */
 export interface AlarmSpec {
@@ -31,8 +30,11 @@ export interface AlarmSpec {
 /** Properties of {@link AlarmFactory}. */
 export interface AlarmFactoryProps {
   readonly stage: string;
-  /** Ticket alarms and the composite page notify this topic. */
-  readonly topic: sns.ITopic;
+  /**
+   * Adds the actions of every alarm made (the composite page included): the one place alarms
+   * are routed (`defaultAlarmActions(topic)` in the stack).
+   */
+  readonly actions: IAlarmActionStrategy;
   /** Base URL of docs/runbooks (no trailing slash). */
   readonly runbookBaseUrl: string;
   /** Dashboard name, quoted in every description. */
@@ -47,7 +49,20 @@ export interface CatalogAlarm {
   readonly alarm: cloudwatch.Alarm;
 }
 
-/** The one place alarms are made: name, description and actions all come from the catalog. */
+/**
+ * The one place alarms are made: name and description come from the catalog, actions from the
+ * {@link IAlarmActionStrategy}.
+ *
+ * @example
+ * const f = new AlarmFactory(this, {
+ *   stage: "prod",
+ *   actions: defaultAlarmActions(topic),
+ *   runbookBaseUrl: RUNBOOK_BASE_URL,
+ *   dashboardName: "prod-BoundedSsh-Stack",
+ * });
+ * f.create({ kind: "LeakedSockets", metric, threshold: 1 });
+ * f.createPage(); // after every page-level alarm
+ */
 export class AlarmFactory {
   readonly alarms: CatalogAlarm[] = [];
 
@@ -74,6 +89,11 @@ export class AlarmFactory {
     ].join("\n");
   }
 
+  /**
+   * Makes the alarm of one catalog kind (and subject) and routes it.
+   *
+   * @param spec what the alarm watches.
+   */
   create(spec: AlarmSpec): cloudwatch.Alarm {
     const severity = severityOf(spec.kind, spec.subject);
     const alarm = new cloudwatch.Alarm(this.scope, `${spec.kind}${spec.subject ?? ""}`, {
@@ -86,8 +106,13 @@ export class AlarmFactory {
       evaluationPeriods: spec.evaluationPeriods ?? 1,
       treatMissingData: spec.treatMissingData ?? cloudwatch.TreatMissingData.NOT_BREACHING,
     });
-    // Page-level alarms notify only through the composite: one incident, one page.
-    if (severity === "ticket") this.notify(alarm);
+    this.props.actions.addAlarmActions({
+      alarm,
+      kind: spec.kind,
+      ...(spec.subject !== undefined ? { subject: spec.subject } : {}),
+      severity,
+      composite: false,
+    });
     this.alarms.push({ kind: spec.kind, subject: spec.subject, severity, alarm });
     return alarm;
   }
@@ -100,12 +125,12 @@ export class AlarmFactory {
       alarmDescription: this.description("Page"),
       alarmRule: cloudwatch.AlarmRule.anyOf(...children),
     });
-    this.notify(page);
+    this.props.actions.addAlarmActions({
+      alarm: page,
+      kind: "Page",
+      severity: severityOf("Page"),
+      composite: true,
+    });
     return page;
-  }
-
-  private notify(alarm: cloudwatch.AlarmBase): void {
-    alarm.addAlarmAction(new actions.SnsAction(this.props.topic));
-    alarm.addOkAction(new actions.SnsAction(this.props.topic));
   }
 }

@@ -13,12 +13,21 @@ export interface AlarmTopicsProps {
  * The alarm topic (what CloudWatch notifies) and the enriched topic (what the enrichment
  * function publishes: the alarm plus the hosts involved). People subscribe to the enriched one;
  * the plain one is its input and its fallback.
+ *
+ * @example
+ * const topics = new AlarmTopics(this, "Topics");
+ * topics.enriched.addSubscription(new subscriptions.EmailSubscription("oncall@example.com"));
  */
 export class AlarmTopics extends Construct {
   readonly alarms: sns.ITopic;
   readonly enriched: sns.Topic;
   readonly key: kms.Key;
 
+  /**
+   * @param scope the parent construct (the stack).
+   * @param id the construct id; logical ids derive from it.
+   * @param props an existing alarm topic, if any.
+   */
   constructor(scope: Construct, id: string, props: AlarmTopicsProps = {}) {
     super(scope, id);
     // CloudWatch cannot publish to a topic under the AWS-managed SNS key: a customer key with

@@ -43,17 +43,37 @@ export interface MonitoringDashboardProps {
   readonly metrics: SshMetrics;
   readonly apiFunction: SshFunction;
   readonly taskFunction: SshFunction;
-  readonly stateMachines: readonly sfn.StateMachine[];
+  /** By the name the widgets label them with. */
+  readonly stateMachines: Readonly<Record<string, sfn.StateMachine>>;
+  /** @default no API Gateway widget */
   readonly api?: apigw.RestApi;
   /** Contributor Insights rule of the hang errors (top hosts). */
   readonly hangRuleName: string;
   readonly alarms: readonly cloudwatch.IAlarm[];
 }
 
-/** SPEC §8 dashboard: outcomes, timeouts by phase, top hung hosts, errors, platform metrics. */
+/**
+ * SPEC §8 dashboard: outcomes, timeouts by phase, top hung hosts, errors, platform metrics.
+ *
+ * @example
+ * new MonitoringDashboard(this, "Dashboard", {
+ *   dashboardName: "prod-BoundedSsh-Stack",
+ *   metrics: new SshMetrics("BoundedSsh", Duration.minutes(5)),
+ *   apiFunction,
+ *   taskFunction,
+ *   stateMachines: { SingleHost: single, Fleet: fleet },
+ *   hangRuleName: rule.ruleName,
+ *   alarms,
+ * });
+ */
 export class MonitoringDashboard extends Construct {
   readonly dashboard: cloudwatch.Dashboard;
 
+  /**
+   * @param scope the parent construct (the stack).
+   * @param id the construct id; logical ids derive from it.
+   * @param props the metrics, functions, state machines, API, hang rule and alarms it shows.
+   */
   constructor(scope: Construct, id: string, props: MonitoringDashboardProps) {
     super(scope, id);
     const m = props.metrics;
@@ -160,11 +180,11 @@ export class MonitoringDashboard extends Construct {
     d.addWidgets(
       new cloudwatch.GraphWidget({
         title: "Step Functions executions",
-        left: props.stateMachines.flatMap((sm) => [
-          sm.metricStarted({ label: `${sm.node.id} started` }),
-          sm.metricFailed({ label: `${sm.node.id} failed` }),
-          sm.metricTimedOut({ label: `${sm.node.id} timed out` }),
-          sm.metricAborted({ label: `${sm.node.id} aborted` }),
+        left: Object.entries(props.stateMachines).flatMap(([name, sm]) => [
+          sm.metricStarted({ label: `${name} started` }),
+          sm.metricFailed({ label: `${name} failed` }),
+          sm.metricTimedOut({ label: `${name} timed out` }),
+          sm.metricAborted({ label: `${name} aborted` }),
         ]),
         width: 12,
       }),

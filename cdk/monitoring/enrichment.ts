@@ -10,7 +10,7 @@ import * as logs from "aws-cdk-lib/aws-logs";
 import type * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import { Construct } from "constructs";
-import { ENRICHMENT_ENV } from "../../functions/config/config.ts";
+import { ENRICHMENT_ENV } from "../../operations/environment.ts";
 import { handlerBundling } from "../bundling.ts";
 import { nodejsBundling } from "../constructs/nodejs-bundling.ts";
 
@@ -34,11 +34,28 @@ export interface AlarmEnrichmentProps {
 /**
  * The enrichment function, subscribed to the alarm topic: runs the alarm's saved query and
  * publishes alarm + hosts to the enriched topic (`functions/alarm-enrichment/`).
+ *
+ * @example
+ * new AlarmEnrichment(this, "Enrichment", {
+ *   stage: "prod",
+ *   alarmTopic: topics.alarms,
+ *   enrichedTopic: topics.enriched,
+ *   topicKey: topics.key,
+ *   functionLogGroups: [apiLogs, taskLogs],
+ *   workflowLogGroups: [singleHostLogs, fleetLogs],
+ *   runbookBaseUrl: RUNBOOK_BASE_URL,
+ *   dashboardName: "prod-BoundedSsh-Stack",
+ * });
  */
 export class AlarmEnrichment extends Construct {
   readonly function: nodejs.NodejsFunction;
   readonly logGroup: logs.LogGroup;
 
+  /**
+   * @param scope the parent construct (the stack).
+   * @param id the construct id; logical ids derive from it.
+   * @param props the topics and key, the log groups it queries, the runbook and dashboard.
+   */
   constructor(scope: Construct, id: string, props: AlarmEnrichmentProps) {
     super(scope, id);
     const stack = Stack.of(this);

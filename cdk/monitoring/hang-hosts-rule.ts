@@ -2,8 +2,8 @@ import { type Duration, Stack } from "aws-cdk-lib";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import type * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
-import { AUDIT_TYPE, AUDIT_FIELDS as F } from "./audit-fields.ts";
-import { HANG_ERRORS } from "./catalog.ts";
+import { HANG_ERRORS } from "../../operations/alarm-catalog.ts";
+import { AUDIT_TYPE, AUDIT_FIELDS as F } from "../../operations/audit-fields.ts";
 
 /** Properties of {@link HangHostsRule}. */
 export interface HangHostsRuleProps {
@@ -18,11 +18,20 @@ export interface HangHostsRuleProps {
  * the hang errors ({@link HANG_ERRORS}): the hang alarm counts hosts (`UniqueContributors`), not
  * sessions or retries, and a dead jump host counts once, as itself, not as every target behind
  * it. The dashboard shows the top hosts.
+ *
+ * @example
+ * const rule = new HangHostsRule(this, "HangHosts", { stage: "prod", logGroups: [apiLogs, taskLogs] });
+ * f.create({ kind: "HandshakeHangs", metric: rule.uniqueHosts(Duration.minutes(5)), threshold: 2 });
  */
 export class HangHostsRule extends Construct {
   readonly ruleName: string;
   readonly rule: cloudwatch.CfnInsightRule;
 
+  /**
+   * @param scope the parent construct (the stack).
+   * @param id the construct id; logical ids derive from it.
+   * @param props the stage (the rule's name) and the log groups holding the audit lines.
+   */
   constructor(scope: Construct, id: string, props: HangHostsRuleProps) {
     super(scope, id);
     this.ruleName = `${props.stage}-BoundedSsh-HangHosts`;

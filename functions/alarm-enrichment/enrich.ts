@@ -14,6 +14,7 @@ import {
   StopQueryCommand,
 } from "@aws-sdk/client-cloudwatch-logs";
 import { PublishCommand, type SNSClient } from "@aws-sdk/client-sns";
+import type { Deadline } from "../../lib/deadline.ts";
 import {
   ALARM_CATALOG,
   type AlarmKind,
@@ -23,15 +24,14 @@ import {
   QUERIES,
   runbookFile,
   severityOf,
-} from "../../cdk/monitoring/catalog.ts";
+} from "../../operations/alarm-catalog.ts";
 import {
   HOST_COLUMNS,
   type QuerySpec,
   queryName,
   renderQuery,
   TARGETS_COLUMN,
-} from "../../cdk/monitoring/queries.ts";
-import type { Deadline } from "../../lib/deadline.ts";
+} from "../../operations/queries.ts";
 import type { EnrichmentConfig } from "../config/config.ts";
 
 export type { EnrichmentConfig } from "../config/config.ts";

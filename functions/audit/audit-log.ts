@@ -5,6 +5,7 @@ import type { ErrorName, ErrorPhase, Hop } from "../../lib/names.ts";
 import type { HostKeySource } from "../../lib/session/host-keys.ts";
 import type { PhaseTimings } from "../../lib/types.ts";
 import { hasInvocation, type Invocation, invocationOf } from "../invocation/invocation.ts";
+import { withDefaults } from "../invocation/with-defaults.ts";
 import { once, preload } from "../runtime/lazy.ts";
 import type { AuditFacts } from "./audit-facts.ts";
 import type { AuditLogger } from "./audit-logger.ts";
@@ -81,7 +82,13 @@ export interface AuditLogOptions {
   logger?: AuditLogger;
 }
 
-const defaults = { command: "plain" } as const;
+// Every option, with its default (`undefined`: none): also the list of known options.
+const defaults = {
+  command: "plain",
+  write: undefined,
+  observe: undefined,
+  logger: undefined,
+} as const satisfies Required<{ [K in keyof AuditLogOptions]: unknown }>;
 
 /** Builds the audit line of an invocation. `now` stamps `time` (wall clock). */
 export function auditLineOf(
@@ -189,12 +196,7 @@ function auditError(
  * after the response (and its status) is settled. Writing never throws into the invocation.
  */
 export function auditLog(opts: AuditLogOptions = {}): MiddlewareObj {
-  for (const key of Object.keys(opts)) {
-    if (!["command", "write", "observe", "logger"].includes(key)) {
-      throw new TypeError(`auditLog: unknown option ${key}`);
-    }
-  }
-  const options = { ...defaults, ...opts };
+  const options = withDefaults("auditLog", defaults, opts);
   // Powertools Logger is loaded on first use (cold start), started when the first invocation
   // begins so it loads while the invocation waits on the network.
   const given = options.logger;
@@ -205,13 +207,15 @@ export function auditLog(opts: AuditLogOptions = {}): MiddlewareObj {
         return new AuditLogger(opts.write ? { write: opts.write } : {});
       });
   let preloaded = given !== undefined;
-  const before = () => {
+  const auditLogBefore = (): void => {
     if (preloaded) return;
     preloaded = true;
     preload([loadLogger]);
   };
   const written = new WeakSet<object>();
-  const write = async (request: Parameters<NonNullable<MiddlewareObj["after"]>>[0]) => {
+  const auditLogWrite = async (
+    request: Parameters<NonNullable<MiddlewareObj["after"]>>[0],
+  ): Promise<void> => {
     if (written.has(request)) return;
     written.add(request);
     try {
@@ -237,5 +241,5 @@ export function auditLog(opts: AuditLogOptions = {}): MiddlewareObj {
       // The audit trail must not turn a served request into a failure.
     }
   };
-  return { before, after: write, onError: write };
+  return { before: auditLogBefore, after: auditLogWrite, onError: auditLogWrite };
 }

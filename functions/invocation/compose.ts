@@ -35,6 +35,22 @@ export interface ComposeOptions<TEvent, TResult> {
  * 6. {@link engineErrors}: whatever was thrown becomes the invocation's `EngineError` first.
  *
  * The handler gets the event and its {@link Invocation} (middy's `{ signal }` joined to it).
+ *
+ * @param options the entry point's source, runtime, edge timestamp and adapter middlewares.
+ * @param handle the entry point's work; throw an `EngineError` (or anything) to answer with
+ *   an error: the adapter maps it.
+ * @returns the middy handler.
+ * @throws nothing itself; what `handle` throws reaches the caller only through the adapter
+ *   (an HTTP answer, a Step Functions error), or as `InternalError` without one.
+ * @example
+ * const handler = compose<unknown, string>(
+ *   { source: "task", runtime, adapter: [stepFunctionsError()] },
+ *   async (event, invocation) => {
+ *     const { result, error } = await execute(invocation, runtime, event, TASK_LIMITS);
+ *     if (error) throw error;
+ *     return result.stdout;
+ *   },
+ * );
  */
 export function compose<TEvent, TResult>(
   options: ComposeOptions<TEvent, TResult>,

@@ -1,4 +1,4 @@
-import type { MiddlewareObj } from "@middy/core";
+import type { MiddlewareObj, Request } from "@middy/core";
 import type { HandlerSettings } from "../config/config.ts";
 import {
   attachInvocation,
@@ -8,6 +8,7 @@ import {
   Invocation,
   invocationOf,
 } from "./invocation.ts";
+import { withDefaults } from "./with-defaults.ts";
 
 /** Options of {@link createInvocation}. */
 export interface CreateInvocationOptions {
@@ -21,13 +22,11 @@ export interface CreateInvocationOptions {
   now?: () => number;
 }
 
-const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
-  "source",
-  "settings",
-  "edgeStart",
-  "wallClock",
-  "now",
-]);
+const defaults: Omit<CreateInvocationOptions, "source" | "settings"> = {
+  edgeStart: undefined,
+  wallClock: Date.now,
+  now: undefined,
+};
 
 // Time for the runtime to carry the response out after the handler resolved.
 export const RESPONSE_SAFETY_MS = 50;
@@ -44,47 +43,51 @@ const MAX_CLOCK_SKEW_MS = 60_000;
  * integration timeout runs from `requestTimeEpoch`, not from our start: a cold start or a
  * queued retry has already spent part of it. The wall clock is read once, here, to age that
  * timestamp; from then on every budget is the deadline's, on one monotonic clock.
+ *
+ * @param opts {@link CreateInvocationOptions}.
+ * @throws TypeError for an unknown option.
+ * @example
+ * middy(handler).use(createInvocation({ source: "api", settings, edgeStart: apiEdgeStart }));
  */
-export function createInvocation(options: CreateInvocationOptions): MiddlewareObj {
-  for (const key of Object.keys(options)) {
-    if (!KNOWN_OPTIONS.has(key)) throw new TypeError(`createInvocation: unknown option ${key}`);
-  }
-  const wallClock = options.wallClock ?? Date.now;
+export function createInvocation(opts: CreateInvocationOptions): MiddlewareObj {
+  const options = withDefaults("createInvocation", defaults, opts, ["source", "settings"]);
+  const { wallClock = Date.now } = options;
   const { reserveMs, edgeTimeoutMs } = options.settings;
-  const end = (request: { context: object }) => {
+  const createInvocationBefore = (request: Request): void => {
+    const context = request.context as {
+      awsRequestId?: string;
+      invokedFunctionArn?: string;
+      getRemainingTimeInMillis?: () => number;
+    } & CancellableContext;
+    let leftMs = context.getRemainingTimeInMillis?.() ?? edgeTimeoutMs;
+    const edgeStart = options.edgeStart?.(request.event);
+    if (edgeStart !== undefined) {
+      const now = wallClock();
+      const ageMs =
+        Number.isFinite(edgeStart) && edgeStart <= now + MAX_CLOCK_SKEW_MS
+          ? Math.max(0, now - edgeStart)
+          : 0;
+      leftMs = Math.min(leftMs, edgeTimeoutMs - ageMs);
+    }
+    const cancel = context[CANCEL_SIGNAL];
+    const invocation = new Invocation({
+      source: options.source,
+      requestId: context.awsRequestId ?? crypto.randomUUID(),
+      functionArn: context.invokedFunctionArn,
+      mustReturnWithinMs: leftMs - RESPONSE_SAFETY_MS,
+      reserveMs,
+      ...(cancel ? { signals: [cancel] } : {}),
+      ...(options.now ? { now: options.now } : {}),
+    });
+    attachInvocation(request.context, invocation);
+  };
+  const createInvocationEnd = (request: Request): void => {
     // Absent only when `before` itself failed: then there is nothing to end.
     if (hasInvocation(request.context)) invocationOf(request.context).end();
   };
   return {
-    before: (request) => {
-      const context = request.context as {
-        awsRequestId?: string;
-        invokedFunctionArn?: string;
-        getRemainingTimeInMillis?: () => number;
-      } & CancellableContext;
-      let leftMs = context.getRemainingTimeInMillis?.() ?? edgeTimeoutMs;
-      const edgeStart = options.edgeStart?.(request.event);
-      if (edgeStart !== undefined) {
-        const now = wallClock();
-        const ageMs =
-          Number.isFinite(edgeStart) && edgeStart <= now + MAX_CLOCK_SKEW_MS
-            ? Math.max(0, now - edgeStart)
-            : 0;
-        leftMs = Math.min(leftMs, edgeTimeoutMs - ageMs);
-      }
-      const cancel = context[CANCEL_SIGNAL];
-      const invocation = new Invocation({
-        source: options.source,
-        requestId: context.awsRequestId ?? crypto.randomUUID(),
-        functionArn: context.invokedFunctionArn,
-        mustReturnWithinMs: leftMs - RESPONSE_SAFETY_MS,
-        reserveMs,
-        ...(cancel ? { signals: [cancel] } : {}),
-        ...(options.now ? { now: options.now } : {}),
-      });
-      attachInvocation(request.context, invocation);
-    },
-    after: end,
-    onError: end,
+    before: createInvocationBefore,
+    after: createInvocationEnd,
+    onError: createInvocationEnd,
   };
 }

@@ -1,42 +1,39 @@
-import type { MiddlewareObj } from "@middy/core";
-import { DeadlineExceeded, EngineError, InternalError, ValidationError } from "../../lib/errors.ts";
-import type { ErrorPhase } from "../../lib/names.ts";
+import type { MiddlewareObj, Request } from "@middy/core";
+import type { EngineError } from "../../lib/errors.ts";
 import { invocationOf } from "./invocation.ts";
+import { toEngineError } from "./to-engine-error.ts";
 
-/**
- * The one place where anything thrown in `functions/` becomes a SPEC §6 error:
- * - an `EngineError` is itself;
- * - a timeout — middy's early timeout (`TimeoutError`, cause `@middy/core`) or an aborted
- *   `AbortSignal.timeout` — is `DeadlineExceeded`: the invocation ran out of time;
- * - a middy HTTP 400 (a middleware refused the input before the handler) is `ValidationError`;
- * - anything else is a bug or an unexpected failure: `InternalError` with a generic message
- *   and the original as `cause` (logged with its stack, never shown to the caller).
- */
-export function toEngineError(err: unknown, phase: ErrorPhase = "request"): EngineError {
-  if (err instanceof EngineError) return err;
-  const name = (err as { name?: unknown } | null)?.name;
-  if (name === "TimeoutError") {
-    return new DeadlineExceeded("the invocation ran out of time", { phase, cause: err });
-  }
-  if ((err as { statusCode?: unknown } | null)?.statusCode === 400) {
-    return new ValidationError("the request was refused before it was read", {
-      phase: "request",
-      cause: err,
-    });
-  }
-  return new InternalError("internal error", { phase, cause: err });
-}
+export { toEngineError };
 
 /**
  * middy middleware: whatever was thrown is recorded on the invocation as a SPEC §6 error (see
  * {@link toEngineError}) and replaces `request.error`, so every `onError` after it (HTTP or
  * Step Functions adapter, audit, metrics) sees the same `EngineError`. Register it last: its
- * `onError` then runs first.
+ * `onError` then runs first. This is the only caller of `invocation.fail`.
+ *
+ * @example After `createInvocation` (it records on the invocation) and the adapter.
+ * middy(handler)
+ *   .use(createInvocation({ source: "api", settings }))
+ *   .use(apiResponse())
+ *   .use(engineErrors());
  */
 export function engineErrors(): MiddlewareObj {
-  return {
-    onError: (request) => {
-      request.error = invocationOf(request.context).fail(request.error);
-    },
+  const engineErrorsOnError = (request: Request): void => {
+    request.error = invocationOf(request.context).fail(request.error);
   };
+  return { onError: engineErrorsOnError };
+}
+
+/**
+ * The error {@link engineErrors} recorded for this request: what an adapter's `onError` (HTTP,
+ * Step Functions) maps, never mapping again.
+ *
+ * @throws TypeError when `engineErrors()` is not registered after the adapter.
+ */
+export function recordedError(request: Pick<Request, "context">): EngineError {
+  const { error } = invocationOf(request.context);
+  if (!error) {
+    throw new TypeError("no error recorded: register engineErrors() after this middleware");
+  }
+  return error;
 }

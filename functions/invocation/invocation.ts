@@ -1,9 +1,9 @@
 import { Deadline } from "../../lib/deadline.ts";
-import { type EngineError, errorFromJSON } from "../../lib/errors.ts";
-import { engineErrorOf } from "../../lib/result.ts";
+import type { EngineError } from "../../lib/errors.ts";
 import type { RunResult } from "../../lib/types.ts";
 import type { AuditFacts } from "../audit/audit-facts.ts";
-import { toEngineError } from "./engine-error.ts";
+import { errorOfResult, type Settled } from "./outcome.ts";
+import { toEngineError } from "./to-engine-error.ts";
 
 // Node clamps a longer timer to 1 ms.
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -131,17 +131,28 @@ export class Invocation {
   }
 
   /**
-   * Records the invocation's error unless one is already recorded, and returns it: the error
-   * its result carries when there is one (a session that ended in `BannerTimeout` stays that,
-   * whatever is thrown afterwards), else `err` mapped by {@link toEngineError}.
+   * Records how the request path ended (`execute`, once): its result, when there is one, and
+   * its error unless one is already recorded (a deadline that fired first stays the error).
+   * Returns what the entry point answers with.
+   */
+  settle(result: RunResult | undefined, error: EngineError | undefined): Settled {
+    if (result) this.result = result;
+    if (error) this.error ??= error;
+    return this.error
+      ? { result: this.result, error: this.error }
+      : { result: this.result as RunResult };
+  }
+
+  /**
+   * Records a thrown error unless one is already recorded, and returns the recorded one: the
+   * error its result carries when there is one (a session that ended in `BannerTimeout` stays
+   * that, whatever is thrown afterwards), else `err` mapped by {@link toEngineError}. Called by
+   * the error mapper (`engineErrors`) only.
    */
   fail(err: unknown): EngineError {
-    const carried = this.result?.error;
-    this.error ??= carried
-      ? // The engine's own object when the session ran here (its stack and cause reach the
-        // unexpected-error log), else rebuilt from the JSON (a replayed result).
-        (engineErrorOf(this.result!) ?? errorFromJSON(carried))
-      : toEngineError(err, this.result?.phase ?? "request");
+    this.error ??=
+      (this.result && errorOfResult(this.result)) ??
+      toEngineError(err, this.result?.phase ?? "request");
     return this.error;
   }
 

@@ -10,14 +10,15 @@ import type { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import type { MiddlewareObj, Request } from "@middy/core";
 import type { Context } from "aws-lambda";
 import { type MetricDatum, type MetricError, toMetricDatums } from "../../lib/metrics.ts";
+import { DEFAULT_METRICS_MODE, type MetricsMode } from "../../operations/environment.ts";
 import { type Invocation, invocationOf } from "../invocation/invocation.ts";
+import { toEngineError } from "../invocation/to-engine-error.ts";
+import { withDefaults } from "../invocation/with-defaults.ts";
 import { preload } from "../runtime/lazy.ts";
 import { defaultLeakGauge, type LeakGauge } from "./leak-gauge.ts";
 import {
-  DEFAULT_METRICS_MODE,
   loadCloudWatchSdk,
   loadEmfEncoder,
-  type MetricsMode,
   type PublishReport,
   publishMetrics,
 } from "./publisher.ts";
@@ -43,36 +44,35 @@ export interface MetricsMiddlewareOptions {
   onPublished?: (datums: MetricDatum[], report: PublishReport) => void;
 }
 
+// Every option, with its default (`undefined`: none here): also the list of known options.
 const defaults = {
+  namespace: undefined,
+  mode: undefined,
   safetyMs: 20,
   maxPublishMs: 1_000,
   minApiMs: 15,
-};
+  leakGauge: undefined,
+  client: undefined,
+  writeLine: undefined,
+  onPublished: undefined,
+} satisfies Required<{ [K in keyof MetricsMiddlewareOptions]: unknown }>;
 
 /** Too little time for a round trip: the publisher writes EMF without trying the API. */
 const ABORTED = AbortSignal.abort();
-
-const KNOWN_OPTIONS: ReadonlySet<string> = new Set([
-  "namespace",
-  "mode",
-  "safetyMs",
-  "maxPublishMs",
-  "minApiMs",
-  "leakGauge",
-  "client",
-  "writeLine",
-  "onPublished",
-]);
 
 type AnyRequest = Request<unknown, unknown, Error, Context>;
 
 /**
  * The error metrics should count: the invocation's (the error mapper has recorded whatever
- * was thrown by the time this runs), else the one its result carries.
+ * was thrown by the time this runs), else the one its result carries, else what was thrown
+ * (a stack without the error mapper), mapped but not recorded: only the mapper records.
  */
-function errorFor(invocation: Invocation): MetricError | undefined {
+function errorFor(invocation: Invocation, thrown: unknown): MetricError | undefined {
   if (invocation.error) return { name: invocation.error.name, phase: invocation.error.phase };
-  return invocation.result?.error;
+  if (invocation.result?.error) return invocation.result.error;
+  if (thrown === undefined) return undefined;
+  const { name, phase } = toEngineError(thrown);
+  return { name, phase };
 }
 
 /**
@@ -82,17 +82,14 @@ function errorFor(invocation: Invocation): MetricError | undefined {
  * response and never replaces it.
  */
 export function metricsMiddleware(opts: MetricsMiddlewareOptions = {}): MiddlewareObj {
-  for (const key of Object.keys(opts)) {
-    if (!KNOWN_OPTIONS.has(key)) throw new TypeError(`metricsMiddleware: unknown option ${key}`);
-  }
-  const options = { ...defaults, ...opts };
+  const options = withDefaults("metricsMiddleware", defaults, opts);
   const gauge = options.leakGauge ?? defaultLeakGauge;
   const published = new WeakSet<object>();
   // The EMF encoder and the SDK are loaded on first use; start them while the first
   // invocation waits on the network.
   let preloaded = false;
 
-  const before = (request: AnyRequest): void => {
+  const metricsBefore = (request: AnyRequest): void => {
     if (!preloaded) {
       preloaded = true;
       const mode = options.mode ?? DEFAULT_METRICS_MODE;
@@ -108,16 +105,15 @@ export function metricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
     }
   };
 
-  const publish = async (request: AnyRequest): Promise<void> => {
+  const metricsPublish = async (request: AnyRequest): Promise<void> => {
     if (published.has(request)) return;
     published.add(request);
     try {
       const invocation = invocationOf(request.context);
-      if (request.error !== undefined) invocation.fail(request.error);
       const left = invocation.slackMs();
       const datums = toMetricDatums({
         result: invocation.result,
-        error: errorFor(invocation),
+        error: errorFor(invocation, request.error ?? undefined),
         deadlineSlackMs: Math.round(left),
         leakedSockets: invocation.leakedSockets,
       });
@@ -145,5 +141,5 @@ export function metricsMiddleware(opts: MetricsMiddlewareOptions = {}): Middlewa
     }
   };
 
-  return { before, after: publish, onError: publish };
+  return { before: metricsBefore, after: metricsPublish, onError: metricsPublish };
 }

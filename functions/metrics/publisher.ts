@@ -15,13 +15,10 @@ import type {
 } from "@aws-sdk/client-cloudwatch";
 import type { MetricDatum } from "../../lib/metrics.ts";
 import { DEFAULT_METRIC_NAMESPACE } from "../../lib/names.ts";
-import { ENV } from "../config/config.ts";
+import { DEFAULT_METRICS_MODE, ENV, type MetricsMode } from "../../operations/environment.ts";
 import { defaultLeakGauge } from "./leak-gauge.ts";
 
-/** Where datums go: the API (EMF only as fallback), EMF only, or both every time. */
-export type MetricsMode = "api" | "emf" | "both";
-
-/** Environment variables read by the metrics adapter (named in `functions/config`). */
+/** Environment variables read by the metrics adapter (named in `operations/environment.ts`). */
 export const METRICS_ENV = {
   endpoint: ENV.cloudWatchEndpoint,
 } as const;
@@ -29,13 +26,6 @@ export const METRICS_ENV = {
 /** `PutMetricData` limits: datums per call, values per datum. */
 const MAX_DATUMS_PER_CALL = 1000;
 const MAX_VALUES_PER_DATUM = 150;
-
-/**
- * The default mode: EMF. Cheaper per invocation, ~0.1 ms inside the deadline and nothing in
- * flight at a freeze; the price is metrics that arrive with log ingestion (docs/metrics.md,
- * "Choosing the mode").
- */
-export const DEFAULT_METRICS_MODE: MetricsMode = "emf";
 
 /**
  * Transport bounds of the shared client. They cap each attempt on their own; the per-call

@@ -3,6 +3,7 @@ import {
   atHop,
   CommandNotAllowed,
   CredentialNotAllowed,
+  DeadlineExceeded,
   TargetNotAllowed,
 } from "../../lib/errors.ts";
 import type { Hop } from "../../lib/names.ts";
@@ -10,9 +11,17 @@ import { REQUEST_LIMITS } from "../../lib/request-schema.ts";
 import type { JumpHostRequest, RunRequest } from "../../lib/types.ts";
 import { AddressRanges, normalizeAddress } from "./address-ranges.ts";
 import {
+  compileGlob,
+  compilePattern,
+  type LinearPattern,
+  PatternDeadline,
+  PatternError,
+} from "./patterns.ts";
+import {
   type CommandTemplate,
   checkTemplate,
   expandTemplate,
+  type LoadedTemplate,
   parseTemplateCall,
 } from "./templates.ts";
 
@@ -34,7 +43,9 @@ export interface PolicyRule {
   };
   commands: {
     /**
-     * Regular expressions the whole command must match. A command holding a control character
+     * Regular expressions the whole command must match (`RegExp` syntax, run in linear time by
+     * `patterns.ts`; a pattern it cannot run, such as one with a backreference or lookaround, is
+     * refused when the policy loads). A command holding a control character
      * (tab, newline, CR…), a quote or shell syntax (`; & | $ \` < > ( ) { } \\ # ~ * ? [ ]`)
      * matches no pattern unless the rule sets {@link PolicyRule.allowShellSyntax}.
      */
@@ -127,14 +138,14 @@ export interface Authorization {
 
 interface CompiledRule {
   id: string;
-  callers: RegExp[];
-  hosts: RegExp[] | undefined;
+  callers: LinearPattern[];
+  hosts: LinearPattern[] | undefined;
   cidrs: AddressRanges | undefined;
   ports: ReadonlySet<number>;
-  usernames: RegExp[];
-  patterns: RegExp[];
+  usernames: LinearPattern[];
+  patterns: LinearPattern[];
   templates: ReadonlySet<string>;
-  credentials: RegExp[];
+  credentials: LinearPattern[];
   allowRequestPins: boolean;
   allowShellSyntax: boolean;
   allowSpill: boolean;
@@ -159,21 +170,18 @@ function flag(value: unknown, where: string): boolean {
   return value;
 }
 
-function escapeRegExp(text: string): string {
-  return text.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
+/** Caller, username and credential globs: `*` matches any run of characters. */
+function callerGlob(glob: string): LinearPattern {
+  return compileGlob(glob, "any");
 }
 
-function callerGlob(glob: string): RegExp {
-  return new RegExp(`^${escapeRegExp(glob).replace(/\*/g, "[\\s\\S]*")}$`);
-}
-
-function hostGlob(glob: string): RegExp {
-  // `**` spans labels, `*` stays inside one.
-  const body = escapeRegExp(normalizeHost(glob))
-    .split("**")
-    .map((part) => part.replace(/\*/g, "[^.]+"))
-    .join(".+");
-  return new RegExp(`^${body}$`, "i");
+/**
+ * Host globs: `**` spans labels, `*` stays inside one. The glob and the host are both
+ * lower-cased ({@link normalizeHost}), which for the ASCII names the request schema admits is
+ * exactly the case-insensitive match the globs promise.
+ */
+function hostGlob(glob: string): LinearPattern {
+  return compileGlob(normalizeHost(glob), "label");
 }
 
 /** Names every resolver maps to loopback (RFC 6761 `localhost.`, Debian's IPv6 aliases). */
@@ -199,7 +207,7 @@ function stringList(value: unknown, where: string, required: boolean): string[] 
 export class Policy {
   readonly #rules: CompiledRule[];
   readonly #deny: AddressRanges;
-  readonly #templates: Record<string, CommandTemplate>;
+  readonly #templates: ReadonlyMap<string, LoadedTemplate>;
 
   /** Validates the document; throws `TypeError` naming the first problem. */
   constructor(document: PolicyDocument) {
@@ -209,8 +217,15 @@ export class Policy {
     this.#deny = new AddressRanges(
       stringList(document.denyCidrs, "policy.denyCidrs", false) ?? DEFAULT_DENY_CIDRS,
     );
-    this.#templates = { ...(document.templates ?? {}) };
-    for (const [name, template] of Object.entries(this.#templates)) checkTemplate(name, template);
+    // Every pattern is compiled here, once per policy load, and refused here if the linear
+    // engine cannot run it: a request never compiles a pattern (the loaded policy is cached
+    // per container, `policy-source.ts`).
+    this.#templates = new Map(
+      Object.entries(document.templates ?? {}).map(([name, template]) => [
+        name,
+        checkTemplate(name, template),
+      ]),
+    );
     this.#rules = document.rules.map((rule, i) => this.#compile(rule, i));
   }
 
@@ -240,8 +255,7 @@ export class Policy {
       throw new TypeError(`${where}.commands needs patterns or templates`);
     }
     for (const t of templates) {
-      if (!Object.hasOwn(this.#templates, t))
-        throw new TypeError(`${where}: unknown template "${t}"`);
+      if (!this.#templates.has(t)) throw new TypeError(`${where}: unknown template "${t}"`);
     }
     return {
       id: typeof rule.id === "string" ? rule.id : `rule-${index}`,
@@ -250,12 +264,14 @@ export class Policy {
       cidrs: cidrs ? new AddressRanges(cidrs) : undefined,
       ports: new Set(ports),
       usernames: stringList(targets.usernames, `${where}.targets.usernames`, true)!.map(callerGlob),
-      patterns: patterns.map((p) => {
+      patterns: patterns.map((p, i) => {
         try {
-          return new RegExp(`^(?:${p})$`);
-        } catch {
+          return compilePattern(p);
+        } catch (err) {
+          if (!(err instanceof PatternError)) throw err;
+          const id = typeof rule.id === "string" ? ` (rule "${rule.id}")` : "";
           throw new TypeError(
-            `${where}.commands.patterns: ${JSON.stringify(p)} is not a valid regular expression`,
+            `${where}.commands.patterns[${i}]${id}: ${JSON.stringify(p)} ${err.message} (supported syntax: docs/security.md, "Policy patterns")`,
           );
         }
       }),
@@ -275,20 +291,46 @@ export class Policy {
    * `TargetNotAllowed`, `CredentialNotAllowed` or `CommandNotAllowed` (phase `policy`), or
    * `ValidationError` for a malformed template call. One rule must allow everything at once:
    * caller, host, port, username, credential and command.
+   *
+   * Every pattern and glob runs in linear time (`patterns.ts`); with `deadlineAt` (a
+   * `performance.now()` time, the invocation's deadline) a check still running then is
+   * stopped and the request refused with `DeadlineExceeded` (phase `policy`).
    */
-  authorize(caller: string | undefined, request: RunRequest): Authorization {
+  authorize(
+    caller: string | undefined,
+    request: RunRequest,
+    options: { deadlineAt?: number } = {},
+  ): Authorization {
+    try {
+      return this.#authorize(caller, request, options.deadlineAt);
+    } catch (err) {
+      if (!(err instanceof PatternDeadline)) throw err;
+      throw new DeadlineExceeded(
+        `the policy check ran out of time (a pattern match ${err.message})`,
+        {
+          phase: "policy",
+        },
+      );
+    }
+  }
+
+  #authorize(
+    caller: string | undefined,
+    request: RunRequest,
+    until: number | undefined,
+  ): Authorization {
     const deny = (message: string) => new TargetNotAllowed(message, { phase: "policy" });
     if (!caller) throw deny("the request carries no caller identity; nothing is allowed");
-    const byCaller = this.#rules.filter((r) => r.callers.some((c) => c.test(caller)));
+    const byCaller = this.#rules.filter((r) => r.callers.some((c) => c.test(caller, until)));
     if (byCaller.length === 0) throw deny(`no policy rule allows caller ${caller}`);
 
     const literal = net.isIP(request.host) !== 0;
-    const byCredential = matchTarget(byCaller, request, caller, "");
+    const byCredential = matchTarget(byCaller, request, caller, "", until);
 
     // The jump host is a target in its own right: one of the caller's rules must allow its
     // host (or address), port and username and grant its credential. No command runs there.
     const via = request.via;
-    const byVia = via === undefined ? undefined : matchTarget(byCaller, via, caller, "via.");
+    const byVia = via === undefined ? undefined : matchTarget(byCaller, via, caller, "via.", until);
 
     const call = parseTemplateCall(request.command);
     let command = request.command;
@@ -301,7 +343,7 @@ export class Policy {
           { phase: "policy" },
         );
       }
-      command = expandTemplate(call.name, this.#templates[call.name]!, call.params);
+      command = expandTemplate(call.name, this.#templates.get(call.name)!, call.params, until);
       if (Buffer.byteLength(command) > REQUEST_LIMITS.commandBytes) {
         throw new CommandNotAllowed(`template "${call.name}" expands beyond 16 KiB`, {
           phase: "policy",
@@ -311,7 +353,8 @@ export class Policy {
       const syntax = SHELL_SYNTAX.exec(command)?.[0];
       allowed = byCredential.filter(
         (r) =>
-          (syntax === undefined || r.allowShellSyntax) && r.patterns.some((p) => p.test(command)),
+          (syntax === undefined || r.allowShellSyntax) &&
+          r.patterns.some((p) => p.test(command, until)),
       );
       if (allowed.length === 0) {
         throw new CommandNotAllowed(
@@ -404,6 +447,7 @@ function matchTarget(
   target: Pick<RunRequest | JumpHostRequest, "host" | "port" | "username" | "credential">,
   caller: string,
   prefix: "" | "via.",
+  until: number | undefined,
 ): CompiledRule[] {
   const deny = (message: string) => {
     const err = new TargetNotAllowed(message, { phase: "policy" });
@@ -421,7 +465,7 @@ function matchTarget(
     numeric
       ? r.hosts === undefined && (!literal || r.cidrs!.contains(target.host))
       : r.hosts
-        ? r.hosts.some((h) => h.test(host))
+        ? r.hosts.some((h) => h.test(host, until))
         : true;
   const byName = rules.filter(nameOk);
   if (byName.length === 0) {
@@ -429,7 +473,7 @@ function matchTarget(
   }
   const byPort = byName.filter((r) => r.ports.has(port));
   if (byPort.length === 0) throw deny(`${prefix}port ${port} is not allowed on ${what}`);
-  const byTarget = byPort.filter((r) => r.usernames.some((u) => u.test(target.username)));
+  const byTarget = byPort.filter((r) => r.usernames.some((u) => u.test(target.username, until)));
   if (byTarget.length === 0) {
     throw deny(`${prefix}username ${target.username} is not allowed on ${what}`);
   }
@@ -441,7 +485,7 @@ function matchTarget(
     );
   }
   const credential = target.credential ?? "default";
-  const byCredential = byRole.filter((r) => r.credentials.some((c) => c.test(credential)));
+  const byCredential = byRole.filter((r) => r.credentials.some((c) => c.test(credential, until)));
   if (byCredential.length === 0) {
     const err = new CredentialNotAllowed(
       `${prefix}credential ${JSON.stringify(credential)} is not granted to caller ${caller} for ${prefix ? `jump host ${target.host}` : "this target"}`,

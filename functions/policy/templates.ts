@@ -1,13 +1,17 @@
 import { hasControlCharacter } from "../../lib/control-chars.ts";
 import { CommandNotAllowed, ValidationError } from "../../lib/errors.ts";
 import { shellQuote } from "../../lib/session/remote-bound.ts";
+import { compilePattern, type LinearPattern, PatternError } from "./patterns.ts";
 import { placeholderSites } from "./shell-words.ts";
 
 /** A typed template parameter. Values are validated, then shell-quoted into the command. */
 export type TemplateParam =
   | {
       type: "string";
-      /** Full-match regular expression the value must satisfy. */
+      /**
+       * Full-match regular expression the value must satisfy (`RegExp` syntax, run in linear
+       * time: see `patterns.ts`; backreferences and lookaround are refused at load).
+       */
       pattern?: string;
       /** @default 256 */
       maxLength?: number;
@@ -24,6 +28,16 @@ export interface CommandTemplate {
   command: string;
   params?: Record<string, TemplateParam>;
   description?: string;
+}
+
+/**
+ * A template as the loaded policy keeps it: checked, with its parameters' patterns compiled
+ * once per policy load (see {@link checkTemplate}).
+ */
+export interface LoadedTemplate {
+  template: CommandTemplate;
+  /** Parameter name → its compiled `pattern`. */
+  patterns: ReadonlyMap<string, LinearPattern>;
 }
 
 /** A template invocation parsed from a request's `command`. */
@@ -83,7 +97,14 @@ function refuse(template: string, message: string): CommandNotAllowed {
   return new CommandNotAllowed(`template "${template}": ${message}`, { phase: "policy" });
 }
 
-function renderValue(template: string, key: string, spec: TemplateParam, value: unknown): string {
+function renderValue(
+  template: string,
+  key: string,
+  spec: TemplateParam,
+  pattern: LinearPattern | undefined,
+  value: unknown,
+  until: number | undefined,
+): string {
   const field = JSON.stringify(key);
   switch (spec.type) {
     case "string": {
@@ -97,7 +118,7 @@ function renderValue(template: string, key: string, spec: TemplateParam, value: 
       if (spec.enum && !spec.enum.includes(value)) {
         throw refuse(template, `parameter ${field} must be one of ${JSON.stringify(spec.enum)}`);
       }
-      if (spec.pattern !== undefined && !new RegExp(`^(?:${spec.pattern})$`).test(value)) {
+      if (pattern !== undefined && !pattern.test(value, until)) {
         throw refuse(template, `parameter ${field} does not match ${JSON.stringify(spec.pattern)}`);
       }
       if (value.startsWith("-") && spec.allowLeadingDash !== true) {
@@ -132,12 +153,15 @@ function renderValue(template: string, key: string, spec: TemplateParam, value: 
  * Expands a template call into the command that runs. Every parameter is checked against its
  * declared type and constraints (unknown and missing parameters are refused) and substituted
  * shell-quoted, so a value can never become shell syntax. Refusals are `CommandNotAllowed`.
+ * `until` is the deadline for the parameters' pattern matches (see `Policy.authorize`).
  */
 export function expandTemplate(
   name: string,
-  template: CommandTemplate,
+  loaded: LoadedTemplate,
   params: Record<string, unknown>,
+  until?: number,
 ): string {
+  const { template, patterns } = loaded;
   const specs = template.params ?? {};
   for (const key of Object.keys(params)) {
     if (!Object.hasOwn(specs, key)) throw refuse(name, `unknown parameter ${JSON.stringify(key)}`);
@@ -146,7 +170,7 @@ export function expandTemplate(
   for (const [key, spec] of Object.entries(specs)) {
     const given = Object.hasOwn(params, key) ? params[key] : spec.default;
     if (given === undefined) throw refuse(name, `missing parameter ${JSON.stringify(key)}`);
-    rendered.set(key, renderValue(name, key, spec, given));
+    rendered.set(key, renderValue(name, key, spec, patterns.get(key), given, until));
   }
   return template.command.replace(PLACEHOLDER, (_, key: string) => rendered.get(key) ?? "");
 }
@@ -182,8 +206,10 @@ const EVALUATING_COMMANDS: ReadonlySet<string> = new Set([
  * Checks a template definition when the policy is loaded; throws `TypeError` naming the template
  * and the problem. Each placeholder must be a whole word in plain shell context (see
  * `shell-words.ts`); string parameters need `pattern` or `enum`; integers need both bounds.
+ * Returns the template with its parameters' patterns compiled for the linear engine: a pattern
+ * it cannot run is refused here, never when a request arrives.
  */
-export function checkTemplate(name: string, template: CommandTemplate): void {
+export function checkTemplate(name: string, template: CommandTemplate): LoadedTemplate {
   const where = `template ${JSON.stringify(name)}`;
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(name)) throw new TypeError(`${where}: invalid name`);
   if (typeof template?.command !== "string" || template.command === "") {
@@ -193,6 +219,7 @@ export function checkTemplate(name: string, template: CommandTemplate): void {
   if (specs === null || typeof specs !== "object" || Array.isArray(specs)) {
     throw new TypeError(`${where}: "params" must be an object`);
   }
+  const patterns = new Map<string, LinearPattern>();
   for (const [key, spec] of Object.entries(specs)) {
     const param = `${where}: parameter ${JSON.stringify(key)}`;
     if (!["string", "integer", "boolean"].includes(spec?.type)) {
@@ -205,10 +232,16 @@ export function checkTemplate(name: string, template: CommandTemplate): void {
         );
       }
       if (spec.pattern !== undefined) {
+        if (typeof spec.pattern !== "string") {
+          throw new TypeError(`${param}: "pattern" must be a string`);
+        }
         try {
-          new RegExp(spec.pattern);
-        } catch {
-          throw new TypeError(`${param}: "pattern" is not a valid regular expression`);
+          patterns.set(key, compilePattern(spec.pattern));
+        } catch (err) {
+          if (!(err instanceof PatternError)) throw err;
+          throw new TypeError(
+            `${param}: "pattern" ${JSON.stringify(spec.pattern)} ${err.message} (supported syntax: docs/security.md, "Policy patterns")`,
+          );
         }
       }
       if (spec.enum !== undefined && (!Array.isArray(spec.enum) || spec.enum.length === 0)) {
@@ -263,4 +296,5 @@ export function checkTemplate(name: string, template: CommandTemplate): void {
       );
     }
   }
+  return { template, patterns };
 }

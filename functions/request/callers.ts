@@ -13,7 +13,7 @@
  *   identity. A task without that context is refused.
  */
 import { CallerNotAllowed } from "../../lib/errors.ts";
-import { ENV } from "../config/config.ts";
+import { ENV } from "../../operations/environment.ts";
 import type { ApiEvent } from "../http/api-http.ts";
 
 /** The API a function serves: what every event's `requestContext` must name. */

@@ -39,11 +39,10 @@ export function preloadModules(loaders: readonly (() => Promise<unknown>)[] = []
   before: () => void;
 } {
   let started = false;
-  return {
-    before: () => {
-      if (started || loaders.length === 0) return;
-      started = true;
-      preload(loaders);
-    },
+  const preloadModulesBefore = (): void => {
+    if (started || loaders.length === 0) return;
+    started = true;
+    preload(loaders);
   };
+  return { before: preloadModulesBefore };
 }

@@ -1,7 +1,9 @@
-import type { MiddlewareObj } from "@middy/core";
+import type { MiddlewareObj, Request } from "@middy/core";
 import { ERROR_CLASSES } from "../../lib/errors.ts";
 import type { RunResult } from "../../lib/types.ts";
+import { recordedError } from "../invocation/engine-error.ts";
 import { invocationOf } from "../invocation/invocation.ts";
+import { withDefaults } from "../invocation/with-defaults.ts";
 
 /**
  * Longest stdout/stderr (characters each) carried in a thrown error's message. Step Functions
@@ -20,6 +22,8 @@ export interface StepFunctionsErrorOptions {
    */
   includeOutput?: boolean;
 }
+
+const defaults: Required<StepFunctionsErrorOptions> = { includeOutput: false };
 
 function forCause(result: RunResult, includeOutput: boolean): RunResult {
   if (!includeOutput) {
@@ -40,26 +44,31 @@ function forCause(result: RunResult, includeOutput: boolean): RunResult {
  * Step Functions errors (SPEC §6): the thrown error's `name` is exactly the SPEC name (what
  * `Retry`/`Catch` match on) and its message is the JSON result (stdout/stderr emptied unless
  * `includeOutput`; `output` keeps their byte counts and SHA-256) — or `{"error": …}` when there
- * is none — so a `Catch` with `ResultPath` keeps timings and phase.
+ * is none — so a `Catch` with `ResultPath` keeps timings and phase. The one place an error
+ * becomes what Step Functions sees.
+ *
+ * @throws TypeError for an unknown option.
+ * @param opts {@link StepFunctionsErrorOptions}; an unknown key is a `TypeError`.
+ * @example After `createInvocation` (it reads the invocation's result) and before `engineErrors`.
+ * middy(handler)
+ *   .use(createInvocation({ source: "task", settings }))
+ *   .use(stepFunctionsError({ includeOutput: false }))
+ *   .use(engineErrors());
  */
 export function stepFunctionsError(opts: StepFunctionsErrorOptions = {}): MiddlewareObj {
-  for (const key of Object.keys(opts)) {
-    if (key !== "includeOutput") throw new TypeError(`stepFunctionsError: unknown option ${key}`);
-  }
-  const includeOutput = opts.includeOutput ?? false;
-  return {
-    onError: (request) => {
-      const invocation = invocationOf(request.context);
-      const cause = invocation.fail(request.error);
-      const payload = invocation.result
-        ? forCause(invocation.result, includeOutput)
-        : { error: cause.toJSON() };
-      const Cls = ERROR_CLASSES[cause.name];
-      request.error = new Cls(JSON.stringify(payload), {
-        phase: cause.phase,
-        commandStarted: cause.commandStarted,
-        cause,
-      });
-    },
+  const { includeOutput } = withDefaults("stepFunctionsError", defaults, opts);
+  const stepFunctionsErrorOnError = (request: Request): void => {
+    const invocation = invocationOf(request.context);
+    const cause = recordedError(request);
+    const payload = invocation.result
+      ? forCause(invocation.result, includeOutput)
+      : { error: cause.toJSON() };
+    const Cls = ERROR_CLASSES[cause.name];
+    request.error = new Cls(JSON.stringify(payload), {
+      phase: cause.phase,
+      commandStarted: cause.commandStarted,
+      cause,
+    });
   };
+  return { onError: stepFunctionsErrorOnError };
 }

@@ -4,6 +4,7 @@ import type { AuthenticationType, ClientChannel, ConnectConfig } from "ssh2";
 import type { Deadline } from "../deadline.ts";
 import {
   AuthFailed,
+  atHop,
   ChannelRejected,
   ConnectionLost,
   classifyError,
@@ -12,17 +13,25 @@ import {
   HostKeyUnknown,
   ProtocolError,
 } from "../errors.ts";
-import type { ErrorPhase, Phase } from "../names.ts";
+import type { ErrorPhase, Hop, Phase } from "../names.ts";
 import { BannerGate } from "./banner-gate.ts";
 import type { PreparedAuth } from "./credentials.ts";
 import { fingerprintSha256, type HostKeyPolicy } from "./host-keys.ts";
 import { Keepalive, type KeepaliveSettings } from "./keepalive.ts";
-import type { SessionOutput } from "./output-capture.ts";
+import { SessionOutput } from "./output-capture.ts";
 import { signFirstAttempt } from "./sign-first.ts";
 import { Client, sendChannelKeepalive, sendGlobalKeepalive, sendSignal } from "./ssh2.ts";
 
-/** After the exit status, how long remaining output and the channel close may take. */
-export const EXIT_GRACE_MS = 250;
+/**
+ * After the exit status, how long the output may stay silent before the engine stops waiting
+ * for its end (EOF or channel close). An idle grace: every chunk that arrives restarts it, so a
+ * stream still flowing (a slow link, re-keys) is read to its end however long that takes
+ * inside the exec allowance. Stopping early means the output is incomplete (`OutputIncomplete`),
+ * never a success, so this only decides how soon a stream that will not end (a background
+ * process holding stdout open) is given up on: above Linux's minimum TCP retransmission
+ * timeout (200 ms) plus a retransmission, and a loaded event loop.
+ */
+export const EXIT_IDLE_GRACE_MS = 1_000;
 /**
  * Of the teardown reserve, what waiting for the remote cleanup confirmation never takes: kept
  * for DISCONNECT and FIN. The default reserve (250 ms) gives the confirmation 125 ms; a short
@@ -63,11 +72,39 @@ export interface SshConnectionOptions {
   /** The session's one deadline: every wait in here goes through it. */
   deadline: Deadline;
   progress: SessionProgress;
-  /** Where the channel's stdout and stderr are drained to. */
-  output: SessionOutput;
-  /** `RunOptions.keepalive`. @default derived from the budget left at `auth` */
-  keepalive?: KeepaliveSettings | false;
+  /**
+   * Where the channel's stdout and stderr are drained to. A connection that runs no command
+   * (a jump host's) has none. @default an empty capture
+   */
+  output?: SessionOutput | undefined;
+  /** `RunOptions.keepalive`. @default derived from the budget left when it starts */
+  keepalive?: KeepaliveSettings | false | undefined;
+  /**
+   * Whether SSH keepalive starts at `auth`; `false`: when the owner calls
+   * {@link SshConnection.startKeepalive} (a jump host, once its forward is open). @default true
+   */
+  keepaliveAtAuth?: boolean | undefined;
+  /**
+   * `"via"`: this is the jump host's connection — its messages say so and every error it
+   * classifies carries `hop: "via"`. @default the target (errors untagged: the script tags
+   * them when the request has `via`)
+   */
+  hop?: Hop | undefined;
 }
+
+/** How messages name the peer of a connection, by hop. */
+const PEER_WORDS = {
+  target: {
+    where: (host: string, port: number) => `${host}:${port}`,
+    closed: (phase: string) => `connection closed by the server during ${phase}`,
+    key: "the private key",
+  },
+  via: {
+    where: (host: string, port: number) => `jump host ${host}:${port}`,
+    closed: (phase: string) => `jump host closed the connection during ${phase}`,
+    key: "the jump host's private key",
+  },
+} as const;
 
 /** The command's end as the server reported it. */
 export interface ExitStatus {
@@ -107,23 +144,38 @@ function milestone(): Milestone {
  *   connection) stays the caller's: close it after this one, and destroy it, to release
  *   every handle.
  * Everything after the transport — {@link startSsh} onwards — does not know which it got.
+ *
+ * ## Both hops
+ * A jump host is an SshConnection too (`hop: "via"`, lib/session/jump.ts): the same dial,
+ * banner gate, host key check, one-attempt auth and keepalive, then {@link forwardOut} instead
+ * of {@link openExec}; its channel is the target connection's {@link useTransport}.
  */
 export class SshConnection {
   readonly #deadline: Deadline;
   readonly #progress: SessionProgress;
   readonly #output: SessionOutput;
   readonly #keepaliveOption: KeepaliveSettings | false | undefined;
+  readonly #keepaliveAtAuth: boolean;
+  readonly #hop: Hop | undefined;
+  readonly #words: (typeof PEER_WORDS)[Hop];
 
   #transport: Duplex | undefined;
   /** The transport is our own TCP socket (dial), not a stream handed over (useTransport). */
   #dialled = false;
   #transportClosed: Promise<void> = Promise.resolve();
+  /** The transport ended, closed or failed. */
+  #transportDown = false;
   #gate: BannerGate | undefined;
   #client: Client | undefined;
   #channel: ClientChannel | undefined;
   #channelClosed = false;
+  /** ssh2 reported the transport closed: streams that end now were cut, not finished. */
+  #transportLost = false;
   #channelDone: Promise<void> = Promise.resolve();
   #keepalive: Keepalive | undefined;
+  #keepaliveIntervalMs = 0;
+  /** When the peer last answered a keepalive (or the keepalive started). */
+  #lastAnswerAt = 0;
 
   readonly #failure: Promise<never>;
   #rejectFailure!: (err: EngineError) => void;
@@ -146,12 +198,17 @@ export class SshConnection {
   readonly #kexDone = milestone();
   readonly #authDone = milestone();
   readonly #exitReported = milestone();
+  /** close() began: whatever still waits for the peer stops. */
+  readonly #closeStarted = milestone();
 
   constructor(options: SshConnectionOptions) {
     this.#deadline = options.deadline;
     this.#progress = options.progress;
-    this.#output = options.output;
+    this.#output = options.output ?? new SessionOutput(0);
     this.#keepaliveOption = options.keepalive;
+    this.#keepaliveAtAuth = options.keepaliveAtAuth !== false;
+    this.#hop = options.hop;
+    this.#words = PEER_WORDS[options.hop ?? "target"];
     this.#failure = new Promise<never>((_, reject) => {
       this.#rejectFailure = reject;
     });
@@ -220,8 +277,34 @@ export class SshConnection {
     if (this.#transport) throw new Error("SshConnection: the transport is already set");
     this.#transport = stream;
     this.#transportClosed = new Promise<void>((done) => stream.once("close", () => done()));
+    const down = () => {
+      this.#transportDown = true;
+    };
+    stream.once("end", down);
+    stream.once("close", down);
     // Permanent: errors after connect reach ssh2 through the gate; none may crash us.
-    stream.on("error", () => {});
+    stream.on("error", down);
+  }
+
+  /**
+   * True once the connection is gone or has stopped answering: its transport ended, closed or
+   * failed, it failed, or its keepalive has gone unanswered for 1.5 intervals (a healthy peer
+   * answers every probe within a round trip). A jump host that is down carries nothing: a
+   * target session lost meanwhile was lost with it.
+   */
+  get down(): boolean {
+    const silent =
+      this.#keepalive !== undefined &&
+      performance.now() - this.#lastAnswerAt > 1.5 * this.#keepaliveIntervalMs;
+    return this.#transportDown || this.#failedWith !== undefined || silent;
+  }
+
+  /**
+   * The connection's first failure, already classified; never settles once close() began. For
+   * a caller that waits on no milestone, e.g. a jump host whose forward carries the target.
+   */
+  get failure(): Promise<never> {
+    return this.#failure;
   }
 
   // ---- SSH --------------------------------------------------------------------------------
@@ -249,20 +332,22 @@ export class SshConnection {
     const client = new Client();
     this.#client = client;
     client.on("error", (err) => this.fail(err));
-    client.on("close", () =>
+    client.on("close", () => {
+      // Before ssh2 ends the channel's streams (it does so right after this event).
+      this.#transportLost = true;
       this.fail(
-        new ConnectionLost(`connection closed by the server during ${this.#progress.phase}`, {
+        new ConnectionLost(this.#words.closed(this.#progress.phase), {
           phase: this.#progress.phase,
           commandStarted: this.#progress.commandStarted,
         }),
-      ),
-    );
+      );
+    });
     client.once("handshake", () => {
       this.#sessionUp = true;
       this.#kexDone.done();
     });
     client.once("ready", () => {
-      this.#startKeepalive(client);
+      if (this.#keepaliveAtAuth) this.startKeepalive();
       this.#authDone.done();
     });
     client.connect(this.#clientConfig(gate, params));
@@ -270,7 +355,7 @@ export class SshConnection {
     if (auth.type === "publickey") {
       signFirstAttempt(client, auth.key, (err) =>
         this.fail(
-          new AuthFailed(`signing with the private key failed: ${err.message}`, {
+          new AuthFailed(`signing with ${this.#words.key} failed: ${err.message}`, {
             phase: "auth",
           }),
         ),
@@ -289,6 +374,28 @@ export class SshConnection {
     return this.#orFailure(this.#authDone.promise);
   }
 
+  /**
+   * Opens a `direct-tcpip` channel to `host:port` (a jump host's forward): resolves with the
+   * channel, the transport of another connection. An open failure rejects with ssh2's error
+   * as is (its `reason` is RFC 4254's) for the caller to name; the connection's own failure
+   * rejects with that.
+   */
+  forwardOut(host: string, port: number): Promise<ClientChannel> {
+    const client = this.#client!;
+    return this.#orFailure(
+      new Promise<ClientChannel>((resolve, reject) => {
+        client.forwardOut("127.0.0.1", 0, host, port, (err, channel) => {
+          if (err) reject(err);
+          else {
+            // Errors after the open reach its own connection through that one's banner gate.
+            channel.on("error", () => {});
+            resolve(channel);
+          }
+        });
+      }),
+    );
+  }
+
   #clientConfig(gate: BannerGate, params: SshParams): ConnectConfig {
     const { username, auth, hostKeys } = params;
     let attempts = 0;
@@ -298,7 +405,7 @@ export class SshConnection {
       // The engine's deadline bounds every phase; ssh2's own timer would only race it.
       readyTimeout: 0,
       // ssh2's keepalive uses only global requests, which TinySSH never answers: the engine
-      // runs its own (#startKeepalive).
+      // runs its own (startKeepalive).
       keepaliveInterval: 0,
       ...(hostKeys.serverHostKeyAlgorithms
         ? { algorithms: { serverHostKey: hostKeys.serverHostKeyAlgorithms as never } }
@@ -308,7 +415,7 @@ export class SshConnection {
         this.#hostKeySha256 = fingerprintSha256(key);
         const verdict = hostKeys.verify(key);
         if (verdict === "trusted") return true;
-        const target = `${params.host}:${params.port}`;
+        const target = this.#words.where(params.host, params.port);
         const refusal =
           verdict === "unknown"
             ? new HostKeyUnknown(
@@ -353,20 +460,29 @@ export class SshConnection {
   }
 
   /**
-   * SSH keepalive from auth to close: a global request until the channel is open, then a
-   * channel request (`keepalive@openssh.com`, want-reply) as OpenSSH's client does — every
-   * server answers that one, TinySSH included. A peer that stops answering is ConnectionLost.
+   * SSH keepalive from auth (or from this call, see `keepaliveAtAuth`) to close: a global
+   * request until the channel is open, then a channel request (`keepalive@openssh.com`,
+   * want-reply) as OpenSSH's client does — every server answers that one, TinySSH included. A
+   * peer that stops answering is ConnectionLost. Once only; not before auth nor after close().
    */
-  #startKeepalive(client: Client): void {
+  startKeepalive(): void {
+    const client = this.#client;
+    if (this.#keepalive || !client) return;
     const settings = this.#keepaliveSettings();
     if (!settings || this.#closing) return;
+    this.#keepaliveIntervalMs = settings.intervalMs;
+    this.#lastAnswerAt = performance.now();
     this.#keepalive = new Keepalive(
       settings,
       this.#deadline,
       (onReply) => {
+        const answered = () => {
+          this.#lastAnswerAt = performance.now();
+          onReply();
+        };
         const channel = this.#channel;
-        if (channel) return !this.#channelClosed && sendChannelKeepalive(client, channel, onReply);
-        return sendGlobalKeepalive(client, onReply);
+        if (channel) return !this.#channelClosed && sendChannelKeepalive(client, channel, answered);
+        return sendGlobalKeepalive(client, answered);
       },
       (missed) => {
         const err = new Error(
@@ -405,8 +521,10 @@ export class SshConnection {
 
   /**
    * Milestone of `exec`: sends stdin (then EOF) and settles once the command's exit status
-   * arrived and its output and the channel close followed (or {@link EXIT_GRACE_MS} passed).
-   * Rejects with ConnectionLost when the channel closes without an exit status.
+   * arrived and its output was read to the end (EOF or channel close), or the output stopped
+   * for {@link EXIT_IDLE_GRACE_MS}, or the exec allowance ended (then `output.complete` is
+   * false and the result says `OutputIncomplete`). Rejects with ConnectionLost when the
+   * channel closes without an exit status.
    */
   execute(stdin: string | undefined): Promise<void> {
     const channel = this.#channel!;
@@ -429,7 +547,9 @@ export class SshConnection {
           done();
         });
       });
-      this.#output.drain(channel, channel.stderr);
+      // A stream's end counts as the server's only while the transport lives: ssh2 ends the
+      // streams of a connection that died, too.
+      this.#output.drain(channel, channel.stderr, () => !this.#transportLost);
       channel.once("exit", (code: number | null, signal?: string) => {
         this.#exitSeen = true;
         this.#exitReported.done();
@@ -440,24 +560,63 @@ export class SshConnection {
           code: typeof code === "number" ? code : null,
           signal: typeof signal === "string" ? signal.replace(/^SIG/, "") : null,
         };
-        // Finished: wait a short grace for the rest of the output and the close, no more
-        // (a spilled stream's rest is awaited by the output's finish, inside the exec allowance).
-        const grace = Math.min(EXIT_GRACE_MS, this.#deadline.allowance("exec"));
-        void this.#deadline.wait(grace, closed).then(() => resolve());
+        // OpenSSH reports the exit as soon as the command ends, with output still queued
+        // behind it (and behind re-keys): read on until the streams end.
+        void this.#readToEnd(performance.now()).then(() => resolve());
       });
       void closed.then(() => {
-        if (this.#exit !== undefined) resolve();
-        else {
-          reject(
-            new ConnectionLost("channel closed without an exit status", {
-              phase: "exec",
-              commandStarted: true,
-            }),
-          );
-        }
+        if (this.#exit !== undefined) return; // #readToEnd settles it once the streams end
+        reject(
+          new ConnectionLost("channel closed without an exit status", {
+            phase: "exec",
+            commandStarted: true,
+          }),
+        );
       });
     });
     this.#channelDone.catch(() => {});
+  }
+
+  /**
+   * After the exit status: waits for the end of both streams (EOF or channel close) while
+   * output keeps coming — an idle grace of {@link EXIT_IDLE_GRACE_MS} that every chunk
+   * restarts, and that does not run while a spill holds a stream back — and the exec
+   * allowance lasts. The one wait for the output's end: a spilled stream is completed only
+   * after it (SessionOutput.finishSpills). When it gives up, `output.incompleteReason` says why.
+   */
+  async #readToEnd(exitAt: number): Promise<void> {
+    const output = this.#output;
+    const deadline = this.#deadline;
+    const stop = Promise.race([output.ended, this.#closeStarted.promise]);
+    for (;;) {
+      if (output.endSeen) break;
+      const allowance = deadline.allowance("exec");
+      const quiet = Math.min(performance.now() - exitAt, output.quietMs());
+      const graceLeft = output.waitingOnSpill ? EXIT_IDLE_GRACE_MS : EXIT_IDLE_GRACE_MS - quiet;
+      if (this.#closing || deadline.aborted || allowance <= 0 || graceLeft <= 0) break;
+      if (await deadline.wait(Math.min(graceLeft, allowance), stop)) continue;
+      // Each turn of the event loop runs due timers before it reads sockets: after a busy
+      // stretch the grace can expire with output already waiting. One turn reads it first.
+      await new Promise<void>((next) => setImmediate(next));
+    }
+    if (output.complete) return;
+    const waited = Math.round(performance.now() - exitAt);
+    let reason: string;
+    if (output.endSeen || this.#transportLost) {
+      reason = `the connection was lost ${waited} ms after the exit status, before the output ended`;
+    } else if (deadline.aborted) {
+      reason = `the caller cancelled the session ${waited} ms after the exit status, before the output ended`;
+    } else if (deadline.allowance("exec") <= 1) {
+      // (≤ 1 ms: the exec phase's own timer may have fired a fraction of a millisecond early.)
+      reason = `the session's time ran out ${waited} ms after the exit status, with output still arriving`;
+    } else if (this.#closing) {
+      reason = `the session ended ${waited} ms after the exit status, before the output did`;
+    } else {
+      reason =
+        `no output and no end of the streams (EOF) for ${EXIT_IDLE_GRACE_MS} ms after the exit ` +
+        "status: a process left in the background may hold stdout or stderr open (redirect its output)";
+    }
+    output.stoppedReading(reason);
   }
 
   /**
@@ -487,16 +646,17 @@ export class SshConnection {
     this.#rejectFailure(classified);
   }
 
-  /** The project's error for anything thrown or emitted during this session. */
+  /** The project's error for anything thrown or emitted during this session (and its hop). */
   classify(err: unknown): EngineError {
     const at = this.#progress.phase;
     const phase: Phase =
       at === "request" || at === "policy" || at === "credentials" ? "resolve" : at;
-    return classifyError(err, {
+    const classified = classifyError(err, {
       phase,
       commandStarted: this.#progress.commandStarted,
       hostKeyRefusal: this.#hostKeyRefusal,
     });
+    return this.#hop ? atHop(classified, this.#hop) : classified;
   }
 
   /** A milestone, or the connection's first failure if that comes first. */
@@ -512,14 +672,17 @@ export class SshConnection {
    * the session was up, then destroys the transport and waits for its close. Idempotent:
    * every call returns the first one's promise. Resolves true when the server confirmed the
    * end of a signalled command. When it resolves, no handle of this connection is alive.
+   * `polite: false` skips the goodbye (a peer known to be gone): the transport is destroyed
+   * at once.
    */
-  close(): Promise<boolean> {
-    this.#closed ??= this.#close();
+  close(polite = true): Promise<boolean> {
+    this.#closed ??= this.#close(polite);
     return this.#closed;
   }
 
-  async #close(): Promise<boolean> {
+  async #close(polite: boolean): Promise<boolean> {
     this.#closing = true;
+    this.#closeStarted.done();
     this.#keepalive?.stop();
     const transport = this.#transport;
     let confirmed = false;
@@ -537,7 +700,7 @@ export class SshConnection {
       }
       confirmed = this.#exitSeen;
     }
-    if (transport && !transport.destroyed && this.#sessionUp) {
+    if (polite && transport && !transport.destroyed && this.#sessionUp) {
       // Polite first (signal already queued, DISCONNECT, FIN) while time allows, so sshd
       // reads them and ends the session; then destroy the transport we own: a peer that
       // ignores FIN must not keep it open. Before key exchange there is nobody to be polite

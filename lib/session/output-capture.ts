@@ -253,13 +253,22 @@ function messageOf(err: unknown): string {
 
 /**
  * The two captures of a session (stdout, stderr): drains the channel's streams into them,
- * completes or aborts their spills, and hands them to the result.
+ * knows whether both were read to their end (`complete`), completes or aborts their spills,
+ * and hands them to the result.
  */
 export class SessionOutput {
   readonly stdout: OutputCapture;
   readonly stderr: OutputCapture;
   /** Both readable sides have ended (every chunk was handed to its capture). */
-  #ended: Promise<unknown> = Promise.resolve();
+  #ended: Promise<void> = Promise.resolve();
+  /** No stream is being drained, or both ended while {@link drain}'s `trusted` said so. */
+  #complete = true;
+  #endSeen = true;
+  /** `performance.now()` of the last chunk read (or of a spill letting a stream go on). */
+  #lastDataAt = Number.NEGATIVE_INFINITY;
+  /** Streams paused while their spill catches up: the wait is ours, not the server's. */
+  #held = 0;
+  #incompleteReason: string | undefined;
 
   constructor(maxBytes: number, spill?: SpillOptions) {
     const spillOf = (stream: "stdout" | "stderr"): CaptureSpill | undefined =>
@@ -275,31 +284,96 @@ export class SessionOutput {
    * Always drains both streams: an unread stream never closes and stalls the command. A
    * spill that cannot keep up pauses its stream (SSH flow control then holds the remote);
    * `drained()` never rejects, so a failed spill resumes the stream at once.
+   *
+   * `trusted` is asked when a stream ends: true when the end is the server's (EOF or channel
+   * close), false when the transport died (ssh2 ends the streams of a dead connection too).
    */
-  drain(stdout: NodeJS.ReadableStream, stderr: NodeJS.ReadableStream): void {
+  drain(
+    stdout: NodeJS.ReadableStream,
+    stderr: NodeJS.ReadableStream,
+    trusted: () => boolean = () => true,
+  ): void {
+    this.#complete = false;
+    this.#endSeen = false;
     const read = (stream: NodeJS.ReadableStream, capture: OutputCapture) => {
       stream.on("data", (chunk: Buffer) => {
+        this.#lastDataAt = performance.now();
         if (capture.write(chunk)) return;
+        this.#held += 1;
         stream.pause();
-        void capture.drained().then(() => stream.resume());
+        void capture.drained().then(() => {
+          this.#held -= 1;
+          this.#lastDataAt = performance.now();
+          stream.resume();
+        });
       });
-      return new Promise<void>((done) => stream.once("end", () => done()));
+      return new Promise<boolean>((done) => stream.once("end", () => done(trusted())));
     };
-    this.#ended = Promise.all([read(stdout, this.stdout), read(stderr, this.stderr)]);
+    this.#ended = Promise.all([read(stdout, this.stdout), read(stderr, this.stderr)]).then(
+      ([out, err]) => {
+        this.#endSeen = true;
+        this.#complete = out && err;
+      },
+    );
+  }
+
+  /** Settles when both streams have ended, the server's end or a dead transport's. */
+  get ended(): Promise<void> {
+    return this.#ended;
+  }
+
+  /** Both streams ended (see {@link ended}), whether or not the end was the server's. */
+  get endSeen(): boolean {
+    return this.#endSeen;
   }
 
   /**
-   * Completes the spilled streams once every chunk has been read, within `ms` (the exec
-   * allowance: the teardown reserve stays). An upload that does not finish in time is
-   * aborted: the result keeps head + tail and says why in `output.spillError`.
+   * The byte counts and SHA-256 cover the whole streams: the server ended both (EOF or
+   * channel close) on a live connection, or no stream was ever drained (no command ran).
+   */
+  get complete(): boolean {
+    return this.#complete;
+  }
+
+  /** Milliseconds since the last chunk arrived (Infinity before the first one). */
+  quietMs(now = performance.now()): number {
+    return now - this.#lastDataAt;
+  }
+
+  /** A stream is paused until its spill takes more: the server is not the one being slow. */
+  get waitingOnSpill(): boolean {
+    return this.#held > 0;
+  }
+
+  /**
+   * Records why reading stopped before the streams' end (the first reason wins; nothing once
+   * {@link complete}). The result's `OutputIncomplete` message carries it.
+   */
+  stoppedReading(reason: string): void {
+    if (this.#complete || this.#incompleteReason !== undefined) return;
+    this.#incompleteReason = reason;
+  }
+
+  /** Why the output is not complete, when {@link stoppedReading} was told. */
+  get incompleteReason(): string | undefined {
+    return this.#complete ? undefined : this.#incompleteReason;
+  }
+
+  /**
+   * Completes the spilled streams within `ms` (the exec allowance: the teardown reserve
+   * stays). The streams' end is the exec phase's to wait for (SshConnection reads until the
+   * channel's EOF or close): an output that did not end is never uploaded as whole, so its
+   * spills are aborted here. An upload that does not finish in time is aborted: the result
+   * keeps head + tail and says why in `output.spillError`.
    */
   async finishSpills(deadline: Deadline, ms: number): Promise<void> {
     const captures = [this.stdout, this.stderr].filter((c) => c.spilling);
     if (captures.length === 0) return;
-    const done = deadline.wait(
-      ms,
-      this.#ended.then(() => Promise.all(captures.map((c) => c.finish()))),
-    );
+    if (!this.#complete) {
+      this.abortSpills("the output did not end before the session stopped reading it");
+      return;
+    }
+    const done = deadline.wait(ms, Promise.all(captures.map((c) => c.finish())));
     if (!(await done))
       this.abortSpills("the upload did not complete within the session's deadline");
   }

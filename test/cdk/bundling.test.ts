@@ -10,6 +10,7 @@ import {
   existsSync,
   mkdirSync,
   mkdtempSync,
+  readdirSync,
   readFileSync,
   rmSync,
   writeFileSync,
@@ -28,6 +29,14 @@ import { type Ssh2Server, startSsh2Server } from "../helpers/ssh2-server.ts";
 import { synthOnce } from "./synth.ts";
 
 const run = promisify(execFile);
+const ROOT = path.resolve(import.meta.dirname, "../..");
+
+/** The TypeScript files under a top-level folder, as root-relative paths with `/`. */
+function projectFiles(dir: string): string[] {
+  return readdirSync(path.join(ROOT, dir), { recursive: true, encoding: "utf8" })
+    .filter((f) => f.endsWith(".ts"))
+    .map((f) => `${dir}/${f.split(path.sep).join("/")}`);
+}
 
 interface Asset {
   handler: string;
@@ -117,6 +126,15 @@ describe("handler assets (cdk/bundling.ts)", () => {
     }
   });
 
+  it("bundles the patched ssh2 (patches/ssh2+1.17.0.patch: re-key under strict KEX)", () => {
+    for (const a of engineAssets()) {
+      const chunk = readFileSync(path.join(a.dir, LAZY_CHUNK), "utf8");
+      // Minified: `{ firstPacket: false, rekey: true }` and `!this._strictMode || state.rekey`.
+      expect(chunk).toMatch(/firstPacket:!1,rekey:!0/);
+      expect(chunk).toMatch(/!this\._strictMode\|\|[\w$]+\.rekey/);
+    }
+  });
+
   it("ships the handler's source map, which the unexpected-error log reads on demand", () => {
     for (const a of engineAssets()) {
       const map = JSON.parse(readFileSync(path.join(a.dir, "index.js.map"), "utf8")) as {
@@ -124,6 +142,28 @@ describe("handler assets (cdk/bundling.ts)", () => {
       };
       // Frames of the minified handler map back to the TypeScript sources on-call reads.
       expect(map.sources.some((s) => s.endsWith("functions/invocation/execute.ts"))).toBe(true);
+    }
+  });
+
+  it("ships no local-mode or CDK module in any deployed asset", () => {
+    // Our bundles ship a source map (CDK's own custom-resource assets do not).
+    const ours = assets().filter((a) => existsSync(path.join(a.dir, "index.js.map")));
+    // The enrichment and both engine handlers, at least.
+    expect(ours.length).toBeGreaterThanOrEqual(3);
+    const forbidden = ["local", "cdk"].flatMap((dir) => projectFiles(dir));
+    expect(forbidden).toContain("local/server.ts");
+    for (const a of ours) {
+      const map = JSON.parse(readFileSync(path.join(a.dir, "index.js.map"), "utf8")) as {
+        sources: string[];
+      };
+      const sources = map.sources.map((s) => s.split("\\").join("/"));
+      expect(sources.some((s) => /(^|\/)functions\/[^/]+/.test(s))).toBe(true);
+      const shipped = sources.filter(
+        (s) =>
+          s.includes("node_modules/aws-cdk-lib/") ||
+          forbidden.some((file) => s === file || s.endsWith(`/${file}`)),
+      );
+      expect(shipped).toEqual([]);
     }
   });
 

@@ -15,8 +15,8 @@ import {
   loadDeployConfig,
   loadDeployConfigFile,
 } from "../../cdk/deploy-config.ts";
-import { alarmName } from "../../cdk/monitoring/catalog.ts";
 import { Policy, type PolicyDocument } from "../../functions/policy/policy.ts";
+import { alarmName } from "../../operations/alarm-catalog.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const EXAMPLE = path.join(ROOT, "examples/deploy/example.json");

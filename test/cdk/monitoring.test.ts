@@ -7,7 +7,7 @@ import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { Match } from "aws-cdk-lib/assertions";
 import { describe, expect, it } from "vitest";
 import { HARD_TIMEOUT_MARGIN_MS } from "../../cdk/constructs/monitoring.ts";
-import { AUDIT_TYPE } from "../../cdk/monitoring/audit-fields.ts";
+import { DEFAULT_METRIC_NAMESPACE, METRIC } from "../../lib/names.ts";
 import {
   ALARM_CATALOG,
   ALARM_KINDS,
@@ -18,9 +18,9 @@ import {
   runbookFile,
   runbookHeader,
   severityOf,
-} from "../../cdk/monitoring/catalog.ts";
-import { queryName, renderQuery } from "../../cdk/monitoring/queries.ts";
-import { DEFAULT_METRIC_NAMESPACE, METRIC } from "../../lib/names.ts";
+} from "../../operations/alarm-catalog.ts";
+import { AUDIT_TYPE } from "../../operations/audit-fields.ts";
+import { queryName, renderQuery } from "../../operations/queries.ts";
 import { evaluateAlarms, resolve } from "../drill/alarm-evaluator.ts";
 import { hungAuditEvent } from "../helpers/audit-lines.ts";
 import { evaluate, type LogEvent } from "../helpers/logs-insights.ts";

@@ -19,10 +19,13 @@ export function acknowledgementRows(stack: Stack): AcknowledgementRow[] {
       if (entry.type !== Validations.ACKNOWLEDGED_RULES_METADATA_KEY) continue;
       for (const [id, reason] of Object.entries(entry.data as Record<string, string>)) {
         const rule = id.replace(/^Annotation::/, "").replace(/\[.*$/s, "");
-        // Per-config names (credential names, subnet indexes) collapse to one documented row.
+        // Per-config names (credential names, subnet indexes) collapse to one documented row. A
+        // `Default` child is its parent to CDK's logical ids (a state machine is the default
+        // child of its workflow construct), so it is documented as the parent.
         const where = construct.node.path
           .split("/")
           .slice(1)
+          .filter((part) => part !== "Default")
           .join("/")
           .replace(/Credential-[^/]+/, "Credential-<name>")
           .replace(/^Subnet\d+/, "Subnet<n>");

@@ -319,3 +319,24 @@ describe("fleet through a jump host, executed locally", () => {
     expect(results[0]).not.toHaveProperty("hop");
   });
 });
+
+describe("one construct per state machine", () => {
+  it("keeps the logical ids the workflows had in one construct (no replacement on deploy)", () => {
+    // A changed logical id replaces the resource: a new state machine without its execution
+    // history, a new log group. The two constructs keep theirs (the state machine is each
+    // construct's `Default` child).
+    const ids = (type: string) => Object.keys(template.findResources(type)).sort();
+    expect(ids("AWS::StepFunctions::StateMachine")).toEqual([
+      "WorkflowsFleetC4010161",
+      "WorkflowsSingleHost5081E9AA",
+    ]);
+    expect(ids("AWS::Logs::LogGroup").filter((id) => id.startsWith("Workflows"))).toEqual([
+      "WorkflowsFleetLogs65EE6571",
+      "WorkflowsSingleHostLogs9BDB6D36",
+    ]);
+    expect(ids("AWS::IAM::Policy").filter((id) => id.startsWith("Workflows"))).toEqual([
+      "WorkflowsFleetDistributedMapPolicy2CD91947",
+      "WorkflowsRoleDefaultPolicy4616BE0E",
+    ]);
+  });
+});

@@ -5,7 +5,6 @@ import { fileURLToPath } from "node:url";
 import ts from "typescript";
 import { describe, expect, it } from "vitest";
 import { ALARM_KINDS } from "../../cdk/constructs/monitoring.ts";
-import { runbookFile } from "../../cdk/monitoring/catalog.ts";
 import { HTTP_STATUS } from "../../functions/http/api-http.ts";
 import { DEFAULT_PHASE_CAPS } from "../../lib/deadline.ts";
 import { ERROR_CLASSES } from "../../lib/errors.ts";
@@ -21,6 +20,7 @@ import {
   STATUSES,
 } from "../../lib/names.ts";
 import { REQUEST_FIELDS } from "../../lib/request-schema.ts";
+import { runbookFile } from "../../operations/alarm-catalog.ts";
 import {
   generateRequestSchemaJson,
   REQUEST_SCHEMA_JSON,

@@ -1,6 +1,6 @@
 /** The drill's evaluator on hand-made templates: it must be right before the drill can be. */
 import { describe, expect, it } from "vitest";
-import type { AuditField } from "../../cdk/monitoring/audit-fields.ts";
+import type { AuditField } from "../../operations/audit-fields.ts";
 import { evaluateAlarms, filterMatches, parseExpression } from "./alarm-evaluator.ts";
 
 describe("filter patterns", () => {

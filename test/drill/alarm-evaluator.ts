@@ -14,7 +14,7 @@
  * drill's start), so a short drill never straddles a period boundary; on AWS periods are
  * aligned to the clock.
  */
-import { readField } from "../../cdk/monitoring/audit-fields.ts";
+import { readField } from "../../operations/audit-fields.ts";
 import type { LogEvent } from "../helpers/logs-insights.ts";
 
 export interface Datum {

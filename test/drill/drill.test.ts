@@ -5,7 +5,7 @@
  * got wrong (each with its old rule, so the check can fail).
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { QUERIES } from "../../cdk/monitoring/catalog.ts";
+import { QUERIES } from "../../operations/alarm-catalog.ts";
 import { evaluate, matches } from "../helpers/logs-insights.ts";
 import { filterMatches } from "./alarm-evaluator.ts";
 import { type DrillReport, formatReport, runDrill } from "./drill.ts";

@@ -10,7 +10,7 @@ import type { SNSEvent } from "aws-lambda";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { EnrichmentConfig } from "../../functions/alarm-enrichment/enrich.ts";
 import { createEnrichmentHandler } from "../../functions/alarm-enrichment/enrichment-handler.ts";
-import { lambdaContext } from "../../functions/local/lambda-context.ts";
+import { lambdaContext } from "../../local/lambda-context.ts";
 import { hungAuditEvent } from "../helpers/audit-lines.ts";
 import {
   FAKE_CLIENT_CONFIG,

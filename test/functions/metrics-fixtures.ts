@@ -17,6 +17,7 @@ export function succeededResult(overrides: Partial<RunResult> = {}): RunResult {
       truncated: false,
       stdoutSha256: "x",
       stderrSha256: "y",
+      complete: true,
       stdoutEncoding: "utf8",
       stderrEncoding: "utf8",
     },

@@ -1,8 +1,8 @@
 import { connect, createServer, type Server, type Socket } from "node:net";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import middy from "@middy/core";
 import type { Context } from "aws-lambda";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { ENV } from "../../functions/config/config.ts";
 import {
   createInvocation,
   RESPONSE_SAFETY_MS,
@@ -21,11 +21,35 @@ import {
 } from "../../functions/metrics/publisher.ts";
 import { ValidationError } from "../../lib/errors.ts";
 import type { MetricDatum } from "../../lib/metrics.ts";
+import { ENV } from "../../operations/environment.ts";
 import { FakeCloudWatch } from "./metrics-cloudwatch-server.ts";
 import { bannerTimeoutResult, succeededResult } from "./metrics-fixtures.ts";
 
 /** Allowed past a deadline: event-loop turns, not network time. */
 const SLACK_MS = 50;
+
+/** Sampling interval of {@link stalledDuring} (ms). */
+const STALL_RESOLUTION_MS = 10;
+
+/**
+ * Runs `work` and measures the longest event-loop stall meanwhile (ms): how late a timer due
+ * every {@link STALL_RESOLUTION_MS} fired at worst. On a loaded 2-core machine this process is
+ * not scheduled for 100 ms and more at times (GC, other processes); a timer-bound wait — the
+ * publish's abort — then fires late by that much, whatever the code does. A deadline
+ * assertion adds this stall to its slack: time the process did not run is not the code's.
+ * A wait the code does not bound (a hung endpoint held until the client's 1 s timeout) stalls
+ * nothing and still fails.
+ */
+async function stalledDuring<T>(work: () => Promise<T>): Promise<{ value: T; stallMs: number }> {
+  const delay = monitorEventLoopDelay({ resolution: STALL_RESOLUTION_MS });
+  delay.enable();
+  try {
+    const value = await work();
+    return { value, stallMs: delay.max / 1e6 + STALL_RESOLUTION_MS };
+  } finally {
+    delay.disable();
+  }
+}
 
 let cw: FakeCloudWatch;
 let emf: string[];
@@ -218,12 +242,18 @@ describe("metricsMiddleware", () => {
         });
 
       // Act: the invocation must return 250 ms from now.
-      const response = await handler({}, fakeContext(250 + RESPONSE_SAFETY_MS));
+      const { value: response, stallMs } = await stalledDuring(() =>
+        handler({}, fakeContext(250 + RESPONSE_SAFETY_MS)),
+      );
       const returnedAt = Date.now();
 
-      // Assess
+      // Assess: the publish is cut safetyMs (20) before the deadline and the EMF fallback takes
+      // ~1 ms, so a warm run returns ~20 ms early. What it may be late by beyond SLACK_MS is the
+      // time this process was not scheduled (a run on a loaded machine once returned 115 ms past
+      // mustReturnBy: the abort timer fired late). An unbounded publish (the hang lasts until
+      // maxPublishMs, 1 s) is ≥ 700 ms late with no stall and fails.
       expect(response).toEqual({ statusCode: 200, body: "ok" });
-      expect(returnedAt).toBeLessThan(mustReturnBy + SLACK_MS);
+      expect(returnedAt).toBeLessThan(mustReturnBy + SLACK_MS + stallMs);
       const [batch] = batches;
       expect(batch?.report.apiDatums).toBe(0);
       const fromEmf = emf.flatMap((l) => fromEmfDocument(JSON.parse(l) as EmfDocument));

@@ -1,6 +1,5 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { ENV } from "../../functions/config/config.ts";
 import { type EmfDocument, fromEmfDocument } from "../../functions/metrics/emf.ts";
 import {
   METRICS_ENV,
@@ -9,6 +8,7 @@ import {
 } from "../../functions/metrics/publisher.ts";
 import { type MetricDatum, toMetricDatums } from "../../lib/metrics.ts";
 import { DEFAULT_METRIC_NAMESPACE } from "../../lib/names.ts";
+import { ENV } from "../../operations/environment.ts";
 import { FakeCloudWatch } from "./metrics-cloudwatch-server.ts";
 import { bannerTimeoutResult, succeededResult } from "./metrics-fixtures.ts";
 

@@ -3,19 +3,14 @@ import type { AuditLine } from "../../functions/audit/audit-log.ts";
 import { DEFAULT_SETTINGS, type HandlerSettings } from "../../functions/config/config.ts";
 import { invalid } from "../../functions/credentials/credential-store.ts";
 import type { Invocation } from "../../functions/invocation/invocation.ts";
-import {
-  LOCAL_API,
-  toApiEventV1,
-  toApiEventV2,
-  toTaskEvent,
-} from "../../functions/local/api-event.ts";
 import { DEFAULT_DENY_CIDRS, type PolicyDocument } from "../../functions/policy/policy.ts";
 import { staticPolicy } from "../../functions/policy/policy-source.ts";
 import type { Runtime } from "../../functions/runtime/runtime.ts";
 import type { MetricDatum } from "../../lib/metrics.ts";
 import type { Secret } from "../../lib/types.ts";
+import { LOCAL_API, toApiEventV1, toApiEventV2, toTaskEvent } from "../../local/api-event.ts";
 
-export { lambdaContext as fakeContext } from "../../functions/local/lambda-context.ts";
+export { lambdaContext as fakeContext } from "../../local/lambda-context.ts";
 
 export const CALLER = "arn:aws:iam::123456789012:role/ops-runner";
 /** The state machine task events come from (the fake context's region and account). */

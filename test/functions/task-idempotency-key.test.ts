@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { derivedKey } from "../../functions/invocation/execute.ts";
+import { derivedKey } from "../../functions/invocation/steps/idempotency-gate.ts";
 import type { RunRequest } from "../../lib/types.ts";
 
 const EXECUTION = "arn:aws:states:eu-west-1:123456789012:execution:fleet:run-1";

@@ -1,26 +1,15 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import { chmod, mkdtemp, rm } from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import {
-  authorizeForTestUser,
-  fingerprintOfKeyLine,
+  ed25519LineOf,
   isListening,
   type LabServer,
-  userProcessesMatching,
+  labServer,
+  startInLabDir,
 } from "./lab-server.ts";
-import {
-  allProcesses,
-  descendantsOf,
-  ensureTestUser,
-  freePort,
-  isRoot,
-  killPid,
-  TEST_USER,
-  writeClientKeys,
-} from "./sshd.ts";
+import { allProcesses, descendantsOf, freePort, killPid } from "./sshd.ts";
 
 const execFileAsync = promisify(execFile);
 
@@ -41,35 +30,35 @@ export async function startDropbear(opts: { startTimeoutMs?: number } = {}): Pro
   if (!existsSync(DROPBEAR_PATH) || !existsSync(DROPBEARKEY_PATH)) {
     throw new Error(DROPBEAR_MISSING_MESSAGE);
   }
-  if (!isRoot) throw new Error("the Dropbear lab server needs root (it logs in as the test user)");
-  await ensureTestUser();
-  const dir = await mkdtemp(path.join(os.tmpdir(), "bssh-dropbear-"));
-  try {
-    await chmod(dir, 0o755);
-    const keys = await writeClientKeys(dir);
-    await authorizeForTestUser([keys.ed25519, keys.ecdsa, keys.rsa, keys.encrypted]);
-    const hostKeyPath = path.join(dir, "dropbear_ed25519_host_key");
-    const { stdout } = await execFileAsync(DROPBEARKEY_PATH, ["-t", "ed25519", "-f", hostKeyPath]);
-    const line = stdout.split("\n").find((l) => l.startsWith("ssh-ed25519 "));
-    if (!line) throw new Error(`unexpected dropbearkey output: ${stdout}`);
-    const hostKeyLine = line.split(" ").slice(0, 2).join(" ");
-
-    let lastError: Error | undefined;
-    for (let attempt = 0; attempt < 5; attempt++) {
-      const port = await freePort();
-      try {
-        const proc = await launch(dir, hostKeyPath, port, opts.startTimeoutMs ?? 10_000);
-        return makeServer(proc, dir, port, keys, hostKeyLine);
-      } catch (err) {
-        lastError = err as Error;
-        if (!/Failed listening|Address already in use/i.test(lastError.message)) break;
+  return startInLabDir(
+    {
+      name: "Dropbear",
+      dirPrefix: "bssh-dropbear-",
+      authorize: (keys) => [keys.ed25519, keys.ecdsa, keys.rsa, keys.encrypted],
+    },
+    async (dir, keys) => {
+      const hostKeyPath = path.join(dir, "dropbear_ed25519_host_key");
+      const { stdout } = await execFileAsync(DROPBEARKEY_PATH, [
+        "-t",
+        "ed25519",
+        "-f",
+        hostKeyPath,
+      ]);
+      const hostKeyLine = ed25519LineOf(stdout, "dropbearkey");
+      let lastError: Error | undefined;
+      for (let attempt = 0; attempt < 5; attempt++) {
+        const port = await freePort();
+        try {
+          const proc = await launch(dir, hostKeyPath, port, opts.startTimeoutMs ?? 10_000);
+          return labServer({ kind: "dropbear", port, keys, hostKeyLine, dir, kill: killer(proc) });
+        } catch (err) {
+          lastError = err as Error;
+          if (!/Failed listening|Address already in use/i.test(lastError.message)) break;
+        }
       }
-    }
-    throw lastError ?? new Error("dropbear did not start");
-  } catch (err) {
-    await rm(dir, { recursive: true, force: true });
-    throw err;
-  }
+      throw lastError ?? new Error("dropbear did not start");
+    },
+  );
 }
 
 async function launch(
@@ -103,38 +92,18 @@ async function launch(
   throw new Error(`dropbear did not listen on port ${port} within ${timeoutMs} ms:\n${log}`);
 }
 
-function makeServer(
-  proc: ChildProcess,
-  dir: string,
-  port: number,
-  keys: LabServer["keys"],
-  hostKeyLine: string,
-): LabServer {
+/** Kills the listening dropbear and its session children (by PID), bounded. */
+function killer(proc: ChildProcess): () => Promise<void> {
   const pid = proc.pid!;
   const exited = new Promise<void>((resolve) => {
     if (proc.exitCode !== null || proc.signalCode !== null) resolve();
     else proc.once("exit", () => resolve());
   });
-  let stopped = false;
-  return {
-    kind: "dropbear",
-    host: "127.0.0.1",
-    port,
-    username: TEST_USER,
-    keys,
-    hostKeyLine,
-    hostKeyFingerprint: fingerprintOfKeyLine(hostKeyLine),
-    knownHostsLine: `[127.0.0.1]:${port} ${hostKeyLine}`,
-    userProcessesMatching: (needle) => userProcessesMatching(TEST_USER, needle),
-    stop: async () => {
-      if (stopped) return;
-      stopped = true;
-      // Snapshot first: once the listener dies its session children reparent to init.
-      const victims = descendantsOf(pid, allProcesses());
-      killPid(pid, "SIGKILL");
-      for (const victim of victims) killPid(victim, "SIGKILL");
-      await Promise.race([exited, sleep(2_000)]);
-      await rm(dir, { recursive: true, force: true });
-    },
+  return async () => {
+    // Snapshot first: once the listener dies its session children reparent to init.
+    const victims = descendantsOf(pid, allProcesses());
+    killPid(pid, "SIGKILL");
+    for (const victim of victims) killPid(victim, "SIGKILL");
+    await Promise.race([exited, sleep(2_000)]);
   };
 }

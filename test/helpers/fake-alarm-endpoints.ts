@@ -12,8 +12,8 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
-import { QUERIES } from "../../cdk/monitoring/catalog.ts";
-import { type QuerySpec, renderQuery } from "../../cdk/monitoring/queries.ts";
+import { QUERIES } from "../../operations/alarm-catalog.ts";
+import { type QuerySpec, renderQuery } from "../../operations/queries.ts";
 import { evaluate, type LogEvent } from "./logs-insights.ts";
 
 /** Test clients: any static credentials, one region, no retries waiting on backoff. */

@@ -6,7 +6,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
-import { fingerprintOfKeyLine } from "./lab-server.ts";
+import { hostKeyFields, killTrees, serveInetd } from "./lab-server.ts";
 import {
   allProcesses,
   descendantsOf,
@@ -21,7 +21,6 @@ import {
 
 const execFileAsync = promisify(execFile);
 export const IP_PATH = "/usr/sbin/ip";
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
  * A jump-host lab. A network namespace of its own (unique name, deleted by {@link JumpLab.stop})
@@ -81,29 +80,6 @@ async function namespacePids(ns: string): Promise<number[]> {
   }
 }
 
-/** Kills `children` and their descendants by PID; waits (bounded) for them to exit. */
-async function killChildren(children: Iterable<ChildProcess>): Promise<void> {
-  const live = [...children];
-  const procs = allProcesses();
-  const victims = new Set<number>();
-  for (const child of live) {
-    if (child.pid === undefined) continue;
-    victims.add(child.pid);
-    for (const pid of descendantsOf(child.pid, procs)) victims.add(pid);
-  }
-  for (const pid of victims) killPid(pid, "SIGKILL");
-  await Promise.race([
-    Promise.all(
-      live.map((c) =>
-        c.exitCode !== null || c.signalCode !== null
-          ? undefined
-          : new Promise((r) => c.once("exit", r)),
-      ),
-    ),
-    sleep(2_000),
-  ]);
-}
-
 /** A node listener inside the namespace that accepts and stays silent; resolves its process. */
 async function silentListenerInNs(ns: string, port: number): Promise<ChildProcess> {
   const script = `const s=require("net").createServer(()=>{});s.listen(${port},"127.0.0.1",()=>console.log("ready"));`;
@@ -160,7 +136,7 @@ export async function startJumpLab(): Promise<JumpLab> {
     stoppers.push(() => target.stop());
     const silentTargetPort = await freePort();
     const silent = await silentListenerInNs(ns, silentTargetPort);
-    stoppers.push(() => killChildren([silent]));
+    stoppers.push(() => killTrees([silent]));
     const closedTargetPort = await freePort();
 
     const dir = await mkdtemp(path.join(os.tmpdir(), "bssh-jump-"));
@@ -189,56 +165,34 @@ export async function startJumpLab(): Promise<JumpLab> {
       ];
       const configPath = path.join(dir, `${name}_sshd_config`);
       await writeFile(configPath, `${config.join("\n")}\n`, { mode: 0o644 });
-      const children = new Set<ChildProcess>();
       const log = { text: "" };
-      const server = net.createServer({ pauseOnConnect: true }, (sock) => {
+      const inetd = await serveInetd((sock) => {
         const child = spawn(
           IP_PATH,
           ["netns", "exec", ns, SSHD_PATH, "-i", "-e", "-f", configPath],
-          {
-            stdio: [sock, sock, "pipe"],
-          },
+          { stdio: [sock, sock, "pipe"] },
         );
-        // The child holds its own copy of the socket; ours goes now (the client must see
-        // the connection end when sshd exits).
-        sock.destroy();
         child.stderr!.on("data", (c: Buffer) => {
           log.text += c.toString();
         });
-        child.once("error", () => {});
-        children.add(child);
-        child.once("exit", () => children.delete(child));
+        return child;
       });
-      await new Promise<void>((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(0, "127.0.0.1", () => resolve());
-      });
-      const port = (server.address() as net.AddressInfo).port;
-      let stopped = false;
-      const stopJump = async () => {
-        if (stopped) return;
-        stopped = true;
-        await new Promise<void>((resolve) => server.close(() => resolve()));
-        await killChildren(children);
-      };
-      stoppers.push(stopJump);
+      stoppers.push(() => inetd.stop());
       return {
         host: "127.0.0.1",
-        port,
-        hostKeyLine,
-        hostKeyFingerprint: fingerprintOfKeyLine(hostKeyLine),
-        knownHostsLine: `[127.0.0.1]:${port} ${hostKeyLine}`,
+        port: inetd.port,
+        ...hostKeyFields(inetd.port, hostKeyLine),
         log: () => log.text,
-        killSessions: () => killChildren(children),
+        killSessions: () => inetd.killChildren(),
         freezeSessions: () => {
           const procs = allProcesses();
-          for (const child of children) {
+          for (const child of inetd.children) {
             if (child.pid === undefined) continue;
             killPid(child.pid, "SIGSTOP");
             for (const pid of descendantsOf(child.pid, procs)) killPid(pid, "SIGSTOP");
           }
         },
-        stop: stopJump,
+        stop: () => inetd.stop(),
       };
     };
 

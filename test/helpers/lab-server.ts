@@ -1,16 +1,34 @@
+import type { ChildProcess } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { chown, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  chown,
+  mkdir,
+  mkdtemp,
+  readFile,
+  rename,
+  rm,
+  stat,
+  writeFile,
+} from "node:fs/promises";
+import net from "node:net";
+import os from "node:os";
 import path from "node:path";
 import {
   allProcesses,
   argsOf,
   type ClientKey,
+  descendantsOf,
+  ensureTestUser,
+  isRoot,
+  killPid,
   type ProcessInfo,
   type SshdServer,
   startSshd,
   TEST_USER,
   uidOf,
+  writeClientKeys,
 } from "./sshd.ts";
 
 /** The real SSH servers the suite runs against. */
@@ -41,6 +59,168 @@ export interface LabServer {
   userProcessesMatching(needle: string): ProcessInfo[];
   /** Kills the server and everything it started (by PID); removes its files. */
   stop(): Promise<void>;
+}
+
+/** What makes one running server a {@link LabServer}; {@link labServer} builds the rest. */
+export interface LabServerParts {
+  kind: LabServerKind;
+  port: number;
+  keys: LabServer["keys"];
+  /** `ssh-ed25519 AAAA…` (a comment, if any, is dropped). */
+  hostKeyLine: string;
+  /** @default {@link TEST_USER} */
+  username?: string;
+  /** Ends the server and everything it started, by PID; `stop()` calls it once. */
+  kill(): Promise<void>;
+  /** The server's temp dir: removed by `stop()` after `kill`. */
+  dir?: string;
+}
+
+/** The one factory of lab servers: every kind (OpenSSH, Dropbear, TinySSH) is built here. */
+export function labServer(parts: LabServerParts): LabServer {
+  const username = parts.username ?? TEST_USER;
+  let stopped: Promise<void> | undefined;
+  return {
+    kind: parts.kind,
+    host: "127.0.0.1",
+    port: parts.port,
+    username,
+    keys: parts.keys,
+    ...hostKeyFields(parts.port, parts.hostKeyLine),
+    userProcessesMatching: (needle) => userProcessesMatching(username, needle),
+    stop: () => {
+      stopped ??= (async () => {
+        await parts.kill();
+        if (parts.dir !== undefined) await rm(parts.dir, { recursive: true, force: true });
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** A server's host key as tests use it: the line, its `SHA256:…` and its known_hosts line. */
+export function hostKeyFields(
+  port: number,
+  hostKeyLine: string,
+): Pick<LabServer, "hostKeyLine" | "hostKeyFingerprint" | "knownHostsLine"> {
+  const line = hostKeyLine.trim().split(/\s+/).slice(0, 2).join(" ");
+  return {
+    hostKeyLine: line,
+    hostKeyFingerprint: fingerprintOfKeyLine(line),
+    knownHostsLine: `[127.0.0.1]:${port} ${line}`,
+  };
+}
+
+/** The `ssh-ed25519 …` line of a key tool's output (dropbearkey, tinysshd-printkey). */
+export function ed25519LineOf(output: string, tool: string): string {
+  const line = output.split("\n").find((l) => l.startsWith("ssh-ed25519 "));
+  if (!line) throw new Error(`unexpected ${tool} output: ${output}`);
+  return line.trim().split(" ").slice(0, 2).join(" ");
+}
+
+/**
+ * The start shared by the servers that log in as the test user from its own
+ * ~/.ssh/authorized_keys (Dropbear, TinySSH): root, the test user, a temp dir (0755) with this
+ * process's client keys, the `authorize`d ones added for the user. `start` builds the server
+ * there; the dir is removed if anything throws (afterwards it is the server's, see
+ * {@link LabServerParts.dir}).
+ */
+export async function startInLabDir(
+  server: {
+    /** For messages: `Dropbear`, `TinySSH`. */
+    name: string;
+    /** mkdtemp prefix in the OS temp dir, e.g. `bssh-dropbear-`. */
+    dirPrefix: string;
+    /** The client keys this server accepts. */
+    authorize: (keys: LabServer["keys"]) => ClientKey[];
+  },
+  start: (dir: string, keys: LabServer["keys"]) => Promise<LabServer>,
+): Promise<LabServer> {
+  if (!isRoot) {
+    throw new Error(`the ${server.name} lab server needs root (it logs in as the test user)`);
+  }
+  await ensureTestUser();
+  const dir = await mkdtemp(path.join(os.tmpdir(), server.dirPrefix));
+  try {
+    await chmod(dir, 0o755);
+    const keys = await writeClientKeys(dir);
+    await authorizeForTestUser(server.authorize(keys));
+    return await start(dir, keys);
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** An inetd-style server: a listener on 127.0.0.1 that spawns one process per connection. */
+export interface InetdServer {
+  port: number;
+  /** The per-connection processes still running. */
+  children: Set<ChildProcess>;
+  /** Kills the per-connection processes and their descendants (by PID), bounded. */
+  killChildren(): Promise<void>;
+  /** Closes the listener, then kills the per-connection processes. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Serves `spawnFor(sock)` inetd-style (TinySSH, `sshd -i` jump hosts): the accepted socket is
+ * handed to the child as its stdio (spawn it with `stdio: [sock, sock, …]`).
+ */
+export async function serveInetd(
+  spawnFor: (sock: net.Socket) => ChildProcess,
+): Promise<InetdServer> {
+  const children = new Set<ChildProcess>();
+  const server = net.createServer({ pauseOnConnect: true }, (sock) => {
+    const child = spawnFor(sock);
+    // The child holds its own copy of the socket; ours must go, or the client never sees
+    // the connection end when the child exits. destroy() closes our fd without a FIN.
+    sock.destroy();
+    child.once("error", () => {});
+    children.add(child);
+    child.once("exit", () => children.delete(child));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => resolve());
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  let stopped: Promise<void> | undefined;
+  return {
+    port,
+    children,
+    killChildren: () => killTrees(children),
+    stop: () => {
+      stopped ??= (async () => {
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await killTrees(children);
+      })();
+      return stopped;
+    },
+  };
+}
+
+/** Kills `children` and their descendants by PID; waits (at most 2 s) for the children to exit. */
+export async function killTrees(children: Iterable<ChildProcess>): Promise<void> {
+  const live = [...children];
+  const procs = allProcesses();
+  const victims = new Set<number>();
+  for (const child of live) {
+    if (child.pid === undefined) continue;
+    victims.add(child.pid);
+    for (const pid of descendantsOf(child.pid, procs)) victims.add(pid);
+  }
+  for (const pid of victims) killPid(pid, "SIGKILL");
+  await Promise.race([
+    Promise.all(
+      live.map((c) =>
+        c.exitCode !== null || c.signalCode !== null
+          ? undefined
+          : new Promise((r) => c.once("exit", r)),
+      ),
+    ),
+    new Promise((r) => setTimeout(r, 2_000)),
+  ]);
 }
 
 /** `SHA256:…` (unpadded base64, as OpenSSH prints it) of a `type base64 [comment]` line. */
@@ -151,16 +331,12 @@ export async function startLabServer(kind: LabServerKind): Promise<LabServer> {
   if (kind === "dropbear") return (await import("./dropbear.ts")).startDropbear();
   if (kind === "tinyssh") return (await import("./tinysshd.ts")).startTinysshd();
   const sshd = await startSshd();
-  return {
+  return labServer({
     kind,
-    host: sshd.host,
     port: sshd.port,
     username: sshd.username,
     keys: sshd.keys,
     hostKeyLine: sshd.hostKeyLine,
-    hostKeyFingerprint: sshd.hostKeyFingerprint,
-    knownHostsLine: sshd.knownHostsLine,
-    userProcessesMatching: (needle) => userProcessesMatching(sshd.username, needle),
-    stop: () => sshd.stop(),
-  };
+    kill: () => sshd.stop(),
+  });
 }

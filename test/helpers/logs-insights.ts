@@ -7,13 +7,13 @@
  * does not parse arbitrary query text. The fake Logs endpoint maps a received query string to
  * its spec by comparing it with `renderQuery(spec)`.
  */
-import { AUDIT_TYPE, AUDIT_FIELDS as F, readField } from "../../cdk/monitoring/audit-fields.ts";
+import { AUDIT_TYPE, AUDIT_FIELDS as F, readField } from "../../operations/audit-fields.ts";
 import {
   type Condition,
   HOST_COLUMNS,
   type QuerySpec,
   TARGETS_COLUMN,
-} from "../../cdk/monitoring/queries.ts";
+} from "../../operations/queries.ts";
 
 /** One captured log event. */
 export interface LogEvent {

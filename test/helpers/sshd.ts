@@ -63,6 +63,11 @@ export interface SshdOptions {
   maxAuthTries?: number;
   /** sshd `LoginGraceTime` in seconds. Default: sshd's own (120). */
   loginGraceTimeSec?: number;
+  /**
+   * sshd `RekeyLimit`: re-key after this much data each way (e.g. `"256K"`), optionally with a
+   * time limit (`"256K 10s"`). Default: sshd's own (cipher-dependent, gigabytes).
+   */
+  rekeyLimit?: string;
   /** More raw config lines, appended verbatim. */
   extraConfig?: string[];
   /** How long to wait for "Server listening". Default 10 s. */
@@ -444,6 +449,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<SshdServer> {
         ...(opts.loginGraceTimeSec !== undefined
           ? [`LoginGraceTime ${opts.loginGraceTimeSec}`]
           : []),
+        ...(opts.rekeyLimit !== undefined ? [`RekeyLimit ${opts.rekeyLimit}`] : []),
         ...(opts.extraConfig ?? []),
       ];
       const configPath = path.join(dir, "sshd_config");

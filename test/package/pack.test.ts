@@ -91,6 +91,11 @@ describe("the engine as a package", () => {
     expect(Object.keys(manifest.dependencies)).toEqual(["ssh2"]);
     expect(existsSync(path.join(installed, "dist/lib/index.js"))).toBe(true);
     expect(existsSync(path.join(installed, "dist/lib/index.d.ts"))).toBe(true);
+    // The ssh2 patch ships for the consumer to apply (README): npm never applies it, so the
+    // consumer's ssh2 is the registry's until they do.
+    expect(existsSync(path.join(installed, "patches/ssh2+1.17.0.patch"))).toBe(true);
+    const kex = readFileSync(path.join(scratch, "node_modules/ssh2/lib/protocol/kex.js"), "utf8");
+    expect(kex).not.toContain("state.rekey");
     expect(existsSync(path.join(installed, "functions"))).toBe(false);
     expect(existsSync(path.join(installed, "lib"))).toBe(false);
     // Nothing AWS came with it.

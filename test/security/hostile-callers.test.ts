@@ -10,12 +10,12 @@ import { request as httpRequest } from "node:http";
 import type { APIGatewayProxyResult } from "aws-lambda";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApiHandler } from "../../functions/api.ts";
-import { demoKeyPair } from "../../functions/local/demo-key.ts";
-import { type LocalServer, startLocalServer, TOKEN_HEADER } from "../../functions/local/server.ts";
 import { Policy, type PolicyDocument } from "../../functions/policy/policy.ts";
 import { createTaskHandler } from "../../functions/task.ts";
 import { runCommand } from "../../lib/run-command.ts";
 import type { RunResult, Secret } from "../../lib/types.ts";
+import { demoKeyPair } from "../../local/demo-key.ts";
+import { type LocalServer, startLocalServer, TOKEN_HEADER } from "../../local/server.ts";
 import {
   CALLER,
   type Captured,

@@ -1,0 +1,133 @@
+/**
+ * The parts both workflows build from (`single-host-workflow.ts`, `fleet-workflow.ts`): which
+ * errors are caught how, the Lambda task with the contract's `Retry`, and the two states that
+ * turn a caught error back into its result.
+ */
+import { Duration } from "aws-cdk-lib";
+import type * as lambda from "aws-cdk-lib/aws-lambda";
+import * as sfn from "aws-cdk-lib/aws-stepfunctions";
+import * as tasks from "aws-cdk-lib/aws-stepfunctions-tasks";
+import type { Construct } from "constructs";
+import { ERROR_NAMES, type ErrorName, RETRYABLE_ERRORS } from "../../lib/names.ts";
+
+/**
+ * Errors thrown before a session exists: their message is not guaranteed to be a JSON result,
+ * so the workflow records them without parsing (a parse failure would replace the real error
+ * name with `States.Runtime`).
+ */
+export const EARLY_ERRORS = [
+  "ValidationError",
+  "TargetNotAllowed",
+  "CommandNotAllowed",
+  "CallerNotAllowed",
+  "CredentialNotAllowed",
+  "CommandInProgress",
+  "IdempotencyKeyReused",
+  "HostQuarantined",
+  "CredentialUnavailable",
+  "CredentialInvalid",
+  "InternalError",
+] as const satisfies readonly ErrorName[];
+
+/** Errors whose message is the JSON result (SPEC §6: `Catch` with `ResultPath` keeps it). */
+export const SESSION_ERRORS: readonly ErrorName[] = ERROR_NAMES.filter(
+  (name) => !(EARLY_ERRORS as readonly string[]).includes(name),
+);
+
+/**
+ * What the task's `Retry` matches: every retryable error but `HostQuarantined`, whose
+ * quarantine lasts minutes (a retry seconds later is refused again; the next fleet run
+ * after the TTL tries the host).
+ */
+export const WORKFLOW_RETRY_ERRORS: readonly ErrorName[] = RETRYABLE_ERRORS.filter(
+  (name) => name !== "HostQuarantined",
+);
+
+/** How Lambda reports a hard timeout to Step Functions (older runtimes: `Lambda.Unknown`). */
+export const HARD_TIMEOUT_ERRORS = ["Sandbox.Timedout", "Lambda.Unknown"] as const;
+
+/** Retry of {@link WORKFLOW_RETRY_ERRORS}. */
+export interface RetrySettings {
+  /** @default Duration.seconds(2) */
+  readonly interval?: Duration;
+  /** Retries after the first attempt. @default 2 */
+  readonly maxAttempts?: number;
+  /** @default 2 */
+  readonly backoffRate?: number;
+  /** @default Duration.seconds(30) */
+  readonly maxDelay?: Duration;
+}
+
+/** What every task state of a workflow needs. */
+export interface TaskSettings {
+  /** The task handler (`functions/task.ts`). */
+  readonly handler: lambda.IFunction;
+  /** Timeout of one task attempt; must exceed the handler's timeout (checked at synth). */
+  readonly taskTimeout: Duration;
+  /** @default RetrySettings defaults */
+  readonly retry?: RetrySettings;
+}
+
+/** The execution context a task payload carries (SPEC §9: the caller is the state machine). */
+export const EXECUTION_CONTEXT = {
+  id: sfn.JsonPath.stringAt("$$.Execution.Id"),
+  stateMachine: sfn.JsonPath.stringAt("$$.StateMachine.Id"),
+};
+
+/**
+ * The Lambda task with the contract's Retry.
+ *
+ * @param scope where the state is created.
+ * @param id the state's name.
+ * @param settings the handler, task timeout and retry.
+ * @param extra payload, result path and selector of this task.
+ */
+export function invokeTask(
+  scope: Construct,
+  id: string,
+  settings: TaskSettings,
+  extra: Pick<tasks.LambdaInvokeProps, "payload" | "resultPath" | "resultSelector">,
+): tasks.LambdaInvoke {
+  const task = new tasks.LambdaInvoke(scope, id, {
+    lambdaFunction: settings.handler,
+    // The task result is the handler's return value, exactly as a local run sees it.
+    payloadResponseOnly: true,
+    taskTimeout: sfn.Timeout.duration(settings.taskTimeout),
+    ...extra,
+  });
+  task.addRetry({
+    errors: [...WORKFLOW_RETRY_ERRORS],
+    interval: settings.retry?.interval ?? Duration.seconds(2),
+    maxAttempts: settings.retry?.maxAttempts ?? 2,
+    backoffRate: settings.retry?.backoffRate ?? 2,
+    maxDelay: settings.retry?.maxDelay ?? Duration.seconds(30),
+    // Full jitter spreads the retries of a fleet that failed at once (e.g. a bastion blip).
+    jitterStrategy: sfn.JitterType.FULL,
+  });
+  return task;
+}
+
+/**
+ * Two Pass states that turn a caught Lambda error into `$.result`. Lambda reports a thrown
+ * error as `Cause = {"errorType","errorMessage","trace"}` and the handler's message is the JSON
+ * result, so it takes two parses; `$.error` (Error + Cause) is kept for the Fail state.
+ *
+ * @param scope where the states are created.
+ * @param prefix of the state names (unique per state machine).
+ * @param keep fields carried through, name → JSONPath.
+ */
+export function parseErrorResult(
+  scope: Construct,
+  prefix: string,
+  keep: Record<string, string>,
+): { start: sfn.Pass; end: sfn.Pass } {
+  const kept = Object.fromEntries(Object.entries(keep).map(([k, v]) => [`${k}.$`, v]));
+  const start = new sfn.Pass(scope, `${prefix}ReadErrorEnvelope`, {
+    parameters: { ...kept, "envelope.$": "States.StringToJson($.error.Cause)" },
+  });
+  const end = new sfn.Pass(scope, `${prefix}KeepResult`, {
+    parameters: { ...kept, "result.$": "States.StringToJson($.envelope.errorMessage)" },
+  });
+  start.next(end);
+  return { start, end };
+}

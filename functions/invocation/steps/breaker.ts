@@ -1,0 +1,34 @@
+import { HostQuarantined } from "../../../lib/errors.ts";
+import type { RunResult } from "../../../lib/types.ts";
+import type { Next, RunContext } from "./run-context.ts";
+
+/**
+ * Step (around): the per-host breaker. Before: a quarantined host — the target or the jump
+ * host — is refused at once, one read each, before the idempotency store, the credentials or
+ * a dial. After: the session's result is recorded against the hop that failed (not for a
+ * replayed result). The breaker is an optimisation: when its store fails, the session goes
+ * ahead and the result is kept.
+ */
+export async function breaker(ctx: RunContext, next: Next): Promise<RunResult> {
+  const store = ctx.runtime.breaker;
+  if (!store) return next();
+  const { request } = ctx;
+  const hops: [string, number][] = [[request.host, ctx.port]];
+  if (request.via) hops.push([request.via.host, request.via.port ?? 22]);
+  // Each hop on its own: a store failure on one check never skips the other.
+  for (const [host, port] of hops) {
+    try {
+      await store.check(host, port, ctx.readSignal());
+    } catch (err) {
+      if (err instanceof HostQuarantined) throw err;
+    }
+  }
+  const result = await next();
+  if (ctx.invocation.audit.idempotency !== "replayed") {
+    // The session has spent its budget: this write spends the reserve, at most half of what
+    // is left of it (metrics and the response need the rest), and never costs the result.
+    const signal = ctx.invocation.reserveSignal(ctx.runtime.settings.credentialsTimeoutMs);
+    await store.record(result, signal).catch(() => undefined);
+  }
+  return result;
+}

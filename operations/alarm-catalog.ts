@@ -1,0 +1,380 @@
+/**
+ * The alarm catalog (SPEC §8, STYLE habit 9): one table, kind → meaning, severity, first checks,
+ * saved query, runbook. Alarm descriptions, saved queries, the runbook headers and the
+ * enrichment function's choice of query are all derived from it.
+ *
+ * Pure data: no aws-cdk-lib import, so the enrichment function bundles the same table.
+ */
+import { type ErrorName, PHASE_TIMEOUT_ERROR } from "../lib/names.ts";
+import { AUDIT_FIELDS as F } from "./audit-fields.ts";
+import type { QuerySpec } from "./queries.ts";
+
+/** `page`: wake someone (through the one composite alarm). `ticket`: look at it today. */
+export type Severity = "page" | "ticket";
+
+/**
+ * Errors that mean "the remote stopped answering mid-protocol": the incident's family. The
+ * hang-hosts insight rule counts distinct hosts with one of these.
+ */
+export const HANG_ERRORS = [
+  "BannerTimeout",
+  "HandshakeTimeout",
+  "AuthTimeout",
+  "ChannelTimeout",
+  "ConnectionLost",
+] as const satisfies readonly ErrorName[];
+
+const hosts = (id: string, errors: readonly ErrorName[] | "any"): QuerySpec => ({
+  id,
+  shape: "hosts",
+  where:
+    errors === "any"
+      ? [{ field: F.errorName, present: true }]
+      : [{ field: F.errorName, in: errors }],
+  logGroups: "functions",
+});
+
+/** The saved queries, by key. Host queries list first/last seen, address and source. */
+export const QUERIES = {
+  HostsByError: hosts("hosts-by-error-and-phase", "any"),
+  HangHosts: hosts("hang-hosts", HANG_ERRORS),
+  ResolveTimeoutHosts: hosts("resolve-timeout-hosts", [PHASE_TIMEOUT_ERROR.resolve]),
+  ConnectTimeoutHosts: hosts("connect-timeout-hosts", [PHASE_TIMEOUT_ERROR.connect]),
+  AuthTimeoutHosts: hosts("auth-timeout-hosts", [PHASE_TIMEOUT_ERROR.auth]),
+  ChannelTimeoutHosts: hosts("channel-timeout-hosts", [PHASE_TIMEOUT_ERROR.channel]),
+  CommandTimeoutHosts: hosts("command-timeout-hosts", [PHASE_TIMEOUT_ERROR.exec]),
+  ConnectionLostHosts: hosts("connection-lost-hosts", ["ConnectionLost"]),
+  HostKeyMismatchHosts: hosts("host-key-mismatch-hosts", ["HostKeyMismatch"]),
+  LeakedSockets: {
+    id: "leaked-sockets",
+    shape: "invocations",
+    where: [{ field: F.leakedSockets, gt: 0 }],
+    logGroups: "functions",
+  },
+  DeadlineOverruns: {
+    id: "deadline-overruns",
+    shape: "invocations",
+    // Slack below zero is the only overrun the handler can still log; a hard timeout leaves
+    // only Lambda's own line.
+    where: [{ field: F.slackMs, lt: 0 }],
+    otherLines: "Task timed out after",
+    logGroups: "functions",
+  },
+  InvocationFailures: {
+    id: "invocation-failures",
+    shape: "invocations",
+    where: [{ field: F.errorName, in: ["InternalError"] }],
+    // Lambda's own failure lines: uncaught errors, crashes (a thrown error that is not a SPEC
+    // name), runtime/init failures, hard timeouts. Never a bare ERROR (it matches every audit
+    // line's `"error":null`), nor the task's "Invoke Error" lines for SPEC errors (by design).
+    // The handlers' own ERROR line carries an InternalError's stack and cause (audit-log.ts).
+    otherLines:
+      '"message":"bounded-ssh unexpected error"|\\tERROR\\t(Uncaught|Unhandled)|"errorType":"(InternalError|Error|TypeError|ReferenceError|SyntaxError|RangeError)"|Runtime\\.[A-Za-z]+|Task timed out after|INIT_REPORT.*Status: error',
+    logGroups: "functions",
+  },
+  CallerVolume: { id: "caller-volume", shape: "callers", where: [], logGroups: "functions" },
+  WorkflowFailures: {
+    id: "workflow-failures",
+    shape: "workflow",
+    where: [],
+    logGroups: "workflows",
+  },
+} as const satisfies Record<string, QuerySpec>;
+export type QueryKey = keyof typeof QUERIES;
+
+export interface CatalogEntry {
+  readonly severity: Severity;
+  /** What the alarm means, in one or two sentences (the description's first line). */
+  readonly meaning: string;
+  /** Why this threshold and severity (the alarm table, docs/metrics.md). */
+  readonly why: string;
+  readonly checks: readonly [string, string, string];
+  /** The saved query that lists the hosts or invocations involved. */
+  readonly query: QueryKey;
+  /** Per-function / per-workflow instances; none = one alarm. */
+  readonly subjects?: readonly string[];
+  /** Severity of a subject when it differs from the kind's. */
+  readonly subjectSeverity?: Readonly<Record<string, Severity>>;
+}
+
+/** Severity of one alarm of a kind. */
+export function severityOf(kind: AlarmKind, subject?: string): Severity {
+  const e: CatalogEntry = ALARM_CATALOG[kind];
+  return (subject && e.subjectSeverity?.[subject]) || e.severity;
+}
+
+/**
+ * The check every host runbook carries: the host queries list the host each error is
+ * attributed to (`error.host`), with `error.hop` beside it when the request had a jump host.
+ */
+const HOP_VIA =
+  "If hop is via, the jump host (the host column) is the suspect, not the targets behind it";
+
+/** Every alarm kind. Names are public: `<stage>-BoundedSsh-<Kind>[-<Subject>]`. */
+export const ALARM_CATALOG = {
+  Page: {
+    severity: "page",
+    meaning:
+      "At least one page-level bounded-ssh alarm is in ALARM (hangs on several hosts, leaked sockets, a real deadline overrun, an internal error, API function errors or a host-key mismatch). One page per incident: the child alarms notify no one themselves.",
+    why: "Composite of the page-level alarms, so one incident that trips several of them pages once.",
+    checks: [
+      "Open the enriched notification or the dashboard: which child alarm is in ALARM",
+      "Run the query: hosts, errors and phases of the last period",
+      "Follow the runbook of the child alarm",
+    ],
+    query: "HostsByError",
+  },
+  HandshakeHangs: {
+    severity: "page",
+    meaning:
+      "Several distinct hosts accepted TCP and then stopped answering mid-protocol (BannerTimeout, HandshakeTimeout, AuthTimeout, ChannelTimeout or ConnectionLost): the stuck-session incident's family, now bounded. Counted in hosts (Contributor Insights on error.host and error.port: the jump host when error.hop is via, else the target), not in sessions or retries.",
+    why: "Distinct hosts, not sessions: one transient host (retried three times) is not a page; two or more hosts hanging in one period is a pattern.",
+    checks: [
+      `Run the query: which hosts, which phase (banner/handshake/auth/channel), since when (firstSeen). ${HOP_VIA}`,
+      "From the same network: nc -v <host> <port> - does an SSH-2.0 line arrive within a second?",
+      "Host side: sshd MaxStartups/load, UseDNS/PAM stalls, a middlebox answering TCP for a dead sshd",
+    ],
+    query: "HangHosts",
+  },
+  LeakedSockets: {
+    severity: "page",
+    meaning:
+      "An invocation found TCP sockets still open from an earlier one in its container: teardown missed a socket (a bug; the guarantee is zero).",
+    why: "Any leak breaks the product's guarantee; leaks accumulate silently (the original incident).",
+    checks: [
+      "Run the query: request ids and log streams with leakedSockets > 0",
+      "The previous invocation in that log stream: its error, phase and slackMs",
+      "Recent deploys of lib/ or functions/; reproduce with npm run soak",
+    ],
+    query: "LeakedSockets",
+  },
+  DeadlineOverrun: {
+    severity: "page",
+    meaning:
+      "A real overrun: Lambda killed a function at its timeout (Task timed out, Sandbox.Timedout, Duration at the timeout) or a handler returned after its own deadline (DeadlineSlack below zero). Teardown and metrics may have been skipped. Must never happen; a run that uses its whole budget is not an overrun.",
+    why: "Only real overruns: a healthy command may use its whole budget (timeout - reserve), so 'near the timeout' is normal.",
+    checks: [
+      "Run the query: 'Task timed out' lines and audit lines with slackMs < 0",
+      "Dashboard DeadlineSlack minimum: is the reserve (BSSH_RESERVE_MS) too small?",
+      "Timeout order in cdk/config.ts; a blocking call outside the deadline (DNS, SDK)",
+    ],
+    query: "DeadlineOverruns",
+  },
+  InternalErrors: {
+    severity: "page",
+    meaning: "The engine or a handler hit InternalError: a bug, never expected.",
+    why: "InternalError is never expected; one is a bug worth a page.",
+    checks: [
+      "Run the query: InternalError audit lines, and beside each (same correlation_id) the ERROR line bounded-ssh unexpected error with error.stack and the error.cause chain (key material redacted)",
+      "Which phase; one target or every request",
+      "Recent deploys; reproduce with npm run invoke on the logged request",
+    ],
+    query: "InvocationFailures",
+  },
+  LambdaErrors: {
+    severity: "page",
+    subjectSeverity: { Task: "ticket" },
+    meaning:
+      "Api: the API function failed invocations (it answers SSH errors with HTTP codes, so this is a crash: init failure, out of memory, unhandled rejection). Task: most task invocations failed for 15 minutes (the task function throws SSH errors by design, so only the rate means something: a systemic cause, not one bad host).",
+    why: "Api pages on any failure (never expected); Task tickets on an error rate of 50% over three periods (single failing hosts are data).",
+    checks: [
+      "Run the query: runtime error lines and stack traces; for Task, hosts-by-error-and-phase (one error everywhere?)",
+      "Init errors after a deploy (bundle, env vars, SSM parameter names); CredentialInvalid/TargetNotAllowed everywhere (secret or policy changed)",
+      "Memory: max used vs configured in the REPORT lines; network-wide ConnectTimeout (VPC routes, NAT, egress)",
+    ],
+    query: "InvocationFailures",
+    subjects: ["Api", "Task"],
+  },
+  HostKeyMismatch: {
+    severity: "page",
+    meaning:
+      "A host presented a key different from the pinned or known one (HostKeyMismatch): possibly an impostor, or a rebuilt host. No credential was sent.",
+    why: "A possible impostor on the SSH path is a security event: one is enough.",
+    checks: [
+      `Run the query: which hosts, addresses and callers. ${HOP_VIA}`,
+      "Was the host rebuilt or its key rotated? Compare with the CMDB / the known hosts parameter",
+      "If not: treat as an incident (DNS, routing, ARP) before updating any key",
+    ],
+    query: "HostKeyMismatchHosts",
+  },
+  ResolveTimeouts: {
+    severity: "ticket",
+    meaning: "DNS lookups of targets did not complete in time (ResolveTimeout).",
+    why: "Sessions, not hosts: a resolver problem hits every name; a few are noise.",
+    checks: [
+      `Run the query: which names. ${HOP_VIA}`,
+      "The VPC resolver / Route 53 Resolver endpoints; DHCP options",
+      "Resolve the names from the same subnet",
+    ],
+    query: "ResolveTimeoutHosts",
+  },
+  ConnectTimeouts: {
+    severity: "ticket",
+    meaning: "TCP connects to targets did not complete in time (Timeouts, Phase=connect).",
+    why: "Usually a network path (security group, NACL, route) or a host down: worth a ticket, not a page.",
+    checks: [
+      `Run the query: which hosts and ports. ${HOP_VIA}`,
+      "Security groups / NACLs / routes between the function and those hosts",
+      "Host up? Firewall dropping SYNs? Wrong port in the request?",
+    ],
+    query: "ConnectTimeoutHosts",
+  },
+  AuthTimeouts: {
+    severity: "ticket",
+    meaning:
+      "Servers stopped answering during user authentication (AuthTimeout): PAM, LDAP/NSS or home-directory stalls on the host.",
+    why: "A single host's three attempts (retries) reach it; the page comes from HandshakeHangs when hosts multiply.",
+    checks: [
+      `Run the query: which hosts and usernames. ${HOP_VIA}`,
+      "On the host: sshd's PAM/NSS (LDAP, SSSD) and home directory mounts",
+      "Auth latency trend: PhaseLatency auth p99",
+    ],
+    query: "AuthTimeoutHosts",
+  },
+  ChannelTimeouts: {
+    severity: "ticket",
+    meaning:
+      "Servers did not answer the session channel open or the exec request (ChannelTimeout): MaxSessions, a forced command or a stuck sshd child.",
+    why: "Per-session count; the page comes from HandshakeHangs when hosts multiply.",
+    checks: [
+      `Run the query: which hosts. ${HOP_VIA}`,
+      "sshd MaxSessions, ForceCommand, login shells that block before exec",
+      "The host's load and sshd children",
+    ],
+    query: "ChannelTimeoutHosts",
+  },
+  ConnectionLost: {
+    severity: "ticket",
+    meaning:
+      "Sessions lost their peer after connect (reset, keepalive failure): half-open peers, crashed or frozen hosts, middleboxes dropping idle flows.",
+    why: "Per-session count; frozen hosts also count in the HandshakeHangs host rule.",
+    checks: [
+      `Run the query: which hosts, which phase, commandStarted. ${HOP_VIA}`,
+      "Did the host crash, freeze or reboot? Its console and uptime",
+      "Middleboxes/NAT idle timeouts on the path",
+    ],
+    query: "ConnectionLostHosts",
+  },
+  CommandTimeouts: {
+    severity: "ticket",
+    meaning:
+      "Remote commands outlived their time and were stopped (CommandTimeout, Timeouts Phase=exec).",
+    why: "The command's problem, not the transport's: a ticket for the command's owner.",
+    checks: [
+      "Run the query: which hosts and callers, remoteCleanup value (confirmed = the server reported the command's end; after signalled or remote_bound check the host)",
+      "Is timeoutMs realistic for the command? Compare with PhaseLatency exec p99",
+      "On the host: the command hanging on stdin, locks or I/O; was it killed?",
+    ],
+    query: "CommandTimeoutHosts",
+  },
+  LambdaThrottles: {
+    severity: "ticket",
+    meaning:
+      "A function was throttled. API callers got HTTP 429/500; a workflow task fails with Lambda.TooManyRequestsException, which the workflows do not retry (the fleet child fails and counts against ToleratedFailurePercentage).",
+    why: "Capacity, not correctness: a ticket to raise concurrency or lower fleet MaxConcurrency.",
+    checks: [
+      "Run the query: which callers drove the volume",
+      "Account concurrency and reserved concurrency on the function",
+      "Fleet runs: MaxConcurrency in the execution input",
+    ],
+    query: "CallerVolume",
+    subjects: ["Api", "Task"],
+  },
+  WorkflowFailures: {
+    severity: "ticket",
+    meaning:
+      "Workflow executions failed, timed out or were aborted. Fleet: more children failed than ToleratedFailurePercentage allows, or the run broke (input, item list, timeout). Single host: each failed session fails one.",
+    why: "Failed, timed-out and aborted executions all leave work undone.",
+    checks: [
+      "Run the query: failed executions and their error names",
+      "Execution history: the failing state and its Cause (the result JSON: phase, timings)",
+      "Hosts by error (hosts-by-error-and-phase query): one host or many",
+    ],
+    query: "WorkflowFailures",
+    subjects: ["SingleHost", "Fleet"],
+  },
+  Heartbeat: {
+    severity: "ticket",
+    meaning:
+      "Lambda ran invocations but fewer than half of them published BoundedSsh Invocations, for three periods: metrics stopped (permissions, namespace, EMF) or handlers crash before the metrics middleware. Every other alarm is blind meanwhile.",
+    why: "Watches the watchers; three periods so a publish delayed across a period boundary never fires it.",
+    checks: [
+      "Run the query: runtime error lines (init crashes) in the function logs",
+      "The functions' BSSH_METRICS_MODE (default emf) and namespace; in api mode the cloudwatch:PutMetricData permission",
+      "EMF lines in the logs: are they there but not extracted?",
+    ],
+    query: "InvocationFailures",
+  },
+} as const satisfies Record<string, CatalogEntry>;
+
+export type AlarmKind = keyof typeof ALARM_CATALOG;
+export const ALARM_KINDS = Object.keys(ALARM_CATALOG) as AlarmKind[];
+
+/** The one alarm naming helper: `<stage>-BoundedSsh-<Kind>[-<Subject>]`. */
+export function alarmName(stage: string, kind: AlarmKind, subject?: string): string {
+  return `${stage}-BoundedSsh-${kind}${subject ? `-${subject}` : ""}`;
+}
+
+/** The kind (and subject) of an alarm name made by {@link alarmName}, or undefined. */
+export function kindOfAlarmName(
+  stage: string,
+  name: string,
+): { kind: AlarmKind; subject?: string } | undefined {
+  const prefix = `${stage}-BoundedSsh-`;
+  if (!name.startsWith(prefix)) return undefined;
+  const [kind, subject] = name.slice(prefix.length).split("-") as [string, string | undefined];
+  if (!(kind in ALARM_CATALOG)) return undefined;
+  return subject ? { kind: kind as AlarmKind, subject } : { kind: kind as AlarmKind };
+}
+
+/** Every alarm name of a kind (its subjects, or the kind alone). */
+export function alarmNamesOf(stage: string, kind: AlarmKind): string[] {
+  const entry: CatalogEntry = ALARM_CATALOG[kind];
+  return entry.subjects
+    ? entry.subjects.map((s) => alarmName(stage, kind, s))
+    : [alarmName(stage, kind)];
+}
+
+/** Runbook page of a kind, relative to the runbook base (repo: `docs/runbooks/<Kind>.md`). */
+export function runbookFile(kind: AlarmKind): string {
+  return `${kind}.md`;
+}
+
+function severityText(kind: AlarmKind): string {
+  const e: CatalogEntry = ALARM_CATALOG[kind];
+  const one = (s: Severity) =>
+    s === "page" && kind !== "Page"
+      ? "**page** (through the composite `<stage>-BoundedSsh-Page`)"
+      : `**${s}**`;
+  if (!e.subjects || !e.subjectSeverity) return one(e.severity);
+  return e.subjects.map((s) => `${s} ${one(severityOf(kind, s))}`).join("; ");
+}
+
+/**
+ * The generated header of a runbook page: tests require each `docs/runbooks/<Kind>.md` to start
+ * with exactly this text, so the pages cannot drift from the alarms.
+ */
+export function runbookHeader(kind: AlarmKind): string {
+  const e: CatalogEntry = ALARM_CATALOG[kind];
+  const names = alarmNamesOf("<stage>", kind)
+    .map((n) => `\`${n}\``)
+    .join(", ");
+  return [
+    `# ${kind}`,
+    "",
+    `Alarm: ${names}. Severity: ${severityText(kind)}.`,
+    "",
+    "## What it means",
+    "",
+    e.meaning,
+    "",
+    "## First three checks",
+    "",
+    ...e.checks.map((c, i) => `${i + 1}. ${c}${/[.?!]$/.test(c) ? "" : "."}`),
+    "",
+    "## Query",
+    "",
+    `CloudWatch Logs Insights > Saved queries > \`bounded-ssh-<stage>/${QUERIES[e.query].id}\`.`,
+    "",
+  ].join("\n");
+}
