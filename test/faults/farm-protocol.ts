@@ -1,5 +1,7 @@
 /** Messages between the test process and the fault farm (see farm-server.ts). */
 import type { AuthDecision, RequestDecision } from "../helpers/ssh2-server.ts";
+import type { DependencyServerSpec, FaultMoment } from "./dependency-farm.ts";
+import type { ProxyMode } from "./dependency-proxy.ts";
 
 /** Server-side exec behaviours of the scripted ssh2 server, by name (IPC carries no functions). */
 export type ExecSpec =
@@ -33,7 +35,8 @@ export type FaultServerSpec =
       session?: RequestDecision;
       execRequest?: RequestDecision;
       exec?: ExecSpec;
-    };
+    }
+  | DependencyServerSpec;
 
 export type ProxyAction = "goSilent" | "resetAll" | "stopReading" | "swallowClientFin";
 
@@ -41,7 +44,21 @@ export type FarmRequest =
   | { id: number; op: "create"; spec: FaultServerSpec }
   | { id: number; op: "control"; handle: number; action: ProxyAction }
   | { id: number; op: "close"; handle: number }
-  | { id: number; op: "stats" };
+  | { id: number; op: "stats" }
+  /** Dependency lab: switch a fault proxy now, or arm it on a target for `at`. */
+  | {
+      id: number;
+      op: "depFault";
+      handle: number;
+      mode: ProxyMode;
+      at?: { target: number; moment: FaultMoment };
+    }
+  /** Dependency lab: a secret / parameter in a backend. */
+  | { id: number; op: "depSeed"; handle: number; name: string; value: string }
+  /** Dependency lab: execs a target has seen. */
+  | { id: number; op: "depExecs"; handle: number }
+  /** Dependency lab: the request lines a fault proxy has seen. */
+  | { id: number; op: "depSeen"; handle: number };
 
 export interface FarmReply {
   id: number;
@@ -51,4 +68,8 @@ export interface FarmReply {
   port?: number;
   hostKeyFingerprint?: string;
   rssBytes?: number;
+  /** `depExecs`: execs seen. */
+  count?: number;
+  /** `depSeen`: request lines. */
+  lines?: string[];
 }

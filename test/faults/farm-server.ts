@@ -39,12 +39,15 @@ import {
   type Ssh2ServerScript,
   startSsh2Server,
 } from "../helpers/ssh2-server.ts";
+import { createDependencyServer, type DependencyHosted } from "./dependency-farm.ts";
 import type { FarmReply, FarmRequest, FaultServerSpec, ProxyAction } from "./farm-protocol.ts";
 
 interface Hosted {
   port: number;
   hostKeyFingerprint?: string;
   proxy?: TcpProxy;
+  /** Dependency lab servers (dependency-farm.ts). */
+  dependency?: DependencyHosted;
   close(): Promise<void>;
 }
 
@@ -194,6 +197,19 @@ async function create(spec: FaultServerSpec): Promise<Hosted> {
       return filterProxy(spec.targetPort, "kexStall");
     case "restrictedKex":
       return restrictedKexServer(spec.kex);
+    case "awsBackend":
+    case "faultProxy":
+    case "depTarget": {
+      const dependency = await createDependencyServer(spec);
+      return {
+        port: dependency.port,
+        ...(dependency.hostKeyFingerprint
+          ? { hostKeyFingerprint: dependency.hostKeyFingerprint }
+          : {}),
+        dependency,
+        close: () => dependency.close(),
+      };
+    }
     case "ssh2": {
       const server = await startSsh2Server({
         ...(spec.auth ? { auth: spec.auth } : {}),
@@ -244,6 +260,34 @@ async function handle(req: FarmRequest): Promise<Omit<FarmReply, "id">> {
     }
     case "stats":
       return { ok: true, rssBytes: process.memoryUsage().rss };
+    case "depFault": {
+      const proxy = hosted.get(req.handle)?.dependency?.proxy;
+      if (!proxy) throw new Error(`handle ${req.handle} is not a fault proxy`);
+      if (!req.at) {
+        await proxy.setMode(req.mode);
+        return { ok: true };
+      }
+      const target = hosted.get(req.at.target)?.dependency?.target;
+      if (!target) throw new Error(`handle ${req.at.target} is not a dependency target`);
+      target.arm(proxy, req.mode, req.at.moment);
+      return { ok: true };
+    }
+    case "depSeed": {
+      const seed = hosted.get(req.handle)?.dependency?.seed;
+      if (!seed) throw new Error(`handle ${req.handle} takes no seed`);
+      seed(req.name, req.value);
+      return { ok: true };
+    }
+    case "depSeen": {
+      const proxy = hosted.get(req.handle)?.dependency?.proxy;
+      if (!proxy) throw new Error(`handle ${req.handle} is not a fault proxy`);
+      return { ok: true, lines: [...proxy.seen] };
+    }
+    case "depExecs": {
+      const target = hosted.get(req.handle)?.dependency?.target;
+      if (!target) throw new Error(`handle ${req.handle} is not a dependency target`);
+      return { ok: true, count: target.execs };
+    }
   }
 }
 

@@ -1,5 +1,7 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { fileURLToPath } from "node:url";
+import type { FaultMoment } from "./dependency-farm.ts";
+import type { ProxyMode } from "./dependency-proxy.ts";
 import type { FarmReply, FarmRequest, FaultServerSpec, ProxyAction } from "./farm-protocol.ts";
 
 const FARM_SCRIPT = fileURLToPath(new URL("./farm-server.ts", import.meta.url));
@@ -20,6 +22,18 @@ export interface Farm {
   create(spec: FaultServerSpec): Promise<FarmServer>;
   control(server: FarmServer, action: ProxyAction): Promise<void>;
   close(server: FarmServer): Promise<void>;
+  /** Dependency lab: switches a fault proxy now, or when `at.target`'s command reaches `at.moment`. */
+  depFault(
+    proxy: FarmServer,
+    mode: ProxyMode,
+    at?: { target: FarmServer; moment: FaultMoment },
+  ): Promise<void>;
+  /** Dependency lab: puts a secret / parameter into a backend. */
+  depSeed(backend: FarmServer, name: string, value: string): Promise<void>;
+  /** Dependency lab: execs a target has seen. */
+  depExecs(target: FarmServer): Promise<number>;
+  /** Dependency lab: request lines a fault proxy has seen (with the mode at the time). */
+  depSeen(proxy: FarmServer): Promise<string[]>;
   /** Farm process RSS (bytes). */
   rss(): Promise<number>;
   pid: number;
@@ -76,6 +90,23 @@ export async function startFarm(): Promise<Farm> {
     },
     async close(server) {
       await call({ op: "close", handle: server.handle });
+    },
+    async depFault(proxy, mode, at) {
+      await call({
+        op: "depFault",
+        handle: proxy.handle,
+        mode,
+        ...(at ? { at: { target: at.target.handle, moment: at.moment } } : {}),
+      });
+    },
+    async depSeed(backend, name, value) {
+      await call({ op: "depSeed", handle: backend.handle, name, value });
+    },
+    async depExecs(target) {
+      return (await call({ op: "depExecs", handle: target.handle })).count!;
+    },
+    async depSeen(proxy) {
+      return (await call({ op: "depSeen", handle: proxy.handle })).lines!;
     },
     async rss() {
       return (await call({ op: "stats" })).rssBytes!;

@@ -188,11 +188,18 @@ export interface FullAcceptQueue extends Adversary {
  * the listening fd is handed to a `sleep` child (which never calls accept) and the parent's
  * copy is closed; close() kills that child by PID.
  */
-export async function fullAcceptQueue(): Promise<FullAcceptQueue> {
+export async function fullAcceptQueue(port = 0): Promise<FullAcceptQueue> {
   const server = net.createServer();
-  await listen(server, 1);
+  if (port === 0) await listen(server, 1);
+  else {
+    // A given port (the dependency lab turns a live proxy's port into a black hole).
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen(port, "127.0.0.1", 1, () => resolve());
+    });
+  }
   const address = server.address();
-  const port = typeof address === "object" && address !== null ? address.port : 0;
+  port = typeof address === "object" && address !== null ? address.port : 0;
   const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
   if (typeof fd !== "number" || fd < 0) throw new Error("listening fd not available");
   const holder = spawn("/bin/sleep", ["3600"], { stdio: ["ignore", "ignore", "ignore", fd] });

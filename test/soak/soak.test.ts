@@ -3,9 +3,15 @@ import { formatReport, runSoak, soakFailures } from "./soak.ts";
 
 // The CI soak: the same function as `npm run soak`, shorter (2,000 sessions ≈ 20–30 s here).
 const SESSIONS = Number(process.env.SOAK_CI_SESSIONS ?? 2_000);
+// One session in this many is a dependency-lab invocation (0: none).
+const DEPENDENCY_EVERY = Number(process.env.SOAK_DEPENDENCY_EVERY ?? 32);
 
 it(`soak: ${SESSIONS} mixed sessions leave no socket or timer alive and the heap flat`, async () => {
-  const report = await runSoak({ sessions: SESSIONS, concurrency: 16 });
+  const report = await runSoak({
+    sessions: SESSIONS,
+    concurrency: 16,
+    dependencyEvery: DEPENDENCY_EVERY,
+  });
   console.log(formatReport(report));
   expect(soakFailures(report)).toEqual([]);
   expect(report.sessions).toBe(SESSIONS);

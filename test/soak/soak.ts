@@ -6,7 +6,18 @@
  */
 
 import { monitorEventLoopDelay } from "node:perf_hooks";
-import { type Farm, startFarm } from "../faults/farm.ts";
+import { installScopedEnv } from "../faults/aws-env.ts";
+import {
+  DEPENDENCY_ROWS,
+  type DependencyLab,
+  type DependencyOutcome,
+  type DependencyRow,
+  dependencyOutcomeProblems,
+  dependencyTimingProblems,
+  runDependencyRow,
+  startDependencyLab,
+} from "../faults/dependency-matrix.ts";
+import { type Farm, type FarmServer, startFarm } from "../faults/farm.ts";
 import {
   FAULTS,
   type FaultCase,
@@ -17,6 +28,7 @@ import {
   runFault,
   timingProblems,
 } from "../faults/matrix.ts";
+import { generateEd25519KeyPair } from "../helpers/keys.ts";
 import { activeHandles, handleGrowth, settleHandles } from "../helpers/leaks.ts";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
 import { heapAfterGc } from "./gc.ts";
@@ -32,6 +44,13 @@ export interface SoakOptions {
    * concurrent handshakes on 2 loaded cores overran (AuthTimeout where ChannelTimeout was due).
    */
   timeoutBudgetMs?: number;
+  /**
+   * Every this many sessions, one is a dependency-lab invocation instead (the API handler over
+   * the deployed runtime, one AWS dependency faulted: test/faults/dependency-matrix.ts).
+   * Default 32 (a stalled dependency holds its slot for the whole session budget, 4.45 s);
+   * 0: none.
+   */
+  dependencyEvery?: number;
   /** Progress lines. Default: none. */
   log?: (line: string) => void;
 }
@@ -45,6 +64,10 @@ export interface Percentiles {
 export interface SoakReport {
   sessions: number;
   concurrency: number;
+  /** Of `sessions`: dependency-lab invocations (one AWS dependency faulted). */
+  dependencySessions: number;
+  /** Of `late`: dependency-lab invocations past their deadline. */
+  dependencyLate: number;
   wallMs: number;
   sessionsPerSecond: number;
   /** Per row id: sessions run. */
@@ -70,6 +93,14 @@ export interface SoakReport {
   unhandled: string[];
 }
 
+/**
+ * The dependency rows of the mix: the cheap ones, not CloudWatch's (the metrics publisher's
+ * client is one per process, and its rows take turns in the matrix).
+ */
+function dependencyMix(): DependencyRow[] {
+  return DEPENDENCY_ROWS.filter((r) => r.soak && r.dependency !== "cloudwatch");
+}
+
 /** The mix: every other session is healthy, the rest cycle through the soak rows. */
 function mix(): FaultCase[] {
   const healthy = FAULTS.find((c) => c.id === "healthy")!;
@@ -85,6 +116,14 @@ function percentiles(values: number[]): Percentiles {
   return { p50: round(at(0.5)), p99: round(at(0.99)), max: round(sorted[sorted.length - 1]!) };
 }
 
+/** The dependency lab's part of a soak: its lab, rows, and the farm servers its sessions left. */
+interface DependencyPart {
+  lab: DependencyLab;
+  rows: DependencyRow[];
+  every: number;
+  servers: FarmServer[];
+}
+
 /** Runs `count` sessions of the mix with at most `concurrency` in flight. */
 async function runMany(
   lab: FaultLab,
@@ -94,14 +133,25 @@ async function runMany(
   timeoutBudgetMs: number,
   onOutcome: (o: FaultOutcome) => void,
   log?: (line: string) => void,
+  dependencies?: DependencyPart & { onOutcome: (o: DependencyOutcome) => void },
 ): Promise<void> {
   let next = 0;
   let done = 0;
+  let nextDependency = 0;
   const step = Math.max(1, Math.floor(count / 10));
   const worker = async () => {
     for (;;) {
       const i = next++;
       if (i >= count) return;
+      if (dependencies && i % dependencies.every === dependencies.every - 1) {
+        const row = dependencies.rows[nextDependency++ % dependencies.rows.length]!;
+        dependencies.onOutcome(
+          await runDependencyRow(dependencies.lab, row, (s) => dependencies.servers.push(...s)),
+        );
+        done++;
+        if (log && done % step === 0) log(`  ${done}/${count} sessions`);
+        continue;
+      }
       const c = plan[i % plan.length]!;
       const budget = c.expect.status === "timed_out" ? timeoutBudgetMs : c.budgetMs;
       onOutcome(await runFault(lab, c, budget));
@@ -122,20 +172,43 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
   process.on("unhandledRejection", collect);
   process.on("uncaughtException", collect);
 
+  const dependencyEvery = options.dependencyEvery ?? 32;
   let sshd: SshdServer | undefined;
   let farm: Farm | undefined;
+  let backendFarm: Farm | undefined;
+  const dependencyServers: FarmServer[] = [];
   try {
     // MaxStartups 100: more than sshd's default 10 concurrent pre-auth connections.
-    [sshd, farm] = await Promise.all([
+    [sshd, farm, backendFarm] = await Promise.all([
       startSshd({ maxStartups: "100", keepLog: false }),
       startFarm(),
+      dependencyEvery > 0 ? startFarm() : undefined,
     ]);
     const lab: FaultLab = { farm, sshd, servers: new Map() };
     const plan = mix();
     await prepareServers(lab, plan);
+    let dependencies: DependencyPart | undefined;
+    if (backendFarm) {
+      installScopedEnv();
+      dependencies = {
+        lab: await startDependencyLab(farm, backendFarm, generateEd25519KeyPair().private),
+        rows: dependencyMix(),
+        every: dependencyEvery,
+        servers: dependencyServers,
+      };
+    }
 
-    // Warm-up: one pass over the mix, so JIT and module caches are in the heap baseline.
+    // Warm-up: one pass over the mix, so JIT and module caches are in the heap baseline; every
+    // dependency row once too (each loads SDK clients and code paths of its own: S3, DynamoDB,
+    // Powertools, the error paths), at the soak's concurrency.
     await runMany(lab, plan, plan.length, concurrency, timeoutBudgetMs, () => {});
+    if (dependencies) {
+      await Promise.all(
+        dependencies.rows.map((row) =>
+          runDependencyRow(dependencies.lab, row, (s) => dependencies.servers.push(...s)),
+        ),
+      );
+    }
     await settleHandles();
     const baseline = activeHandles();
     const heapBeforeBytes = heapAfterGc();
@@ -147,9 +220,13 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
     const lateExamples: string[] = [];
     let mismatches = 0;
     let late = 0;
+    let dependencySessions = 0;
+    let dependencyLate = 0;
     const loopDelay = monitorEventLoopDelay({ resolution: 10 });
     loopDelay.enable();
-    log?.(`soak: ${sessions} sessions, concurrency ${concurrency}, ${plan.length}-row mix`);
+    log?.(
+      `soak: ${sessions} sessions, concurrency ${concurrency}, ${plan.length}-row mix${dependencies ? ` + every ${dependencyEvery}th a dependency row (${dependencies.rows.length} rows)` : ""}`,
+    );
     const start = performance.now();
     await runMany(
       lab,
@@ -176,6 +253,27 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
         }
       },
       log,
+      dependencies && {
+        ...dependencies,
+        onOutcome: (o) => {
+          perCase[o.row.id] = (perCase[o.row.id] ?? 0) + 1;
+          perOutcome[o.answer] = (perOutcome[o.answer] ?? 0) + 1;
+          dependencySessions++;
+          const wrong = dependencyOutcomeProblems(o);
+          if (wrong.length > 0) {
+            mismatches++;
+            if (mismatchExamples.length < 10) {
+              mismatchExamples.push(`${o.row.id}: ${wrong.join("; ")}`);
+            }
+          }
+          const slow = dependencyTimingProblems(o);
+          if (slow.length > 0) {
+            late++;
+            dependencyLate++;
+            if (lateExamples.length < 5) lateExamples.push(`${o.row.id}: ${slow.join("; ")}`);
+          }
+        },
+      },
     );
     const wallMs = performance.now() - start;
     loopDelay.disable();
@@ -194,6 +292,8 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
     return {
       sessions,
       concurrency,
+      dependencySessions,
+      dependencyLate,
       wallMs: Math.round(wallMs),
       sessionsPerSecond: Math.round((sessions / wallMs) * 1000 * 10) / 10,
       perCase,
@@ -213,7 +313,10 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
   } finally {
     process.off("unhandledRejection", collect);
     process.off("uncaughtException", collect);
-    await farm?.stop();
+    // The dependency rows' proxies stay open until the leak check above: closing one closes
+    // the socket of any call a session left behind, which would hide it.
+    await Promise.allSettled(dependencyServers.map((s) => farm!.close(s)));
+    await Promise.all([farm?.stop(), backendFarm?.stop()]);
     await sshd?.stop();
   }
 }
@@ -223,7 +326,7 @@ export function formatReport(r: SoakReport): string {
   const mb = (b: number) => `${(b / 1024 / 1024).toFixed(2)} MB`;
   const o = r.timeoutOvershootMs;
   return [
-    `sessions: ${r.sessions} (concurrency ${r.concurrency}) in ${(r.wallMs / 1000).toFixed(1)} s = ${r.sessionsPerSecond}/s`,
+    `sessions: ${r.sessions} (${r.dependencySessions} dependency-lab invocations; concurrency ${r.concurrency}) in ${(r.wallMs / 1000).toFixed(1)} s = ${r.sessionsPerSecond}/s`,
     `outcomes: ${Object.entries(r.perOutcome)
       .sort((a, b) => b[1] - a[1])
       .map(([k, v]) => `${k} ${v}`)
