@@ -191,8 +191,12 @@ async function prepareLoader(loader: Loader): Promise<void> {
   typeChecks.set(loader.name, checked);
 }
 
+/** The repository's README before `npm pack` (whose prepack swaps the package README in). */
+let repoReadme: string;
+
 beforeAll(async () => {
   scratch = await mkdtemp(path.join(os.tmpdir(), "bssh-pack-"));
+  repoReadme = readFileSync(path.join(ROOT, "README.md"), "utf8");
   [sshd] = await Promise.all([
     startSshd(),
     (async () => {
@@ -263,6 +267,36 @@ describe("the engine as a package", () => {
     // Nothing AWS came with it.
     expect(existsSync(path.join(scratch, "node_modules/@aws-sdk"))).toBe(false);
     expect(existsSync(path.join(scratch, "node_modules/@middy"))).toBe(false);
+  });
+
+  it("ships the package README, whose every relative link resolves inside the tarball", async () => {
+    const { stdout: listing } = await run("tar", ["-tzf", tarball]);
+    const entries = new Set(listing.split("\n").filter(Boolean));
+    const { stdout: readme } = await run("tar", ["-xzOf", tarball, "package/README.md"]);
+    // The library user's README, not the repository's (Lambda, CDK, local mode) …
+    expect(readme).toBe(readFileSync(path.join(ROOT, "README.package.md"), "utf8"));
+    // … and the repository's README is back as it was.
+    expect(readFileSync(path.join(ROOT, "README.md"), "utf8")).toBe(repoReadme);
+    expect(existsSync(path.join(ROOT, ".README.repo.md"))).toBe(false);
+    const links = [...readme.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!);
+    const relative = links.filter((l) => !/^[a-z][a-z0-9+.-]*:/i.test(l) && !l.startsWith("#"));
+    expect(relative.length).toBeGreaterThan(3);
+    const broken = relative.filter(
+      (link) => !entries.has(path.posix.join("package", link.split("#")[0]!)),
+    );
+    expect(broken).toEqual([]);
+  });
+
+  it("ships its licence: LICENSE (Apache-2.0) and the license field", async () => {
+    const installed = path.join(scratch, "node_modules/bounded-ssh");
+    const manifest = JSON.parse(readFileSync(path.join(installed, "package.json"), "utf8")) as {
+      license?: string;
+    };
+    expect(manifest.license).toBe("Apache-2.0");
+    const licence = readFileSync(path.join(installed, "LICENSE"), "utf8");
+    expect(licence).toContain("Apache License");
+    expect(licence).toContain("Version 2.0, January 2004");
+    expect(licence).toBe(readFileSync(path.join(ROOT, "LICENSE"), "utf8"));
   });
 
   const runtimes: { name: string; node: () => string; major?: number }[] = [
