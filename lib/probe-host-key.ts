@@ -1,7 +1,7 @@
 import net from "node:net";
 import ssh2 from "ssh2";
 import { Deadline } from "./deadline.ts";
-import { classifyError, DeadlineExceeded, ProtocolError, phaseTimeoutError } from "./errors.ts";
+import { callerAbortError, classifyError, ProtocolError, phaseTimeoutError } from "./errors.ts";
 import { fingerprintSha256, keyTypeOfBlob } from "./session/host-keys.ts";
 
 /** The host key a server presented. */
@@ -105,7 +105,8 @@ export async function probeHostKey(
       deadline.remaining(),
       done,
       () => phaseTimeoutError(connected ? "handshake" : "connect", deadline.elapsed(), false),
-      () => new DeadlineExceeded("host key probe cancelled", { phase: "handshake" }),
+      () =>
+        callerAbortError(deadline.abortReason, "during the host key probe", { phase: "handshake" }),
     );
     const keyType = keyTypeOfBlob(blob);
     if (!keyType) throw new ProtocolError("malformed host key", { phase: "handshake" });

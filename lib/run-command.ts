@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Deadline } from "./deadline.ts";
-import { atHop, DeadlineExceeded, type EngineError } from "./errors.ts";
+import { atHop, callerAbortError, DeadlineExceeded, type EngineError } from "./errors.ts";
 import { PHASES } from "./names.ts";
 import { PhaseRunner } from "./phase-runner.ts";
 import { attachEngineError, buildResult, remoteCleanupOf } from "./result.ts";
@@ -130,7 +130,12 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
     // The API's schema and messages (unknown fields, types, formats), minus the limits of
     // the deployment's transport: a ValidationError result, never a throw.
     validateRequest(request, "engine");
-    if (deadline.remaining() <= 0 || deadline.aborted) {
+    if (deadline.aborted) {
+      throw callerAbortError(deadline.abortReason, "before the session started", {
+        phase: "request",
+      });
+    }
+    if (deadline.remaining() <= 0) {
       throw new DeadlineExceeded("no time left to start a session", { phase: "request" });
     }
     const auth = prepareAuth(options.secret, options.credentialName);
@@ -217,7 +222,7 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
     // A request that is not even an object still gets a result naming the problem.
     target: { host: request?.host ?? "", port, address, username: request?.username ?? "" },
     phase: endedIn,
-    ...(error ? { error: error.toJSON() } : {}),
+    ...(error ? { error: error.toJSON(), timedOut: error.timedOut } : {}),
     ...(conn.exit ? { exit: conn.exit } : {}),
     output,
     timings: run.timings,

@@ -100,7 +100,11 @@ export type PhaseCaps = Partial<Record<Phase, number>>;
 export interface RunOptions {
   /** Total time for the whole session, teardown included. At least one of budgetMs/signal. */
   budgetMs?: number;
-  /** Cancels the session; the phase in progress fails with `DeadlineExceeded`. */
+  /**
+   * Cancels the session; the phase in progress fails with `DeadlineExceeded`. A `reason`
+   * named `TimeoutError` (`AbortSignal.timeout()`) is a timeout, `status: "timed_out"`; any
+   * other abort is a cancellation, `status: "error"` (SPEC §5).
+   */
   signal?: AbortSignal;
   /** The resolved credential. */
   secret: Secret;
