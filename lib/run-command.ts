@@ -116,6 +116,7 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
       ? (request.maxOutputBytes as number)
       : DEFAULT_MAX_OUTPUT_BYTES,
     options.spill,
+    options.onOutput,
   );
   const run = new PhaseRunner(deadline, options.onPhase);
   const conn = new SshConnection({ deadline, progress: run, output, keepalive: options.keepalive });
@@ -182,7 +183,10 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
     }
     await run.step("channel", () => conn.openExec(command));
     run.commandStarted = true;
-    await run.step("exec", () => conn.execute(request.stdin));
+    // A throwing `onOutput` ends the command's wait like any failure in exec.
+    await run.step("exec", () =>
+      Promise.race([conn.execute(request.stdin), output.callbackFailed]),
+    );
     await output.finishSpills(deadline, deadline.allowance("exec"));
   } catch (err) {
     error = conn.classify(err);
@@ -192,8 +196,10 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
     // A command that reported its exit status is finished, whatever happened after; one
     // that started and did not is asked to stop. (Keyed on the command, not on a phase
     // name: a phase added after `channel` needs no change here.)
-    if (run.commandStarted && conn.exit !== undefined) error = undefined;
-    else if (run.commandStarted) conn.stopRemoteCommand();
+    // The caller's own `onOutput` failing is reported even then: it is theirs to know.
+    if (run.commandStarted && conn.exit !== undefined) {
+      if (error !== output.callbackError) error = undefined;
+    } else if (run.commandStarted) conn.stopRemoteCommand();
   }
 
   // ---- teardown --------------------------------------------------------------------------
