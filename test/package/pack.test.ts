@@ -36,17 +36,24 @@ function systemNode(): string {
 const SESSION_JS = (load: string) => `
 ${load}
 const { HOST, PORT, USERNAME, KEY, KNOWN_HOSTS } = process.env;
+const streamed = [];
 const report = (result) =>
   console.log(JSON.stringify({
     node: process.version,
     names: bssh.ERROR_NAMES.length,
     sameClass: new bssh.DeadlineExceeded("x", { phase: "request" }) instanceof bssh.EngineError,
+    streamed: Buffer.concat(streamed).toString(),
     result,
   }));
 bssh
   .runCommand(
     { host: HOST, port: Number(PORT), username: USERNAME, command: "echo packaged; echo err >&2" },
-    { budgetMs: 10000, secret: { privateKey: KEY }, knownHosts: KNOWN_HOSTS },
+    {
+      signal: AbortSignal.timeout(10000),
+      secret: { privateKey: KEY },
+      knownHosts: KNOWN_HOSTS,
+      onOutput: (stream, chunk) => { if (stream === "stdout") streamed.push(chunk); },
+    },
   )
   .then(report, (err) => { console.error(err); process.exitCode = 1; });
 `;
@@ -71,11 +78,15 @@ const request: RunRequest = {
   username: env.USERNAME ?? "",
   command: "echo packaged; echo err >&2",
 };
+const streamed: Buffer[] = [];
 export async function check(): Promise<RunResult> {
   return runCommand(request, {
-    budgetMs: 10_000,
+    signal: AbortSignal.timeout(10_000),
     secret: { privateKey: env.KEY ?? "" },
     knownHosts: env.KNOWN_HOSTS ?? "",
+    onOutput: (stream: "stdout" | "stderr", chunk: Buffer) => {
+      if (stream === "stdout") streamed.push(chunk);
+    },
   });
 }
 export const hang = new BannerTimeout("m", { phase: "banner" }).name === "BannerTimeout";
@@ -89,6 +100,7 @@ check().then(
         node: process.version,
         names: ERROR_NAMES.length,
         sameClass: new DeadlineExceeded("x", { phase: "request" }) instanceof EngineError,
+        streamed: Buffer.concat(streamed).toString(),
         result,
       }),
     ),
@@ -228,6 +240,8 @@ interface CallerOutput {
   node: string;
   names: number;
   sameClass: boolean;
+  /** What `onOutput` saw of stdout. */
+  streamed: string;
   result: { status: string; stdout: string; stderr: string; exitCode: number };
 }
 
@@ -328,6 +342,7 @@ describe("the engine as a package", () => {
         }
         expect(out.names).toBeGreaterThan(0);
         expect(out.sameClass).toBe(true);
+        expect(out.streamed).toBe("packaged\n");
         expect(out.result).toMatchObject({
           status: "succeeded",
           exitCode: 0,
