@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { runCommand } from "../../lib/index.ts";
 import type { RunOptions, RunResult } from "../../lib/types.ts";
+import { type ExecContext, type Ssh2Server, startSsh2Server } from "../helpers/ssh2-server.ts";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
 
 // RunOptions.onOutput (issue 24 item 3): the output as it arrives, against a real sshd. The
@@ -128,5 +129,47 @@ describe("onOutput against a real sshd", () => {
     expect(result.status).toBe("error");
     expect(result.error).toMatchObject({ name: "InternalError", phase: "exec" });
     expect(result.timings.totalMs).toBeLessThan(10_000);
+  });
+});
+
+describe("onOutput after the exit status (scripted ssh2 Server)", () => {
+  let server: Ssh2Server;
+  beforeAll(async () => {
+    // The exit status first, output 200 ms later: the order OpenSSH uses on a slow link.
+    server = await startSsh2Server({
+      exec: (ctx: ExecContext) => {
+        ctx.stdout("start\n");
+        ctx.exit(0);
+        const timer = setTimeout(() => {
+          if (ctx.channel.destroyed) return;
+          ctx.stdout("late\n");
+          ctx.close();
+        }, 200);
+        ctx.channel.once("close", () => clearTimeout(timer));
+      },
+    });
+  });
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  it("a throw on output after the exit status is still reported, with the exit code", async () => {
+    const seen: string[] = [];
+    const result = await runCommand(
+      { host: server.host, port: server.port, username: "u", command: "x" },
+      {
+        budgetMs: 10_000,
+        secret: { password: "p" },
+        knownHosts: server.knownHostsLine,
+        onOutput: (_stream, chunk) => {
+          seen.push(chunk.toString());
+          if (chunk.toString().includes("late")) throw new Error("consumer closed");
+        },
+      },
+    );
+    expect(seen.join("")).toBe("start\nlate\n");
+    expect(result.exitCode).toBe(0);
+    expect(result.status).toBe("error");
+    expect(result.error).toMatchObject({ name: "InternalError", phase: "exec" });
   });
 });
