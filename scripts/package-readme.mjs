@@ -1,4 +1,4 @@
-// The package's README (README.package.md) is the tarball's README.md; the repository's README
+// The package's README (PACKAGE-README.md) is the tarball's README.md; the repository's README
 // stays the repository's. npm always packs the root README.md (it cannot be excluded or
 // renamed), so `prepack` swaps the package README in as its last step and `postpack` puts the
 // repository's back: the window is the tarball write alone. A swap left behind by a pack that
@@ -9,7 +9,7 @@ import { copyFileSync, existsSync, renameSync } from "node:fs";
 
 const REPO = "README.md";
 const SAVED = ".README.repo.md";
-const PACKAGE = "README.package.md";
+const PACKAGE = "PACKAGE-README.md";
 
 const restore = () => {
   if (existsSync(SAVED)) renameSync(SAVED, REPO);

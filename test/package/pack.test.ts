@@ -288,10 +288,12 @@ describe("the engine as a package", () => {
     const entries = new Set(listing.split("\n").filter(Boolean));
     const { stdout: readme } = await run("tar", ["-xzOf", tarball, "package/README.md"]);
     // The library user's README, not the repository's (Lambda, CDK, local mode) …
-    expect(readme).toBe(readFileSync(path.join(ROOT, "README.package.md"), "utf8"));
+    expect(readme).toBe(readFileSync(path.join(ROOT, "PACKAGE-README.md"), "utf8"));
     // … and the repository's README is back as it was.
     expect(readFileSync(path.join(ROOT, "README.md"), "utf8")).toBe(repoReadme);
     expect(existsSync(path.join(ROOT, ".README.repo.md"))).toBe(false);
+    // One README (npm packs any root file named readme*, so the source's name is not one).
+    expect([...entries].filter((e) => /^package\/readme/i.test(e))).toEqual(["package/README.md"]);
     const links = [...readme.matchAll(/\]\(([^)\s]+)\)/g)].map((m) => m[1]!);
     const relative = links.filter((l) => !/^[a-z][a-z0-9+.-]*:/i.test(l) && !l.startsWith("#"));
     expect(relative.length).toBeGreaterThan(3);
@@ -325,6 +327,39 @@ describe("the engine as a package", () => {
   const matrix: string[] = [];
   afterAll(() => {
     if (matrix.length > 0) console.log(`package matrix\n${matrix.sort().join("\n")}`);
+  });
+
+  it("module: node16 refuses a CommonJS caller with TS1479 (as the package README says)", async () => {
+    // Node 16 had no require(esm); TypeScript's node16 mode models that. nodenext (or node20)
+    // is the setting for today's Node: the README tells users so, and this keeps it true.
+    const dir = path.join(scratch, "ts-node16-cjs");
+    await mkdir(dir, { recursive: true });
+    await writeFile(path.join(dir, "package.json"), JSON.stringify({ type: "commonjs" }));
+    await writeFile(path.join(dir, "caller.ts"), CALLER_TS);
+    const checked = await run(
+      process.execPath,
+      [
+        TSC,
+        "--module",
+        "node16",
+        "--moduleResolution",
+        "node16",
+        "--target",
+        "ES2022",
+        "--strict",
+        "--noEmit",
+        "--types",
+        "node",
+        "--typeRoots",
+        path.join(ROOT, "node_modules/@types"),
+        "caller.ts",
+      ],
+      { cwd: dir },
+    ).then(
+      () => "ok",
+      (error: { stdout?: string }) => error.stdout ?? String(error),
+    );
+    expect(checked).toContain("error TS1479");
   });
 
   for (const loader of LOADERS.filter((l) => l.ts)) {
