@@ -103,6 +103,11 @@ export class Deadline {
     return this.#signal?.aborted ?? false;
   }
 
+  /** The caller's signal's `reason` once it aborted (a `TimeoutError` is a timeout). */
+  get abortReason(): unknown {
+    return this.#signal?.aborted ? this.#signal.reason : undefined;
+  }
+
   /**
    * Time a phase may take now: the smaller of its cap and what is left of the budget. Every
    * phase but `teardown` leaves {@link teardownReserveMs} for teardown, so signalling a timed

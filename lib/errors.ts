@@ -36,6 +36,14 @@ export abstract class EngineError extends Error {
     this.hop = options.hop;
   }
 
+  /**
+   * The session's time ran out (result `status: "timed_out"`, SPEC §5): every `*Timeout`
+   * error, and a {@link DeadlineExceeded} from a caller's signal that timed out.
+   */
+  get timedOut(): boolean {
+    return this.name.endsWith("Timeout");
+  }
+
   /** True only when the command certainly did not start (SPEC §5). */
   get retryable(): boolean {
     if (this.name === "ConnectionLost") return !this.commandStarted;
@@ -99,8 +107,52 @@ export class IdempotencyKeyReused extends EngineError {
 export class HostQuarantined extends EngineError {
   override readonly name = "HostQuarantined";
 }
+/**
+ * Too little time left to start or continue, or the caller's `AbortSignal` aborted (see
+ * {@link callerAbortError}). `timedOut` is true when the caller's signal said its time ran
+ * out (its reason a `TimeoutError`): the result's status is then `timed_out`, not `error`.
+ */
 export class DeadlineExceeded extends EngineError {
   override readonly name = "DeadlineExceeded";
+  readonly #timedOut: boolean;
+
+  constructor(message: string, options: EngineErrorOptions & { timedOut?: boolean }) {
+    super(message, options);
+    this.#timedOut = options.timedOut ?? false;
+  }
+
+  override get timedOut(): boolean {
+    return this.#timedOut;
+  }
+}
+
+/**
+ * True when an abort reason says time ran out: a `TimeoutError` (`AbortSignal.timeout()`'s
+ * DOMException, or any error so named) — the convention (WHATWG, Deno std, ky) that tells a
+ * timeout from a cancellation (`AbortError`, or any other reason) by `reason.name`.
+ */
+export function isTimeoutReason(reason: unknown): boolean {
+  return (reason as { name?: unknown } | null | undefined)?.name === "TimeoutError";
+}
+
+/**
+ * The one error for a caller's aborted signal, wherever the engine was waiting: a
+ * `DeadlineExceeded` that is a timeout (`status: "timed_out"`) when the signal's reason is a
+ * `TimeoutError`, a cancellation (`status: "error"`) otherwise.
+ *
+ * @param reason - The signal's `reason`.
+ * @param during - Where it happened, for the message: e.g. `"during banner"`.
+ */
+export function callerAbortError(
+  reason: unknown,
+  during: string,
+  options: EngineErrorOptions,
+): DeadlineExceeded {
+  const timedOut = isTimeoutReason(reason);
+  const message = timedOut
+    ? `the caller's signal timed out ${during} (its reason is a TimeoutError)`
+    : `cancelled by the caller ${during}`;
+  return new DeadlineExceeded(message, { ...options, timedOut });
 }
 export class DnsLookupFailed extends EngineError {
   override readonly name = "DnsLookupFailed";

@@ -1,5 +1,5 @@
 import type { Deadline } from "./deadline.ts";
-import { DeadlineExceeded, phaseTimeoutError } from "./errors.ts";
+import { callerAbortError, phaseTimeoutError } from "./errors.ts";
 import type { ErrorPhase, Phase } from "./names.ts";
 import type { SessionProgress } from "./session/connection.ts";
 
@@ -25,7 +25,8 @@ export class PhaseRunner implements SessionProgress {
 
   /**
    * Runs one phase: `work` (a milestone) against the phase's allowance. Expiry fails at once
-   * with the phase's timeout error; the caller's abort with DeadlineExceeded.
+   * with the phase's timeout error; the caller's abort with DeadlineExceeded
+   * ({@link callerAbortError}: a timeout when the signal's reason is a `TimeoutError`).
    */
   async step<T>(phase: Phase, work: () => Promise<T>): Promise<T> {
     this.phase = phase;
@@ -38,7 +39,7 @@ export class PhaseRunner implements SessionProgress {
         work(),
         () => phaseTimeoutError(phase, allowance, this.commandStarted),
         () =>
-          new DeadlineExceeded(`cancelled by the caller during ${phase}`, {
+          callerAbortError(this.#deadline.abortReason, `during ${phase}`, {
             phase,
             commandStarted: this.commandStarted,
           }),

@@ -13,6 +13,11 @@ export interface ResultFacts {
   /** Where the session ended (SPEC §5 `phase`). */
   phase: ErrorPhase;
   error?: ResultError;
+  /**
+   * The error means the time ran out (`status: "timed_out"`): `EngineError.timedOut`.
+   * @default the error's name ends in `Timeout`
+   */
+  timedOut?: boolean;
   exit?: { code: number | null; signal: string | null };
   /** The captured streams; without them the result carries empty output. */
   output?: SessionOutput;
@@ -40,8 +45,10 @@ export function buildResult(facts: ResultFacts): RunResult {
       : undefined;
   if (incomplete) error = incomplete.toJSON();
   let status: Status;
-  if (error) status = error.name.endsWith("Timeout") ? "timed_out" : "error";
-  else status = exit?.code === 0 && exit.signal === null ? "succeeded" : "failed";
+  if (error) {
+    const timedOut = facts.timedOut ?? error.name.endsWith("Timeout");
+    status = timedOut ? "timed_out" : "error";
+  } else status = exit?.code === 0 && exit.signal === null ? "succeeded" : "failed";
   const ms = facts.timings ?? {};
   const timings = Object.fromEntries(
     PHASES.map((phase) => [timingKey(phase), ms[phase] === undefined ? null : round(ms[phase])]),

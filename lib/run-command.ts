@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Deadline } from "./deadline.ts";
-import { atHop, DeadlineExceeded, type EngineError } from "./errors.ts";
+import { atHop, callerAbortError, DeadlineExceeded, type EngineError } from "./errors.ts";
 import { PHASES } from "./names.ts";
 import { PhaseRunner } from "./phase-runner.ts";
 import { attachEngineError, buildResult, remoteCleanupOf } from "./result.ts";
@@ -116,6 +116,7 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
       ? (request.maxOutputBytes as number)
       : DEFAULT_MAX_OUTPUT_BYTES,
     options.spill,
+    options.onOutput,
   );
   const run = new PhaseRunner(deadline, options.onPhase);
   const conn = new SshConnection({ deadline, progress: run, output, keepalive: options.keepalive });
@@ -130,7 +131,12 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
     // The API's schema and messages (unknown fields, types, formats), minus the limits of
     // the deployment's transport: a ValidationError result, never a throw.
     validateRequest(request, "engine");
-    if (deadline.remaining() <= 0 || deadline.aborted) {
+    if (deadline.aborted) {
+      throw callerAbortError(deadline.abortReason, "before the session started", {
+        phase: "request",
+      });
+    }
+    if (deadline.remaining() <= 0) {
       throw new DeadlineExceeded("no time left to start a session", { phase: "request" });
     }
     const auth = prepareAuth(options.secret, options.credentialName);
@@ -177,7 +183,10 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
     }
     await run.step("channel", () => conn.openExec(command));
     run.commandStarted = true;
-    await run.step("exec", () => conn.execute(request.stdin));
+    // A throwing `onOutput` ends the command's wait like any failure in exec.
+    await run.step("exec", () =>
+      Promise.race([conn.execute(request.stdin), output.callbackFailed]),
+    );
     await output.finishSpills(deadline, deadline.allowance("exec"));
   } catch (err) {
     error = conn.classify(err);
@@ -187,8 +196,10 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
     // A command that reported its exit status is finished, whatever happened after; one
     // that started and did not is asked to stop. (Keyed on the command, not on a phase
     // name: a phase added after `channel` needs no change here.)
-    if (run.commandStarted && conn.exit !== undefined) error = undefined;
-    else if (run.commandStarted) conn.stopRemoteCommand();
+    // The caller's own `onOutput` failing is reported even then: it is theirs to know.
+    if (run.commandStarted && conn.exit !== undefined) {
+      if (error !== output.callbackError) error = undefined;
+    } else if (run.commandStarted) conn.stopRemoteCommand();
   }
 
   // ---- teardown --------------------------------------------------------------------------
@@ -217,7 +228,7 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
     // A request that is not even an object still gets a result naming the problem.
     target: { host: request?.host ?? "", port, address, username: request?.username ?? "" },
     phase: endedIn,
-    ...(error ? { error: error.toJSON() } : {}),
+    ...(error ? { error: error.toJSON(), timedOut: error.timedOut } : {}),
     ...(conn.exit ? { exit: conn.exit } : {}),
     output,
     timings: run.timings,

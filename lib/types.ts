@@ -93,6 +93,17 @@ export type Secret =
   | { privateKey: string | Buffer; passphrase?: string; password?: undefined }
   | { password: string; privateKey?: undefined; passphrase?: undefined };
 
+/**
+ * Sees the command's output as it arrives: each chunk of `stdout` or `stderr`, in order per
+ * stream, as a copy the callback owns. Called synchronously from the socket's read: keep it
+ * fast (no back-pressure; a slow callback slows the whole session's reading). The capture,
+ * byte counts and SHA-256 are the same with or without it. A callback that throws (or returns
+ * a promise that rejects) ends the session with `InternalError` in `exec` (its error is the
+ * `cause`): catch inside it to keep the session going whatever happens to your consumer.
+ * A promise that rejects after `runCommand` resolved is ignored.
+ */
+export type OnOutput = (stream: "stdout" | "stderr", chunk: Buffer) => void | Promise<void>;
+
 /** Per-phase caps in milliseconds. Each phase is also bounded by what is left of the budget. */
 export type PhaseCaps = Partial<Record<Phase, number>>;
 
@@ -100,7 +111,11 @@ export type PhaseCaps = Partial<Record<Phase, number>>;
 export interface RunOptions {
   /** Total time for the whole session, teardown included. At least one of budgetMs/signal. */
   budgetMs?: number;
-  /** Cancels the session; the phase in progress fails with `DeadlineExceeded`. */
+  /**
+   * Cancels the session; the phase in progress fails with `DeadlineExceeded`. A `reason`
+   * named `TimeoutError` (`AbortSignal.timeout()`) is a timeout, `status: "timed_out"`; any
+   * other abort is a cancellation, `status: "error"` (SPEC §5).
+   */
   signal?: AbortSignal;
   /** The resolved credential. */
   secret: Secret;
@@ -152,6 +167,11 @@ export interface RunOptions {
   requestId?: string;
   /** Called when each phase starts (observability, tests). */
   onPhase?: (phase: Phase) => void;
+  /**
+   * Called with each chunk of output as it arrives (stream name + Buffer): see
+   * {@link OnOutput}. Must be fast; a throw ends the session with `InternalError`.
+   */
+  onOutput?: OnOutput;
   /**
    * Upload a stream that exceeds `maxOutputBytes` whole, with back-pressure, inside the
    * deadline. @default none: only head + tail are kept

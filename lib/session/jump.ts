@@ -20,8 +20,8 @@ import {
   ConnectionLost,
   ConnectRefused,
   ConnectTimeout,
+  callerAbortError,
   classifyError,
-  DeadlineExceeded,
   EngineError,
   phaseTimeoutError,
   TargetNotAllowed,
@@ -245,7 +245,7 @@ export class JumpHost {
               )
             : phaseTimeoutError(phase, allowance, false),
         () =>
-          new DeadlineExceeded(`cancelled by the caller during the jump host's ${phase}`, {
+          callerAbortError(deadline.abortReason, `during the jump host's ${phase}`, {
             phase: errorPhase,
             hop: "via",
           }),

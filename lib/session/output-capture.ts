@@ -1,6 +1,7 @@
 import { createHash, type Hash } from "node:crypto";
 import type { Deadline } from "../deadline.ts";
-import type { OutputSpill, SpillObject, SpillOptions } from "../types.ts";
+import { InternalError } from "../errors.ts";
+import type { OnOutput, OutputSpill, SpillObject, SpillOptions } from "../types.ts";
 
 /** Default of `SpillOptions.maxBytes`. */
 export const DEFAULT_SPILL_MAX_BYTES = 1024 ** 3;
@@ -269,8 +270,19 @@ export class SessionOutput {
   /** Streams paused while their spill catches up: the wait is ours, not the server's. */
   #held = 0;
   #incompleteReason: string | undefined;
+  readonly #onOutput: OnOutput | undefined;
+  /** Set once the caller's `onOutput` threw: it is not called again. */
+  #onOutputFailed = false;
+  #callbackError: InternalError | undefined;
+  #rejectCallbackFailure: (err: InternalError) => void = () => {};
+  readonly #callbackFailure = new Promise<never>((_, reject) => {
+    this.#rejectCallbackFailure = reject;
+  });
 
-  constructor(maxBytes: number, spill?: SpillOptions) {
+  constructor(maxBytes: number, spill?: SpillOptions, onOutput?: OnOutput) {
+    this.#onOutput = onOutput;
+    // Nobody may be racing it (no command ran): never an unhandled rejection.
+    this.#callbackFailure.catch(() => {});
     const spillOf = (stream: "stdout" | "stderr"): CaptureSpill | undefined =>
       spill && {
         open: () => spill.open(stream),
@@ -296,9 +308,12 @@ export class SessionOutput {
     this.#complete = false;
     this.#endSeen = false;
     const read = (stream: NodeJS.ReadableStream, capture: OutputCapture) => {
+      const name = capture === this.stdout ? "stdout" : "stderr";
       stream.on("data", (chunk: Buffer) => {
         this.#lastDataAt = performance.now();
-        if (capture.write(chunk)) return;
+        const more = capture.write(chunk);
+        this.#deliver(name, chunk);
+        if (more) return;
         this.#held += 1;
         stream.pause();
         void capture.drained().then(() => {
@@ -315,6 +330,52 @@ export class SessionOutput {
         this.#complete = out && err;
       },
     );
+  }
+
+  /**
+   * Hands a chunk the capture has already counted, hashed and kept to the caller's
+   * `onOutput`, as a copy the callback owns (it may keep or change it; the capture's bytes are
+   * its own). A callback that throws, or returns a promise that rejects, is not called again
+   * and {@link callbackFailed} rejects with `InternalError` (the session ends: see there).
+   */
+  #deliver(stream: "stdout" | "stderr", chunk: Buffer): void {
+    if (!this.#onOutput || this.#onOutputFailed) return;
+    try {
+      const returned: unknown = this.#onOutput(stream, Buffer.from(chunk));
+      if (returned !== null && typeof (returned as PromiseLike<unknown>)?.then === "function") {
+        (returned as PromiseLike<unknown>).then(undefined, (err: unknown) =>
+          this.#callbackThrew(err),
+        );
+      }
+    } catch (err) {
+      this.#callbackThrew(err);
+    }
+  }
+
+  #callbackThrew(err: unknown): void {
+    if (this.#onOutputFailed) return;
+    this.#onOutputFailed = true;
+    this.stoppedReading("options.onOutput threw; the session stopped reading the output");
+    this.#callbackError = new InternalError(
+      "options.onOutput threw (its error is this error's cause); the session was ended",
+      { phase: "exec", commandStarted: true, cause: err },
+    );
+    this.#rejectCallbackFailure(this.#callbackError);
+  }
+
+  /**
+   * Rejects with `InternalError` once the caller's `onOutput` has thrown (or its promise
+   * rejected); never settles otherwise. The exec phase races it: a broken consumer of the
+   * output ends the session like any other failure in `exec` (the command is signalled, the
+   * result says so), rather than the output it asked to see going on unseen.
+   */
+  get callbackFailed(): Promise<never> {
+    return this.#callbackFailure;
+  }
+
+  /** The error {@link callbackFailed} rejected with, once it has. */
+  get callbackError(): InternalError | undefined {
+    return this.#callbackError;
   }
 
   /** Settles when both streams have ended, the server's end or a dead transport's. */
