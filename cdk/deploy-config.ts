@@ -38,10 +38,18 @@ export interface DeployConfig {
     readonly runbookBaseUrl?: string;
   };
   /**
-   * Reserved concurrent executions per function; `task` is also the fleet's `maxConcurrency`
-   * ceiling. @default api unreserved, task DEFAULT_TASK_RESERVED_CONCURRENCY (50)
+   * Reserved concurrent executions per function, and how the task function's share splits:
+   * `fleet` is the ceiling on a fleet's `maxConcurrency`, `singleHost` what a fleet at that
+   * ceiling leaves for single-host runs; `fleet + singleHost <= task` (synth error otherwise).
+   * @default api unreserved, task DEFAULT_TASK_RESERVED_CONCURRENCY (50), singleHost a fifth
+   *   of task (10), fleet task − singleHost (40)
    */
-  readonly reservedConcurrency?: { readonly api?: number; readonly task?: number };
+  readonly reservedConcurrency?: {
+    readonly api?: number;
+    readonly task?: number;
+    readonly fleet?: number;
+    readonly singleHost?: number;
+  };
   /**
    * CloudWatch namespace. Per stage by default, so one stage's metrics never trip another
    * stage's alarms in a shared account.
@@ -124,6 +132,8 @@ export const DEPLOY_CONFIG_SCHEMA = {
       properties: {
         api: { type: "integer", minimum: 1 },
         task: { type: "integer", minimum: 1 },
+        fleet: { type: "integer", minimum: 1 },
+        singleHost: { type: "integer", minimum: 1 },
       },
     },
     metricNamespace: { type: "string", pattern: "^[A-Za-z0-9._/#:-]{1,255}$" },
