@@ -32,11 +32,12 @@ export class PhaseRunner implements SessionProgress {
     const start = performance.now();
     this.#onPhase?.(phase);
     const allowance = this.#deadline.allowance(phase);
+    const bound = this.#deadline.boundOf(phase);
     try {
       return await this.#deadline.bound(
         allowance,
         work(),
-        () => phaseTimeoutError(phase, allowance, this.commandStarted),
+        () => phaseTimeoutError(phase, allowance, this.commandStarted, bound),
         () =>
           new DeadlineExceeded(`cancelled by the caller during ${phase}`, {
             phase,

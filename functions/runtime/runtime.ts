@@ -158,7 +158,8 @@ export function awsRuntime(config: HandlerConfig): Runtime {
       });
       runtime.breaker = {
         check: async (host, port, signal) => (await breaker()).check(host, port, signal),
-        record: async (result, signal) => (await breaker()).record(result, signal),
+        record: async (result, signal, requestKey) =>
+          (await breaker()).record(result, signal, requestKey),
       };
       preload.push(breaker);
     }

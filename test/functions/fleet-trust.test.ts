@@ -77,7 +77,9 @@ beforeAll(async () => {
     },
     credentials: { default: { privateKey: sshd.keys.ed25519.privateKey } },
     knownHosts: sshd.knownHostsLine,
-    settings: { remoteBound: false, stateMachineArns: [SINGLE] },
+    // A tarpit's BannerTimeout is the banner cap's (`bound: "phase"`), not the 2 s budget's:
+    // only that counts against the host.
+    settings: { remoteBound: false, stateMachineArns: [SINGLE], phaseCaps: { banner: 1_000 } },
   });
   runtime = made.runtime;
   captured = made.captured;
@@ -270,9 +272,9 @@ describe("per-host breaker (DynamoDB on dynalite)", () => {
           commandStarted,
         },
       }) as RunResult;
-    for (let i = 0; i < 3; i++) await breaker.record(lost(true));
+    for (let i = 0; i < 3; i++) await breaker.record(lost(true), undefined, `started-${i}`);
     await expect(breaker.check("lost.example", 22)).resolves.toBeUndefined();
-    for (let i = 0; i < 2; i++) await breaker.record(lost(false));
+    for (let i = 0; i < 2; i++) await breaker.record(lost(false), undefined, `lost-${i}`);
     await expect(breaker.check("lost.example", 22)).rejects.toMatchObject({
       name: "HostQuarantined",
     });
@@ -305,14 +307,15 @@ describe("per-host breaker (DynamoDB on dynalite)", () => {
           retryable: true,
           commandStarted: false,
           hop,
+          bound: "phase",
         },
       }) as RunResult;
-    for (let i = 0; i < 2; i++) await breaker.record(hung("via"));
+    for (let i = 0; i < 2; i++) await breaker.record(hung("via"), undefined, `via-${i}`);
     await expect(breaker.check("bastion.example", 2222)).rejects.toMatchObject({
       name: "HostQuarantined",
     });
     await expect(breaker.check("behind.example", 22)).resolves.toBeUndefined();
-    for (let i = 0; i < 2; i++) await breaker.record(hung("target"));
+    for (let i = 0; i < 2; i++) await breaker.record(hung("target"), undefined, `target-${i}`);
     await expect(breaker.check("behind.example", 22)).rejects.toMatchObject({
       name: "HostQuarantined",
     });
