@@ -99,6 +99,8 @@ export interface BoundedSshStackProps extends StackProps {
   readonly singleHostHeadroom?: number;
   /** Retry of Lambda throttles and service errors in both workflows. @default 2 s ×2 ≤60 s, 6 */
   readonly lambdaRetry?: LambdaRetrySettings;
+  /** The per-host breaker's counted names, threshold, window, quarantine and probe lease. */
+  readonly breaker?: DeployConfig["breaker"];
   /** Full output to S3: mode, size limit, object lifetime. @default request mode, 1 GiB, 30 days */
   readonly spill?: Omit<SpillBucketProps, "functions">;
 }
@@ -238,6 +240,11 @@ export class BoundedSshStack extends Stack {
     );
     this.fleetState = new FleetState(this, "FleetState", {
       functions: [this.apiFunction.function, this.taskFunction.function],
+      breakerErrors: props.breaker?.errors,
+      breakerThreshold: props.breaker?.threshold,
+      breakerWindowSeconds: props.breaker?.windowSeconds,
+      breakerQuarantineSeconds: props.breaker?.quarantineSeconds,
+      breakerProbeSeconds: props.breaker?.probeSeconds,
     });
     this.spill = new SpillBucket(this, "Spill", {
       ...props.spill,
@@ -359,6 +366,7 @@ export function deployConfigProps(loaded: LoadedDeployConfig): BoundedSshStackPr
       ? {}
       : { taskReservedConcurrency: config.reservedConcurrency.task }),
     maxFleetConcurrency: config.reservedConcurrency?.fleet,
+    breaker: config.breaker,
     singleHostHeadroom: config.reservedConcurrency?.singleHost,
     metricNamespace: config.metricNamespace ?? names.metricNamespace,
     ...(config.spill === undefined

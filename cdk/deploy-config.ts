@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { Ajv } from "ajv";
 import { Policy, type PolicyDocument } from "../functions/policy/policy.ts";
-import { DEFAULT_METRIC_NAMESPACE } from "../lib/names.ts";
+import { DEFAULT_METRIC_NAMESPACE, ERROR_NAMES, type ErrorName } from "../lib/names.ts";
 
 /** The deploy config file. Paths are relative to the file itself. */
 export interface DeployConfig {
@@ -49,6 +49,20 @@ export interface DeployConfig {
     readonly task?: number;
     readonly fleet?: number;
     readonly singleHost?: number;
+  };
+  /**
+   * The per-host circuit breaker (docs/fleet.md): `errors` (SPEC §6 names that count against a
+   * host; a `*Timeout` counts only when its phase's own cap expired), `threshold` (distinct
+   * failed requests in the window that quarantine a host), `windowSeconds`,
+   * `quarantineSeconds`, `probeSeconds` (longest a half-open probe holds the host).
+   * @default BREAKER_ERRORS, 3, 600, 900, 120
+   */
+  readonly breaker?: {
+    readonly errors?: readonly ErrorName[];
+    readonly threshold?: number;
+    readonly windowSeconds?: number;
+    readonly quarantineSeconds?: number;
+    readonly probeSeconds?: number;
   };
   /**
    * CloudWatch namespace. Per stage by default, so one stage's metrics never trip another
@@ -134,6 +148,21 @@ export const DEPLOY_CONFIG_SCHEMA = {
         task: { type: "integer", minimum: 1 },
         fleet: { type: "integer", minimum: 1 },
         singleHost: { type: "integer", minimum: 1 },
+      },
+    },
+    breaker: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        errors: {
+          type: "array",
+          uniqueItems: true,
+          items: { type: "string", enum: [...ERROR_NAMES] },
+        },
+        threshold: { type: "integer", minimum: 1 },
+        windowSeconds: { type: "integer", minimum: 1 },
+        quarantineSeconds: { type: "integer", minimum: 1 },
+        probeSeconds: { type: "integer", minimum: 1 },
       },
     },
     metricNamespace: { type: "string", pattern: "^[A-Za-z0-9._/#:-]{1,255}$" },

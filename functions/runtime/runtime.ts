@@ -147,8 +147,8 @@ export function awsRuntime(config: HandlerConfig): Runtime {
       preload.push(store);
     }
     if (breakerTable) {
-      const { threshold, windowSeconds, quarantineSeconds } = config.breaker!;
-      const options = { tableName: breakerTable, threshold, windowSeconds, quarantineSeconds };
+      const { table: _table, ...settings } = config.breaker!;
+      const options = { tableName: breakerTable, ...settings };
       const breaker = once(async () => {
         const [{ HostBreaker }, client] = await Promise.all([
           import("../breaker/host-breaker.ts"),
