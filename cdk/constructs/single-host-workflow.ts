@@ -95,6 +95,8 @@ export class SingleHostWorkflow extends Construct {
         attempts * props.taskTimeout.toSeconds() +
           attempts * (props.retry?.maxDelay ?? Duration.seconds(30)).toSeconds() +
           throttleWaits +
+          // CommandInProgress: two waits of one task timeout each.
+          2 * props.taskTimeout.toSeconds() +
           60,
       ),
       tracingEnabled: true,

@@ -35,13 +35,22 @@ export const SESSION_ERRORS: readonly ErrorName[] = ERROR_NAMES.filter(
 );
 
 /**
- * What the task's `Retry` matches: every retryable error but `HostQuarantined`, whose
+ * What the task's session `Retry` matches: every retryable error but `HostQuarantined`, whose
  * quarantine lasts minutes (a retry seconds later is refused again; the next fleet run
- * after the TTL tries the host).
+ * after the TTL tries the host), and `CommandInProgress`, which has its own retrier
+ * ({@link IN_PROGRESS_ERRORS}).
  */
 export const WORKFLOW_RETRY_ERRORS: readonly ErrorName[] = RETRYABLE_ERRORS.filter(
-  (name) => name !== "HostQuarantined",
+  (name) => name !== "HostQuarantined" && name !== "CommandInProgress",
 );
+
+/**
+ * A retry that met its own first attempt still running (after a Lambda service error that
+ * did not stop the invocation): retried once the first attempt's deadline (the task timeout)
+ * has passed, without jitter, so the retry finds the recorded result instead of giving up
+ * while the command succeeds.
+ */
+export const IN_PROGRESS_ERRORS = ["CommandInProgress"] as const satisfies readonly ErrorName[];
 
 /** How Lambda reports a hard timeout to Step Functions (older runtimes: `Lambda.Unknown`). */
 export const HARD_TIMEOUT_ERRORS = ["Sandbox.Timedout", "Lambda.Unknown"] as const;
@@ -100,9 +109,10 @@ export const EXECUTION_CONTEXT = {
 };
 
 /**
- * The Lambda task with two retriers: Lambda's throttling and service errors
- * ({@link LAMBDA_SERVICE_ERRORS}), then the contract's retryable errors
- * ({@link WORKFLOW_RETRY_ERRORS}); both with full jitter.
+ * The Lambda task with three retriers: Lambda's throttling and service errors
+ * ({@link LAMBDA_SERVICE_ERRORS}, full jitter), `CommandInProgress` after the first attempt's
+ * deadline ({@link IN_PROGRESS_ERRORS}), then the contract's retryable errors
+ * ({@link WORKFLOW_RETRY_ERRORS}, full jitter).
  *
  * @param scope where the state is created.
  * @param id the state's name.
@@ -133,6 +143,15 @@ export function invokeTask(
     backoffRate: settings.lambdaRetry?.backoffRate ?? 2,
     maxDelay: settings.lambdaRetry?.maxDelay ?? Duration.seconds(60),
     jitterStrategy: sfn.JitterType.FULL,
+  });
+  // The first attempt may still be running for up to its timeout: wait that out (no jitter:
+  // a full-jitter wait could be 0 s), then its recorded result replays.
+  task.addRetry({
+    errors: [...IN_PROGRESS_ERRORS],
+    interval: settings.taskTimeout,
+    maxAttempts: 2,
+    backoffRate: 1,
+    jitterStrategy: sfn.JitterType.NONE,
   });
   task.addRetry({
     errors: [...WORKFLOW_RETRY_ERRORS],

@@ -19,6 +19,7 @@ import type { LambdaRetrySettings, RetrySettings } from "./workflow-tasks.ts";
 export {
   EARLY_ERRORS,
   HARD_TIMEOUT_ERRORS,
+  IN_PROGRESS_ERRORS,
   LAMBDA_SERVICE_ERRORS,
   type LambdaRetrySettings,
   type RetrySettings,

@@ -40,6 +40,8 @@ export async function runLocally(
   input: unknown,
   task: (event: unknown) => Promise<unknown>,
   stateMachineArn = localStateMachineArn("Test-SingleHost"),
+  /** Wait of each of the task state's retriers, ms, in their order. @default 0 for all */
+  retryIntervals: number | number[] = 0,
 ): Promise<LocalExecution> {
   const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
   const name = stateMachineArn.split(":").pop();
@@ -52,8 +54,8 @@ export async function runLocally(
     },
     overrides: {
       taskResourceLocalHandlers: { [taskState]: task as never },
-      // Keep the configured retrier; only skip its (seconds-long, jittered) waits.
-      retryIntervalOverrides: { [taskState]: 0 },
+      // Keep the configured retriers; only skip (or shorten) their seconds-long waits.
+      retryIntervalOverrides: { [taskState]: retryIntervals },
     },
   });
   const events: ExecutionEvent[] = [];

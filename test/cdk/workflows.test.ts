@@ -151,6 +151,16 @@ describe("Lambda throttles and service errors", () => {
         MaxDelaySeconds: 60,
         JitterStrategy: "FULL",
       });
+      // CommandInProgress waits out the first attempt's deadline (the task timeout), unjittered.
+      const asl = task as unknown as { TimeoutSeconds: number; Retry: Record<string, unknown>[] };
+      expect(asl.Retry[1]).toEqual({
+        ErrorEquals: ["CommandInProgress"],
+        IntervalSeconds: asl.TimeoutSeconds,
+        MaxAttempts: 2,
+        BackoffRate: 1,
+        JitterStrategy: "NONE",
+      });
+      expect(asl.TimeoutSeconds).toBeGreaterThan(6);
       // No other retrier matches a Lambda error (one retrier per error, no CDK default).
       const names = task.Retry.flatMap((r) => r.ErrorEquals);
       expect(new Set(names).size).toBe(names.length);
