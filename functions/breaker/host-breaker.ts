@@ -167,7 +167,7 @@ export class HostBreaker {
     const windowMs = this.#o.windowSeconds * 1000;
     const quarantineMs = this.#o.quarantineSeconds * 1000;
     const expires = (ms: number) => ({ N: String(Math.ceil(ms / 1000)) });
-    const request = { SS: [requestKey ?? result.requestId] };
+    const request = { SS: [requestKey ?? result.requestId ?? "unattributed"] };
     // The request joins the window's set (a string set: a retry of the same request adds
     // nothing); the window starts with the first failure.
     const out = await this.#o.client.send(
