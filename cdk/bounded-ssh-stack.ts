@@ -22,7 +22,7 @@ import { RunApi } from "./constructs/run-api.ts";
 import { SpillBucket, type SpillBucketProps } from "./constructs/spill-bucket.ts";
 import { SshFunction } from "./constructs/ssh-function.ts";
 import { StageConfig } from "./constructs/stage-config.ts";
-import { type RetrySettings, Workflows } from "./constructs/workflows.ts";
+import { type LambdaRetrySettings, type RetrySettings, Workflows } from "./constructs/workflows.ts";
 import {
   type DeployConfig,
   type LoadedDeployConfig,
@@ -89,13 +89,23 @@ export interface BoundedSshStackProps extends StackProps {
    * low concurrency quota must keep 100 unreserved). @default 50
    */
   readonly taskReservedConcurrency?: number | null;
-  /** Ceiling on a fleet execution's `maxConcurrency`. @default 50 */
+  /**
+   * Ceiling on a fleet execution's `maxConcurrency`; must leave `singleHostHeadroom` of the
+   * task function's reservation free (synth error otherwise).
+   * @default taskReservedConcurrency − singleHostHeadroom (40)
+   */
   readonly maxFleetConcurrency?: number;
+  /** Task concurrency a full fleet leaves for single-host runs. @default a fifth, at least 1 */
+  readonly singleHostHeadroom?: number;
+  /** Retry of Lambda throttles and service errors in both workflows. @default 2 s ×2 ≤60 s, 6 */
+  readonly lambdaRetry?: LambdaRetrySettings;
+  /** The per-host breaker's counted names, threshold, window, quarantine and probe lease. */
+  readonly breaker?: DeployConfig["breaker"];
   /** Full output to S3: mode, size limit, object lifetime. @default request mode, 1 GiB, 30 days */
   readonly spill?: Omit<SpillBucketProps, "functions">;
 }
 
-/** Default reserved concurrency of the task function and ceiling of a fleet's concurrency. */
+/** Default reserved concurrency of the task function (fleet ceiling: this less the headroom). */
 export const DEFAULT_TASK_RESERVED_CONCURRENCY = 50;
 
 /**
@@ -208,7 +218,13 @@ export class BoundedSshStack extends Stack {
       handler: this.taskFunction.function,
       taskTimeout: task.taskTimeout,
       retry: props.retry,
-      maxConcurrencyCeiling: props.maxFleetConcurrency ?? DEFAULT_TASK_RESERVED_CONCURRENCY,
+      lambdaRetry: props.lambdaRetry,
+      taskReservedConcurrency:
+        props.taskReservedConcurrency === null
+          ? undefined
+          : (props.taskReservedConcurrency ?? DEFAULT_TASK_RESERVED_CONCURRENCY),
+      maxConcurrencyCeiling: props.maxFleetConcurrency,
+      singleHostHeadroom: props.singleHostHeadroom,
       namePrefix: names?.stackName,
     });
     // Verified callers (SPEC §9): the API function accepts only events naming this API, stage
@@ -224,6 +240,11 @@ export class BoundedSshStack extends Stack {
     );
     this.fleetState = new FleetState(this, "FleetState", {
       functions: [this.apiFunction.function, this.taskFunction.function],
+      breakerErrors: props.breaker?.errors,
+      breakerThreshold: props.breaker?.threshold,
+      breakerWindowSeconds: props.breaker?.windowSeconds,
+      breakerQuarantineSeconds: props.breaker?.quarantineSeconds,
+      breakerProbeSeconds: props.breaker?.probeSeconds,
     });
     this.spill = new SpillBucket(this, "Spill", {
       ...props.spill,
@@ -339,13 +360,14 @@ export function deployConfigProps(loaded: LoadedDeployConfig): BoundedSshStackPr
     sshEgress: loaded.sshEgress,
     alarmSubscriptions: config.alarms,
     apiReservedConcurrency: config.reservedConcurrency?.api,
-    // The fleet ceiling follows the task function's reservation (the workflows' own rule).
+    // The fleet ceiling defaults to the task function's reservation less the single-host
+    // headroom (the workflows check the three at synth).
     ...(config.reservedConcurrency?.task === undefined
       ? {}
-      : {
-          taskReservedConcurrency: config.reservedConcurrency.task,
-          maxFleetConcurrency: config.reservedConcurrency.task,
-        }),
+      : { taskReservedConcurrency: config.reservedConcurrency.task }),
+    maxFleetConcurrency: config.reservedConcurrency?.fleet,
+    breaker: config.breaker,
+    singleHostHeadroom: config.reservedConcurrency?.singleHost,
     metricNamespace: config.metricNamespace ?? names.metricNamespace,
     ...(config.spill === undefined
       ? {}

@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import * as path from "node:path";
 import { Ajv } from "ajv";
 import { Policy, type PolicyDocument } from "../functions/policy/policy.ts";
-import { DEFAULT_METRIC_NAMESPACE } from "../lib/names.ts";
+import { DEFAULT_METRIC_NAMESPACE, ERROR_NAMES, type ErrorName } from "../lib/names.ts";
 
 /** The deploy config file. Paths are relative to the file itself. */
 export interface DeployConfig {
@@ -38,10 +38,32 @@ export interface DeployConfig {
     readonly runbookBaseUrl?: string;
   };
   /**
-   * Reserved concurrent executions per function; `task` is also the fleet's `maxConcurrency`
-   * ceiling. @default api unreserved, task DEFAULT_TASK_RESERVED_CONCURRENCY (50)
+   * Reserved concurrent executions per function, and how the task function's share splits:
+   * `fleet` is the ceiling on a fleet's `maxConcurrency`, `singleHost` what a fleet at that
+   * ceiling leaves for single-host runs; `fleet + singleHost <= task` (synth error otherwise).
+   * @default api unreserved, task DEFAULT_TASK_RESERVED_CONCURRENCY (50), singleHost a fifth
+   *   of task (10), fleet task − singleHost (40)
    */
-  readonly reservedConcurrency?: { readonly api?: number; readonly task?: number };
+  readonly reservedConcurrency?: {
+    readonly api?: number;
+    readonly task?: number;
+    readonly fleet?: number;
+    readonly singleHost?: number;
+  };
+  /**
+   * The per-host circuit breaker (docs/fleet.md): `errors` (SPEC §6 names that count against a
+   * host; a `*Timeout` counts only when its phase's own cap expired), `threshold` (distinct
+   * failed requests in the window that quarantine a host), `windowSeconds`,
+   * `quarantineSeconds`, `probeSeconds` (longest a half-open probe holds the host).
+   * @default BREAKER_ERRORS, 3, 600, 900, 120
+   */
+  readonly breaker?: {
+    readonly errors?: readonly ErrorName[];
+    readonly threshold?: number;
+    readonly windowSeconds?: number;
+    readonly quarantineSeconds?: number;
+    readonly probeSeconds?: number;
+  };
   /**
    * CloudWatch namespace. Per stage by default, so one stage's metrics never trip another
    * stage's alarms in a shared account.
@@ -124,6 +146,23 @@ export const DEPLOY_CONFIG_SCHEMA = {
       properties: {
         api: { type: "integer", minimum: 1 },
         task: { type: "integer", minimum: 1 },
+        fleet: { type: "integer", minimum: 1 },
+        singleHost: { type: "integer", minimum: 1 },
+      },
+    },
+    breaker: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        errors: {
+          type: "array",
+          uniqueItems: true,
+          items: { type: "string", enum: [...ERROR_NAMES] },
+        },
+        threshold: { type: "integer", minimum: 1 },
+        windowSeconds: { type: "integer", minimum: 1 },
+        quarantineSeconds: { type: "integer", minimum: 1 },
+        probeSeconds: { type: "integer", minimum: 1 },
       },
     },
     metricNamespace: { type: "string", pattern: "^[A-Za-z0-9._/#:-]{1,255}$" },

@@ -1,5 +1,5 @@
 import type { Phase } from "./names.ts";
-import type { PhaseCaps } from "./types.ts";
+import type { PhaseCaps, TimeoutBound } from "./types.ts";
 
 /**
  * Default per-phase caps (ms). Each phase is bounded by its cap AND by what is left of the
@@ -117,9 +117,23 @@ export class Deadline {
    * @returns Milliseconds, never negative; `Infinity` for `exec` without a budget.
    */
   allowance(phase: Phase): number {
-    const left =
-      phase === "teardown" ? this.remaining() : this.remaining() - this.teardownReserveMs;
-    return Math.max(0, Math.min(this.caps[phase], left));
+    return Math.max(0, Math.min(this.caps[phase], this.#left(phase)));
+  }
+
+  /**
+   * Which bound an {@link allowance} taken now is: `"phase"` when the phase's own cap is the
+   * smaller (its expiry says the peer was slow), `"budget"` when what is left of the budget
+   * is (the caller's shorter budget cut the phase short). Reported as a timeout error's
+   * `bound` (SPEC §6), so a breaker counts only the peer's slowness.
+   *
+   * @param phase - A SPEC §3 phase name.
+   */
+  boundOf(phase: Phase): TimeoutBound {
+    return this.caps[phase] <= this.#left(phase) ? "phase" : "budget";
+  }
+
+  #left(phase: Phase): number {
+    return phase === "teardown" ? this.remaining() : this.remaining() - this.teardownReserveMs;
   }
 
   /**

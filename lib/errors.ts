@@ -7,7 +7,7 @@ import {
   PHASE_TIMEOUT_ERROR,
   type Phase,
 } from "./names.ts";
-import type { ResultError } from "./types.ts";
+import type { ResultError, TimeoutBound } from "./types.ts";
 
 export interface EngineErrorOptions {
   phase: ErrorPhase;
@@ -16,6 +16,8 @@ export interface EngineErrorOptions {
   cause?: unknown;
   /** With a jump host (`via`): the hop the error happened at. */
   hop?: Hop;
+  /** A phase timeout: which bound expired (`Deadline.boundOf`). */
+  bound?: TimeoutBound;
 }
 
 /**
@@ -28,12 +30,15 @@ export abstract class EngineError extends Error {
   readonly commandStarted: boolean;
   /** With a jump host (`via`): the hop the error happened at; set once ({@link atHop}). */
   hop: Hop | undefined;
+  /** A phase timeout: the phase's own cap or the caller's budget expired (SPEC §6 `bound`). */
+  readonly bound: TimeoutBound | undefined;
 
   constructor(message: string, options: EngineErrorOptions) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.phase = options.phase;
     this.commandStarted = options.commandStarted ?? false;
     this.hop = options.hop;
+    this.bound = options.bound;
   }
 
   /**
@@ -62,6 +67,7 @@ export abstract class EngineError extends Error {
       retryable: this.retryable,
       commandStarted: this.commandStarted,
       ...(this.hop !== undefined ? { hop: this.hop } : {}),
+      ...(this.bound !== undefined ? { bound: this.bound } : {}),
     };
   }
 }
@@ -257,13 +263,14 @@ export function atHop<E extends EngineError>(err: E, hop: Hop): E {
 
 /** The error class of a contract error (a result's `error`): the inverse of `toJSON()`. */
 export function errorFromJSON(
-  error: Pick<ResultError, "name" | "phase" | "message" | "commandStarted" | "hop">,
+  error: Pick<ResultError, "name" | "phase" | "message" | "commandStarted" | "hop" | "bound">,
 ): EngineError {
   const Cls = ERROR_CLASSES[error.name] ?? InternalError;
   return new Cls(error.message, {
     phase: error.phase,
     commandStarted: error.commandStarted,
     ...(error.hop !== undefined ? { hop: error.hop } : {}),
+    ...(error.bound !== undefined ? { bound: error.bound } : {}),
   });
 }
 
@@ -272,15 +279,18 @@ export function phaseTimeoutError(
   phase: Phase,
   elapsedMs: number,
   commandStarted: boolean,
+  bound?: TimeoutBound,
 ): EngineError {
   if (phase === "teardown") {
     return new InternalError("teardown has no timeout error", { phase, commandStarted });
   }
   const name = PHASE_TIMEOUT_ERROR[phase];
   const Cls = ERROR_CLASSES[name];
-  return new Cls(`${phase} phase did not finish within ${Math.round(elapsedMs)} ms`, {
+  const by = bound === "budget" ? " (the request's budget left no more)" : "";
+  return new Cls(`${phase} phase did not finish within ${Math.round(elapsedMs)} ms${by}`, {
     phase,
     commandStarted,
+    ...(bound !== undefined ? { bound } : {}),
   });
 }
 

@@ -112,15 +112,20 @@ export const RETRYABLE_ERRORS = ERROR_NAMES.filter(
 }[ErrorName][];
 
 /**
- * Errors that count against a host's circuit breaker: the host accepted nothing useful
- * (no TCP, no banner, no key exchange) or vanished. Enough of them in a window quarantine it.
+ * Errors that count against a host's circuit breaker by default (`BSSH_BREAKER_ERRORS`): the
+ * host accepted nothing useful (no name, no TCP, no banner, no key exchange) or vanished. A
+ * `*Timeout` counts only when its phase's own cap expired (`error.bound: "phase"`),
+ * `ConnectionLost` only before the command started. Enough distinct failed requests in a
+ * window quarantine the host (docs/fleet.md).
  */
-export const BREAKER_ERRORS = [
+export const BREAKER_ERRORS: readonly ErrorName[] = [
+  "DnsLookupFailed",
+  "ConnectRefused",
   "ConnectTimeout",
   "BannerTimeout",
   "HandshakeTimeout",
   "ConnectionLost",
-] as const satisfies readonly ErrorName[];
+] satisfies readonly ErrorName[];
 
 /** Errors that mean "the remote hung before the SSH session was up" — the incident's signature. */
 export const HANDSHAKE_HANG_ERRORS = ["BannerTimeout", "HandshakeTimeout"] as const;

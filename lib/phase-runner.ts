@@ -33,11 +33,12 @@ export class PhaseRunner implements SessionProgress {
     const start = performance.now();
     this.#onPhase?.(phase);
     const allowance = this.#deadline.allowance(phase);
+    const bound = this.#deadline.boundOf(phase);
     try {
       return await this.#deadline.bound(
         allowance,
         work(),
-        () => phaseTimeoutError(phase, allowance, this.commandStarted),
+        () => phaseTimeoutError(phase, allowance, this.commandStarted, bound),
         () =>
           callerAbortError(this.#deadline.abortReason, `during ${phase}`, {
             phase,

@@ -196,11 +196,20 @@ export interface HopTimings {
   forwardMs: number | null;
 }
 
+/** Which bound ended a phase: its own cap, or the caller's budget (`ResultError.bound`). */
+export type TimeoutBound = "phase" | "budget";
+
 export interface ResultError {
   name: ErrorName;
   phase: ErrorPhase;
   /** Present on every error of a request with `via`: where it happened. */
   hop?: Hop;
+  /**
+   * On a phase timeout (`*Timeout` from the engine's deadline): which bound expired — the
+   * phase's own cap (`"phase"`: the peer was slow) or what the caller's budget left
+   * (`"budget"`: the request was too short for the phase). SPEC §6.
+   */
+  bound?: TimeoutBound;
   message: string;
   retryable: boolean;
   commandStarted: boolean;

@@ -277,7 +277,7 @@ export const ALARM_CATALOG = {
   LambdaThrottles: {
     severity: "ticket",
     meaning:
-      "A function was throttled. API callers got HTTP 429/500; a workflow task fails with Lambda.TooManyRequestsException, which the workflows do not retry (the fleet child fails and counts against ToleratedFailurePercentage).",
+      "A function was throttled. API callers got HTTP 429/500; a workflow task got Lambda.TooManyRequestsException, which the workflows retry with backoff and full jitter (6 retries, up to 60 s apart); after those a single-host execution fails and a fleet host's outcome is error: Lambda.TooManyRequestsException (the run goes on).",
     why: "Capacity, not correctness: a ticket to raise concurrency or lower fleet MaxConcurrency.",
     checks: [
       "Run the query: which callers drove the volume",

@@ -51,6 +51,10 @@ export const ENV = {
   breakerWindowSeconds: "BSSH_BREAKER_WINDOW_S",
   /** Breaker: how long a host stays quarantined, seconds (default 900). */
   breakerQuarantineSeconds: "BSSH_BREAKER_TTL_S",
+  /** Breaker: longest a half-open probe holds a host, seconds (default 120). */
+  breakerProbeSeconds: "BSSH_BREAKER_PROBE_S",
+  /** Breaker: comma-separated error names that count against a host (default BREAKER_ERRORS). */
+  breakerErrors: "BSSH_BREAKER_ERRORS",
   /** S3 bucket for full output (`output.stdoutObject`); unset refuses request `spill`. */
   spillBucket: "BSSH_SPILL_BUCKET",
   /** `request` (default: spill when the request says `spill: true`) or `always`. */

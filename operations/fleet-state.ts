@@ -15,4 +15,6 @@ export const DEFAULT_BREAKER = {
   windowSeconds: 600,
   /** How long a host stays quarantined, seconds. */
   quarantineSeconds: 900,
+  /** Longest a half-open probe (the first request after a quarantine) holds a host, seconds. */
+  probeSeconds: 120,
 } as const;

@@ -2,6 +2,7 @@ import { RemovalPolicy, Validations } from "aws-cdk-lib";
 import * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
 import { Construct } from "constructs";
+import type { ErrorName } from "../../lib/names.ts";
 import { DEFAULT_BREAKER, DEFAULT_IDEMPOTENCY_TTL_SECONDS } from "../../operations/fleet-state.ts";
 import { HANDLER_ENV } from "../config.ts";
 
@@ -17,6 +18,10 @@ export interface FleetStateProps {
   readonly breakerWindowSeconds?: number;
   /** @default 900 */
   readonly breakerQuarantineSeconds?: number;
+  /** Longest a half-open probe holds a host. @default 120 */
+  readonly breakerProbeSeconds?: number;
+  /** Error names that count against a host. @default BREAKER_ERRORS (handler default) */
+  readonly breakerErrors?: readonly ErrorName[];
 }
 
 /**
@@ -84,6 +89,13 @@ export class FleetState extends Construct {
         HANDLER_ENV.breakerQuarantineSeconds,
         String(props.breakerQuarantineSeconds ?? DEFAULT_BREAKER.quarantineSeconds),
       );
+      fn.addEnvironment(
+        HANDLER_ENV.breakerProbeSeconds,
+        String(props.breakerProbeSeconds ?? DEFAULT_BREAKER.probeSeconds),
+      );
+      if (props.breakerErrors !== undefined) {
+        fn.addEnvironment(HANDLER_ENV.breakerErrors, props.breakerErrors.join(","));
+      }
     }
   }
 }

@@ -43,9 +43,11 @@ export interface FleetWorkflowProps extends TaskSettings {
  * written to `fleet-results/`).
  *
  * Host outcomes (`succeeded`, `failed`, `timed_out`, `error`) are data: every child records
- * one and succeeds, so the summary sees every host. Only failures that leave no outcome (Lambda
- * service errors after their retries, a task-state timeout, a malformed item) fail a child, and
- * those are what `ToleratedFailurePercentage` budgets.
+ * one and succeeds, so the summary sees every host. Lambda throttles and service errors are
+ * retried with full jitter; after their retries they, a task-state timeout or any other task
+ * error become the host's `error` outcome (`States.ALL` catch). Only a malformed item (a
+ * runtime error outside the task) still fails a child: that is what
+ * `ToleratedFailurePercentage` budgets.
  *
  * @example
  * const fleet = new FleetWorkflow(this, "Fleet", {
@@ -272,6 +274,10 @@ export class FleetWorkflow extends Construct {
       errors: [...EARLY_ERRORS, ...HARD_TIMEOUT_ERRORS],
       resultPath: "$.error",
     });
+    // Everything else — a throttle or Lambda service error after its retries, the task
+    // state's own timeout, a permission error — is this host's outcome too (`error` names
+    // it): no child fails, so no child failure can fail the run and lose the other results.
+    run.addCatch(noResult, { errors: ["States.ALL"], resultPath: "$.error" });
     parsed.end.next(errorHop);
     return run.next(outcome);
   }

@@ -79,6 +79,10 @@ export class SingleHostWorkflow extends Construct {
     const definition = run.next(new sfn.Succeed(this, "Done"));
 
     const attempts = (props.retry?.maxAttempts ?? 2) + 1;
+    // A throttled attempt never runs the function: only its backoff counts.
+    const throttleWaits =
+      (props.lambdaRetry?.maxAttempts ?? 6) *
+      (props.lambdaRetry?.maxDelay ?? Duration.seconds(60)).toSeconds();
     // "Default": the construct is transparent to logical ids (`<parent><id>`), so the state
     // machine kept its id when it moved out of the one construct that held both workflows.
     this.stateMachine = new sfn.StateMachine(this, "Default", {
@@ -90,6 +94,9 @@ export class SingleHostWorkflow extends Construct {
       timeout: Duration.seconds(
         attempts * props.taskTimeout.toSeconds() +
           attempts * (props.retry?.maxDelay ?? Duration.seconds(30)).toSeconds() +
+          throttleWaits +
+          // CommandInProgress: two waits of one task timeout each.
+          2 * props.taskTimeout.toSeconds() +
           60,
       ),
       tracingEnabled: true,

@@ -35,16 +35,41 @@ export const SESSION_ERRORS: readonly ErrorName[] = ERROR_NAMES.filter(
 );
 
 /**
- * What the task's `Retry` matches: every retryable error but `HostQuarantined`, whose
+ * What the task's session `Retry` matches: every retryable error but `HostQuarantined`, whose
  * quarantine lasts minutes (a retry seconds later is refused again; the next fleet run
- * after the TTL tries the host).
+ * after the TTL tries the host), and `CommandInProgress`, which has its own retrier
+ * ({@link IN_PROGRESS_ERRORS}).
  */
 export const WORKFLOW_RETRY_ERRORS: readonly ErrorName[] = RETRYABLE_ERRORS.filter(
-  (name) => name !== "HostQuarantined",
+  (name) => name !== "HostQuarantined" && name !== "CommandInProgress",
 );
+
+/**
+ * A retry that met its own first attempt still running (after a Lambda service error that
+ * did not stop the invocation): retried once the first attempt's deadline (the task timeout)
+ * has passed, without jitter, so the retry finds the recorded result instead of giving up
+ * while the command succeeds.
+ */
+export const IN_PROGRESS_ERRORS = ["CommandInProgress"] as const satisfies readonly ErrorName[];
 
 /** How Lambda reports a hard timeout to Step Functions (older runtimes: `Lambda.Unknown`). */
 export const HARD_TIMEOUT_ERRORS = ["Sandbox.Timedout", "Lambda.Unknown"] as const;
+
+/**
+ * Lambda's throttling and service errors, as Step Functions names them: the invocation was
+ * refused (`TooManyRequestsException`, HTTP 429: the function never ran) or Lambda itself
+ * failed (the 5xx of the Step Functions best practice "Handle Lambda service exceptions").
+ * Every task retries them with backoff and full jitter ({@link LambdaRetrySettings}).
+ * `Lambda.Unknown` is not here: Lambda reports a function timeout or an out-of-memory crash
+ * with it, after the command may have run, so it is a {@link HARD_TIMEOUT_ERRORS} outcome.
+ */
+export const LAMBDA_SERVICE_ERRORS = [
+  "Lambda.TooManyRequestsException",
+  "Lambda.ServiceException",
+  "Lambda.AWSLambdaException",
+  "Lambda.SdkClientException",
+  "Lambda.ClientExecutionTimeoutException",
+] as const;
 
 /** Retry of {@link WORKFLOW_RETRY_ERRORS}. */
 export interface RetrySettings {
@@ -58,6 +83,13 @@ export interface RetrySettings {
   readonly maxDelay?: Duration;
 }
 
+/**
+ * Retry of {@link LAMBDA_SERVICE_ERRORS}: more attempts and longer waits than the session
+ * retry, since a throttle lasts as long as the function is at its reserved concurrency.
+ * Defaults: 2 s, ×2, at most 60 s apart, 6 retries (worst case about 2 minutes, full jitter).
+ */
+export type LambdaRetrySettings = RetrySettings;
+
 /** What every task state of a workflow needs. */
 export interface TaskSettings {
   /** The task handler (`functions/task.ts`). */
@@ -66,6 +98,8 @@ export interface TaskSettings {
   readonly taskTimeout: Duration;
   /** @default RetrySettings defaults */
   readonly retry?: RetrySettings;
+  /** Retry of Lambda's throttling and service errors. @default LambdaRetrySettings defaults */
+  readonly lambdaRetry?: LambdaRetrySettings;
 }
 
 /** The execution context a task payload carries (SPEC §9: the caller is the state machine). */
@@ -75,7 +109,10 @@ export const EXECUTION_CONTEXT = {
 };
 
 /**
- * The Lambda task with the contract's Retry.
+ * The Lambda task with three retriers: Lambda's throttling and service errors
+ * ({@link LAMBDA_SERVICE_ERRORS}, full jitter), `CommandInProgress` after the first attempt's
+ * deadline ({@link IN_PROGRESS_ERRORS}), then the contract's retryable errors
+ * ({@link WORKFLOW_RETRY_ERRORS}, full jitter).
  *
  * @param scope where the state is created.
  * @param id the state's name.
@@ -93,7 +130,28 @@ export function invokeTask(
     // The task result is the handler's return value, exactly as a local run sees it.
     payloadResponseOnly: true,
     taskTimeout: sfn.Timeout.duration(settings.taskTimeout),
+    // Replaced by the explicit retrier below (CDK's default has no jitter and no throttles).
+    retryOnServiceExceptions: false,
     ...extra,
+  });
+  // Throttles and Lambda service errors: a fleet at its concurrency ceiling backs off and
+  // spreads out instead of failing (full jitter: the children throttled together retry apart).
+  task.addRetry({
+    errors: [...LAMBDA_SERVICE_ERRORS],
+    interval: settings.lambdaRetry?.interval ?? Duration.seconds(2),
+    maxAttempts: settings.lambdaRetry?.maxAttempts ?? 6,
+    backoffRate: settings.lambdaRetry?.backoffRate ?? 2,
+    maxDelay: settings.lambdaRetry?.maxDelay ?? Duration.seconds(60),
+    jitterStrategy: sfn.JitterType.FULL,
+  });
+  // The first attempt may still be running for up to its timeout: wait that out (no jitter:
+  // a full-jitter wait could be 0 s), then its recorded result replays.
+  task.addRetry({
+    errors: [...IN_PROGRESS_ERRORS],
+    interval: settings.taskTimeout,
+    maxAttempts: 2,
+    backoffRate: 1,
+    jitterStrategy: sfn.JitterType.NONE,
   });
   task.addRetry({
     errors: [...WORKFLOW_RETRY_ERRORS],

@@ -14,11 +14,14 @@ import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import { FleetWorkflow } from "./fleet-workflow.ts";
 import { SingleHostWorkflow } from "./single-host-workflow.ts";
-import type { RetrySettings } from "./workflow-tasks.ts";
+import type { LambdaRetrySettings, RetrySettings } from "./workflow-tasks.ts";
 
 export {
   EARLY_ERRORS,
   HARD_TIMEOUT_ERRORS,
+  IN_PROGRESS_ERRORS,
+  LAMBDA_SERVICE_ERRORS,
+  type LambdaRetrySettings,
   type RetrySettings,
   SESSION_ERRORS,
   WORKFLOW_RETRY_ERRORS,
@@ -32,16 +35,31 @@ export interface WorkflowsProps {
   readonly taskTimeout: Duration;
   /** @default RetrySettings defaults */
   readonly retry?: RetrySettings;
+  /** Retry of Lambda's throttling and service errors. @default LambdaRetrySettings defaults */
+  readonly lambdaRetry?: LambdaRetrySettings;
   /** Whole fleet run. @default Duration.hours(6) */
   readonly fleetTimeout?: Duration;
   /** Hosts per fleet when the input does not say. @default 10 */
   readonly defaultMaxConcurrency?: number;
   /**
    * Ceiling on a fleet's `maxConcurrency`: a larger value, 0 (unlimited to Step Functions) or a
-   * non-number in the input becomes this. Keep it at or below the task function's reserved
-   * concurrency. @default 50
+   * non-number in the input becomes this. With `taskReservedConcurrency`, it must leave
+   * `singleHostHeadroom` of it free (checked at synth).
+   * @default taskReservedConcurrency − singleHostHeadroom, or 40 when the task function is
+   *   unreserved
    */
   readonly maxConcurrencyCeiling?: number;
+  /**
+   * Reserved concurrency of the task function (`handler`): what all runs share. Unset when the
+   * function is unreserved (then the account's unreserved pool is the limit and nothing is
+   * checked). @default unreserved
+   */
+  readonly taskReservedConcurrency?: number;
+  /**
+   * Task-function concurrency a fleet at its ceiling leaves for single-host runs.
+   * @default {@link defaultSingleHostHeadroom} (a fifth of the reservation, at least 1)
+   */
+  readonly singleHostHeadroom?: number;
   /** State machine names are this plus `-SingleHost` / `-Fleet`. @default the stack name */
   readonly namePrefix?: string;
   /** Percent of child executions allowed to fail when the input does not say. @default 0 */
@@ -50,6 +68,47 @@ export interface WorkflowsProps {
   readonly fleetObjectExpiration?: Duration;
   /** @default logs.RetentionDays.ONE_MONTH */
   readonly logRetention?: logs.RetentionDays;
+}
+
+/** Fleet ceiling when the task function is unreserved. */
+const UNRESERVED_FLEET_CEILING = 40;
+
+/**
+ * Task-function concurrency kept for single-host runs by default: a fifth of the reservation,
+ * at least 1 (50 reserved → 10 kept, fleet ceiling 40).
+ */
+export function defaultSingleHostHeadroom(reserved: number): number {
+  return Math.max(1, Math.ceil(reserved / 5));
+}
+
+/**
+ * The fleet's `maxConcurrency` ceiling, checked against the task function's reserved
+ * concurrency: a fleet at its ceiling must leave the single-host headroom, or its own children
+ * and every single-host run would meet `Lambda.TooManyRequestsException` (retried, but each
+ * retry waits and costs a transition).
+ *
+ * @throws Error naming both numbers and the fix when the ceiling does not fit.
+ */
+export function fleetConcurrencyCeiling(
+  path: string,
+  props: Pick<
+    WorkflowsProps,
+    "maxConcurrencyCeiling" | "taskReservedConcurrency" | "singleHostHeadroom"
+  >,
+): number {
+  const reserved = props.taskReservedConcurrency;
+  if (reserved === undefined) return props.maxConcurrencyCeiling ?? UNRESERVED_FLEET_CEILING;
+  const headroom = props.singleHostHeadroom ?? defaultSingleHostHeadroom(reserved);
+  if (!Number.isInteger(headroom) || headroom < 1) {
+    throw new Error(`${path}: singleHostHeadroom must be an integer >= 1 (got ${headroom})`);
+  }
+  const ceiling = props.maxConcurrencyCeiling ?? reserved - headroom;
+  if (ceiling + headroom > reserved) {
+    throw new Error(
+      `${path}: the fleet's maxConcurrency ceiling (${ceiling}) must stay below the task function's reserved concurrency (${reserved}) by the single-host headroom (${headroom}): at ${ceiling} a full fleet throttles its own children and every single-host run. Lower the fleet ceiling (deploy config reservedConcurrency.fleet) to at most ${reserved - headroom}, or raise reservedConcurrency.task to at least ${ceiling + headroom}.`,
+    );
+  }
+  return ceiling;
 }
 
 /**
@@ -61,7 +120,8 @@ export interface WorkflowsProps {
  * const workflows = new Workflows(this, "Workflows", {
  *   handler: taskFunction,
  *   taskTimeout: Duration.seconds(75),
- *   maxConcurrencyCeiling: 50,
+ *   taskReservedConcurrency: 50,
+ *   maxConcurrencyCeiling: 40, // 10 left for single-host runs
  * });
  * taskFunction.addEnvironment("BSSH_STATE_MACHINE_ARNS", workflows.stateMachineArns.join(","));
  */
@@ -100,7 +160,13 @@ export class Workflows extends Construct {
       }),
     );
     const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
-    const task = { handler: props.handler, taskTimeout: props.taskTimeout, retry: props.retry };
+    const task = {
+      handler: props.handler,
+      taskTimeout: props.taskTimeout,
+      retry: props.retry,
+      lambdaRetry: props.lambdaRetry,
+    };
+    const ceiling = fleetConcurrencyCeiling(this.node.path, props);
     this.role = new iam.Role(this, "Role", {
       assumedBy: new iam.ServicePrincipal("states.amazonaws.com"),
       description: "bounded-ssh workflows (the policy's caller for Step Functions requests)",
@@ -136,7 +202,7 @@ export class Workflows extends Construct {
       bucket: this.fleetBucket,
       timeout: props.fleetTimeout,
       defaultMaxConcurrency: props.defaultMaxConcurrency,
-      maxConcurrencyCeiling: props.maxConcurrencyCeiling,
+      maxConcurrencyCeiling: ceiling,
       defaultToleratedFailurePercentage: props.defaultToleratedFailurePercentage,
     }).stateMachine;
 

@@ -1,4 +1,10 @@
-import { PHASES, type Phase } from "../../lib/names.ts";
+import {
+  BREAKER_ERRORS,
+  ERROR_NAMES,
+  type ErrorName,
+  PHASES,
+  type Phase,
+} from "../../lib/names.ts";
 import { DEFAULT_SPILL_MAX_BYTES } from "../../lib/session/output-capture.ts";
 import type { PhaseCaps } from "../../lib/types.ts";
 import {
@@ -105,6 +111,20 @@ function nonNegative(env: NodeJS.ProcessEnv, key: string, fallback: number): num
   const value = Number(raw);
   if (!Number.isFinite(value) || value < 0) throw invalid(env, key, "a number >= 0");
   return value;
+}
+
+/** `BSSH_BREAKER_ERRORS`: SPEC §6 names, comma-separated; unset: `BREAKER_ERRORS`. */
+function breakerErrors(env: NodeJS.ProcessEnv): readonly ErrorName[] {
+  const raw = env[ENV.breakerErrors];
+  if (raw === undefined || raw.trim() === "") return BREAKER_ERRORS;
+  const names = raw.split(",").map((n) => n.trim());
+  const unknown = names.filter((n) => !(ERROR_NAMES as readonly string[]).includes(n));
+  if (unknown.length > 0 || names.includes("")) {
+    throw new ConfigError(
+      `${ENV.breakerErrors} names ${unknown.map((n) => JSON.stringify(n)).join(", ") || "an empty entry"}, not a SPEC §6 error name; expected comma-separated names such as ${BREAKER_ERRORS.join(",")}`,
+    );
+  }
+  return names as ErrorName[];
 }
 
 function positiveInteger(env: NodeJS.ProcessEnv, key: string, fallback: number): number {
@@ -243,7 +263,15 @@ export interface HandlerConfig {
   cacheTtlMs: number;
   idempotency: { table: string; ttlSeconds: number } | undefined;
   breaker:
-    | { table: string; threshold: number; windowSeconds: number; quarantineSeconds: number }
+    | {
+        table: string;
+        threshold: number;
+        windowSeconds: number;
+        quarantineSeconds: number;
+        probeSeconds: number;
+        /** Error names that count against a host. */
+        errors: readonly ErrorName[];
+      }
     | undefined;
   /** `mode` and `namespace` are unset when the variable is (local mode picks its own). */
   metrics: { mode?: MetricsMode; namespace?: string };
@@ -305,6 +333,8 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HandlerConf
             ENV.breakerQuarantineSeconds,
             DEFAULT_BREAKER.quarantineSeconds,
           ),
+          probeSeconds: positiveInteger(env, ENV.breakerProbeSeconds, DEFAULT_BREAKER.probeSeconds),
+          errors: breakerErrors(env),
         }
       : undefined,
     metrics,

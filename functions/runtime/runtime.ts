@@ -157,8 +157,8 @@ export function awsRuntime(config: HandlerConfig): Runtime {
       preload.push(store);
     }
     if (breakerTable) {
-      const { threshold, windowSeconds, quarantineSeconds } = config.breaker!;
-      const options = { tableName: breakerTable, threshold, windowSeconds, quarantineSeconds };
+      const { table: _table, ...settings } = config.breaker!;
+      const options = { tableName: breakerTable, ...settings };
       const breaker = once(async () => {
         const [{ HostBreaker }, client] = await Promise.all([
           import("../breaker/host-breaker.ts"),
@@ -169,7 +169,8 @@ export function awsRuntime(config: HandlerConfig): Runtime {
       runtime.breaker = {
         check: async (host, port, signal) =>
           (await loaded(breaker(), signal)).check(host, port, signal),
-        record: async (result, signal) => (await loaded(breaker(), signal)).record(result, signal),
+        record: async (result, signal, requestKey) =>
+          (await loaded(breaker(), signal)).record(result, signal, requestKey),
       };
       preload.push(breaker);
     }

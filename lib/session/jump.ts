@@ -233,6 +233,7 @@ export class JumpHost {
     const start = performance.now();
     const deadline = this.#o.deadline;
     const allowance = deadline.allowance(phase === "forward" ? "connect" : phase);
+    const bound = deadline.boundOf(phase === "forward" ? "connect" : phase);
     try {
       return await deadline.bound(
         allowance,
@@ -241,9 +242,9 @@ export class JumpHost {
           phase === "forward"
             ? new ConnectTimeout(
                 `jump host ${this.host}:${this.port} did not confirm the forward to ${this.#o.target.host}:${this.#o.target.port} within ${Math.round(allowance)} ms (its connect to the target did not complete)`,
-                { phase: "connect", hop: "target" },
+                { phase: "connect", hop: "target", bound },
               )
-            : phaseTimeoutError(phase, allowance, false),
+            : phaseTimeoutError(phase, allowance, false, bound),
         () =>
           callerAbortError(deadline.abortReason, `during the jump host's ${phase}`, {
             phase: errorPhase,

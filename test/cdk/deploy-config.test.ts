@@ -200,6 +200,20 @@ describe("deploy config checks at synth", () => {
     expect(() => loadDeployConfigFile(variant({}, bad))).toThrow(runtimeMessage);
   });
 
+  it("refuses a breaker setting that is not a SPEC §6 name or not a positive integer", () => {
+    expect(() =>
+      loadDeployConfigFile(variant({ breaker: { errors: ["BannerTimeout", "Nope"] } })),
+    ).toThrow(/breaker\/errors\/1/);
+    expect(() => loadDeployConfigFile(variant({ breaker: { threshold: 0 } }))).toThrow(
+      /breaker\/threshold/,
+    );
+    expect(
+      loadDeployConfigFile(
+        variant({ breaker: { errors: ["BannerTimeout"], threshold: 5, probeSeconds: 60 } }),
+      ).config.breaker,
+    ).toEqual({ errors: ["BannerTimeout"], threshold: 5, probeSeconds: 60 });
+  });
+
   it("refuses unknown fields and a bad stage name, naming them", () => {
     expect(() => loadDeployConfigFile(variant({ stag: "x" }))).toThrow(/stag/);
     expect(() => loadDeployConfigFile(variant({ stage: "Prod_1" }))).toThrow(/\/stage/);

@@ -40,6 +40,8 @@ export async function runLocally(
   input: unknown,
   task: (event: unknown) => Promise<unknown>,
   stateMachineArn = localStateMachineArn("Test-SingleHost"),
+  /** Wait of each of the task state's retriers, ms, in their order. @default 0 for all */
+  retryIntervals: number | number[] = 0,
 ): Promise<LocalExecution> {
   const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
   const name = stateMachineArn.split(":").pop();
@@ -52,8 +54,8 @@ export async function runLocally(
     },
     overrides: {
       taskResourceLocalHandlers: { [taskState]: task as never },
-      // Keep the configured retrier; only skip its (seconds-long, jittered) waits.
-      retryIntervalOverrides: { [taskState]: 0 },
+      // Keep the configured retriers; only skip (or shorten) their seconds-long waits.
+      retryIntervalOverrides: { [taskState]: retryIntervals },
     },
   });
   const events: ExecutionEvent[] = [];
@@ -75,5 +77,40 @@ export async function runLocally(
     events,
     stateOutput: (name) =>
       events.find((e) => e.type === "StateExited" && e.state?.name === name)?.state?.output,
+  };
+}
+
+/** What Step Functions reports when Lambda throttles an Invoke (HTTP 429, before the function runs). */
+export const THROTTLE_ERROR = "Lambda.TooManyRequestsException";
+
+/**
+ * A throttle injector at the Lambda boundary: `throttled(event, attempt)` decides, per call,
+ * whether Lambda refuses the invocation (the function never runs) the way Step Functions
+ * reports it — Error `Lambda.TooManyRequestsException`, Cause "Rate Exceeded." — instead of
+ * handing the event to `task`. `attempt` counts this event's calls from 1 (keyed by `keyOf`).
+ *
+ * @returns the wrapped task and the number of invocations refused.
+ */
+export function withThrottles(
+  task: (event: unknown) => Promise<unknown>,
+  keyOf: (event: unknown) => string,
+  throttled: (key: string, attempt: number) => boolean,
+): { task: (event: unknown) => Promise<unknown>; refused: () => number } {
+  const attempts = new Map<string, number>();
+  let refused = 0;
+  return {
+    refused: () => refused,
+    task: async (event) => {
+      const key = keyOf(event);
+      const attempt = (attempts.get(key) ?? 0) + 1;
+      attempts.set(key, attempt);
+      if (throttled(key, attempt)) {
+        refused++;
+        const cause =
+          "Rate Exceeded. (Service: Lambda, Status Code: 429, Request ID: local-throttle)";
+        throw Object.assign(new Error(cause), { name: THROTTLE_ERROR });
+      }
+      return task(event);
+    },
   };
 }

@@ -276,13 +276,13 @@ describe("new and fixed alarms", () => {
     }
   });
 
-  it("describes throttles the way the workflows handle them (no retry of TooManyRequests)", () => {
+  it("describes throttles the way the workflows handle them (retried with jitter)", () => {
     const retried = JSON.stringify(definitionOf(template, "WorkflowsFleet")).includes(
       "Lambda.TooManyRequestsException",
     );
     const text = ALARM_CATALOG.LambdaThrottles.meaning;
-    expect(retried).toBe(false);
-    expect(text).toContain("do not retry");
+    expect(retried).toBe(true);
+    expect(text).toContain("retry with backoff and full jitter");
   });
 });
 

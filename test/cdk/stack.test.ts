@@ -242,7 +242,7 @@ describe("API", () => {
 });
 
 describe("workflows", () => {
-  it("retry lib's RETRYABLE_ERRORS but HostQuarantined, with backoff and full jitter, per attempt timeout > Lambda", () => {
+  it("retry lib's RETRYABLE_ERRORS but HostQuarantined and CommandInProgress, with backoff and full jitter, per attempt timeout > Lambda", () => {
     for (const [prefix, taskState] of [
       ["WorkflowsSingleHost", "RunCommand"],
       ["WorkflowsFleet", "InlineRunHost"],
@@ -254,7 +254,10 @@ describe("workflows", () => {
         TimeoutSeconds: number;
       };
       const retry = task.Retry.find((r) => r.ErrorEquals.includes("BannerTimeout"));
-      expect(retry?.ErrorEquals).toEqual(RETRYABLE_ERRORS.filter((n) => n !== "HostQuarantined"));
+      // CommandInProgress has its own retrier (it waits out the first attempt's deadline).
+      expect(retry?.ErrorEquals).toEqual(
+        RETRYABLE_ERRORS.filter((n) => n !== "HostQuarantined" && n !== "CommandInProgress"),
+      );
       expect(retry).toMatchObject({ BackoffRate: 2, JitterStrategy: "FULL", MaxAttempts: 2 });
       expect(task.TimeoutSeconds).toBeGreaterThan(60);
     }

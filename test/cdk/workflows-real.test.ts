@@ -24,7 +24,13 @@ import { localRuntime } from "../../local/local-config.ts";
 import { LOOPBACK_DENY } from "../functions/support.ts";
 import { type Adversary, closedPort, tarpit } from "../helpers/adversaries.ts";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
-import { lambdaError, localStateMachineArn, runLocally } from "./local-sfn.ts";
+import {
+  lambdaError,
+  localStateMachineArn,
+  runLocally,
+  THROTTLE_ERROR,
+  withThrottles,
+} from "./local-sfn.ts";
 import { definitionOf, synthOnce } from "./synth.ts";
 
 const { template } = synthOnce();
@@ -375,4 +381,87 @@ describe("fleet, real task handler (inline items)", () => {
     // Concurrency 10: the slowest host (a tarpit, 3 × 1 s) bounds the run, not the sum.
     expect(elapsed).toBeLessThan(15_000);
   });
+});
+
+describe("fleet, throttles injected at the Lambda boundary (real task handler)", () => {
+  /** Lambda throttle retries of a task: the first attempt plus `maxAttempts` (6) retries. */
+  const THROTTLE_ATTEMPTS = 7;
+
+  const item = (extra: Partial<Request>): Partial<Request> => ({
+    host: "127.0.0.1",
+    port: sshd.port,
+    command: "echo hi",
+    credential: "default",
+    timeoutMs: 5_000,
+    ...extra,
+  });
+
+  it.each([
+    ["once (absorbed by the retry)", 1, "succeeded"],
+    ["on every attempt (beyond the retries)", Number.POSITIVE_INFINITY, "error"],
+  ] as const)(
+    "a host throttled %s never fails the run; the other hosts' results are kept",
+    async (_label, times, outcome) => {
+      const shared = { username: sshd.username };
+      // Every outcome is present (the local interpreter's `[?()]` filter fails on no match).
+      const throttledHost = item({ command: "echo throttled" });
+      const hosts =
+        outcome === "succeeded"
+          ? [
+              throttledHost,
+              item({ command: "exit 3" }),
+              item({ command: "sleep 30", timeoutMs: SHORT_MS }),
+              item({ port: closed.port }),
+            ]
+          : [
+              throttledHost,
+              item({ command: "echo ok" }),
+              item({ command: "exit 3" }),
+              item({ command: "sleep 30", timeoutMs: SHORT_MS }),
+            ];
+      const calls: string[] = [];
+      const target = keyOf({ ...shared, ...throttledHost } as Request);
+      const injected = withThrottles(
+        asLambda(calls),
+        (event) => keyOf((event as { request: Request }).request),
+        (key, attempt) => key === target && attempt <= times,
+      );
+      const { output, error, failed, events } = await runLocally(
+        fleet,
+        "InlineRunHost",
+        { request: shared, hosts, maxConcurrency: 4 },
+        injected.task,
+        FLEET_ARN,
+      );
+      expect(failed, JSON.stringify(failed)).toBeUndefined();
+      expect(error, String((error as Error | undefined)?.cause ?? error ?? "")).toBeUndefined();
+      const { summary, results } = output as {
+        summary: Record<string, number>;
+        results: { host: string; status: string; phase: string | null; error?: string }[];
+      };
+      expect(summary.total).toBe(4);
+      expect(results).toHaveLength(4);
+      const retried = events.filter(
+        (e) => e.type === "StateRetried" && e.state?.name === "InlineRunHost",
+      );
+      if (outcome === "succeeded") {
+        // The throttle was retried and the host ran: all four real results.
+        expect(injected.refused()).toBe(1);
+        expect(results.map((r) => r.status)).toEqual(["succeeded", "failed", "timed_out", "error"]);
+        expect(results[3]).toMatchObject({ phase: "connect", error: "ConnectRefused" });
+      } else {
+        // Every attempt throttled: the host's outcome names the throttle; the others ran.
+        expect(injected.refused()).toBe(THROTTLE_ATTEMPTS);
+        expect(calls.filter((c) => c === target)).toEqual([]);
+        // (The local interpreter drops the outcome's nulls: phase and requestId are null on AWS.)
+        expect(results[0]).toMatchObject({
+          host: "127.0.0.1",
+          status: "error",
+          error: THROTTLE_ERROR,
+        });
+        expect(results.slice(1).map((r) => r.status)).toEqual(["succeeded", "failed", "timed_out"]);
+      }
+      expect(retried.length).toBeGreaterThanOrEqual(injected.refused() === 1 ? 1 : 6);
+    },
+  );
 });

@@ -7,7 +7,14 @@
  * ToleratedFailurePercentage are not executed locally, so the inline-items branch is what runs.
  */
 import aslValidator from "asl-validator";
+import { App, Duration, Stack } from "aws-cdk-lib";
+import * as lambda from "aws-cdk-lib/aws-lambda";
 import { describe, expect, it } from "vitest";
+import {
+  fleetConcurrencyCeiling,
+  LAMBDA_SERVICE_ERRORS,
+  Workflows,
+} from "../../cdk/constructs/workflows.ts";
 import { ERROR_CLASSES } from "../../lib/errors.ts";
 import type { ErrorName, Status } from "../../lib/names.ts";
 import { lambdaError, localStateMachineArn, runLocally } from "./local-sfn.ts";
@@ -16,6 +23,22 @@ import { definitionOf, synthOnce } from "./synth.ts";
 const { template } = synthOnce();
 const single = definitionOf(template, "WorkflowsSingleHost");
 const fleet = definitionOf(template, "WorkflowsFleet");
+
+interface TaskStateAsl {
+  Retry: { ErrorEquals: string[] }[];
+  Catch: { ErrorEquals: string[] }[];
+}
+
+/** A task state by name, wherever it is nested (map item processors). */
+function taskState(definition: Record<string, unknown>, name: string): TaskStateAsl {
+  let found: TaskStateAsl | undefined;
+  JSON.stringify(definition, (key, value) => {
+    if (key === name && value && typeof value === "object" && "Retry" in value) found = value;
+    return value;
+  });
+  if (!found) throw new Error(`no task state ${name}`);
+  return found;
+}
 
 /** Which error a host fails with, by name prefix. */
 const FAILURES: Record<string, { name: ErrorName; phase: string; status: Status }> = {
@@ -111,6 +134,115 @@ async function run(
 }
 
 const request = { username: "ops", command: "uptime" };
+
+describe("Lambda throttles and service errors", () => {
+  it("every task retries them first, with backoff and full jitter, and the fleet child catches all", () => {
+    for (const [definition, state] of [
+      [single, "RunCommand"],
+      [fleet, "InlineRunHost"],
+      [fleet, "S3RunHost"],
+    ] as const) {
+      const task = taskState(definition, state);
+      expect(task.Retry[0]).toEqual({
+        ErrorEquals: [...LAMBDA_SERVICE_ERRORS],
+        IntervalSeconds: 2,
+        MaxAttempts: 6,
+        BackoffRate: 2,
+        MaxDelaySeconds: 60,
+        JitterStrategy: "FULL",
+      });
+      // CommandInProgress waits out the first attempt's deadline (the task timeout), unjittered.
+      const asl = task as unknown as { TimeoutSeconds: number; Retry: Record<string, unknown>[] };
+      expect(asl.Retry[1]).toEqual({
+        ErrorEquals: ["CommandInProgress"],
+        IntervalSeconds: asl.TimeoutSeconds,
+        MaxAttempts: 2,
+        BackoffRate: 1,
+        JitterStrategy: "NONE",
+      });
+      expect(asl.TimeoutSeconds).toBeGreaterThan(6);
+      // No other retrier matches a Lambda error (one retrier per error, no CDK default).
+      const names = task.Retry.flatMap((r) => r.ErrorEquals);
+      expect(new Set(names).size).toBe(names.length);
+      expect(names).not.toContain("Lambda.Unknown");
+      if (definition === fleet) {
+        expect(task.Catch.at(-1)).toMatchObject({ ErrorEquals: ["States.ALL"] });
+      }
+    }
+  });
+
+  it.each([
+    ["throttled on every attempt", "Lambda.TooManyRequestsException"],
+    ["a Lambda service error on every attempt", "Lambda.ServiceException"],
+    ["a task-state timeout", "States.Timeout"],
+  ])("a fleet child %s becomes that host's outcome; the run succeeds", async (_label, name) => {
+    const calls = new Map<string, number>();
+    const executions: { id: string; stateMachine: string }[] = [];
+    const real = standIn(calls, executions);
+    const refused = new Map<string, number>();
+    const task = async (input: unknown) => {
+      const { host } = (input as { request: { host: string } }).request;
+      if (host !== "ok-throttled") return real(input);
+      refused.set(host, (refused.get(host) ?? 0) + 1);
+      throw Object.assign(new Error("Rate Exceeded."), { name });
+    };
+    const hosts = ["ok-1", "ok-throttled", "exit1-a", "banner-a", "cmd-a"].map((host) => ({
+      host,
+    }));
+    const { output, failed } = await runLocally(
+      fleet,
+      "InlineRunHost",
+      { request, hosts, maxConcurrency: 5 },
+      task,
+      localStateMachineArn("Test-Fleet"),
+    );
+    expect(failed).toBeUndefined();
+    const { summary, results } = output as {
+      summary: Record<string, number>;
+      results: Record<string, unknown>[];
+    };
+    expect(summary).toEqual({ total: 5, succeeded: 1, failed: 1, timed_out: 2, error: 1 });
+    // (The local interpreter drops the Pass state's nulls: phase and requestId are null on AWS.)
+    expect(results[1]).toMatchObject({ host: "ok-throttled", status: "error", error: name });
+    // Lambda errors: the first attempt and 6 retries; States.Timeout is not retried.
+    expect(refused.get("ok-throttled")).toBe(name === "States.Timeout" ? 1 : 7);
+    expect(calls.get("ok-1")).toBe(1);
+  });
+
+  it("refuses at synth a fleet ceiling that leaves no room for single-host runs, naming both numbers", () => {
+    expect(fleetConcurrencyCeiling("Test/Workflows", { taskReservedConcurrency: 50 })).toBe(40);
+    expect(
+      fleetConcurrencyCeiling("Test/Workflows", {
+        taskReservedConcurrency: 50,
+        maxConcurrencyCeiling: 45,
+        singleHostHeadroom: 5,
+      }),
+    ).toBe(45);
+    expect(() =>
+      fleetConcurrencyCeiling("Test/Workflows", {
+        taskReservedConcurrency: 50,
+        maxConcurrencyCeiling: 50,
+      }),
+    ).toThrow(
+      /ceiling \(50\) must stay below the task function's reserved concurrency \(50\).*at most 40.*at least 60/,
+    );
+    // Through the stack and the deploy config's names.
+    const app = new App();
+    expect(
+      () =>
+        new Workflows(new Stack(app, "S"), "Workflows", {
+          handler: new lambda.Function(new Stack(app, "F"), "Fn", {
+            runtime: lambda.Runtime.NODEJS_22_X,
+            handler: "index.handler",
+            code: lambda.Code.fromInline("exports.handler = async () => ({})"),
+          }),
+          taskTimeout: Duration.seconds(75),
+          taskReservedConcurrency: 20,
+          maxConcurrencyCeiling: 20,
+        }),
+    ).toThrow(/reservedConcurrency\.fleet.*reservedConcurrency\.task/);
+  });
+});
 
 describe("state machine definitions", () => {
   it("are valid ASL", () => {
@@ -230,9 +362,9 @@ describe("fleet, executed locally (inline items)", () => {
   });
 
   it.each([
-    [0, 50],
-    [1000, 50],
-    ["ten", 50],
+    [0, 40],
+    [1000, 40],
+    ["ten", 40],
     [7, 7],
   ])(
     "runs maxConcurrency %j as %j (clamped to the ceiling) with each host's fleet context",

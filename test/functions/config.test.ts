@@ -9,6 +9,7 @@ import {
   ENV,
   enrichmentConfigFromEnv,
 } from "../../functions/config/config.ts";
+import { BREAKER_ERRORS } from "../../lib/names.ts";
 
 const POLICY = { [ENV.policy]: '{"rules":[]}' };
 
@@ -33,6 +34,8 @@ describe("configFromEnv", () => {
       threshold: 5,
       windowSeconds: 600,
       quarantineSeconds: 900,
+      probeSeconds: 120,
+      errors: BREAKER_ERRORS,
     });
     expect(config.metrics).toEqual({ mode: "emf" });
     expect(config.settings.reserveMs).toBe(1_500);
