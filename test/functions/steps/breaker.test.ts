@@ -29,6 +29,8 @@ function hung(host: string, hop?: "target" | "via"): RunResult {
       message: "no banner",
       retryable: true,
       commandStarted: false,
+      // The banner phase's own cap expired (a budget cut never counts against a host).
+      bound: "phase",
       ...(hop ? { hop } : {}),
     },
     totalMs: 1,
