@@ -63,6 +63,8 @@ export interface Ssh2ServerScript {
   auth?: AuthDecision | ((ctx: AuthContext) => AuthDecision);
   /** Session channel open. Default "accept". */
   session?: RequestDecision;
+  /** With `session` "accept": confirm the channel open only after this many ms. Default 0. */
+  sessionDelayMs?: number;
   /** Exec request reply. Default "accept". */
   execRequest?: RequestDecision;
   /**
@@ -272,6 +274,12 @@ export async function startSsh2Server(script: Ssh2ServerScript = {}): Promise<Ss
             return;
           }
           if (decision === "never") return;
+          if (script.sessionDelayMs) {
+            const timer = setTimeout(() => openSession(accept), script.sessionDelayMs);
+            client.once("close", () => clearTimeout(timer));
+          } else openSession(accept);
+        });
+        const openSession = (accept: () => Session) => {
           const session: Session = accept();
           let execCtx: ExecContext | undefined;
           session.on("signal", (acceptSignal, _reject, info) => {
@@ -295,7 +303,7 @@ export async function startSsh2Server(script: Ssh2ServerScript = {}): Promise<Ss
               // The client may vanish mid-write; that is the client's business.
             });
           });
-        });
+        };
       });
     },
   );
