@@ -88,6 +88,8 @@ export type ServerEvent =
   | { type: "auth"; method: string; username: string; decision: AuthDecision }
   | { type: "ready" }
   | { type: "session"; decision: RequestDecision }
+  /** The session channel open was confirmed (after `sessionDelayMs`). */
+  | { type: "session-confirmed" }
   | { type: "exec"; command: string; decision: RequestDecision }
   | { type: "signal"; name: string }
   | { type: "channel-close" }
@@ -281,6 +283,7 @@ export async function startSsh2Server(script: Ssh2ServerScript = {}): Promise<Ss
         });
         const openSession = (accept: () => Session) => {
           const session: Session = accept();
+          events.push({ type: "session-confirmed" });
           let execCtx: ExecContext | undefined;
           session.on("signal", (acceptSignal, _reject, info) => {
             events.push({ type: "signal", name: info.name });

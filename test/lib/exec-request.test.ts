@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from "node:timers/promises";
 import { afterEach, describe, expect, it } from "vitest";
 import { Deadline } from "../../lib/deadline.ts";
 import { RETRYABLE_ERRORS } from "../../lib/names.ts";
@@ -165,8 +166,8 @@ describe("SshConnection.openExec", () => {
   });
 
   it("never sends the exec request once the session gave up, even if the channel is confirmed late", async () => {
-    // Prepare: the server confirms the channel 400 ms after it was asked.
-    server = await startSsh2Server({ sessionDelayMs: 400 });
+    // Prepare: the server confirms the channel 200 ms after it was asked.
+    server = await startSsh2Server({ sessionDelayMs: 200 });
     const { conn, progress, ssh } = connection(server);
     await conn.dial(server.host, server.port);
     await conn.startSsh(ssh);
@@ -175,10 +176,15 @@ describe("SshConnection.openExec", () => {
     opening.catch(() => {});
     // Act: the session gives up first (as after a ChannelTimeout), the connection stays open.
     conn.fail(new Error("the channel phase timed out"));
-    await new Promise((resolve) => setTimeout(resolve, 800));
+    // Wait (margins for a loaded machine) for the confirmation, then for an exec that would
+    // follow it at once (before the fix it reached the server within milliseconds).
+    const s = server;
+    const confirmed = () => s.events.some((e) => e.type === "session-confirmed");
+    for (let waited = 0; !confirmed() && waited < 5_000; waited += 50) await sleep(50);
+    expect(confirmed()).toBe(true);
+    await sleep(1_000);
     // Assess: the channel was confirmed, and still no exec request went out.
-    expect(server.events.some((e) => e.type === "session")).toBe(true);
-    expect(execsSeen(server)).toHaveLength(0);
+    expect(execsSeen(s)).toHaveLength(0);
     expect(progress.commandStarted).toBe(false);
     await conn.close();
   });
