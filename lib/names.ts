@@ -44,7 +44,12 @@ export type StatusClass =
 /** Static facts of one error name. */
 export interface ErrorFacts {
   readonly status: StatusClass;
-  /** The command certainly did not start: a workflow may retry (SPEC §6 `retryable`). */
+  /**
+   * The command certainly did not start: a workflow may retry (SPEC §6 `retryable`). Step
+   * Functions retries by name, so a name marked so must only be raised before the exec request
+   * is sent, or on the server's refusal of it (`ChannelRejected` at `exec`); a timeout once the
+   * request is out is `CommandTimeout`.
+   */
   readonly retryable?: true;
   /** The phase whose cap this error reports (the `*Timeout` errors). */
   readonly timeoutOf?: Phase;

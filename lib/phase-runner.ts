@@ -11,7 +11,10 @@ import type { SessionProgress } from "./session/connection.ts";
 export class PhaseRunner implements SessionProgress {
   /** The phase in progress (or the edge before a session); errors are attributed to it. */
   phase: ErrorPhase = "request";
-  /** The command may be running: set by the script just before `exec`. */
+  /**
+   * The command started or may have started: set by the connection the moment the exec
+   * request is written (and back to false when the server refuses it).
+   */
   commandStarted = false;
   /** Milliseconds each phase took; a phase that never ran has no entry. */
   readonly timings: Partial<Record<Phase, number>> = {};

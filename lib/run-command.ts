@@ -1,6 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { Deadline } from "./deadline.ts";
-import { atHop, callerAbortError, DeadlineExceeded, type EngineError } from "./errors.ts";
+import {
+  atHop,
+  CommandTimeout,
+  callerAbortError,
+  DeadlineExceeded,
+  type EngineError,
+} from "./errors.ts";
 import { PHASES } from "./names.ts";
 import { PhaseRunner } from "./phase-runner.ts";
 import { attachEngineError, buildResult, remoteCleanupOf } from "./result.ts";
@@ -181,8 +187,10 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
       command = wrapWithRemoteBound(command, execAllowance);
       remoteBound = true;
     }
+    // `channel` ends when the exec request is on the wire: the connection sets
+    // run.commandStarted then (it may run from that moment, answered or not), and everything
+    // after it, the server's answer included, is the command's time (`exec`).
     await run.step("channel", () => conn.openExec(command));
-    run.commandStarted = true;
     // A throwing `onOutput` ends the command's wait like any failure in exec.
     await run.step("exec", () =>
       Promise.race([conn.execute(request.stdin), output.callbackFailed]),
@@ -190,6 +198,15 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
     await output.finishSpills(deadline, deadline.allowance("exec"));
   } catch (err) {
     error = conn.classify(err);
+    // The session gave up: nothing new goes out on it (an exec request that a late channel
+    // confirmation would release is never sent).
+    conn.fail(error);
+    if (error.name === "CommandTimeout" && !conn.execAnswered) {
+      error = new CommandTimeout(
+        `the server did not answer the exec request within ${Math.round(run.timings.exec ?? 0)} ms: the command may have started`,
+        { phase: "exec", commandStarted: true, cause: error },
+      );
+    }
     // Through a jump host: a connection lost while the jump host's was down was lost with it.
     if (error.name === "ConnectionLost" && jump?.down) atHop(error, "via");
     output.abortSpills(`the session ended with ${error.name} before the output was complete`);

@@ -63,6 +63,8 @@ export interface Ssh2ServerScript {
   auth?: AuthDecision | ((ctx: AuthContext) => AuthDecision);
   /** Session channel open. Default "accept". */
   session?: RequestDecision;
+  /** With `session` "accept": confirm the channel open only after this many ms. Default 0. */
+  sessionDelayMs?: number;
   /** Exec request reply. Default "accept". */
   execRequest?: RequestDecision;
   /**
@@ -86,6 +88,8 @@ export type ServerEvent =
   | { type: "auth"; method: string; username: string; decision: AuthDecision }
   | { type: "ready" }
   | { type: "session"; decision: RequestDecision }
+  /** The session channel open was confirmed (after `sessionDelayMs`). */
+  | { type: "session-confirmed" }
   | { type: "exec"; command: string; decision: RequestDecision }
   | { type: "signal"; name: string }
   | { type: "channel-close" }
@@ -272,7 +276,14 @@ export async function startSsh2Server(script: Ssh2ServerScript = {}): Promise<Ss
             return;
           }
           if (decision === "never") return;
+          if (script.sessionDelayMs) {
+            const timer = setTimeout(() => openSession(accept), script.sessionDelayMs);
+            client.once("close", () => clearTimeout(timer));
+          } else openSession(accept);
+        });
+        const openSession = (accept: () => Session) => {
           const session: Session = accept();
+          events.push({ type: "session-confirmed" });
           let execCtx: ExecContext | undefined;
           session.on("signal", (acceptSignal, _reject, info) => {
             events.push({ type: "signal", name: info.name });
@@ -295,7 +306,7 @@ export async function startSsh2Server(script: Ssh2ServerScript = {}): Promise<Ss
               // The client may vanish mid-write; that is the client's business.
             });
           });
-        });
+        };
       });
     },
   );

@@ -241,11 +241,11 @@ export const ALARM_CATALOG = {
   ChannelTimeouts: {
     severity: "ticket",
     meaning:
-      "Servers did not answer the session channel open or the exec request (ChannelTimeout): MaxSessions, a forced command or a stuck sshd child.",
+      "Servers did not confirm the session channel open in time (ChannelTimeout; no exec request was sent, so it is retried): a stuck sshd child, a host too loaded to answer, MaxSessions on a server that queues instead of refusing.",
     why: "Per-session count; the page comes from HandshakeHangs when hosts multiply.",
     checks: [
       `Run the query: which hosts. ${HOP_VIA}`,
-      "sshd MaxSessions, ForceCommand, login shells that block before exec",
+      "sshd MaxSessions and MaxStartups, the host's sshd children stuck before they open a session",
       "The host's load and sshd children",
     ],
     query: "ChannelTimeoutHosts",
@@ -265,7 +265,7 @@ export const ALARM_CATALOG = {
   CommandTimeouts: {
     severity: "ticket",
     meaning:
-      "Remote commands outlived their time and were stopped (CommandTimeout, Timeouts Phase=exec).",
+      "Remote commands outlived their time, or their exec request went unanswered (the message says so; the command may have run), and were stopped (CommandTimeout, Timeouts Phase=exec; never retried).",
     why: "The command's problem, not the transport's: a ticket for the command's owner.",
     checks: [
       "Run the query: which hosts and callers, remoteCleanup value (confirmed = the server reported the command's end; after signalled or remote_bound check the host)",

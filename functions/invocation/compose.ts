@@ -34,7 +34,15 @@ export interface ComposeOptions<TEvent, TResult> {
  * 5. the entry point's adapter (HTTP or Step Functions);
  * 6. {@link engineErrors}: whatever was thrown becomes the invocation's `EngineError` first.
  *
- * The handler gets the event and its {@link Invocation} (middy's `{ signal }` joined to it).
+ * The handler gets the event and its {@link Invocation}. Cancellation comes only from that
+ * invocation: its own deadline and its own caller ({@link Invocation.signal}). middy's early
+ * timeout is off (`timeoutEarlyInMillis: 0`) and its `{ signal }` is not used: middy 6.4.5
+ * keeps ONE module-level `AbortController` for every invocation of the process, so one
+ * invocation's early timeout aborted every other one in flight (local mode and the fault lab
+ * serve concurrent invocations in one process). The invocation's deadline (Lambda's remaining
+ * time less the response safety) comes before middy's would, and {@link Invocation.within}
+ * is the backstop in its place: a handler stuck in a wait that ignores the signal is answered
+ * with `DeadlineExceeded` at that deadline.
  *
  * @param options the entry point's source, runtime, edge timestamp and adapter middlewares.
  * @param handle the entry point's work; throw an `EngineError` (or anything) to answer with
@@ -57,7 +65,7 @@ export function compose<TEvent, TResult>(
   handle: (event: TEvent, invocation: Invocation) => Promise<TResult>,
 ) {
   const { runtime } = options;
-  return middy<TEvent, TResult, Error, Context>()
+  return middy<TEvent, TResult, Error, Context>({ timeoutEarlyInMillis: 0 })
     .use(
       createInvocation({
         source: options.source,
@@ -70,9 +78,8 @@ export function compose<TEvent, TResult>(
     .use(preloadModules(runtime.preload))
     .use([...options.adapter])
     .use(engineErrors())
-    .handler(async (event, context, { signal }) => {
+    .handler(async (event, context) => {
       const invocation = invocationOf(context);
-      invocation.follow(signal);
-      return handle(event, invocation);
+      return invocation.within(handle(event, invocation));
     });
 }

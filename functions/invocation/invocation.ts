@@ -58,7 +58,7 @@ export class Invocation {
   leakedSockets = 0;
 
   #timeoutMs = Number.POSITIVE_INFINITY;
-  #signal: AbortSignal;
+  readonly #signal: AbortSignal;
   readonly #expired = new AbortController();
   readonly #timer: NodeJS.Timeout;
 
@@ -81,17 +81,46 @@ export class Invocation {
   }
 
   /**
-   * Aborts when the invocation must return, when middy's early timeout fires (once
-   * {@link follow}ed) or when local mode cancels. Goes to every read, the session and the
-   * metrics call; `reason.name` is `TimeoutError` for a deadline.
+   * Aborts when this invocation must return (its own deadline) or when its own caller cancels
+   * (local mode's Ctrl-C), and for no other reason: not middy's `{ signal }`, which middy 6
+   * shares across every invocation of a process. Goes to every read, the session and the
+   * metrics call; `reason.name` is `TimeoutError` for the deadline.
    */
   get signal(): AbortSignal {
     return this.#signal;
   }
 
-  /** Joins another signal to {@link signal}: middy's `{ signal }`, given to the handler. */
-  follow(signal: AbortSignal): void {
-    this.#signal = AbortSignal.any([this.#signal, signal]);
+  /**
+   * Settles with `work`, or rejects with a `TimeoutError` once this invocation's own deadline
+   * has passed: the backstop that makes a handler return in time even when a wait inside it
+   * ignores the signal (it replaces middy's early timeout, which the composer disables).
+   * Only the deadline ends it: a cancellation (Ctrl-C) reaches the work through
+   * {@link signal}, so the session still tears down and reports it.
+   *
+   * @param work the handler's work, started already.
+   * @returns what `work` settles with, if it settles first.
+   * @throws (as a rejection) `work`'s own error, or the deadline's `TimeoutError`
+   *   (`DeadlineExceeded` once mapped).
+   * @example
+   * return invocation.within(handle(event, invocation));
+   */
+  within<T>(work: Promise<T>): Promise<T> {
+    const expired = this.#expired.signal;
+    return new Promise<T>((resolve, reject) => {
+      const onExpired = () => reject(expired.reason);
+      if (expired.aborted) onExpired();
+      else expired.addEventListener("abort", onExpired, { once: true });
+      work.then(
+        (value) => {
+          expired.removeEventListener("abort", onExpired);
+          resolve(value);
+        },
+        (err: unknown) => {
+          expired.removeEventListener("abort", onExpired);
+          reject(err);
+        },
+      );
+    });
   }
 
   /** Narrows the session's budget to the request's own `timeoutMs`. */

@@ -20,7 +20,14 @@ import { fingerprintSha256, type HostKeyPolicy } from "./host-keys.ts";
 import { Keepalive, type KeepaliveSettings } from "./keepalive.ts";
 import { SessionOutput } from "./output-capture.ts";
 import { signFirstAttempt } from "./sign-first.ts";
-import { Client, sendChannelKeepalive, sendGlobalKeepalive, sendSignal } from "./ssh2.ts";
+import {
+  Client,
+  closedByPeer,
+  execWhenSent,
+  sendChannelKeepalive,
+  sendGlobalKeepalive,
+  sendSignal,
+} from "./ssh2.ts";
 
 /**
  * After the exit status, how long the output may stay silent before the engine stops waiting
@@ -50,10 +57,14 @@ const TCP_KEEPALIVE_INITIAL_MS = 15_000;
 /**
  * Where the session stands, owned by the phase script (run-command.ts) and read here to
  * attribute a failure. The connection writes `phase` once: at the server's identification line
- * (see {@link SshConnection.startSsh}).
+ * (see {@link SshConnection.startSsh}); and `commandStarted`, which only it can know: true
+ * the moment the exec request is written, before it leaves (the command may run from then on,
+ * answered or not), and back to false only when the server refuses that request
+ * (see {@link SshConnection.openExec}).
  */
 export interface SessionProgress {
   phase: ErrorPhase;
+  /** The exec request was sent: the command started or may have started (SPEC §5). */
   commandStarted: boolean;
 }
 
@@ -168,6 +179,11 @@ export class SshConnection {
   #gate: BannerGate | undefined;
   #client: Client | undefined;
   #channel: ClientChannel | undefined;
+  /** The session channel the exec request went out on, before the server answered it. */
+  #execChannel: ClientChannel | undefined;
+  /** Settles with the server's answer to the exec request (see {@link execute}). */
+  #execAnswer: Promise<void> = Promise.resolve();
+  #execAnswered = false;
   #channelClosed = false;
   /** ssh2 reported the transport closed: streams that end now were cut, not finished. */
   #transportLost = false;
@@ -497,36 +513,84 @@ export class SshConnection {
 
   // ---- channel ----------------------------------------------------------------------------
 
-  /** Milestone of `channel`: a session channel is open and the server accepted `command`. */
+  /**
+   * Milestone of `channel`: a session channel is open and the exec request for `command` has
+   * been written (ssh2 waits for the channel's confirmation, then sends it). From that moment
+   * the command may run, whether or not the server ever answers: `progress.commandStarted`
+   * turns true synchronously, just before the request is written, so no failure classified
+   * after it can say the command did not start. The server's answer belongs to `exec`
+   * ({@link execute}). A request not yet sent when the connection has failed or begun closing
+   * (the channel phase timed out, then the confirmation came) is never sent.
+   */
   openExec(command: string): Promise<void> {
     const client = this.#client!;
-    return this.#orFailure(
-      new Promise<void>((resolve, reject) => {
-        client.exec(command, (err, channel) => {
-          if (this.#failedWith) reject(this.#failedWith);
-          else if (err) {
-            reject(
-              new ChannelRejected(`server refused the session channel or exec: ${err.message}`, {
-                phase: "channel",
-              }),
-            );
-          } else {
-            this.#attachChannel(channel);
-            resolve();
-          }
-        });
-      }),
-    );
+    const sent = milestone();
+    this.#execAnswer = new Promise<void>((resolve, reject) => {
+      const hooks = {
+        maySend: () => this.#failedWith === undefined && !this.#closing,
+        onSending: (channel: ClientChannel | undefined) => {
+          this.#progress.commandStarted = true;
+          this.#execChannel = channel;
+          sent.done();
+        },
+      };
+      const answered = (err: Error | undefined, channel: ClientChannel) => {
+        this.#execAnswered = true;
+        // Attached even to a session that gave up: the exit that confirms a signal still counts.
+        if (!err) this.#attachChannel(channel);
+        if (this.#failedWith) reject(this.#failedWith);
+        else if (err && !this.#progress.commandStarted) {
+          reject(
+            new ChannelRejected(`server refused the session channel: ${err.message}`, {
+              phase: "channel",
+            }),
+          );
+        } else if (err && closedByPeer(this.#execChannel)) {
+          reject(
+            new ConnectionLost(
+              "the server closed the channel without answering the exec request: the command may have run",
+              { phase: "exec", commandStarted: true },
+            ),
+          );
+        } else if (err) {
+          // The server's explicit refusal (CHANNEL_FAILURE): it says it did not run the command.
+          this.#progress.commandStarted = false;
+          reject(
+            new ChannelRejected(
+              `server refused the exec request (${err.message}): the command did not run`,
+              { phase: "exec" },
+            ),
+          );
+        } else resolve();
+      };
+      if (!execWhenSent(client, command, hooks, answered)) {
+        // ssh2's internals are not there to follow: count the request as sent now, so a
+        // failure can only over-state that the command may have started, never hide it.
+        hooks.onSending(undefined);
+        client.exec(command, answered);
+      }
+    });
+    this.#execAnswer.catch(() => {});
+    // An open refusal rejects the answer before anything was sent: that is the channel's.
+    return this.#orFailure(Promise.race([sent.promise, this.#execAnswer]));
+  }
+
+  /** The server answered the exec request (accepted or refused). */
+  get execAnswered(): boolean {
+    return this.#execAnswered;
   }
 
   /**
-   * Milestone of `exec`: sends stdin (then EOF) and settles once the command's exit status
-   * arrived and its output was read to the end (EOF or channel close), or the output stopped
-   * for {@link EXIT_IDLE_GRACE_MS}, or the exec allowance ended (then `output.complete` is
-   * false and the result says `OutputIncomplete`). Rejects with ConnectionLost when the
-   * channel closes without an exit status.
+   * Milestone of `exec`: waits for the server's answer to the exec request, then sends stdin
+   * (then EOF) and settles once the command's exit status arrived and its output was read to
+   * the end (EOF or channel close), or the output stopped for {@link EXIT_IDLE_GRACE_MS}, or
+   * the exec allowance ended (then `output.complete` is false and the result says
+   * `OutputIncomplete`). Rejects with ChannelRejected when the server refused the exec request
+   * (`commandStarted` back to false), with ConnectionLost when the channel closes without an
+   * exit status.
    */
-  execute(stdin: string | undefined): Promise<void> {
+  async execute(stdin: string | undefined): Promise<void> {
+    await this.#orFailure(this.#execAnswer);
     const channel = this.#channel!;
     if (stdin !== undefined) channel.end(stdin);
     else channel.end();
@@ -625,7 +689,9 @@ export class SshConnection {
    * reserve, for the exit that confirms it.
    */
   stopRemoteCommand(): void {
-    const channel = this.#channel;
+    // Before the server answered the exec request, the channel it went out on: the command
+    // may run there all the same.
+    const channel = this.#channel ?? this.#execChannel;
     const client = this.#client;
     if (!channel || !client || this.#channelClosed || this.#exit !== undefined) return;
     if (!this.#transport || this.#transport.destroyed) return;

@@ -33,8 +33,12 @@ export type AuthPK = (
 /** A reply callback as ssh2 queues them: `failed` is true for *_FAILURE. */
 type ReplyCallback = (failed: boolean) => void;
 
+/** ssh2's private `Protocol.exec`: writes an `exec` CHANNEL_REQUEST for the server's channel id. */
+type ProtocolExec = (channelId: number, command: string, wantReply: boolean) => void;
+
 interface ProtocolInternals {
   authPK?: AuthPK;
+  exec?: ProtocolExec;
   ping?: () => void;
   signal?: (channelId: number, signal: string) => void;
   _packetRW?: {
@@ -44,12 +48,15 @@ interface ProtocolInternals {
 
 interface ClientInternals {
   _protocol?: ProtocolInternals;
+  /** Local channel id → the open channel (or the callback of one still opening). */
+  _chanMgr?: { _channels?: Record<number, unknown> };
   /** Replies to global requests, answered in order (REQUEST_SUCCESS / REQUEST_FAILURE). */
   _callbacks?: ReplyCallback[];
 }
 
 interface ChannelInternals {
   outgoing?: { id: number; state: string };
+  incoming?: { id: number; state: string };
   /** Replies to this channel's requests, in order (CHANNEL_SUCCESS / CHANNEL_FAILURE). */
   _callbacks?: ReplyCallback[];
 }
@@ -137,4 +144,85 @@ export function sendSignal(client: Client, channel: ClientChannel, signal: "TERM
   if (!proto || typeof proto.signal !== "function" || id === undefined) return false;
   proto.signal(id, signal);
   return true;
+}
+
+/** What {@link execWhenSent} tells its caller about the exec request itself. */
+export interface ExecRequestHooks {
+  /**
+   * Asked when the server has confirmed the session channel, just before the exec request
+   * would be written: `false` keeps it unsent (the session has already given up, e.g. its
+   * channel phase timed out: a request sent now could run a command nobody waits for).
+   */
+  maySend(): boolean;
+  /**
+   * Runs synchronously just BEFORE the exec request is written: from this moment the command
+   * may run on the server. `channel` is the session channel the request goes out on (already
+   * open; ssh2 hands it to `callback` only once the server answers), or `undefined` when
+   * ssh2's internals could not be followed.
+   */
+  onSending(channel: ClientChannel | undefined): void;
+}
+
+/**
+ * `client.exec(command, callback)`, telling the caller the moment the exec request goes on
+ * the wire. ssh2's `exec` opens a session channel, sends `exec` (want-reply) on its
+ * confirmation and calls back only on the server's answer; between the two the command may
+ * already run, and nothing public says so. The hook is ssh2's private `Protocol.exec`,
+ * wrapped for this one call (an own property over the prototype's method, removed at its
+ * first use). Returns `false`, having sent nothing, when ssh2 lacks those internals: the
+ * caller then must assume the request is sent as soon as it calls `client.exec`.
+ */
+export function execWhenSent(
+  client: Client,
+  command: string,
+  hooks: ExecRequestHooks,
+  callback: (err: Error | undefined, channel: ClientChannel) => void,
+): boolean {
+  const c = internals(client);
+  const proto = c._protocol;
+  const original = proto?.exec;
+  if (!proto || typeof original !== "function" || Object.hasOwn(proto, "exec")) return false;
+  const wrapped: ProtocolExec = (channelId, cmd, wantReply) => {
+    delete proto.exec; // back to the prototype's: this wrapper serves one request
+    if (!hooks.maySend()) return; // never sent; the channel goes with the connection
+    hooks.onSending(channelWithServerId(c, channelId));
+    original.call(proto, channelId, cmd, wantReply);
+  };
+  const unwrap = () => {
+    if (proto.exec === wrapped) delete proto.exec;
+  };
+  proto.exec = wrapped;
+  try {
+    // A refused channel open never reaches the request: unwrap on every answer.
+    client.exec(command, ((err: Error | undefined, channel: ClientChannel) => {
+      unwrap();
+      callback(err, channel);
+    }) as Parameters<Client["exec"]>[1]);
+  } catch (err) {
+    unwrap();
+    throw err;
+  }
+  return true;
+}
+
+/** The open channel whose id on the server's side is `serverId` (ssh2's channel manager). */
+function channelWithServerId(c: ClientInternals, serverId: number): ClientChannel | undefined {
+  const channels = c._chanMgr?._channels;
+  if (!channels || typeof channels !== "object") return undefined;
+  for (const candidate of Object.values(channels)) {
+    const outgoing = (candidate as ChannelInternals | null)?.outgoing;
+    if (typeof candidate === "object" && outgoing?.id === serverId) {
+      return candidate as ClientChannel;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * True when the server closed `channel` (CHANNEL_CLOSE): ssh2 then fails a request still
+ * waiting for its answer exactly as it fails a refused one (CHANNEL_FAILURE); this tells the
+ * two apart. False when unknown.
+ */
+export function closedByPeer(channel: ClientChannel | undefined): boolean {
+  return (channel as unknown as ChannelInternals | undefined)?.incoming?.state === "closed";
 }

@@ -351,10 +351,11 @@ export const FAULTS: FaultCase[] = [
     fault: "exec request refused",
     server: () => ({ kind: "ssh2", execRequest: "reject" }),
     budgetMs: 1_000,
+    // The answer to a sent exec request is the command's time; the refusal says it never ran.
     expect: {
       status: "error",
       error: "ChannelRejected",
-      phase: "channel",
+      phase: "exec",
       retryable: true,
       commandStarted: false,
     },
@@ -365,13 +366,16 @@ export const FAULTS: FaultCase[] = [
     fault: "exec request never answered",
     server: () => ({ kind: "ssh2", execRequest: "never" }),
     budgetMs: 1_000,
+    // The server has the request and may run the command: never "not started", never retried.
     expect: {
       status: "timed_out",
-      error: "ChannelTimeout",
-      phase: "channel",
-      retryable: true,
-      commandStarted: false,
+      error: "CommandTimeout",
+      phase: "exec",
+      retryable: false,
+      commandStarted: true,
     },
+    check: (o) =>
+      o.result.remoteCleanup === "signalled" ? [] : [`remoteCleanup ${o.result.remoteCleanup}`],
     soak: true,
   },
   {

@@ -2,6 +2,8 @@
  * The composer: the one middleware order of the deployed handlers. Real middy core, the test
  * runtime (audit lines and metric batches captured), a fake Lambda context.
  */
+
+import { setTimeout as sleep } from "node:timers/promises";
 import type { MiddlewareObj } from "@middy/core";
 import type { Context } from "aws-lambda";
 import { describe, expect, it } from "vitest";
@@ -86,13 +88,36 @@ describe("compose", () => {
     });
   });
 
-  it("joins middy's { signal }: its early timeout aborts the invocation's signal", async () => {
-    // Prepare: the invocation plans on 10 s; when middy asks, 100 ms are left (a clock that
-    // disagrees, so middy's timeout is the one that fires).
+  it("cancels an invocation only by its own deadline: a neighbour timing out in the same process leaves it running", async () => {
+    // Prepare: two invocations in flight in one process, as local mode serves them. A has
+    // 300 ms of Lambda time and is stuck in a wait that ignores every signal; B has 10 s and
+    // works 800 ms, honouring its invocation's signal.
     const { runtime, captured } = testRuntime({ policy: loopbackPolicy([22]) });
-    const context = fakeContext({ timeoutMs: 10_000 });
-    let calls = 0;
-    context.getRemainingTimeInMillis = () => (++calls === 1 ? 10_000 : 100);
+    const handler = compose<{ name: string }, string>(
+      { source: "task", runtime, adapter: [] },
+      async (event, invocation) => {
+        invocation.caller = event.name;
+        if (event.name === "A") return new Promise<string>(() => {});
+        await sleep(800, undefined, { signal: invocation.signal });
+        return "B done";
+      },
+    );
+    // Act
+    const a = handler({ name: "A" }, fakeContext({ timeoutMs: 300 })).catch((e: unknown) => e);
+    const b = handler({ name: "B" }, fakeContext({ timeoutMs: 10_000 })).catch((e: unknown) => e);
+    const [outcomeA, outcomeB] = await Promise.all([a, b]);
+    // Assess: A answered DeadlineExceeded at its own deadline; B was never cancelled by it.
+    expect((outcomeA as Error).name).toBe("DeadlineExceeded");
+    expect(outcomeB).toBe("B done");
+    const audits = Object.fromEntries(captured.audits.map((line) => [line.caller, line]));
+    expect(audits.A?.error).toMatchObject({ name: "DeadlineExceeded" });
+    expect(audits.B?.error).toBeNull();
+  });
+
+  it("still cancels on its own caller's signal (local mode's Ctrl-C)", async () => {
+    // Prepare
+    const { runtime } = testRuntime({ policy: loopbackPolicy([22]) });
+    const cancel = new AbortController();
     let reason: unknown;
     const handler = compose<unknown, string>(
       { source: "task", runtime, adapter: [] },
@@ -101,21 +126,19 @@ describe("compose", () => {
           invocation.signal.addEventListener("abort", resolve, { once: true }),
         );
         reason = invocation.signal.reason;
-        return "late";
+        return "cancelled";
       },
     );
-    const started = Date.now();
     // Act
-    const outcome = await handler({}, context).catch((e: unknown) => e);
-    // Assess: aborted by middy (an AbortError), not by the invocation's 10 s deadline.
-    expect(Date.now() - started).toBeLessThan(1_000);
-    expect((reason as Error).name).toBe("AbortError");
-    expect((outcome as Error).name).toBe("DeadlineExceeded");
-    expect(captured.audits[0]?.error).toMatchObject({ name: "DeadlineExceeded" });
+    const outcome = handler({}, fakeContext({ timeoutMs: 10_000, signal: cancel.signal }));
+    setTimeout(() => cancel.abort(new Error("Ctrl-C")), 50);
+    // Assess: the handler saw the cancellation and answered itself (not cut by a timeout).
+    expect(await outcome).toBe("cancelled");
+    expect((reason as Error).message).toBe("Ctrl-C");
   });
 
-  it("maps middy's early timeout to DeadlineExceeded for the adapter, the audit line and metrics", async () => {
-    // Prepare: a handler that ignores every signal.
+  it("answers a handler that ignores every signal with DeadlineExceeded at the invocation's deadline, for the adapter, the audit line and metrics", async () => {
+    // Prepare: a handler that ignores every signal; middy's own early timeout is off.
     const { runtime, captured } = testRuntime({ policy: loopbackPolicy([22]) });
     const adapterSaw: unknown[] = [];
     const handler = compose<unknown, string>(
