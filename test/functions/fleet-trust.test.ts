@@ -225,7 +225,7 @@ describe("idempotency (Powertools + DynamoDB on dynalite)", () => {
 });
 
 describe("per-host breaker (DynamoDB on dynalite)", () => {
-  it("quarantines 5 tarpits after 3 hangs; the next run spends under 100 ms on all of them", async () => {
+  it("quarantines 5 tarpits after 3 hangs; the next run dials none of them", async () => {
     const handler = createTaskHandler(runtime);
     const hit = async (pit: Adversary) => {
       const started = performance.now();
@@ -260,7 +260,8 @@ describe("per-host breaker (DynamoDB on dynalite)", () => {
     expect(second.map((r) => r.name)).toEqual(pits.map(() => "HostQuarantined"));
     const total = second.reduce((sum, r) => sum + r.ms, 0);
     console.log(`breaker: second run over 5 tarpits took ${total.toFixed(1)} ms in total`);
-    expect(total).toBeLessThan(100);
+    // What makes the second run cheap is that no tarpit was dialled: no banner wait at all
+    // (its speed is a bench figure, not a timed assertion that a loaded machine breaks).
     expect(pits.map((p) => p.accepted())).toEqual(acceptedBefore);
     expect(captured.metrics.at(-1)).toContainEqual(
       expect.objectContaining({ name: "Errors", dimensions: { ErrorName: "HostQuarantined" } }),
