@@ -3,7 +3,8 @@ import { type DrillReport, routeTopicArn } from "./drill.ts";
 /** The alarms the drill's incident must fire, and only these. */
 export const INTENDED = [
   // 6 distinct hosts hung mid-protocol (5 banner tarpits, 1 auth; the frozen host's
-  // ConnectionLost came after its command started, so it is not one) of 22 contacted: ≥ 5
+  // ConnectionLost came after its command started, so it is not one) of 8 distinct host:port
+  // contacted (the healthy hosts share one sshd): ≥ 5
   // hosts and ≥ 1 %. Host trouble: the fleet owners' route.
   "drill-BoundedSsh-HandshakeHangs",
   "drill-BoundedSsh-HandshakeHangs-Notify",
