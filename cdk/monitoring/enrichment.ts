@@ -128,7 +128,7 @@ export class AlarmEnrichment extends Construct {
       // SNS invokes asynchronously. The plain page is published first, before any query; the
       // hosts follow in a second message (functions/alarm-enrichment/enrich.ts). A failed
       // enrichment (publish refused, crash, timeout) is retried twice (the plain page with it); after that Lambda sends the invocation record - the original alarm
-      // notification plus the error - to the enriched topic itself, so the people subscribed
+      // notification plus the error - to the route's topic itself, so the people subscribed
       // there still get the page, unenriched. Nothing is lost silently.
       retryAttempts: 2,
       maxEventAge: Duration.hours(1),
