@@ -216,8 +216,14 @@ function routingProblems(alarms: AlarmRoutingConfig | undefined): string[] {
           );
         }
       }
-      if (endpoint && seen.has(`${sub.protocol} ${endpoint}`)) {
-        problems.push(`${at} subscribes ${endpoint} to the ${route} topic twice`);
+      const legacy = sub.protocol === "email" ? alarms?.emails : alarms?.httpsEndpoints;
+      if (
+        endpoint &&
+        (seen.has(`${sub.protocol} ${endpoint}`) || (legacy ?? []).includes(endpoint))
+      ) {
+        problems.push(
+          `${at} subscribes ${endpoint} to the ${route} topic twice (alarms.emails and alarms.httpsEndpoints already subscribe to every route)`,
+        );
       }
       seen.add(`${sub.protocol} ${endpoint}`);
     }
