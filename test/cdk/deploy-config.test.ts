@@ -245,6 +245,10 @@ describe("alarm routes in the deploy config", () => {
       /subscriptions\/1 subscribes a@b.example to the page topic twice/,
     ],
     [
+      { ...page({ protocol: "email", address: "a@b.example" }), emails: ["a@b.example"] },
+      /subscribes a@b.example to the page topic twice \(alarms.emails/,
+    ],
+    [
       page({ protocol: "sms", address: "+100" }),
       /\/alarms\/routes\/page\/subscriptions\/0\/protocol must be equal to one of the allowed values/,
     ],
