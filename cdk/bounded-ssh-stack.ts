@@ -6,7 +6,6 @@ import * as ec2 from "aws-cdk-lib/aws-ec2";
 import type * as kms from "aws-cdk-lib/aws-kms";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
 import type * as logs from "aws-cdk-lib/aws-logs";
-import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import type { Construct } from "constructs";
 import { DEFAULT_METRIC_NAMESPACE } from "../lib/names.ts";
@@ -77,7 +76,7 @@ export interface BoundedSshStackProps extends StackProps {
   readonly vpc?: VpcPlacement;
   /** With `vpc`: the security group's SSH egress (the policy's CIDRs and ports). */
   readonly sshEgress?: readonly { readonly cidr: string; readonly port: number }[];
-  /** Alarm topic subscribers. @default none */
+  /** Alarm routing: subscribers per route, suppression, runbook URL. @default none subscribed */
   readonly alarmSubscriptions?: DeployConfig["alarms"];
   /** Reserved concurrency of the API function. @default unreserved */
   readonly apiReservedConcurrency?: number;
@@ -260,18 +259,12 @@ export class BoundedSshStack extends Stack {
       stage: props.stage,
       namespace,
       thresholds: props.thresholds,
+      // Subscribers per route and suppression (cdk/constructs/monitoring.ts).
+      ...(props.alarmSubscriptions ? { routing: props.alarmSubscriptions } : {}),
       ...(props.alarmSubscriptions?.runbookBaseUrl
         ? { runbookBaseUrl: props.alarmSubscriptions.runbookBaseUrl }
         : {}),
     });
-    // People get the enriched notification (alarm + hosts + runbook); when enrichment fails,
-    // its on-failure destination delivers the plain alarm to the same topic.
-    for (const email of props.alarmSubscriptions?.emails ?? []) {
-      this.monitoring.enrichedTopic.addSubscription(new subscriptions.EmailSubscription(email));
-    }
-    for (const url of props.alarmSubscriptions?.httpsEndpoints ?? []) {
-      this.monitoring.enrichedTopic.addSubscription(new subscriptions.UrlSubscription(url));
-    }
     if (names) this.nameStageResources(names);
 
     // What docs/deploy.md's first call and first fleet run need, printed by `cdk deploy`.
@@ -307,11 +300,12 @@ export class BoundedSshStack extends Stack {
     (this.api.accessLogs.node.defaultChild as logs.CfnLogGroup).logGroupName =
       names.apiAccessLogGroup;
     (this.api.api.node.defaultChild as apigw.CfnRestApi).name = names.restApi;
-    const enrichment = this.monitoring.enrichment;
-    (enrichment.function.node.defaultChild as lambda.CfnFunction).functionName =
-      names.enrichmentFunction;
-    (enrichment.logGroup.node.defaultChild as logs.CfnLogGroup).logGroupName =
-      names.functionLogGroup(names.enrichmentFunction);
+    for (const [route, enrichment] of Object.entries(this.monitoring.enrichments)) {
+      const name = names.routeEnrichmentFunction(route as keyof typeof this.monitoring.enrichments);
+      (enrichment.function.node.defaultChild as lambda.CfnFunction).functionName = name;
+      (enrichment.logGroup.node.defaultChild as logs.CfnLogGroup).logGroupName =
+        names.functionLogGroup(name);
+    }
     // Alarm, insight rule, query and dashboard names carry the stage through Monitoring.
   }
 }

@@ -27,16 +27,8 @@ export interface DeployConfig {
   readonly credentials?: readonly string[];
   /** Place both functions in this VPC. @default not in a VPC (public targets only) */
   readonly vpc?: VpcPlacement;
-  /**
-   * Who is notified when an alarm fires (subscribed to the enriched topic: alarm + hosts +
-   * runbook link), and where the runbooks are published. @default nobody (the topics exist)
-   */
-  readonly alarms?: {
-    readonly emails?: readonly string[];
-    readonly httpsEndpoints?: readonly string[];
-    /** Base URL of docs/runbooks as your team publishes it. @default RUNBOOK_BASE_URL */
-    readonly runbookBaseUrl?: string;
-  };
+  /** Alarm routing (docs/alarms.md, "Routes"; docs/deploy.md, "Alarms"). @default nobody subscribed (the topics exist) */
+  readonly alarms?: AlarmRoutingConfig;
   /**
    * Reserved concurrent executions per function, and how the task function's share splits:
    * `fleet` is the ceiling on a fleet's `maxConcurrency`, `singleHost` what a fleet at that
@@ -79,6 +71,186 @@ export interface DeployConfig {
     readonly maxBytes?: number;
     readonly expirationDays?: number;
   };
+}
+
+// --- alarm routing (issue 22 item 3) ------------------------------------------------------
+
+/** The routes people subscribe to (`operations/alarm-catalog.ts` `ROUTES`). */
+export type AlarmRoute = "page" | "ticket" | "fleet";
+
+/** Message attributes a subscription may filter on (functions/alarm-enrichment/enrich.ts). */
+export const FILTER_ATTRIBUTES = ["severity", "stage", "alarm", "kind", "state", "part"] as const;
+
+/** One subscriber of a route's topic. */
+export type AlarmSubscription = (
+  | { readonly protocol: "email"; readonly address: string }
+  | { readonly protocol: "https"; readonly url: string; readonly rawMessageDelivery?: boolean }
+  /** A function (yours, e.g. a chat webhook formatter); its owner lets SNS invoke it. */
+  | { readonly protocol: "lambda"; readonly functionArn: string }
+) & {
+  /**
+   * SNS filter policy on the message attributes: attribute → accepted values, e.g.
+   * `{ "state": ["ALARM"], "part": ["hosts"] }`. @default every message of the route
+   */
+  readonly filter?: Partial<Record<(typeof FILTER_ATTRIBUTES)[number], readonly string[]>>;
+};
+
+/** Who is notified of each route, suppression, and where the runbooks are published. */
+export interface AlarmRoutingConfig {
+  /** Subscribers per route; any number each. */
+  readonly routes?: Partial<
+    Record<AlarmRoute, { readonly subscriptions: readonly AlarmSubscription[] }>
+  >;
+  /** Legacy: subscribed to EVERY route (page, ticket and fleet), as before the routes. */
+  readonly emails?: readonly string[];
+  /** Legacy: subscribed to EVERY route (page, ticket and fleet), as before the routes. */
+  readonly httpsEndpoints?: readonly string[];
+  /**
+   * Notifications stay quiet while the stage's `Maintenance` alarm is in ALARM (a deploy, a
+   * maintenance window) and `extensionMinutes` after. @default enabled, 10 minutes
+   */
+  readonly maintenance?: { readonly enabled?: boolean; readonly extensionMinutes?: number };
+  /** Base URL of docs/runbooks as your team publishes it. @default RUNBOOK_BASE_URL */
+  readonly runbookBaseUrl?: string;
+}
+
+const SUBSCRIPTION_SCHEMA = {
+  type: "object",
+  additionalProperties: false,
+  required: ["protocol"],
+  properties: {
+    protocol: { enum: ["email", "https", "lambda"] },
+    address: { type: "string" },
+    url: { type: "string" },
+    rawMessageDelivery: { type: "boolean" },
+    functionArn: { type: "string" },
+    filter: {
+      type: "object",
+      additionalProperties: false,
+      minProperties: 1,
+      properties: Object.fromEntries(
+        FILTER_ATTRIBUTES.map((a) => [
+          a,
+          { type: "array", minItems: 1, items: { type: "string", minLength: 1 } },
+        ]),
+      ),
+    },
+  },
+} as const;
+
+const ROUTE_SCHEMA = {
+  type: "object",
+  additionalProperties: false,
+  required: ["subscriptions"],
+  properties: { subscriptions: { type: "array", items: SUBSCRIPTION_SCHEMA } },
+} as const;
+
+const ALARMS_SCHEMA = {
+  type: "object",
+  additionalProperties: false,
+  properties: {
+    routes: {
+      type: "object",
+      additionalProperties: false,
+      properties: { page: ROUTE_SCHEMA, ticket: ROUTE_SCHEMA, fleet: ROUTE_SCHEMA },
+    },
+    emails: { type: "array", items: { type: "string", pattern: "^[^@\\s]+@[^@\\s]+$" } },
+    httpsEndpoints: { type: "array", items: { type: "string", pattern: "^https://\\S+$" } },
+    maintenance: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        enabled: { type: "boolean" },
+        extensionMinutes: { type: "integer", minimum: 0, maximum: 1440 },
+      },
+    },
+    runbookBaseUrl: { type: "string", pattern: "^https://\\S+[^/]$" },
+  },
+} as const;
+
+const EMAIL = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
+const LAMBDA_ARN =
+  /^arn:aws[a-z-]*:lambda:[a-z]{2}(-[a-z]+)+-\d:\d{12}:function:[A-Za-z0-9_-]{1,64}(:[A-Za-z0-9_$-]+)?$/;
+/** Chat webhooks that do not accept SNS's JSON (they need their own message shape). */
+const CHAT_WEBHOOKS: readonly [RegExp, string][] = [
+  [/^hooks\.slack\.com$/, "Slack"],
+  [/(^|\.)webhook\.office\.com$/, "Microsoft Teams"],
+  [/^hooks\.chime\.aws$/, "Amazon Chime"],
+  [/^discord(app)?\.com$/, "Discord"],
+];
+
+/**
+ * The routing checks a schema cannot say clearly: each subscription's protocol and endpoint,
+ * chat webhooks that would refuse SNS's messages, duplicates. Returns problems, one a line.
+ */
+function routingProblems(alarms: AlarmRoutingConfig | undefined): string[] {
+  const problems: string[] = [];
+  for (const [route, r] of Object.entries(alarms?.routes ?? {})) {
+    const seen = new Set<string>();
+    for (const [i, sub] of (r?.subscriptions ?? []).entries()) {
+      const at = `/alarms/routes/${route}/subscriptions/${i}`;
+      const fields = Object.keys(sub).filter((k) => k !== "protocol" && k !== "filter");
+      const want = {
+        email: ["address"],
+        https: ["url", "rawMessageDelivery"],
+        lambda: ["functionArn"],
+      }[sub.protocol];
+      const stray = fields.filter((f) => !want.includes(f));
+      if (stray.length) {
+        problems.push(
+          `${at} protocol ${sub.protocol} takes ${want.join(", ")}, not ${stray.join(", ")}`,
+        );
+        continue;
+      }
+      let endpoint = "";
+      if (sub.protocol === "email") {
+        endpoint = sub.address ?? "";
+        if (!EMAIL.test(endpoint)) {
+          problems.push(
+            `${at} address ${JSON.stringify(endpoint)} is not an email address (name@example.com)`,
+          );
+        }
+      } else if (sub.protocol === "https") {
+        endpoint = sub.url ?? "";
+        let url: URL | undefined;
+        try {
+          url = new URL(endpoint);
+        } catch {
+          problems.push(`${at} url ${JSON.stringify(endpoint)} is not a URL (https://host/path)`);
+        }
+        if (url && url.protocol !== "https:") {
+          problems.push(
+            `${at} url ${JSON.stringify(endpoint)} must be https:// (SNS sends alarms to it; plain http would expose them)`,
+          );
+        } else if (url) {
+          const chat = CHAT_WEBHOOKS.find(([re]) => re.test(url.hostname));
+          if (chat) {
+            problems.push(
+              `${at} url is a ${chat[1]} incoming webhook: it refuses SNS's JSON (subscription confirmation and notifications). Subscribe AWS Chatbot to the ${route} topic, or a function that formats the message (protocol "lambda")`,
+            );
+          }
+        }
+      } else {
+        endpoint = sub.functionArn ?? "";
+        if (!LAMBDA_ARN.test(endpoint)) {
+          problems.push(
+            `${at} functionArn ${JSON.stringify(endpoint)} is not a Lambda function ARN (arn:aws:lambda:<region>:<account>:function:<name>)`,
+          );
+        }
+      }
+      const legacy = sub.protocol === "email" ? alarms?.emails : alarms?.httpsEndpoints;
+      if (
+        endpoint &&
+        (seen.has(`${sub.protocol} ${endpoint}`) || (legacy ?? []).includes(endpoint))
+      ) {
+        problems.push(
+          `${at} subscribes ${endpoint} to the ${route} topic twice (alarms.emails and alarms.httpsEndpoints already subscribe to every route)`,
+        );
+      }
+      seen.add(`${sub.protocol} ${endpoint}`);
+    }
+  }
+  return problems;
 }
 
 /** Where the functions run and what they may reach. */
@@ -131,15 +303,7 @@ export const DEPLOY_CONFIG_SCHEMA = {
         awsApiCidr: { type: "string", pattern: CIDR4 },
       },
     },
-    alarms: {
-      type: "object",
-      additionalProperties: false,
-      properties: {
-        emails: { type: "array", items: { type: "string", pattern: "^[^@\\s]+@[^@\\s]+$" } },
-        httpsEndpoints: { type: "array", items: { type: "string", pattern: "^https://\\S+$" } },
-        runbookBaseUrl: { type: "string", pattern: "^https://\\S+[^/]$" },
-      },
-    },
+    alarms: ALARMS_SCHEMA,
     reservedConcurrency: {
       type: "object",
       additionalProperties: false,
@@ -208,6 +372,10 @@ export function checkDeployConfig(value: unknown, where = "deploy config"): Depl
         `${e.instancePath || "/"} ${e.message}${e.params ? ` ${JSON.stringify(e.params)}` : ""}`,
     );
     throw new DeployConfigError(`${where}: invalid\n  - ${problems.join("\n  - ")}`);
+  }
+  const routing = routingProblems(value.alarms);
+  if (routing.length) {
+    throw new DeployConfigError(`${where}: invalid\n  - ${routing.join("\n  - ")}`);
   }
   const vpc = value.vpc;
   if (vpc?.availabilityZones && vpc.availabilityZones.length !== vpc.subnetIds.length) {
@@ -306,6 +474,9 @@ export function stageNames(stage: string) {
     apiFunction: `${base}-api`,
     taskFunction: `${base}-task`,
     enrichmentFunction: `${base}-alarm-enrichment`,
+    /** The enrichment function of a route: the page route keeps the unsuffixed name. */
+    routeEnrichmentFunction: (route: AlarmRoute) =>
+      route === "page" ? `${base}-alarm-enrichment` : `${base}-alarm-enrichment-${route}`,
     /** Lambda's own convention, so the console's "View logs" finds them. */
     functionLogGroup: (functionName: string) => `/aws/lambda/${functionName}`,
     /** `/aws/vendedlogs/` keeps Step Functions off the account's log resource-policy limit. */

@@ -9,12 +9,33 @@ import { type ErrorName, PHASE_TIMEOUT_ERROR } from "../lib/names.ts";
 import { AUDIT_FIELDS as F } from "./audit-fields.ts";
 import type { QuerySpec } from "./queries.ts";
 
-/** `page`: wake someone (through the one composite alarm). `ticket`: look at it today. */
-export type Severity = "page" | "ticket";
+/**
+ * Who an alarm is for, and how urgent (docs/alarms.md, "Routes"): `page` wakes this service's
+ * on-call (each page-level alarm notifies on its own, so a second fault is never hidden behind a
+ * first); `ticket` is for this service's team, today; `fleet` goes to the fleet's owners (their
+ * hosts hang, refuse or time out: not this service failing), never to this service's pager.
+ * Each is one SNS topic people subscribe to; messages carry it as the `severity` attribute.
+ */
+export type Severity = "page" | "ticket" | "fleet";
+/** Every route, in the order the docs and the deploy config list them. */
+export const ROUTES = ["page", "ticket", "fleet"] as const satisfies readonly Severity[];
+
+/**
+ * Suffix of the composite that carries an alarm's notifications when actions can be suppressed
+ * (`<stage>-BoundedSsh-<Kind>[-<Subject>]-Notify`: the metric alarm, ALARM and NOT the stage's
+ * `Maintenance` alarm; docs/alarms.md, "Suppression").
+ */
+export const NOTIFY_SUFFIX = "-Notify";
+
+/** Name of the alarm that suppresses notifications during deploys and maintenance windows. */
+export function maintenanceAlarmName(stage: string): string {
+  return `${stage}-BoundedSsh-Maintenance`;
+}
 
 /**
  * Errors that mean "the remote stopped answering mid-protocol": the incident's family. The
- * hang-hosts insight rule counts distinct hosts with one of these.
+ * hang-hosts insight rule counts distinct hosts with one of these, outside the exec phase
+ * ({@link HANG_EXCLUDED_PHASES}).
  */
 export const HANG_ERRORS = [
   "BannerTimeout",
@@ -23,6 +44,13 @@ export const HANG_ERRORS = [
   "ChannelTimeout",
   "ConnectionLost",
 ] as const satisfies readonly ErrorName[];
+
+/**
+ * Phases whose errors are not hangs: a `ConnectionLost` once the command runs is the command's
+ * doing as often as the host's (`sudo reboot`, a service restart that drops sshd), so a reboot
+ * run over 200 hosts is not 200 hung hosts. The `ConnectionLost` alarm still counts them.
+ */
+export const HANG_EXCLUDED_PHASES = ["exec"] as const;
 
 const hosts = (id: string, errors: readonly ErrorName[] | "any"): QuerySpec => ({
   id,
@@ -45,7 +73,13 @@ export const LAMBDA_TIMEOUT_LINE = "^\\S+\\s+\\S+\\s+Task timed out after [0-9.]
 /** The saved queries, by key. Host queries list first/last seen, address and source. */
 export const QUERIES = {
   HostsByError: hosts("hosts-by-error-and-phase", "any"),
-  HangHosts: hosts("hang-hosts", HANG_ERRORS),
+  HangHosts: {
+    ...hosts("hang-hosts", HANG_ERRORS),
+    where: [
+      { field: F.errorName, in: HANG_ERRORS },
+      { field: F.phase, notIn: HANG_EXCLUDED_PHASES },
+    ],
+  },
   ResolveTimeoutHosts: hosts("resolve-timeout-hosts", [PHASE_TIMEOUT_ERROR.resolve]),
   ConnectTimeoutHosts: hosts("connect-timeout-hosts", [PHASE_TIMEOUT_ERROR.connect]),
   AuthTimeoutHosts: hosts("auth-timeout-hosts", [PHASE_TIMEOUT_ERROR.auth]),
@@ -122,8 +156,8 @@ export const ALARM_CATALOG = {
   Page: {
     severity: "page",
     meaning:
-      "At least one page-level bounded-ssh alarm is in ALARM (hangs on several hosts, leaked sockets, a real deadline overrun, an internal error, API function errors or a host-key mismatch). One page per incident: the child alarms notify no one themselves.",
-    why: "Composite of the page-level alarms, so one incident that trips several of them pages once.",
+      "Summary: at least one page-level bounded-ssh alarm is in ALARM (leaked sockets, a real deadline overrun, an internal error, API function errors or a host-key mismatch). It notifies no one: each page-level alarm pages on its own, so a second fault is never hidden behind a first. Read it on the dashboard.",
+    why: "One glance at 'is anything page-level firing'; never a notification, because a composite that pages once per incident hid every later fault (issue 22).",
     checks: [
       "Open the enriched notification or the dashboard: which child alarm is in ALARM",
       "Run the query: hosts, errors and phases of the last period",
@@ -132,10 +166,10 @@ export const ALARM_CATALOG = {
     query: "HostsByError",
   },
   HandshakeHangs: {
-    severity: "page",
+    severity: "fleet",
     meaning:
-      "Several distinct hosts accepted TCP and then stopped answering mid-protocol (BannerTimeout, HandshakeTimeout, AuthTimeout, ChannelTimeout or ConnectionLost): the stuck-session incident's family, now bounded. Counted in hosts (Contributor Insights on error.host and error.port: the jump host when error.hop is via, else the target), not in sessions or retries.",
-    why: "Distinct hosts, not sessions: one transient host (retried three times) is not a page; two or more hosts hanging in one period is a pattern.",
+      "A share of the hosts contacted accepted TCP, then stopped answering (Banner/Handshake/Auth/ChannelTimeout, or ConnectionLost before the command ran; not during it, e.g. a reboot). Hang hosts (error.host:port) / hosts contacted (target.host:port), over the percentage and the minimum count. The hosts are broken, not this service.",
+    why: "A ratio, not an absolute count: 20 wedged hosts of a 2,000-host run are 1 %, the fleet's broken hosts, not this service failing; so it goes to the fleet owners, never to this service's pager. ALARM while any of the last five periods breaches, so an hourly run that finds the same wedged hosts keeps one notification open instead of sending one per run.",
     checks: [
       `Run the query: which hosts, which phase (banner/handshake/auth/channel), since when (firstSeen). ${HOP_VIA}`,
       "From the same network: nc -v <host> <port> - does an SSH-2.0 line arrive within a second?",
@@ -216,9 +250,9 @@ export const ALARM_CATALOG = {
     query: "ResolveTimeoutHosts",
   },
   ConnectTimeouts: {
-    severity: "ticket",
+    severity: "fleet",
     meaning: "TCP connects to targets did not complete in time (Timeouts, Phase=connect).",
-    why: "Usually a network path (security group, NACL, route) or a host down: worth a ticket, not a page.",
+    why: "Usually a host down or a network path (security group, NACL, route) to the fleet: the fleet owners' ticket, not a page.",
     checks: [
       `Run the query: which hosts and ports. ${HOP_VIA}`,
       "Security groups / NACLs / routes between the function and those hosts",
@@ -227,7 +261,7 @@ export const ALARM_CATALOG = {
     query: "ConnectTimeoutHosts",
   },
   AuthTimeouts: {
-    severity: "ticket",
+    severity: "fleet",
     meaning:
       "Servers stopped answering during user authentication (AuthTimeout): PAM, LDAP/NSS or home-directory stalls on the host.",
     why: "A single host's three attempts (retries) reach it; the page comes from HandshakeHangs when hosts multiply.",
@@ -239,7 +273,7 @@ export const ALARM_CATALOG = {
     query: "AuthTimeoutHosts",
   },
   ChannelTimeouts: {
-    severity: "ticket",
+    severity: "fleet",
     meaning:
       "Servers did not confirm the session channel open in time (ChannelTimeout; no exec request was sent, so it is retried): a stuck sshd child, a host too loaded to answer, MaxSessions on a server that queues instead of refusing.",
     why: "Per-session count; the page comes from HandshakeHangs when hosts multiply.",
@@ -251,10 +285,10 @@ export const ALARM_CATALOG = {
     query: "ChannelTimeoutHosts",
   },
   ConnectionLost: {
-    severity: "ticket",
+    severity: "fleet",
     meaning:
       "Sessions lost their peer after connect (reset, keepalive failure): half-open peers, crashed or frozen hosts, middleboxes dropping idle flows.",
-    why: "Per-session count; frozen hosts also count in the HandshakeHangs host rule.",
+    why: "Per-session count, the command's phase included (a reboot run lands here, with the fleet owners, not in HandshakeHangs).",
     checks: [
       `Run the query: which hosts, which phase, commandStarted. ${HOP_VIA}`,
       "Did the host crash, freeze or reboot? Its console and uptime",
@@ -263,7 +297,7 @@ export const ALARM_CATALOG = {
     query: "ConnectionLostHosts",
   },
   CommandTimeouts: {
-    severity: "ticket",
+    severity: "fleet",
     meaning:
       "Remote commands outlived their time, or their exec request went unanswered (the message says so; the command may have run), and were stopped (CommandTimeout, Timeouts Phase=exec; never retried).",
     why: "The command's problem, not the transport's: a ticket for the command's owner.",
@@ -329,7 +363,8 @@ export function kindOfAlarmName(
 ): { kind: AlarmKind; subject?: string } | undefined {
   const prefix = `${stage}-BoundedSsh-`;
   if (!name.startsWith(prefix)) return undefined;
-  const [kind, subject] = name.slice(prefix.length).split("-") as [string, string | undefined];
+  const rest = name.endsWith(NOTIFY_SUFFIX) ? name.slice(0, -NOTIFY_SUFFIX.length) : name;
+  const [kind, subject] = rest.slice(prefix.length).split("-") as [string, string | undefined];
   if (!(kind in ALARM_CATALOG)) return undefined;
   return subject ? { kind: kind as AlarmKind, subject } : { kind: kind as AlarmKind };
 }
@@ -347,12 +382,19 @@ export function runbookFile(kind: AlarmKind): string {
   return `${kind}.md`;
 }
 
+/** What each route means, in the runbook headers and alarm descriptions. */
+export const ROUTE_TEXT: Readonly<Record<Severity, string>> = {
+  page: "this service's on-call, page topic; notifies on its own",
+  ticket: "this service's team, ticket topic",
+  fleet: "the fleet's owners, fleet topic; never the pager",
+};
+
 function severityText(kind: AlarmKind): string {
   const e: CatalogEntry = ALARM_CATALOG[kind];
   const one = (s: Severity) =>
-    s === "page" && kind !== "Page"
-      ? "**page** (through the composite `<stage>-BoundedSsh-Page`)"
-      : `**${s}**`;
+    kind === "Page"
+      ? "**summary** (no notification: each page-level alarm pages on its own)"
+      : `**${s}** (${ROUTE_TEXT[s]})`;
   if (!e.subjects || !e.subjectSeverity) return one(e.severity);
   return e.subjects.map((s) => `${s} ${one(severityOf(kind, s))}`).join("; ");
 }

@@ -9,6 +9,8 @@ import { AUDIT_TYPE, type AuditField, AUDIT_FIELDS as F } from "./audit-fields.t
 /** One condition on an audit line; conditions of a query are ANDed. */
 export type Condition =
   | { readonly field: AuditField; readonly in: readonly string[] }
+  /** Present and none of these (a missing field does not pass). */
+  | { readonly field: AuditField; readonly notIn: readonly string[] }
   | { readonly field: AuditField; readonly present: true }
   | { readonly field: AuditField; readonly lt: number }
   | { readonly field: AuditField; readonly gt: number };
@@ -83,6 +85,9 @@ function conditionText(c: Condition): string {
     return c.in.length === 1
       ? `${c.field} = ${quote(c.in[0] as string)}`
       : `${c.field} in [${c.in.map(quote).join(", ")}]`;
+  }
+  if ("notIn" in c) {
+    return `ispresent(${c.field}) and ${c.field} not in [${c.notIn.map(quote).join(", ")}]`;
   }
   if ("present" in c) return `ispresent(${c.field})`;
   if ("lt" in c) return `${c.field} < ${c.lt}`;

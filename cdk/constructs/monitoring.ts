@@ -4,22 +4,31 @@
  * insight rule, the dashboard and the enrichment function. This file only decides which metric
  * and threshold each catalog kind watches.
  */
-import { Duration, Stack } from "aws-cdk-lib";
+import { CfnOutput, Duration, Stack } from "aws-cdk-lib";
 import type * as apigw from "aws-cdk-lib/aws-apigateway";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
+import * as lambda from "aws-cdk-lib/aws-lambda";
 import * as logs from "aws-cdk-lib/aws-logs";
-import type * as sns from "aws-cdk-lib/aws-sns";
+import * as sns from "aws-cdk-lib/aws-sns";
+import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import { DEFAULT_METRIC_NAMESPACE, type PHASE_TIMEOUT_ERROR } from "../../lib/names.ts";
-import { QUERIES, type QueryKey } from "../../operations/alarm-catalog.ts";
+import {
+  maintenanceAlarmName,
+  QUERIES,
+  type QueryKey,
+  ROUTES,
+  type Severity,
+} from "../../operations/alarm-catalog.ts";
 import { queryName, renderQuery } from "../../operations/queries.ts";
+import type { AlarmRoutingConfig, AlarmSubscription } from "../deploy-config.ts";
 import { defaultAlarmActions, type IAlarmActionStrategy } from "../monitoring/alarm-actions.ts";
 import { AlarmFactory, type CatalogAlarm } from "../monitoring/alarm-factory.ts";
 import { AlarmTopics } from "../monitoring/alarm-topics.ts";
 import { MonitoringDashboard } from "../monitoring/dashboard.ts";
 import { AlarmEnrichment } from "../monitoring/enrichment.ts";
-import { HangHostsRule } from "../monitoring/hang-hosts-rule.ts";
+import { ContactedHostsRule, HangHostsRule } from "../monitoring/hang-hosts-rule.ts";
 import type { SshFunction } from "./ssh-function.ts";
 import { DERIVED_METRIC, SshMetrics } from "./ssh-metrics.ts";
 import { HARD_TIMEOUT_ERRORS } from "./workflow-tasks.ts";
@@ -33,8 +42,13 @@ export {
 
 /** Thresholds (count per evaluation period unless noted). */
 export interface MonitoringThresholds {
-  /** Distinct hosts (host:port) with a hang error in one period. @default 2 */
+  /**
+   * HandshakeHangs (fleet route): the minimum of distinct hosts (host:port) with a hang error
+   * in one host period, whatever the ratio. @default 5
+   */
   readonly hangHosts?: number;
+  /** HandshakeHangs: hang hosts as a percentage of the hosts contacted in the period. @default 1 */
+  readonly hangHostsPercent?: number;
   /** @default 5 */
   readonly connectTimeouts?: number;
   /** @default 3 */
@@ -72,21 +86,42 @@ export interface MonitoringProps {
   readonly stage?: string;
   /** @default DEFAULT_METRIC_NAMESPACE */
   readonly namespace?: string;
-  /** What CloudWatch notifies (the enrichment function subscribes to it). @default a new KMS-encrypted topic */
-  readonly alarmTopic?: sns.ITopic;
   /**
    * Routes every alarm (`cdk/monitoring/alarm-actions.ts`: `notifySns`, `bySeverity`, …).
-   * @default defaultAlarmActions(alarm topic): the composite page and the tickets notify the
-   * alarm topic on ALARM and OK; page-level alarms notify only through the composite
+   * @default defaultAlarmActions(the route alarm topics): each alarm notifies its route's topic
+   * on ALARM and OK, page-level alarms each on their own; the composite summary notifies no one
    */
   readonly alarmActions?: IAlarmActionStrategy;
+  /**
+   * Subscribers per route and suppression (the deploy config's `alarms`). @default nobody
+   * subscribed; suppression by the `Maintenance` alarm enabled, 10 minutes' extension
+   */
+  readonly routing?: AlarmRoutingConfig;
   /** Where docs/runbooks is published. @default RUNBOOK_BASE_URL */
   readonly runbookBaseUrl?: string;
   /** @default Duration.minutes(5) */
   readonly period?: Duration;
+  /**
+   * Period of the host ratio (HandshakeHangs): long enough to hold a fleet run's spread.
+   * The alarm stays in ALARM while any of the last {@link HOST_EVALUATION_PERIODS} breaches.
+   * @default Duration.minutes(15)
+   */
+  readonly hostPeriod?: Duration;
   /** @default MonitoringThresholds defaults */
   readonly thresholds?: MonitoringThresholds;
 }
+
+/**
+ * Host periods HandshakeHangs looks back over (one breaching is enough): 5 × 15 min covers an
+ * hourly run's next occurrence, so persistent wedged hosts keep one notification open instead
+ * of one per run.
+ */
+export const HOST_EVALUATION_PERIODS = 5;
+
+/** Metric operators put (value 1) to open a maintenance window: see docs/deploy.md. */
+export const MAINTENANCE_METRIC = "MaintenanceWindow";
+/** One `MaintenanceWindow` datum holds the Maintenance alarm this many minutes. */
+export const MAINTENANCE_HOLD_MINUTES = 15;
 
 /** Default runbook location: the repository's docs/runbooks on the main branch. */
 export const RUNBOOK_BASE_URL =
@@ -116,13 +151,22 @@ export const HARD_TIMEOUT_MARGIN_MS = 10;
  */
 export class Monitoring extends Construct {
   readonly stage: string;
-  readonly topic: sns.ITopic;
-  readonly enrichedTopic: sns.ITopic;
+  /** What CloudWatch notifies, per route (each one's subscriber is that route's enrichment). */
+  readonly alarmTopics: Readonly<Record<Severity, sns.ITopic>>;
+  /** What people subscribe to, per route: `page`, `ticket`, `fleet`. */
+  readonly routeTopics: Readonly<Record<Severity, sns.ITopic>>;
   readonly alarms: CatalogAlarm[];
+  /** The composite summary of the page-level alarms (no notification). */
   readonly page: cloudwatch.CompositeAlarm;
+  /** In ALARM during deploys and maintenance windows; suppresses every notification. */
+  readonly maintenance: cloudwatch.Alarm;
   readonly dashboard: cloudwatch.Dashboard;
   readonly hangRule: HangHostsRule;
+  readonly contactedRule: ContactedHostsRule;
+  /** The page route's enrichment function. */
   readonly enrichment: AlarmEnrichment;
+  /** Every route's enrichment function. */
+  readonly enrichments: Readonly<Record<Severity, AlarmEnrichment>>;
 
   /**
    * @param scope the parent construct (the stack).
@@ -137,30 +181,85 @@ export class Monitoring extends Construct {
     const period = props.period ?? Duration.minutes(5);
     const namespace = props.namespace ?? DEFAULT_METRIC_NAMESPACE;
     const m = new SshMetrics(namespace, period);
-    const topics = new AlarmTopics(this, "Topics", { alarmTopic: props.alarmTopic });
-    this.topic = topics.alarms;
-    this.enrichedTopic = topics.enriched;
+    const topics = new AlarmTopics(this, "Topics");
+    this.alarmTopics = topics.alarms;
+    this.routeTopics = topics.routes;
+    const routing = props.routing ?? {};
+    this.subscribe(topics.routes, routing);
+    // What AWS Chatbot, a pager integration or another team's subscription needs.
+    for (const route of ROUTES) {
+      new CfnOutput(this, `${route[0]?.toUpperCase()}${route.slice(1)}TopicArn`, {
+        value: topics.routes[route].topicArn,
+        description: `bounded-ssh ${route} notifications (docs/alarms.md, "Routes")`,
+      });
+    }
     const fnLogGroups = [props.apiFunction.logGroup, props.taskFunction.logGroup];
     const dashboardName = `${stage}-BoundedSsh-${Stack.of(this).stackName}`;
 
     this.hardTimeoutFilters(namespace, props.workflowLogGroups);
     this.savedQueries(stage, fnLogGroups, props.workflowLogGroups);
     this.hangRule = new HangHostsRule(this, "HangHosts", { stage, logGroups: fnLogGroups });
+    this.contactedRule = new ContactedHostsRule(this, "ContactedHosts", {
+      stage,
+      logGroups: fnLogGroups,
+    });
+
+    // Deploys and maintenance windows: operators put MaintenanceWindow = 1 (docs/deploy.md);
+    // one datum holds it MAINTENANCE_HOLD_MINUTES. Not from the catalog: it is a switch, not a
+    // symptom, and it notifies no one.
+    this.maintenance = new cloudwatch.Alarm(this, "Maintenance", {
+      alarmName: maintenanceAlarmName(stage),
+      alarmDescription: `In ALARM while a deploy or maintenance window is open (${MAINTENANCE_METRIC} = 1 in ${namespace}, each datum holds ${MAINTENANCE_HOLD_MINUTES} minutes): every bounded-ssh notification of this stage is suppressed meanwhile (ActionsSuppressor of the <alarm>-Notify composites). See docs/deploy.md, "Deploys and maintenance windows".`,
+      metric: new cloudwatch.Metric({
+        namespace,
+        metricName: MAINTENANCE_METRIC,
+        statistic: "Maximum",
+        period: Duration.minutes(1),
+      }),
+      threshold: 1,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      evaluationPeriods: MAINTENANCE_HOLD_MINUTES,
+      datapointsToAlarm: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    const suppress = routing.maintenance?.enabled ?? true;
 
     const f = new AlarmFactory(this, {
       stage,
-      actions: props.alarmActions ?? defaultAlarmActions(this.topic),
+      actions: props.alarmActions ?? defaultAlarmActions(topics.alarms),
       runbookBaseUrl: props.runbookBaseUrl ?? RUNBOOK_BASE_URL,
       dashboardName,
+      ...(suppress
+        ? {
+            suppressor: this.maintenance,
+            suppressorExtension: Duration.minutes(routing.maintenance?.extensionMinutes ?? 10),
+          }
+        : {}),
     });
     const fns = { Api: props.apiFunction, Task: props.taskFunction } as const;
 
-    // --- page level -----------------------------------------------------------------------
+    // --- fleet owners: hang hosts / hosts contacted ------------------------------------------
+    // A percentage AND a minimum count: the expression is the percentage once the count is
+    // reached, else 0. MAX guards a denominator below the numerator (the rules approximate).
+    const hostPeriod = props.hostPeriod ?? Duration.minutes(15);
+    const minHosts = t.hangHosts ?? 5;
     f.create({
       kind: "HandshakeHangs",
-      metric: this.hangRule.uniqueHosts(period),
-      threshold: t.hangHosts ?? 2,
+      metric: new cloudwatch.MathExpression({
+        expression: `IF(FILL(hang, 0) >= ${minHosts}, 100 * FILL(hang, 0) / MAX([FILL(contacted, 0), FILL(hang, 0), 1]), 0)`,
+        usingMetrics: {
+          hang: this.hangRule.uniqueHosts(hostPeriod),
+          contacted: this.contactedRule.uniqueHosts(hostPeriod),
+        },
+        period: hostPeriod,
+        label: `hang hosts % of hosts contacted (at least ${minHosts} hosts)`,
+      }),
+      threshold: t.hangHostsPercent ?? 1,
+      evaluationPeriods: HOST_EVALUATION_PERIODS,
+      datapointsToAlarm: 1,
     });
+
+    // --- page level -----------------------------------------------------------------------
     f.create({
       kind: "LeakedSockets",
       metric: m.leakedSockets(),
@@ -290,16 +389,75 @@ export class Monitoring extends Construct {
       alarms: [this.page, ...this.alarms.map((a) => a.alarm)],
     }).dashboard;
 
-    this.enrichment = new AlarmEnrichment(this, "Enrichment", {
-      stage,
-      alarmTopic: topics.alarms,
-      enrichedTopic: topics.enriched,
-      topicKey: topics.key,
-      functionLogGroups: fnLogGroups,
-      workflowLogGroups: props.workflowLogGroups,
-      runbookBaseUrl: props.runbookBaseUrl ?? RUNBOOK_BASE_URL,
-      dashboardName,
-    });
+    // One enrichment per route; the page route keeps the construct id it always had.
+    this.enrichments = Object.fromEntries(
+      ROUTES.map((route) => [
+        route,
+        new AlarmEnrichment(this, route === "page" ? "Enrichment" : `Enrichment-${route}`, {
+          stage,
+          route,
+          alarmTopic: topics.alarms[route],
+          enrichedTopic: topics.routes[route],
+          topicKey: topics.key,
+          functionLogGroups: fnLogGroups,
+          workflowLogGroups: props.workflowLogGroups,
+          runbookBaseUrl: props.runbookBaseUrl ?? RUNBOOK_BASE_URL,
+          dashboardName,
+        }),
+      ]),
+    ) as Record<Severity, AlarmEnrichment>;
+    this.enrichment = this.enrichments.page;
+  }
+
+  /**
+   * The deploy config's subscribers: each route's own, and the legacy `emails` and
+   * `httpsEndpoints` on every route (as before routes existed: nothing is lost).
+   */
+  private subscribe(
+    topics: Readonly<Record<Severity, sns.Topic>>,
+    routing: AlarmRoutingConfig,
+  ): void {
+    const filterOf = (sub: AlarmSubscription) =>
+      sub.filter
+        ? {
+            filterPolicy: Object.fromEntries(
+              Object.entries(sub.filter).map(([k, values]) => [
+                k,
+                sns.SubscriptionFilter.stringFilter({ allowlist: [...(values ?? [])] }),
+              ]),
+            ),
+          }
+        : {};
+    for (const route of ROUTES) {
+      const topic = topics[route];
+      for (const [i, sub] of (routing.routes?.[route]?.subscriptions ?? []).entries()) {
+        const opts = filterOf(sub);
+        if (sub.protocol === "email") {
+          topic.addSubscription(new subscriptions.EmailSubscription(sub.address, opts));
+        } else if (sub.protocol === "https") {
+          topic.addSubscription(
+            new subscriptions.UrlSubscription(sub.url, {
+              ...opts,
+              protocol: sns.SubscriptionProtocol.HTTPS,
+              ...(sub.rawMessageDelivery ? { rawMessageDelivery: true } : {}),
+            }),
+          );
+        } else {
+          const fn = lambda.Function.fromFunctionArn(
+            this,
+            `Subscriber-${route}-${i}`,
+            sub.functionArn,
+          );
+          topic.addSubscription(new subscriptions.LambdaSubscription(fn, opts));
+        }
+      }
+      for (const email of routing.emails ?? []) {
+        topic.addSubscription(new subscriptions.EmailSubscription(email));
+      }
+      for (const url of routing.httpsEndpoints ?? []) {
+        topic.addSubscription(new subscriptions.UrlSubscription(url));
+      }
+    }
   }
 
   /**

@@ -17,7 +17,7 @@ export interface AlarmActionStrategyProps {
   /** The per-function / per-workflow instance, if the kind has them. */
   readonly subject?: string;
   readonly severity: Severity;
-  /** Whether this is the composite page over the page-level alarms. */
+  /** Whether this is the composite summary over the page-level alarms (no route of its own). */
   readonly composite: boolean;
 }
 
@@ -60,7 +60,7 @@ export function notifySns(
  * Adds no action: the alarm is only read (by a composite, the dashboard, the drill).
  *
  * @example
- * bySeverity({ page: notifySns(topic, topic), ticket: notifySns(topic, topic), pageChild: noAction() });
+ * bySeverity({ page: notifySns(pageTopic), ticket: notifySns(ticketTopic), fleet: noAction() });
  */
 export function noAction(): IAlarmActionStrategy {
   return { addAlarmActions() {} };
@@ -83,43 +83,58 @@ export function multipleActions(...strategies: IAlarmActionStrategy[]): IAlarmAc
 
 /** Properties of {@link bySeverity}: one strategy per route. */
 export interface SeverityRoutes {
-  /** The composite page. */
-  readonly page: IAlarmActionStrategy;
-  /** Ticket-level alarms. */
-  readonly ticket: IAlarmActionStrategy;
   /**
-   * Page-level alarms under the composite.
-   * @default noAction(): they page only through the composite, one page per incident
+   * Page-level alarms, each on its own: a second fault notifies while the first is firing.
    */
-  readonly pageChild?: IAlarmActionStrategy;
+  readonly page: IAlarmActionStrategy;
+  /** Ticket-level alarms (this service's team). */
+  readonly ticket: IAlarmActionStrategy;
+  /** Host trouble (the fleet's owners). @default the ticket strategy */
+  readonly fleet?: IAlarmActionStrategy;
+  /**
+   * The composite summary `Page`.
+   * @default noAction(): it is read on the dashboard; notifying through it hid every later fault
+   */
+  readonly composite?: IAlarmActionStrategy;
 }
 
 /**
- * Routes each alarm by its catalog severity: the composite page, its page-level children and
- * the tickets each get their own strategy.
+ * Routes each alarm by its catalog severity: every page-level alarm, every ticket and every
+ * fleet alarm gets its route's strategy; the composite summary its own (none by default).
  *
  * @param routes the strategy of each route.
  * @example
- * // The deployed default: pages through the composite only, tickets and the page to one topic.
- * bySeverity({ page: notifySns(topic, topic), ticket: notifySns(topic, topic) });
+ * bySeverity({
+ *   page: notifySns(pageTopic, pageTopic),
+ *   ticket: notifySns(ticketTopic, ticketTopic),
+ *   fleet: notifySns(fleetTopic, fleetTopic),
+ * });
  */
 export function bySeverity(routes: SeverityRoutes): IAlarmActionStrategy {
-  const pageChild = routes.pageChild ?? noAction();
+  const composite = routes.composite ?? noAction();
+  const fleet = routes.fleet ?? routes.ticket;
   return {
     addAlarmActions(props) {
-      if (props.composite) routes.page.addAlarmActions(props);
-      else if (props.severity === "page") pageChild.addAlarmActions(props);
+      if (props.composite) composite.addAlarmActions(props);
+      else if (props.severity === "page") routes.page.addAlarmActions(props);
+      else if (props.severity === "fleet") fleet.addAlarmActions(props);
       else routes.ticket.addAlarmActions(props);
     },
   };
 }
 
 /**
- * The stack's default routing: the composite page and every ticket notify `topic` on ALARM and
- * OK; page-level alarms notify only through the composite.
+ * The stack's default routing: each alarm notifies its route's topic on ALARM and OK (page-level
+ * alarms each on their own); the composite summary notifies no one.
  *
- * @param topic the alarm topic (its subscriber is the enrichment function).
+ * @param topics the alarm topic of each route (each one's subscriber is that route's enrichment).
  */
-export function defaultAlarmActions(topic: sns.ITopic): IAlarmActionStrategy {
-  return bySeverity({ page: notifySns(topic, topic), ticket: notifySns(topic, topic) });
+export function defaultAlarmActions(
+  topics: Readonly<Record<Severity, sns.ITopic>>,
+): IAlarmActionStrategy {
+  return bySeverity({
+    page: notifySns(topics.page, topics.page),
+    ticket: notifySns(topics.ticket, topics.ticket),
+    fleet: notifySns(topics.fleet, topics.fleet),
+  });
 }

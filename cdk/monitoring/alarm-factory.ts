@@ -1,3 +1,4 @@
+import { Duration } from "aws-cdk-lib";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
 import type { Construct } from "constructs";
 import {
@@ -5,7 +6,9 @@ import {
   type AlarmKind,
   alarmName,
   type CatalogEntry,
+  NOTIFY_SUFFIX,
   QUERIES,
+  ROUTE_TEXT,
   runbookFile,
   type Severity,
   severityOf,
@@ -23,6 +26,8 @@ export interface AlarmSpec {
   readonly comparison?: cloudwatch.ComparisonOperator;
   /** @default 1 */
   readonly evaluationPeriods?: number;
+  /** Breaching periods among `evaluationPeriods` that fire it. @default evaluationPeriods */
+  readonly datapointsToAlarm?: number;
   /** @default NOT_BREACHING: every counter we alarm on is 0 on healthy traffic or absent without traffic */
   readonly treatMissingData?: cloudwatch.TreatMissingData;
 }
@@ -39,6 +44,18 @@ export interface AlarmFactoryProps {
   readonly runbookBaseUrl: string;
   /** Dashboard name, quoted in every description. */
   readonly dashboardName: string;
+  /**
+   * Suppresses notifications while it is in ALARM (deploys, maintenance windows): each alarm's
+   * actions then sit on a composite `<name>-Notify` (rule `ALARM(<name>)`) with this alarm as
+   * its `ActionsSuppressor`, since CloudWatch suppresses only composite alarms' actions.
+   * @default none: the actions sit on the alarms themselves
+   */
+  readonly suppressor?: cloudwatch.IAlarm;
+  /**
+   * How long after the suppressor returns to OK notifications stay suppressed (alarms that
+   * trail a deploy: a period's late datapoints). @default Duration.minutes(10)
+   */
+  readonly suppressorExtension?: Duration;
 }
 
 /** A created alarm with its catalog facts. */
@@ -47,6 +64,8 @@ export interface CatalogAlarm {
   readonly subject?: string;
   readonly severity: Severity;
   readonly alarm: cloudwatch.Alarm;
+  /** The composite carrying its notifications, with a suppressor. */
+  readonly notify?: cloudwatch.CompositeAlarm;
 }
 
 /**
@@ -76,9 +95,7 @@ export class AlarmFactory {
     const e: CatalogEntry = ALARM_CATALOG[kind];
     const severity = severityOf(kind, subject);
     const route =
-      severity === "page" && kind !== "Page"
-        ? `page, through ${alarmName(this.props.stage, "Page")}`
-        : severity;
+      kind === "Page" ? "summary, notifies no one" : `${severity} (${ROUTE_TEXT[severity]})`;
     return [
       `WHAT: ${e.meaning}`,
       `SEVERITY: ${route}.`,
@@ -96,28 +113,51 @@ export class AlarmFactory {
    */
   create(spec: AlarmSpec): cloudwatch.Alarm {
     const severity = severityOf(spec.kind, spec.subject);
+    const name = alarmName(this.props.stage, spec.kind, spec.subject);
     const alarm = new cloudwatch.Alarm(this.scope, `${spec.kind}${spec.subject ?? ""}`, {
-      alarmName: alarmName(this.props.stage, spec.kind, spec.subject),
+      alarmName: name,
       alarmDescription: this.description(spec.kind, spec.subject),
       metric: spec.metric,
       threshold: spec.threshold,
       comparisonOperator:
         spec.comparison ?? cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       evaluationPeriods: spec.evaluationPeriods ?? 1,
+      ...(spec.datapointsToAlarm ? { datapointsToAlarm: spec.datapointsToAlarm } : {}),
       treatMissingData: spec.treatMissingData ?? cloudwatch.TreatMissingData.NOT_BREACHING,
     });
+    const notify = this.props.suppressor
+      ? new cloudwatch.CompositeAlarm(this.scope, `${spec.kind}${spec.subject ?? ""}Notify`, {
+          compositeAlarmName: `${name}${NOTIFY_SUFFIX}`,
+          alarmDescription: this.description(spec.kind, spec.subject),
+          alarmRule: cloudwatch.AlarmRule.fromAlarm(alarm, cloudwatch.AlarmState.ALARM),
+          actionsSuppressor: this.props.suppressor,
+          // The suppressor is already in ALARM before a deploy starts: no wait needed beyond
+          // CloudWatch's minimum; after it ends, late datapoints of the deploy stay quiet.
+          actionsSuppressorWaitPeriod: Duration.minutes(1),
+          actionsSuppressorExtensionPeriod: this.props.suppressorExtension ?? Duration.minutes(10),
+        })
+      : undefined;
     this.props.actions.addAlarmActions({
-      alarm,
+      alarm: notify ?? alarm,
       kind: spec.kind,
       ...(spec.subject !== undefined ? { subject: spec.subject } : {}),
       severity,
       composite: false,
     });
-    this.alarms.push({ kind: spec.kind, subject: spec.subject, severity, alarm });
+    this.alarms.push({
+      kind: spec.kind,
+      subject: spec.subject,
+      severity,
+      alarm,
+      ...(notify ? { notify } : {}),
+    });
     return alarm;
   }
 
-  /** The composite page over every page-level alarm created so far. */
+  /**
+   * The composite summary over every page-level alarm created so far (the dashboard's "is
+   * anything page-level firing"); its actions come from the strategy (none by default).
+   */
   createPage(): cloudwatch.CompositeAlarm {
     const children = this.alarms.filter((a) => a.severity === "page").map((a) => a.alarm);
     const page = new cloudwatch.CompositeAlarm(this.scope, "Page", {

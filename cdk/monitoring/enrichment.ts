@@ -10,6 +10,7 @@ import * as logs from "aws-cdk-lib/aws-logs";
 import type * as sns from "aws-cdk-lib/aws-sns";
 import * as subscriptions from "aws-cdk-lib/aws-sns-subscriptions";
 import { Construct } from "constructs";
+import type { Severity } from "../../operations/alarm-catalog.ts";
 import { ENRICHMENT_ENV } from "../../operations/environment.ts";
 import { handlerBundling } from "../bundling.ts";
 import { nodejsBundling } from "../constructs/nodejs-bundling.ts";
@@ -19,7 +20,11 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 /** Properties of {@link AlarmEnrichment}. */
 export interface AlarmEnrichmentProps {
   readonly stage: string;
+  /** The route it serves (`page`, `ticket`, `fleet`): its description, and nothing else. */
+  readonly route: Severity;
+  /** What CloudWatch notifies for this route (its input). */
   readonly alarmTopic: sns.ITopic;
+  /** The route's topic people subscribe to (its output, and its on-failure destination). */
   readonly enrichedTopic: sns.ITopic;
   /** Key of both topics. */
   readonly topicKey: kms.IKey;
@@ -32,15 +37,18 @@ export interface AlarmEnrichmentProps {
 }
 
 /**
- * The enrichment function, subscribed to the alarm topic: publishes the plain alarm to the
- * enriched topic at once, then runs the alarm's saved query and publishes the hosts (totals,
- * groups, top rows, capped and escaped) as a follow-up (`functions/alarm-enrichment/`).
+ * The enrichment function of one route, subscribed to its alarm topic: publishes the plain
+ * alarm to the route's topic at once, then runs the alarm's saved query and publishes the hosts
+ * (totals, groups, top rows, capped and escaped) as a follow-up (`functions/alarm-enrichment/`).
+ * One per route, same code (one bundle): a storm of fleet alarms never queues ahead of a page,
+ * a failed enrichment falls back to its own route's topic, and each may publish only there.
  *
  * @example
  * new AlarmEnrichment(this, "Enrichment", {
  *   stage: "prod",
- *   alarmTopic: topics.alarms,
- *   enrichedTopic: topics.enriched,
+ *   route: "page",
+ *   alarmTopic: topics.alarms.page,
+ *   enrichedTopic: topics.routes.page,
  *   topicKey: topics.key,
  *   functionLogGroups: [apiLogs, taskLogs],
  *   workflowLogGroups: [singleHostLogs, fleetLogs],
@@ -66,7 +74,7 @@ export class AlarmEnrichment extends Construct {
     });
     const role = new iam.Role(this, "Role", {
       assumedBy: new iam.ServicePrincipal("lambda.amazonaws.com"),
-      description: "bounded-ssh alarm enrichment: query the handler logs, publish enriched alarms",
+      description: `bounded-ssh alarm enrichment (${props.route}): query the handler logs, publish enriched alarms`,
     });
     role.addToPolicy(
       new iam.PolicyStatement({
@@ -120,7 +128,7 @@ export class AlarmEnrichment extends Construct {
       // SNS invokes asynchronously. The plain page is published first, before any query; the
       // hosts follow in a second message (functions/alarm-enrichment/enrich.ts). A failed
       // enrichment (publish refused, crash, timeout) is retried twice (the plain page with it); after that Lambda sends the invocation record - the original alarm
-      // notification plus the error - to the enriched topic itself, so the people subscribed
+      // notification plus the error - to the route's topic itself, so the people subscribed
       // there still get the page, unenriched. Nothing is lost silently.
       retryAttempts: 2,
       maxEventAge: Duration.hours(1),
@@ -140,6 +148,8 @@ export class AlarmEnrichment extends Construct {
       },
       bundling: nodejsBundling(handlerBundling({ lazyChunk: false })),
     });
+    // The route's subscriber, and the only one: its messages carry no attributes (CloudWatch's
+    // own), the enriched ones do.
     props.alarmTopic.addSubscription(new subscriptions.LambdaSubscription(this.function));
     Validations.of(role).acknowledge({
       id: "AwsSolutions-IAM5[Resource::*]",

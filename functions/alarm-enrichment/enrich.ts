@@ -18,6 +18,7 @@ import type { Deadline } from "../../lib/deadline.ts";
 import {
   ALARM_CATALOG,
   type AlarmKind,
+  alarmName,
   alarmNamesOf,
   type CatalogEntry,
   kindOfAlarmName,
@@ -480,18 +481,51 @@ export async function enrichAndPublish(
   publishWithinMs: () => number = () => CALL_CAPS.publishMs,
 ): Promise<Enriched> {
   const plain = plainPage(deps.config, n);
-  if (plain) await publish(deps, plain.subject, plain.message, publishWithinMs);
+  const attributes = messageAttributes(deps.config, n);
+  if (plain) {
+    await publish(deps, plain.subject, plain.message, publishWithinMs, {
+      ...attributes,
+      part: "plain",
+    });
+  }
   const enriched = await enrich(deps, n, deadline);
   const subject = plain ? `${enriched.subject} - hosts`.slice(0, 100) : enriched.subject;
-  await publish(deps, subject, enriched.message, publishWithinMs);
+  await publish(deps, subject, enriched.message, publishWithinMs, {
+    ...attributes,
+    part: plain ? "hosts" : "only",
+  });
   return { ...enriched, subject, ...(plain ? { plain } : {}) };
 }
+
+/**
+ * SNS message attributes of a notification, for subscription filter policies (docs/alarms.md,
+ * "Routes"): `severity` (`page`, `ticket`, `fleet`, `unknown`), `stage`, `alarm` (its name),
+ * `kind` (its catalog kind), `state` (`ALARM`, `OK`, …) and `part` (`plain`, `hosts` or `only`).
+ * Printable ASCII only, capped: none is caller-controlled (CloudWatch's own alarm name and state).
+ */
+export function messageAttributes(
+  c: EnrichmentConfig,
+  n: AlarmNotification,
+): Record<string, string> {
+  const found = kindOfAlarmName(c.stage, n.AlarmName);
+  return {
+    severity: found ? severityOf(found.kind, found.subject) : "unknown",
+    stage: c.stage,
+    // The public name: a `-Notify` composite (suppression) stands for its metric alarm.
+    alarm: found ? alarmName(c.stage, found.kind, found.subject) : n.AlarmName,
+    kind: found?.kind ?? "unknown",
+    state: n.NewStateValue,
+  };
+}
+
+const attributeValue = (v: string) => v.replace(/[^\x20-\x7e]/g, " ").slice(0, 256) || "-";
 
 async function publish(
   deps: EnrichmentDeps,
   subject: string,
   message: string,
   publishWithinMs: () => number,
+  attributes: Record<string, string>,
 ): Promise<void> {
   await send(
     deps.sns,
@@ -499,6 +533,12 @@ async function publish(
       TopicArn: deps.config.enrichedTopicArn,
       Subject: subject.replace(/[^\x20-\x7e]/g, " "),
       Message: message,
+      MessageAttributes: Object.fromEntries(
+        Object.entries(attributes).map(([k, v]) => [
+          k,
+          { DataType: "String", StringValue: attributeValue(v) },
+        ]),
+      ),
     }),
     callSignal(undefined, Math.min(CALL_CAPS.publishMs, publishWithinMs())),
   );

@@ -145,7 +145,7 @@ describe("the example deploy config", () => {
     }
   });
 
-  it("reserves concurrency, subscribes people to the enriched topic, links the team's runbooks", () => {
+  it("reserves concurrency, subscribes people to the page topic, links the team's runbooks", () => {
     template.hasResourceProperties("AWS::Lambda::Function", {
       FunctionName: "staging-bounded-ssh-api",
       ReservedConcurrentExecutions: 20,
@@ -157,13 +157,111 @@ describe("the example deploy config", () => {
     template.hasResourceProperties("AWS::SNS::Subscription", {
       Protocol: "email",
       Endpoint: "oncall@example.com",
-      TopicArn: { Ref: Match.stringLikeRegexp("EnrichedTopic") },
+      TopicArn: { Ref: Match.stringLikeRegexp("TopicsPageTopic") },
     });
     const runbooks = "https://git.example.com/platform/bounded-ssh/blob/main/docs/runbooks";
     template.hasResourceProperties("AWS::CloudWatch::Alarm", {
       AlarmName: "staging-BoundedSsh-LeakedSockets",
       AlarmDescription: Match.stringLikeRegexp(`RUNBOOK: ${runbooks}/LeakedSockets\\.md`),
     });
+  });
+});
+
+describe("alarm routes in the deploy config", () => {
+  const [template] = synthStages([EXAMPLE]) as [Template];
+  const subscriptions = () =>
+    Object.values(template.findResources("AWS::SNS::Subscription")).map(
+      (r) => r.Properties as Record<string, unknown>,
+    );
+  const on = (route: string) =>
+    subscriptions().filter((p) => JSON.stringify(p.TopicArn).includes(`Topics${route}Topic`));
+
+  it("subscribes each route's people to that route's topic only, with their filter policies", () => {
+    expect(on("Page").map((p) => [p.Protocol, p.Endpoint])).toEqual([
+      ["email", "oncall@example.com"],
+      [
+        "https",
+        "https://events.pagerduty.com/integration/0123456789abcdef0123456789abcdef/enqueue",
+      ],
+    ]);
+    expect(on("Ticket").map((p) => [p.Protocol, p.Endpoint, p.FilterPolicy])).toEqual([
+      ["email", "ssh-platform@example.com", { state: ["ALARM"] }],
+    ]);
+    const fleet = on("Fleet");
+    expect(fleet.map((p) => p.Protocol)).toEqual(["email", "lambda"]);
+    expect(fleet[1]).toMatchObject({
+      Endpoint: "arn:aws:lambda:eu-west-1:123456789012:function:fleet-chat-notifier",
+      FilterPolicy: { part: ["hosts", "only"] },
+    });
+    // The pager's address is on no other route.
+    expect(subscriptions().filter((p) => p.Endpoint === "oncall@example.com")).toHaveLength(1);
+  });
+
+  it("names each route's enrichment function by stage and route", () => {
+    for (const name of [
+      "staging-bounded-ssh-alarm-enrichment",
+      "staging-bounded-ssh-alarm-enrichment-ticket",
+      "staging-bounded-ssh-alarm-enrichment-fleet",
+    ]) {
+      template.hasResourceProperties("AWS::Lambda::Function", { FunctionName: name });
+    }
+  });
+
+  const refused = (alarms: unknown) => {
+    try {
+      loadDeployConfigFile(variant({ alarms }));
+    } catch (error) {
+      expect(error).toBeInstanceOf(DeployConfigError);
+      return (error as Error).message;
+    }
+    throw new Error("accepted");
+  };
+  const page = (...subscriptions: unknown[]) => ({ routes: { page: { subscriptions } } });
+
+  it.each([
+    [
+      page({ protocol: "email", address: "oncall" }),
+      /subscriptions\/0 address "oncall" is not an email address/,
+    ],
+    [page({ protocol: "https", url: "http://hooks.example.com/x" }), /must be https:\/\//],
+    [page({ protocol: "https", url: "not a url" }), /url "not a url" is not a URL/],
+    [
+      page({ protocol: "https", url: "https://hooks.slack.com/services/T0/B0/x" }),
+      /a Slack incoming webhook: it refuses SNS's JSON .* AWS Chatbot to the page topic, or a function/,
+    ],
+    [
+      page({ protocol: "lambda", functionArn: "my-function" }),
+      /functionArn "my-function" is not a Lambda function ARN/,
+    ],
+    [
+      page({ protocol: "email", url: "https://x.example" }),
+      /protocol email takes address, not url/,
+    ],
+    [
+      page(
+        { protocol: "email", address: "a@b.example" },
+        { protocol: "email", address: "a@b.example" },
+      ),
+      /subscriptions\/1 subscribes a@b.example to the page topic twice/,
+    ],
+    [
+      { ...page({ protocol: "email", address: "a@b.example" }), emails: ["a@b.example"] },
+      /subscribes a@b.example to the page topic twice \(alarms.emails/,
+    ],
+    [
+      page({ protocol: "sms", address: "+100" }),
+      /\/alarms\/routes\/page\/subscriptions\/0\/protocol must be equal to one of the allowed values/,
+    ],
+    [
+      page({ protocol: "email", address: "a@b.example", filter: { severty: ["page"] } }),
+      /filter must NOT have additional properties .*severty/,
+    ],
+    [
+      { routes: { pager: { subscriptions: [] } } },
+      /\/alarms\/routes must NOT have additional properties .*pager/,
+    ],
+  ])("refuses %j with a clear error", (alarms, message) => {
+    expect(refused(alarms)).toMatch(message);
   });
 });
 

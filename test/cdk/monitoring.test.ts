@@ -21,19 +21,24 @@ import {
 } from "../../operations/alarm-catalog.ts";
 import { AUDIT_TYPE } from "../../operations/audit-fields.ts";
 import { queryName, renderQuery } from "../../operations/queries.ts";
-import { evaluateAlarms, resolve } from "../drill/alarm-evaluator.ts";
+import { insightRuleValue, resolve } from "../drill/alarm-evaluator.ts";
 import { hungAuditEvent } from "../helpers/audit-lines.ts";
 import { evaluate, type LogEvent } from "../helpers/logs-insights.ts";
 import { definitionOf, synth, synthOnce } from "./synth.ts";
 
 const { template } = synthOnce();
 type Props = Record<string, unknown>;
-const alarms = Object.values(template.findResources("AWS::CloudWatch::Alarm")).map(
-  (a) => a.Properties as Props,
-);
+/** The catalog's metric alarms (not the Maintenance switch). */
+const alarms = Object.values(template.findResources("AWS::CloudWatch::Alarm"))
+  .map((a) => a.Properties as Props)
+  .filter((a) => a.AlarmName !== "dev-BoundedSsh-Maintenance");
 const byName = (name: string) => alarms.find((a) => a.AlarmName === `dev-BoundedSsh-${name}`);
-const composite = Object.values(template.findResources("AWS::CloudWatch::CompositeAlarm"))[0]
-  ?.Properties as Props;
+const composites = Object.entries(template.findResources("AWS::CloudWatch::CompositeAlarm")).map(
+  ([id, r]) => [id, r.Properties as Props] as const,
+);
+const composite = composites.find(([, p]) => p.AlarmName === "dev-BoundedSsh-Page")?.[1] as Props;
+const notifyOf = (name: string) =>
+  composites.find(([, p]) => p.AlarmName === `${name}-Notify`)?.[1];
 const expressionOf = (p: Props | undefined) =>
   ((p?.Metrics as { Expression?: string }[] | undefined) ?? []).find((q) => q.Expression)
     ?.Expression ?? "";
@@ -42,8 +47,14 @@ describe("alarm names", () => {
   it("are <stage>-BoundedSsh-<Kind>[-<Subject>] for every catalog kind, and nothing else", () => {
     const expected = ALARM_KINDS.filter((k) => k !== "Page").flatMap((k) => alarmNamesOf("dev", k));
     expect(alarms.map((a) => a.AlarmName).sort()).toEqual(expected.sort());
-    expect(composite.AlarmName).toBe("dev-BoundedSsh-Page");
-    for (const name of expected) expect(kindOfAlarmName("dev", name)).toBeDefined();
+    expect(composites.map(([, p]) => p.AlarmName).sort()).toEqual(
+      ["dev-BoundedSsh-Page", ...expected.map((n) => `${n}-Notify`)].sort(),
+    );
+    for (const name of expected) {
+      expect(kindOfAlarmName("dev", name)).toBeDefined();
+      // The -Notify composite stands for its alarm (enrichment, message attributes).
+      expect(kindOfAlarmName("dev", `${name}-Notify`)).toEqual(kindOfAlarmName("dev", name));
+    }
   });
 
   it("do not collide between two stages in one account", () => {
@@ -52,15 +63,19 @@ describe("alarm names", () => {
       ...Object.values(prod.findResources("AWS::CloudWatch::Alarm")),
       ...Object.values(prod.findResources("AWS::CloudWatch::CompositeAlarm")),
     ].map((a) => (a.Properties as Props).AlarmName as string);
-    const devNames = [...alarms.map((a) => a.AlarmName as string), composite.AlarmName as string];
+    const devNames = [
+      ...alarms.map((a) => a.AlarmName as string),
+      ...composites.map(([, p]) => p.AlarmName as string),
+      "dev-BoundedSsh-Maintenance",
+    ];
     expect(prodNames.every((n) => n.startsWith("prod-BoundedSsh-"))).toBe(true);
     expect(prodNames.filter((n) => devNames.includes(n))).toEqual([]);
     const rules = (t: typeof prod) =>
       Object.values(t.findResources("AWS::CloudWatch::InsightRule")).map(
         (r) => (r.Properties as Props).RuleName,
       );
-    expect(rules(prod)).toEqual(["prod-BoundedSsh-HangHosts"]);
-    expect(rules(template)).toEqual(["dev-BoundedSsh-HangHosts"]);
+    expect(rules(prod)).toEqual(["prod-BoundedSsh-HangHosts", "prod-BoundedSsh-ContactedHosts"]);
+    expect(rules(template)).toEqual(["dev-BoundedSsh-HangHosts", "dev-BoundedSsh-ContactedHosts"]);
   });
 });
 
@@ -70,14 +85,14 @@ describe("alarm descriptions", () => {
   );
   it.each([
     ...alarms.map((a) => [a.AlarmName as string, a] as const),
-    ["Page", composite] as const,
+    ...composites.map(([, p]) => [p.AlarmName as string, p] as const),
   ])(
     "%s says what, severity, three checks, a runbook URL, a saved query and the dashboard",
     (_name, p) => {
       const d = p.AlarmDescription as string;
       expect(d.length).toBeLessThanOrEqual(1024);
       expect(d).toMatch(
-        /^WHAT: .+\nSEVERITY: (page|ticket|page, through dev-BoundedSsh-Page)\.\nCHECK: 1\) .+; 2\) .+; 3\) .+\.\nRUNBOOK: https:\/\/\S+\/\w+\.md\nQUERY: (\S+) \(Logs Insights saved queries\)\nDASHBOARD: dev-BoundedSsh-Test$/,
+        /^WHAT: .+\nSEVERITY: ((page|ticket|fleet) \([^)]+\)|summary, notifies no one)\.\nCHECK: 1\) .+; 2\) .+; 3\) .+\.\nRUNBOOK: https:\/\/\S+\/\w+\.md\nQUERY: (\S+) \(Logs Insights saved queries\)\nDASHBOARD: dev-BoundedSsh-Test$/,
       );
       const query = /QUERY: (\S+)/.exec(d)?.[1];
       expect(queryNames).toContain(query);
@@ -85,26 +100,62 @@ describe("alarm descriptions", () => {
   );
 });
 
-describe("severity", () => {
-  it("pages only through the composite; tickets notify the alarm topic directly", () => {
+describe("severity and routes", () => {
+  const topicOf = (p: Props | undefined) => JSON.stringify(p?.AlarmActions ?? null);
+  it("each alarm notifies its own route's topic through its -Notify composite; the summary no one", () => {
     const children = JSON.stringify(composite.AlarmRule);
     const ids = template.findResources("AWS::CloudWatch::Alarm");
+    const topic = { page: /PageAlarmTopic/, ticket: /TicketAlarmTopic/, fleet: /FleetAlarmTopic/ };
     for (const [id, resource] of Object.entries(ids)) {
       const p = resource.Properties as Props;
+      if (p.AlarmName === "dev-BoundedSsh-Maintenance") continue;
       const found = kindOfAlarmName("dev", p.AlarmName as string);
       if (!found) throw new Error(`unknown alarm ${p.AlarmName}`);
-      if (severityOf(found.kind, found.subject) === "page") {
-        expect(p.AlarmActions, String(p.AlarmName)).toBeUndefined();
-        expect(children).toContain(`"${id}"`);
-      } else {
-        expect(p.AlarmActions).toEqual([{ Ref: expect.stringMatching(/AlarmTopic/) }]);
-        expect(children).not.toContain(`"${id}"`);
-      }
+      const severity = severityOf(found.kind, found.subject);
+      // Actions sit on the composite (suppressible), never on the metric alarm.
+      expect(p.AlarmActions, String(p.AlarmName)).toBeUndefined();
+      const notify = notifyOf(p.AlarmName as string);
+      expect(notify?.AlarmActions, String(p.AlarmName)).toEqual([
+        { Ref: expect.stringMatching(topic[severity]) },
+      ]);
+      expect(notify?.OKActions).toEqual(notify?.AlarmActions);
+      expect(JSON.stringify(notify?.AlarmRule)).toContain(`"${id}"`);
+      if (severity === "page") expect(children).toContain(`"${id}"`);
+      else expect(children).not.toContain(`"${id}"`);
     }
-    expect(composite.AlarmActions).toEqual([{ Ref: expect.stringMatching(/AlarmTopic/) }]);
+    expect(composite.AlarmActions).toBeUndefined();
+    expect(composite.OKActions).toBeUndefined();
   });
 
-  it("puts hangs, leaks, overruns, internal errors, API errors and host-key mismatches on the page", () => {
+  it("never routes host trouble to the pager", () => {
+    const fleet = ["HandshakeHangs", "ConnectTimeouts", "AuthTimeouts", "ChannelTimeouts"];
+    for (const name of [...fleet, "ConnectionLost", "CommandTimeouts"]) {
+      expect(topicOf(notifyOf(`dev-BoundedSsh-${name}`)), name).toMatch(/FleetAlarmTopic/);
+    }
+  });
+
+  it("suppresses every notification while the Maintenance alarm is in ALARM", () => {
+    const [maintenanceId] = Object.entries(template.findResources("AWS::CloudWatch::Alarm")).find(
+      ([, r]) => (r.Properties as Props).AlarmName === "dev-BoundedSsh-Maintenance",
+    ) ?? [""];
+    template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+      AlarmName: "dev-BoundedSsh-Maintenance",
+      MetricName: "MaintenanceWindow",
+      Statistic: "Maximum",
+      Period: 60,
+      EvaluationPeriods: 15,
+      DatapointsToAlarm: 1,
+      TreatMissingData: "notBreaching",
+    });
+    for (const [, p] of composites.filter(([, c]) => c.AlarmName !== "dev-BoundedSsh-Page")) {
+      expect(p.ActionsSuppressor, String(p.AlarmName)).toEqual({
+        "Fn::GetAtt": [maintenanceId, "Arn"],
+      });
+      expect(p.ActionsSuppressorExtensionPeriod).toBe(600);
+    }
+  });
+
+  it("puts leaks, overruns, internal errors, API errors and host-key mismatches on the page", () => {
     const pages = ALARM_KINDS.flatMap((k) =>
       alarmNamesOf("dev", k).filter((n) => {
         const f = kindOfAlarmName("dev", n);
@@ -112,14 +163,7 @@ describe("severity", () => {
       }),
     );
     expect(pages.sort()).toEqual(
-      [
-        "HandshakeHangs",
-        "LeakedSockets",
-        "DeadlineOverrun",
-        "InternalErrors",
-        "LambdaErrors-Api",
-        "HostKeyMismatch",
-      ]
+      ["LeakedSockets", "DeadlineOverrun", "InternalErrors", "LambdaErrors-Api", "HostKeyMismatch"]
         .map((n) => `dev-BoundedSsh-${n}`)
         .sort(),
     );
@@ -136,16 +180,31 @@ describe("hangs counted in hosts", () => {
     expect(text).toContain(
       `{\\"Match\\":\\"$.error.name\\",\\"In\\":[${HANG_ERRORS.map((e) => `\\"${e}\\"`).join(",")}]}`,
     );
+    // A ConnectionLost once the command runs (a reboot) is not a hang.
+    expect(text).toContain('{\\"Match\\":\\"$.phase\\",\\"NotIn\\":[\\"exec\\"]}');
   });
 
-  // Real audit lines (auditLineOf) through the synthesized rule and alarm (the drill's evaluator).
-  const handshakeHangs = (events: LogEvent[]) => {
-    const t = template.toJSON() as Parameters<typeof evaluateAlarms>[0];
-    const at = Date.now();
-    return evaluateAlarms(t, [], events, at - 1000, at).alarms.find(
-      (a) => a.name === "dev-BoundedSsh-HandshakeHangs",
-    );
-  };
+  it("has a rule counting every host contacted (the ratio's denominator)", () => {
+    const rule = Object.values(template.findResources("AWS::CloudWatch::InsightRule"))
+      .map((r) => r.Properties as { RuleName: string; RuleBody: unknown })
+      .find((r) => r.RuleName === "dev-BoundedSsh-ContactedHosts");
+    const body = JSON.parse(resolve(rule?.RuleBody)) as { Contribution: unknown };
+    expect(body.Contribution).toEqual({
+      Keys: ["$.target.host", "$.target.port"],
+      Filters: [{ Match: "$.type", In: [AUDIT_TYPE] }],
+    });
+  });
+
+  // Real audit lines (auditLineOf) through the synthesized rule (the drill's evaluator).
+  const handshakeHangs = (events: LogEvent[]) => ({
+    values: [
+      insightRuleValue(
+        template.toJSON() as Parameters<typeof insightRuleValue>[0],
+        "dev-BoundedSsh-HangHosts",
+        events,
+      ),
+    ],
+  });
   const ruleLogGroup = () => {
     const rule = Object.values(template.findResources("AWS::CloudWatch::InsightRule"))[0]
       ?.Properties as { RuleBody: unknown };
@@ -162,16 +221,14 @@ describe("hangs counted in hosts", () => {
       }),
     );
 
-  it("counts a dead jump host in front of 20 targets once, as itself: no page", () => {
+  it("counts a dead jump host in front of 20 targets once, as itself", () => {
     const hang = handshakeHangs(behindBastion("via"));
     expect(hang?.values.at(-1)).toBe(1);
-    expect(hang?.state).toBe("OK");
   });
 
   it("counts targets that hang behind a healthy jump host as themselves (hop target)", () => {
     const hang = handshakeHangs(behindBastion("target"));
     expect(hang?.values.at(-1)).toBe(20);
-    expect(hang?.state).toBe("ALARM");
   });
 
   it("still counts direct targets (no via) by target host and port", () => {
@@ -186,12 +243,54 @@ describe("hangs counted in hosts", () => {
     expect(hang?.values.at(-1)).toBe(3);
   });
 
-  it("fires HandshakeHangs on distinct hosts (UniqueContributors), 2 by default", () => {
-    const p = byName("HandshakeHangs");
-    expect(expressionOf(p)).toBe(
-      "INSIGHT_RULE_METRIC('dev-BoundedSsh-HangHosts', 'UniqueContributors')",
-    );
-    expect(p).toMatchObject({ Threshold: 2, ComparisonOperator: "GreaterThanOrEqualToThreshold" });
+  it("fires HandshakeHangs on hang hosts / hosts contacted: ≥ 1 % and ≥ 5 hosts, 1 of 5 × 15 min", () => {
+    template.hasResourceProperties("AWS::CloudWatch::Alarm", {
+      AlarmName: "dev-BoundedSsh-HandshakeHangs",
+      Threshold: 1,
+      ComparisonOperator: "GreaterThanOrEqualToThreshold",
+      EvaluationPeriods: 5,
+      DatapointsToAlarm: 1,
+      TreatMissingData: "notBreaching",
+      Metrics: Match.arrayWith([
+        Match.objectLike({
+          Expression:
+            "IF(FILL(hang, 0) >= 5, 100 * FILL(hang, 0) / MAX([FILL(contacted, 0), FILL(hang, 0), 1]), 0)",
+          ReturnData: true,
+        }),
+        {
+          Id: "hang",
+          Expression: "INSIGHT_RULE_METRIC('dev-BoundedSsh-HangHosts', 'UniqueContributors')",
+          Label: "hosts with hang errors",
+          Period: 900,
+          ReturnData: false,
+        },
+        {
+          Id: "contacted",
+          Expression: "INSIGHT_RULE_METRIC('dev-BoundedSsh-ContactedHosts', 'UniqueContributors')",
+          Label: "hosts contacted",
+          Period: 900,
+          ReturnData: false,
+        },
+      ]),
+    });
+  });
+
+  it("does not count a ConnectionLost during the command (a reboot run) as a hang host", () => {
+    const g = ruleLogGroup();
+    const at = Date.now() - 500;
+    const lost = (host: string, phase: string) => {
+      const e = hungAuditEvent(g, at, { host });
+      const line = JSON.parse(e.message);
+      line.error.name = "ConnectionLost";
+      line.phase = phase;
+      return { ...e, message: JSON.stringify(line) };
+    };
+    expect(handshakeHangs([lost("10.0.3.1", "exec"), lost("10.0.3.2", "exec")]).values).toEqual([
+      0,
+    ]);
+    expect(handshakeHangs([lost("10.0.3.1", "auth"), lost("10.0.3.2", "exec")]).values).toEqual([
+      1,
+    ]);
   });
 });
 
@@ -363,42 +462,52 @@ describe("saved queries", () => {
 });
 
 describe("enrichment", () => {
-  it("subscribes a function to the alarm topic that may query the handler logs", () => {
-    template.hasResourceProperties("AWS::SNS::Subscription", {
-      Protocol: "lambda",
-      TopicArn: { Ref: Match.stringLikeRegexp("AlarmTopic") },
-      Endpoint: { "Fn::GetAtt": [Match.stringLikeRegexp("Enrichment"), "Arn"] },
-    });
-    template.hasResourceProperties("AWS::Lambda::Function", {
-      Environment: {
-        Variables: Match.objectLike({
-          BSSH_STAGE: "dev",
-          BSSH_ENRICHED_TOPIC_ARN: { Ref: Match.stringLikeRegexp("EnrichedTopic") },
-        }),
-      },
-    });
-    template.hasResourceProperties("AWS::IAM::Policy", {
-      PolicyDocument: {
-        Statement: Match.arrayWith([
-          Match.objectLike({ Action: "logs:StartQuery" }),
-          Match.objectLike({ Action: ["logs:GetQueryResults", "logs:StopQuery"] }),
-        ]),
-      },
-    });
-  });
+  it.each([
+    ["page", "Enrichment"],
+    ["ticket", "Enrichmentticket"],
+    ["fleet", "Enrichmentfleet"],
+  ])(
+    "subscribes the %s route's function to its alarm topic; it publishes to its route topic",
+    (route, id) => {
+      const cap = `${route[0]?.toUpperCase()}${route.slice(1)}`;
+      template.hasResourceProperties("AWS::SNS::Subscription", {
+        Protocol: "lambda",
+        TopicArn: { Ref: Match.stringLikeRegexp(`${cap}AlarmTopic`) },
+        Endpoint: { "Fn::GetAtt": [Match.stringLikeRegexp(`Monitoring${id}Handler`), "Arn"] },
+      });
+      template.hasResourceProperties("AWS::Lambda::Function", {
+        Environment: {
+          Variables: Match.objectLike({
+            BSSH_STAGE: "dev",
+            BSSH_ENRICHED_TOPIC_ARN: { Ref: Match.stringLikeRegexp(`Topics${cap}Topic`) },
+          }),
+        },
+      });
+      template.hasResourceProperties("AWS::IAM::Policy", {
+        PolicyDocument: {
+          Statement: Match.arrayWith([
+            Match.objectLike({ Action: "logs:StartQuery" }),
+            Match.objectLike({ Action: ["logs:GetQueryResults", "logs:StopQuery"] }),
+          ]),
+        },
+      });
+    },
+  );
 });
 
 describe("enrichment failure", () => {
-  it("sends the unenriched alarm to the enriched topic when enrichment fails after its retries", () => {
-    template.hasResourceProperties("AWS::Lambda::EventInvokeConfig", {
-      FunctionName: { Ref: Match.stringLikeRegexp("Enrichment") },
-      MaximumRetryAttempts: 2,
-      MaximumEventAgeInSeconds: 3600,
-      DestinationConfig: {
-        OnFailure: { Destination: { Ref: Match.stringLikeRegexp("EnrichedTopic") } },
-      },
-    });
-  });
+  it.each(["Page", "Ticket", "Fleet"])(
+    "sends the unenriched alarm to the %s topic when its enrichment fails after its retries",
+    (cap) => {
+      template.hasResourceProperties("AWS::Lambda::EventInvokeConfig", {
+        MaximumRetryAttempts: 2,
+        MaximumEventAgeInSeconds: 3600,
+        DestinationConfig: {
+          OnFailure: { Destination: { Ref: Match.stringLikeRegexp(`Topics${cap}Topic`) } },
+        },
+      });
+    },
+  );
 });
 
 describe("runbooks", () => {

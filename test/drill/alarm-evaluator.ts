@@ -4,11 +4,12 @@
  *
  * - metric filters (`"term"`, `-"term"`, `?"term"` patterns and `{ $.a = "x" || … }` JSON
  *   patterns) → derived datums;
- * - Contributor Insights rules (JSON log rules, `In` filters, `UniqueContributors`);
+ * - Contributor Insights rules (JSON log rules, `In` and `NotIn` filters, `UniqueContributors`);
  * - alarms on one metric (`Sum`, `Maximum`, `Minimum`, `Average`, `SampleCount`) or on metric
  *   math (`+ - * /`, comparisons, `AND`/`OR`, `IF`, `FILL`, `MAX([…])`, `INSIGHT_RULE_METRIC`);
  * - `EvaluationPeriods`, `DatapointsToAlarm`, `TreatMissingData`;
- * - composite alarms (`ALARM("…") OR …`).
+ * - metric math over other expressions (`ReturnData: false` ids);
+ * - composite alarms (`ALARM("…") OR …`), their actions and `ActionsSuppressor`.
  *
  * References (`Ref`, `Fn::GetAtt`) resolve to logical ids: datums and events name their
  * function, state machine and log group by logical id. Periods are aligned to `origin` (the
@@ -165,8 +166,10 @@ function metricFilterDatums(resources: Resources, events: readonly LogEvent[]): 
 interface InsightRule {
   logGroups: string[];
   keys: string[];
-  filters: { Match: string; In: string[] }[];
+  filters: InsightFilter[];
 }
+
+type InsightFilter = { Match: string; In?: string[]; NotIn?: string[] };
 
 function insightRules(resources: Resources): Map<string, InsightRule> {
   const rules = new Map<string, InsightRule>();
@@ -175,7 +178,7 @@ function insightRules(resources: Resources): Map<string, InsightRule> {
     const body = JSON.parse(resolve(r.Properties.RuleBody)) as {
       LogGroupNames: string[];
       LogFormat: string;
-      Contribution: { Keys: string[]; Filters: { Match: string; In: string[] }[] };
+      Contribution: { Keys: string[]; Filters: InsightFilter[] };
     };
     if (body.LogFormat !== "JSON") throw new Error("evaluator: only JSON insight rules");
     rules.set(String(r.Properties.RuleName), {
@@ -201,11 +204,25 @@ function uniqueContributors(rule: InsightRule, events: readonly LogEvent[]): num
     }
     const ok = rule.filters.every((f) => {
       const v = jsonPath(line, f.Match);
-      return v !== undefined && v !== null && f.In.includes(String(v));
+      if (v === undefined || v === null) return false;
+      if (f.In) return f.In.includes(String(v));
+      if (f.NotIn) return !f.NotIn.includes(String(v));
+      throw new Error(`evaluator: insight filter ${JSON.stringify(f)}`);
     });
     if (ok) keys.add(JSON.stringify(rule.keys.map((k) => jsonPath(line, k))));
   }
   return keys.size;
+}
+
+/** UniqueContributors of a template's insight rule over `events` (tests of the rule alone). */
+export function insightRuleValue(
+  template: { Resources: Resources },
+  ruleName: string,
+  events: readonly LogEvent[],
+): number {
+  const rule = insightRules(template.Resources).get(ruleName);
+  if (!rule) throw new Error(`evaluator: no insight rule ${ruleName}`);
+  return uniqueContributors(rule, events);
 }
 
 // --- metric math ------------------------------------------------------------------------------
@@ -407,6 +424,11 @@ const sameDims = (a: Record<string, string>, b: Record<string, string>) =>
   Object.keys(a).length === Object.keys(b).length &&
   Object.entries(a).every(([k, v]) => b[k] === v);
 
+const actionsOf = (p: Cfn) => ({
+  alarmActions: ((p.AlarmActions as unknown[]) ?? []).map(resolve),
+  okActions: ((p.OKActions as unknown[]) ?? []).map(resolve),
+});
+
 /** One evaluated alarm. */
 export interface AlarmResult {
   logicalId: string;
@@ -420,6 +442,11 @@ export interface AlarmResult {
   /** The period of the breach, for the enrichment's notification. */
   period?: number;
   evaluationPeriods?: number;
+  /** Resolved ALARM and OK actions (topic logical ids). */
+  alarmActions: string[];
+  okActions: string[];
+  /** Composite only: the suppressor's logical id and its extension period (seconds). */
+  suppressor?: { logicalId: string; extensionS: number; waitS: number };
 }
 
 export interface Evaluation {
@@ -486,6 +513,7 @@ export function evaluateAlarms(
         };
       }[];
       const refs = new Map<string, MetricRef>();
+      const subExpressions = new Map<string, Node>();
       let expression: Node | undefined;
       for (const q of queries) {
         if (q.MetricStat) {
@@ -500,28 +528,36 @@ export function evaluateAlarms(
         } else if (q.Expression && q.ReturnData !== false) {
           expression = parseExpression(q.Expression);
           period ||= Number(q.Period ?? 0);
+        } else if (q.Expression) {
+          subExpressions.set(q.Id, parseExpression(q.Expression));
+          // An expression over other expressions takes their period (CDK writes it on them).
+          period ||= Number(q.Period ?? 0);
         }
       }
       if (!expression) throw new Error(`evaluator: ${id} has no expression`);
       const expr = expression;
       valueAt = (s, e) => {
-        const v = evalNode(
-          expr,
-          (name) => {
-            const ref = refs.get(name);
-            if (!ref) throw new Error(`evaluator: ${id}: unknown id ${name}`);
-            return metricValue(ref, s, e);
-          },
-          (rule, stat) => {
-            const found = rules.get(rule);
-            if (!found) throw new Error(`evaluator: ${id}: unknown insight rule ${rule}`);
-            if (stat !== "UniqueContributors") throw new Error(`evaluator: insight stat ${stat}`);
-            return uniqueContributors(
-              found,
-              events.filter((ev) => ev.timestamp >= s && ev.timestamp < e),
-            );
-          },
-        );
+        const insight = (rule: string, stat: string) => {
+          const found = rules.get(rule);
+          if (!found) throw new Error(`evaluator: ${id}: unknown insight rule ${rule}`);
+          if (stat !== "UniqueContributors") throw new Error(`evaluator: insight stat ${stat}`);
+          return uniqueContributors(
+            found,
+            events.filter((ev) => ev.timestamp >= s && ev.timestamp < e),
+          );
+        };
+        const lookup = (name: string): Value => {
+          const sub = subExpressions.get(name);
+          if (sub) {
+            const v = evalNode(sub, lookup, insight);
+            if (Array.isArray(v)) throw new Error(`evaluator: ${id}: ${name} is an array`);
+            return v;
+          }
+          const ref = refs.get(name);
+          if (!ref) throw new Error(`evaluator: ${id}: unknown id ${name}`);
+          return metricValue(ref, s, e);
+        };
+        const v = evalNode(expr, lookup, insight);
         if (Array.isArray(v)) throw new Error(`evaluator: ${id}: expression is an array`);
         return v;
       };
@@ -563,6 +599,7 @@ export function evaluateAlarms(
       comparison: op,
       period,
       evaluationPeriods: n,
+      ...actionsOf(p),
     });
   }
 
@@ -587,6 +624,16 @@ export function evaluateAlarms(
       composite: true,
       state: fired ? "ALARM" : "OK",
       values: [],
+      ...actionsOf(r.Properties),
+      ...(r.Properties.ActionsSuppressor
+        ? {
+            suppressor: {
+              logicalId: resolve(r.Properties.ActionsSuppressor),
+              extensionS: Number(r.Properties.ActionsSuppressorExtensionPeriod ?? 0),
+              waitS: Number(r.Properties.ActionsSuppressorWaitPeriod ?? 0),
+            },
+          }
+        : {}),
     });
   }
   return {

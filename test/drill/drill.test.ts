@@ -23,11 +23,11 @@ describe("incident drill", () => {
     expect([...report.fired].sort()).toEqual([...INTENDED].sort());
   });
 
-  it("ran 20 hosts through the real task handler, retries included", () => {
-    expect(report.hosts).toHaveLength(20);
-    expect(report.summary).toEqual({ total: 20, succeeded: 14, failed: 1, timed_out: 4, error: 1 });
-    // 3 tarpits and the auth host are retried (3 attempts), the rest run once.
-    expect(report.invocations).toBe(16 + 4 * 3);
+  it("ran 22 hosts through the real task handler, retries included", () => {
+    expect(report.hosts).toHaveLength(22);
+    expect(report.summary).toEqual({ total: 22, succeeded: 14, failed: 1, timed_out: 6, error: 1 });
+    // 5 tarpits and the auth host are retried (3 attempts), the rest run once.
+    expect(report.invocations).toBe(16 + 6 * 3);
     expect(report.auditLines).toBe(report.invocations);
   });
 
@@ -39,11 +39,17 @@ describe("incident drill", () => {
     );
   });
 
-  it("counts hung hosts, not sessions: 5 hosts from 14 hang sessions", () => {
+  it("counts hung hosts as a share of distinct hosts contacted, from 18 hang sessions", () => {
     const hang = report.alarms.find((a) => a.name === "drill-BoundedSsh-HandshakeHangs");
-    expect(hang?.values).toEqual([5]);
+    // Hosts are host:port: the 14 healthy and full-budget hosts share the one sshd (one
+    // contributor), so 6 hang hosts of 8 distinct hosts contacted. Earlier periods are empty.
+    const contacted = new Set(report.hosts.map((h) => h.port)).size;
+    expect(contacted).toBe(8);
+    expect(hang?.values.at(-1)).toBeCloseTo((100 * 6) / contacted, 6);
     const sessions = report.events.filter((e) => matches(QUERIES.HangHosts, e)).length;
-    expect(sessions).toBe(3 * 3 + 3 + 1);
+    // 5 tarpits and the auth host, 3 attempts each; the frozen host (lost during its
+    // command) is not a hang.
+    expect(sessions).toBe(6 * 3);
   });
 
   it("does not count an audit line that quotes 'Task timed out after' as a hard timeout", () => {
@@ -63,7 +69,7 @@ describe("incident drill", () => {
   it("lists no healthy line and no by-design SPEC error in invocation-failures", () => {
     // The task's SPEC errors are logged by the runtime as "\tERROR\tInvoke Error" lines.
     expect(report.events.filter((e) => e.message.includes("\tERROR\tInvoke Error")).length).toBe(
-      3 * 3 + 3 + 1,
+      6 * 3 + 1,
     );
     expect(evaluate(QUERIES.InvocationFailures, report.events)).toEqual([]);
   });

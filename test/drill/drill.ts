@@ -2,9 +2,9 @@
  * The incident drill (issue 11): the fleet workflow, synthesized with short timeouts, runs
  * locally (aws-local-stepfunctions) with the REAL task handler over 20 loopback hosts:
  *
- * - 3 tarpits that accept TCP and never send a banner (BannerTimeout, retried: 3 sessions each);
+ * - 5 tarpits that accept TCP and never send a banner (BannerTimeout, retried: 3 sessions each);
  * - 1 host that freezes after the command started (a proxy that goes silent on exec:
- *   keepalive → ConnectionLost);
+ *   keepalive → ConnectionLost; not a hang host: the command was running);
  * - 1 host whose authentication never answers (AuthTimeout, retried);
  * - 1 healthy command that uses its whole budget (more than 90 % of the function timeout);
  * - 14 healthy hosts (one prints "Task timed out after 3.00 seconds", one exits 3: the local
@@ -12,8 +12,8 @@
  *
  * Every audit line, EMF line and Lambda/Step Functions datum is captured; every alarm of the
  * synthesized template is evaluated on them (alarm-evaluator.ts); the notifications CloudWatch
- * would send (the composite page and ticket alarms) go to the real enrichment handler through
- * wire-level fake Logs and SNS endpoints.
+ * would send (every alarm with actions, on its route) go to the real enrichment handler of that
+ * route through wire-level fake Logs and SNS endpoints.
  */
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
@@ -30,6 +30,7 @@ import { LeakGauge } from "../../functions/metrics/leak-gauge.ts";
 import { createTaskHandler } from "../../functions/task.ts";
 import { lambdaContext } from "../../local/lambda-context.ts";
 import { type LocalConfig, localRuntime } from "../../local/local-config.ts";
+import { ROUTES, type Severity } from "../../operations/alarm-catalog.ts";
 import { lambdaError, localStateMachineArn, runLocally } from "../cdk/local-sfn.ts";
 import { definitionOf, synth } from "../cdk/synth.ts";
 import { LOOPBACK_DENY } from "../functions/support.ts";
@@ -121,6 +122,8 @@ async function startTargets(): Promise<Targets> {
     tarpit(),
     tarpit(),
     tarpit(),
+    tarpit(),
+    tarpit(),
   ]);
   proxy = await startProxy(frozen.port);
   return { sshd, tarpits, auth, frozen, proxy };
@@ -140,6 +143,10 @@ const logicalId = (c: Construct) => {
   const child = c.node.defaultChild as CfnElement;
   return child.stack.resolve(child.logicalId) as string;
 };
+
+/** The fake ARN of a route's topic (what the drill's enrichment publishes to). */
+export const routeTopicArn = (route: Severity) =>
+  `arn:aws:sns:eu-west-1:123456789012:drill-${route}`;
 
 /** Runs the drill; `log` receives progress lines. */
 export async function runDrill(log: (line: string) => void = () => {}): Promise<DrillReport> {
@@ -397,32 +404,37 @@ export async function runDrill(log: (line: string) => void = () => {}): Promise<
           : `Threshold Crossed: [${a.values.join(", ")}] ${a.comparison} ${a.threshold}`,
       });
     }
-    const enrichment = createEnrichmentHandler({
-      logs: new CloudWatchLogsClient({ ...FAKE_CLIENT_CONFIG, endpoint: logs.endpoint }),
-      sns: new SNSClient({ ...FAKE_CLIENT_CONFIG, endpoint: sns.endpoint }),
-      cloudwatch: new CloudWatchClient({ ...FAKE_CLIENT_CONFIG, endpoint: cw.endpoint }),
-      config: {
-        stage: STAGE,
-        enrichedTopicArn: "arn:aws:sns:eu-west-1:123456789012:drill-enriched",
-        functionLogGroups: [ids.apiLogs, ids.taskLogs],
-        workflowLogGroups: [ids.fleetLogs],
-        runbookBaseUrl: "https://github.com/bounded-ssh/bounded-ssh/blob/main/docs/runbooks",
-        dashboardUrl:
-          "https://console.aws.amazon.com/cloudwatch/home#dashboards:name=drill-BoundedSsh-Test",
-        reserveMs: 500,
-        pollIntervalMs: 50,
-      },
-    });
-    const notified = evaluation.alarms.filter((a) => {
-      if (a.state !== "ALARM") return false;
-      const r = (
-        template.toJSON() as {
-          Resources: Record<string, { Properties: { AlarmActions?: unknown } }>;
-        }
-      ).Resources[a.logicalId];
-      return r?.Properties.AlarmActions !== undefined;
-    });
+    // One enrichment per route, as deployed: CloudWatch notifies the route's alarm topic, its
+    // enrichment publishes to the route's topic.
+    const routeOfTopic = new Map<string, Severity>(
+      ROUTES.map((r) => [logicalId(stack.monitoring.alarmTopics[r] as unknown as Construct), r]),
+    );
+    const enrichmentOf = (route: Severity) =>
+      createEnrichmentHandler({
+        logs: new CloudWatchLogsClient({ ...FAKE_CLIENT_CONFIG, endpoint: logs.endpoint }),
+        sns: new SNSClient({ ...FAKE_CLIENT_CONFIG, endpoint: sns.endpoint }),
+        cloudwatch: new CloudWatchClient({ ...FAKE_CLIENT_CONFIG, endpoint: cw.endpoint }),
+        config: {
+          stage: STAGE,
+          enrichedTopicArn: routeTopicArn(route),
+          functionLogGroups: [ids.apiLogs, ids.taskLogs],
+          workflowLogGroups: [ids.fleetLogs],
+          runbookBaseUrl: "https://github.com/bounded-ssh/bounded-ssh/blob/main/docs/runbooks",
+          dashboardUrl:
+            "https://console.aws.amazon.com/cloudwatch/home#dashboards:name=drill-BoundedSsh-Test",
+          reserveMs: 500,
+          pollIntervalMs: 50,
+        },
+      });
+    const notified = evaluation.alarms.filter(
+      (a) => a.state === "ALARM" && a.alarmActions.length > 0,
+    );
     for (const a of notified) {
+      const routes = a.alarmActions.map((t) => routeOfTopic.get(t));
+      const route = routes[0];
+      if (!route || routes.length !== 1) {
+        throw new Error(`drill: ${a.name} notifies ${a.alarmActions.join(", ")}: not one route`);
+      }
       const message = {
         AlarmName: a.name,
         NewStateValue: "ALARM",
@@ -439,7 +451,7 @@ export async function runDrill(log: (line: string) => void = () => {}): Promise<
           { Sns: { Message: JSON.stringify(message), Timestamp: message.StateChangeTime } },
         ],
       } as unknown as SNSEvent;
-      await enrichment(snsEvent, lambdaContext({ timeoutMs: 10_000 }));
+      await enrichmentOf(route)(snsEvent, lambdaContext({ timeoutMs: 10_000 }));
     }
 
     return {

@@ -145,12 +145,24 @@ describe("alarm enrichment", () => {
     expect(sns.published).toHaveLength(2);
     const plain = sns.published[0]!;
     expect(plain.topicArn).toBe(TOPIC);
-    expect(plain.subject).toBe("ALARM: dev-BoundedSsh-HandshakeHangs (page)");
+    expect(plain.subject).toBe("ALARM: dev-BoundedSsh-HandshakeHangs (fleet)");
+    // Attributes for subscription filter policies (docs/alarms.md, "Routes").
+    const attributes = {
+      severity: "fleet",
+      stage: "dev",
+      alarm: "dev-BoundedSsh-HandshakeHangs",
+      kind: "HandshakeHangs",
+      state: "ALARM",
+    };
+    expect(sns.published.map((p) => p.attributes)).toEqual([
+      { ...attributes, part: "plain" },
+      { ...attributes, part: "hosts" },
+    ]);
     expect(plain.message).toContain("Hosts: follow in a second notification");
     expect(plain.message).toContain("Runbook: https://example.test/runbooks/HandshakeHangs.md");
     const msg = sns.published[1]!;
     expect(msg.topicArn).toBe(TOPIC);
-    expect(msg.subject).toBe("ALARM: dev-BoundedSsh-HandshakeHangs (page) - hosts");
+    expect(msg.subject).toBe("ALARM: dev-BoundedSsh-HandshakeHangs (fleet) - hosts");
     expect(msg.message).toContain("Hosts: 2 host(s), 4 session(s)");
     expect(msg.message).toContain("  BannerTimeout in banner: 1 host(s), 3 session(s)");
     expect(msg.message).toContain("Top hosts by sessions: 2 of 2 hosts:");
@@ -222,7 +234,7 @@ describe("alarm enrichment", () => {
       lambdaContext({ timeoutMs: 5_000 }),
     );
     expect(out?.reason).toMatch(/LimitExceededException/);
-    expect(sns.published[0]?.subject).toBe("ALARM: dev-BoundedSsh-AuthTimeouts (ticket)");
+    expect(sns.published[0]?.subject).toBe("ALARM: dev-BoundedSsh-AuthTimeouts (fleet)");
     expect(sns.published[1]?.message).toContain("Hosts: not available (LimitExceededException");
   });
 
@@ -233,7 +245,7 @@ describe("alarm enrichment", () => {
     await h(snsEvent("prod-BoundedSsh-HandshakeHangs"), lambdaContext({ timeoutMs: 5_000 }));
     expect(logs.started.length).toBe(before);
     expect(sns.published.map((p) => p.subject)).toEqual([
-      "OK: dev-BoundedSsh-HandshakeHangs (page)",
+      "OK: dev-BoundedSsh-HandshakeHangs (fleet)",
       "ALARM: prod-BoundedSsh-HandshakeHangs (unknown)",
     ]);
   });
@@ -259,12 +271,13 @@ describe("alarm enrichment", () => {
   });
 
   it("names the page's children in ALARM and runs their query", async () => {
-    cw.states.set("dev-BoundedSsh-HandshakeHangs", {
+    cw.states.set("dev-BoundedSsh-HostKeyMismatch", {
       state: "ALARM",
-      reason: "Threshold Crossed: 1 datapoint [2.0] was >= 2.0",
+      reason: "Threshold Crossed: 1 datapoint [1.0] was >= 1.0",
     });
     cw.states.set("dev-BoundedSsh-LeakedSockets", { state: "OK", reason: "" });
     logs.events.push(audit(2205, "CommandTimeout", "exec", now - 10_000));
+    logs.events.push(audit(2206, "HostKeyMismatch", "handshake", now - 10_000));
     const [out] = await handler()(
       snsEvent("dev-BoundedSsh-Page"),
       lambdaContext({ timeoutMs: 5_000 }),
@@ -272,15 +285,15 @@ describe("alarm enrichment", () => {
     expect(cw.asked[cw.asked.length - 1]).toContain("dev-BoundedSsh-HostKeyMismatch");
     const msg = sns.published[1]?.message ?? "";
     expect(msg).toContain(
-      "Page-level alarms in ALARM:\n  dev-BoundedSsh-HandshakeHangs: Threshold Crossed",
+      "Page-level alarms in ALARM:\n  dev-BoundedSsh-HostKeyMismatch: Threshold Crossed",
     );
     expect(msg).not.toContain("dev-BoundedSsh-LeakedSockets:");
-    // The hang-hosts query: hung hosts, not the command timeout.
-    expect(msg).toContain("query bounded-ssh-dev/hang-hosts");
+    // The child's query: the mismatching host, not the hangs or the command timeout.
+    expect(msg).toContain("query bounded-ssh-dev/host-key-mismatch-hosts");
     expect(msg).toContain(
-      "Runbook (HandshakeHangs): https://example.test/runbooks/HandshakeHangs.md",
+      "Runbook (HostKeyMismatch): https://example.test/runbooks/HostKeyMismatch.md",
     );
-    expect(out?.hosts?.map((h) => h.port)).toEqual(["2201", "2202"]);
+    expect(out?.hosts?.map((h) => h.port)).toEqual(["2206"]);
   });
 
   it("a Publish that never answers ends at its cap, before the function's timeout", async () => {
@@ -340,7 +353,8 @@ const BIG = `echo ${"x".repeat(16 * 1024 - 5)}`;
 const FLEET_ERRORS = [
   ["BannerTimeout", "banner", 300],
   ["AuthTimeout", "auth", 150],
-  ["ConnectionLost", "exec", 50],
+  // Before the command ran: a hang (a ConnectionLost during the command is not one).
+  ["ConnectionLost", "channel", 50],
 ] as const;
 
 function fleet(extra: Parameters<typeof failed>[4] = {}) {
@@ -371,7 +385,7 @@ describe("enrichment at fleet scale", () => {
     expect(msg).toContain("Hosts: 500 host(s), 500 session(s)");
     expect(msg).toContain("  BannerTimeout in banner: 300 host(s), 300 session(s)");
     expect(msg).toContain("  AuthTimeout in auth: 150 host(s), 150 session(s)");
-    expect(msg).toContain("  ConnectionLost in exec: 50 host(s), 50 session(s)");
+    expect(msg).toContain("  ConnectionLost in channel: 50 host(s), 50 session(s)");
     expect(msg).toContain("Top hosts by sessions: 20 of 500 hosts:");
     expect(msg.split("\n").filter((l) => / in (banner|auth|exec), 1 session/.test(l))).toHaveLength(
       20,

@@ -169,6 +169,8 @@ export interface Published {
   topicArn: string;
   subject: string | undefined;
   message: string;
+  /** String message attributes, as SNS's query wire format carries them. */
+  attributes: Record<string, string>;
 }
 
 export class FakeSns extends HttpFake {
@@ -191,6 +193,14 @@ export class FakeSns extends HttpFake {
       topicArn: form.get("TopicArn") ?? "",
       subject: form.get("Subject") ?? undefined,
       message: form.get("Message") ?? "",
+      attributes: Object.fromEntries(
+        [...form.keys()]
+          .filter((k) => /^MessageAttributes\.entry\.\d+\.Name$/.test(k))
+          .map((k) => {
+            const base = k.slice(0, -".Name".length);
+            return [form.get(k) ?? "", form.get(`${base}.Value.StringValue`) ?? ""];
+          }),
+      ),
     });
     res.writeHead(200, { "content-type": "text/xml" });
     res.end(

@@ -45,6 +45,7 @@ const present = (v: unknown) => v !== undefined && v !== null;
 function holds(line: Record<string, unknown>, c: Condition): boolean {
   const v = readField(line, c.field);
   if ("in" in c) return present(v) && c.in.includes(String(v));
+  if ("notIn" in c) return present(v) && !c.notIn.includes(String(v));
   if ("present" in c) return present(v);
   if ("lt" in c) return typeof v === "number" && v < c.lt;
   return typeof v === "number" && v > c.gt;
