@@ -1,0 +1,203 @@
+/**
+ * OpenSSH user certificates minted per session (OpenSSH PROTOCOL.certkeys): a fresh ed25519
+ * key pair, signed by the credential's certificate authority for exactly one principal, one
+ * command and one deadline. The private key exists only in this process's memory and only for
+ * the session; nothing here is ever written anywhere. docs/security.md explains the model.
+ */
+import { createHash, generateKeyPairSync, type KeyObject, randomBytes, sign } from "node:crypto";
+import type { ParsedKey } from "ssh2";
+import { parseKey } from "./ssh2.ts";
+
+export const ED25519 = "ssh-ed25519";
+export const ED25519_CERT = "ssh-ed25519-cert-v01@openssh.com";
+const SSH_CERT_TYPE_USER = 1;
+
+/**
+ * Seconds `valid_after` lies before the minting: a host whose clock is behind ours by up to
+ * this much still accepts the certificate. Backdating opens no window: the key pair is new.
+ */
+export const VALID_AFTER_BACKDATE_S = 60;
+/** Default seconds `valid_before` may lie beyond the session's deadline (host clocks ahead). */
+export const DEFAULT_EXPIRY_SKEW_S = 30;
+/** The most a credential may configure as `expirySkewSeconds`. */
+export const MAX_EXPIRY_SKEW_S = 300;
+
+/** What one certificate says; times are Unix seconds. */
+export interface UserCertificateSpec {
+  /** The one principal (the request's username). */
+  principal: string;
+  /** `force-command`: the exact command string the session sends in its exec request. */
+  forceCommand: string;
+  /** `source-address`: comma-separated CIDR list, when the credential sets one. */
+  sourceAddress?: string;
+  keyId: string;
+  serial: bigint;
+  validAfter: number;
+  validBefore: number;
+}
+
+/** A minted certificate with its key pair, ready for ssh2's auth (credentials.ts). */
+export interface MintedCertificate {
+  /** The certificate blob (what the publickey request carries as the public key). */
+  certificate: Buffer;
+  /** Signs `data` with the certificate's ed25519 key: the raw 64-byte signature. */
+  sign(data: Buffer): Buffer;
+  /**
+   * The same key pair as ssh2 parses it: only for ssh2's auth bookkeeping (its authHandler
+   * accepts nothing else); the request itself is written by `sendCertificateAuth`.
+   */
+  key: ParsedKey;
+  /** The key pair's private half (node:crypto), never exported by the engine. */
+  privateKey: KeyObject;
+  spec: UserCertificateSpec;
+}
+
+// ---- SSH wire encoding (RFC 4251 §5) ---------------------------------------------------
+
+function u32(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(n, 0);
+  return b;
+}
+
+function u64(n: bigint): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  b.writeBigUInt64BE(n, 0);
+  return b;
+}
+
+export function sshString(data: string | Buffer): Buffer {
+  const b = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+  return Buffer.concat([u32(b.length), b]);
+}
+
+/** A critical option or extension list: sorted by name, each value itself a string. */
+function options(entries: [string, string][]): Buffer {
+  const sorted = [...entries].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  return Buffer.concat(
+    sorted.flatMap(([name, value]) => [sshString(name), sshString(sshString(value))]),
+  );
+}
+
+/** Reads the SSH strings of a buffer in order (for tests and the audit: never the secret). */
+export function readSshStrings(buf: Buffer, count: number, offset = 0): [Buffer[], number] {
+  const out: Buffer[] = [];
+  let p = offset;
+  for (let i = 0; i < count; i++) {
+    const len = buf.readUInt32BE(p);
+    out.push(buf.subarray(p + 4, p + 4 + len));
+    p += 4 + len;
+  }
+  return [out, p];
+}
+
+// ---- keys ------------------------------------------------------------------------------
+
+/** The raw 32-byte ed25519 public key and seed of a node:crypto key pair. */
+function rawEd25519(privateKey: KeyObject): { pub: Buffer; seed: Buffer } {
+  const jwk = privateKey.export({ format: "jwk" });
+  return { pub: Buffer.from(jwk.x!, "base64url"), seed: Buffer.from(jwk.d!, "base64url") };
+}
+
+/**
+ * An unencrypted `openssh-key-v1` private key file (PROTOCOL.key) for a node:crypto ed25519
+ * key: what ssh2's parser and OpenSSH's tools read.
+ */
+export function opensshPrivateKeyText(privateKey: KeyObject): string {
+  const { pub, seed } = rawEd25519(privateKey);
+  return opensshPrivateKey(pub, seed);
+}
+
+function opensshPrivateKey(pub: Buffer, seed: Buffer): string {
+  const pubBlob = Buffer.concat([sshString(ED25519), sshString(pub)]);
+  const check = randomBytes(4);
+  let priv = Buffer.concat([
+    check,
+    check,
+    sshString(ED25519),
+    sshString(pub),
+    sshString(Buffer.concat([seed, pub])),
+    sshString(""),
+  ]);
+  const pad = (8 - (priv.length % 8)) % 8;
+  priv = Buffer.concat([priv, Buffer.from(Array.from({ length: pad }, (_, i) => i + 1))]);
+  const body = Buffer.concat([
+    Buffer.from("openssh-key-v1\0", "latin1"),
+    sshString("none"),
+    sshString("none"),
+    sshString(""),
+    u32(1),
+    sshString(pubBlob),
+    sshString(priv),
+  ]);
+  const lines = body.toString("base64").match(/.{1,70}/g) ?? [];
+  return `-----BEGIN OPENSSH PRIVATE KEY-----\n${lines.join("\n")}\n-----END OPENSSH PRIVATE KEY-----\n`;
+}
+
+/**
+ * The serial that ties a certificate to a request: the first 8 bytes of SHA-256 of the
+ * request id, as an unsigned 64-bit integer (sshd logs it as `serial N`).
+ */
+export function serialFor(requestId: string): bigint {
+  return createHash("sha256").update(requestId).digest().readBigUInt64BE(0);
+}
+
+/** The key id sshd logs (`ID …`): names the invocation. */
+export function keyIdFor(requestId: string): string {
+  return `bounded-ssh:${requestId}`;
+}
+
+/**
+ * Creates a fresh ed25519 key pair (node:crypto: ssh2's generator returns an unparsable key
+ * about once in 170 calls) and signs a user certificate for it with `ca` (an ed25519 private
+ * key as ssh2 parses it). Extensions are empty on purpose: no pty, no forwarding, no agent.
+ */
+export function mintUserCertificate(ca: ParsedKey, spec: UserCertificateSpec): MintedCertificate {
+  if (ca.type !== ED25519)
+    throw new Error(`the certificate authority must be ed25519, not ${ca.type}`);
+  const pair = generateKeyPairSync("ed25519");
+  const { pub, seed } = rawEd25519(pair.privateKey);
+  const critical: [string, string][] = [["force-command", spec.forceCommand]];
+  if (spec.sourceAddress !== undefined) critical.push(["source-address", spec.sourceAddress]);
+  const toSign = Buffer.concat([
+    sshString(ED25519_CERT),
+    sshString(randomBytes(32)), // nonce
+    sshString(pub),
+    u64(spec.serial),
+    u32(SSH_CERT_TYPE_USER),
+    sshString(spec.keyId),
+    sshString(sshString(spec.principal)),
+    u64(BigInt(spec.validAfter)),
+    u64(BigInt(spec.validBefore)),
+    sshString(options(critical)),
+    sshString(Buffer.alloc(0)), // extensions: none
+    sshString(Buffer.alloc(0)), // reserved
+    sshString(ca.getPublicSSH()),
+  ]);
+  const caSignature = ca.sign(toSign);
+  if (caSignature instanceof Error) throw caSignature;
+  const certificate = Buffer.concat([
+    toSign,
+    sshString(Buffer.concat([sshString(ED25519), sshString(caSignature)])),
+  ]);
+  const key = parseKey(opensshPrivateKey(pub, seed));
+  if (key instanceof Error) throw key;
+  const privateKey = pair.privateKey;
+  return {
+    certificate,
+    sign: (data) => sign(null, data, privateKey),
+    key,
+    privateKey,
+    spec,
+  };
+}
+
+/** `ssh-ed25519-cert-v01@openssh.com AAAA… comment`: the certificate as a `-cert.pub` file. */
+export function certificateLine(certificate: Buffer, comment = ""): string {
+  return `${ED25519_CERT} ${certificate.toString("base64")}${comment ? ` ${comment}` : ""}`;
+}
+
+/** SHA256 fingerprint of a public key blob, as OpenSSH prints it. */
+export function fingerprint(blob: Buffer): string {
+  return `SHA256:${createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`;
+}
