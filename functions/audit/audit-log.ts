@@ -21,7 +21,10 @@ export interface AuditLine {
   caller: string | null;
   target: { host: string; port: number; address: string | null; username: string } | null;
   credential: string | null;
-  /** What vouched for the server's host key (`known_hosts`, `pin+known_hosts`, `pin`). */
+  /**
+   * What vouched for the server's host key (`known_hosts`, `pin+known_hosts`, `pin`,
+   * `cert-authority`, `none`).
+   */
   hostKeySource?: HostKeySource;
   /**
    * The OpenSSH user certificate the session logged in with, when its credential is a

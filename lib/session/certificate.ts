@@ -85,6 +85,7 @@ export function readSshStrings(buf: Buffer, count: number, offset = 0): [Buffer[
   let p = offset;
   for (let i = 0; i < count; i++) {
     const len = buf.readUInt32BE(p);
+    if (p + 4 + len > buf.length) throw new RangeError("SSH string runs past the end");
     out.push(buf.subarray(p + 4, p + 4 + len));
     p += 4 + len;
   }
@@ -200,4 +201,119 @@ export function certificateLine(certificate: Buffer, comment = ""): string {
 /** SHA256 fingerprint of a public key blob, as OpenSSH prints it. */
 export function fingerprint(blob: Buffer): string {
   return `SHA256:${createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`;
+}
+
+// ---- host certificates (known_hosts `@cert-authority`) ---------------------------------
+
+/** Host certificate types the engine accepts, with the type of the key each certifies. */
+export const HOST_CERT_TYPES: Readonly<Record<string, string>> = {
+  "ssh-ed25519-cert-v01@openssh.com": "ssh-ed25519",
+  "ecdsa-sha2-nistp256-cert-v01@openssh.com": "ecdsa-sha2-nistp256",
+  "ecdsa-sha2-nistp384-cert-v01@openssh.com": "ecdsa-sha2-nistp384",
+  "ecdsa-sha2-nistp521-cert-v01@openssh.com": "ecdsa-sha2-nistp521",
+};
+const SSH_CERT_TYPE_HOST = 2;
+
+/** An OpenSSH certificate, parsed (PROTOCOL.certkeys). */
+export interface ParsedCertificate {
+  type: string;
+  /** The certified key as a plain public key blob (`string type, key fields`). */
+  keyBlob: Buffer;
+  serial: bigint;
+  certType: number;
+  keyId: string;
+  principals: string[];
+  validAfter: bigint;
+  validBefore: bigint;
+  criticalOptions: string[];
+  /** The CA's public key blob. */
+  signatureKey: Buffer;
+  /** The CA's signature blob (`string algorithm, string signature`). */
+  signature: Buffer;
+  /** Everything the CA signed. */
+  signed: Buffer;
+}
+
+/** Parses a host certificate blob of a type in {@link HOST_CERT_TYPES}; undefined if malformed. */
+export function parseCertificate(blob: Buffer): ParsedCertificate | undefined {
+  try {
+    const [[typeBuf], afterType] = readSshStrings(blob, 1);
+    const type = typeBuf!.toString("latin1");
+    const base = HOST_CERT_TYPES[type];
+    if (base === undefined) return undefined;
+    // nonce, then the key's fields: ed25519 one string, ECDSA two (curve, point).
+    const fieldCount = base === "ssh-ed25519" ? 1 : 2;
+    const [[, ...fields], afterKey] = readSshStrings(blob, 1 + fieldCount, afterType);
+    const serial = blob.readBigUInt64BE(afterKey);
+    const certType = blob.readUInt32BE(afterKey + 8);
+    const [[keyId, principalsBuf], afterPrincipals] = readSshStrings(blob, 2, afterKey + 12);
+    const validAfter = blob.readBigUInt64BE(afterPrincipals);
+    const validBefore = blob.readBigUInt64BE(afterPrincipals + 8);
+    const [[critical, , , signatureKey], signedEnd] = readSshStrings(blob, 4, afterPrincipals + 16);
+    const [[signature], end] = readSshStrings(blob, 1, signedEnd);
+    if (end !== blob.length) return undefined;
+    const list = (buf: Buffer) => {
+      const out: string[] = [];
+      let p = 0;
+      while (p < buf.length) {
+        const [[s], next] = readSshStrings(buf, 1, p);
+        out.push(s!.toString("utf8"));
+        p = next;
+      }
+      return out;
+    };
+    const criticalNames: string[] = [];
+    for (let p = 0; p < critical!.length; ) {
+      const [[optName], next] = readSshStrings(critical!, 2, p);
+      criticalNames.push(optName!.toString("utf8"));
+      p = next;
+    }
+    return {
+      type,
+      keyBlob: Buffer.concat([sshString(base), ...fields.map((f) => sshString(f))]),
+      serial,
+      certType,
+      keyId: keyId!.toString("utf8"),
+      principals: list(principalsBuf!),
+      validAfter,
+      validBefore,
+      criticalOptions: criticalNames,
+      signatureKey: signatureKey!,
+      signature: signature!,
+      signed: blob.subarray(0, signedEnd),
+    };
+  } catch {
+    // A length running past the end: malformed.
+    return undefined;
+  }
+}
+
+/**
+ * Why a host certificate does not vouch for `hostname` under `caKeys` at `nowS`, or
+ * undefined when it does (OpenSSH's rules for known_hosts `@cert-authority`): a host
+ * certificate, signed by one of the CAs (signature verified), valid now, naming the host among
+ * its principals (a certificate without principals vouches for none), no critical options.
+ */
+export function hostCertificateProblem(
+  cert: ParsedCertificate,
+  caKeys: Buffer[],
+  hostname: string,
+  nowS: number,
+  verify: (keyBlob: Buffer, data: Buffer, signature: Buffer) => boolean,
+): string | undefined {
+  if (cert.certType !== SSH_CERT_TYPE_HOST) return "it is not a host certificate";
+  if (!caKeys.some((k) => k.equals(cert.signatureKey))) {
+    return `its CA ${fingerprint(cert.signatureKey)} is not a @cert-authority for the host`;
+  }
+  if (!verify(cert.signatureKey, cert.signed, cert.signature)) return "its CA signature is invalid";
+  const now = BigInt(nowS);
+  if (now < cert.validAfter) return "it is not yet valid";
+  if (now >= cert.validBefore) return "it has expired";
+  if (!cert.principals.map((p) => p.toLowerCase()).includes(hostname.toLowerCase())) {
+    return `${JSON.stringify(hostname)} is not among its principals`;
+  }
+  if (cert.criticalOptions.length > 0) {
+    return `it has critical options (${cert.criticalOptions.join(", ")})`;
+  }
+  return undefined;
 }

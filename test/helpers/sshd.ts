@@ -79,6 +79,12 @@ export interface SshdOptions {
    * login). Default: sshd's own (the certificate must name the user itself).
    */
   authorizedPrincipals?: string[];
+  /**
+   * sshd `HostCertificate`: the host key is certified by the CA whose private key file this
+   * is (`ssh-keygen -s … -h`), for `principals` (default `127.0.0.1`) and `validity`
+   * (`ssh-keygen -V`, default `-5m:+1h`).
+   */
+  hostCertificate?: { caKeyFile: string; principals?: string[]; validity?: string };
   /** More raw config lines, appended verbatim. */
   extraConfig?: string[];
   /** How long to wait for "Server listening". Default 10 s. */
@@ -443,6 +449,25 @@ export async function startSshd(opts: SshdOptions = {}): Promise<SshdServer> {
       const file = path.join(dir, "principals");
       await writeFile(file, `${opts.authorizedPrincipals.join("\n")}\n`, { mode: 0o644 });
       certConfig.push(`AuthorizedPrincipalsFile ${file}`);
+    }
+
+    if (opts.hostCertificate !== undefined) {
+      const { caKeyFile, principals = ["127.0.0.1"], validity = "-5m:+1h" } = opts.hostCertificate;
+      const hostPub = path.join(dir, "ssh_host_ed25519_key.pub");
+      await run(SSH_KEYGEN_PATH, [
+        "-q",
+        "-s",
+        caKeyFile,
+        "-I",
+        "bssh-test-host",
+        "-h",
+        "-n",
+        principals.join(","),
+        "-V",
+        validity,
+        hostPub,
+      ]);
+      certConfig.push(`HostCertificate ${path.join(dir, "ssh_host_ed25519_key-cert.pub")}`);
     }
 
     // Per-server marker in the session environment: finds this server's orphans later.
