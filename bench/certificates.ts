@@ -4,8 +4,8 @@
  * session logging in with a minted certificate next to the same session with a stored key,
  * interleaved against one sshd that trusts the CA (`TrustedUserCAKeys`).
  */
-import { generateKeyPairSync, type KeyObject, randomUUID } from "node:crypto";
-import { opensshPrivateKeyText, sshString } from "../lib/session/certificate.ts";
+import { generateKeyPairSync, randomUUID } from "node:crypto";
+import { ed25519PublicKeyLine, opensshPrivateKeyText } from "../lib/session/certificate.ts";
 import { prepareAuth } from "../lib/session/credentials.ts";
 import { startSshd } from "../test/helpers/sshd.ts";
 import type { Engine } from "./engine.ts";
@@ -34,7 +34,7 @@ export async function measureCertificates(
   }
   const srv = await startSshd({
     passwordAuthentication: false,
-    trustedUserCAKeys: [publicKeyLine(ca)],
+    trustedUserCAKeys: [ed25519PublicKeyLine(ca)],
   });
   const certSession: number[] = [];
   const keySession: number[] = [];
@@ -64,12 +64,6 @@ export async function measureCertificates(
     await srv.stop();
   }
   return { mint, certSession, keySession };
-}
-
-/** `ssh-ed25519 AAAA…`: the CA's public key line for sshd's TrustedUserCAKeys. */
-function publicKeyLine(privateKey: KeyObject): string {
-  const x = Buffer.from(privateKey.export({ format: "jwk" }).x!, "base64url");
-  return `ssh-ed25519 ${Buffer.concat([sshString("ssh-ed25519"), sshString(x)]).toString("base64")}`;
 }
 
 function mintOnce(secret: { certificateAuthority: { privateKey: string } }): void {

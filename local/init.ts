@@ -4,12 +4,14 @@
  * ed25519 key pair, the host's key in `.bssh/known_hosts` (same code as `npm run trust`), and
  * the public key line to install.
  */
+import { generateKeyPairSync } from "node:crypto";
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import { hostname } from "node:os";
 import { join, relative, resolve } from "node:path";
 import ssh2 from "ssh2";
 import { DEFAULT_DENY_CIDRS } from "../functions/policy/policy.ts";
+import { ed25519PublicKeyLine, opensshPrivateKeyText } from "../lib/session/certificate.ts";
 import { LOCAL_STATE_MACHINE } from "./api-event.ts";
 import { type CliArgs, runCli, UsageError } from "./cli.ts";
 import { demoKeyPair } from "./demo-key.ts";
@@ -17,7 +19,7 @@ import { LOCAL_DIR, parseHostPort, trustHost } from "./host-trust.ts";
 import type { LocalConfig } from "./local-config.ts";
 
 const HELP = `
-usage: npm run init -- user@host[:port] [--yes] [--force]
+usage: npm run init -- user@host[:port] [--yes] [--force] [--ca]
 
 Writes ${LOCAL_DIR}/ (gitignored):
   config.json      local config: caller, the key as credential "default", a policy allowing
@@ -27,9 +29,16 @@ Writes ${LOCAL_DIR}/ (gitignored):
 then prints the next commands.
   --yes    trust the host key without asking (scripts)
   --force  replace an existing ${LOCAL_DIR}/config.json and key
+  --ca     instead of a key pair, a user certificate authority (user_ca, .pub beside it) as
+           credential "default": each session logs in with a certificate it signs for the
+           user and the command, valid until the session's deadline; prints the one
+           sshd_config line the host needs (TrustedUserCAKeys) instead of an authorized key
 
 cost: one connection to the host (at most 10 s, as npm run trust); writes only ${LOCAL_DIR}/.
 `;
+
+/** Where `--ca` tells the operator to put the CA's public key on the host. */
+const CA_PATH_ON_HOST = "/etc/ssh/bounded-ssh_user_ca.pub";
 
 /** The caller local API requests run as (`npm start` with the written config). */
 const CALLER = "arn:aws:iam::000000000000:user/local-dev";
@@ -41,7 +50,7 @@ function isLoopback(host: string): boolean {
 }
 
 /** The policy of a config for one host, user and port. */
-function configFor(host: string, port: number, user: string): LocalConfig {
+function configFor(host: string, port: number, user: string, ca = false): LocalConfig {
   const literal = isIP(host);
   const targets =
     literal === 0
@@ -50,7 +59,11 @@ function configFor(host: string, port: number, user: string): LocalConfig {
   return {
     callerArn: CALLER,
     stateMachineArn: LOCAL_STATE_MACHINE,
-    credentials: { default: { privateKeyFile: "id_ed25519" } },
+    credentials: {
+      default: ca
+        ? { certificateAuthority: { privateKeyFile: "user_ca" } }
+        : { privateKeyFile: "id_ed25519" },
+    },
     knownHostsFile: "known_hosts",
     policy: {
       // The default deny list refuses loopback: a local sshd needs it lifted.
@@ -87,7 +100,8 @@ async function main({ values, positionals }: CliArgs): Promise<void> {
   const { host, port } = parseHostPort(match[2]!);
   const dir = resolve(LOCAL_DIR);
   const configFile = join(dir, "config.json");
-  const keyFile = join(dir, "id_ed25519");
+  const ca = values.ca === true;
+  const keyFile = join(dir, ca ? "user_ca" : "id_ed25519");
   const shown = (path: string) => relative(process.cwd(), path) || path;
   if (values.force !== true && (existsSync(configFile) || existsSync(keyFile))) {
     throw new UsageError(
@@ -115,19 +129,43 @@ async function main({ values, positionals }: CliArgs): Promise<void> {
     process.exitCode = 1;
     return;
   }
-  const pair = demoKeyPair(`bounded-ssh@${hostname()}`);
-  const parsed = ssh2.utils.parseKey(pair.public);
-  if (parsed instanceof Error) throw parsed;
-  const publicLine = `${parsed.type} ${parsed.getPublicSSH().toString("base64")} bounded-ssh@${hostname()}`;
-  writeFileSync(keyFile, pair.private, { mode: 0o600 });
+  let publicLine: string;
+  if (ca) {
+    // node:crypto, not ssh2's generator (which returns an unparsable key ~1/170 calls).
+    const caKey = generateKeyPairSync("ed25519").privateKey;
+    publicLine = ed25519PublicKeyLine(caKey, `bounded-ssh-user-ca@${hostname()}`);
+    writeFileSync(keyFile, opensshPrivateKeyText(caKey), { mode: 0o600 });
+  } else {
+    const pair = demoKeyPair(`bounded-ssh@${hostname()}`);
+    const parsed = ssh2.utils.parseKey(pair.public);
+    if (parsed instanceof Error) throw parsed;
+    publicLine = `${parsed.type} ${parsed.getPublicSSH().toString("base64")} bounded-ssh@${hostname()}`;
+    writeFileSync(keyFile, pair.private, { mode: 0o600 });
+  }
   writeFileSync(`${keyFile}.pub`, `${publicLine}\n`);
-  writeFileSync(configFile, `${JSON.stringify(configFor(host, port, user), null, 2)}\n`);
+  writeFileSync(configFile, `${JSON.stringify(configFor(host, port, user, ca), null, 2)}\n`);
   const configShown = shown(configFile);
   say(`wrote ${configShown}, ${shown(keyFile)} (+ .pub)`);
   say();
-  say(`install this public key for ${user} on ${host} (a line in ~${user}/.ssh/authorized_keys):`);
-  say();
-  say(`  ${publicLine}`);
+  if (ca) {
+    say(`on ${host}, trust the CA for user certificates: put its public key in a file`);
+    say();
+    say(`  echo '${publicLine}' | sudo tee ${CA_PATH_ON_HOST}`);
+    say();
+    say("and add this one line to /etc/ssh/sshd_config (then reload sshd):");
+    say();
+    say(`  TrustedUserCAKeys ${CA_PATH_ON_HOST}`);
+    say();
+    say(
+      `each certificate names ${user} as its principal, forces the command and expires with the session (docs/security.md)`,
+    );
+  } else {
+    say(
+      `install this public key for ${user} on ${host} (a line in ~${user}/.ssh/authorized_keys):`,
+    );
+    say();
+    say(`  ${publicLine}`);
+  }
   say();
   say("then:");
   say(`  BSSH_CONFIG=${configShown} npm start`);
@@ -140,6 +178,6 @@ async function main({ values, positionals }: CliArgs): Promise<void> {
 }
 
 await runCli("init", HELP, main, {
-  options: { yes: { type: "boolean" }, force: { type: "boolean" } },
+  options: { yes: { type: "boolean" }, force: { type: "boolean" }, ca: { type: "boolean" } },
   maxPositionals: 1,
 });

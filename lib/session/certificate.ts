@@ -198,6 +198,13 @@ export function certificateLine(certificate: Buffer, comment = ""): string {
   return `${ED25519_CERT} ${certificate.toString("base64")}${comment ? ` ${comment}` : ""}`;
 }
 
+/** `ssh-ed25519 AAAA… comment`: the public key line of a node:crypto ed25519 key. */
+export function ed25519PublicKeyLine(privateKey: KeyObject, comment = ""): string {
+  const { pub } = rawEd25519(privateKey);
+  const blob = Buffer.concat([sshString(ED25519), sshString(pub)]).toString("base64");
+  return `${ED25519} ${blob}${comment ? ` ${comment}` : ""}`;
+}
+
 /** SHA256 fingerprint of a public key blob, as OpenSSH prints it. */
 export function fingerprint(blob: Buffer): string {
   return `SHA256:${createHash("sha256").update(blob).digest("base64").replace(/=+$/, "")}`;
