@@ -25,6 +25,8 @@ let fleet: SshdServer;
 let impostor: SshdServer;
 /** A host with no certificate at all. */
 let plain: SshdServer;
+/** A host whose ECDSA key is certified (its ed25519 key is not). */
+let ecdsaFleet: SshdServer;
 let dropbear: LabServer;
 let tinyssh: LabServer;
 
@@ -38,10 +40,36 @@ beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), "bssh-host-ca-"));
   const [hostCa, impostorCa] = await Promise.all([makeCa("host_ca"), makeCa("impostor_ca")]);
   hostCaPublic = (await readFile(`${hostCa}.pub`, "utf8")).trim();
-  [fleet, impostor, plain, dropbear, tinyssh] = await Promise.all([
+  const ecdsaKey = path.join(dir, "ecdsa_host_key");
+  await execFileAsync(SSH_KEYGEN_PATH, [
+    "-q",
+    "-t",
+    "ecdsa",
+    "-b",
+    "256",
+    "-N",
+    "",
+    "-f",
+    ecdsaKey,
+  ]);
+  await execFileAsync(SSH_KEYGEN_PATH, [
+    "-q",
+    "-s",
+    hostCa,
+    "-I",
+    "ecdsa-host",
+    "-h",
+    "-n",
+    "127.0.0.1",
+    "-V",
+    "-5m:+1h",
+    `${ecdsaKey}.pub`,
+  ]);
+  [fleet, impostor, plain, ecdsaFleet, dropbear, tinyssh] = await Promise.all([
     startSshd({ hostCertificate: { caKeyFile: hostCa } }),
     startSshd({ hostCertificate: { caKeyFile: impostorCa } }),
     startSshd(),
+    startSshd({ extraConfig: [`HostKey ${ecdsaKey}`, `HostCertificate ${ecdsaKey}-cert.pub`] }),
     startDropbear(),
     startTinysshd(),
   ]);
@@ -49,6 +77,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.all([
+    ecdsaFleet?.stop(),
     fleet?.stop(),
     impostor?.stop(),
     plain?.stop(),
@@ -80,6 +109,16 @@ describe("host certificates (known_hosts @cert-authority) on OpenSSH sshd", () =
     const certBlob = Buffer.from(certLine.trim().split(/\s+/)[1]!, "base64");
     expect(result.server?.hostKeySha256).toBe(fingerprintSha256(certBlob));
     expect(result.stdout).toBe("trusted\n");
+  });
+
+  it("an ECDSA host certificate is negotiated and trusted too", async () => {
+    const result = await run(ecdsaFleet, caLine());
+    expect(result.error).toBeUndefined();
+    expect(result.stdout).toBe("trusted\n");
+    const certLine = await readFile(path.join(dir, "ecdsa_host_key-cert.pub"), "utf8");
+    expect(certLine).toMatch(/^ecdsa-sha2-nistp256-cert-v01@openssh\.com /);
+    const certBlob = Buffer.from(certLine.trim().split(/\s+/)[1]!, "base64");
+    expect(result.server?.hostKeySha256).toBe(fingerprintSha256(certBlob));
   });
 
   it("an impostor with a host certificate from another CA gets HostKeyMismatch and 0 auth attempts", async () => {
@@ -136,6 +175,23 @@ describe("host certificates (known_hosts @cert-authority) on OpenSSH sshd", () =
     // The plain host key is not vouched for by the CA line.
     const plainBlob = Buffer.from(fleet.hostKeyLine.split(" ")[1]!, "base64");
     expect(trust("127.0.0.1").verify(plainBlob)).toBe("unknown");
+  });
+});
+
+describe("a hostile host certificate never crashes the verifier", () => {
+  it("every truncation and every single-byte change of a valid certificate is refused", async () => {
+    const certLine = await readFile(path.join(fleet.dir, "ssh_host_ed25519_key-cert.pub"), "utf8");
+    const blob = Buffer.from(certLine.trim().split(/\s+/)[1]!, "base64");
+    const trust = hostKeyTrust({ knownHosts: caLine(), host: "127.0.0.1", port: fleet.port });
+    expect(trust.verify(blob)).toBe("trusted");
+    const verdicts = new Set<string>();
+    for (let n = 0; n < blob.length; n++) verdicts.add(trust.verify(blob.subarray(0, n)));
+    for (let i = 0; i < blob.length; i++) {
+      const changed = Buffer.from(blob);
+      changed[i] = changed[i]! ^ 0x41;
+      verdicts.add(trust.verify(changed));
+    }
+    expect(verdicts.has("trusted")).toBe(false);
   });
 });
 
