@@ -11,6 +11,7 @@ import { parseKey } from "./ssh2.ts";
 export const ED25519 = "ssh-ed25519";
 export const ED25519_CERT = "ssh-ed25519-cert-v01@openssh.com";
 const SSH_CERT_TYPE_USER = 1;
+const SSH_CERT_TYPE_HOST = 2;
 
 /**
  * Seconds `valid_after` lies before the minting: a host whose clock is behind ours by up to
@@ -193,6 +194,54 @@ export function mintUserCertificate(ca: ParsedKey, spec: UserCertificateSpec): M
   };
 }
 
+/** What a host certificate says (`ssh-keygen -h`); times are Unix seconds. */
+export interface HostCertificateSpec {
+  /** The names the host is reached by (a certificate without principals vouches for none). */
+  principals: string[];
+  keyId: string;
+  serial: bigint;
+  validAfter: number;
+  validBefore: number;
+}
+
+/**
+ * Signs a host certificate for an ed25519 host public key blob with `ca` (ed25519), as
+ * `ssh-keygen -s ca -h -n principals` does: no critical options, no extensions.
+ */
+export function signHostCertificate(
+  ca: ParsedKey,
+  hostKeyBlob: Buffer,
+  spec: HostCertificateSpec,
+): Buffer {
+  if (ca.type !== ED25519)
+    throw new Error(`the certificate authority must be ed25519, not ${ca.type}`);
+  const [[type, pub]] = readSshStrings(hostKeyBlob, 2);
+  if (type!.toString("latin1") !== ED25519 || pub!.length !== 32) {
+    throw new Error("only ed25519 host keys can be certified here");
+  }
+  const toSign = Buffer.concat([
+    sshString(ED25519_CERT),
+    sshString(randomBytes(32)),
+    sshString(pub!),
+    u64(spec.serial),
+    u32(SSH_CERT_TYPE_HOST),
+    sshString(spec.keyId),
+    sshString(Buffer.concat(spec.principals.map((p) => sshString(p)))),
+    u64(BigInt(spec.validAfter)),
+    u64(BigInt(spec.validBefore)),
+    sshString(Buffer.alloc(0)),
+    sshString(Buffer.alloc(0)),
+    sshString(Buffer.alloc(0)),
+    sshString(ca.getPublicSSH()),
+  ]);
+  const signature = ca.sign(toSign);
+  if (signature instanceof Error) throw signature;
+  return Buffer.concat([
+    toSign,
+    sshString(Buffer.concat([sshString(ED25519), sshString(signature)])),
+  ]);
+}
+
 /** `ssh-ed25519-cert-v01@openssh.com AAAA… comment`: the certificate as a `-cert.pub` file. */
 export function certificateLine(certificate: Buffer, comment = ""): string {
   return `${ED25519_CERT} ${certificate.toString("base64")}${comment ? ` ${comment}` : ""}`;
@@ -219,7 +268,6 @@ export const HOST_CERT_TYPES: Readonly<Record<string, string>> = {
   "ecdsa-sha2-nistp384-cert-v01@openssh.com": "ecdsa-sha2-nistp384",
   "ecdsa-sha2-nistp521-cert-v01@openssh.com": "ecdsa-sha2-nistp521",
 };
-const SSH_CERT_TYPE_HOST = 2;
 
 /** An OpenSSH certificate, parsed (PROTOCOL.certkeys). */
 export interface ParsedCertificate {

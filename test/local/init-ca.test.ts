@@ -5,10 +5,13 @@
  */
 import { execFile } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type SshdServer, startSshd } from "../helpers/sshd.ts";
+import { runCommand } from "../../lib/index.ts";
+import { SSH_KEYGEN_PATH, type SshdServer, startSshd } from "../helpers/sshd.ts";
 
 const ROOT = process.cwd();
 const TSX = join(ROOT, "node_modules", ".bin", "tsx");
@@ -81,5 +84,54 @@ describe("npm run init -- --ca", () => {
     expect(JSON.parse(after.stdout)).toMatchObject({ status: "succeeded", stdout: "hi\n" });
     expect(after.stderr).toContain('"certificate":{"keyId":"bounded-ssh:');
     expect(sshd.log()).toMatch(/Accepted publickey for \S+ from 127\.0\.0\.1 .*ED25519-CERT/);
+  }, 60_000);
+});
+
+describe("npm run init -- --host-cert", () => {
+  it("signs the local test sshd's host key; the host is then trusted by one @cert-authority line", async () => {
+    const keyDir = mkdtempSync(join(dir, "hostkey-"));
+    const hostKey = join(keyDir, "ssh_host_ed25519_key");
+    await promisify(execFile)(SSH_KEYGEN_PATH, ["-q", "-t", "ed25519", "-N", "", "-f", hostKey]);
+    const signed = await run("init", ["--host-cert", `${hostKey}.pub`]);
+    expect(signed.code).toBe(0);
+    expect(signed.stdout).toContain(`HostCertificate ${hostKey}-cert.pub`);
+    // OpenSSH reads it as a host certificate for the default principals.
+    const { stdout: shown } = await promisify(execFile)(SSH_KEYGEN_PATH, [
+      "-L",
+      "-f",
+      `${hostKey}-cert.pub`,
+    ]);
+    expect(shown).toMatch(/ssh-ed25519-cert-v01@openssh\.com host certificate/);
+    expect(shown).toMatch(/Principals:\s+127\.0\.0\.1\s+localhost/);
+    const knownHosts = await readFile(join(dir, ".bssh/known_hosts"), "utf8");
+    expect(knownHosts).toMatch(
+      /^@cert-authority 127\.0\.0\.1,\[127\.0\.0\.1\]:\*,localhost,\[localhost\]:\* ssh-ed25519 /m,
+    );
+    // A host using the printed line: trusted through the CA line alone.
+    const certified = await startSshd({
+      extraConfig: [`HostKey ${hostKey}`, `HostCertificate ${hostKey}-cert.pub`],
+    });
+    try {
+      const result = await runCommand(
+        {
+          host: "127.0.0.1",
+          port: certified.port,
+          username: certified.username,
+          command: "echo certified-host",
+        },
+        {
+          secret: { privateKey: certified.keys.ed25519.privateKey },
+          knownHosts,
+          budgetMs: 10_000,
+        },
+      );
+      expect(result.error).toBeUndefined();
+      expect(result.stdout).toBe("certified-host\n");
+    } finally {
+      await certified.stop();
+    }
+    const bad = await run("init", ["--host-cert", join(keyDir, "missing.pub")]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/cannot read .*missing\.pub/);
   }, 60_000);
 });
