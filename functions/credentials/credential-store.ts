@@ -1,5 +1,5 @@
 import { CredentialInvalid, CredentialUnavailable } from "../../lib/errors.ts";
-import { MAX_EXPIRY_SKEW_S } from "../../lib/session/certificate.ts";
+import { MAX_EXPIRY_SKEW_S } from "../../lib/session/certificate-format.ts";
 import type { CertificateAuthority, Secret } from "../../lib/types.ts";
 
 /** Where credentials are read by name. One interface, so local mode runs the same handler. */

@@ -20,7 +20,13 @@ import { fingerprintSha256, type HostKeyPolicy } from "./host-keys.ts";
 import { Keepalive, type KeepaliveSettings } from "./keepalive.ts";
 import { SessionOutput } from "./output-capture.ts";
 import { signFirstAttempt } from "./sign-first.ts";
-import { Client, sendChannelKeepalive, sendGlobalKeepalive, sendSignal } from "./ssh2.ts";
+import {
+  Client,
+  HOST_CERT_ALGORITHMS,
+  sendChannelKeepalive,
+  sendGlobalKeepalive,
+  sendSignal,
+} from "./ssh2.ts";
 
 /**
  * After the exit status, how long the output may stay silent before the engine stops waiting
@@ -408,7 +414,14 @@ export class SshConnection {
       // runs its own (startKeepalive).
       keepaliveInterval: 0,
       ...(hostKeys.serverHostKeyAlgorithms
-        ? { algorithms: { serverHostKey: hostKeys.serverHostKeyAlgorithms as never } }
+        ? {
+            algorithms: {
+              // Host certificate types only where this ssh2 negotiates them (its patch).
+              serverHostKey: hostKeys.serverHostKeyAlgorithms.filter(
+                (a) => !a.includes("-cert-v01@") || HOST_CERT_ALGORITHMS.includes(a),
+              ) as never,
+            },
+          }
         : {}),
       // Synchronous form: ssh2 treats a returned Promise as acceptance.
       hostVerifier: (key: Buffer): boolean => {

@@ -1,7 +1,7 @@
 import { createHash, createHmac } from "node:crypto";
 import { isIP } from "node:net";
-import { HOST_CERT_TYPES, hostCertificateProblem, parseCertificate } from "./certificate.ts";
-import { HOST_CERT_ALGORITHMS, verifySshSignature } from "./ssh2.ts";
+// Never ssh2 here: the handlers build host trust at init, before ssh2 is loaded.
+import { HOST_CERT_TYPES, hostCertificateProblem, parseCertificate } from "./certificate-format.ts";
 
 /** The outcome of checking a server's host key. */
 export type HostKeyVerdict = "trusted" | "unknown" | "mismatch";
@@ -257,10 +257,9 @@ export function hostKeyTrust(options: HostKeyTrustOptions): HostKeyTrust {
   const underCa = caKeys.length > 0;
   const pin = options.pin === undefined ? undefined : pinnedPolicy(options.pin);
   const listedTypes = [...new Set(trusted.map((e) => e.key.type))];
-  // Offered first, as OpenSSH's client does for a host under a CA (those ssh2 can negotiate).
-  const certAlgorithms = underCa
-    ? Object.keys(HOST_CERT_TYPES).filter((t) => HOST_CERT_ALGORITHMS.includes(t))
-    : [];
+  // Offered first, as OpenSSH's client does for a host under a CA (the connection drops
+  // those its ssh2 cannot negotiate: all of them without the project's ssh2 patch).
+  const certAlgorithms = underCa ? Object.keys(HOST_CERT_TYPES) : [];
   const hostname = canonicalHost(options.host);
   const now = options.now ?? Date.now;
   /** The verdict on a host certificate; undefined when `blob` is no certificate. */
@@ -273,13 +272,7 @@ export function hostKeyTrust(options: HostKeyTrustOptions): HostKeyTrust {
       return "mismatch";
     }
     if (pin && pin.verify(cert.keyBlob) !== "trusted") return "mismatch";
-    const problem = hostCertificateProblem(
-      cert,
-      caKeys,
-      hostname,
-      Math.floor(now() / 1000),
-      verifySshSignature,
-    );
+    const problem = hostCertificateProblem(cert, caKeys, hostname, Math.floor(now() / 1000));
     return problem === undefined ? "trusted" : "mismatch";
   };
 
@@ -309,10 +302,7 @@ export function hostKeyTrust(options: HostKeyTrustOptions): HostKeyTrust {
       // Plain key types after the certificates, as OpenSSH does: a host that presents a
       // plain key is then refused by name (`HostKeyUnknown`), not by a failed negotiation.
       serverHostKeyAlgorithms: [...certAlgorithms, ...PLAIN_HOST_KEY_ALGORITHMS],
-      source:
-        certAlgorithms.length > 0
-          ? `@cert-authority entry for ${name} (a host certificate it signed, valid now, naming ${hostname})`
-          : `@cert-authority entry for ${name} (this ssh2 cannot negotiate host certificates: apply patches/ssh2+1.17.0.patch)`,
+      source: `@cert-authority entry for ${name} (a host certificate it signed, valid now, naming ${hostname})`,
       verify: (blob) => certificateVerdict(blob) ?? (isRevoked(blob) ? "mismatch" : "unknown"),
     };
   }

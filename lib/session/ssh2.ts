@@ -32,38 +32,6 @@ export const HOST_CERT_ALGORITHMS: readonly string[] = Object.keys(
 export const parseKey: (data: string | Buffer, passphrase?: string | Buffer) => ParsedKey | Error =
   keyParser.parseKey;
 
-const SIGNATURE_HASH: Record<string, string> = {
-  "rsa-sha2-256": "sha256",
-  "rsa-sha2-512": "sha512",
-  "ssh-rsa": "sha1",
-};
-
-/**
- * Verifies an SSH signature blob (`string algorithm, string signature`) over `data` with a
- * public key blob, through ssh2's key parser (ed25519, ECDSA, RSA): a certificate authority's
- * signature on a host certificate. False for anything malformed.
- */
-export function verifySshSignature(keyBlob: Buffer, data: Buffer, signatureBlob: Buffer): boolean {
-  try {
-    const typeLen = keyBlob.readUInt32BE(0);
-    const type = keyBlob.subarray(4, 4 + typeLen).toString("latin1");
-    const key = keyParser.parseKey(`${type} ${keyBlob.toString("base64")}`);
-    if (key instanceof Error) return false;
-    const algoLen = signatureBlob.readUInt32BE(0);
-    const algo = signatureBlob.subarray(4, 4 + algoLen).toString("latin1");
-    const sigLen = signatureBlob.readUInt32BE(4 + algoLen);
-    let sig: Buffer | false = signatureBlob.subarray(8 + algoLen, 8 + algoLen + sigLen);
-    if (8 + algoLen + sigLen !== signatureBlob.length) return false;
-    // RSA keys sign under any RSA algorithm; other keys only under their own type.
-    if (!(algo === type || (type === "ssh-rsa" && algo in SIGNATURE_HASH))) return false;
-    sig = protocolUtils.sigSSHToASN1(sig, algo);
-    if (!sig) return false;
-    return key.verify(data, sig, SIGNATURE_HASH[algo]) === true;
-  } catch {
-    return false;
-  }
-}
-
 /** ssh2's private `Protocol.authPK`. */
 export type AuthPK = (
   username: string,

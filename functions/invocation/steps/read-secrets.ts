@@ -1,5 +1,5 @@
 import { CredentialUnavailable } from "../../../lib/errors.ts";
-import { keyIdFor, serialFor } from "../../../lib/session/certificate.ts";
+import { keyIdFor, serialFor } from "../../../lib/session/certificate-format.ts";
 import type { RunResult, Secret } from "../../../lib/types.ts";
 import type { Next, RunContext } from "./run-context.ts";
 
