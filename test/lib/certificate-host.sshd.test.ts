@@ -178,6 +178,52 @@ describe("host certificates (known_hosts @cert-authority) on OpenSSH sshd", () =
   });
 });
 
+describe("CA signatures of every key type OpenSSH signs with (node:crypto verifier)", () => {
+  it.each([
+    ["ed25519", ["-t", "ed25519"], undefined],
+    ["ecdsa P-256", ["-t", "ecdsa", "-b", "256"], undefined],
+    ["ecdsa P-384", ["-t", "ecdsa", "-b", "384"], undefined],
+    ["ecdsa P-521", ["-t", "ecdsa", "-b", "521"], undefined],
+    ["rsa (rsa-sha2-512)", ["-t", "rsa", "-b", "2048"], undefined],
+    ["rsa (rsa-sha2-256)", ["-t", "rsa", "-b", "2048"], "rsa-sha2-256"],
+  ])(
+    "a host certificate signed by an %s CA vouches; another CA of its type does not",
+    async (name, type, alg) => {
+      const base = path.join(dir, `ca-${name.replace(/\W+/g, "-")}`);
+      const hostKey = `${base}-host`;
+      const keygen = (args: string[]) => execFileAsync(SSH_KEYGEN_PATH, ["-q", ...args]);
+      await Promise.all([
+        keygen([...type, "-N", "", "-f", base]),
+        keygen([...type, "-N", "", "-f", `${base}-other`]),
+        keygen(["-t", "ed25519", "-N", "", "-f", hostKey]),
+      ]);
+      await keygen([
+        "-s",
+        base,
+        ...(alg ? ["-t", alg] : []),
+        "-I",
+        "h",
+        "-h",
+        "-n",
+        "db1.example",
+        `${hostKey}.pub`,
+      ]);
+      const cert = (await readFile(`${hostKey}-cert.pub`, "utf8")).trim().split(/\s+/)[1]!;
+      const blob = Buffer.from(cert, "base64");
+      const caPub = (await readFile(`${base}.pub`, "utf8")).trim();
+      const otherPub = (await readFile(`${base}-other.pub`, "utf8")).trim();
+      const verdict = (ca: string) =>
+        hostKeyTrust({
+          knownHosts: `@cert-authority *.example ${ca}\n`,
+          host: "db1.example",
+          port: 22,
+        }).verify(blob);
+      expect(verdict(caPub)).toBe("trusted");
+      expect(verdict(otherPub)).toBe("mismatch");
+    },
+  );
+});
+
 describe("a hostile host certificate never crashes the verifier", () => {
   it("every truncation and every single-byte change of a valid certificate is refused", async () => {
     const certLine = await readFile(path.join(fleet.dir, "ssh_host_ed25519_key-cert.pub"), "utf8");
