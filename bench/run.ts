@@ -6,7 +6,7 @@
  *   BENCH_LIB=.bench/lib-try npm run bench -- latency   # a scratch copy of lib/
  *   BENCH_ROUNDS=30 (latency rounds)  BENCH_JSON=.bench/results.json (raw samples)
  *
- * Sections: latency, precision, coldstart, throughput, concurrency, patterns.
+ * Sections: latency, precision, coldstart, throughput, concurrency, patterns, certificates.
  */
 
 import { execFileSync } from "node:child_process";
@@ -17,6 +17,7 @@ import v8 from "node:v8";
 import vm from "node:vm";
 import { type CliArgs, runCli, UsageError } from "../local/cli.ts";
 import { type SshdServer, startSshd } from "../test/helpers/sshd.ts";
+import { measureCertificates } from "./certificates.ts";
 import { measureColdStart } from "./coldstart.ts";
 import { cpuFloorMs, measureConcurrency, measureConcurrentClient } from "./concurrency.ts";
 import { loadEngine } from "./engine.ts";
@@ -33,6 +34,7 @@ const SECTIONS = [
   "throughput",
   "concurrency",
   "patterns",
+  "certificates",
 ] as const;
 type Section = (typeof SECTIONS)[number];
 
@@ -230,6 +232,32 @@ async function main({ positionals }: CliArgs): Promise<void> {
     } finally {
       await srv.stop();
     }
+  }
+
+  if (run("certificates")) {
+    const cert = await measureCertificates(engine, ROUNDS);
+    raw.certificates = cert;
+    const mint = median(cert.mint);
+    const withCert = median(cert.certSession);
+    const withKey = median(cert.keySession);
+    row({
+      section: "certificates",
+      measure: `mint a user certificate (ed25519 key pair + CA signature; median of ${cert.mint.length}) ÷ the session it is for`,
+      value: `${ms(mint)} ms`,
+      anchor: `${ms(withKey)} ms session (stored key)`,
+      ratio: ratio(mint / withKey),
+      target: "≤ 0.1×",
+      met: ok(mint / withKey <= 0.1),
+    });
+    row({
+      section: "certificates",
+      measure: `engine session with a minted certificate ÷ with a stored key (interleaved, median of ${ROUNDS})`,
+      value: `${ms(withCert)} ms`,
+      anchor: `${ms(withKey)} ms`,
+      ratio: ratio(withCert / withKey),
+      target: "≤ 1.2×",
+      met: ok(withCert / withKey <= 1.2),
+    });
   }
 
   if (run("concurrency")) {

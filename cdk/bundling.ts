@@ -41,6 +41,7 @@ const LAZY_PACKAGES = ["ssh2", "@aws-lambda-powertools/*"];
 export const LAZY_MODULES = {
   ssh2Client: "ssh2/lib/client.js",
   ssh2KeyParser: "ssh2/lib/protocol/keyParser.js",
+  ssh2Constants: "ssh2/lib/protocol/constants.js",
   ssh2Utils: "ssh2/lib/protocol/utils.js",
   logger: "@aws-lambda-powertools/logger",
   metrics: "@aws-lambda-powertools/metrics",

@@ -116,6 +116,7 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
 
   // ---- plan ------------------------------------------------------------------------------
   const deadline = sessionDeadline(request, options);
+  const requestId = options.requestId ?? randomUUID();
   const port = request?.port ?? 22;
   const output = new SessionOutput(
     Number.isSafeInteger(request?.maxOutputBytes)
@@ -145,7 +146,23 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
     if (deadline.remaining() <= 0) {
       throw new DeadlineExceeded("no time left to start a session", { phase: "request" });
     }
-    const auth = prepareAuth(options.secret, options.credentialName);
+    // A certificate's `force-command` must equal the exec request's command byte for byte
+    // (sshd runs force-command instead of whatever the request asks), so with a certificate
+    // authority the remote bound is fixed here, from the allowance before connecting.
+    const forcedCommand =
+      options.secret.certificateAuthority !== undefined
+        ? boundCommand(request.command, deadline.allowance("exec"), options)
+        : undefined;
+    const auth = prepareAuth(
+      options.secret,
+      options.credentialName,
+      forcedCommand && {
+        username: request.username,
+        command: forcedCommand.command,
+        requestId,
+        deadlineEpochMs: Date.now() + deadline.remaining(),
+      },
+    );
     // Behind a jump host the jump host resolves the target's name.
     address = request.via
       ? addressBehindJump(request.host, options)
@@ -181,12 +198,9 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
     await run.step("banner", () => conn.startSsh(ssh));
     await run.step("handshake", () => conn.handshake());
     await run.step("auth", () => conn.authenticated());
-    let command = request.command;
-    const execAllowance = deadline.allowance("exec");
-    if (options.remoteBound !== false && Number.isFinite(execAllowance)) {
-      command = wrapWithRemoteBound(command, execAllowance);
-      remoteBound = true;
-    }
+    const { command, bound } =
+      forcedCommand ?? boundCommand(request.command, deadline.allowance("exec"), options);
+    remoteBound = bound;
     // `channel` ends when the exec request is on the wire: the connection sets
     // run.commandStarted then (it may run from that moment, answered or not), and everything
     // after it, the server's answer included, is the command's time (`exec`).
@@ -241,7 +255,7 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
   if (error && request?.via !== undefined) atHop(error, "target");
   const remaining = deadline.remaining();
   const result = buildResult({
-    requestId: options.requestId ?? randomUUID(),
+    requestId,
     // A request that is not even an object still gets a result naming the problem.
     target: { host: request?.host ?? "", port, address, username: request?.username ?? "" },
     phase: endedIn,
@@ -281,4 +295,16 @@ function sessionDeadline(request: RunRequest, options: RunOptions): Deadline {
     signal: options.signal,
     caps: options.phaseCaps,
   });
+}
+
+/** The command the exec request carries: wrapped in the remote bound unless turned off. */
+function boundCommand(
+  command: string,
+  execAllowance: number,
+  options: RunOptions,
+): { command: string; bound: boolean } {
+  if (options.remoteBound === false || !Number.isFinite(execAllowance)) {
+    return { command, bound: false };
+  }
+  return { command: wrapWithRemoteBound(command, execAllowance), bound: true };
 }

@@ -90,8 +90,42 @@ export interface SpillObject {
 
 /** The secret a credential name resolves to. Never part of the request, never logged. */
 export type Secret =
-  | { privateKey: string | Buffer; passphrase?: string; password?: undefined }
-  | { password: string; privateKey?: undefined; passphrase?: undefined };
+  | {
+      privateKey: string | Buffer;
+      passphrase?: string;
+      password?: undefined;
+      certificateAuthority?: undefined;
+    }
+  | {
+      password: string;
+      privateKey?: undefined;
+      passphrase?: undefined;
+      certificateAuthority?: undefined;
+    }
+  | {
+      certificateAuthority: CertificateAuthority;
+      privateKey?: undefined;
+      passphrase?: undefined;
+      password?: undefined;
+    };
+
+/**
+ * A user certificate authority (SPEC §9): every session authenticates with a fresh ed25519
+ * key pair and an OpenSSH user certificate this CA signs for the request's username, the
+ * exact command, and until the session's deadline (lib/session/certificate.ts).
+ */
+export interface CertificateAuthority {
+  /** The CA's ed25519 private key (OpenSSH or PEM format, as `ssh-keygen` writes it). */
+  privateKey: string | Buffer;
+  passphrase?: string;
+  /** The certificate's `source-address` critical option: comma-separated CIDRs. */
+  sourceAddress?: string;
+  /**
+   * Seconds `valid_before` may lie beyond the session's deadline, for host clocks that run
+   * ahead. 0 to 300. @default 30
+   */
+  expirySkewSeconds?: number;
+}
 
 /**
  * Sees the command's output as it arrives: each chunk of `stdout` or `stderr`, in order per

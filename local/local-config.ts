@@ -115,16 +115,23 @@ export function checkLocalConfig(path: string): { config: LocalConfig; baseDir: 
   const { config, baseDir } = readLocalConfig(path);
   for (const [name, entry] of Object.entries(config.credentials)) {
     if (entry && typeof entry === "object" && "password" in entry) continue;
-    const file = (entry as { privateKeyFile?: unknown } | null)?.privateKeyFile;
+    const ca = entry && typeof entry === "object" && "certificateAuthority" in entry;
+    const file = (
+      ca
+        ? (entry.certificateAuthority as { privateKeyFile?: unknown } | null)
+        : (entry as { privateKeyFile?: unknown } | null)
+    )?.privateKeyFile;
     if (typeof file !== "string") {
       throw new LocalConfigError(
-        `${path}: credentials.${name} needs "privateKeyFile" or "password"`,
+        ca
+          ? `${path}: credentials.${name}.certificateAuthority needs "privateKeyFile"`
+          : `${path}: credentials.${name} needs "privateKeyFile", "password" or "certificateAuthority"`,
       );
     }
     const keyPath = configPath(baseDir, file);
     checkReadable(
       path,
-      `credentials.${name}.privateKeyFile`,
+      `credentials.${name}${ca ? ".certificateAuthority" : ""}.privateKeyFile`,
       keyPath,
       `create it (ssh-keygen -t ed25519 -N '' -f ${keyPath}) or fix the path (relative to the config file)`,
     );

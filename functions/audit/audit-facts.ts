@@ -37,6 +37,8 @@ export interface AuditFacts {
   idempotency?: "recorded" | "replayed";
   /** Step Functions: the execution ARN from the payload's `execution` context. */
   executionArn?: string;
+  /** The user certificate minted for the session, when its credential is a CA. */
+  certificate?: { keyId: string; serial: string };
   /** Size of the raw body, API only. */
   bodyBytes?: number;
 }

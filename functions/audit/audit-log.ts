@@ -21,8 +21,17 @@ export interface AuditLine {
   caller: string | null;
   target: { host: string; port: number; address: string | null; username: string } | null;
   credential: string | null;
-  /** What vouched for the server's host key (`known_hosts`, `pin+known_hosts`, `pin`). */
+  /**
+   * What vouched for the server's host key (`known_hosts`, `pin+known_hosts`, `pin`,
+   * `cert-authority`, `none`).
+   */
   hostKeySource?: HostKeySource;
+  /**
+   * The OpenSSH user certificate the session logged in with, when its credential is a
+   * certificate authority: sshd logs the same key id and serial (`ID … (serial N)`).
+   * `serial` is a decimal string (an unsigned 64-bit integer).
+   */
+  certificate?: { keyId: string; serial: string };
   /** Step Functions: the execution that invoked the task (its state machine is `caller`). */
   executionArn?: string;
   /** With an idempotency key: `recorded` (this run) or `replayed` (an earlier result). */
@@ -147,6 +156,7 @@ export function auditLineOf(
   };
   if (facts.apiRequestId !== undefined) line.apiRequestId = facts.apiRequestId;
   if (facts.hostKeySource !== undefined) line.hostKeySource = facts.hostKeySource;
+  if (facts.certificate !== undefined) line.certificate = { ...facts.certificate };
   if (facts.executionArn !== undefined) line.executionArn = facts.executionArn;
   if (facts.idempotency !== undefined) line.idempotency = facts.idempotency;
   if (command === undefined && tried?.commandSha256 !== undefined) {

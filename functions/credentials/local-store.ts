@@ -5,6 +5,7 @@ import {
   type CredentialStore,
   invalid,
   type KnownHostsSource,
+  parseCertificateAuthority,
   unavailable,
 } from "./credential-store.ts";
 
@@ -18,10 +19,21 @@ const PERMANENT_FILE_ERRORS: ReadonlySet<string> = new Set([
   "ENAMETOOLONG",
 ]);
 
-/** One local credential: a key file (with optional passphrase) or a password. */
+/**
+ * One local credential: a key file (with optional passphrase), a password, or a certificate
+ * authority whose key file signs a certificate per session.
+ */
 export type LocalCredential =
   | { privateKeyFile: string; passphrase?: string }
-  | { password: string };
+  | { password: string }
+  | {
+      certificateAuthority: {
+        privateKeyFile: string;
+        passphrase?: string;
+        sourceAddress?: string;
+        expirySkewSeconds?: number;
+      };
+    };
 
 /**
  * Local mode's credential store: names map to key files (read on each use, so a rotated file
@@ -44,21 +56,36 @@ export class LocalCredentialStore implements CredentialStore {
     if ("password" in entry && typeof entry.password === "string") {
       return { password: entry.password };
     }
+    if ("certificateAuthority" in entry) {
+      const ca = entry.certificateAuthority as Record<string, unknown> | null;
+      if (ca === null || typeof ca !== "object" || typeof ca.privateKeyFile !== "string") {
+        throw invalid(
+          name,
+          'has a certificateAuthority without privateKeyFile; set {"certificateAuthority": {"privateKeyFile": "user_ca"}} in the local config file',
+        );
+      }
+      const { privateKeyFile, ...rest } = ca;
+      const privateKey = await this.#readKey(name, privateKeyFile, options.signal);
+      return { certificateAuthority: parseCertificateAuthority(name, { ...rest, privateKey }) };
+    }
     if (!("privateKeyFile" in entry) || typeof entry.privateKeyFile !== "string") {
       throw invalid(
         name,
         "has neither privateKeyFile nor password; set one of them in the local config file",
       );
     }
-    const path = isAbsolute(entry.privateKeyFile)
-      ? entry.privateKeyFile
-      : resolve(this.#baseDir, entry.privateKeyFile);
+    const privateKey = await this.#readKey(name, entry.privateKeyFile, options.signal);
+    return entry.passphrase === undefined
+      ? { privateKey }
+      : { privateKey, passphrase: entry.passphrase };
+  }
+
+  async #readKey(name: string, file: string, signal: AbortSignal): Promise<string> {
+    const path = isAbsolute(file) ? file : resolve(this.#baseDir, file);
     try {
-      const privateKey = await readFile(path, { encoding: "utf8", signal: options.signal });
-      return entry.passphrase === undefined
-        ? { privateKey }
-        : { privateKey, passphrase: entry.passphrase };
+      return await readFile(path, { encoding: "utf8", signal });
     } catch (err) {
+      const options = { signal };
       if (options.signal.aborted) {
         throw unavailable(name, "key file could not be read before the deadline", err);
       }

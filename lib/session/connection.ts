@@ -24,6 +24,7 @@ import {
   Client,
   closedByPeer,
   execWhenSent,
+  HOST_CERT_ALGORITHMS,
   sendChannelKeepalive,
   sendGlobalKeepalive,
   sendSignal,
@@ -368,8 +369,8 @@ export class SshConnection {
     });
     client.connect(this.#clientConfig(gate, params));
     const { auth } = params;
-    if (auth.type === "publickey") {
-      signFirstAttempt(client, auth.key, (err) =>
+    if (auth.type !== "password") {
+      signFirstAttempt(client, auth, (err) =>
         this.fail(
           new AuthFailed(`signing with ${this.#words.key} failed: ${err.message}`, {
             phase: "auth",
@@ -424,7 +425,14 @@ export class SshConnection {
       // runs its own (startKeepalive).
       keepaliveInterval: 0,
       ...(hostKeys.serverHostKeyAlgorithms
-        ? { algorithms: { serverHostKey: hostKeys.serverHostKeyAlgorithms as never } }
+        ? {
+            algorithms: {
+              // Host certificate types only where this ssh2 negotiates them (its patch).
+              serverHostKey: hostKeys.serverHostKeyAlgorithms.filter(
+                (a) => !a.includes("-cert-v01@") || HOST_CERT_ALGORITHMS.includes(a),
+              ) as never,
+            },
+          }
         : {}),
       // Synchronous form: ssh2 treats a returned Promise as acceptance.
       hostVerifier: (key: Buffer): boolean => {
@@ -451,11 +459,20 @@ export class SshConnection {
       authHandler: (_methodsLeft, _partial, next) => {
         attempts += 1;
         if (attempts > 1) {
+          if (auth.type === "certificate") {
+            // Says why, before ssh2's generic "All configured authentication methods failed".
+            this.fail(
+              new AuthFailed(
+                `the server refused the certificate for ${JSON.stringify(username)} (${auth.minted.spec.keyId}): check its TrustedUserCAKeys, the principals it allows, and its clock; Dropbear and TinySSH have no certificate support`,
+                { phase: "auth" },
+              ),
+            );
+          }
           next(false as unknown as AuthenticationType);
           return;
         }
         next(
-          (auth.type === "publickey"
+          (auth.type !== "password"
             ? { type: "publickey", username, key: auth.key }
             : { type: "password", username, password: auth.password }) as never,
         );

@@ -1,5 +1,7 @@
 import { createHash, createHmac } from "node:crypto";
 import { isIP } from "node:net";
+// Never ssh2 here: the handlers build host trust at init, before ssh2 is loaded.
+import { HOST_CERT_TYPES, hostCertificateProblem, parseCertificate } from "./certificate-format.ts";
 
 /** The outcome of checking a server's host key. */
 export type HostKeyVerdict = "trusted" | "unknown" | "mismatch";
@@ -46,6 +48,17 @@ export function parsePublicKeyLine(text: string): PublicKeyLine | undefined {
   if (keyTypeOfBlob(blob) !== type) return undefined;
   return { type, blob };
 }
+
+/** ssh2's default host key algorithms (its order), offered after certificate types. */
+const PLAIN_HOST_KEY_ALGORITHMS = [
+  "ssh-ed25519",
+  "ecdsa-sha2-nistp256",
+  "ecdsa-sha2-nistp384",
+  "ecdsa-sha2-nistp521",
+  "rsa-sha2-512",
+  "rsa-sha2-256",
+  "ssh-rsa",
+];
 
 /** Host key types a pin may name: what ssh2's client negotiates. */
 const PIN_KEY_TYPES: ReadonlySet<string> = new Set([
@@ -168,7 +181,7 @@ function patternsMatch(patterns: string, name: string): boolean {
  * the operator's known_hosts entry for the name, a request pin narrowing it, a request pin
  * alone, or `none` — nothing vouches for the name, so no key is trusted.
  */
-export type HostKeySource = "known_hosts" | "pin+known_hosts" | "pin" | "none";
+export type HostKeySource = "known_hosts" | "pin+known_hosts" | "pin" | "cert-authority" | "none";
 
 /** A {@link HostKeyPolicy} with what it rests on; `none` trusts no key. */
 export interface HostKeyTrust extends HostKeyPolicy {
@@ -196,6 +209,8 @@ export interface HostKeyTrustOptions {
    * host only narrows and needs no permission. @default true
    */
   allowPinOnly?: boolean;
+  /** The wall clock in ms, for host certificates' validity (tests). @default Date.now */
+  now?: () => number;
 }
 
 /**
@@ -207,7 +222,12 @@ export interface HostKeyTrustOptions {
  * `@revoked` keys are refused whatever vouches for them. A pin for a name they do not list is
  * honoured only with `allowPinOnly`, and never for a key they list for another host (that key
  * is that host's: a pin cannot rename it); otherwise nothing vouches (`unknown`).
- * `@cert-authority` lines are ignored (no certificate support).
+ *
+ * `@cert-authority` lines for the name vouch for a host certificate (OpenSSH's rules): a host
+ * certificate signed by one of those CAs, valid now, with the host name among its principals
+ * (lib/session/certificate.ts). `@revoked` still wins, for the certificate, the key it
+ * certifies and its CA alike. A plain key for a host under a CA is refused unless listed: for
+ * a name only a CA vouches for (`cert-authority`) a plain key is `unknown`.
  */
 export function hostKeyTrust(options: HostKeyTrustOptions): HostKeyTrust {
   const name = knownHostsName(canonicalHost(options.host), options.port);
@@ -233,28 +253,60 @@ export function hostKeyTrust(options: HostKeyTrustOptions): HostKeyTrust {
   };
   // Never the address itself: a refusal does not reveal what a name resolved to.
   const addressNote = atAddress.length > 0 ? " and the entry for its address" : "";
-  // Certificates are not supported; a host under a CA is still listed (a pin cannot vouch).
-  const underCa = entries.some((e) => e.marker === "@cert-authority");
+  const caKeys = entries.filter((e) => e.marker === "@cert-authority").map((e) => e.key.blob);
+  const underCa = caKeys.length > 0;
   const pin = options.pin === undefined ? undefined : pinnedPolicy(options.pin);
   const listedTypes = [...new Set(trusted.map((e) => e.key.type))];
+  // Offered first, as OpenSSH's client does for a host under a CA (the connection drops
+  // those its ssh2 cannot negotiate: all of them without the project's ssh2 patch).
+  const certAlgorithms = underCa ? Object.keys(HOST_CERT_TYPES) : [];
+  const hostname = canonicalHost(options.host);
+  const now = options.now ?? Date.now;
+  /** The verdict on a host certificate; undefined when `blob` is no certificate. */
+  const certificateVerdict = (blob: Buffer): HostKeyVerdict | undefined => {
+    const type = keyTypeOfBlob(blob);
+    if (type === undefined || HOST_CERT_TYPES[type] === undefined) return undefined;
+    const cert = parseCertificate(blob);
+    if (!cert || !underCa) return "mismatch";
+    if (isRevoked(blob) || isRevoked(cert.keyBlob) || isRevoked(cert.signatureKey)) {
+      return "mismatch";
+    }
+    if (pin && pin.verify(cert.keyBlob) !== "trusted") return "mismatch";
+    const problem = hostCertificateProblem(cert, caKeys, hostname, Math.floor(now() / 1000));
+    return problem === undefined ? "trusted" : "mismatch";
+  };
 
   if (trusted.length > 0) {
     const inKnownHosts = (blob: Buffer) => trusted.some((e) => e.key.blob.equals(blob));
     return {
       kind: pin ? "pin+known_hosts" : "known_hosts",
-      serverHostKeyAlgorithms:
-        pin?.serverHostKeyAlgorithms ?? listedTypes.flatMap(algorithmsForKeyType),
+      serverHostKeyAlgorithms: pin?.serverHostKeyAlgorithms ?? [
+        ...certAlgorithms,
+        ...listedTypes.flatMap(algorithmsForKeyType),
+      ],
       source: pin
         ? `${pin.source} and the known_hosts entry for ${name}${addressNote}`
         : `known_hosts entry for ${name}${addressNote}`,
       verify: (blob) => {
+        const certified = certificateVerdict(blob);
+        if (certified !== undefined) return certified;
         if (isRevoked(blob) || !inKnownHosts(blob) || differsAtAddress(blob)) return "mismatch";
         if (pin && pin.verify(blob) !== "trusted") return "mismatch";
         return "trusted";
       },
     };
   }
-  if (pin && options.allowPinOnly !== false && !underCa) {
+  if (underCa) {
+    return {
+      kind: "cert-authority",
+      // Plain key types after the certificates, as OpenSSH does: a host that presents a
+      // plain key is then refused by name (`HostKeyUnknown`), not by a failed negotiation.
+      serverHostKeyAlgorithms: [...certAlgorithms, ...PLAIN_HOST_KEY_ALGORITHMS],
+      source: `@cert-authority entry for ${name} (a host certificate it signed, valid now, naming ${hostname})`,
+      verify: (blob) => certificateVerdict(blob) ?? (isRevoked(blob) ? "mismatch" : "unknown"),
+    };
+  }
+  if (pin && options.allowPinOnly !== false) {
     const listedForAnother = (blob: Buffer) =>
       all.some((e) => e.marker === "" && e.key.blob.equals(blob));
     return {

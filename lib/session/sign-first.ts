@@ -1,5 +1,6 @@
 import type { ParsedKey } from "ssh2";
-import { type Client, wrapAuthPK } from "./ssh2.ts";
+import type { PreparedAuth } from "./credentials.ts";
+import { type Client, sendCertificateAuth, wrapAuthPK } from "./ssh2.ts";
 
 // Hash per RSA signature algorithm, as ssh2 chooses them from the server's sig-algs.
 const RSA_HASH: Record<string, string> = {
@@ -18,13 +19,37 @@ const RSA_HASH: Record<string, string> = {
  * ssh2 has no option for this, so it wraps the client's private `authPK` (ssh2.ts); installed
  * right after `client.connect()`, before any auth request can be sent. A failed signature
  * (never expected with a parsed private key) is reported through `onSignError`.
+ *
+ * A certificate (`auth.type === "certificate"`) goes through the same hook: ssh2 1.17 cannot
+ * write a certificate's request (mscdex/ssh2#551), so `sendCertificateAuth` writes it in place
+ * of ssh2's, signed at once like the others.
  */
 export function signFirstAttempt(
   client: Client,
-  key: ParsedKey,
+  auth: Extract<PreparedAuth, { key: ParsedKey }>,
   onSignError: (err: Error) => void,
 ): void {
+  const { key } = auth;
   wrapAuthPK(client, (authPK) => (username, pubKey, keyAlgo, cbSign) => {
+    if (auth.type === "certificate") {
+      const { minted } = auth;
+      let sent = false;
+      try {
+        sent = sendCertificateAuth(
+          client,
+          username,
+          auth.algorithm,
+          minted.certificate,
+          auth.signatureAlgorithm,
+          (data) => minted.sign(data),
+        );
+      } catch (err) {
+        onSignError(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+      if (!sent) onSignError(new Error("this ssh2 version lacks the internals certificates need"));
+      return;
+    }
     if (cbSign !== undefined || typeof keyAlgo === "function") {
       authPK(username, pubKey, keyAlgo, cbSign);
       return;

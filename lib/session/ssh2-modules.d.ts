@@ -15,9 +15,19 @@ declare module "ssh2/lib/protocol/keyParser.js" {
   export default keyParser;
 }
 
+declare module "ssh2/lib/protocol/constants.js" {
+  const constants: {
+    /** Only with the project's ssh2 patch: host certificate type → certified key type. */
+    CERT_SERVER_HOST_KEY?: Record<string, string>;
+  };
+  export default constants;
+}
+
 declare module "ssh2/lib/protocol/utils.js" {
   const utils: {
     sendPacket(protocol: unknown, packet: Buffer, bypass?: boolean): void;
+    /** An SSH signature as OpenSSL verifies it (ASN.1 for ECDSA/DSA); false if malformed. */
+    sigSSHToASN1(signature: Buffer, type: string): Buffer | false;
   };
   export default utils;
 }

@@ -12,11 +12,21 @@
  */
 import type { ClientChannel, Client as ClientType, ParsedKey } from "ssh2";
 import ClientCtor from "ssh2/lib/client.js";
+import sshConstants from "ssh2/lib/protocol/constants.js";
 import keyParser from "ssh2/lib/protocol/keyParser.js";
 import protocolUtils from "ssh2/lib/protocol/utils.js";
 
 export const Client: typeof ClientType = ClientCtor;
 export type Client = ClientType;
+
+/**
+ * Host certificate types this ssh2 can negotiate: those of the project's ssh2 patch
+ * (`patches/ssh2+1.17.0.patch`), none with a stock ssh2 (a library caller who has not applied
+ * the patch): known_hosts `@cert-authority` lines then vouch for nothing.
+ */
+export const HOST_CERT_ALGORITHMS: readonly string[] = Object.keys(
+  sshConstants.CERT_SERVER_HOST_KEY ?? {},
+);
 
 /** ssh2's key parser: OpenSSH, PEM and PuTTY private keys, optionally encrypted. */
 export const parseKey: (data: string | Buffer, passphrase?: string | Buffer) => ParsedKey | Error =
@@ -39,6 +49,8 @@ type ProtocolExec = (channelId: number, command: string, wantReply: boolean) => 
 interface ProtocolInternals {
   authPK?: AuthPK;
   exec?: ProtocolExec;
+  _kex?: { sessionID?: Buffer };
+  _authsQueue?: string[];
   ping?: () => void;
   signal?: (channelId: number, signal: string) => void;
   _packetRW?: {
@@ -84,6 +96,62 @@ export function wrapAuthPK(client: Client, wrap: (original: AuthPK) => AuthPK): 
   const original = proto?.authPK;
   if (!proto || typeof original !== "function") return false;
   proto.authPK = wrap(original.bind(proto));
+  return true;
+}
+
+const MSG_USERAUTH_REQUEST = 50;
+
+function sshString(data: string | Buffer): Buffer {
+  const b = typeof data === "string" ? Buffer.from(data, "utf8") : data;
+  const len = Buffer.allocUnsafe(4);
+  len.writeUInt32BE(b.length, 0);
+  return Buffer.concat([len, b]);
+}
+
+/**
+ * Sends a signed publickey USERAUTH_REQUEST (RFC 4252 §7) for an OpenSSH certificate:
+ * algorithm `certAlgo` (e.g. `ssh-ed25519-cert-v01@openssh.com`), the certificate blob as the
+ * public key, and a signature whose own algorithm is the underlying key's (`sigAlgo`, e.g.
+ * `ssh-ed25519`: sshd rejects a signature blob named after the certificate type).
+ *
+ * ssh2 1.17 has no certificate support (mscdex/ssh2#551): its `authPK` names the signature
+ * after the key type, so the engine writes this one request itself, in place of `authPK`
+ * (sign-first.ts). False when ssh2 lacks the internals (no session id, no packet writer).
+ */
+export function sendCertificateAuth(
+  client: Client,
+  username: string,
+  certAlgo: string,
+  certificate: Buffer,
+  sigAlgo: string,
+  sign: (data: Buffer) => Buffer,
+): boolean {
+  const proto = internals(client)._protocol;
+  const sessionId = proto?._kex?.sessionID;
+  const rw = proto?._packetRW?.write;
+  if (!proto || !rw || !Buffer.isBuffer(sessionId) || !Array.isArray(proto._authsQueue)) {
+    return false;
+  }
+  const body = Buffer.concat([
+    Buffer.from([MSG_USERAUTH_REQUEST]),
+    sshString(username),
+    sshString("ssh-connection"),
+    sshString("publickey"),
+    Buffer.from([1]),
+    sshString(certAlgo),
+    sshString(certificate),
+  ]);
+  const signature = sign(Buffer.concat([sshString(sessionId), body]));
+  const payload = Buffer.concat([
+    body,
+    sshString(Buffer.concat([sshString(sigAlgo), sshString(signature)])),
+  ]);
+  const start = rw.allocStart;
+  const packet = rw.alloc(payload.length);
+  packet.set(payload, start);
+  // ssh2 shifts one entry per USERAUTH reply: queue ours as its own authPK does.
+  proto._authsQueue.push("publickey");
+  protocolUtils.sendPacket(proto, rw.finalize(packet));
   return true;
 }
 

@@ -83,18 +83,21 @@ describe("Secrets Manager credential store (fake endpoint at the wire)", () => {
       "deleted",
       "cannot be read (InvalidRequestException: deleted or scheduled for deletion); restore or recreate the secret",
     ],
-    ["garbage", 'is not JSON; store {"privateKey": "…", "passphrase": "…"} or {"password": "…"}'],
+    [
+      "garbage",
+      'is not JSON; store {"privateKey": "…", "passphrase": "…"}, {"password": "…"} or {"certificateAuthority": {"privateKey": "…"}}',
+    ],
     [
       "array",
-      'holds neither privateKey nor password; store {"privateKey": "…", "passphrase": "…"} or {"password": "…"}',
+      'holds neither privateKey nor password; store {"privateKey": "…", "passphrase": "…"}, {"password": "…"} or {"certificateAuthority": {"privateKey": "…"}}',
     ],
     [
       "empty-object",
-      'holds neither privateKey nor password; store {"privateKey": "…", "passphrase": "…"} or {"password": "…"}',
+      'holds neither privateKey nor password; store {"privateKey": "…", "passphrase": "…"}, {"password": "…"} or {"certificateAuthority": {"privateKey": "…"}}',
     ],
     [
       "bad-passphrase-type",
-      'has a non-string passphrase; store {"privateKey": "…", "passphrase": "…"} or {"password": "…"}',
+      'has a non-string passphrase; store {"privateKey": "…", "passphrase": "…"}, {"password": "…"} or {"certificateAuthority": {"privateKey": "…"}}',
     ],
   ])(
     "answers CredentialInvalid (permanent) for %s, naming the credential and the fix",

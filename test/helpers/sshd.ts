@@ -68,6 +68,23 @@ export interface SshdOptions {
    * time limit (`"256K 10s"`). Default: sshd's own (cipher-dependent, gigabytes).
    */
   rekeyLimit?: string;
+  /**
+   * sshd `TrustedUserCAKeys`: these CA public key lines (OpenSSH format) vouch for user
+   * certificates. Written to `<dir>/trusted_user_ca_keys`.
+   */
+  trustedUserCAKeys?: string[];
+  /**
+   * sshd `AuthorizedPrincipalsFile`: the principals a certificate may name to log in as the
+   * test user, written to `<dir>/principals` (a test may rewrite it: sshd reads it at each
+   * login). Default: sshd's own (the certificate must name the user itself).
+   */
+  authorizedPrincipals?: string[];
+  /**
+   * sshd `HostCertificate`: the host key is certified by the CA whose private key file this
+   * is (`ssh-keygen -s … -h`), for `principals` (default `127.0.0.1`) and `validity`
+   * (`ssh-keygen -V`, default `-5m:+1h`).
+   */
+  hostCertificate?: { caKeyFile: string; principals?: string[]; validity?: string };
   /** More raw config lines, appended verbatim. */
   extraConfig?: string[];
   /** How long to wait for "Server listening". Default 10 s. */
@@ -422,6 +439,37 @@ export async function startSshd(opts: SshdOptions = {}): Promise<SshdServer> {
     const authorized = [keys.ed25519, keys.ecdsa, keys.rsa, keys.encrypted].map((k) => k.publicKey);
     await writeFile(authorizedKeys, `${authorized.join("\n")}\n`, { mode: 0o644 });
 
+    const certConfig: string[] = [];
+    if (opts.trustedUserCAKeys !== undefined) {
+      const file = path.join(dir, "trusted_user_ca_keys");
+      await writeFile(file, `${opts.trustedUserCAKeys.join("\n")}\n`, { mode: 0o644 });
+      certConfig.push(`TrustedUserCAKeys ${file}`);
+    }
+    if (opts.authorizedPrincipals !== undefined) {
+      const file = path.join(dir, "principals");
+      await writeFile(file, `${opts.authorizedPrincipals.join("\n")}\n`, { mode: 0o644 });
+      certConfig.push(`AuthorizedPrincipalsFile ${file}`);
+    }
+
+    if (opts.hostCertificate !== undefined) {
+      const { caKeyFile, principals = ["127.0.0.1"], validity = "-5m:+1h" } = opts.hostCertificate;
+      const hostPub = path.join(dir, "ssh_host_ed25519_key.pub");
+      await run(SSH_KEYGEN_PATH, [
+        "-q",
+        "-s",
+        caKeyFile,
+        "-I",
+        "bssh-test-host",
+        "-h",
+        "-n",
+        principals.join(","),
+        "-V",
+        validity,
+        hostPub,
+      ]);
+      certConfig.push(`HostCertificate ${path.join(dir, "ssh_host_ed25519_key-cert.pub")}`);
+    }
+
     // Per-server marker in the session environment: finds this server's orphans later.
     const marker = `BSSH_SSHD_ID=${randomBytes(8).toString("hex")}`;
 
@@ -450,6 +498,7 @@ export async function startSshd(opts: SshdOptions = {}): Promise<SshdServer> {
           ? [`LoginGraceTime ${opts.loginGraceTimeSec}`]
           : []),
         ...(opts.rekeyLimit !== undefined ? [`RekeyLimit ${opts.rekeyLimit}`] : []),
+        ...certConfig,
         ...(opts.extraConfig ?? []),
       ];
       const configPath = path.join(dir, "sshd_config");

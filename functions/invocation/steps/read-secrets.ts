@@ -1,4 +1,5 @@
 import { CredentialUnavailable } from "../../../lib/errors.ts";
+import { keyIdFor, serialFor } from "../../../lib/session/certificate-format.ts";
 import type { RunResult, Secret } from "../../../lib/types.ts";
 import type { Next, RunContext } from "./run-context.ts";
 
@@ -23,6 +24,15 @@ export async function readSecrets(ctx: RunContext, next: Next): Promise<RunResul
       ? undefined
       : (credentials.get(via.credential, { signal }) as Promise<Secret>),
   ]);
+  // A certificate authority signs this session's certificate with a key id and serial
+  // derived from the request id (lib/session/certificate.ts): the audit line carries them.
+  if (secret.certificateAuthority !== undefined) {
+    const { requestId } = ctx.invocation;
+    ctx.invocation.audit.certificate = {
+      keyId: keyIdFor(requestId),
+      serial: serialFor(requestId).toString(),
+    };
+  }
   ctx.secrets = {
     secret,
     ...(viaSecret !== undefined ? { viaSecret } : {}),
