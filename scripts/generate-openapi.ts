@@ -184,7 +184,7 @@ export async function openApiDocument(): Promise<Record<string, unknown>> {
       {
         url: "https://{apiId}.execute-api.{region}.amazonaws.com/{stage}",
         variables: {
-          apiId: { default: "abc123", description: "the stack output ApiUrl names it" },
+          apiId: { default: "abc123", description: "the stack output RunUrl names it" },
           region: { default: "eu-west-1" },
           stage: { default: "v1" },
         },
