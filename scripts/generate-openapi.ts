@@ -207,6 +207,7 @@ export async function openApiDocument(): Promise<Record<string, unknown>> {
           type: "apiKey",
           name: "Authorization",
           in: "header",
+          "x-amazon-apigateway-authtype": "awsSigv4",
           description:
             "AWS Signature Version 4 for service `execute-api` (API Gateway AuthorizationType IAM); the signing principal is the caller the policy sees.",
         },

@@ -1,6 +1,10 @@
 import { readFileSync } from "node:fs";
 import { Ajv2020 } from "ajv/dist/2020.js";
+import { App, Duration, Stack } from "aws-cdk-lib";
+import { Template } from "aws-cdk-lib/assertions";
+import * as lambda from "aws-cdk-lib/aws-lambda";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { RunApi } from "../../cdk/constructs/run-api.ts";
 import { HTTP_STATUS } from "../../functions/http/api-http.ts";
 import {
   ERROR_SCHEMA_JSON,
@@ -64,6 +68,35 @@ describe("schemas/openapi.json and schemas/error.schema.json", () => {
     expect(validatorOf(429)({ message: "Too Many Requests", extra: 1 })).toBe(false);
     expect(validatorOf(409)({ message: "Too Many Requests" })).toBe(false);
     expect(validatorOf(200)({ message: "Too Many Requests" })).toBe(false);
+  });
+});
+
+describe("the OpenAPI document against the deployed edge's own 400", () => {
+  it("the body-validation gateway response (BAD_REQUEST_BODY) renders the documented envelope", () => {
+    // Prepare: the API construct as the stack builds it.
+    const stack = new Stack(new App(), "Edge");
+    const handler = new lambda.Function(stack, "F", {
+      runtime: lambda.Runtime.NODEJS_22_X,
+      handler: "index.handler",
+      code: lambda.Code.fromInline("exports.handler = async () => ({})"),
+    });
+    new RunApi(stack, "Api", { handler, integrationTimeout: Duration.seconds(29) });
+    const responses = Template.fromStack(stack).findResources("AWS::ApiGateway::GatewayResponse", {
+      Properties: { ResponseType: "BAD_REQUEST_BODY" },
+    });
+    const [response] = Object.values(responses) as {
+      Properties: { StatusCode: string; ResponseTemplates: Record<string, string> };
+    }[];
+    // Act: API Gateway substitutes its validation text (here one without quotes).
+    const body = response!.Properties.ResponseTemplates["application/json"]!.replace(
+      "$context.error.validationErrorString",
+      "[object has missing required properties (command)]",
+    );
+    // Assess
+    expect(response!.Properties.StatusCode).toBe("400");
+    expect(
+      expectDocumented({ statusCode: Number(response!.Properties.StatusCode), body }),
+    ).toMatchObject({ error: { name: "ValidationError", phase: "request" } });
   });
 });
 
