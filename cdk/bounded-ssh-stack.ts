@@ -102,6 +102,8 @@ export interface BoundedSshStackProps extends StackProps {
   readonly breaker?: DeployConfig["breaker"];
   /** Full output to S3: mode, size limit, object lifetime. @default request mode, 1 GiB, 30 days */
   readonly spill?: Omit<SpillBucketProps, "functions">;
+  /** The API stage's throttle. @default DEFAULT_API_THROTTLE (10 per second, burst 20) */
+  readonly apiThrottle?: DeployConfig["apiThrottle"];
 }
 
 /** Default reserved concurrency of the task function (fleet ceiling: this less the headroom). */
@@ -212,6 +214,8 @@ export class BoundedSshStack extends Stack {
     this.api = new RunApi(this, "RunApi", {
       handler: this.apiFunction.function,
       integrationTimeout: api.integrationTimeout,
+      throttlingRateLimit: props.apiThrottle?.rateLimit,
+      throttlingBurstLimit: props.apiThrottle?.burstLimit,
     });
     this.workflows = new Workflows(this, "Workflows", {
       handler: this.taskFunction.function,
@@ -363,6 +367,7 @@ export function deployConfigProps(loaded: LoadedDeployConfig): BoundedSshStackPr
     breaker: config.breaker,
     singleHostHeadroom: config.reservedConcurrency?.singleHost,
     metricNamespace: config.metricNamespace ?? names.metricNamespace,
+    apiThrottle: config.apiThrottle,
     ...(config.spill === undefined
       ? {}
       : {

@@ -11,6 +11,7 @@ import * as path from "node:path";
 import { Ajv } from "ajv";
 import { Policy, type PolicyDocument } from "../functions/policy/policy.ts";
 import { DEFAULT_METRIC_NAMESPACE, ERROR_NAMES, type ErrorName } from "../lib/names.ts";
+import { DEFAULT_API_THROTTLE } from "./constructs/run-api.ts";
 
 /** The deploy config file. Paths are relative to the file itself. */
 export interface DeployConfig {
@@ -70,6 +71,17 @@ export interface DeployConfig {
     readonly mode?: "request" | "always";
     readonly maxBytes?: number;
     readonly expirationDays?: number;
+  };
+  /**
+   * The API stage's throttle (API Gateway's token bucket, across all callers): `rateLimit`
+   * steady requests per second, `burstLimit` the bucket's size. Over it API Gateway answers
+   * 429 `{"message":"Too Many Requests"}` before any Lambda runs (bounded-ssh/client retries
+   * it with full jitter). Both are capped by the account's regional API Gateway quota.
+   * @default DEFAULT_API_THROTTLE (10 per second, burst 20)
+   */
+  readonly apiThrottle?: {
+    readonly rateLimit?: number;
+    readonly burstLimit?: number;
   };
 }
 
@@ -339,6 +351,15 @@ export const DEPLOY_CONFIG_SCHEMA = {
         expirationDays: { type: "integer", minimum: 1 },
       },
     },
+    apiThrottle: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        // API Gateway's default account quota (10 000 rps, burst 5 000) bounds a stage's.
+        rateLimit: { type: "number", exclusiveMinimum: 0, maximum: 10_000 },
+        burstLimit: { type: "integer", minimum: 1, maximum: 5_000 },
+      },
+    },
   },
 } as const;
 
@@ -376,6 +397,13 @@ export function checkDeployConfig(value: unknown, where = "deploy config"): Depl
   const routing = routingProblems(value.alarms);
   if (routing.length) {
     throw new DeployConfigError(`${where}: invalid\n  - ${routing.join("\n  - ")}`);
+  }
+  const throttle = { ...DEFAULT_API_THROTTLE, ...value.apiThrottle };
+  if (throttle.burstLimit < throttle.rateLimit) {
+    throw new DeployConfigError(
+      `${where}: apiThrottle.burstLimit (${throttle.burstLimit}) is below apiThrottle.rateLimit ` +
+        `(${throttle.rateLimit}): the bucket could never hold one second's requests; raise burstLimit`,
+    );
   }
   const vpc = value.vpc;
   if (vpc?.availabilityZones && vpc.availabilityZones.length !== vpc.subnetIds.length) {

@@ -6,7 +6,8 @@
  * schema; tests fail while either committed file is stale.
  *
  * The generated code is plain JavaScript with no import at all (ajv is a dev dependency of
- * the generator only): the engine's one runtime dependency stays ssh2.
+ * the generator only): the engine's one runtime dependency stays ssh2 (aws4fetch serves only
+ * lib/client).
  */
 import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";

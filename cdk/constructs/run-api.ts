@@ -5,15 +5,18 @@ import * as logs from "aws-cdk-lib/aws-logs";
 import { Construct } from "constructs";
 import { REQUEST_SCHEMA } from "../../lib/request-schema.ts";
 
+/** The stage's throttle when none is configured (API Gateway token bucket, all callers). */
+export const DEFAULT_API_THROTTLE = { rateLimit: 10, burstLimit: 20 } as const;
+
 /** Properties of {@link RunApi}. */
 export interface RunApiProps {
   /** The API handler (`functions/api.ts`). */
   readonly handler: lambda.IFunction;
   /** API Gateway integration timeout; must exceed the handler's timeout (checked at synth). */
   readonly integrationTimeout: Duration;
-  /** @default 10 requests per second */
+  /** Steady requests per second across all callers (stage throttle). @default 10 */
   readonly throttlingRateLimit?: number;
-  /** @default 20 */
+  /** Token bucket size (stage throttle), at least the rate. @default 20 */
   readonly throttlingBurstLimit?: number;
   /** @default logs.RetentionDays.ONE_MONTH */
   readonly logRetention?: logs.RetentionDays;
@@ -46,6 +49,13 @@ export class RunApi extends Construct {
   constructor(scope: Construct, id: string, props: RunApiProps) {
     super(scope, id);
     this.stageName = props.stageName ?? "v1";
+    const rateLimit = props.throttlingRateLimit ?? DEFAULT_API_THROTTLE.rateLimit;
+    const burstLimit = props.throttlingBurstLimit ?? DEFAULT_API_THROTTLE.burstLimit;
+    if (!(rateLimit > 0) || !Number.isInteger(burstLimit) || burstLimit < Math.max(1, rateLimit)) {
+      throw new Error(
+        `RunApi: throttle rate ${rateLimit}/s, burst ${burstLimit}: the rate must be > 0 and the burst an integer at least the rate`,
+      );
+    }
     this.accessLogs = new logs.LogGroup(this, "AccessLogs", {
       retention: props.logRetention ?? logs.RetentionDays.ONE_MONTH,
       removalPolicy: RemovalPolicy.RETAIN,
@@ -59,8 +69,8 @@ export class RunApi extends Construct {
       cloudWatchRoleRemovalPolicy: RemovalPolicy.RETAIN,
       deployOptions: {
         stageName: this.stageName,
-        throttlingRateLimit: props.throttlingRateLimit ?? 10,
-        throttlingBurstLimit: props.throttlingBurstLimit ?? 20,
+        throttlingRateLimit: rateLimit,
+        throttlingBurstLimit: burstLimit,
         loggingLevel: apigw.MethodLoggingLevel.ERROR,
         // Request/response bodies carry commands and output: never log them.
         dataTraceEnabled: false,

@@ -33,8 +33,9 @@ function systemNode(): string {
 }
 
 /** The session every caller runs; prints one JSON line. Plain JS, for both loaders. */
-const SESSION_JS = (load: string) => `
+const SESSION_JS = (load: string, loadClient: string) => `
 ${load}
+${loadClient}
 const { HOST, PORT, USERNAME, KEY, KNOWN_HOSTS } = process.env;
 const streamed = [];
 const report = (result) =>
@@ -42,6 +43,7 @@ const report = (result) =>
     node: process.version,
     names: bssh.ERROR_NAMES.length,
     sameClass: new bssh.DeadlineExceeded("x", { phase: "request" }) instanceof bssh.EngineError,
+    clientLoads: typeof client.BoundedSshClient === "function",
     streamed: Buffer.concat(streamed).toString(),
     result,
   }));
@@ -70,6 +72,7 @@ import {
   type RunResult,
   runCommand,
 } from "bounded-ssh";
+import { BoundedSshClient, BoundedSshError, type RunCallOptions } from "bounded-ssh/client";
 
 const env = process.env;
 const request: RunRequest = {
@@ -91,6 +94,14 @@ export async function check(): Promise<RunResult> {
 }
 export const hang = new BannerTimeout("m", { phase: "banner" }).name === "BannerTimeout";
 export const retries = RETRYABLE_ERRORS.includes("ConnectTimeout");
+// The client subpath loads and type-checks under every module setting too.
+const callOptions: RunCallOptions = { deadlineMs: 1_000 };
+export const client = new BoundedSshClient({
+  url: "https://abc123.execute-api.eu-west-1.amazonaws.com/v1",
+  region: "eu-west-1",
+  credentials: { accessKeyId: "a", secretAccessKey: "b" },
+});
+export const clientLoads = typeof client.run === "function" && BoundedSshError.name === "BoundedSshError" && callOptions.deadlineMs === 1_000;
 // @ts-expect-error: an unknown request field must not type-check
 export const bad: RunRequest = { host: "h", username: "u", command: "c", hostname: "x" };
 check().then(
@@ -100,6 +111,7 @@ check().then(
         node: process.version,
         names: ERROR_NAMES.length,
         sameClass: new DeadlineExceeded("x", { phase: "request" }) instanceof EngineError,
+        clientLoads,
         streamed: Buffer.concat(streamed).toString(),
         result,
       }),
@@ -169,14 +181,20 @@ async function prepareLoader(loader: Loader): Promise<void> {
   if (loader.entry === "caller.mjs") {
     await writeFile(
       path.join(dir, loader.entry),
-      SESSION_JS(`import * as bssh from "bounded-ssh";`),
+      SESSION_JS(
+        `import * as bssh from "bounded-ssh";`,
+        `import * as client from "bounded-ssh/client";`,
+      ),
     );
     return;
   }
   if (loader.entry === "caller.cjs") {
     await writeFile(
       path.join(dir, loader.entry),
-      SESSION_JS(`const bssh = require("bounded-ssh");`),
+      SESSION_JS(
+        `const bssh = require("bounded-ssh");`,
+        `const client = require("bounded-ssh/client");`,
+      ),
     );
     return;
   }
@@ -240,6 +258,8 @@ interface CallerOutput {
   node: string;
   names: number;
   sameClass: boolean;
+  /** The client subpath (`bounded-ssh/client`) loaded. */
+  clientLoads: boolean;
   /** What `onOutput` saw of stdout. */
   streamed: string;
   result: { status: string; stdout: string; stderr: string; exitCode: number };
@@ -263,12 +283,13 @@ async function runCaller(node: string, loader: Loader): Promise<CallerOutput> {
 }
 
 describe("the engine as a package", () => {
-  it("ships only the built engine, with ssh2 as its one dependency", () => {
+  it("ships only the built engine and client, with ssh2 and aws4fetch (the client's signer) as dependencies", () => {
     const installed = path.join(scratch, "node_modules/bounded-ssh");
     const manifest = JSON.parse(readFileSync(path.join(installed, "package.json"), "utf8")) as {
       dependencies: Record<string, string>;
     };
-    expect(Object.keys(manifest.dependencies)).toEqual(["ssh2"]);
+    expect(Object.keys(manifest.dependencies)).toEqual(["aws4fetch", "ssh2"]);
+    expect(existsSync(path.join(installed, "dist/lib/client/index.js"))).toBe(true);
     expect(existsSync(path.join(installed, "dist/lib/index.js"))).toBe(true);
     expect(existsSync(path.join(installed, "dist/lib/index.d.ts"))).toBe(true);
     // The ssh2 patch ships for the consumer to apply (README): npm never applies it, so the
@@ -377,6 +398,7 @@ describe("the engine as a package", () => {
         }
         expect(out.names).toBeGreaterThan(0);
         expect(out.sameClass).toBe(true);
+        expect(out.clientLoads).toBe(true);
         expect(out.streamed).toBe("packaged\n");
         expect(out.result).toMatchObject({
           status: "succeeded",
