@@ -17,6 +17,13 @@ export const DEFAULT_PHASE_CAPS: Readonly<Record<Phase, number>> = {
   teardown: 250,
 };
 
+/**
+ * The rejection {@link Deadline.wait} uses internally and never lets out: one shared instance,
+ * so a pending wait (a keepalive interval, every live session has one) holds no Error of its
+ * own with its captured stack.
+ */
+const GRACE_EXPIRED = new Error("grace expired");
+
 // setTimeout clamps anything above this to 1 ms; longer allowances need no timer at all.
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -183,7 +190,7 @@ export class Deadline {
    * @param work - What to wait for; settling either way counts as in time.
    */
   async wait(ms: number, work: Promise<unknown>): Promise<boolean> {
-    const expired = new Error("grace expired");
+    const expired = GRACE_EXPIRED;
     try {
       await this.bound(
         ms,
