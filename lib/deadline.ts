@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import type { Phase } from "./names.ts";
 import type { PhaseCaps } from "./types.ts";
 
@@ -69,6 +70,9 @@ export class Deadline {
   readonly #signal: AbortSignal | undefined;
   /** Kept back from every phase but teardown, so a polite teardown fits inside the budget. */
   readonly teardownReserveMs: number;
+  readonly #loopDelay: (() => number) | undefined;
+  /** When teardown began ({@link beginTeardown}): its cap counts from there. */
+  #teardownStart: number | undefined;
 
   /**
    * Starts the clock now. Never throws; with neither a budget nor a signal nothing ever
@@ -85,7 +89,17 @@ export class Deadline {
     caps?: PhaseCaps;
     /** Monotonic clock (ms). @default performance.now */
     now?: () => number;
+    /**
+     * The event loop's recent delay (ms), kept back from every allowance (see
+     * {@link loopMarginMs}); `false`: none. @default {@link recentLoopDelayMs} on the real
+     * clock, none with an injected `now` (a test's clock is never late).
+     */
+    loopDelay?: (() => number) | false;
   }) {
+    this.#loopDelay =
+      options.loopDelay === false
+        ? undefined
+        : (options.loopDelay ?? (options.now ? undefined : recentLoopDelayMs));
     this.#now = options.now ?? (() => performance.now());
     this.#start = this.#now();
     this.budgetMs = options.budgetMs ?? Number.POSITIVE_INFINITY;
@@ -119,9 +133,37 @@ export class Deadline {
    * @returns Milliseconds, never negative; `Infinity` for `exec` without a budget.
    */
   allowance(phase: Phase): number {
-    const left =
-      phase === "teardown" ? this.remaining() : this.remaining() - this.teardownReserveMs;
-    return Math.max(0, Math.min(this.caps[phase], left));
+    const margin = this.loopMarginMs();
+    if (phase === "teardown") return Math.max(0, this.#teardownLeft() - margin);
+    const left = this.remaining() - this.teardownReserveMs;
+    return Math.max(0, Math.min(this.caps[phase], left) - margin);
+  }
+
+  /**
+   * Marks the start of teardown: from now on the teardown cap counts from here, so every
+   * step of teardown (confirmation, goodbye, close) shares one cap. Idempotent.
+   */
+  beginTeardown(): void {
+    this.#teardownStart ??= this.#now();
+  }
+
+  /** What is left of teardown's cap (from {@link beginTeardown}, else whole) and the budget. */
+  #teardownLeft(): number {
+    const used = this.#teardownStart === undefined ? 0 : this.#now() - this.#teardownStart;
+    return Math.min(this.caps.teardown - used, this.remaining());
+  }
+
+  /**
+   * Milliseconds every allowance keeps back for a late event loop: a timer fires, and the
+   * teardown after it runs, as late as the loop is delayed, so each allowance ends that much
+   * early and the session still ends inside its budget (SPEC §3) and teardown inside its cap.
+   * The process's recent loop delay ({@link recentLoopDelayMs}), at most
+   * {@link LOOP_MARGIN_MAX_MS} (beyond it the bound is not promised) and a tenth of the
+   * budget (a short session keeps most of its time).
+   */
+  loopMarginMs(): number {
+    if (!this.#loopDelay) return 0;
+    return Math.min(LOOP_MARGIN_MAX_MS, this.budgetMs / 10, Math.max(0, this.#loopDelay()));
   }
 
   /**
@@ -206,6 +248,49 @@ export class Deadline {
       return false;
     }
   }
+}
+
+/** The most a deadline keeps back for a late event loop (ms): the bound holds up to this delay. */
+export const LOOP_MARGIN_MAX_MS = 100;
+/** Resolution of the loop-delay monitor (ms); its samples include it (kept as a safety). */
+const LOOP_RESOLUTION_MS = 10;
+/** The loop delay is the worst of the current and the previous window of this length (ms). */
+const LOOP_WINDOW_MS = 1_000;
+
+let loopWatch:
+  | {
+      histogram: ReturnType<typeof monitorEventLoopDelay>;
+      windowStart: number;
+      previousMaxNs: number;
+    }
+  | undefined;
+
+/**
+ * The event loop's recent delay in this process (ms): how late a timer fires now. One
+ * `monitorEventLoopDelay` per process, started by the first call (its timer is unref'd: it
+ * never keeps the process alive, and no handle of it is listed), read without a timer of its
+ * own: the worst sample of the current window and the previous one (windows of
+ * {@link LOOP_WINDOW_MS}, rotated on read, so a window is at least that long), the monitor's
+ * 10 ms resolution included (a quiet loop reads 10–15 ms). 0 on the first call.
+ */
+export function recentLoopDelayMs(): number {
+  const now = performance.now();
+  if (loopWatch === undefined) {
+    const histogram = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+    histogram.enable();
+    loopWatch = { histogram, windowStart: now, previousMaxNs: 0 };
+    return 0;
+  }
+  const w = loopWatch;
+  const currentMaxNs = w.histogram.count > 0 ? w.histogram.max : 0;
+  if (now - w.windowStart >= LOOP_WINDOW_MS) {
+    w.previousMaxNs = currentMaxNs;
+    w.histogram.reset();
+    w.windowStart = now;
+  }
+  // A sample is the time between two of the monitor's ticks: its resolution plus the delay.
+  // The resolution is kept, not subtracted: the delay to come may exceed the worst one seen.
+  return Math.max(w.previousMaxNs, currentMaxNs) / 1e6;
 }
 
 function stripUndefined(caps: PhaseCaps): PhaseCaps {
