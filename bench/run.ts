@@ -15,6 +15,7 @@ import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import v8 from "node:v8";
 import vm from "node:vm";
 import { type CliArgs, runCli, UsageError } from "../local/cli.ts";
@@ -176,7 +177,12 @@ async function main({ positionals }: CliArgs): Promise<void> {
       }
       if (run("precision")) {
         const runs = Number(process.env.BENCH_FAULT_RUNS ?? 12);
+        // The loop's own delay during the runs, reported beside the overshoot it causes.
+        const loop = monitorEventLoopDelay({ resolution: 10 });
+        loop.enable();
         const faults = await measurePrecision(engine, srv, runs);
+        loop.disable();
+        const loopMs = (q: number) => ms(loop.percentile(q) / 1e6);
         raw.precision = faults;
         const all = faults.flatMap((f) => f.phase);
         const sess = faults.flatMap((f) => f.session);
@@ -191,8 +197,10 @@ async function main({ positionals }: CliArgs): Promise<void> {
         const worst = Math.max(...sess);
         row({
           section: "deadline",
-          measure: "session end − budget: p50 / p99 / max",
+          measure:
+            "session end − budget: p50 / p99 / max; anchor: the event loop's delay meanwhile, p50 / p99 / max (10 ms resolution included)",
           value: `${ms(median(sess))} / ${ms(quantile(sess, 0.99))} / ${ms(worst)} ms`,
+          anchor: `${loopMs(50)} / ${loopMs(99)} / ${ms(loop.max / 1e6)} ms`,
           target: "< 50 ms (SPEC §3)",
           met: ok(worst < 50),
         });

@@ -84,6 +84,10 @@ export interface SoakReport {
   eventLoopDelayMs: Percentiles;
   /** elapsed − budget of the sessions that ended in a `*Timeout` (ms; negative = early). */
   timeoutOvershootMs: Percentiles & { count: number };
+  /** elapsed − budget of every session (ms; negative = early): the SPEC §3 bound is +50. */
+  overshootMs: Percentiles;
+  /** Teardown time of every session (ms): its cap is 250 (DEFAULT_PHASE_CAPS.teardown). */
+  teardownMs: Percentiles;
   /** Session resources alive after the soak beyond the baseline (must be empty). */
   leakedHandles: Record<string, number>;
   heapBeforeBytes: number;
@@ -216,6 +220,8 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
     const perCase: Record<string, number> = {};
     const perOutcome: Record<string, number> = {};
     const overshoots: number[] = [];
+    const allOvershoots: number[] = [];
+    const teardowns: number[] = [];
     const mismatchExamples: string[] = [];
     const lateExamples: string[] = [];
     let mismatches = 0;
@@ -239,6 +245,8 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
         const outcome = o.result.error?.name ?? o.result.status;
         perOutcome[outcome] = (perOutcome[outcome] ?? 0) + 1;
         if (o.result.status === "timed_out") overshoots.push(o.overshootMs);
+        allOvershoots.push(o.overshootMs);
+        if (o.result.timings.teardownMs != null) teardowns.push(o.result.timings.teardownMs);
         const wrong = outcomeProblems(o);
         if (wrong.length > 0) {
           mismatches++;
@@ -304,6 +312,8 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
       lateExamples,
       eventLoopDelayMs,
       timeoutOvershootMs: { count: overshoots.length, ...percentiles(overshoots) },
+      overshootMs: percentiles(allOvershoots),
+      teardownMs: percentiles(teardowns),
       leakedHandles,
       heapBeforeBytes,
       heapAfterBytes,
@@ -335,6 +345,7 @@ export function formatReport(r: SoakReport): string {
     `late (right outcome, timing check missed; a failure): ${r.late}${r.lateExamples.map((e) => `\n  ${e}`).join("")}`,
     `event-loop delay: p50 ${r.eventLoopDelayMs.p50} ms, p99 ${r.eventLoopDelayMs.p99} ms, max ${r.eventLoopDelayMs.max} ms`,
     `timeout overshoot past the deadline (${o.count} sessions): p50 ${o.p50} ms, p99 ${o.p99} ms, max ${o.max} ms`,
+    `every session, end − budget: p50 ${r.overshootMs.p50} ms, p99 ${r.overshootMs.p99} ms, max ${r.overshootMs.max} ms (bound +50); teardown: p50 ${r.teardownMs.p50} ms, p99 ${r.teardownMs.p99} ms, max ${r.teardownMs.max} ms (cap 250) — beside the loop delay above`,
     `leaked handles: ${JSON.stringify(r.leakedHandles)}`,
     `heap after GC: before ${mb(r.heapBeforeBytes)}, after ${mb(r.heapAfterBytes)}, growth ${mb(r.heapGrowthBytes)}`,
     `unhandled errors: ${r.unhandled.length}${r.unhandled
