@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Deadline, LOOP_MARGIN_MAX_MS, recentLoopDelayMs } from "../../lib/deadline.ts";
 import { runCommand } from "../../lib/index.ts";
-import { type Proxy, startProxy } from "../helpers/adversaries.ts";
+import { type Proxy as TcpProxy, startProxy } from "../helpers/adversaries.ts";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
 
 // Deadlines that account for the event loop: every allowance keeps back the loop's recent
@@ -77,7 +77,7 @@ describe("recentLoopDelayMs", () => {
 
 describe("sessions on a late event loop", () => {
   let sshd: SshdServer;
-  let proxy: Proxy;
+  let proxy: TcpProxy;
   beforeAll(async () => {
     sshd = await startSshd({ passwordAuthentication: false });
     proxy = await startProxy(sshd.port);
