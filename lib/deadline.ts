@@ -90,7 +90,7 @@ export class Deadline {
     /** Monotonic clock (ms). @default performance.now */
     now?: () => number;
     /**
-     * The event loop's recent delay (ms), kept back from every allowance (see
+     * The event loop's recent delay (ms), kept back from the allowances (see
      * {@link loopMarginMs}); `false`: none. @default {@link recentLoopDelayMs} on the real
      * clock, none with an injected `now` (a test's clock is never late).
      */
@@ -127,7 +127,9 @@ export class Deadline {
   /**
    * Time a phase may take now: the smaller of its cap and what is left of the budget. Every
    * phase but `teardown` leaves {@link teardownReserveMs} for teardown, so signalling a timed
-   * out command, DISCONNECT and FIN still happen before the budget ends.
+   * out command, DISCONNECT and FIN still happen before the budget ends. `teardown` gets what
+   * is left of its cap (counted from {@link beginTeardown}) and of the budget. Both keep
+   * {@link loopMarginMs} back (the other phases from the budget's side only, not their cap).
    *
    * @param phase - A SPEC §3 phase name (`resolve` … `teardown`).
    * @returns Milliseconds, never negative; `Infinity` for `exec` without a budget.
@@ -135,8 +137,10 @@ export class Deadline {
   allowance(phase: Phase): number {
     const margin = this.loopMarginMs();
     if (phase === "teardown") return Math.max(0, this.#teardownLeft() - margin);
-    const left = this.remaining() - this.teardownReserveMs;
-    return Math.max(0, Math.min(this.caps[phase], left) - margin);
+    // The margin comes off what the budget allows, not off a phase's own cap: a phase that
+    // ends at its cap, late, leaves the budget to the phases after it.
+    const left = this.remaining() - this.teardownReserveMs - margin;
+    return Math.max(0, Math.min(this.caps[phase], left));
   }
 
   /**
@@ -154,9 +158,10 @@ export class Deadline {
   }
 
   /**
-   * Milliseconds every allowance keeps back for a late event loop: a timer fires, and the
-   * teardown after it runs, as late as the loop is delayed, so each allowance ends that much
-   * early and the session still ends inside its budget (SPEC §3) and teardown inside its cap.
+   * Milliseconds kept back for a late event loop: a timer fires as late as the loop is
+   * delayed, so a phase that would end at the budget's limit starts teardown that much early,
+   * teardown's waits end that much early, and the session still ends inside its budget
+   * (SPEC §3) and teardown inside its cap.
    * The process's recent loop delay ({@link recentLoopDelayMs}), at most
    * {@link LOOP_MARGIN_MAX_MS} (beyond it the bound is not promised) and a tenth of the
    * budget (a short session keeps most of its time).
