@@ -3,6 +3,7 @@
  * raised). All must complete; p95 is compared with the single-session median; heap per
  * session = (peak heapUsed − baseline after GC) / N.
  */
+import v8 from "node:v8";
 import type { SshdServer } from "../test/helpers/sshd.ts";
 import type { Engine } from "./engine.ts";
 import { quantile } from "./stats.ts";
@@ -96,4 +97,65 @@ export async function measureConcurrentClient(
  */
 export function cpuFloorMs(clientCpuMs: number, sshdCpuMs: number, cores: number): number {
   return (clientCpuMs + sshdCpuMs) / cores;
+}
+
+/**
+ * What N live sessions retain: N sessions of `sleep` held in their exec phase at once; when
+ * every one has reached it, two full GCs, then (used heap − baseline after GC) ÷ N — the heap
+ * a session keeps alive, without the garbage a peak of `heapUsed` also counts. The sessions
+ * are then cancelled through the caller's signal (the abort path tears them down).
+ */
+export async function measureRetainedHeap(
+  engine: Engine,
+  srv: SshdServer,
+  sessions: number,
+  beforeRelease?: () => void,
+): Promise<{ retainedPerSession: number; live: number; failures: number }> {
+  const gc = () => {
+    globalThis.gc?.();
+    globalThis.gc?.();
+  };
+  gc();
+  const base = v8.getHeapStatistics().used_heap_size;
+  const controller = new AbortController();
+  let live = 0;
+  let ended = 0;
+  let failures = 0;
+  let allIn!: () => void;
+  const ready = new Promise<void>((resolve) => {
+    allIn = resolve;
+  });
+  const check = () => {
+    if (live + ended >= sessions) allIn();
+  };
+  const runs = Array.from({ length: sessions }, async () => {
+    let inExec = false;
+    const r = await engine.runCommand(
+      { host: srv.host, port: srv.port, username: srv.username, command: "sleep 600" },
+      {
+        budgetMs: 300_000,
+        signal: controller.signal,
+        secret: { privateKey: srv.keys.ed25519.privateKey },
+        knownHosts: srv.knownHostsLine,
+        onPhase: (phase) => {
+          if (phase !== "exec") return;
+          inExec = true;
+          live += 1;
+          check();
+        },
+      },
+    );
+    if (!inExec) {
+      failures += r.status === "succeeded" ? 0 : 1;
+      ended += 1;
+      check();
+    }
+  });
+  await ready;
+  gc();
+  const used = v8.getHeapStatistics().used_heap_size;
+  beforeRelease?.();
+  controller.abort();
+  await Promise.all(runs);
+  return { retainedPerSession: (used - base) / Math.max(1, live), live, failures };
 }

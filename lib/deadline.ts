@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import type { Phase } from "./names.ts";
 import type { PhaseCaps, TimeoutBound } from "./types.ts";
 
@@ -16,6 +17,13 @@ export const DEFAULT_PHASE_CAPS: Readonly<Record<Phase, number>> = {
   exec: Number.POSITIVE_INFINITY,
   teardown: 250,
 };
+
+/**
+ * The rejection {@link Deadline.wait} uses internally and never lets out: one shared instance,
+ * so a pending wait (a keepalive interval, every live session has one) holds no Error of its
+ * own with its captured stack.
+ */
+const GRACE_EXPIRED = new Error("grace expired");
 
 // setTimeout clamps anything above this to 1 ms; longer allowances need no timer at all.
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -62,6 +70,9 @@ export class Deadline {
   readonly #signal: AbortSignal | undefined;
   /** Kept back from every phase but teardown, so a polite teardown fits inside the budget. */
   readonly teardownReserveMs: number;
+  readonly #loopDelay: (() => number) | undefined;
+  /** When teardown began ({@link beginTeardown}): its cap counts from there. */
+  #teardownStart: number | undefined;
 
   /**
    * Starts the clock now. Never throws; with neither a budget nor a signal nothing ever
@@ -78,7 +89,17 @@ export class Deadline {
     caps?: PhaseCaps;
     /** Monotonic clock (ms). @default performance.now */
     now?: () => number;
+    /**
+     * The event loop's recent delay (ms), kept back from the allowances (see
+     * {@link loopMarginMs}); `false`: none. @default {@link recentLoopDelayMs} on the real
+     * clock, none with an injected `now` (a test's clock is never late).
+     */
+    loopDelay?: (() => number) | false;
   }) {
+    this.#loopDelay =
+      options.loopDelay === false
+        ? undefined
+        : (options.loopDelay ?? (options.now ? undefined : recentLoopDelayMs));
     this.#now = options.now ?? (() => performance.now());
     this.#start = this.#now();
     this.budgetMs = options.budgetMs ?? Number.POSITIVE_INFINITY;
@@ -111,12 +132,17 @@ export class Deadline {
   /**
    * Time a phase may take now: the smaller of its cap and what is left of the budget. Every
    * phase but `teardown` leaves {@link teardownReserveMs} for teardown, so signalling a timed
-   * out command, DISCONNECT and FIN still happen before the budget ends.
+   * out command, DISCONNECT and FIN still happen before the budget ends. `teardown` gets what
+   * is left of its cap (counted from {@link beginTeardown}) and of the budget. Both keep
+   * {@link loopMarginMs} back (the other phases from the budget's side only, not their cap).
    *
    * @param phase - A SPEC §3 phase name (`resolve` … `teardown`).
    * @returns Milliseconds, never negative; `Infinity` for `exec` without a budget.
    */
   allowance(phase: Phase): number {
+    // The loop margin comes off what the budget allows, not off a phase's own cap: a phase
+    // that ends at its cap, late, leaves the budget to the phases after it.
+    if (phase === "teardown") return Math.max(0, this.#left(phase));
     return Math.max(0, Math.min(this.caps[phase], this.#left(phase)));
   }
 
@@ -132,8 +158,39 @@ export class Deadline {
     return this.caps[phase] <= this.#left(phase) ? "phase" : "budget";
   }
 
+  /** What the budget (or, in teardown, teardown's own cap) leaves a phase, less the loop margin. */
   #left(phase: Phase): number {
-    return phase === "teardown" ? this.remaining() : this.remaining() - this.teardownReserveMs;
+    const margin = this.loopMarginMs();
+    if (phase === "teardown") return this.#teardownLeft() - margin;
+    return this.remaining() - this.teardownReserveMs - margin;
+  }
+
+  /**
+   * Marks the start of teardown: from now on the teardown cap counts from here, so every
+   * step of teardown (confirmation, goodbye, close) shares one cap. Idempotent.
+   */
+  beginTeardown(): void {
+    this.#teardownStart ??= this.#now();
+  }
+
+  /** What is left of teardown's cap (from {@link beginTeardown}, else whole) and the budget. */
+  #teardownLeft(): number {
+    const used = this.#teardownStart === undefined ? 0 : this.#now() - this.#teardownStart;
+    return Math.min(this.caps.teardown - used, this.remaining());
+  }
+
+  /**
+   * Milliseconds kept back for a late event loop: a timer fires as late as the loop is
+   * delayed, so a phase that would end at the budget's limit starts teardown that much early,
+   * teardown's waits end that much early, and the session still ends inside its budget
+   * (SPEC §3) and teardown inside its cap.
+   * The process's recent loop delay ({@link recentLoopDelayMs}), at most
+   * {@link LOOP_MARGIN_MAX_MS} (beyond it the bound is not promised) and a tenth of the
+   * budget (a short session keeps most of its time).
+   */
+  loopMarginMs(): number {
+    if (!this.#loopDelay) return 0;
+    return Math.min(LOOP_MARGIN_MAX_MS, this.budgetMs / 10, Math.max(0, this.#loopDelay()));
   }
 
   /**
@@ -202,7 +259,7 @@ export class Deadline {
    * @param work - What to wait for; settling either way counts as in time.
    */
   async wait(ms: number, work: Promise<unknown>): Promise<boolean> {
-    const expired = new Error("grace expired");
+    const expired = GRACE_EXPIRED;
     try {
       await this.bound(
         ms,
@@ -218,6 +275,49 @@ export class Deadline {
       return false;
     }
   }
+}
+
+/** The most a deadline keeps back for a late event loop (ms): the bound holds up to this delay. */
+export const LOOP_MARGIN_MAX_MS = 100;
+/** Resolution of the loop-delay monitor (ms); its samples include it (kept as a safety). */
+const LOOP_RESOLUTION_MS = 10;
+/** The loop delay is the worst of the current and the previous window of this length (ms). */
+const LOOP_WINDOW_MS = 1_000;
+
+let loopWatch:
+  | {
+      histogram: ReturnType<typeof monitorEventLoopDelay>;
+      windowStart: number;
+      previousMaxNs: number;
+    }
+  | undefined;
+
+/**
+ * The event loop's recent delay in this process (ms): how late a timer fires now. One
+ * `monitorEventLoopDelay` per process, started by the first call (its timer is unref'd: it
+ * never keeps the process alive, and no handle of it is listed), read without a timer of its
+ * own: the worst sample of the current window and the previous one (windows of
+ * {@link LOOP_WINDOW_MS}, rotated on read, so a window is at least that long), the monitor's
+ * 10 ms resolution included (a quiet loop reads 10–15 ms). 0 on the first call.
+ */
+export function recentLoopDelayMs(): number {
+  const now = performance.now();
+  if (loopWatch === undefined) {
+    const histogram = monitorEventLoopDelay({ resolution: LOOP_RESOLUTION_MS });
+    histogram.enable();
+    loopWatch = { histogram, windowStart: now, previousMaxNs: 0 };
+    return 0;
+  }
+  const w = loopWatch;
+  const currentMaxNs = w.histogram.count > 0 ? w.histogram.max : 0;
+  if (now - w.windowStart >= LOOP_WINDOW_MS) {
+    w.previousMaxNs = currentMaxNs;
+    w.histogram.reset();
+    w.windowStart = now;
+  }
+  // A sample is the time between two of the monitor's ticks: its resolution plus the delay.
+  // The resolution is kept, not subtracted: the delay to come may exceed the worst one seen.
+  return Math.max(w.previousMaxNs, currentMaxNs) / 1e6;
 }
 
 function stripUndefined(caps: PhaseCaps): PhaseCaps {

@@ -60,6 +60,8 @@ export class PhaseRunner implements SessionProgress {
    */
   async teardown<T>(work: () => Promise<T>): Promise<T> {
     const start = performance.now();
+    // The teardown cap bounds the whole of it, every step together, from here.
+    this.#deadline.beginTeardown();
     this.#onPhase?.("teardown");
     try {
       return await work();

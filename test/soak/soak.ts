@@ -6,6 +6,7 @@
  */
 
 import { monitorEventLoopDelay } from "node:perf_hooks";
+import { DEFAULT_PHASE_CAPS, LOOP_MARGIN_MAX_MS, recentLoopDelayMs } from "../../lib/deadline.ts";
 import { installScopedEnv } from "../faults/aws-env.ts";
 import {
   DEPENDENCY_ROWS,
@@ -23,6 +24,7 @@ import {
   type FaultCase,
   type FaultLab,
   type FaultOutcome,
+  OVERSHOOT_MARGIN_MS,
   outcomeProblems,
   prepareServers,
   runFault,
@@ -77,13 +79,27 @@ export interface SoakReport {
   /** Sessions whose outcome (error name, phase, retryable, …) differed from the table. */
   mismatches: number;
   mismatchExamples: string[];
-  /** Sessions that ended right but late (past budget + 50 ms, or a row's timing check). */
+  /**
+   * Sessions that ended right but late (past budget + 50 ms, or a row's timing check) while
+   * the loop's delay stayed inside the engine's promise (≤ 100 ms), or later than the excess
+   * beyond it: a failure.
+   */
   late: number;
   lateExamples: string[];
+  /**
+   * Late sessions that ended while the loop's recent delay was past the promise (> 100 ms,
+   * SPEC §3) and overran by no more than that excess: reported, not a failure.
+   */
+  lateBeyondPromise: number;
+  lateBeyondPromiseExamples: string[];
   /** Event-loop delay of this process during the soak (ms): what late timers come from. */
   eventLoopDelayMs: Percentiles;
   /** elapsed − budget of the sessions that ended in a `*Timeout` (ms; negative = early). */
   timeoutOvershootMs: Percentiles & { count: number };
+  /** elapsed − budget of every session (ms; negative = early): the SPEC §3 bound is +50. */
+  overshootMs: Percentiles;
+  /** Teardown time of every session (ms): its cap is 250 (DEFAULT_PHASE_CAPS.teardown). */
+  teardownMs: Percentiles;
   /** Session resources alive after the soak beyond the baseline (must be empty). */
   leakedHandles: Record<string, number>;
   heapBeforeBytes: number;
@@ -216,10 +232,14 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
     const perCase: Record<string, number> = {};
     const perOutcome: Record<string, number> = {};
     const overshoots: number[] = [];
+    const allOvershoots: number[] = [];
+    const teardowns: number[] = [];
     const mismatchExamples: string[] = [];
     const lateExamples: string[] = [];
     let mismatches = 0;
     let late = 0;
+    let lateBeyondPromise = 0;
+    const lateBeyondPromiseExamples: string[] = [];
     let dependencySessions = 0;
     let dependencyLate = 0;
     const loopDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -239,6 +259,8 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
         const outcome = o.result.error?.name ?? o.result.status;
         perOutcome[outcome] = (perOutcome[outcome] ?? 0) + 1;
         if (o.result.status === "timed_out") overshoots.push(o.overshootMs);
+        allOvershoots.push(o.overshootMs);
+        if (o.result.timings.teardownMs != null) teardowns.push(o.result.timings.teardownMs);
         const wrong = outcomeProblems(o);
         if (wrong.length > 0) {
           mismatches++;
@@ -248,8 +270,22 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
         }
         const slow = timingProblems(o);
         if (slow.length > 0) {
-          late++;
-          if (lateExamples.length < 5) lateExamples.push(`${o.case.id}: ${slow.join("; ")}`);
+          // The bound holds while the loop's delay stays ≤ LOOP_MARGIN_MAX_MS; past that, by
+          // the contract, a session may overrun by the excess (the worst delay of the last
+          // 1–2 s, which covers the session's end).
+          const loopMs = recentLoopDelayMs();
+          const excess = Math.max(0, loopMs - LOOP_MARGIN_MAX_MS);
+          const overBy = Math.max(o.overshootMs - OVERSHOOT_MARGIN_MS, teardownOverCap(o));
+          const example = `${o.case.id}: ${slow.join("; ")} (loop delay ${Math.round(loopMs)} ms)`;
+          // Only lateness itself: any other check a row makes (output, remoteCleanup) still fails.
+          const onlyTiming = slow.every((p) => /^returned \d+ ms after|^teardown took /.test(p));
+          if (excess > 0 && onlyTiming && overBy <= excess) {
+            lateBeyondPromise++;
+            if (lateBeyondPromiseExamples.length < 5) lateBeyondPromiseExamples.push(example);
+          } else {
+            late++;
+            if (lateExamples.length < 5) lateExamples.push(example);
+          }
         }
       },
       log,
@@ -302,8 +338,12 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
       mismatchExamples,
       late,
       lateExamples,
+      lateBeyondPromise,
+      lateBeyondPromiseExamples,
       eventLoopDelayMs,
       timeoutOvershootMs: { count: overshoots.length, ...percentiles(overshoots) },
+      overshootMs: percentiles(allOvershoots),
+      teardownMs: percentiles(teardowns),
       leakedHandles,
       heapBeforeBytes,
       heapAfterBytes,
@@ -321,6 +361,13 @@ export async function runSoak(options: SoakOptions = {}): Promise<SoakReport> {
   }
 }
 
+const TEARDOWN_CAP_MS = DEFAULT_PHASE_CAPS.teardown;
+
+/** How far past the 250 ms teardown cap (+20 ms, the matrix's slack) the session's teardown ran. */
+function teardownOverCap(o: FaultOutcome): number {
+  return (o.result.timings.teardownMs ?? 0) - (TEARDOWN_CAP_MS + 20);
+}
+
 /** The report as printable lines. */
 export function formatReport(r: SoakReport): string {
   const mb = (b: number) => `${(b / 1024 / 1024).toFixed(2)} MB`;
@@ -332,9 +379,11 @@ export function formatReport(r: SoakReport): string {
       .map(([k, v]) => `${k} ${v}`)
       .join(", ")}`,
     `mismatches against the fault table: ${r.mismatches}${r.mismatchExamples.map((e) => `\n  ${e}`).join("")}`,
-    `late (right outcome, timing check missed): ${r.late}${r.lateExamples.map((e) => `\n  ${e}`).join("")}`,
+    `late (right outcome, timing check missed; a failure): ${r.late}${r.lateExamples.map((e) => `\n  ${e}`).join("")}`,
+    `late while the loop's delay was past ${LOOP_MARGIN_MAX_MS} ms, by no more than the excess (the contract's condition; not a failure): ${r.lateBeyondPromise}${r.lateBeyondPromiseExamples.map((e) => `\n  ${e}`).join("")}`,
     `event-loop delay: p50 ${r.eventLoopDelayMs.p50} ms, p99 ${r.eventLoopDelayMs.p99} ms, max ${r.eventLoopDelayMs.max} ms`,
     `timeout overshoot past the deadline (${o.count} sessions): p50 ${o.p50} ms, p99 ${o.p99} ms, max ${o.max} ms`,
+    `every session, end − budget: p50 ${r.overshootMs.p50} ms, p99 ${r.overshootMs.p99} ms, max ${r.overshootMs.max} ms (bound +50); teardown: p50 ${r.teardownMs.p50} ms, p99 ${r.teardownMs.p99} ms, max ${r.teardownMs.max} ms (cap 250) — beside the loop delay above`,
     `leaked handles: ${JSON.stringify(r.leakedHandles)}`,
     `heap after GC: before ${mb(r.heapBeforeBytes)}, after ${mb(r.heapAfterBytes)}, growth ${mb(r.heapGrowthBytes)}`,
     `unhandled errors: ${r.unhandled.length}${r.unhandled
@@ -358,6 +407,13 @@ export function soakFailures(r: SoakReport): string[] {
   // next to it); the guarantee is held to at p99.
   if (r.timeoutOvershootMs.p99 > 50) {
     out.push(`p99 overshoot ${r.timeoutOvershootMs.p99} ms past the deadline (> 50 ms)`);
+  }
+  // Every session on time: the engine keeps back the loop's delay (lib/deadline.ts), so a
+  // late one is a broken guarantee, not noise, while the loop delay stays ≤ 100 ms.
+  if (r.late > 0) {
+    out.push(
+      `${r.late} sessions late (event-loop delay p99 ${r.eventLoopDelayMs.p99} ms, max ${r.eventLoopDelayMs.max} ms)`,
+    );
   }
   if (r.unhandled.length > 0) out.push(`${r.unhandled.length} unhandled errors`);
   return out;
