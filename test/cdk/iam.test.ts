@@ -11,7 +11,7 @@ import {
   BREAKER_TABLE_ACTIONS,
   IDEMPOTENCY_TABLE_ACTIONS,
 } from "../../cdk/constructs/fleet-state.ts";
-import { synthOnce } from "./synth.ts";
+import { synth, synthOnce } from "./synth.ts";
 
 const { template } = synthOnce();
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
@@ -126,5 +126,74 @@ describe("DynamoDB grants", () => {
     // No other DynamoDB Command anywhere the functions import from.
     const others = readFileSync(path.join(ROOT, "functions/runtime/aws-clients.ts"), "utf8");
     expect(others.match(/\b(Scan|Query|Batch[A-Za-z]*)Command\b/g) ?? []).toEqual([]);
+  });
+});
+
+describe("workflow identity", () => {
+  const machines = Object.entries(resources).filter(
+    ([, r]) => r.Type === "AWS::StepFunctions::StateMachine",
+  );
+  const roleOf = (machine: { Properties: Record<string, unknown> }): string =>
+    (machine.Properties.RoleArn as { "Fn::GetAtt": [string, string] })["Fn::GetAtt"][0];
+
+  it("gives each state machine its own role", () => {
+    expect(machines).toHaveLength(2);
+    const roles = machines.map(([, m]) => roleOf(m));
+    expect(new Set(roles).size).toBe(2);
+    for (const role of roles) expect(resources[role]!.Type).toBe("AWS::IAM::Role");
+  });
+
+  it("binds each role's trust to its own state machine (aws:SourceArn, aws:SourceAccount)", () => {
+    for (const [id, machine] of machines) {
+      const name = machine.Properties.StateMachineName as string;
+      const trust = resources[roleOf(machine)]!.Properties.AssumeRolePolicyDocument as {
+        Statement: Statement[];
+      };
+      expect(trust.Statement, id).toHaveLength(1);
+      const [statement] = trust.Statement;
+      expect(statement!.Effect).toBe("Allow");
+      expect(statement!.Action).toBe("sts:AssumeRole");
+      expect(statement!.Principal).toEqual({ Service: "states.amazonaws.com" });
+      expect(statement!.Condition?.StringEquals).toEqual({
+        "aws:SourceAccount": { Ref: "AWS::AccountId" },
+      });
+      const arns = statement!.Condition?.ArnLike?.["aws:SourceArn"] as unknown[];
+      expect(arns).toHaveLength(2);
+      // Built from the fixed name (no reference to the state machine: no cycle), exactly it and
+      // its versions/aliases, never a wildcard over names.
+      const text = arns.map((a) => JSON.stringify(a));
+      expect(text[0]).toMatch(new RegExp(`:stateMachine:${name}"\\]\\]}$`));
+      expect(text[1]).toMatch(new RegExp(`:stateMachine:${name}:\\*"\\]\\]}$`));
+      expect(JSON.stringify(arns)).not.toContain(id);
+    }
+  });
+
+  it("lets only the two workflow roles invoke the task function", () => {
+    const task = logicalIdOf("TaskHandler", "AWS::Lambda::Function");
+    const invokers = policyStatements()
+      .filter(
+        ({ statement }) =>
+          actions(statement).some((a) => a.startsWith("lambda:Invoke")) &&
+          JSON.stringify(statement.Resource).includes(`"${task}"`),
+      )
+      .flatMap(({ roles }) => roles);
+    expect([...new Set(invokers)].sort()).toEqual(machines.map(([, m]) => roleOf(m)).sort());
+    // No resource policy opens it to anyone else.
+    const permissions = Object.values(resources).filter(
+      (r) =>
+        r.Type === "AWS::Lambda::Permission" &&
+        JSON.stringify(r.Properties.FunctionName).includes(`"${task}"`),
+    );
+    expect(permissions).toEqual([]);
+  });
+
+  it("synthesizes without a dependency cycle with a stage (named state machines)", () => {
+    const { template: staged } = synth({ stage: "prod" });
+    const trust = Object.values(staged.findResources("AWS::IAM::Role"))
+      .map((r) => JSON.stringify(r.Properties.AssumeRolePolicyDocument))
+      .filter((t) => t.includes("states.amazonaws.com"));
+    expect(trust).toHaveLength(2);
+    expect(trust.some((t) => t.includes(":stateMachine:prod-bounded-ssh-SingleHost"))).toBe(true);
+    expect(trust.some((t) => t.includes(":stateMachine:prod-bounded-ssh-Fleet"))).toBe(true);
   });
 });
