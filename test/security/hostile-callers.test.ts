@@ -82,6 +82,7 @@ function policy(): PolicyDocument {
   return {
     // The lab's servers listen on loopback, which the default deny list refuses.
     denyCidrs: LOOPBACK_DENY,
+    replaceDefaultDenyCidrs: true,
     rules: [
       {
         id: "uptime-only",
@@ -311,6 +312,47 @@ async function viaLocal(headers: Record<string, string>, body: unknown): Promise
     req.end(JSON.stringify(body));
   });
 }
+
+describe("deny list: a policy's denyCidrs add to the defaults (issue 23)", () => {
+  // An operator who only meant to deny one more network: on main, setting denyCidrs replaced
+  // the defaults, and the rogue's loopback port under an any-address rule was dialled.
+  it.each(["127.0.0.1", "::ffff:127.0.0.1"])(
+    "reaches %s under an any-address rule whose policy sets denyCidrs [10.99.0.0/16] → 403 TargetNotAllowed, no dial",
+    async (host) => {
+      const made = testRuntime({
+        policy: {
+          denyCidrs: ["10.99.0.0/16"],
+          rules: [
+            {
+              id: "any-address",
+              callers: [CALLER],
+              targets: {
+                cidrs: ["0.0.0.0/0", "::/0"],
+                ports: [rogue.server.port],
+                usernames: ["*"],
+              },
+              credentials: ["default"],
+              commands: { patterns: ["uptime"] },
+            },
+          ],
+        },
+        credentials: { default: { password: "hunter2-deny-list" } },
+        settings: { remoteBound: false },
+      });
+      const handler = createApiHandler(made.runtime);
+      const dials = rogue.connections();
+      const body = JSON.stringify({
+        host,
+        port: rogue.server.port,
+        username: "root",
+        command: "uptime",
+      });
+      const o = outcome(await handler(v1Event(body, { caller: CALLER }), fakeContext()));
+      expect([o.status, o.name]).toEqual([403, "TargetNotAllowed"]);
+      expect(rogue.connections()).toBe(dials);
+    },
+  );
+});
 
 describe("credentials: a caller uses only what its rule grants", () => {
   it.each(["v1", "v2"] as const)(
