@@ -79,6 +79,18 @@ export interface DeployConfig {
     readonly maxBytes?: number;
     readonly expirationDays?: number;
   };
+  /**
+   * Per-container cache lifetimes, seconds (0: read on every invocation; at most 3600). Each is
+   * the longest a change takes to reach a warm container after it is stored: a new `@revoked`
+   * line or a removed known_hosts entry (`knownHostsSeconds`), a removed rule or caller
+   * (`policySeconds`), a rotated or deleted credential (`credentialsSeconds`). docs/security.md,
+   * "Revocation time". @default 300 each
+   */
+  readonly cache?: {
+    readonly policySeconds?: number;
+    readonly knownHostsSeconds?: number;
+    readonly credentialsSeconds?: number;
+  };
 }
 
 /** Where the functions run and what they may reach. */
@@ -173,6 +185,15 @@ export const DEPLOY_CONFIG_SCHEMA = {
         mode: { enum: ["request", "always"] },
         maxBytes: { type: "integer", minimum: 1 },
         expirationDays: { type: "integer", minimum: 1 },
+      },
+    },
+    cache: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        policySeconds: { type: "integer", minimum: 0, maximum: 3600 },
+        knownHostsSeconds: { type: "integer", minimum: 0, maximum: 3600 },
+        credentialsSeconds: { type: "integer", minimum: 0, maximum: 3600 },
       },
     },
   },
