@@ -126,9 +126,9 @@ export function awsRuntime(config: HandlerConfig): Runtime {
       ready: async () => {
         await store();
       },
-      open: (requestId, stream) => {
+      open: (requestId, stream, caller) => {
         if (!loaded) throw new Error("the spill store is not loaded (ready() was not awaited)");
-        return loaded.open(requestId, stream);
+        return loaded.open(requestId, stream, caller);
       },
       settle: async (requestId, signal) => loaded?.settle?.(requestId, signal),
     };
