@@ -70,6 +70,15 @@ export interface PolicyRule {
    */
   allowSpill?: boolean;
   /**
+   * Let a Step Functions task's own `idempotencyKey` be shared by every execution of its state
+   * machine (a re-started execution replays what an earlier one recorded under that key).
+   * Without it a task's key is scoped to its execution: anyone who can start executions of
+   * the state machine could otherwise replay, or block with `IdempotencyKeyReused`, another
+   * execution's run by reusing its key. Every rule that allows the request must set it.
+   * API requests are unaffected (their key is scoped to the signed caller). @default false
+   */
+  shareIdempotencyKeys?: boolean;
+  /**
    * Let requests use a host this rule allows as their jump host (`via`). A jump host is a
    * pivot: the target behind it is reached from that host's network, so serving as one is
    * opt-in per rule, never implied by being an allowed target. @default false
@@ -141,6 +150,8 @@ export interface Authorization {
   allowRequestPins: boolean;
   /** True when every one of {@link rules} sets `allowSpill`. */
   allowSpill: boolean;
+  /** True when every one of {@link rules} sets `shareIdempotencyKeys`. */
+  shareIdempotencyKeys: boolean;
   /**
    * Give to `runCommand` as `checkAddress`: refuses resolved addresses outside the rules — the
    * target's (`hop` "target", the default) or the jump host's (`hop` "via").
@@ -170,6 +181,7 @@ interface CompiledRule {
   allowRequestPins: boolean;
   allowShellSyntax: boolean;
   allowSpill: boolean;
+  shareIdempotencyKeys: boolean;
   allowAsJumpHost: boolean;
   allowNamesBehindJumpHost: boolean;
 }
@@ -360,6 +372,7 @@ export class Policy {
       allowRequestPins: flag(rule.allowRequestPins, `${where}.allowRequestPins`),
       allowShellSyntax: flag(rule.allowShellSyntax, `${where}.allowShellSyntax`),
       allowSpill: flag(rule.allowSpill, `${where}.allowSpill`),
+      shareIdempotencyKeys: flag(rule.shareIdempotencyKeys, `${where}.shareIdempotencyKeys`),
       allowAsJumpHost: flag(rule.allowAsJumpHost, `${where}.allowAsJumpHost`),
       allowNamesBehindJumpHost: namesBehindJumpHost(rule, hosts, cidrs, where),
     };
@@ -519,6 +532,7 @@ export class Policy {
       allowRequestPins: allowed.every((r) => r.allowRequestPins),
       // Same reason: a spilling rule must not lend its permission to another's range.
       allowSpill: allowed.every((r) => r.allowSpill),
+      shareIdempotencyKeys: allowed.every((r) => r.shareIdempotencyKeys),
       checkAddress,
     };
     if (call) authorization.template = call.name;
