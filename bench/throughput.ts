@@ -82,7 +82,9 @@ export async function measureThroughput(
         secret: { privateKey: srv.keys.ed25519.privateKey },
         knownHosts: srv.knownHostsLine,
         requestId,
-        spill: { open: (stream) => store.open(requestId, stream) },
+        spill: {
+          open: (stream) => store.open(requestId, stream, "arn:aws:iam::000000000000:user/bench"),
+        },
       },
     );
     const elapsed = performance.now() - t0;

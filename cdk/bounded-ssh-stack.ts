@@ -8,6 +8,7 @@ import type * as lambda from "aws-cdk-lib/aws-lambda";
 import type * as logs from "aws-cdk-lib/aws-logs";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import type { Construct } from "constructs";
+import { MAX_CACHE_TTL_MS } from "../functions/config/config.ts";
 import { DEFAULT_METRIC_NAMESPACE } from "../lib/names.ts";
 import {
   DEFAULT_API_TIMEOUTS,
@@ -104,6 +105,15 @@ export interface BoundedSshStackProps extends StackProps {
   readonly spill?: Omit<SpillBucketProps, "functions">;
   /** The API stage's throttle. @default DEFAULT_API_THROTTLE (10 per second, burst 20) */
   readonly apiThrottle?: DeployConfig["apiThrottle"];
+  /**
+   * Per-container cache lifetimes of the policy, known_hosts and credentials (the revocation
+   * time of each, docs/security.md). @default the functions' default, 5 minutes each
+   */
+  readonly cacheTtl?: {
+    readonly policy?: Duration;
+    readonly knownHosts?: Duration;
+    readonly credentials?: Duration;
+  };
 }
 
 /** Default reserved concurrency of the task function (fleet ceiling: this less the headroom). */
@@ -241,6 +251,24 @@ export class BoundedSshStack extends Stack {
       HANDLER_ENV.stateMachineArns,
       this.workflows.stateMachineArns.join(","),
     );
+    // How long a revocation (a new @revoked line, a removed rule, a deleted credential) can take
+    // to reach a warm container: one lifetime per store, in the names the handlers read.
+    const ttls: [string, Duration | undefined][] = [
+      [HANDLER_ENV.policyCacheTtlMs, props.cacheTtl?.policy],
+      [HANDLER_ENV.knownHostsCacheTtlMs, props.cacheTtl?.knownHosts],
+      [HANDLER_ENV.credentialsCacheTtlMs, props.cacheTtl?.credentials],
+    ];
+    for (const [name, ttl] of ttls) {
+      if (ttl === undefined) continue;
+      if (ttl.toMilliseconds() > MAX_CACHE_TTL_MS) {
+        throw new Error(
+          `${id}: cacheTtl ${name} is ${ttl.toHumanString()}; at most one hour, or a revocation (a new @revoked line, a removed rule, a deleted credential) could take longer than that to reach a warm container`,
+        );
+      }
+      for (const fn of [this.apiFunction.function, this.taskFunction.function]) {
+        fn.addEnvironment(name, String(ttl.toMilliseconds()));
+      }
+    }
     this.fleetState = new FleetState(this, "FleetState", {
       functions: [this.apiFunction.function, this.taskFunction.function],
       breakerErrors: props.breaker?.errors,
@@ -368,6 +396,15 @@ export function deployConfigProps(loaded: LoadedDeployConfig): BoundedSshStackPr
     singleHostHeadroom: config.reservedConcurrency?.singleHost,
     metricNamespace: config.metricNamespace ?? names.metricNamespace,
     apiThrottle: config.apiThrottle,
+    ...(config.cache === undefined
+      ? {}
+      : {
+          cacheTtl: {
+            policy: seconds(config.cache.policySeconds),
+            knownHosts: seconds(config.cache.knownHostsSeconds),
+            credentials: seconds(config.cache.credentialsSeconds),
+          },
+        }),
     ...(config.spill === undefined
       ? {}
       : {
@@ -382,3 +419,6 @@ export function deployConfigProps(loaded: LoadedDeployConfig): BoundedSshStackPr
         }),
   };
 }
+
+const seconds = (value: number | undefined): Duration | undefined =>
+  value === undefined ? undefined : Duration.seconds(value);

@@ -73,6 +73,18 @@ export interface DeployConfig {
     readonly expirationDays?: number;
   };
   /**
+   * Per-container cache lifetimes, seconds (0: read on every invocation; at most 3600). Each is
+   * the longest a change takes to reach a warm container after it is stored: a new `@revoked`
+   * line or a removed known_hosts entry (`knownHostsSeconds`), a removed rule or caller
+   * (`policySeconds`), a rotated or deleted credential (`credentialsSeconds`). docs/security.md,
+   * "Revocation time". @default 300 each
+   */
+  readonly cache?: {
+    readonly policySeconds?: number;
+    readonly knownHostsSeconds?: number;
+    readonly credentialsSeconds?: number;
+  };
+  /**
    * The API stage's throttle (API Gateway's token bucket, across all callers): `rateLimit`
    * steady requests per second, `burstLimit` the bucket's size. Over it API Gateway answers
    * 429 `{"message":"Too Many Requests"}` before any Lambda runs (bounded-ssh/client retries
@@ -358,6 +370,15 @@ export const DEPLOY_CONFIG_SCHEMA = {
         // API Gateway's default account quota (10 000 rps, burst 5 000) bounds a stage's.
         rateLimit: { type: "number", exclusiveMinimum: 0, maximum: 10_000 },
         burstLimit: { type: "integer", minimum: 1, maximum: 5_000 },
+      },
+    },
+    cache: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        policySeconds: { type: "integer", minimum: 0, maximum: 3600 },
+        knownHostsSeconds: { type: "integer", minimum: 0, maximum: 3600 },
+        credentialsSeconds: { type: "integer", minimum: 0, maximum: 3600 },
       },
     },
   },

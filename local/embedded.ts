@@ -51,6 +51,7 @@ export async function startEmbeddedTargets(): Promise<EmbeddedTargets> {
     policy: {
       // The targets listen on loopback, which the default deny list refuses.
       denyCidrs: DEFAULT_DENY_CIDRS.filter((range) => range !== "127.0.0.0/8"),
+      replaceDefaultDenyCidrs: true,
       rules: [
         {
           id: "embedded",

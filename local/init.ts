@@ -88,7 +88,10 @@ function configFor(host: string, port: number, user: string, ca = false): LocalC
     policy: {
       // The default deny list refuses loopback: a local sshd needs it lifted.
       ...(isLoopback(host)
-        ? { denyCidrs: DEFAULT_DENY_CIDRS.filter((range) => !LOOPBACK.has(range)) }
+        ? {
+            denyCidrs: DEFAULT_DENY_CIDRS.filter((range) => !LOOPBACK.has(range)),
+            replaceDefaultDenyCidrs: true,
+          }
         : {}),
       rules: [
         {

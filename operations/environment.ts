@@ -31,8 +31,14 @@ export const ENV = {
   taskErrorOutput: "BSSH_TASK_ERROR_OUTPUT",
   /** Secrets Manager: secret id = prefix + credential name. */
   secretPrefix: "BSSH_SECRET_PREFIX",
-  /** Per-container cache lifetime of secrets, known hosts and policy. */
+  /** Per-container cache lifetime of secrets, known hosts and policy (each below overrides it). */
   cacheTtlMs: "BSSH_CACHE_TTL_MS",
+  /** Cache lifetime of the policy: a changed rule takes effect within it. */
+  policyCacheTtlMs: "BSSH_POLICY_CACHE_TTL_MS",
+  /** Cache lifetime of known_hosts: a new `@revoked` line takes effect within it. */
+  knownHostsCacheTtlMs: "BSSH_KNOWN_HOSTS_CACHE_TTL_MS",
+  /** Cache lifetime of a credential: a rotated or deleted secret stops being used within it. */
+  credentialsCacheTtlMs: "BSSH_CREDENTIALS_CACHE_TTL_MS",
   /** known_hosts text: an SSM parameter name, or a Secrets Manager secret id. */
   knownHostsParameter: "BSSH_KNOWN_HOSTS_PARAMETER",
   knownHostsSecret: "BSSH_KNOWN_HOSTS_SECRET",

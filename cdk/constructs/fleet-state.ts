@@ -1,14 +1,35 @@
 import { RemovalPolicy, Validations } from "aws-cdk-lib";
 import * as dynamodb from "aws-cdk-lib/aws-dynamodb";
+import * as iam from "aws-cdk-lib/aws-iam";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
 import { Construct } from "constructs";
 import type { ErrorName } from "../../lib/names.ts";
 import { DEFAULT_BREAKER, DEFAULT_IDEMPOTENCY_TTL_SECONDS } from "../../operations/fleet-state.ts";
 import { HANDLER_ENV } from "../config.ts";
 
+/**
+ * The DynamoDB actions the functions use, per table (least privilege, issue 23): Powertools'
+ * DynamoDBPersistenceLayer sends Get/Put/Update/DeleteItem (its `lib/esm/persistence/
+ * DynamoDBPersistenceLayer.js`), functions/breaker/host-breaker.ts Get/Update/DeleteItem.
+ * Nothing reads a table whole: no Scan, Query, Batch* or stream read, so one compromised
+ * container cannot dump every caller's recorded output. A new call in either module needs its
+ * action here (test/cdk/stack.test.ts pins the synthesized set).
+ */
+export const IDEMPOTENCY_TABLE_ACTIONS = [
+  "dynamodb:GetItem",
+  "dynamodb:PutItem",
+  "dynamodb:UpdateItem",
+  "dynamodb:DeleteItem",
+] as const;
+export const BREAKER_TABLE_ACTIONS = [
+  "dynamodb:GetItem",
+  "dynamodb:UpdateItem",
+  "dynamodb:DeleteItem",
+] as const;
+
 /** Properties of {@link FleetState}. */
 export interface FleetStateProps {
-  /** Functions that run sessions: they read and write both tables. */
+  /** Functions that run sessions: they get, put, update and delete items of both tables. */
   readonly functions: readonly lambda.Function[];
   /** Lifetime of an idempotency record, seconds. @default 86400 */
   readonly idempotencyTtlSeconds?: number;
@@ -69,8 +90,17 @@ export class FleetState extends Construct {
       });
     }
     for (const fn of props.functions) {
-      this.idempotencyTable.grantReadWriteData(fn);
-      this.breakerTable.grantReadWriteData(fn);
+      // Item actions on each table's own ARN only (no index, no stream): see the lists above.
+      iam.Grant.addToPrincipal({
+        grantee: fn,
+        actions: [...IDEMPOTENCY_TABLE_ACTIONS],
+        resourceArns: [this.idempotencyTable.tableArn],
+      });
+      iam.Grant.addToPrincipal({
+        grantee: fn,
+        actions: [...BREAKER_TABLE_ACTIONS],
+        resourceArns: [this.breakerTable.tableArn],
+      });
       fn.addEnvironment(HANDLER_ENV.idempotencyTable, this.idempotencyTable.tableName);
       fn.addEnvironment(HANDLER_ENV.breakerTable, this.breakerTable.tableName);
       fn.addEnvironment(

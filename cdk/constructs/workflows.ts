@@ -113,8 +113,8 @@ export function fleetConcurrencyCeiling(
 
 /**
  * The two workflows of SPEC §2 and what they share: one host ({@link SingleHostWorkflow}) and a
- * fleet ({@link FleetWorkflow}, Distributed Map), the one role both run as, the fleet bucket and
- * their log groups. Each state machine is its own construct; this one composes them.
+ * fleet ({@link FleetWorkflow}, Distributed Map), the role each runs as (one per state machine,
+ * bound to it), the fleet bucket and their log groups. Each state machine is its own construct; this one composes them.
  *
  * @example
  * const workflows = new Workflows(this, "Workflows", {
@@ -131,8 +131,14 @@ export class Workflows extends Construct {
   /** Fleet host lists (`inputs/…`) and results (`fleet-results/…`). */
   readonly fleetBucket: s3.Bucket;
   readonly singleHostLogs: logs.LogGroup;
-  /** The one role both state machines run as: the caller identity the task handler reports. */
-  readonly role: iam.Role;
+  /**
+   * The role each state machine runs as, one per workflow: its trust admits Step Functions only
+   * for that state machine (`aws:SourceArn`, `aws:SourceAccount`), and it alone of the stack's
+   * roles may invoke the task function for that workflow (docs/security.md, "One identity per
+   * workflow").
+   */
+  readonly singleHostRole: iam.Role;
+  readonly fleetRole: iam.Role;
   readonly fleetLogs: logs.LogGroup;
   /**
    * ARNs of both state machines, built from their names (no reference to the resources, so a
@@ -151,14 +157,15 @@ export class Workflows extends Construct {
     super(scope, id);
     const prefix = props.namePrefix ?? Stack.of(this).stackName;
     const names = { single: `${prefix}-SingleHost`, fleet: `${prefix}-Fleet` };
-    this.stateMachineArns = [names.single, names.fleet].map((name) =>
+    const [singleArn, fleetArn] = [names.single, names.fleet].map((name) =>
       Stack.of(this).formatArn({
         service: "states",
         resource: "stateMachine",
         resourceName: name,
         arnFormat: ArnFormat.COLON_RESOURCE_NAME,
       }),
-    );
+    ) as [string, string];
+    this.stateMachineArns = [singleArn, fleetArn];
     const retention = props.logRetention ?? logs.RetentionDays.ONE_MONTH;
     const task = {
       handler: props.handler,
@@ -167,10 +174,11 @@ export class Workflows extends Construct {
       lambdaRetry: props.lambdaRetry,
     };
     const ceiling = fleetConcurrencyCeiling(this.node.path, props);
-    this.role = new iam.Role(this, "Role", {
-      assumedBy: new iam.ServicePrincipal("states.amazonaws.com"),
-      description: "bounded-ssh workflows (the policy's caller for Step Functions requests)",
-    });
+    // One role per state machine, bound to it by name (the ARN is built from the fixed name, so
+    // the trust policy does not reference the state machine that references the role: no
+    // cycle). See workflowRole.
+    this.singleHostRole = workflowRole(this, "SingleHostRole", singleArn, "single-host");
+    this.fleetRole = workflowRole(this, "FleetRole", fleetArn, "fleet");
 
     this.fleetBucket = new s3.Bucket(this, "FleetBucket", {
       encryption: s3.BucketEncryption.S3_MANAGED,
@@ -189,7 +197,7 @@ export class Workflows extends Construct {
     this.singleHost = new SingleHostWorkflow(this, "SingleHost", {
       ...task,
       stateMachineName: names.single,
-      role: this.role,
+      role: this.singleHostRole,
       logGroup: this.singleHostLogs,
     }).stateMachine;
 
@@ -197,7 +205,7 @@ export class Workflows extends Construct {
     this.fleet = new FleetWorkflow(this, "Fleet", {
       ...task,
       stateMachineName: names.fleet,
-      role: this.role,
+      role: this.fleetRole,
       logGroup: this.fleetLogs,
       bucket: this.fleetBucket,
       timeout: props.fleetTimeout,
@@ -221,15 +229,17 @@ export class Workflows extends Construct {
     const logicalId = (c: Construct): string =>
       Stack.of(this).resolve((c.node.defaultChild as CfnElement).logicalId) as string;
     const fnId = logicalId(handler);
-    Validations.of(this.role).acknowledge({
-      id: `AwsSolutions-IAM5[Resource::<${fnId}.Arn>:*]`,
-      reason: "CDK grants invoke on the task function's versions and aliases (`<arn>:*`).",
-    });
-    Validations.of(this.role).acknowledge({
-      id: "AwsSolutions-IAM5[Resource::*]",
-      reason: "X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level ARNs.",
-    });
-    Validations.of(this.role).acknowledge({
+    for (const role of [this.singleHostRole, this.fleetRole]) {
+      Validations.of(role).acknowledge({
+        id: `AwsSolutions-IAM5[Resource::<${fnId}.Arn>:*]`,
+        reason: "CDK grants invoke on the task function's versions and aliases (`<arn>:*`).",
+      });
+      Validations.of(role).acknowledge({
+        id: "AwsSolutions-IAM5[Resource::*]",
+        reason: "X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level ARNs.",
+      });
+    }
+    Validations.of(this.fleetRole).acknowledge({
       id: `AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::<${logicalId(this.fleetBucket)}>/*]`,
       reason:
         "ItemReader reads the host list named in the execution input and ResultWriter writes one object per run: keys are only known at run time, the bucket is the workflow's own.",
@@ -250,4 +260,26 @@ export class Workflows extends Construct {
       removalPolicy: RemovalPolicy.RETAIN,
     });
   }
+}
+
+/**
+ * The role of one state machine. Step Functions assumes a state machine's role as the service
+ * principal `states.amazonaws.com` and sets the confused-deputy keys `aws:SourceArn` (the state
+ * machine's ARN) and `aws:SourceAccount`; the trust policy admits only this state machine (its
+ * versions and aliases, `<arn>:<n>`, are the same definition history), so a state machine
+ * anyone else creates cannot run as this role even with `iam:PassRole` on it: it fails to
+ * assume it. What keeps the definition itself from being replaced (UpdateStateMachine,
+ * delete-and-recreate under the same name) is the SCP in docs/security.md.
+ */
+function workflowRole(scope: Construct, id: string, stateMachineArn: string, what: string) {
+  const stack = Stack.of(scope);
+  return new iam.Role(scope, id, {
+    assumedBy: new iam.ServicePrincipal("states.amazonaws.com", {
+      conditions: {
+        StringEquals: { "aws:SourceAccount": stack.account },
+        ArnLike: { "aws:SourceArn": [stateMachineArn, `${stateMachineArn}:*`] },
+      },
+    }),
+    description: `bounded-ssh ${what} workflow: assumable only by its own state machine (the policy's caller for its tasks)`,
+  });
 }

@@ -252,6 +252,44 @@ export type PolicyConfig = { document: PolicyDocument } | { parameter: string };
 /** Where the operator's known_hosts text comes from (none: only request pins, if allowed). */
 export type KnownHostsConfig = { parameter: string } | { secret: string } | undefined;
 
+/** Cache lifetimes of the operator's stores, ms (0: read on every invocation). */
+export interface CacheTtls {
+  policyMs: number;
+  knownHostsMs: number;
+  credentialsMs: number;
+}
+
+/** Default cache lifetime of policy, known_hosts and credentials: 5 minutes. */
+export const DEFAULT_CACHE_TTL_MS = 300_000;
+/**
+ * Longest cache lifetime accepted: one hour. A revocation (`@revoked`, a removed rule, a
+ * deleted credential) must reach every container within a bound the operator can state.
+ */
+export const MAX_CACHE_TTL_MS = 3_600_000;
+
+function cacheTtl(env: NodeJS.ProcessEnv, key: string, fallback: number): number {
+  const value = nonNegative(env, key, fallback);
+  if (value > MAX_CACHE_TTL_MS) {
+    throw invalid(
+      env,
+      key,
+      `at most ${MAX_CACHE_TTL_MS} (one hour)`,
+      "a revocation (a new @revoked line, a removed rule, a deleted credential) reaches a warm container only when its cache expires; use 0 to read on every invocation",
+    );
+  }
+  return value;
+}
+
+/** The cache lifetimes from the environment (see {@link HandlerConfig.cacheTtl}). */
+export function cacheTtlsFromEnv(env: NodeJS.ProcessEnv): CacheTtls {
+  const base = cacheTtl(env, ENV.cacheTtlMs, DEFAULT_CACHE_TTL_MS);
+  return {
+    policyMs: cacheTtl(env, ENV.policyCacheTtlMs, base),
+    knownHostsMs: cacheTtl(env, ENV.knownHostsCacheTtlMs, base),
+    credentialsMs: cacheTtl(env, ENV.credentialsCacheTtlMs, base),
+  };
+}
+
 /** Everything the deployed handlers read from the environment. */
 export interface HandlerConfig {
   settings: HandlerSettings;
@@ -259,8 +297,12 @@ export interface HandlerConfig {
   knownHosts: KnownHostsConfig;
   /** @default "bounded-ssh/" */
   secretPrefix: string;
-  /** Per-container cache lifetime of secrets, known hosts and policy. @default 300000 */
-  cacheTtlMs: number;
+  /**
+   * Per-container cache lifetimes, ms: how long a change to the policy, known_hosts (a new
+   * `@revoked` line) or a credential can take to reach a warm container. Each is its own
+   * variable, else `BSSH_CACHE_TTL_MS`, else 300000; at most {@link MAX_CACHE_TTL_MS}.
+   */
+  cacheTtl: CacheTtls;
   idempotency: { table: string; ttlSeconds: number } | undefined;
   breaker:
     | {
@@ -308,7 +350,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): HandlerConf
     policy,
     knownHosts,
     secretPrefix: env[ENV.secretPrefix] || "bounded-ssh/",
-    cacheTtlMs: nonNegative(env, ENV.cacheTtlMs, 300_000),
+    cacheTtl: cacheTtlsFromEnv(env),
     idempotency: idempotencyTable
       ? {
           table: idempotencyTable,

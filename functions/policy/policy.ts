@@ -70,6 +70,15 @@ export interface PolicyRule {
    */
   allowSpill?: boolean;
   /**
+   * Let a Step Functions task's own `idempotencyKey` be shared by every execution of its state
+   * machine (a re-started execution replays what an earlier one recorded under that key).
+   * Without it a task's key is scoped to its execution: anyone who can start executions of
+   * the state machine could otherwise replay, or block with `IdempotencyKeyReused`, another
+   * execution's run by reusing its key. Every rule that allows the request must set it.
+   * API requests are unaffected (their key is scoped to the signed caller). @default false
+   */
+  shareIdempotencyKeys?: boolean;
+  /**
    * Let requests use a host this rule allows as their jump host (`via`). A jump host is a
    * pivot: the target behind it is reached from that host's network, so serving as one is
    * opt-in per rule, never implied by being an allowed target. @default false
@@ -89,14 +98,24 @@ export interface PolicyRule {
 
 /** The policy document (one JSON object: local config `policy`, or env/SSM in AWS). */
 export interface PolicyDocument {
-  /** Ranges no rule can allow, checked on every address. @default DEFAULT_DENY_CIDRS */
+  /**
+   * Ranges no rule can allow, checked on every address: added to {@link DEFAULT_DENY_CIDRS}
+   * (loopback, metadata… stay denied), or the whole list with `replaceDefaultDenyCidrs`.
+   * @default DEFAULT_DENY_CIDRS only
+   */
   denyCidrs?: string[];
+  /**
+   * `true`: `denyCidrs` (required, may be `[]`) is the whole deny list, the defaults dropped —
+   * what a local setup targeting loopback needs, never a production policy. @default false
+   */
+  replaceDefaultDenyCidrs?: boolean;
   rules: PolicyRule[];
   templates?: Record<string, CommandTemplate>;
 }
 
 /**
- * Never a target unless a policy says otherwise (`denyCidrs` replaces this list): loopback,
+ * Never a target, whatever a rule allows (a policy's `denyCidrs` add to these; only
+ * `replaceDefaultDenyCidrs: true` drops them): loopback,
  * link-local (incl. the EC2/ECS metadata endpoints 169.254.169.254 / 169.254.170.2), the IPv6
  * metadata endpoint, "this network", unspecified, IPv4-compatible and NAT64 IPv6, multicast and
  * broadcast addresses.
@@ -131,6 +150,8 @@ export interface Authorization {
   allowRequestPins: boolean;
   /** True when every one of {@link rules} sets `allowSpill`. */
   allowSpill: boolean;
+  /** True when every one of {@link rules} sets `shareIdempotencyKeys`. */
+  shareIdempotencyKeys: boolean;
   /**
    * Give to `runCommand` as `checkAddress`: refuses resolved addresses outside the rules — the
    * target's (`hop` "target", the default) or the jump host's (`hop` "via").
@@ -160,6 +181,7 @@ interface CompiledRule {
   allowRequestPins: boolean;
   allowShellSyntax: boolean;
   allowSpill: boolean;
+  shareIdempotencyKeys: boolean;
   allowAsJumpHost: boolean;
   allowNamesBehindJumpHost: boolean;
 }
@@ -238,6 +260,29 @@ function normalizeHost(host: string): string {
   return host.toLowerCase().replace(/\.$/, "");
 }
 
+/**
+ * The deny list of a document: the defaults plus its `denyCidrs`, or exactly its `denyCidrs`
+ * when it sets `replaceDefaultDenyCidrs: true` (issue 23: setting `denyCidrs` used to replace
+ * the defaults silently, loopback and metadata included).
+ */
+export function denyList(document: PolicyDocument): string[] {
+  const replace = document.replaceDefaultDenyCidrs;
+  if (replace !== undefined && typeof replace !== "boolean") {
+    throw new TypeError("policy.replaceDefaultDenyCidrs must be true or false");
+  }
+  if (replace) {
+    const list = document.denyCidrs;
+    if (!Array.isArray(list) || !list.every((v) => typeof v === "string")) {
+      throw new TypeError(
+        "policy.replaceDefaultDenyCidrs: true needs policy.denyCidrs, the whole deny list (an array of CIDRs, [] for none); without the flag, denyCidrs adds to the default list",
+      );
+    }
+    return [...list];
+  }
+  const extra = stringList(document.denyCidrs, "policy.denyCidrs", false) ?? [];
+  return [...new Set([...DEFAULT_DENY_CIDRS, ...extra])];
+}
+
 function stringList(value: unknown, where: string, required: boolean): string[] | undefined {
   if (value === undefined && !required) return undefined;
   if (!Array.isArray(value) || value.length === 0 || !value.every((v) => typeof v === "string")) {
@@ -261,9 +306,7 @@ export class Policy {
     if (document === null || typeof document !== "object" || !Array.isArray(document.rules)) {
       throw new TypeError("policy must be an object with a `rules` array");
     }
-    this.#deny = new AddressRanges(
-      stringList(document.denyCidrs, "policy.denyCidrs", false) ?? DEFAULT_DENY_CIDRS,
-    );
+    this.#deny = new AddressRanges(denyList(document));
     // Every pattern is compiled here, once per policy load, and refused here if the linear
     // engine cannot run it: a request never compiles a pattern (the loaded policy is cached
     // per container, `policy-source.ts`).
@@ -329,6 +372,7 @@ export class Policy {
       allowRequestPins: flag(rule.allowRequestPins, `${where}.allowRequestPins`),
       allowShellSyntax: flag(rule.allowShellSyntax, `${where}.allowShellSyntax`),
       allowSpill: flag(rule.allowSpill, `${where}.allowSpill`),
+      shareIdempotencyKeys: flag(rule.shareIdempotencyKeys, `${where}.shareIdempotencyKeys`),
       allowAsJumpHost: flag(rule.allowAsJumpHost, `${where}.allowAsJumpHost`),
       allowNamesBehindJumpHost: namesBehindJumpHost(rule, hosts, cidrs, where),
     };
@@ -488,6 +532,7 @@ export class Policy {
       allowRequestPins: allowed.every((r) => r.allowRequestPins),
       // Same reason: a spilling rule must not lend its permission to another's range.
       allowSpill: allowed.every((r) => r.allowSpill),
+      shareIdempotencyKeys: allowed.every((r) => r.shareIdempotencyKeys),
       checkAddress,
     };
     if (call) authorization.template = call.name;

@@ -10,7 +10,12 @@
  * - Step Functions: the payload carries `execution: { id, stateMachine }`, filled by the state
  *   machine from `$$.Execution.Id` and `$$.StateMachine.Id`, never from the caller's input
  *   (which travels under `request`). The caller is the state machine; each has its own
- *   identity. A task without that context is refused.
+ *   identity. A task without that context is refused. The function cannot see who invoked it
+ *   (Lambda's context carries no caller identity), so it cannot check that the state machine
+ *   came with its own role: IAM does. Each state machine runs as its own role whose trust
+ *   admits only that state machine (`aws:SourceArn`, cdk/constructs/workflows.ts), only those
+ *   roles may invoke this function, and their definitions are the deployer's (the SCP in
+ *   docs/security.md, "The remaining boundary").
  */
 import { CallerNotAllowed } from "../../lib/errors.ts";
 import { ENV } from "../../operations/environment.ts";

@@ -58,7 +58,7 @@ const NO_KNOWN_HOSTS: KnownHostsSource = { get: async () => undefined };
  */
 export function awsRuntime(config: HandlerConfig): Runtime {
   const { settings } = config;
-  const ttlMs = config.cacheTtlMs;
+  const ttl = config.cacheTtl;
   // One client per container, created on first use: its keep-alive connection is reused by
   // warm invocations, and its SDK is not loaded at init (cold start, see lazy.ts). Every
   // client comes from aws-clients.ts (bounded transport and retries), and every call is sent
@@ -74,23 +74,27 @@ export function awsRuntime(config: HandlerConfig): Runtime {
   if (knownHostsParameter) {
     knownHosts = lazyKnownHosts(async () => {
       const [{ SsmKnownHosts }, client] = await Promise.all([awsKnownHosts(), ssm()]);
-      return new SsmKnownHosts({ client, parameterName: knownHostsParameter, ttlMs });
+      return new SsmKnownHosts({
+        client,
+        parameterName: knownHostsParameter,
+        ttlMs: ttl.knownHostsMs,
+      });
     });
     preload.push(ssm);
   } else if (knownHostsSecret) {
     knownHosts = lazyKnownHosts(async () => {
       const [{ SecretKnownHosts }, client] = await Promise.all([awsKnownHosts(), secrets()]);
-      return new SecretKnownHosts({ client, secretId: knownHostsSecret, ttlMs });
+      return new SecretKnownHosts({ client, secretId: knownHostsSecret, ttlMs: ttl.knownHostsMs });
     });
   }
   const policy: PolicySource =
     "document" in config.policy
       ? staticPolicy(config.policy.document)
-      : ssmPolicy(ssm, config.policy.parameter, ttlMs);
+      : ssmPolicy(ssm, config.policy.parameter, ttl.policyMs);
   const prefix = config.secretPrefix;
   const credentialStore = once(async () => {
     const [{ SecretsManagerStore }, client] = await Promise.all([secretsManagerStore(), secrets()]);
-    return new SecretsManagerStore({ client, prefix, ttlMs });
+    return new SecretsManagerStore({ client, prefix, ttlMs: ttl.credentialsMs });
   });
   preload.push(credentialStore);
   const runtime: Runtime = {
@@ -122,9 +126,9 @@ export function awsRuntime(config: HandlerConfig): Runtime {
       ready: async () => {
         await store();
       },
-      open: (requestId, stream) => {
+      open: (requestId, stream, caller) => {
         if (!loaded) throw new Error("the spill store is not loaded (ready() was not awaited)");
-        return loaded.open(requestId, stream);
+        return loaded.open(requestId, stream, caller);
       },
       settle: async (requestId, signal) => loaded?.settle?.(requestId, signal),
     };

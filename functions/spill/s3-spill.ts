@@ -18,7 +18,8 @@ const BODY_HIGH_WATER_MARK = 1024 * 1024;
 
 /** Opens the sink of one stream of one invocation. */
 export interface SpillStore {
-  open(requestId: string, stream: "stdout" | "stderr"): OutputSpill;
+  /** `caller`: the verified caller (IAM principal or state machine ARN): part of the key. */
+  open(requestId: string, stream: "stdout" | "stderr", caller: string): OutputSpill;
   /** Settles once `open` can be called (a lazily loaded SDK). @default ready at once */
   ready?(): Promise<void>;
   /**
@@ -49,8 +50,47 @@ export interface S3SpillStoreOptions {
 }
 
 /**
- * Spills to one S3 bucket: `spill/<yyyy>/<mm>/<dd>/<requestId>/<stream>` (UTC), so a
- * lifecycle rule can expire them and an operator can find an invocation's objects by its id.
+ * The caller's part of a spill key (issue 23): `<account>/<kind>/<name>[/<session>]`, from the
+ * caller ARN, so an operator can grant read access per caller with a key prefix
+ * (docs/fleet.md). Each kind has a fixed number of segments, so one caller's prefix never
+ * covers another's objects:
+ *
+ * - `arn:aws:sts::<acct>:assumed-role/<role>/<session>` → `<acct>/assumed-role/<role>/<session>`
+ *   (prefix `spill/<acct>/assumed-role/<role>/` covers every session of the role)
+ * - `arn:aws:iam::<acct>:user/<path/name>` → `<acct>/user/<path%2Fname>` (likewise `role`)
+ * - `arn:aws:states:<region>:<acct>:stateMachine:<name>` → `<acct>/stateMachine/<name>`
+ * - anything else → `other/<the whole caller, percent-encoded>`
+ *
+ * Every segment is percent-encoded (`encodeURIComponent`; `.` and `..` too), so a caller
+ * cannot add segments or climb out of its prefix. Deterministic: the same caller, the same
+ * prefix.
+ */
+export function callerKeyPrefix(caller: string): string {
+  const seg = (text: string): string =>
+    /^\.*$/.test(text) ? text.replaceAll(".", "%2E") || "%00" : encodeURIComponent(text);
+  const arn = /^arn:aws[a-z-]*:(iam|sts|states):[a-z0-9-]*:(\d{12}):(.+)$/.exec(caller);
+  if (arn) {
+    const [, service, account, resource] = arn as unknown as [string, string, string, string];
+    let parts: string[] | undefined;
+    if (service === "sts") {
+      const m = /^assumed-role\/([^/]+)\/([^/]+)$/.exec(resource);
+      if (m) parts = ["assumed-role", m[1]!, m[2]!];
+    } else if (service === "iam") {
+      const m = /^(user|role)\/(.+)$/.exec(resource);
+      if (m) parts = [m[1]!, m[2]!];
+    } else {
+      const m = /^stateMachine:([^:]+)$/.exec(resource);
+      if (m) parts = ["stateMachine", m[1]!];
+    }
+    if (parts) return [account, ...parts].map(seg).join("/");
+  }
+  return `other/${seg(caller)}`;
+}
+
+/**
+ * Spills to one S3 bucket: `spill/<caller>/<yyyy>/<mm>/<dd>/<requestId>/<stream>` (UTC;
+ * `<caller>` is {@link callerKeyPrefix}), so a lifecycle rule can expire them, an operator can
+ * find an invocation's objects by its id, and read access can be granted per caller by prefix.
  */
 export class S3SpillStore implements SpillStore {
   readonly #opts: S3SpillStoreOptions;
@@ -61,12 +101,12 @@ export class S3SpillStore implements SpillStore {
     this.#opts = options;
   }
 
-  open(requestId: string, stream: "stdout" | "stderr"): OutputSpill {
+  open(requestId: string, stream: "stdout" | "stderr", caller: string): OutputSpill {
     const now = (this.#opts.now ?? (() => new Date()))();
     const date = now.toISOString().slice(0, 10).replaceAll("-", "/");
     const spill = new S3Spill({
       ...this.#opts,
-      key: `spill/${date}/${encodeURIComponent(requestId)}/${stream}`,
+      key: `spill/${callerKeyPrefix(caller)}/${date}/${encodeURIComponent(requestId)}/${stream}`,
     });
     const open = this.#spills.get(requestId) ?? new Set<S3Spill>();
     this.#spills.set(requestId, open);

@@ -78,6 +78,7 @@ beforeAll(async () => {
     callerArn: API_CALLER,
     policy: {
       denyCidrs: LOOPBACK_DENY,
+      replaceDefaultDenyCidrs: true,
       rules: [
         {
           id: "loopback-workflows",

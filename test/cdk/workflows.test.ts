@@ -456,7 +456,8 @@ describe("one construct per state machine", () => {
   it("keeps the logical ids the workflows had in one construct (no replacement on deploy)", () => {
     // A changed logical id replaces the resource: a new state machine without its execution
     // history, a new log group. The two constructs keep theirs (the state machine is each
-    // construct's `Default` child).
+    // construct's `Default` child). The roles are new (one per state machine, issue 23): a
+    // replaced role only moves each state machine to its own.
     const ids = (type: string) => Object.keys(template.findResources(type)).sort();
     expect(ids("AWS::StepFunctions::StateMachine")).toEqual([
       "WorkflowsFleetC4010161",
@@ -468,7 +469,8 @@ describe("one construct per state machine", () => {
     ]);
     expect(ids("AWS::IAM::Policy").filter((id) => id.startsWith("Workflows"))).toEqual([
       "WorkflowsFleetDistributedMapPolicy2CD91947",
-      "WorkflowsRoleDefaultPolicy4616BE0E",
+      "WorkflowsFleetRoleDefaultPolicyEBC52526",
+      "WorkflowsSingleHostRoleDefaultPolicy67B797A2",
     ]);
   });
 });

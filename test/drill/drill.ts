@@ -214,6 +214,7 @@ export async function runDrill(log: (line: string) => void = () => {}): Promise<
       callerArn: FLEET_ARN,
       policy: {
         denyCidrs: LOOPBACK_DENY,
+        replaceDefaultDenyCidrs: true,
         rules: [
           {
             id: "drill",

@@ -214,6 +214,7 @@ const LAB_CREDENTIAL = "default";
 function rowPolicy(port: number): PolicyDocument {
   return {
     denyCidrs: LOOPBACK_DENY,
+    replaceDefaultDenyCidrs: true,
     rules: [
       {
         id: "fault-lab",

@@ -26,6 +26,7 @@ afterAll(async () => {
 function policy(viaCredentials: string[]): PolicyDocument {
   return {
     denyCidrs: LOOPBACK_DENY,
+    replaceDefaultDenyCidrs: true,
     rules: [
       {
         id: "target",

@@ -10,7 +10,7 @@ import { S3SpillStore } from "../../functions/spill/s3-spill.ts";
 import type { RunResult } from "../../lib/types.ts";
 import { type LocalS3, startS3rver } from "../helpers/s3rver.ts";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
-import { fakeContext, loopbackPolicy, testRuntime, v1Event } from "./support.ts";
+import { CALLER, fakeContext, loopbackPolicy, testRuntime, v1Event } from "./support.ts";
 
 // The API handler with spilling on: request field, rule permission, deploy mode, S3 (s3rver).
 
@@ -62,7 +62,9 @@ describe("API handler, spilling full output to S3", () => {
     const object = result.output.stdoutObject!;
     expect(object).toMatchObject({ bucket: s3.bucket, bytes: BIG });
     expect(object.key).toMatch(
-      new RegExp(`^spill/\\d{4}/\\d{2}/\\d{2}/${result.requestId}/stdout$`),
+      new RegExp(
+        `^spill/123456789012/role/ops-runner/\\d{4}/\\d{2}/\\d{2}/${result.requestId}/stdout$`,
+      ),
     );
     expect(object.sha256).toBe(result.output.stdoutSha256);
     expect(await s3.digest(object.key)).toEqual({ bytes: BIG, sha256: object.sha256 });
@@ -135,7 +137,7 @@ describe("the deployed runtime's spill store", () => {
       configFromEnv({ BSSH_POLICY: '{"rules":[]}', BSSH_SPILL_BUCKET: "b" }),
     );
     expect(runtime.settings.spill?.mode).toBe("request");
-    expect(() => runtime.spill!.open("req", "stdout")).toThrow(/ready\(\) was not awaited/);
+    expect(() => runtime.spill!.open("req", "stdout", CALLER)).toThrow(/ready\(\) was not awaited/);
     await runtime.spill!.ready!();
     expect(runtime.preload?.length).toBeGreaterThan(0);
   });

@@ -26,7 +26,11 @@ describe("configFromEnv", () => {
     // Assess
     expect(config.policy).toEqual({ document: { rules: [] } });
     expect(config.knownHosts).toEqual({ parameter: "/bssh/known-hosts" });
-    expect(config.cacheTtlMs).toBe(300_000);
+    expect(config.cacheTtl).toEqual({
+      policyMs: 300_000,
+      knownHostsMs: 300_000,
+      credentialsMs: 300_000,
+    });
     expect(config.secretPrefix).toBe("bounded-ssh/");
     expect(config.idempotency).toBeUndefined();
     expect(config.breaker).toEqual({

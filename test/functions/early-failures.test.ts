@@ -34,6 +34,7 @@ const KNOWN_HOSTS = `[127.0.0.5]:22 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGZha2Vr
 
 const POLICY: PolicyDocument = {
   denyCidrs: LOOPBACK_DENY,
+  replaceDefaultDenyCidrs: true,
   rules: [
     {
       id: "loopback",

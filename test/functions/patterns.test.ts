@@ -308,6 +308,7 @@ describe("patterns: the handler's deadline bounds the policy check", () => {
     const { runtime } = testRuntime({
       policy: {
         denyCidrs: LOOPBACK_DENY,
+        replaceDefaultDenyCidrs: true,
         rules: [
           {
             id: "wide",

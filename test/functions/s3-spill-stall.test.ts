@@ -14,6 +14,9 @@ import { runCommand } from "../../lib/index.ts";
 import { type LocalS3, startS3rver } from "../helpers/s3rver.ts";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
 
+/** The caller whose prefix the spill keys carry. */
+const CALLER_ARN = "arn:aws:sts::123456789012:assumed-role/ops/alice";
+
 interface Logged {
   method: string;
   url: string;
@@ -158,7 +161,7 @@ describe("a spill whose parts stall", () => {
         knownHosts: sshd.knownHostsLine,
         budgetMs,
         requestId: "req-stall",
-        spill: { open: (stream) => store.open("req-stall", stream) },
+        spill: { open: (stream) => store.open("req-stall", stream, CALLER_ARN) },
       },
     );
     const elapsedMs = performance.now() - t0;
@@ -192,7 +195,7 @@ describe("a spill whose parts stall", () => {
         partTimeoutMs: 500,
         abortTimeoutMs: 60_000,
       });
-      const spill = store.open("req-settle", "stdout");
+      const spill = store.open("req-settle", "stdout", CALLER_ARN);
       const chunk = Buffer.alloc(256 * 1024, 7);
       let failed = false;
       for (let written = 0; written < 40 * MiB && !failed; written += chunk.length) {

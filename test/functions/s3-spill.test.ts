@@ -6,6 +6,9 @@ import type { RunResult } from "../../lib/types.ts";
 import { type LocalS3, startS3rver } from "../helpers/s3rver.ts";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
 
+/** The caller whose prefix the spill keys carry. */
+const CALLER_ARN = "arn:aws:sts::123456789012:assumed-role/ops/alice";
+
 // The S3 sink through the engine: a real sshd and a real S3 API (s3rver) on loopback.
 
 let sshd: SshdServer;
@@ -28,7 +31,7 @@ async function run(command: string, store: S3SpillStore, budgetMs: number, reque
       knownHosts: sshd.knownHostsLine,
       budgetMs,
       requestId,
-      spill: { open: (stream) => store.open(requestId, stream) },
+      spill: { open: (stream) => store.open(requestId, stream, CALLER_ARN) },
     },
   );
   return { result, elapsedMs: performance.now() - start };
@@ -55,7 +58,7 @@ describe("spilling to S3", () => {
     const object = result.output.stdoutObject!;
     expect(object).toEqual({
       bucket: s3.bucket,
-      key: "spill/2026/03/04/req-100mb/stdout",
+      key: "spill/123456789012/assumed-role/ops/alice/2026/03/04/req-100mb/stdout",
       bytes: MB100,
       sha256: result.output.stdoutSha256,
     });
@@ -84,7 +87,7 @@ describe("spilling to S3", () => {
         secret: { privateKey: sshd.keys.ed25519.privateKey },
         knownHosts: sshd.knownHostsLine,
         budgetMs: 30_000,
-        spill: { open: (s) => store.open("req-too-big", s), maxBytes: 10_000_000 },
+        spill: { open: (s) => store.open("req-too-big", s, CALLER_ARN), maxBytes: 10_000_000 },
       },
     );
     expect(performance.now() - start).toBeLessThan(30_000);

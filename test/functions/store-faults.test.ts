@@ -64,6 +64,7 @@ async function setup(options: { afterSession?: (proxy: TcpProxy) => void } = {})
   const { runtime, captured } = testRuntime({
     policy: {
       denyCidrs: LOOPBACK_DENY,
+      replaceDefaultDenyCidrs: true,
       rules: [
         {
           id: "echo",

@@ -80,6 +80,7 @@ export function loopbackPolicy(
 ): PolicyDocument {
   return {
     denyCidrs: LOOPBACK_DENY,
+    replaceDefaultDenyCidrs: true,
     rules: [
       {
         id: "loopback",

@@ -37,6 +37,7 @@ beforeAll(async () => {
     knownHostsFile: sshd.knownHostsPath,
     policy: {
       denyCidrs: LOOPBACK_DENY,
+      replaceDefaultDenyCidrs: true,
       rules: [
         {
           id: "local",

@@ -11,6 +11,7 @@ import type { APIGatewayProxyResult } from "aws-lambda";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApiHandler } from "../../functions/api.ts";
 import { Policy, type PolicyDocument } from "../../functions/policy/policy.ts";
+import type { Runtime } from "../../functions/runtime/runtime.ts";
 import { createTaskHandler } from "../../functions/task.ts";
 import { runCommand } from "../../lib/run-command.ts";
 import type { RunResult, Secret } from "../../lib/types.ts";
@@ -69,6 +70,8 @@ const credentialReads: string[] = [];
 let captured: Captured;
 let api: ReturnType<typeof createApiHandler>;
 let task: ReturnType<typeof createTaskHandler>;
+/** The suite's runtime, for attacks that need one more store. */
+let suiteRuntime: Runtime;
 let local: LocalServer;
 /** Every response body and thrown error of the suite, for the secret scan. */
 const seen: string[] = [];
@@ -82,6 +85,7 @@ function policy(): PolicyDocument {
   return {
     // The lab's servers listen on loopback, which the default deny list refuses.
     denyCidrs: LOOPBACK_DENY,
+    replaceDefaultDenyCidrs: true,
     rules: [
       {
         id: "uptime-only",
@@ -239,6 +243,7 @@ beforeAll(async () => {
   };
   api = createApiHandler(made.runtime);
   task = createTaskHandler(made.runtime);
+  suiteRuntime = made.runtime;
   local = await startLocalServer({ handler: api, callerArn: CALLER, port: 0 });
 });
 
@@ -311,6 +316,77 @@ async function viaLocal(headers: Record<string, string>, body: unknown): Promise
     req.end(JSON.stringify(body));
   });
 }
+
+describe("deny list: a policy's denyCidrs add to the defaults (issue 23)", () => {
+  // An operator who only meant to deny one more network: on main, setting denyCidrs replaced
+  // the defaults, and the rogue's loopback port under an any-address rule was dialled.
+  it.each(["127.0.0.1", "::ffff:127.0.0.1"])(
+    "reaches %s under an any-address rule whose policy sets denyCidrs [10.99.0.0/16] → 403 TargetNotAllowed, no dial",
+    async (host) => {
+      const made = testRuntime({
+        policy: {
+          denyCidrs: ["10.99.0.0/16"],
+          rules: [
+            {
+              id: "any-address",
+              callers: [CALLER],
+              targets: {
+                cidrs: ["0.0.0.0/0", "::/0"],
+                ports: [rogue.server.port],
+                usernames: ["*"],
+              },
+              credentials: ["default"],
+              commands: { patterns: ["uptime"] },
+            },
+          ],
+        },
+        credentials: { default: { password: "hunter2-deny-list" } },
+        settings: { remoteBound: false },
+      });
+      const handler = createApiHandler(made.runtime);
+      const dials = rogue.connections();
+      const body = JSON.stringify({
+        host,
+        port: rogue.server.port,
+        username: "root",
+        command: "uptime",
+      });
+      const o = outcome(await handler(v1Event(body, { caller: CALLER }), fakeContext()));
+      expect([o.status, o.name]).toEqual([403, "TargetNotAllowed"]);
+      expect(rogue.connections()).toBe(dials);
+    },
+  );
+});
+
+describe("idempotency: a task's own key is its execution's (issue 23)", () => {
+  // The caller of a task is its state machine, which everyone who may start executions acts
+  // as. On main, a second execution reusing another's idempotencyKey with the same request got
+  // the first one's recorded output without a session (and a different request got
+  // IdempotencyKeyReused, blocking it).
+  it("reuses another execution's idempotencyKey → runs its own session, never replays the other's output", async () => {
+    const records = new Map<string, RunResult>();
+    let sessions = 0;
+    const store: NonNullable<Runtime["idempotency"]> = {
+      async run(scope, work) {
+        const id = JSON.stringify([scope.caller, scope.key]);
+        const kept = records.get(id);
+        if (kept) return { result: kept, replayed: true };
+        sessions++;
+        const result = await work();
+        records.set(id, result);
+        return { result, replayed: false };
+      },
+    };
+    const handler = createTaskHandler({ ...suiteRuntime, idempotency: store });
+    const request = target({ command: "echo victim-output-7f", idempotencyKey: "nightly" });
+    const victim = (await handler(taskEvent(request), fakeContext())) as RunResult;
+    const attacker = (await handler(taskEvent(request), fakeContext())) as RunResult;
+    seen.push(JSON.stringify(victim), JSON.stringify(attacker));
+    expect(sessions).toBe(2);
+    expect(attacker.requestId).not.toBe(victim.requestId);
+    expect(records.size).toBe(2);
+  });
+});
 
 describe("credentials: a caller uses only what its rule grants", () => {
   it.each(["v1", "v2"] as const)(

@@ -49,6 +49,7 @@ function policy(): PolicyDocument {
   return {
     // The lab's jump host listens on loopback; everything else of the default list stays.
     denyCidrs: [...LOOPBACK_DENY, "127.0.0.2/31", "127.0.0.4/30", "127.0.1.0/24"],
+    replaceDefaultDenyCidrs: true,
     rules: [
       {
         id: "any-name",

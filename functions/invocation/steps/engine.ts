@@ -55,7 +55,8 @@ export async function engine(ctx: RunContext): Promise<RunResult> {
   if (runtime.lookup) options.lookup = runtime.lookup;
   if (spill) {
     options.spill = {
-      open: (stream) => spill.store.open(requestId, stream),
+      // The verified caller is in the key: read access is granted per caller by prefix.
+      open: (stream) => spill.store.open(requestId, stream, invocation.caller ?? ""),
       maxBytes: spill.maxBytes,
     };
   }

@@ -10,8 +10,9 @@ const IDEMPOTENT_MAX_OUTPUT_BYTES = REQUEST_LIMITS.taskMaxOutputBytes;
 
 /**
  * Step: decides the idempotency key (the request's, or one derived for a Step Functions task
- * when the deployment has a store) and refuses what an idempotent run can not keep: a key
- * without a store, more output than one DynamoDB item holds.
+ * when the deployment has a store) and its scope (a task's own key: its execution, unless
+ * every rule allowing it sets `shareIdempotencyKeys`), and refuses what an idempotent run can
+ * not keep: a key without a store, more output than one DynamoDB item holds.
  */
 export async function idempotencyGate(ctx: RunContext, next: Next): Promise<RunResult> {
   const { request, limits, runtime } = ctx;
@@ -33,6 +34,16 @@ export async function idempotencyGate(ctx: RunContext, next: Next): Promise<RunR
     );
   }
   if (key !== undefined) ctx.idempotencyKey = key;
+  // A task's own key: the caller is the state machine, which everyone who may start its
+  // executions acts as, so the key is scoped to this execution unless the rule shares it
+  // (issue 23). A derived key already holds the execution.
+  if (
+    request.idempotencyKey !== undefined &&
+    limits.idempotencyScope !== undefined &&
+    !ctx.authorization.shareIdempotencyKeys
+  ) {
+    ctx.idempotencyNamespace = limits.idempotencyScope;
+  }
   return next();
 }
 

@@ -26,7 +26,11 @@ export async function idempotency(ctx: RunContext, next: Next): Promise<RunResul
     write: () => invocation.reserveSignal(ctx.runtime.settings.credentialsTimeoutMs),
     remainingMs: () => invocation.slackMs(),
   };
-  const outcome = await store.run({ caller, key, request: ctx.request, bounds }, next);
+  // The record's owner: the caller, and for a task's own key its execution (idempotencyGate).
+  // Powertools hashes [caller, key], so another execution's record is never found.
+  const owner =
+    ctx.idempotencyNamespace === undefined ? caller : `${caller} ${ctx.idempotencyNamespace}`;
+  const outcome = await store.run({ caller: owner, key, request: ctx.request, bounds }, next);
   audit.idempotency = outcome.replayed ? "replayed" : "recorded";
   return addStoreErrors(outcome.result, outcome.storeErrors);
 }

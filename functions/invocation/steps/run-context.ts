@@ -70,6 +70,11 @@ export class RunContext {
   readonly limits: EntryLimits;
   /** Set by `idempotencyGate`: the key this run is recorded under, if any. */
   idempotencyKey?: string;
+  /**
+   * Set by `idempotencyGate`: what the key is scoped to beyond the caller — a task's own
+   * `idempotencyKey` is scoped to its execution unless the rule sets `shareIdempotencyKeys`.
+   */
+  idempotencyNamespace?: string;
 
   #request?: RunRequest;
   #authorization?: Authorization;

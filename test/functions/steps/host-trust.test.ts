@@ -63,6 +63,7 @@ describe("hopTrust: one refusal for either hop", () => {
 describe("step hostTrust", () => {
   const policy = (allowRequestPins: boolean): PolicyDocument => ({
     denyCidrs: LOOPBACK_DENY,
+    replaceDefaultDenyCidrs: true,
     rules: [
       {
         id: "r",

@@ -9,6 +9,7 @@ import { runStepsUnderTest } from "./harness.ts";
 const KEY = { privateKey: "not parsed here" };
 const POLICY: PolicyDocument = {
   denyCidrs: LOOPBACK_DENY,
+  replaceDefaultDenyCidrs: true,
   rules: [
     {
       id: "target",
