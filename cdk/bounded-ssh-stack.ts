@@ -8,8 +8,8 @@ import type * as lambda from "aws-cdk-lib/aws-lambda";
 import type * as logs from "aws-cdk-lib/aws-logs";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import type { Construct } from "constructs";
-import { MAX_CACHE_TTL_MS } from "../functions/config/config.ts";
 import { DEFAULT_METRIC_NAMESPACE } from "../lib/names.ts";
+import { MAX_CACHE_TTL_MS } from "../operations/timeouts.ts";
 import {
   DEFAULT_API_TIMEOUTS,
   DEFAULT_TASK_TIMEOUTS,

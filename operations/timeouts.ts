@@ -32,3 +32,11 @@ export const DEFAULT_TASK_TIMEOUTS_MS = {
   sessionBudgetMs: 50_000,
   reserveMs: 3_000,
 } as const satisfies DefaultTimeouts;
+
+/** Default cache lifetime of policy, known_hosts and credentials: 5 minutes. */
+export const DEFAULT_CACHE_TTL_MS = 300_000;
+/**
+ * Longest cache lifetime accepted: one hour. A revocation (`@revoked`, a removed rule, a
+ * deleted credential) must reach every container within a bound the operator can state.
+ */
+export const MAX_CACHE_TTL_MS = 3_600_000;

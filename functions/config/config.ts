@@ -14,6 +14,10 @@ import {
   type MetricsMode,
 } from "../../operations/environment.ts";
 import { DEFAULT_BREAKER, DEFAULT_IDEMPOTENCY_TTL_SECONDS } from "../../operations/fleet-state.ts";
+import { DEFAULT_CACHE_TTL_MS, MAX_CACHE_TTL_MS } from "../../operations/timeouts.ts";
+
+export { DEFAULT_CACHE_TTL_MS, MAX_CACHE_TTL_MS };
+
 import type { PolicyDocument } from "../policy/policy.ts";
 import type { ExpectedApi } from "../request/callers.ts";
 
@@ -258,14 +262,6 @@ export interface CacheTtls {
   knownHostsMs: number;
   credentialsMs: number;
 }
-
-/** Default cache lifetime of policy, known_hosts and credentials: 5 minutes. */
-export const DEFAULT_CACHE_TTL_MS = 300_000;
-/**
- * Longest cache lifetime accepted: one hour. A revocation (`@revoked`, a removed rule, a
- * deleted credential) must reach every container within a bound the operator can state.
- */
-export const MAX_CACHE_TTL_MS = 3_600_000;
 
 function cacheTtl(env: NodeJS.ProcessEnv, key: string, fallback: number): number {
   const value = nonNegative(env, key, fallback);

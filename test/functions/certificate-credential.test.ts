@@ -44,6 +44,7 @@ beforeAll(async () => {
   const made = testRuntime({
     policy: {
       denyCidrs: LOOPBACK_DENY,
+      replaceDefaultDenyCidrs: true,
       rules: [
         {
           id: "certified",
