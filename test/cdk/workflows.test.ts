@@ -8,14 +8,17 @@
  */
 import aslValidator from "asl-validator";
 import { App, Duration, Stack } from "aws-cdk-lib";
+import { Template } from "aws-cdk-lib/assertions";
 import * as lambda from "aws-cdk-lib/aws-lambda";
 import { describe, expect, it } from "vitest";
+import { deployConfigProps } from "../../cdk/bounded-ssh-stack.ts";
 import { DEFAULT_INLINE_HOST_LIMIT } from "../../cdk/constructs/fleet-workflow.ts";
 import {
   fleetConcurrencyCeiling,
   LAMBDA_SERVICE_ERRORS,
   Workflows,
 } from "../../cdk/constructs/workflows.ts";
+import { checkDeployConfig } from "../../cdk/deploy-config.ts";
 import { ERROR_CLASSES } from "../../lib/errors.ts";
 import type { ErrorName, Status } from "../../lib/names.ts";
 import { lambdaError, localStateMachineArn, runLocally } from "./local-sfn.ts";
@@ -546,6 +549,43 @@ describe("fleet controls: canary batches and the failure budget (stand-in handle
     expect(String((error as Error).message)).toContain("hostsKey");
     expect(calls.size).toBe(0);
     expect(events.some((e) => e.state?.name === "RunFleetInline")).toBe(false);
+  });
+
+  it("takes its defaults from the deploy config's fleet block, which is checked like the input", () => {
+    const config = checkDeployConfig({
+      stage: "t",
+      fleet: { maxErrors: "5%", batches: [1, "10%"], maxConcurrency: 20, inlineHostLimit: 200 },
+    });
+    expect(deployConfigProps({ config } as never).fleet).toEqual(config.fleet);
+    const app = new App();
+    const stack = new Stack(app, "S");
+    const handler = new lambda.Function(stack, "Fn", {
+      runtime: lambda.Runtime.NODEJS_22_X,
+      handler: "index.handler",
+      code: lambda.Code.fromInline("exports.handler = async () => ({})"),
+    });
+    new Workflows(stack, "Workflows", {
+      handler,
+      taskTimeout: Duration.seconds(75),
+      defaultMaxErrors: config.fleet?.maxErrors,
+      defaultBatches: config.fleet?.batches,
+      defaultMaxConcurrency: config.fleet?.maxConcurrency,
+      inlineHostLimit: config.fleet?.inlineHostLimit,
+    });
+    const asl = JSON.stringify(
+      Template.fromStack(stack).findResources("AWS::StepFunctions::StateMachine"),
+    );
+    expect(asl).toContain('\\"maxErrors\\":\\"5%\\"');
+    expect(asl).toContain("more than 200 hosts");
+    for (const bad of [
+      { maxErrors: "15%" },
+      { batches: [] },
+      { batches: [0] },
+      { maxConcurrency: "ten" },
+      { inlineHostLimit: 0 },
+    ]) {
+      expect(() => checkDeployConfig({ stage: "t", fleet: bad })).toThrow(/\/fleet\//);
+    }
   });
 
   it("refuses at synth a deploy-config default the state machine would refuse", () => {
