@@ -75,7 +75,7 @@ export interface DeployConfig {
    * Fleet controls (docs/fleet.md, "Fleet controls"): defaults for a fleet input that does not
    * name them, and the most hosts an inline list may name. A count or a percentage (one of
    * FLEET_PERCENTAGES; "0%" too for maxErrors and maxConcurrency).
-   * @default maxErrors "100%", batches ["100%"], maxConcurrency 10, inlineHostLimit 500
+   * @default maxErrors "100%", batches ["100%"], maxConcurrency 10, inlineHostLimit 400
    */
   readonly fleet?: {
     readonly maxErrors?: number | string;

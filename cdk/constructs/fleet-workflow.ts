@@ -63,11 +63,12 @@ export type FleetControl = number | string;
 export const FLEET_PERCENTAGES = ["1%", "2%", "4%", "5%", "10%", "20%", "25%", "50%", "100%"];
 
 /**
- * Inline host lists longer than this are refused: the run's state carries the list and one
- * outcome record per host (about 200 bytes each, with the list well under 100 KiB), and both must
- * stay inside Step Functions' 256 KiB payload limit until the summary.
+ * Inline host lists longer than this are refused: the run's state carries the outcome records
+ * about twice at its peak (the summary's groups beside the records), and must stay inside Step
+ * Functions' 256 KiB payload limit. Measured 251,425 bytes at 500 hosts with 60-character
+ * names failing through a jump host (the largest records): 400 keeps about 20 % headroom.
  */
-export const DEFAULT_INLINE_HOST_LIMIT = 500;
+export const DEFAULT_INLINE_HOST_LIMIT = 400;
 
 /** Failing outcome records listed in the summary (the first ones, in host order). */
 export const FAILURES_LISTED = 20;
@@ -461,17 +462,14 @@ export class FleetWorkflow extends Construct {
       resultPath: "$.batchResults",
     });
     inline.itemProcessor(this.hostProcessor("Inline", props));
-    // This batch's records appended to the kept ones, and behind the sentinels (one per
-    // outcome) for counting: `[*][*]` flattens one level.
-    const append = new sfn.Pass(this, "AddBatchResults", {
-      parameters: {
-        "all.$": "States.Array($.results, $.batchResults)",
-        "marked.$": "States.Array($.sentinels, $.batchResults)",
-      },
+    // This batch's records behind the sentinels (one per outcome) for counting: `[*][*]`
+    // flattens one level.
+    const mark = new sfn.Pass(this, "MarkBatchResults", {
+      parameters: { "marked.$": "States.Array($.sentinels, $.batchResults)" },
       resultPath: "$.added",
     });
     const flatten = new sfn.Pass(this, "FlattenBatchResults", {
-      parameters: { "all.$": "$.added.all[*][*]", "marked.$": "$.added.marked[*][*]" },
+      parameters: { "marked.$": "$.added.marked[*][*]" },
       resultPath: "$.added",
     });
     // Host outcomes that count against the budget: every one but `succeeded` (each list
@@ -494,19 +492,34 @@ export class FleetWorkflow extends Construct {
       },
       resultPath: "$.batchErrors",
     });
-    const tally = new sfn.Pass(this, "TallyBatch", {
+    // The run's state for the next batch: the batch's records appended to the kept ones (the
+    // records once: the batch copies and groups are dropped here).
+    const carry = {
+      "request.$": "$.request",
+      "total.$": "$.total",
+      "toleratedFailurePercentage.$": "$.toleratedFailurePercentage",
+      "maxErrors.$": "$.maxErrors",
+      "maxConcurrency.$": "$.maxConcurrency",
+      "sentinels.$": "$.sentinels",
+    };
+    const append = new sfn.Pass(this, "AddBatchResults", {
       parameters: {
-        "request.$": "$.request",
-        "total.$": "$.total",
-        "toleratedFailurePercentage.$": "$.toleratedFailurePercentage",
-        "maxErrors.$": "$.maxErrors",
-        "maxConcurrency.$": "$.maxConcurrency",
-        "sentinels.$": "$.sentinels",
+        ...carry,
         "batch.$": "$.cut.number",
         "sizes.$": "$.nextSizes.sizes",
         "pending.$": "$.next.pending",
-        "results.$": "$.added.all",
         "errors.$": "States.MathAdd($.errors, $.batchErrors.failing)",
+        "nested.$": "States.Array($.results, $.batchResults)",
+      },
+    });
+    const tally = new sfn.Pass(this, "TallyBatch", {
+      parameters: {
+        ...carry,
+        "batch.$": "$.batch",
+        "sizes.$": "$.sizes",
+        "pending.$": "$.pending",
+        "errors.$": "$.errors",
+        "results.$": "$.nested[*][*]",
       },
     });
     const summary = this.summary();
@@ -527,7 +540,7 @@ export class FleetWorkflow extends Construct {
     takeLast.next(sizes);
     popSize.next(inline);
     keepSize.next(inline);
-    inline.next(append).next(flatten).next(groupBatch).next(countBatch).next(tally);
+    inline.next(mark).next(flatten).next(groupBatch).next(countBatch).next(append).next(tally);
     tally.next(
       new sfn.Choice(this, "CheckBudget")
         .when(sfn.Condition.numberGreaterThanJsonPath("$.errors", "$.maxErrors"), stopped)
@@ -548,17 +561,25 @@ export class FleetWorkflow extends Construct {
    * outcome records, the hosts never started, every outcome record.
    */
   private summary(): sfn.IChainable {
+    // Only what the output needs, the records once (behind the sentinels): the largest state
+    // of an inline fleet is this one plus its groups, about twice the records.
+    const meta = {
+      "total.$": "$.total",
+      "pending.$": "$.pending",
+      "stopped.$": "$.stopped",
+      "maxErrors.$": "$.maxErrors",
+      "errors.$": "$.errors",
+      "batch.$": "$.batch",
+    };
     const marked = new sfn.Pass(this, "MarkResults", {
-      parameters: { "nested.$": "States.Array($.sentinels, $.results)" },
-      resultPath: "$.marked",
+      parameters: { ...meta, "nested.$": "States.Array($.sentinels, $.results)" },
     });
     const flatten = new sfn.Pass(this, "FlattenResults", {
-      parameters: { "all.$": "$.marked.nested[*][*]" },
-      resultPath: "$.marked",
+      parameters: { ...meta, "marked.$": "$.nested[*][*]" },
     });
     const groups: Record<string, string> = {};
     for (const status of STATUSES) {
-      groups[`${status}.$`] = `$.marked.all[?(@.status == '${status}')]`;
+      groups[`${status}.$`] = `$.marked[?(@.status == '${status}')]`;
     }
     const group = new sfn.Pass(this, "GroupByOutcome", {
       parameters: groups,
@@ -609,7 +630,8 @@ export class FleetWorkflow extends Construct {
           "batches.$": "$.batch",
           failures,
           "notStarted.$": "$.pending",
-          "results.$": "$.results",
+          // The records in host order, without the sentinels.
+          "results.$": `$.marked[${SENTINELS.length}:]`,
         },
       }),
     );

@@ -71,7 +71,7 @@ export interface WorkflowsProps {
   readonly defaultMaxErrors?: FleetControl;
   /** Canary batches when the fleet input does not say (`batches`). @default ["100%"] */
   readonly defaultBatches?: readonly FleetControl[];
-  /** Most hosts an inline fleet list may name. @default DEFAULT_INLINE_HOST_LIMIT (500) */
+  /** Most hosts an inline fleet list may name. @default DEFAULT_INLINE_HOST_LIMIT (400) */
   readonly inlineHostLimit?: number;
   /** Days fleet inputs and results are kept. @default 30 */
   readonly fleetObjectExpiration?: Duration;

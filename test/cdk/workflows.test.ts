@@ -551,6 +551,38 @@ describe("fleet controls: canary batches and the failure budget (stand-in handle
     expect(events.some((e) => e.state?.name === "RunFleetInline")).toBe(false);
   });
 
+  it("keeps every state of a full inline fleet (the limit, largest records) under the 256 KiB payload limit", async () => {
+    // The largest records: every host fails at its jump host (errorHost + hop), long names.
+    const hosts = Array.from({ length: DEFAULT_INLINE_HOST_LIMIT }, (_, i) => ({
+      host: `jumpauth-${String(i).padStart(4, "0")}.app-tier.eu-west-1.compute.internal`,
+      port: 2222,
+    }));
+    const viaRequest = { ...request, via: { host: "bastion-01.eu-west-1.example.internal" } };
+    const { output, error, events } = await run(
+      fleet,
+      "InlineRunHost",
+      { request: viaRequest, hosts, batches: [1, "10%"], maxConcurrency: 40 },
+      new Map(),
+    );
+    expect(error, String((error as Error | undefined)?.cause ?? "")).toBeUndefined();
+    const out = output as Output;
+    expect(out.summary).toMatchObject({
+      total: DEFAULT_INLINE_HOST_LIMIT,
+      error: DEFAULT_INLINE_HOST_LIMIT,
+    });
+    // Top-level states only (a child's state holds one host).
+    const largest = Math.max(
+      ...events
+        .filter((e) => e.type === "StateExited" && e.state?.output !== undefined)
+        .map((e) => Buffer.byteLength(JSON.stringify(e.state?.output))),
+    );
+    expect(Buffer.byteLength(JSON.stringify(output))).toBeLessThanOrEqual(largest);
+    console.log(
+      `largest state of a ${DEFAULT_INLINE_HOST_LIMIT}-host inline fleet: ${largest} bytes`,
+    );
+    expect(largest).toBeLessThan(256 * 1024);
+  });
+
   it("takes its defaults from the deploy config's fleet block, which is checked like the input", () => {
     const config = checkDeployConfig({
       stage: "t",
