@@ -155,7 +155,27 @@ export class FleetWorkflow extends Construct {
       throw new Error(`${this.node.path}: inlineHostLimit must be an integer >= 1`);
     }
 
-    const definition = this.inputDefaults(props).next(this.hostsSource(ceiling, props));
+    // The budget and batches are kept by the inline loop only: asked for on an S3 list they
+    // would protect nothing, so they are refused rather than ignored.
+    const s3Controls = new sfn.Fail(this, "ControlsNeedInlineHosts", {
+      error: "ValidationError",
+      cause:
+        "batches and maxErrors apply to inline host lists (hosts); a hostsKey fleet runs as one Distributed Map. Run the canary as an inline fleet first, or split the list into objects and start one execution per object; nothing ran.",
+    });
+    const defaults = this.inputDefaults(props);
+    defaults.next(this.hostsSource(ceiling, props));
+    const definition = new sfn.Choice(this, "CheckControlsSource")
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.isPresent("$.hostsKey"),
+          sfn.Condition.or(
+            sfn.Condition.isPresent("$.batches"),
+            sfn.Condition.isPresent("$.maxErrors"),
+          ),
+        ),
+        s3Controls,
+      )
+      .otherwise(defaults);
 
     // "Default": the construct is transparent to logical ids (`<parent><id>`), so the state
     // machine and its DistributedMapPolicy kept their ids when they moved out of the one

@@ -536,6 +536,22 @@ describe("fleet controls: canary batches and the failure budget (stand-in handle
     expect(calls.size).toBe(0);
   });
 
+  it.each([[{ maxErrors: 0 }], [{ batches: [1, "10%"] }]])(
+    "refuses %j on a hostsKey fleet (the budget is kept for inline lists only)",
+    async (controls) => {
+      const calls = new Map<string, number>();
+      const { failed, error } = await run(
+        fleet,
+        "InlineRunHost",
+        { request, hostsKey: "inputs/prod.json", ...controls },
+        calls,
+      );
+      expect(failed?.Error).toBe("ValidationError");
+      expect(String((error as Error).message)).toMatch(/apply to inline host lists/);
+      expect(calls.size).toBe(0);
+    },
+  );
+
   it("refuses an inline list over the inline limit before any command, naming the limit and the fix", async () => {
     const calls = new Map<string, number>();
     const hosts = Array.from({ length: DEFAULT_INLINE_HOST_LIMIT + 1 }, (_, i) => ({
