@@ -552,6 +552,44 @@ describe("fleet controls: canary batches and the failure budget (stand-in handle
     },
   );
 
+  it("stopped mid-run (StopExecution): no further host starts; the running ones finish", async () => {
+    const calls = new Map<string, number>();
+    const executions: { id: string; stateMachine: string }[] = [];
+    const real = standIn(calls, executions);
+    const finished: string[] = [];
+    let stop: () => void = () => {};
+    const hosts = Array.from({ length: 30 }, (_, i) => ({ host: `ok-${i}` }));
+    const task = async (input: unknown) => {
+      const { host } = (input as { request: { host: string } }).request;
+      // The operator stops the execution while the second batch (ok-5 … ok-9) is running.
+      if (host === "ok-7") stop();
+      const result = await real(input);
+      finished.push(host);
+      return result;
+    };
+    const { error, output } = await runLocally(
+      fleet,
+      "InlineRunHost",
+      { request, hosts, batches: [5], maxConcurrency: 5 },
+      task,
+      localStateMachineArn("Test-Fleet"),
+      0,
+      (abort) => {
+        stop = abort;
+      },
+    );
+    expect(output).toBeUndefined();
+    expect((error as Error).name).toMatch(/Abort/);
+    // Let anything still scheduled run, then check nothing past the second batch started.
+    await new Promise((r) => setTimeout(r, 200));
+    const started = [...calls.keys()];
+    expect(started.length).toBeGreaterThanOrEqual(8);
+    expect(started.length).toBeLessThanOrEqual(10);
+    for (const h of hosts.slice(10)) expect(calls.has(h.host)).toBe(false);
+    // An invocation already running is not interrupted: it ends on its own (here at once).
+    expect(finished).toContain("ok-7");
+  });
+
   it("refuses an inline list over the inline limit before any command, naming the limit and the fix", async () => {
     const calls = new Map<string, number>();
     const hosts = Array.from({ length: DEFAULT_INLINE_HOST_LIMIT + 1 }, (_, i) => ({
