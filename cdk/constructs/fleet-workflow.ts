@@ -406,7 +406,28 @@ export class FleetWorkflow extends Construct {
     });
     percent.next(chunk).next(ofFleet);
     const mayBeZero = sfn.Condition.numberLessThan("$.index", 2);
-    return new sfn.Choice(this, "ResolveControl")
+    // A count must be an integer (ASL has no integer test: its JSON text has no "." or "e"); a
+    // fraction would fail States.ArrayPartition at a later batch, after hosts ran.
+    const asText = new sfn.Pass(this, "ControlText", {
+      parameters: {
+        "spec.$": "$.spec",
+        "index.$": "$.index",
+        "hosts.$": "$.hosts",
+        "text.$": "States.JsonToString($.spec)",
+      },
+    });
+    const choice = new sfn.Choice(this, "ResolveControl")
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.isNumeric("$.spec"),
+          sfn.Condition.or(
+            sfn.Condition.stringMatches("$.text", "*.*"),
+            sfn.Condition.stringMatches("$.text", "*e*"),
+            sfn.Condition.stringMatches("$.text", "*E*"),
+          ),
+        ),
+        invalid,
+      )
       .when(
         sfn.Condition.and(
           sfn.Condition.isNumeric("$.spec"),
@@ -440,6 +461,8 @@ export class FleetWorkflow extends Construct {
         zero,
       )
       .otherwise(invalid);
+    asText.next(choice);
+    return asText;
   }
 
   /**

@@ -523,6 +523,8 @@ describe("fleet controls: canary batches and the failure budget (stand-in handle
     ["batches", [1, 0]],
     ["batches", []],
     ["batches", [1, "30%"]],
+    ["batches", [1, 2.5]],
+    ["maxErrors", 0.5],
   ] as const)("refuses %s %j before any host starts", async (field, value) => {
     const calls = new Map<string, number>();
     const { failed, error } = await run(
