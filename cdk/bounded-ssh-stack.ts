@@ -101,6 +101,8 @@ export interface BoundedSshStackProps extends StackProps {
   readonly lambdaRetry?: LambdaRetrySettings;
   /** The per-host breaker's counted names, threshold, window, quarantine and probe lease. */
   readonly breaker?: DeployConfig["breaker"];
+  /** Fleet controls' defaults and the inline host limit (docs/fleet.md). */
+  readonly fleet?: DeployConfig["fleet"];
   /** Full output to S3: mode, size limit, object lifetime. @default request mode, 1 GiB, 30 days */
   readonly spill?: Omit<SpillBucketProps, "functions">;
   /** The API stage's throttle. @default DEFAULT_API_THROTTLE (10 per second, burst 20) */
@@ -238,6 +240,10 @@ export class BoundedSshStack extends Stack {
           : (props.taskReservedConcurrency ?? DEFAULT_TASK_RESERVED_CONCURRENCY),
       maxConcurrencyCeiling: props.maxFleetConcurrency,
       singleHostHeadroom: props.singleHostHeadroom,
+      defaultMaxErrors: props.fleet?.maxErrors,
+      defaultBatches: props.fleet?.batches,
+      defaultMaxConcurrency: props.fleet?.maxConcurrency,
+      inlineHostLimit: props.fleet?.inlineHostLimit,
       namePrefix: names?.stackName,
     });
     // Verified callers (SPEC §9): the API function accepts only events naming this API, stage
@@ -393,6 +399,7 @@ export function deployConfigProps(loaded: LoadedDeployConfig): BoundedSshStackPr
       : { taskReservedConcurrency: config.reservedConcurrency.task }),
     maxFleetConcurrency: config.reservedConcurrency?.fleet,
     breaker: config.breaker,
+    fleet: config.fleet,
     singleHostHeadroom: config.reservedConcurrency?.singleHost,
     metricNamespace: config.metricNamespace ?? names.metricNamespace,
     apiThrottle: config.apiThrottle,

@@ -11,6 +11,7 @@ import * as path from "node:path";
 import { Ajv } from "ajv";
 import { Policy, type PolicyDocument } from "../functions/policy/policy.ts";
 import { DEFAULT_METRIC_NAMESPACE, ERROR_NAMES, type ErrorName } from "../lib/names.ts";
+import { FLEET_PERCENTAGES } from "./constructs/fleet-workflow.ts";
 import { DEFAULT_API_THROTTLE } from "./constructs/run-api.ts";
 
 /** The deploy config file. Paths are relative to the file itself. */
@@ -63,6 +64,18 @@ export interface DeployConfig {
    * @default "BoundedSsh/<stage>"
    */
   readonly metricNamespace?: string;
+  /**
+   * Fleet controls (docs/fleet.md, "Fleet controls"): defaults for a fleet input that does not
+   * name them, and the most hosts an inline list may name. A count or a percentage (one of
+   * FLEET_PERCENTAGES; "0%" too for maxErrors and maxConcurrency).
+   * @default maxErrors "100%", batches ["100%"], maxConcurrency 10, inlineHostLimit 400
+   */
+  readonly fleet?: {
+    readonly maxErrors?: number | string;
+    readonly batches?: readonly (number | string)[];
+    readonly maxConcurrency?: number | string;
+    readonly inlineHostLimit?: number;
+  };
   /**
    * Full output to S3 (docs/fleet.md). @default mode "request" (only requests with
    * `spill: true` under rules with `allowSpill`), maxBytes 1 GiB, objects kept 30 days
@@ -354,6 +367,24 @@ export const DEPLOY_CONFIG_SCHEMA = {
       },
     },
     metricNamespace: { type: "string", pattern: "^[A-Za-z0-9._/#:-]{1,255}$" },
+    fleet: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        maxErrors: {
+          anyOf: [{ type: "integer", minimum: 0 }, { enum: ["0%", ...FLEET_PERCENTAGES] }],
+        },
+        batches: {
+          type: "array",
+          minItems: 1,
+          items: { anyOf: [{ type: "integer", minimum: 1 }, { enum: [...FLEET_PERCENTAGES] }] },
+        },
+        maxConcurrency: {
+          anyOf: [{ type: "integer", minimum: 0 }, { enum: ["0%", ...FLEET_PERCENTAGES] }],
+        },
+        inlineHostLimit: { type: "integer", minimum: 1 },
+      },
+    },
     spill: {
       type: "object",
       additionalProperties: false,

@@ -25,8 +25,8 @@ export interface FleetWorkflowProps extends TaskSettings {
   readonly bucket: s3.IBucket;
   /** Whole fleet run. @default Duration.hours(6) */
   readonly timeout?: Duration;
-  /** Hosts at once when the input does not say. @default 10 */
-  readonly defaultMaxConcurrency?: number;
+  /** Hosts at once when the input does not say: a count or a percentage. @default 10 */
+  readonly defaultMaxConcurrency?: FleetControl;
   /**
    * Ceiling on a fleet's `maxConcurrency`: a larger value, 0 (unlimited to Step Functions) or a
    * non-number in the input becomes this. Keep it at or below the task function's reserved
@@ -35,6 +35,66 @@ export interface FleetWorkflowProps extends TaskSettings {
   readonly maxConcurrencyCeiling?: number;
   /** Percent of child executions allowed to fail when the input does not say. @default 0 */
   readonly defaultToleratedFailurePercentage?: number;
+  /**
+   * Failure budget on host outcomes when the input does not say (`maxErrors`): a count or a
+   * percentage of the fleet. @default "100%" (no budget: every batch runs)
+   */
+  readonly defaultMaxErrors?: FleetControl;
+  /**
+   * Canary batches when the input does not say (`batches`): sizes, counts or percentages; the
+   * last repeats until every host ran. @default ["100%"] (one batch)
+   */
+  readonly defaultBatches?: readonly FleetControl[];
+  /**
+   * Most hosts an inline `hosts` list may name; a longer list is refused before any command
+   * runs (use `hostsKey`). @default {@link DEFAULT_INLINE_HOST_LIMIT}
+   */
+  readonly inlineHostLimit?: number;
+}
+
+/** A fleet control's value: a count, or a percentage of the fleet's hosts ("20%"). */
+export type FleetControl = number | string;
+
+/**
+ * The percentages a fleet control may name. ASL (JSONPath) has no multiplication or division,
+ * so "p%" of N hosts is computed as the number of chunks when the hosts are cut into chunks of
+ * 100/p (`States.ArrayPartition`): ceil(N·p/100), exact only when p divides 100.
+ */
+export const FLEET_PERCENTAGES = ["1%", "2%", "4%", "5%", "10%", "20%", "25%", "50%", "100%"];
+
+/**
+ * Inline host lists longer than this are refused: the run's state carries the outcome records
+ * about twice at its peak (the summary's groups beside the records), and must stay inside Step
+ * Functions' 256 KiB payload limit. Measured 251,425 bytes at 500 hosts with 60-character
+ * names failing through a jump host (the largest records): 400 keeps about 20 % headroom.
+ */
+export const DEFAULT_INLINE_HOST_LIMIT = 400;
+
+/** Failing outcome records listed in the summary (the first ones, in host order). */
+export const FAILURES_LISTED = 20;
+
+/** The host outcomes that count against `maxErrors`: every one but `succeeded`. */
+const FAILING_STATUSES = STATUSES.filter((s) => s !== "succeeded");
+
+/** One stand-in record per outcome (see ApplyControls). */
+const SENTINELS = STATUSES.map((status) => ({ host: "-", status }));
+
+/**
+ * Checks a fleet control the way the state machine checks the input's (synth-time check of
+ * the deploy-config defaults).
+ *
+ * @param min the smallest count allowed (0 for `maxErrors` and `maxConcurrency`, 1 for a batch).
+ * @returns an error message, or undefined when the value is valid.
+ */
+export function fleetControlProblem(name: string, value: unknown, min: 0 | 1): string | undefined {
+  if (typeof value === "number" && Number.isInteger(value) && value >= min) return undefined;
+  if (
+    typeof value === "string" &&
+    (FLEET_PERCENTAGES.includes(value) || (min === 0 && value === "0%"))
+  ) {
+    return undefined;
+  }
+  return `${name} must be an integer >= ${min} or one of ${[...(min === 0 ? ["0%"] : []), ...FLEET_PERCENTAGES].join(", ")} (got ${JSON.stringify(value)})`;
 }
 
 /**
@@ -79,7 +139,43 @@ export class FleetWorkflow extends Construct {
     // ResultWriterV2 renders only with this flag; set here so the construct works in any app.
     this.node.setContext("@aws-cdk/aws-stepfunctions:useDistributedMapResultWriterV2", true);
 
-    const definition = this.inputDefaults(ceiling, props).next(this.hostsSource(props));
+    const problems = [
+      fleetControlProblem("defaultMaxErrors", props.defaultMaxErrors ?? 0, 0),
+      fleetControlProblem("defaultMaxConcurrency", props.defaultMaxConcurrency ?? 1, 0),
+      ...(props.defaultBatches ?? [1]).map((b, i) =>
+        fleetControlProblem(`defaultBatches[${i}]`, b, 1),
+      ),
+      props.defaultBatches?.length === 0
+        ? "defaultBatches must name at least one batch"
+        : undefined,
+    ].filter((p) => p !== undefined);
+    if (problems.length > 0) throw new Error(`${this.node.path}: ${problems.join("; ")}`);
+    const limit = props.inlineHostLimit ?? DEFAULT_INLINE_HOST_LIMIT;
+    if (!Number.isInteger(limit) || limit < 1) {
+      throw new Error(`${this.node.path}: inlineHostLimit must be an integer >= 1`);
+    }
+
+    // The budget and batches are kept by the inline loop only: asked for on an S3 list they
+    // would protect nothing, so they are refused rather than ignored.
+    const s3Controls = new sfn.Fail(this, "ControlsNeedInlineHosts", {
+      error: "ValidationError",
+      cause:
+        "batches and maxErrors apply to inline host lists (hosts); a hostsKey fleet runs as one Distributed Map. Run the canary as an inline fleet first, or split the list into objects and start one execution per object; nothing ran.",
+    });
+    const defaults = this.inputDefaults(props);
+    defaults.next(this.hostsSource(ceiling, props));
+    const definition = new sfn.Choice(this, "CheckControlsSource")
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.isPresent("$.hostsKey"),
+          sfn.Condition.or(
+            sfn.Condition.isPresent("$.batches"),
+            sfn.Condition.isPresent("$.maxErrors"),
+          ),
+        ),
+        s3Controls,
+      )
+      .otherwise(defaults);
 
     // "Default": the construct is transparent to logical ids (`<parent><id>`), so the state
     // machine and its DistributedMapPolicy kept their ids when they moved out of the one
@@ -96,10 +192,10 @@ export class FleetWorkflow extends Construct {
   }
 
   /**
-   * The input's defaults (`maxConcurrency`, `toleratedFailurePercentage`), then the ceiling on
-   * `maxConcurrency`: a chain whose end continues to the hosts.
+   * The input's defaults (`maxConcurrency`, `toleratedFailurePercentage`, `maxErrors`,
+   * `batches`): a chain whose end continues to the hosts.
    */
-  private inputDefaults(ceiling: number, props: FleetWorkflowProps): sfn.Chain {
+  private inputDefaults(props: FleetWorkflowProps): sfn.Chain {
     // Parameters rather than Result + ResultPath: aws-local-stepfunctions 3 builds a circular
     // object for the latter, and both render the same input on AWS.
     const defaults = new sfn.Pass(this, "Defaults", {
@@ -107,6 +203,8 @@ export class FleetWorkflow extends Construct {
         defaults: {
           maxConcurrency: props.defaultMaxConcurrency ?? 10,
           toleratedFailurePercentage: props.defaultToleratedFailurePercentage ?? 0,
+          maxErrors: props.defaultMaxErrors ?? "100%",
+          batches: props.defaultBatches ?? ["100%"],
         },
         "input.$": "$",
       },
@@ -116,15 +214,23 @@ export class FleetWorkflow extends Construct {
       parameters: { "run.$": "States.JsonMerge($.defaults, $.input, false)" },
       outputPath: "$.run",
     });
-    // A caller cannot widen the fleet: 0 (unlimited), a non-number or anything above the
-    // ceiling runs at the ceiling.
-    const clamp = new sfn.Pass(this, "ClampConcurrency", {
+    return defaults.next(applyDefaults);
+  }
+
+  /**
+   * The ceiling on `maxConcurrency` (states named `<prefix>CheckConcurrency`,
+   * `<prefix>ClampConcurrency`): 0 (unlimited to Step Functions), a non-number or anything above
+   * the ceiling runs at the ceiling. A caller cannot widen the fleet.
+   */
+  private clampConcurrency(prefix: string, ceiling: number, next: sfn.IChainable): sfn.Choice {
+    const clamp = new sfn.Pass(this, `${prefix}ClampConcurrency`, {
       parameters: {
         "run.$": `States.JsonMerge($, States.StringToJson('{"maxConcurrency":${ceiling}}'), false)`,
       },
       outputPath: "$.run",
     });
-    const checkConcurrency = new sfn.Choice(this, "CheckConcurrency")
+    clamp.next(next);
+    return new sfn.Choice(this, `${prefix}CheckConcurrency`)
       .when(
         sfn.Condition.or(
           sfn.Condition.not(sfn.Condition.isNumeric("$.maxConcurrency")),
@@ -133,12 +239,11 @@ export class FleetWorkflow extends Construct {
         ),
         clamp,
       )
-      .afterwards({ includeOtherwise: true });
-    return defaults.next(applyDefaults).next(checkConcurrency);
+      .otherwise(next);
   }
 
-  /** Where the hosts come from: inline `hosts` (results and summary) or `hostsKey` in S3. */
-  private hostsSource(props: FleetWorkflowProps): sfn.Choice {
+  /** Where the hosts come from: inline `hosts` (batches, budget, summary) or `hostsKey` in S3. */
+  private hostsSource(ceiling: number, props: FleetWorkflowProps): sfn.Choice {
     const mapOptions = {
       maxConcurrencyPath: "$.maxConcurrency",
       toleratedFailurePercentagePath: "$.toleratedFailurePercentage",
@@ -150,26 +255,6 @@ export class FleetWorkflow extends Construct {
       },
       mapExecutionType: sfn.StateMachineType.STANDARD,
     } as const;
-
-    const inline = new sfn.DistributedMap(this, "RunFleetInline", {
-      ...mapOptions,
-      itemsPath: "$.hosts",
-      resultPath: "$.results",
-    });
-    inline.itemProcessor(this.hostProcessor("Inline", props));
-    const groups: Record<string, string> = { "results.$": "$.results" };
-    const counts: Record<string, string> = { "total.$": "States.ArrayLength($.results)" };
-    for (const status of STATUSES) {
-      groups[`${status}.$`] = `$.results[?(@.status == '${status}')]`;
-      counts[`${status}.$`] = `States.ArrayLength($.${status})`;
-    }
-    // On AWS a `[?()]` filter that matches nothing yields `[]` (so a fleet with no failures
-    // counts 0); aws-local-stepfunctions 3 raises States.Runtime there instead, which is why
-    // the local fleet tests include every outcome (see getmoto/moto#10078 for the AWS dialect).
-    const group = new sfn.Pass(this, "GroupByOutcome", { parameters: groups });
-    const summarize = new sfn.Pass(this, "Summarize", {
-      parameters: { summary: counts, "results.$": "$.results" },
-    });
 
     const fromS3 = new sfn.DistributedMap(this, "RunFleetFromS3", {
       ...mapOptions,
@@ -191,18 +276,409 @@ export class FleetWorkflow extends Construct {
       error: "ValidationError",
       cause: 'hostsKey must name an object under "inputs/" in the fleet bucket',
     });
-    const source = new sfn.Choice(this, "HostsSource")
+    return new sfn.Choice(this, "HostsSource")
       .when(
         sfn.Condition.and(
           sfn.Condition.isPresent("$.hostsKey"),
           sfn.Condition.isString("$.hostsKey"),
           sfn.Condition.stringMatches("$.hostsKey", "inputs/*"),
         ),
-        fromS3,
+        this.clampConcurrency("S3", ceiling, fromS3),
       )
       .when(sfn.Condition.isPresent("$.hostsKey"), badKey)
-      .otherwise(inline.next(group).next(summarize));
-    return source;
+      .otherwise(this.inlineFleet(ceiling, mapOptions, props));
+  }
+
+  /**
+   * An inline fleet: checked whole before any host starts (list length against the inline
+   * limit, every control resolved to a count), then one Distributed Map per batch. After each
+   * batch the failure budget is checked on host outcomes (every outcome but `succeeded`
+   * counts); once exceeded, no further batch starts and the summary names the hosts never
+   * started.
+   */
+  private inlineFleet(
+    ceiling: number,
+    mapOptions: Omit<sfn.DistributedMapProps, "itemsPath" | "resultPath">,
+    props: FleetWorkflowProps,
+  ): sfn.IChainable {
+    const limit = props.inlineHostLimit ?? DEFAULT_INLINE_HOST_LIMIT;
+    const noHosts = new sfn.Fail(this, "HostsMissing", {
+      error: "ValidationError",
+      cause:
+        "a fleet needs hosts (an inline list of at least one host) or hostsKey (inputs/… in the fleet bucket)",
+    });
+    const tooMany = new sfn.Fail(this, "InlineFleetTooLarge", {
+      error: "ValidationError",
+      cause: `hosts lists more than ${limit} hosts, the most an inline fleet can carry and summarize inside the 256 KiB Step Functions payload limit; nothing ran. Put the list in the fleet bucket under inputs/ and start the fleet with hostsKey: results then go to S3 (ResultWriter).`,
+    });
+    const controlCause = `maxErrors and maxConcurrency must be integers >= 0, batches a non-empty list of integers >= 1; a percentage is one of 0% (maxErrors, maxConcurrency), ${FLEET_PERCENTAGES.join(", ")}; nothing ran.`;
+    const badControl = new sfn.Fail(this, "FleetControlInvalid", {
+      error: "ValidationError",
+      cause: controlCause,
+    });
+    const count = new sfn.Pass(this, "CountHosts", {
+      parameters: { "total.$": "States.ArrayLength($.hosts)" },
+      resultPath: "$.fleet",
+    });
+    // Every control as one list: [maxErrors, maxConcurrency, ...batches], resolved by one Map.
+    const gather = new sfn.Pass(this, "GatherControls", {
+      parameters: {
+        "nested.$": "States.Array(States.Array($.maxErrors, $.maxConcurrency), $.batches)",
+      },
+      resultPath: "$.controls",
+    });
+    const flatten = new sfn.Pass(this, "ListControls", {
+      parameters: { "specs.$": "$.controls.nested[*][*]" },
+      resultPath: "$.controls",
+    });
+    const resolve = new sfn.Map(this, "ResolveControls", {
+      itemsPath: "$.controls.specs",
+      itemSelector: {
+        "spec.$": "$$.Map.Item.Value",
+        "index.$": "$$.Map.Item.Index",
+        "hosts.$": "$.hosts",
+      },
+      resultPath: "$.controls.counts",
+    });
+    resolve.itemProcessor(
+      this.controlResolver(
+        new sfn.Fail(this, "ControlInvalid", { error: "ValidationError", cause: controlCause }),
+      ),
+    );
+    const apply = new sfn.Pass(this, "ApplyControls", {
+      parameters: {
+        "request.$": "$.request",
+        "pending.$": "$.hosts",
+        "total.$": "$.fleet.total",
+        "toleratedFailurePercentage.$": "$.toleratedFailurePercentage",
+        "maxErrors.$": "$.controls.counts[0].count",
+        "maxConcurrency.$": "$.controls.counts[1].count",
+        "sizes.$": "$.controls.counts[2:].count",
+        errors: 0,
+        batch: 0,
+        results: [],
+        // One record per outcome, put before the records whenever they are counted: a `[?()]`
+        // filter then always matches (AWS yields [] for no match; the local interpreter fails)
+        // and each count is its length less 1.
+        sentinels: SENTINELS,
+      },
+    });
+
+    const loop = this.batchLoop(mapOptions, props);
+    gather
+      .next(flatten)
+      .next(resolve)
+      .next(apply)
+      .next(this.clampConcurrency("", ceiling, loop));
+    count.next(
+      new sfn.Choice(this, "InlineHostLimit")
+        .when(sfn.Condition.numberGreaterThan("$.fleet.total", limit), tooMany)
+        .when(sfn.Condition.not(sfn.Condition.isPresent("$.batches[0]")), badControl)
+        .otherwise(gather),
+    );
+    return new sfn.Choice(this, "CheckInlineHosts")
+      .when(sfn.Condition.not(sfn.Condition.isPresent("$.hosts[0]")), noHosts)
+      .otherwise(count);
+  }
+
+  /**
+   * One control (`{spec, index, hosts}`; index 0 and 1 are `maxErrors` and `maxConcurrency`,
+   * which may be 0) to `{count}`: an integer as it is, "p%" as ceil(N·p/100).
+   */
+  private controlResolver(invalid: sfn.Fail): sfn.IChainable {
+    const asIs = new sfn.Pass(this, "ControlCount", { parameters: { "count.$": "$.spec" } });
+    const zero = new sfn.Pass(this, "ControlZero", { parameters: { count: 0 } });
+    const percent = new sfn.Pass(this, "ControlPercent", {
+      parameters: {
+        "p.$": "States.StringToJson(States.ArrayGetItem(States.StringSplit($.spec, '%'), 0))",
+        "hosts.$": "$.hosts",
+      },
+    });
+    // 100/p for a divisor p of 100: the number of chunks of size p in 1..100.
+    const chunk = new sfn.Pass(this, "ControlChunk", {
+      parameters: {
+        "chunk.$": "States.ArrayLength(States.ArrayPartition(States.ArrayRange(1, 100, 1), $.p))",
+        "hosts.$": "$.hosts",
+      },
+    });
+    const ofFleet = new sfn.Pass(this, "ControlOfFleet", {
+      parameters: { "count.$": "States.ArrayLength(States.ArrayPartition($.hosts, $.chunk))" },
+    });
+    percent.next(chunk).next(ofFleet);
+    const mayBeZero = sfn.Condition.numberLessThan("$.index", 2);
+    // A count must be an integer (ASL has no integer test: its JSON text has no "." or "e"); a
+    // fraction would fail States.ArrayPartition at a later batch, after hosts ran.
+    const asText = new sfn.Pass(this, "ControlText", {
+      parameters: {
+        "spec.$": "$.spec",
+        "index.$": "$.index",
+        "hosts.$": "$.hosts",
+        "text.$": "States.JsonToString($.spec)",
+      },
+    });
+    const choice = new sfn.Choice(this, "ResolveControl")
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.isNumeric("$.spec"),
+          sfn.Condition.or(
+            sfn.Condition.stringMatches("$.text", "*.*"),
+            sfn.Condition.stringMatches("$.text", "*e*"),
+            sfn.Condition.stringMatches("$.text", "*E*"),
+          ),
+        ),
+        invalid,
+      )
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.isNumeric("$.spec"),
+          sfn.Condition.numberGreaterThanEquals("$.spec", 1),
+        ),
+        asIs,
+      )
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.isNumeric("$.spec"),
+          sfn.Condition.numberEquals("$.spec", 0),
+          mayBeZero,
+        ),
+        zero,
+      )
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.isString("$.spec"),
+          sfn.Condition.or(
+            ...FLEET_PERCENTAGES.map((p) => sfn.Condition.stringEquals("$.spec", p)),
+          ),
+        ),
+        percent,
+      )
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.isString("$.spec"),
+          sfn.Condition.stringEquals("$.spec", "0%"),
+          mayBeZero,
+        ),
+        zero,
+      )
+      .otherwise(invalid);
+    asText.next(choice);
+    return asText;
+  }
+
+  /**
+   * The batch loop: take the next batch off `pending` (its size is the first of `sizes`; the
+   * last size repeats), run it as one Distributed Map, add its outcomes, then stop when the
+   * errors exceed `maxErrors` or no host is pending.
+   */
+  private batchLoop(
+    mapOptions: Omit<sfn.DistributedMapProps, "itemsPath" | "resultPath">,
+    props: FleetWorkflowProps,
+  ): sfn.IChainable {
+    const cut = new sfn.Pass(this, "CutBatch", {
+      parameters: {
+        "chunks.$": "States.ArrayPartition($.pending, States.ArrayGetItem($.sizes, 0))",
+        "number.$": "States.MathAdd($.batch, 1)",
+      },
+      resultPath: "$.cut",
+    });
+    // A path that may match nothing is read only behind the Choice that checked it (AWS
+    // yields [] there, the local interpreter fails).
+    const take = new sfn.Pass(this, "TakeBatch", {
+      parameters: { "hosts.$": "$.cut.chunks[0]", "pending.$": "$.cut.chunks[1:][*]" },
+      resultPath: "$.next",
+    });
+    const takeLast = new sfn.Pass(this, "TakeLastBatch", {
+      parameters: { "hosts.$": "$.cut.chunks[0]", pending: [] },
+      resultPath: "$.next",
+    });
+    const popSize = new sfn.Pass(this, "NextBatchSize", {
+      parameters: { "sizes.$": "$.sizes[1:]" },
+      resultPath: "$.nextSizes",
+    });
+    const keepSize = new sfn.Pass(this, "KeepBatchSize", {
+      parameters: { "sizes.$": "$.sizes" },
+      resultPath: "$.nextSizes",
+    });
+    const inline = new sfn.DistributedMap(this, "RunFleetInline", {
+      ...mapOptions,
+      itemsPath: "$.next.hosts",
+      resultPath: "$.batchResults",
+    });
+    inline.itemProcessor(this.hostProcessor("Inline", props));
+    // This batch's records behind the sentinels (one per outcome) for counting: `[*][*]`
+    // flattens one level.
+    const mark = new sfn.Pass(this, "MarkBatchResults", {
+      parameters: { "marked.$": "States.Array($.sentinels, $.batchResults)" },
+      resultPath: "$.added",
+    });
+    const flatten = new sfn.Pass(this, "FlattenBatchResults", {
+      parameters: { "marked.$": "$.added.marked[*][*]" },
+      resultPath: "$.added",
+    });
+    // Host outcomes that count against the budget: every one but `succeeded` (each list
+    // holds its sentinel, hence the −3).
+    const groupBatch = new sfn.Pass(this, "GroupBatch", {
+      parameters: Object.fromEntries(
+        FAILING_STATUSES.map((status) => [
+          `${status}.$`,
+          `$.added.marked[?(@.status == '${status}')]`,
+        ]),
+      ),
+      resultPath: "$.batchGroups",
+    });
+    const [a, b, c] = FAILING_STATUSES.map(
+      (status) => `States.ArrayLength($.batchGroups.${status})`,
+    );
+    const countBatch = new sfn.Pass(this, "CountBatchErrors", {
+      parameters: {
+        "failing.$": `States.MathAdd(${a}, States.MathAdd(${b}, States.MathAdd(${c}, -3)))`,
+      },
+      resultPath: "$.batchErrors",
+    });
+    // The run's state for the next batch: the batch's records appended to the kept ones (the
+    // records once: the batch copies and groups are dropped here).
+    const carry = {
+      "request.$": "$.request",
+      "total.$": "$.total",
+      "toleratedFailurePercentage.$": "$.toleratedFailurePercentage",
+      "maxErrors.$": "$.maxErrors",
+      "maxConcurrency.$": "$.maxConcurrency",
+      "sentinels.$": "$.sentinels",
+    };
+    const append = new sfn.Pass(this, "AddBatchResults", {
+      parameters: {
+        ...carry,
+        "batch.$": "$.cut.number",
+        "sizes.$": "$.nextSizes.sizes",
+        "pending.$": "$.next.pending",
+        "errors.$": "States.MathAdd($.errors, $.batchErrors.failing)",
+        "nested.$": "States.Array($.results, $.batchResults)",
+      },
+    });
+    const tally = new sfn.Pass(this, "TallyBatch", {
+      parameters: {
+        ...carry,
+        "batch.$": "$.batch",
+        "sizes.$": "$.sizes",
+        "pending.$": "$.pending",
+        "errors.$": "$.errors",
+        "results.$": "$.nested[*][*]",
+      },
+    });
+    const summary = this.summary();
+    const stopped = new sfn.Pass(this, "BudgetExceeded", {
+      parameters: { reason: "maxErrorsExceeded" },
+      resultPath: "$.stopped",
+    });
+    const finished = new sfn.Pass(this, "AllBatchesRan", {
+      parameters: { reason: "completed" },
+      resultPath: "$.stopped",
+    });
+    stopped.next(summary);
+    finished.next(summary);
+    const sizes = new sfn.Choice(this, "SizesLeft")
+      .when(sfn.Condition.isPresent("$.sizes[1]"), popSize)
+      .otherwise(keepSize);
+    take.next(sizes);
+    takeLast.next(sizes);
+    popSize.next(inline);
+    keepSize.next(inline);
+    inline.next(mark).next(flatten).next(groupBatch).next(countBatch).next(append).next(tally);
+    tally.next(
+      new sfn.Choice(this, "CheckBudget")
+        .when(sfn.Condition.numberGreaterThanJsonPath("$.errors", "$.maxErrors"), stopped)
+        .when(sfn.Condition.not(sfn.Condition.isPresent("$.pending[0]")), finished)
+        .otherwise(cut),
+    );
+    cut.next(
+      new sfn.Choice(this, "ChunksLeft")
+        .when(sfn.Condition.isPresent("$.cut.chunks[1]"), take)
+        .otherwise(takeLast),
+    );
+    return cut;
+  }
+
+  /**
+   * The execution output of an inline fleet, bounded by the inline limit: counts by outcome
+   * (`notStarted`: hosts the budget kept from starting), why it stopped, the first failing
+   * outcome records, the hosts never started, every outcome record.
+   */
+  private summary(): sfn.IChainable {
+    // Only what the output needs, the records once (behind the sentinels): the largest state
+    // of an inline fleet is this one plus its groups, about twice the records.
+    const meta = {
+      "total.$": "$.total",
+      "pending.$": "$.pending",
+      "stopped.$": "$.stopped",
+      "maxErrors.$": "$.maxErrors",
+      "errors.$": "$.errors",
+      "batch.$": "$.batch",
+    };
+    const marked = new sfn.Pass(this, "MarkResults", {
+      parameters: { ...meta, "nested.$": "States.Array($.sentinels, $.results)" },
+    });
+    const flatten = new sfn.Pass(this, "FlattenResults", {
+      parameters: { ...meta, "marked.$": "$.nested[*][*]" },
+    });
+    const groups: Record<string, string> = {};
+    for (const status of STATUSES) {
+      groups[`${status}.$`] = `$.marked[?(@.status == '${status}')]`;
+    }
+    const group = new sfn.Pass(this, "GroupByOutcome", {
+      parameters: groups,
+      resultPath: "$.groups",
+    });
+    // Each count less its sentinel.
+    const counts: Record<string, unknown> = {
+      "total.$": "$.total",
+      "notStarted.$": "States.ArrayLength($.pending)",
+    };
+    for (const status of STATUSES) {
+      counts[`${status}.$`] = `States.MathAdd(States.ArrayLength($.groups.${status}), -1)`;
+    }
+    // The first failing records of each failing outcome (each list starts with its sentinel).
+    let chain: sfn.INextable & sfn.IChainable = group;
+    const head = marked;
+    marked.next(flatten).next(group);
+    for (const status of FAILING_STATUSES) {
+      const some = new sfn.Pass(this, `First_${status}`, {
+        parameters: { "list.$": `$.groups.${status}[1:${1 + FAILURES_LISTED}]` },
+        resultPath: `$.failures.${status}`,
+      });
+      const none = new sfn.Pass(this, `None_${status}`, {
+        parameters: { list: [] },
+        resultPath: `$.failures.${status}`,
+      });
+      const join = new sfn.Pass(this, `Listed_${status}`);
+      some.next(join);
+      none.next(join);
+      chain.next(
+        new sfn.Choice(this, `Any_${status}`)
+          .when(sfn.Condition.isPresent(`$.groups.${status}[1]`), some)
+          .otherwise(none),
+      );
+      chain = join;
+    }
+    const failures: Record<string, string> = {};
+    for (const status of FAILING_STATUSES) {
+      failures[`${status}.$`] = `$.failures.${status}.list`;
+    }
+    chain.next(
+      new sfn.Pass(this, "Summarize", {
+        parameters: {
+          summary: counts,
+          "ended.$": "$.stopped.reason",
+          "maxErrors.$": "$.maxErrors",
+          "errors.$": "$.errors",
+          "batches.$": "$.batch",
+          failures,
+          "notStarted.$": "$.pending",
+          // The records in host order, without the sentinels.
+          "results.$": `$.marked[${SENTINELS.length}:]`,
+        },
+      }),
+    );
+    return head;
   }
 
   /** One host of a fleet: run, then record a compact outcome whatever happened. */

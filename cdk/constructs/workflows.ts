@@ -12,7 +12,7 @@ import * as logs from "aws-cdk-lib/aws-logs";
 import * as s3 from "aws-cdk-lib/aws-s3";
 import type * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
-import { FleetWorkflow } from "./fleet-workflow.ts";
+import { type FleetControl, FleetWorkflow } from "./fleet-workflow.ts";
 import { SingleHostWorkflow } from "./single-host-workflow.ts";
 import type { LambdaRetrySettings, RetrySettings } from "./workflow-tasks.ts";
 
@@ -39,8 +39,8 @@ export interface WorkflowsProps {
   readonly lambdaRetry?: LambdaRetrySettings;
   /** Whole fleet run. @default Duration.hours(6) */
   readonly fleetTimeout?: Duration;
-  /** Hosts per fleet when the input does not say. @default 10 */
-  readonly defaultMaxConcurrency?: number;
+  /** Hosts at once when the fleet input does not say: a count or a percentage. @default 10 */
+  readonly defaultMaxConcurrency?: FleetControl;
   /**
    * Ceiling on a fleet's `maxConcurrency`: a larger value, 0 (unlimited to Step Functions) or a
    * non-number in the input becomes this. With `taskReservedConcurrency`, it must leave
@@ -64,6 +64,15 @@ export interface WorkflowsProps {
   readonly namePrefix?: string;
   /** Percent of child executions allowed to fail when the input does not say. @default 0 */
   readonly defaultToleratedFailurePercentage?: number;
+  /**
+   * Failure budget on host outcomes when the fleet input does not say (`maxErrors`): a count or
+   * a percentage. @default "100%" (no budget)
+   */
+  readonly defaultMaxErrors?: FleetControl;
+  /** Canary batches when the fleet input does not say (`batches`). @default ["100%"] */
+  readonly defaultBatches?: readonly FleetControl[];
+  /** Most hosts an inline fleet list may name. @default DEFAULT_INLINE_HOST_LIMIT (400) */
+  readonly inlineHostLimit?: number;
   /** Days fleet inputs and results are kept. @default 30 */
   readonly fleetObjectExpiration?: Duration;
   /** @default logs.RetentionDays.ONE_MONTH */
@@ -212,6 +221,9 @@ export class Workflows extends Construct {
       defaultMaxConcurrency: props.defaultMaxConcurrency,
       maxConcurrencyCeiling: ceiling,
       defaultToleratedFailurePercentage: props.defaultToleratedFailurePercentage,
+      defaultMaxErrors: props.defaultMaxErrors,
+      defaultBatches: props.defaultBatches,
+      inlineHostLimit: props.inlineHostLimit,
     }).stateMachine;
 
     this.acknowledgeNagFindings(props.handler);

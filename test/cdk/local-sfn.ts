@@ -42,6 +42,8 @@ export async function runLocally(
   stateMachineArn = localStateMachineArn("Test-SingleHost"),
   /** Wait of each of the task state's retriers, ms, in their order. @default 0 for all */
   retryIntervals: number | number[] = 0,
+  /** Receives the execution's `abort` (what StopExecution does), e.g. for a task to call. */
+  onStart?: (abort: () => void) => void,
 ): Promise<LocalExecution> {
   const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
   const name = stateMachineArn.split(":").pop();
@@ -58,6 +60,7 @@ export async function runLocally(
       retryIntervalOverrides: { [taskState]: retryIntervals },
     },
   });
+  onStart?.(() => execution.abort());
   const events: ExecutionEvent[] = [];
   const collecting = (async () => {
     for await (const e of execution.eventLogs) events.push(e as never);

@@ -15,6 +15,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_INLINE_HOST_LIMIT } from "../../cdk/constructs/fleet-workflow.ts";
 import type { AuditLine } from "../../functions/audit/audit-log.ts";
 import { createTaskHandler } from "../../functions/task.ts";
 import { RETRYABLE_ERRORS } from "../../lib/names.ts";
@@ -345,7 +346,14 @@ describe("fleet, real task handler (inline items)", () => {
         exitCode?: number | null;
       }[];
     };
-    expect(summary).toEqual({ total: 20, succeeded: 14, failed: 1, timed_out: 3, error: 2 });
+    expect(summary).toEqual({
+      total: 20,
+      succeeded: 14,
+      failed: 1,
+      timed_out: 3,
+      error: 2,
+      notStarted: 0,
+    });
 
     // Results keep item order: check each non-healthy entry's outcome record.
     const at = (host: Partial<Request>) => results[hosts.indexOf(host)];
@@ -465,4 +473,91 @@ describe("fleet, throttles injected at the Lambda boundary (real task handler)",
       expect(retried.length).toBeGreaterThanOrEqual(injected.refused() === 1 ? 1 : 6);
     },
   );
+});
+
+describe("fleet controls with the real task handler: a wrong command stops at the canary", () => {
+  /** 30 hosts running `exit 1` (told apart by their timeoutMs: every host is this sshd). */
+  const fleetOf30 = () =>
+    Array.from({ length: 30 }, (_, i) => ({
+      host: "127.0.0.1",
+      port: sshd.port,
+      command: "exit 1",
+      credential: "default",
+      timeoutMs: 5_000 + i,
+    }));
+  type Output = {
+    summary: Record<string, number>;
+    ended: string;
+    batches: number;
+    errors: number;
+    failures: { failed: { status: string; exitCode: number }[] };
+    notStarted: ReturnType<typeof fleetOf30>;
+    results: { status: string; exitCode: number }[];
+  };
+
+  it.each([
+    [0, 1],
+    [1, 6],
+  ] as const)(
+    'batches [1, 5, "20%"], maxErrors %j: %i hosts ran, the rest never started; each first invocation throttled and absorbed',
+    async (maxErrors, started) => {
+      const hosts = fleetOf30();
+      const calls: string[] = [];
+      const injected = withThrottles(
+        asLambda(calls),
+        (event) => String((event as { request: Request }).request.timeoutMs),
+        (_key, attempt) => attempt === 1,
+      );
+      const { output, error, failed } = await runLocally(
+        fleet,
+        "InlineRunHost",
+        {
+          request: { username: sshd.username },
+          hosts,
+          batches: [1, 5, "20%"],
+          maxErrors,
+          maxConcurrency: 5,
+        },
+        injected.task,
+        FLEET_ARN,
+      );
+      expect(failed, JSON.stringify(failed)).toBeUndefined();
+      expect(error, String((error as Error | undefined)?.cause ?? error ?? "")).toBeUndefined();
+      const out = output as Output;
+      // Every host that started was throttled once, retried, and ran its command.
+      expect(injected.refused()).toBe(started);
+      expect(calls).toHaveLength(started);
+      expect(out).toMatchObject({ ended: "maxErrorsExceeded", errors: started });
+      expect(out.batches).toBe(started === 1 ? 1 : 2);
+      expect(out.summary).toEqual({
+        total: 30,
+        succeeded: 0,
+        failed: started,
+        timed_out: 0,
+        error: 0,
+        notStarted: 30 - started,
+      });
+      expect(out.results).toHaveLength(started);
+      for (const r of out.results) expect(r).toMatchObject({ status: "failed", exitCode: 1 });
+      expect(out.failures.failed).toHaveLength(started);
+      expect(out.notStarted).toEqual(hosts.slice(started));
+    },
+  );
+
+  it("refuses an inline list over the limit before any command runs", async () => {
+    const calls: string[] = [];
+    const many = Array.from({ length: DEFAULT_INLINE_HOST_LIMIT + 1 }, () => fleetOf30()[0]);
+    const { failed, error } = await runLocally(
+      fleet,
+      "InlineRunHost",
+      { request: { username: sshd.username }, hosts: many },
+      asLambda(calls),
+      FLEET_ARN,
+    );
+    expect(failed?.Error).toBe("ValidationError");
+    expect(String((error as Error).message)).toMatch(
+      new RegExp(`more than ${DEFAULT_INLINE_HOST_LIMIT} hosts.*hostsKey`),
+    );
+    expect(calls).toEqual([]);
+  });
 });

@@ -8,13 +8,17 @@
  */
 import aslValidator from "asl-validator";
 import { App, Duration, Stack } from "aws-cdk-lib";
+import { Template } from "aws-cdk-lib/assertions";
 import * as lambda from "aws-cdk-lib/aws-lambda";
 import { describe, expect, it } from "vitest";
+import { deployConfigProps } from "../../cdk/bounded-ssh-stack.ts";
+import { DEFAULT_INLINE_HOST_LIMIT } from "../../cdk/constructs/fleet-workflow.ts";
 import {
   fleetConcurrencyCeiling,
   LAMBDA_SERVICE_ERRORS,
   Workflows,
 } from "../../cdk/constructs/workflows.ts";
+import { checkDeployConfig } from "../../cdk/deploy-config.ts";
 import { ERROR_CLASSES } from "../../lib/errors.ts";
 import type { ErrorName, Status } from "../../lib/names.ts";
 import { lambdaError, localStateMachineArn, runLocally } from "./local-sfn.ts";
@@ -201,7 +205,14 @@ describe("Lambda throttles and service errors", () => {
       summary: Record<string, number>;
       results: Record<string, unknown>[];
     };
-    expect(summary).toEqual({ total: 5, succeeded: 1, failed: 1, timed_out: 2, error: 1 });
+    expect(summary).toEqual({
+      total: 5,
+      succeeded: 1,
+      failed: 1,
+      timed_out: 2,
+      error: 1,
+      notStarted: 0,
+    });
     // (The local interpreter drops the Pass state's nulls: phase and requestId are null on AWS.)
     expect(results[1]).toMatchObject({ host: "ok-throttled", status: "error", error: name });
     // Lambda errors: the first attempt and 6 retries; States.Timeout is not retried.
@@ -345,7 +356,14 @@ describe("fleet, executed locally (inline items)", () => {
       summary: Record<string, number>;
       results: { host: string; status: string; error?: string; phase: string | null }[];
     };
-    expect(summary).toEqual({ total: 20, succeeded: 14, failed: 1, timed_out: 3, error: 2 });
+    expect(summary).toEqual({
+      total: 20,
+      succeeded: 14,
+      failed: 1,
+      timed_out: 3,
+      error: 2,
+      notStarted: 0,
+    });
     expect(results.find((r) => r.host === "banner-b")).toMatchObject({
       status: "timed_out",
       error: "BannerTimeout",
@@ -364,7 +382,8 @@ describe("fleet, executed locally (inline items)", () => {
   it.each([
     [0, 40],
     [1000, 40],
-    ["ten", 40],
+    ["100%", 5],
+    ["20%", 1],
     [7, 7],
   ])(
     "runs maxConcurrency %j as %j (clamped to the ceiling) with each host's fleet context",
@@ -394,6 +413,287 @@ describe("fleet, executed locally (inline items)", () => {
       expect(new Set(executions.map((e) => e.stateMachine))).toEqual(new Set([arn]));
     },
   );
+});
+
+describe("fleet controls: canary batches and the failure budget (stand-in handler)", () => {
+  /** 30 hosts; `bad` names the ones whose command exits 1. */
+  const fleetOf = (bad: (i: number) => boolean) =>
+    Array.from({ length: 30 }, (_, i) => ({ host: bad(i) ? `exit1-${i}` : `ok-${i}` }));
+  type Output = {
+    summary: Record<string, number>;
+    ended: string;
+    batches: number;
+    errors: number;
+    maxErrors: number;
+    failures: Record<string, { host: string }[]>;
+    notStarted: { host: string }[];
+    results: { host: string; status: string }[];
+  };
+
+  it.each([
+    // maxErrors 0: the canary's one failure exceeds it; nothing after the canary starts.
+    [0, 1, 1],
+    // maxErrors 1: the canary (1) and the next batch (5) ran: 6 errors > 1.
+    [1, 2, 6],
+    // "10%" of 30 = 3: same as 1, the second batch's errors exceed it.
+    ["10%", 2, 6],
+  ] as const)(
+    "a wrong command everywhere with maxErrors %j stops after batch %i (%i hosts started)",
+    async (maxErrors, batches, started) => {
+      const calls = new Map<string, number>();
+      const hosts = fleetOf(() => true);
+      const { output, error } = await run(
+        fleet,
+        "InlineRunHost",
+        { request, hosts, batches: [1, 5, "20%"], maxErrors, maxConcurrency: 5 },
+        calls,
+      );
+      expect(error, String((error as Error | undefined)?.cause ?? "")).toBeUndefined();
+      const out = output as Output;
+      expect(out.ended).toBe("maxErrorsExceeded");
+      expect(out.batches).toBe(batches);
+      expect(out.errors).toBe(started);
+      expect(calls.size).toBe(started);
+      expect(out.summary).toEqual({
+        total: 30,
+        succeeded: 0,
+        failed: started,
+        timed_out: 0,
+        error: 0,
+        notStarted: 30 - started,
+      });
+      // The hosts never started are named, in list order, and none of them was called.
+      expect(out.notStarted.map((h) => h.host)).toEqual(hosts.slice(started).map((h) => h.host));
+      for (const h of out.notStarted) expect(calls.has(h.host)).toBe(false);
+      expect(out.failures.failed?.map((r) => r.host)).toEqual(
+        hosts.slice(0, started).map((h) => h.host),
+      );
+      expect(out.failures.timed_out).toEqual([]);
+    },
+  );
+
+  it('runs every batch ([1, 5, "20%"]: 1, 5, 6, 6, 6, 6) while the budget holds', async () => {
+    const calls = new Map<string, number>();
+    // Two failures among 30: within maxErrors 2.
+    const hosts = fleetOf((i) => i === 3 || i === 20);
+    const { output, error, events } = await run(
+      fleet,
+      "InlineRunHost",
+      { request, hosts, batches: [1, 5, "20%"], maxErrors: 2 },
+      calls,
+    );
+    expect(error, String((error as Error | undefined)?.cause ?? "")).toBeUndefined();
+    const out = output as Output;
+    expect(out).toMatchObject({ ended: "completed", batches: 6, errors: 2, notStarted: [] });
+    expect(out.summary).toEqual({
+      total: 30,
+      succeeded: 28,
+      failed: 2,
+      timed_out: 0,
+      error: 0,
+      notStarted: 0,
+    });
+    expect(out.results.map((r) => r.host)).toEqual(hosts.map((h) => h.host));
+    const sizes = events
+      .filter((e) => e.type === "StateExited" && e.state?.name === "TakeBatch")
+      .concat(events.filter((e) => e.type === "StateExited" && e.state?.name === "TakeLastBatch"))
+      .map((e) => (e.state as { output: { next: { hosts: unknown[] } } }).output.next.hosts.length);
+    expect(sizes).toEqual([1, 5, 6, 6, 6, 6]);
+  });
+
+  it("counts every outcome but succeeded against the budget (timeouts, auth, policy)", async () => {
+    const calls = new Map<string, number>();
+    const hosts = [{ host: "ok-0" }, { host: "banner-a" }, { host: "auth-a" }, { host: "ok-1" }];
+    const { output } = await run(
+      fleet,
+      "InlineRunHost",
+      { request, hosts, batches: [2], maxErrors: 0 },
+      calls,
+    );
+    const out = output as Output;
+    expect(out).toMatchObject({ ended: "maxErrorsExceeded", errors: 1, batches: 1 });
+    expect(out.notStarted).toEqual([{ host: "auth-a" }, { host: "ok-1" }]);
+    expect(calls.has("auth-a")).toBe(false);
+  });
+
+  it.each([
+    ["maxErrors", -1],
+    ["maxErrors", "15%"],
+    ["maxConcurrency", "ten"],
+    ["batches", [1, 0]],
+    ["batches", []],
+    ["batches", [1, "30%"]],
+    ["batches", [1, 2.5]],
+    ["maxErrors", 0.5],
+  ] as const)("refuses %s %j before any host starts", async (field, value) => {
+    const calls = new Map<string, number>();
+    const { failed, error } = await run(
+      fleet,
+      "InlineRunHost",
+      { request, hosts: fleetOf(() => false), [field]: value },
+      calls,
+    );
+    expect(failed?.Error).toBe("ValidationError");
+    expect(String((error as Error).message)).toMatch(/maxErrors and maxConcurrency must be/);
+    expect(calls.size).toBe(0);
+  });
+
+  it.each([[{ maxErrors: 0 }], [{ batches: [1, "10%"] }]])(
+    "refuses %j on a hostsKey fleet (the budget is kept for inline lists only)",
+    async (controls) => {
+      const calls = new Map<string, number>();
+      const { failed, error } = await run(
+        fleet,
+        "InlineRunHost",
+        { request, hostsKey: "inputs/prod.json", ...controls },
+        calls,
+      );
+      expect(failed?.Error).toBe("ValidationError");
+      expect(String((error as Error).message)).toMatch(/apply to inline host lists/);
+      expect(calls.size).toBe(0);
+    },
+  );
+
+  it("stopped mid-run (StopExecution): no further host starts; the running ones finish", async () => {
+    const calls = new Map<string, number>();
+    const executions: { id: string; stateMachine: string }[] = [];
+    const real = standIn(calls, executions);
+    const finished: string[] = [];
+    let stop: () => void = () => {};
+    const hosts = Array.from({ length: 30 }, (_, i) => ({ host: `ok-${i}` }));
+    const task = async (input: unknown) => {
+      const { host } = (input as { request: { host: string } }).request;
+      // The operator stops the execution while the second batch (ok-5 … ok-9) is running.
+      if (host === "ok-7") stop();
+      const result = await real(input);
+      finished.push(host);
+      return result;
+    };
+    const { error, output } = await runLocally(
+      fleet,
+      "InlineRunHost",
+      { request, hosts, batches: [5], maxConcurrency: 5 },
+      task,
+      localStateMachineArn("Test-Fleet"),
+      0,
+      (abort) => {
+        stop = abort;
+      },
+    );
+    expect(output).toBeUndefined();
+    expect((error as Error).name).toMatch(/Abort/);
+    // Let anything still scheduled run, then check nothing past the second batch started.
+    await new Promise((r) => setTimeout(r, 200));
+    const started = [...calls.keys()];
+    expect(started.length).toBeGreaterThanOrEqual(8);
+    expect(started.length).toBeLessThanOrEqual(10);
+    for (const h of hosts.slice(10)) expect(calls.has(h.host)).toBe(false);
+    // An invocation already running is not interrupted: it ends on its own (here at once).
+    expect(finished).toContain("ok-7");
+  });
+
+  it("refuses an inline list over the inline limit before any command, naming the limit and the fix", async () => {
+    const calls = new Map<string, number>();
+    const hosts = Array.from({ length: DEFAULT_INLINE_HOST_LIMIT + 1 }, (_, i) => ({
+      host: `ok-${i}`,
+    }));
+    const { failed, error, events } = await run(fleet, "InlineRunHost", { request, hosts }, calls);
+    expect(failed?.Error).toBe("ValidationError");
+    expect(String((error as Error).message)).toContain(
+      `more than ${DEFAULT_INLINE_HOST_LIMIT} hosts`,
+    );
+    expect(String((error as Error).message)).toContain("hostsKey");
+    expect(calls.size).toBe(0);
+    expect(events.some((e) => e.state?.name === "RunFleetInline")).toBe(false);
+  });
+
+  it("keeps every state of a full inline fleet (the limit, largest records) under the 256 KiB payload limit", async () => {
+    // The largest records: every host fails at its jump host (errorHost + hop), long names.
+    const hosts = Array.from({ length: DEFAULT_INLINE_HOST_LIMIT }, (_, i) => ({
+      host: `jumpauth-${String(i).padStart(4, "0")}.app-tier.eu-west-1.compute.internal`,
+      port: 2222,
+    }));
+    const viaRequest = { ...request, via: { host: "bastion-01.eu-west-1.example.internal" } };
+    const { output, error, events } = await run(
+      fleet,
+      "InlineRunHost",
+      { request: viaRequest, hosts, batches: [1, "10%"], maxConcurrency: 40 },
+      new Map(),
+    );
+    expect(error, String((error as Error | undefined)?.cause ?? "")).toBeUndefined();
+    const out = output as Output;
+    expect(out.summary).toMatchObject({
+      total: DEFAULT_INLINE_HOST_LIMIT,
+      error: DEFAULT_INLINE_HOST_LIMIT,
+    });
+    // Top-level states only (a child's state holds one host).
+    const largest = Math.max(
+      ...events
+        .filter((e) => e.type === "StateExited" && e.state?.output !== undefined)
+        .map((e) => Buffer.byteLength(JSON.stringify(e.state?.output))),
+    );
+    expect(Buffer.byteLength(JSON.stringify(output))).toBeLessThanOrEqual(largest);
+    console.log(
+      `largest state of a ${DEFAULT_INLINE_HOST_LIMIT}-host inline fleet: ${largest} bytes`,
+    );
+    expect(largest).toBeLessThan(256 * 1024);
+  });
+
+  it("takes its defaults from the deploy config's fleet block, which is checked like the input", () => {
+    const config = checkDeployConfig({
+      stage: "t",
+      fleet: { maxErrors: "5%", batches: [1, "10%"], maxConcurrency: 20, inlineHostLimit: 200 },
+    });
+    expect(deployConfigProps({ config } as never).fleet).toEqual(config.fleet);
+    const app = new App();
+    const stack = new Stack(app, "S");
+    const handler = new lambda.Function(stack, "Fn", {
+      runtime: lambda.Runtime.NODEJS_22_X,
+      handler: "index.handler",
+      code: lambda.Code.fromInline("exports.handler = async () => ({})"),
+    });
+    new Workflows(stack, "Workflows", {
+      handler,
+      taskTimeout: Duration.seconds(75),
+      defaultMaxErrors: config.fleet?.maxErrors,
+      defaultBatches: config.fleet?.batches,
+      defaultMaxConcurrency: config.fleet?.maxConcurrency,
+      inlineHostLimit: config.fleet?.inlineHostLimit,
+    });
+    const asl = JSON.stringify(
+      Template.fromStack(stack).findResources("AWS::StepFunctions::StateMachine"),
+    );
+    expect(asl).toContain('\\"maxErrors\\":\\"5%\\"');
+    expect(asl).toContain("more than 200 hosts");
+    for (const bad of [
+      { maxErrors: "15%" },
+      { batches: [] },
+      { batches: [0] },
+      { maxConcurrency: "ten" },
+      { inlineHostLimit: 0 },
+    ]) {
+      expect(() => checkDeployConfig({ stage: "t", fleet: bad })).toThrow(/\/fleet\//);
+    }
+  });
+
+  it("refuses at synth a deploy-config default the state machine would refuse", () => {
+    const app = new App();
+    const stack = new Stack(app, "S");
+    const handler = new lambda.Function(stack, "Fn", {
+      runtime: lambda.Runtime.NODEJS_22_X,
+      handler: "index.handler",
+      code: lambda.Code.fromInline("exports.handler = async () => ({})"),
+    });
+    expect(
+      () =>
+        new Workflows(stack, "Workflows", {
+          handler,
+          taskTimeout: Duration.seconds(75),
+          defaultMaxErrors: "15%",
+          defaultBatches: [1, 0],
+        }),
+    ).toThrow(/defaultMaxErrors must be an integer >= 0 or one of 0%.*defaultBatches\[1\]/);
+  });
 });
 
 describe("fleet through a jump host, executed locally", () => {

@@ -25,7 +25,14 @@ describe("incident drill", () => {
 
   it("ran 22 hosts through the real task handler, retries included", () => {
     expect(report.hosts).toHaveLength(22);
-    expect(report.summary).toEqual({ total: 22, succeeded: 14, failed: 1, timed_out: 6, error: 1 });
+    expect(report.summary).toEqual({
+      total: 22,
+      succeeded: 14,
+      failed: 1,
+      timed_out: 6,
+      error: 1,
+      notStarted: 0,
+    });
     // 5 tarpits and the auth host are retried (3 attempts), the rest run once.
     expect(report.invocations).toBe(16 + 6 * 3);
     expect(report.auditLines).toBe(report.invocations);
