@@ -312,11 +312,11 @@ export const ALARM_CATALOG = {
     severity: "ticket",
     meaning:
       "A function was throttled. API callers got HTTP 429/500; a workflow task got Lambda.TooManyRequestsException, which the workflows retry with backoff and full jitter (6 retries, up to 60 s apart); after those a single-host execution fails and a fleet host's outcome is error: Lambda.TooManyRequestsException (the run goes on).",
-    why: "Capacity, not correctness: a ticket to raise concurrency or lower fleet MaxConcurrency.",
+    why: "Capacity, not correctness: a ticket to raise concurrency or lower fleet maxConcurrency.",
     checks: [
       "Run the query: which callers drove the volume",
       "Account concurrency and reserved concurrency on the function",
-      "Fleet runs: MaxConcurrency in the execution input",
+      "Fleet runs: maxConcurrency in the execution input",
     ],
     query: "CallerVolume",
     subjects: ["Api", "Task"],
@@ -324,7 +324,7 @@ export const ALARM_CATALOG = {
   WorkflowFailures: {
     severity: "ticket",
     meaning:
-      "Workflow executions failed, timed out or were aborted. Fleet: more children failed than ToleratedFailurePercentage allows, or the run broke (input, item list, timeout). Single host: each failed session fails one.",
+      "Workflow executions failed, timed out or were aborted. Fleet: the run broke (input, item list, timeout, or more child executions broke than toleratedFailurePercentage allows; a host that failed is an outcome in the summary, never a failed child). Single host: each failed session fails one.",
     why: "Failed, timed-out and aborted executions all leave work undone.",
     checks: [
       "Run the query: failed executions and their error names",
