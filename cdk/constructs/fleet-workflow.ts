@@ -29,8 +29,9 @@ export interface FleetWorkflowProps extends TaskSettings {
   readonly defaultMaxConcurrency?: FleetControl;
   /**
    * Ceiling on a fleet's `maxConcurrency`: a larger value, 0 (unlimited to Step Functions) or a
-   * non-number in the input becomes this. Keep it at or below the task function's reserved
-   * concurrency. @default 50
+   * non-number in the input becomes this. Keep it below the task function's reserved
+   * concurrency by the single-host headroom (`Workflows` computes and checks it, docs/fleet.md).
+   * @default 40 (as `Workflows` for an unreserved task function)
    */
   readonly maxConcurrencyCeiling?: number;
   /** Percent of child executions allowed to fail when the input does not say. @default 0 */
@@ -117,7 +118,7 @@ export function fleetControlProblem(name: string, value: unknown, min: 0 | 1): s
  *   role,
  *   logGroup: new logs.LogGroup(this, "FleetLogs"),
  *   bucket,
- *   maxConcurrencyCeiling: 50,
+ *   maxConcurrencyCeiling: 40,
  * });
  * @throws Error when `maxConcurrencyCeiling` is not an integer >= 1.
  */
@@ -132,7 +133,7 @@ export class FleetWorkflow extends Construct {
    */
   constructor(scope: Construct, id: string, props: FleetWorkflowProps) {
     super(scope, id);
-    const ceiling = props.maxConcurrencyCeiling ?? 50;
+    const ceiling = props.maxConcurrencyCeiling ?? 40;
     if (!Number.isInteger(ceiling) || ceiling < 1) {
       throw new Error(`${this.node.path}: maxConcurrencyCeiling must be an integer >= 1`);
     }
