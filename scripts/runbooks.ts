@@ -1,7 +1,7 @@
 /**
  * Regenerates the header of every docs/runbooks/<Kind>.md from the alarm catalog (name,
  * severity, meaning, first checks, saved query), keeping each page's own sections after it
- * (`## Impact`, `## Remediation`). `test/cdk/runbooks.test.ts` fails when a page drifts.
+ * (`## Impact`, `## Remediation`). `test/cdk/monitoring.test.ts` fails when a page drifts.
  *
  *   npm run runbooks
  */
@@ -13,7 +13,7 @@ usage: npm run runbooks
 Rewrites the header of every docs/runbooks/<Kind>.md (one per alarm kind) from the alarm
 catalog (operations/alarm-catalog.ts): name, severity, meaning, first checks, saved query.
 Each page's own sections from "## Impact" on are kept; a missing page is created with TODO
-sections. Run it after editing the catalog; test/cdk/runbooks.test.ts fails while a page
+sections. Run it after editing the catalog; test/cdk/monitoring.test.ts fails while a page
 is stale.
 
 cost: about a second; rewrites docs/runbooks/*.md in the checkout (review with git diff).
