@@ -71,6 +71,8 @@ export class Deadline {
   /** Kept back from every phase but teardown, so a polite teardown fits inside the budget. */
   readonly teardownReserveMs: number;
   readonly #loopDelay: (() => number) | undefined;
+  /** The largest loop margin handed out so far ({@link loopMarginMs}). */
+  #marginMs = 0;
   /** When teardown began ({@link beginTeardown}): its cap counts from there. */
   #teardownStart: number | undefined;
 
@@ -190,7 +192,11 @@ export class Deadline {
    */
   loopMarginMs(): number {
     if (!this.#loopDelay) return 0;
-    return Math.min(LOOP_MARGIN_MAX_MS, this.budgetMs / 10, Math.max(0, this.#loopDelay()));
+    const now = Math.min(LOOP_MARGIN_MAX_MS, this.budgetMs / 10, Math.max(0, this.#loopDelay()));
+    // Never shrinks within a session: an allowance only ever goes down, so a wait that ended
+    // at the budget's limit still reads as "no time left" once the loop has calmed down.
+    this.#marginMs = Math.max(this.#marginMs, now);
+    return this.#marginMs;
   }
 
   /**

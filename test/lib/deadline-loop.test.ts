@@ -26,14 +26,36 @@ describe("Deadline.loopMarginMs", () => {
     // Bound by the budget: teardown starts 40 ms early. Bound by its own cap: unchanged.
     expect(d.allowance("exec")).toBe(10_000 - 250 - 40);
     expect(d.allowance("connect")).toBe(3_000);
+    // The loop calms down: the margin never shrinks within a session, so an allowance only
+    // ever goes down (a wait that ended at the budget's limit still reads as "no time left").
     delay = 0;
-    expect(d.allowance("teardown")).toBe(250);
-    expect(d.allowance("exec")).toBe(10_000 - 250);
+    expect(d.loopMarginMs()).toBe(40);
+    expect(d.allowance("teardown")).toBe(250 - 40);
+    expect(d.allowance("exec")).toBe(10_000 - 250 - 40);
     now = 9_900;
-    delay = 30;
-    // Near the end: what is left, less the margin (teardown: 100 left − 30).
+    delay = 60;
+    // Near the end: what is left, less the (now larger) margin (teardown: 100 left − 60).
     expect(d.allowance("exec")).toBe(0);
-    expect(d.allowance("teardown")).toBe(70);
+    expect(d.allowance("teardown")).toBe(40);
+  });
+
+  it("never hands out a larger allowance than before as the loop calms down", () => {
+    let delay = 90;
+    let now = 0;
+    const d = new Deadline({ budgetMs: 2_000, now: () => now, loopDelay: () => delay });
+    let last = d.allowance("exec");
+    for (const [t, loop] of [
+      [10, 0],
+      [20, 60],
+      [30, 0],
+      [900, 0],
+    ] as const) {
+      now = t;
+      delay = loop;
+      const next = d.allowance("exec");
+      expect(next).toBeLessThanOrEqual(last);
+      last = next;
+    }
   });
 
   it("keeps back at most 100 ms and a tenth of the budget", () => {
