@@ -7,7 +7,7 @@
  * A state machine of your own must also be a known caller: add its ARN to the deploy config's
  * `callerStateMachines` (the task function serves it and grants its role invoke), name that ARN
  * in a policy rule's `callers`, and keep its definition and role to the deployer
- * (docs/security.md, "One identity per workflow").
+ * (docs/security.md, "The remaining boundary: `lambda:InvokeFunction`").
  */
 import { Duration } from "aws-cdk-lib";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
