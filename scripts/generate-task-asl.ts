@@ -4,6 +4,7 @@
  * definition, with the default task timeout and retry, exactly as CDK renders it. Never edit the
  * block by hand; test/cdk/task-asl-doc.test.ts fails while it is stale.
  */
+import { execFileSync } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { runCli } from "../local/cli.ts";
@@ -53,6 +54,15 @@ export async function taskAsl(): Promise<Record<string, unknown>> {
   return JSON.parse(resolve(machine!.Properties.DefinitionString)) as Record<string, unknown>;
 }
 
+/** The ASL in docs/api.md's block (as written; Biome formats the JSON inside). */
+export function documentedAsl(doc: string): unknown {
+  const start = doc.indexOf(START);
+  const end = doc.indexOf(END);
+  const block = /```json\n([\s\S]*?)\n```/.exec(doc.slice(start, end));
+  if (start === -1 || !block) throw new Error(`docs/api.md has no JSON block after "${START}"`);
+  return JSON.parse(block[1]!);
+}
+
 /** docs/api.md with the block replaced by `asl`. */
 export function withAsl(doc: string, asl: Record<string, unknown>): string {
   const start = doc.indexOf(START);
@@ -69,7 +79,7 @@ usage: npx tsx scripts/generate-task-asl.ts
 
 Rewrites the Step Functions ASL block of docs/api.md (between its task-asl markers) from the
 task-state builder (boundedSshTask + catchBoundedSshErrors, cdk/constructs/bounded-ssh-task.ts)
-with the default task timeout and retry. test/cdk/task-asl-doc.test.ts fails while it is stale.
+with the default task timeout and retry, then formats docs/api.md with Biome. test/cdk/task-asl-doc.test.ts fails while it is stale.
 
 cost: a few seconds (loads aws-cdk-lib); rewrites docs/api.md in the checkout (review with git diff).
 `;
@@ -77,6 +87,8 @@ cost: a few seconds (loads aws-cdk-lib); rewrites docs/api.md in the checkout (r
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   await runCli("generate-task-asl", HELP, async () => {
     writeFileSync(API_DOC, withAsl(readFileSync(API_DOC, "utf8"), await taskAsl()));
+    // The house formatter (npm run lint) lays out the JSON block; the drift test compares values.
+    execFileSync("npx", ["biome", "format", "--write", API_DOC], { stdio: "inherit" });
     console.log(`wrote ${API_DOC}`);
   });
 }
