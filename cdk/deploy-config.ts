@@ -490,6 +490,21 @@ export function checkDeployConfig(value: unknown, where = "deploy config"): Depl
           "alias ARN): the task function would refuse its executions",
       );
     }
+    // The task function serves only state machines of its own account and region
+    // (functions/request/callers.ts): another would be refused on every execution.
+    const [, , , region, account] = arn.split(":");
+    for (const [field, mine, theirs] of [
+      ["account", value.account, account],
+      ["region", value.region, region],
+    ] as const) {
+      if (mine !== undefined && theirs !== mine) {
+        throw new DeployConfigError(
+          `${where}: callerStateMachines[${i}] ${JSON.stringify(arn)} is in ${field} ${theirs}, ` +
+            `the deployment in ${mine}: the task function serves only state machines of its own ` +
+            "account and region; deploy the state machine there",
+        );
+      }
+    }
   }
   const vpc = value.vpc;
   if (vpc?.availabilityZones && vpc.availabilityZones.length !== vpc.subnetIds.length) {

@@ -25,6 +25,25 @@ describe("deploy config callerStateMachines", () => {
     );
   });
 
+  it("refuses a state machine of another account or region than the deployment's", () => {
+    const config = { stage: "dev", account: "123456789012", region: "eu-west-1" };
+    expect(() => checkDeployConfig({ ...config, callerStateMachines: [ARN] })).not.toThrow();
+    expect(() =>
+      checkDeployConfig({
+        ...config,
+        callerStateMachines: [ARN.replace("123456789012", "210987654321")],
+      }),
+    ).toThrow(
+      /callerStateMachines\[0\] .* is in account 210987654321, the deployment in 123456789012/,
+    );
+    expect(() =>
+      checkDeployConfig({
+        ...config,
+        callerStateMachines: [ARN.replace("eu-west-1", "us-east-1")],
+      }),
+    ).toThrow(/is in region us-east-1, the deployment in eu-west-1/);
+  });
+
   it("refuses a repeated ARN", () => {
     expect(() => checkDeployConfig({ stage: "dev", callerStateMachines: [ARN, ARN] })).toThrow(
       /callerStateMachines/,
