@@ -7,9 +7,12 @@
  * policy names the ARN as a caller. A state machine not registered, or registered but not in
  * the policy, is refused before any session.
  */
+import { execFile } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
+import { promisify } from "node:util";
 import { App } from "aws-cdk-lib";
 import { Template } from "aws-cdk-lib/assertions";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -201,4 +204,29 @@ describe("a state machine of your own (examples/own-workflow)", () => {
     expect(failed).toMatchObject({ Error: "TargetNotAllowed" });
     expect(String(failed?.Cause)).toContain(`no policy rule allows caller ${UNNAMED_ARN}`);
   });
+
+  it("its CDK app synthesizes with the task function's ARN, and names the fix without it", async () => {
+    const run = promisify(execFile);
+    const outdir = path.join(configDir, "cdk.out");
+    const tsx = path.resolve("node_modules/.bin/tsx");
+    await run(tsx, ["examples/own-workflow/app.ts"], {
+      env: {
+        ...process.env,
+        CDK_OUTDIR: outdir,
+        CDK_CONTEXT_JSON: JSON.stringify({ taskFunctionArn: TASK_FUNCTION_ARN }),
+      },
+    });
+    const synthesized = JSON.parse(
+      readFileSync(path.join(outdir, "UptimeCheck.template.json"), "utf8"),
+    ) as { Resources: Record<string, { Type: string; Properties: Record<string, unknown> }> };
+    const machine = Object.values(synthesized.Resources).find(
+      (r) => r.Type === "AWS::StepFunctions::StateMachine",
+    );
+    expect(machine?.Properties.StateMachineName).toBe("uptime-check");
+    await expect(
+      run(tsx, ["examples/own-workflow/app.ts"], {
+        env: { ...process.env, CDK_OUTDIR: outdir, CDK_CONTEXT_JSON: "{}" },
+      }),
+    ).rejects.toMatchObject({ stderr: expect.stringContaining("-c taskFunctionArn=") });
+  }, 60_000);
 });
