@@ -108,6 +108,11 @@ export interface BoundedSshStackProps extends StackProps {
   /** The API stage's throttle. @default DEFAULT_API_THROTTLE (10 per second, burst 20) */
   readonly apiThrottle?: DeployConfig["apiThrottle"];
   /**
+   * State machines of your own the task function serves besides the stack's two
+   * (`boundedSshTask`; deploy config `callerStateMachines`). @default none
+   */
+  readonly callerStateMachines?: readonly string[];
+  /**
    * Per-container cache lifetimes of the policy, known_hosts and credentials (the revocation
    * time of each, docs/security.md). @default the functions' default, 5 minutes each
    */
@@ -253,9 +258,12 @@ export class BoundedSshStack extends Stack {
     this.apiFunction.function.addEnvironment(HANDLER_ENV.apiId, this.api.api.restApiId);
     this.apiFunction.function.addEnvironment(HANDLER_ENV.apiStage, this.api.stageName);
     this.apiFunction.function.addEnvironment(HANDLER_ENV.apiAccount, this.account);
+    // Callers' own state machines (`callerStateMachines`): served too. Their role's invoke
+    // permission is theirs (CDK adds it to the role of a state machine built with
+    // boundedSshTask); the task function keeps no resource policy (docs/security.md).
     this.taskFunction.function.addEnvironment(
       HANDLER_ENV.stateMachineArns,
-      this.workflows.stateMachineArns.join(","),
+      [...this.workflows.stateMachineArns, ...(props.callerStateMachines ?? [])].join(","),
     );
     // How long a revocation (a new @revoked line, a removed rule, a deleted credential) can take
     // to reach a warm container: one lifetime per store, in the names the handlers read.
@@ -311,6 +319,9 @@ export class BoundedSshStack extends Stack {
       value: this.workflows.singleHost.stateMachineArn,
     });
     new CfnOutput(this, "FleetStateMachineArn", { value: this.workflows.fleet.stateMachineArn });
+    // For state machines of your own (boundedSshTask's taskFunction) and for operators.
+    new CfnOutput(this, "TaskFunctionArn", { value: this.taskFunction.function.functionArn });
+    new CfnOutput(this, "ApiFunctionArn", { value: this.apiFunction.function.functionArn });
     new CfnOutput(this, "FleetBucketName", { value: this.workflows.fleetBucket.bucketName });
     new CfnOutput(this, "SpillBucketName", { value: this.spill.bucket.bucketName });
     new CfnOutput(this, "PolicyParameterName", {
@@ -403,6 +414,7 @@ export function deployConfigProps(loaded: LoadedDeployConfig): BoundedSshStackPr
     singleHostHeadroom: config.reservedConcurrency?.singleHost,
     metricNamespace: config.metricNamespace ?? names.metricNamespace,
     apiThrottle: config.apiThrottle,
+    callerStateMachines: config.callerStateMachines,
     ...(config.cache === undefined
       ? {}
       : {

@@ -108,6 +108,18 @@ export interface DeployConfig {
     readonly rateLimit?: number;
     readonly burstLimit?: number;
   };
+
+  // --- callers' own state machines (issue 24 item 1) ---
+  /**
+   * ARNs of state machines of your own that run the task (built with `boundedSshTask`,
+   * cdk/constructs/bounded-ssh-task.ts): the task function serves them besides the stack's two
+   * (`BSSH_STATE_MACHINE_ARNS`). Their role needs `lambda:InvokeFunction` on the task function
+   * (CDK grants it when the state machine is built with the builder), a policy rule must name
+   * the ARN in `callers`, and the account must keep their definition and role to the deployer
+   * (docs/security.md, "The remaining boundary: `lambda:InvokeFunction`").
+   * @default none
+   */
+  readonly callerStateMachines?: readonly string[];
 }
 
 // --- alarm routing (issue 22 item 3) ------------------------------------------------------
@@ -308,6 +320,13 @@ const NAME = "^[A-Za-z0-9_+=.@-][A-Za-z0-9/_+=.@-]*$";
 const CIDR4 = "^(\\d{1,3}\\.){3}\\d{1,3}/\\d{1,2}$";
 
 /** JSON Schema of {@link DeployConfig}; unknown fields are refused (typos never pass). */
+/**
+ * A state machine ARN as the task function verifies it (functions/request/callers.ts): a
+ * state machine, not an execution, version or alias.
+ */
+export const CALLER_STATE_MACHINE_ARN =
+  /^arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:stateMachine:[A-Za-z0-9_-]{1,80}$/;
+
 export const DEPLOY_CONFIG_SCHEMA = {
   type: "object",
   additionalProperties: false,
@@ -394,6 +413,12 @@ export const DEPLOY_CONFIG_SCHEMA = {
         expirationDays: { type: "integer", minimum: 1 },
       },
     },
+    callerStateMachines: {
+      type: "array",
+      uniqueItems: true,
+      // Checked by checkDeployConfig (a message naming the ARN's shape).
+      items: { type: "string" },
+    },
     apiThrottle: {
       type: "object",
       additionalProperties: false,
@@ -456,6 +481,30 @@ export function checkDeployConfig(value: unknown, where = "deploy config"): Depl
       `${where}: apiThrottle.burstLimit (${throttle.burstLimit}) is below apiThrottle.rateLimit ` +
         `(${throttle.rateLimit}): the bucket could never hold one second's requests; raise burstLimit`,
     );
+  }
+  for (const [i, arn] of (value.callerStateMachines ?? []).entries()) {
+    if (!CALLER_STATE_MACHINE_ARN.test(arn)) {
+      throw new DeployConfigError(
+        `${where}: callerStateMachines[${i}] ${JSON.stringify(arn)} is not a state machine ARN ` +
+          "(arn:aws:states:<region>:<account>:stateMachine:<name>; not an execution, version or " +
+          "alias ARN): the task function would refuse its executions",
+      );
+    }
+    // The task function serves only state machines of its own account and region
+    // (functions/request/callers.ts): another would be refused on every execution.
+    const [, , , region, account] = arn.split(":");
+    for (const [field, mine, theirs] of [
+      ["account", value.account, account],
+      ["region", value.region, region],
+    ] as const) {
+      if (mine !== undefined && theirs !== mine) {
+        throw new DeployConfigError(
+          `${where}: callerStateMachines[${i}] ${JSON.stringify(arn)} is in ${field} ${theirs}, ` +
+            `the deployment in ${mine}: the task function serves only state machines of its own ` +
+            "account and region; deploy the state machine there",
+        );
+      }
+    }
   }
   const vpc = value.vpc;
   if (vpc?.availabilityZones && vpc.availabilityZones.length !== vpc.subnetIds.length) {

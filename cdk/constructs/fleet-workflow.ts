@@ -5,10 +5,10 @@ import type * as s3 from "aws-cdk-lib/aws-s3";
 import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
 import { STATUSES } from "../../lib/names.ts";
+import { boundedSshTask } from "./bounded-ssh-task.ts";
 import {
   EARLY_ERRORS,
   HARD_TIMEOUT_ERRORS,
-  invokeTask,
   parseErrorResult,
   SESSION_ERRORS,
   type TaskSettings,
@@ -684,11 +684,13 @@ export class FleetWorkflow extends Construct {
 
   /** One host of a fleet: run, then record a compact outcome whatever happened. */
   private hostProcessor(prefix: string, props: TaskSettings): sfn.IChainable {
-    const run = invokeTask(this, `${prefix}RunHost`, props, {
-      payload: sfn.TaskInput.fromObject({
-        request: sfn.JsonPath.objectAt("$.request"),
-        execution: sfn.JsonPath.objectAt("$.execution"),
-      }),
+    const run = boundedSshTask(this, `${prefix}RunHost`, {
+      taskFunction: props.handler,
+      taskTimeout: props.taskTimeout,
+      retry: props.retry,
+      lambdaRetry: props.lambdaRetry,
+      requestPath: "$.request",
+      executionPath: "$.execution",
       // Only what the outcome needs: a full result beside the request could pass the 256 KiB
       // state limit.
       resultSelector: {

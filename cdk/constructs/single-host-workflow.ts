@@ -3,15 +3,8 @@ import type * as iam from "aws-cdk-lib/aws-iam";
 import type * as logs from "aws-cdk-lib/aws-logs";
 import * as sfn from "aws-cdk-lib/aws-stepfunctions";
 import { Construct } from "constructs";
-import {
-  EARLY_ERRORS,
-  EXECUTION_CONTEXT,
-  HARD_TIMEOUT_ERRORS,
-  invokeTask,
-  parseErrorResult,
-  SESSION_ERRORS,
-  type TaskSettings,
-} from "./workflow-tasks.ts";
+import { boundedSshTask, catchBoundedSshErrors } from "./bounded-ssh-task.ts";
+import type { TaskSettings } from "./workflow-tasks.ts";
 
 /** Properties of {@link SingleHostWorkflow}. */
 export interface SingleHostWorkflowProps extends TaskSettings {
@@ -50,32 +43,13 @@ export class SingleHostWorkflow extends Construct {
     super(scope, id);
     // The caller's input is the request; the execution context beside it comes from `$$`, which
     // the input cannot write: the task handler's caller is this state machine.
-    const run = invokeTask(this, "RunCommand", props, {
-      payload: sfn.TaskInput.fromObject({
-        request: sfn.JsonPath.entirePayload,
-        execution: EXECUTION_CONTEXT,
-      }),
+    const run = boundedSshTask(this, "RunCommand", {
+      taskFunction: props.handler,
+      taskTimeout: props.taskTimeout,
+      retry: props.retry,
+      lambdaRetry: props.lambdaRetry,
     });
-    const keepResult = parseErrorResult(this, "", { error: "$.error" });
-    const commandError = new sfn.Fail(this, "CommandError", {
-      comment: "Session error: Error is the SPEC §6 name, Cause carries the result",
-      errorPath: "$.error.Error",
-      causePath: "$.error.Cause",
-    });
-    const earlyError = new sfn.Fail(this, "RequestRefused", {
-      comment: "Refused before a session (validation, policy, credentials, bug)",
-      errorPath: "$.error.Error",
-      causePath: "$.error.Cause",
-    });
-    const hardTimeout = new sfn.Fail(this, "LambdaHardTimeout", {
-      comment: "The function hit its own timeout: must never happen (alarm DeadlineOverrun)",
-      errorPath: "$.error.Error",
-      causePath: "$.error.Cause",
-    });
-    run.addCatch(keepResult.start, { errors: [...SESSION_ERRORS], resultPath: "$.error" });
-    run.addCatch(earlyError, { errors: [...EARLY_ERRORS], resultPath: "$.error" });
-    run.addCatch(hardTimeout, { errors: [...HARD_TIMEOUT_ERRORS], resultPath: "$.error" });
-    keepResult.end.next(commandError);
+    catchBoundedSshErrors(this, run);
     const definition = run.next(new sfn.Succeed(this, "Done"));
 
     const attempts = (props.retry?.maxAttempts ?? 2) + 1;

@@ -1,12 +1,12 @@
 /**
  * The parts both workflows build from (`single-host-workflow.ts`, `fleet-workflow.ts`): which
- * errors are caught how, the Lambda task with the contract's `Retry`, and the two states that
- * turn a caught error back into its result.
+ * errors are caught how and the two states that turn a caught error back into its result. The
+ * task state itself, with the contract's `Retry`, is `boundedSshTask` (`bounded-ssh-task.ts`),
+ * the one builder for the project's workflows and for callers' own state machines.
  */
-import { Duration } from "aws-cdk-lib";
+import type { Duration } from "aws-cdk-lib";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
 import * as sfn from "aws-cdk-lib/aws-stepfunctions";
-import * as tasks from "aws-cdk-lib/aws-stepfunctions-tasks";
 import type { Construct } from "constructs";
 import { ERROR_NAMES, type ErrorName, RETRYABLE_ERRORS } from "../../lib/names.ts";
 
@@ -107,63 +107,6 @@ export const EXECUTION_CONTEXT = {
   id: sfn.JsonPath.stringAt("$$.Execution.Id"),
   stateMachine: sfn.JsonPath.stringAt("$$.StateMachine.Id"),
 };
-
-/**
- * The Lambda task with three retriers: Lambda's throttling and service errors
- * ({@link LAMBDA_SERVICE_ERRORS}, full jitter), `CommandInProgress` after the first attempt's
- * deadline ({@link IN_PROGRESS_ERRORS}), then the contract's retryable errors
- * ({@link WORKFLOW_RETRY_ERRORS}, full jitter).
- *
- * @param scope where the state is created.
- * @param id the state's name.
- * @param settings the handler, task timeout and retry.
- * @param extra payload, result path and selector of this task.
- */
-export function invokeTask(
-  scope: Construct,
-  id: string,
-  settings: TaskSettings,
-  extra: Pick<tasks.LambdaInvokeProps, "payload" | "resultPath" | "resultSelector">,
-): tasks.LambdaInvoke {
-  const task = new tasks.LambdaInvoke(scope, id, {
-    lambdaFunction: settings.handler,
-    // The task result is the handler's return value, exactly as a local run sees it.
-    payloadResponseOnly: true,
-    taskTimeout: sfn.Timeout.duration(settings.taskTimeout),
-    // Replaced by the explicit retrier below (CDK's default has no jitter and no throttles).
-    retryOnServiceExceptions: false,
-    ...extra,
-  });
-  // Throttles and Lambda service errors: a fleet at its concurrency ceiling backs off and
-  // spreads out instead of failing (full jitter: the children throttled together retry apart).
-  task.addRetry({
-    errors: [...LAMBDA_SERVICE_ERRORS],
-    interval: settings.lambdaRetry?.interval ?? Duration.seconds(2),
-    maxAttempts: settings.lambdaRetry?.maxAttempts ?? 6,
-    backoffRate: settings.lambdaRetry?.backoffRate ?? 2,
-    maxDelay: settings.lambdaRetry?.maxDelay ?? Duration.seconds(60),
-    jitterStrategy: sfn.JitterType.FULL,
-  });
-  // The first attempt may still be running for up to its timeout: wait that out (no jitter:
-  // a full-jitter wait could be 0 s), then its recorded result replays.
-  task.addRetry({
-    errors: [...IN_PROGRESS_ERRORS],
-    interval: settings.taskTimeout,
-    maxAttempts: 2,
-    backoffRate: 1,
-    jitterStrategy: sfn.JitterType.NONE,
-  });
-  task.addRetry({
-    errors: [...WORKFLOW_RETRY_ERRORS],
-    interval: settings.retry?.interval ?? Duration.seconds(2),
-    maxAttempts: settings.retry?.maxAttempts ?? 2,
-    backoffRate: settings.retry?.backoffRate ?? 2,
-    maxDelay: settings.retry?.maxDelay ?? Duration.seconds(30),
-    // Full jitter spreads the retries of a fleet that failed at once (e.g. a bastion blip).
-    jitterStrategy: sfn.JitterType.FULL,
-  });
-  return task;
-}
 
 /**
  * Two Pass states that turn a caught Lambda error into `$.result`. Lambda reports a thrown

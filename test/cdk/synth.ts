@@ -46,7 +46,7 @@ export function synth(props: Partial<BoundedSshStackProps> = {}): Synthesized {
 }
 
 /** Placeholder values for CloudFormation references inside a definition string. */
-function resolveIntrinsic(value: unknown): string {
+export function resolveIntrinsic(value: unknown): string {
   if (typeof value === "string") return value;
   const v = value as Record<string, unknown>;
   if ("Fn::Join" in v) {
