@@ -5,7 +5,7 @@
  *
  * Pure data: no aws-cdk-lib import, so the enrichment function bundles the same table.
  */
-import { type ErrorName, PHASE_TIMEOUT_ERROR } from "../lib/names.ts";
+import { ERROR_NAMES, ERRORS, type ErrorName, PHASE_TIMEOUT_ERROR } from "../lib/names.ts";
 import { AUDIT_FIELDS as F } from "./audit-fields.ts";
 import type { QuerySpec } from "./queries.ts";
 
@@ -69,6 +69,20 @@ const hosts = (id: string, errors: readonly ErrorName[] | "any"): QuerySpec => (
  * free text (docs/alarms.md, "What a remote cannot trip").
  */
 export const LAMBDA_TIMEOUT_LINE = "^\\S+\\s+\\S+\\s+Task timed out after [0-9.]+ seconds\\s*$";
+
+/**
+ * Errors this service causes (the availability SLI's bad events; docs/alarms.md, "SLOs"): the
+ * names of the error table (lib/names.ts) whose status class is `internal`, except
+ * `CommandFailed` (the command's own non-zero exit, with `failOnNonZeroExit`: the host's
+ * outcome). Today: `CredentialUnavailable` (the secret store did not answer), `CredentialInvalid`
+ * (the stored key does not parse: this service's configuration) and `InternalError` (a bug).
+ * Everything else is the target host's or the caller's doing (timeouts, refusals, auth
+ * failures, host key problems, non-zero exits, policy refusals) and counts as good: the service
+ * did its job and reported it. Derived, so a new `internal` name joins without an edit here.
+ */
+export const SERVICE_ERRORS: readonly ErrorName[] = ERROR_NAMES.filter(
+  (name) => ERRORS[name].status === "internal" && name !== "CommandFailed",
+);
 
 /** The saved queries, by key. Host queries list first/last seen, address and source. */
 export const QUERIES = {
@@ -176,6 +190,20 @@ export const ALARM_CATALOG = {
       "Host side: sshd MaxStartups/load, UseDNS/PAM stalls, a middlebox answering TCP for a dead sshd",
     ],
     query: "HangHosts",
+  },
+  AvailabilityBurn: {
+    severity: "page",
+    subjectSeverity: { Budget: "ticket" },
+    meaning:
+      "The availability SLO's error budget is burning: bad / all invocations over 1 - SLO target. Bad = this service's faults (service-caused error names, API crashes, throttles, workflow hard timeouts); host outcomes (timeouts, refusals, auth, host keys, exit codes) count as good. Fast: 1 h and 5 min burn >= 14.4. Slow: 6 h and 30 min >= 6. Budget: 3 d and 6 h >= 1.",
+    why: "Symptom, not cause: pages when callers feel this service fail, whichever cause; two windows so a page is both significant (long) and current (short), and resets soon after the fix. Budget is a ticket: slow burns are fixed in office hours.",
+    checks: [
+      "Which cause alarm fires beside it (InternalErrors, LambdaErrors-Api, LambdaThrottles, DeadlineOverrun)",
+      "Run the query: the failing invocations, error names, stacks",
+      "Recent deploys, secret rotation (Credential*), concurrency (throttles)",
+    ],
+    query: "InvocationFailures",
+    subjects: ["Fast", "Slow", "Budget"],
   },
   LeakedSockets: {
     severity: "page",

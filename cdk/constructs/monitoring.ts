@@ -19,6 +19,7 @@ import {
   QUERIES,
   type QueryKey,
   ROUTES,
+  SERVICE_ERRORS,
   type Severity,
 } from "../../operations/alarm-catalog.ts";
 import { queryName, renderQuery } from "../../operations/queries.ts";
@@ -73,6 +74,29 @@ export interface MonitoringThresholds {
   readonly fleetFailures?: number;
 }
 
+/** Service level objectives (docs/alarms.md, "SLOs"; the deploy config's `slo`). */
+export interface SloConfig {
+  /**
+   * Availability target in percent over 30 days: the share of invocations not failed by this
+   * service (host outcomes count as good). Error budget = 100 - target. @default 99.9
+   */
+  readonly availabilityTarget?: number;
+}
+
+/**
+ * The multiwindow burn-rate alarms (Google SRE workbook, "Alerting on SLOs", table 5-8), per
+ * subject of `AvailabilityBurn`: long and short window (seconds) and the burn rate both must
+ * reach. 14.4 over 1 h spends 2 % of a 30-day budget; 6 over 6 h spends 5 %; 1 over 3 d spends
+ * it exactly on schedule. A period of 1 h or more may span up to 7 days in one alarm
+ * (PutMetricAlarm: Period × EvaluationPeriods ≤ 604,800 s; ≤ 86,400 s below 1 h), so each
+ * window is one datapoint whose period is the window, 3 d included.
+ */
+export const BURN_WINDOWS = [
+  { subject: "Fast", long: ["1h", 3600], short: ["5m", 300], burn: 14.4 },
+  { subject: "Slow", long: ["6h", 21600], short: ["30m", 1800], burn: 6 },
+  { subject: "Budget", long: ["3d", 259200], short: ["6h", 21600], burn: 1 },
+] as const;
+
 /** Properties of {@link Monitoring}. */
 export interface MonitoringProps {
   readonly apiFunction: SshFunction;
@@ -109,6 +133,8 @@ export interface MonitoringProps {
   readonly hostPeriod?: Duration;
   /** @default MonitoringThresholds defaults */
   readonly thresholds?: MonitoringThresholds;
+  /** @default availability 99.9 % */
+  readonly slo?: SloConfig;
 }
 
 /**
@@ -259,6 +285,9 @@ export class Monitoring extends Construct {
       datapointsToAlarm: 1,
     });
 
+    // --- symptoms: the availability SLO's burn rate ------------------------------------------
+    this.availabilityBurn(f, m, fns, props.slo ?? {});
+
     // --- page level -----------------------------------------------------------------------
     f.create({
       kind: "LeakedSockets",
@@ -407,6 +436,61 @@ export class Monitoring extends Construct {
       ]),
     ) as Record<Severity, AlarmEnrichment>;
     this.enrichment = this.enrichments.page;
+  }
+
+  /**
+   * `AvailabilityBurn` (docs/alarms.md, "SLOs"): bad / all per window, over the error budget.
+   * Bad: {@link SERVICE_ERRORS} (our Errors by name), API function crashes (Lambda Errors: it
+   * answers SSH errors as responses), throttles of either function and workflow hard timeouts.
+   * All: our Invocations plus the invocations that never reached our metrics (throttled,
+   * crashed). Host outcomes are in the denominator only: good for this service.
+   */
+  private availabilityBurn(
+    f: AlarmFactory,
+    m: SshMetrics,
+    fns: Readonly<Record<"Api" | "Task", SshFunction>>,
+    slo: SloConfig,
+  ): void {
+    const target = slo.availabilityTarget ?? 99.9;
+    if (!(target > 0 && target < 100)) {
+      throw new Error(
+        `slo.availabilityTarget ${target} must be a percentage above 0 and below 100 (e.g. 99.9)`,
+      );
+    }
+    const budget = Number((1 - target / 100).toPrecision(6));
+    const burn = (seconds: number) => {
+      const period = Duration.seconds(seconds);
+      const errs = Object.fromEntries(
+        SERVICE_ERRORS.map((name, i) => [`e${i}`, m.errors(name).with({ period })]),
+      );
+      const used: Record<string, cloudwatch.IMetric> = {
+        ...errs,
+        crashApi: fns.Api.function.metricErrors({ period }),
+        thrApi: fns.Api.function.metricThrottles({ period }),
+        thrTask: fns.Task.function.metricThrottles({ period }),
+        sfnHard: m.derived("WorkflowHardTimeouts").with({ period }),
+        all: m.invocationsTotal().with({ period }),
+      };
+      const sum = (ids: readonly string[]) => ids.map((id) => `FILL(${id}, 0)`).join(" + ");
+      const bad = sum([...Object.keys(errs), "crashApi", "thrApi", "thrTask", "sfnHard"]);
+      const all = sum(["all", "crashApi", "thrApi", "thrTask"]);
+      return new cloudwatch.MathExpression({
+        expression: `(${bad}) / MAX([${all}, 1]) / ${budget}`,
+        usingMetrics: used,
+        period,
+        label: `availability burn rate (SLO ${target} %)`,
+      });
+    };
+    for (const w of BURN_WINDOWS) {
+      f.createMultiWindow({
+        kind: "AvailabilityBurn",
+        subject: w.subject,
+        windows: [
+          { label: w.long[0], metric: burn(w.long[1]), threshold: w.burn },
+          { label: w.short[0], metric: burn(w.short[1]), threshold: w.burn },
+        ],
+      });
+    }
   }
 
   /**

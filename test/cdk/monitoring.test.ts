@@ -6,7 +6,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { Match } from "aws-cdk-lib/assertions";
 import { describe, expect, it } from "vitest";
-import { HARD_TIMEOUT_MARGIN_MS } from "../../cdk/constructs/monitoring.ts";
+import { BURN_WINDOWS, HARD_TIMEOUT_MARGIN_MS } from "../../cdk/constructs/monitoring.ts";
 import { DEFAULT_METRIC_NAMESPACE, METRIC } from "../../lib/names.ts";
 import {
   ALARM_CATALOG,
@@ -17,6 +17,7 @@ import {
   QUERIES,
   runbookFile,
   runbookHeader,
+  SERVICE_ERRORS,
   severityOf,
 } from "../../operations/alarm-catalog.ts";
 import { AUDIT_TYPE } from "../../operations/audit-fields.ts";
@@ -43,13 +44,25 @@ const expressionOf = (p: Props | undefined) =>
   ((p?.Metrics as { Expression?: string }[] | undefined) ?? []).find((q) => q.Expression)
     ?.Expression ?? "";
 
+/** Multiwindow kinds: the routed alarm is a composite over one metric alarm per window. */
+const MULTI_WINDOW = new Set(["AvailabilityBurn"]);
+const burnName = (subject: string) => `dev-BoundedSsh-AvailabilityBurn-${subject}`;
+const windowNames = BURN_WINDOWS.flatMap((w) =>
+  [w.long[0], w.short[0]].map((label) => `${burnName(w.subject)}-${label}`),
+);
+const isWindow = (name: unknown) => windowNames.includes(String(name));
+
 describe("alarm names", () => {
   it("are <stage>-BoundedSsh-<Kind>[-<Subject>] for every catalog kind, and nothing else", () => {
-    const expected = ALARM_KINDS.filter((k) => k !== "Page").flatMap((k) => alarmNamesOf("dev", k));
-    expect(alarms.map((a) => a.AlarmName).sort()).toEqual(expected.sort());
-    expect(composites.map(([, p]) => p.AlarmName).sort()).toEqual(
-      ["dev-BoundedSsh-Page", ...expected.map((n) => `${n}-Notify`)].sort(),
+    const single = ALARM_KINDS.filter((k) => k !== "Page" && !MULTI_WINDOW.has(k)).flatMap((k) =>
+      alarmNamesOf("dev", k),
     );
+    const multi = [...MULTI_WINDOW].flatMap((k) => alarmNamesOf("dev", k as "AvailabilityBurn"));
+    expect(alarms.map((a) => a.AlarmName).sort()).toEqual([...single, ...windowNames].sort());
+    expect(composites.map(([, p]) => p.AlarmName).sort()).toEqual(
+      ["dev-BoundedSsh-Page", ...multi, ...single.map((n) => `${n}-Notify`)].sort(),
+    );
+    const expected = [...single, ...multi, ...windowNames];
     for (const name of expected) {
       expect(kindOfAlarmName("dev", name)).toBeDefined();
       // The -Notify composite stands for its alarm (enrichment, message attributes).
@@ -109,6 +122,11 @@ describe("severity and routes", () => {
     for (const [id, resource] of Object.entries(ids)) {
       const p = resource.Properties as Props;
       if (p.AlarmName === "dev-BoundedSsh-Maintenance") continue;
+      if (isWindow(p.AlarmName)) {
+        // A burn-rate window is read only by its composite, which carries the actions.
+        expect(p.AlarmActions, String(p.AlarmName)).toBeUndefined();
+        continue;
+      }
       const found = kindOfAlarmName("dev", p.AlarmName as string);
       if (!found) throw new Error(`unknown alarm ${p.AlarmName}`);
       const severity = severityOf(found.kind, found.subject);
@@ -163,10 +181,90 @@ describe("severity and routes", () => {
       }),
     );
     expect(pages.sort()).toEqual(
-      ["LeakedSockets", "DeadlineOverrun", "InternalErrors", "LambdaErrors-Api", "HostKeyMismatch"]
+      [
+        "AvailabilityBurn-Fast",
+        "AvailabilityBurn-Slow",
+        "LeakedSockets",
+        "DeadlineOverrun",
+        "InternalErrors",
+        "LambdaErrors-Api",
+        "HostKeyMismatch",
+      ]
         .map((n) => `dev-BoundedSsh-${n}`)
         .sort(),
     );
+  });
+});
+
+describe("availability SLO burn rates", () => {
+  const windowAlarm = (name: string) => alarms.find((a) => a.AlarmName === name);
+  it("counts only service-caused errors as bad: internal status names, not a command's exit", () => {
+    expect([...SERVICE_ERRORS].sort()).toEqual(
+      ["CredentialInvalid", "CredentialUnavailable", "InternalError"].sort(),
+    );
+  });
+
+  it.each(BURN_WINDOWS.map((w) => [w.subject, w] as const))(
+    "%s: ALARM(long) AND ALARM(short) at the burn rate, routed by severity, suppressible",
+    (subject, w) => {
+      const found = composites.find(([, p]) => p.AlarmName === burnName(subject));
+      expect(found).toBeDefined();
+      const [, c] = found as (typeof composites)[number];
+      const rule = JSON.stringify(c.AlarmRule);
+      const ids = Object.entries(template.findResources("AWS::CloudWatch::Alarm"));
+      for (const [label, seconds] of [w.long, w.short]) {
+        const a = windowAlarm(`${burnName(subject)}-${label}`) as Props;
+        const [id] = ids.find(([, r]) => (r.Properties as Props).AlarmName === a.AlarmName) ?? [];
+        expect(rule).toContain(`ALARM(\\"`);
+        expect(rule).toContain(`"${id}"`);
+        expect(a.Threshold).toBe(w.burn);
+        expect(a.ComparisonOperator).toBe("GreaterThanOrEqualToThreshold");
+        expect(a.EvaluationPeriods).toBe(1);
+        // PutMetricAlarm: Period × EvaluationPeriods ≤ 7 days (≤ 1 day below an hour).
+        expect(seconds).toBeLessThanOrEqual(seconds >= 3600 ? 604_800 : 86_400);
+        const metrics = a.Metrics as {
+          Id: string;
+          Expression?: string;
+          Period?: number;
+          MetricStat?: Props;
+        }[];
+        const expr = expressionOf(a);
+        // Bad over all, over the 99.9 % budget; every metric over the window.
+        expect(expr).toMatch(/^\(.+\) \/ MAX\(\[.+, 1\]\) \/ 0\.001$/);
+        expect(metrics.find((q) => q.Expression)?.Period ?? seconds).toBe(seconds);
+        for (const q of metrics.filter((m) => m.MetricStat)) {
+          expect(q.MetricStat?.Period, q.Id).toBe(seconds);
+        }
+        const errorNames = metrics
+          .filter((q) => JSON.stringify(q.MetricStat ?? {}).includes('"ErrorName"'))
+          .map((q) => JSON.stringify(q.MetricStat));
+        expect(errorNames).toHaveLength(SERVICE_ERRORS.length);
+        for (const n of SERVICE_ERRORS) expect(errorNames.join()).toContain(`"${n}"`);
+        // Host outcomes are never bad: no timeout, refusal or auth error in the numerator.
+        expect(JSON.stringify(metrics)).not.toMatch(/Timeout"|ConnectRefused|AuthFailed|HostKey/);
+        expect(metrics.length).toBeLessThanOrEqual(10);
+        expect(a.AlarmActions).toBeUndefined();
+      }
+      const topic =
+        severityOf("AvailabilityBurn", subject) === "page" ? /PageAlarm/ : /TicketAlarm/;
+      expect(c.AlarmActions).toEqual([{ Ref: expect.stringMatching(topic) }]);
+      expect(c.OKActions).toEqual(c.AlarmActions);
+      expect(c.ActionsSuppressor).toBeDefined();
+      expect(
+        JSON.stringify(composite.AlarmRule).includes(JSON.stringify(found?.[0]).slice(1, -1)),
+      ).toBe(subject !== "Budget");
+    },
+  );
+
+  it("takes the target from the deploy config's slo and refuses a target that is no percentage", () => {
+    const t = synth({ slo: { availabilityTarget: 99 } }).template;
+    const exprs = Object.values(t.findResources("AWS::CloudWatch::Alarm"))
+      .map((r) => r.Properties as Props)
+      .filter((p) => String(p.AlarmName).includes("AvailabilityBurn"))
+      .map(expressionOf);
+    expect(exprs).toHaveLength(6);
+    for (const e of exprs) expect(e).toMatch(/ \/ 0\.01$/);
+    expect(() => synth({ slo: { availabilityTarget: 100 } })).toThrow(/availabilityTarget 100/);
   });
 });
 
