@@ -296,6 +296,7 @@ export class BoundedSshStack extends Stack {
       fleet: this.workflows.fleet,
       workflowLogGroups: [this.workflows.singleHostLogs, this.workflows.fleetLogs],
       api: this.api.api,
+      apiIntegrationTimeout: api.integrationTimeout,
       stage: props.stage,
       namespace,
       thresholds: props.thresholds,

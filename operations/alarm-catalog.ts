@@ -362,11 +362,49 @@ export const ALARM_CATALOG = {
     query: "WorkflowFailures",
     subjects: ["SingleHost", "Fleet"],
   },
-  Heartbeat: {
+  ApiEdge: {
+    severity: "page",
+    subjectSeverity: { Latency: "ticket" },
+    meaning:
+      "Errors: API Gateway answered 5XX more often than the API function was invoked (5XXError - Invocations >= 5 in a period): the edge's own errors (integration permission, stage, deleted function): no function alarm sees them. Latency: integration p99 at 90 % of the integration timeout for three periods: callers near the gateway's own 504.",
+    why: "Errors pages: callers are refused and nothing else fires. 5XX alone cannot page: by contract hosts' timeouts and protocol errors are 504/502 answers. Latency is a ticket: the handler's deadline sits below the integration timeout, so it warns before callers fail.",
+    checks: [
+      "API Gateway console: the stage's execution logs and 5XX by resource; the integration's permission to invoke the function",
+      "Run the query: did the API function run at all (invocation lines in the same minutes)?",
+      "Recent deploys of the API stage, authorizer or resource policy; for Latency, the API function's Duration and the sessionBudget vs integrationTimeout",
+    ],
+    query: "InvocationFailures",
+    subjects: ["Errors", "Latency"],
+  },
+  NotificationFailures: {
     severity: "ticket",
     meaning:
+      "SNS failed to deliver notifications from a route topic (NumberOfNotificationsFailed, page, ticket and fleet topics together): a subscriber (email, HTTPS pager, chat function) is not receiving alarms.",
+    why: "A lost page is the worst failure of monitoring; it goes to the ticket route so a broken page subscription is still reported through another channel.",
+    checks: [
+      "SNS console: which topic and subscription (delivery status logs, the subscription's pending/confirmed state)",
+      "HTTPS endpoint: status codes and TLS of the pager integration; Lambda subscriber: its errors and permission",
+      "The subscription's filter policy: malformed attributes are dropped, not failed",
+    ],
+    query: "InvocationFailures",
+  },
+  EnrichmentErrors: {
+    severity: "ticket",
+    meaning:
+      "An alarm enrichment function failed (Lambda Errors of the page, ticket or fleet enrichment): notifications still go out plain (the plain alarm is published first; a failed enrichment falls back to its route's topic), without the host list.",
+    why: "Context is lost, not the notification: a ticket.",
+    checks: [
+      "The enrichment functions' log groups: error and stack",
+      "Logs Insights permissions and quotas (StartQuery throttling), the KMS key of the topics",
+      "Recent changes to the catalog or saved queries (an invalid query fails the run)",
+    ],
+    query: "InvocationFailures",
+  },
+  Heartbeat: {
+    severity: "page",
+    meaning:
       "Lambda ran invocations but fewer than half of them published BoundedSsh Invocations, for three periods: metrics stopped (permissions, namespace, EMF) or handlers crash before the metrics middleware. Every other alarm is blind meanwhile.",
-    why: "Watches the watchers; three periods so a publish delayed across a period boundary never fires it.",
+    why: "Watches the watchers: while it fires every other alarm, the SLO pages included, is blind, so it pages; three periods so a publish delayed across a period boundary never fires it.",
     checks: [
       "Run the query: runtime error lines (init crashes) in the function logs",
       "The functions' BSSH_METRICS_MODE (default emf) and namespace; in api mode the cloudwatch:PutMetricData permission",

@@ -104,8 +104,13 @@ export interface MonitoringProps {
   readonly singleHost: sfn.StateMachine;
   readonly fleet: sfn.StateMachine;
   readonly workflowLogGroups: readonly logs.ILogGroup[];
-  /** For the dashboard's API Gateway widget. @default no widget */
+  /** For the dashboard's API Gateway widget and the ApiEdge alarms. @default neither */
   readonly api?: apigw.RestApi;
+  /**
+   * The API's integration timeout: ApiEdge-Latency fires at 90 % of it.
+   * @default Duration.seconds(29), API Gateway's default
+   */
+  readonly apiIntegrationTimeout?: Duration;
   /** Stage name: prefixes alarm, rule, query and dashboard names. @default "dev" */
   readonly stage?: string;
   /** @default DEFAULT_METRIC_NAMESPACE */
@@ -404,20 +409,6 @@ export class Monitoring extends Construct {
       evaluationPeriods: 3,
     });
 
-    this.page = f.createPage();
-    this.alarms = f.alarms;
-
-    this.dashboard = new MonitoringDashboard(this, "Dashboard", {
-      dashboardName,
-      metrics: m,
-      apiFunction: props.apiFunction,
-      taskFunction: props.taskFunction,
-      stateMachines: { SingleHost: props.singleHost, Fleet: props.fleet },
-      api: props.api,
-      hangRuleName: this.hangRule.ruleName,
-      alarms: [this.page, ...this.alarms.map((a) => a.alarm)],
-    }).dashboard;
-
     // One enrichment per route; the page route keeps the construct id it always had.
     this.enrichments = Object.fromEntries(
       ROUTES.map((route) => [
@@ -436,6 +427,75 @@ export class Monitoring extends Construct {
       ]),
     ) as Record<Severity, AlarmEnrichment>;
     this.enrichment = this.enrichments.page;
+
+    // --- the API edge, delivery and enrichment ----------------------------------------------
+    if (props.api) {
+      const api = props.api;
+      // Each invocation answers at most once: 5XX beyond the invocations came from the edge.
+      f.create({
+        kind: "ApiEdge",
+        subject: "Errors",
+        metric: new cloudwatch.MathExpression({
+          expression: "MAX([FILL(e5xx, 0) - FILL(inv, 0), 0])",
+          usingMetrics: {
+            e5xx: api.metricServerError({ period, statistic: "Sum" }),
+            inv: fns.Api.function.metricInvocations({ period }),
+          },
+          period,
+          label: "5XX answered without an invocation",
+        }),
+        threshold: 5,
+      });
+      const timeoutMs = (props.apiIntegrationTimeout ?? Duration.seconds(29)).toMilliseconds();
+      f.create({
+        kind: "ApiEdge",
+        subject: "Latency",
+        metric: api.metricIntegrationLatency({ period, statistic: "p99" }),
+        threshold: Math.floor(0.9 * timeoutMs),
+        evaluationPeriods: 3,
+      });
+    }
+    f.create({
+      kind: "NotificationFailures",
+      metric: new cloudwatch.MathExpression({
+        expression: ROUTES.map((r) => `FILL(${r}, 0)`).join(" + "),
+        usingMetrics: Object.fromEntries(
+          ROUTES.map((r) => [
+            r,
+            topics.routes[r].metricNumberOfNotificationsFailed({ period, statistic: "Sum" }),
+          ]),
+        ),
+        period,
+        label: "SNS notifications failed (route topics)",
+      }),
+      threshold: 1,
+    });
+    f.create({
+      kind: "EnrichmentErrors",
+      metric: new cloudwatch.MathExpression({
+        expression: ROUTES.map((r) => `FILL(${r}, 0)`).join(" + "),
+        usingMetrics: Object.fromEntries(
+          ROUTES.map((r) => [r, this.enrichments[r].function.metricErrors({ period })]),
+        ),
+        period,
+        label: "enrichment errors",
+      }),
+      threshold: 1,
+    });
+
+    this.page = f.createPage();
+    this.alarms = f.alarms;
+
+    this.dashboard = new MonitoringDashboard(this, "Dashboard", {
+      dashboardName,
+      metrics: m,
+      apiFunction: props.apiFunction,
+      taskFunction: props.taskFunction,
+      stateMachines: { SingleHost: props.singleHost, Fleet: props.fleet },
+      api: props.api,
+      hangRuleName: this.hangRule.ruleName,
+      alarms: [this.page, ...this.alarms.map((a) => a.alarm)],
+    }).dashboard;
   }
 
   /**

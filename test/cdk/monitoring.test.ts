@@ -40,6 +40,8 @@ const composites = Object.entries(template.findResources("AWS::CloudWatch::Compo
 const composite = composites.find(([, p]) => p.AlarmName === "dev-BoundedSsh-Page")?.[1] as Props;
 const notifyOf = (name: string) =>
   composites.find(([, p]) => p.AlarmName === `${name}-Notify`)?.[1];
+const topicOfNotify = (name: string) =>
+  JSON.stringify(notifyOf(`dev-BoundedSsh-${name}`)?.AlarmActions ?? null);
 const expressionOf = (p: Props | undefined) =>
   ((p?.Metrics as { Expression?: string }[] | undefined) ?? []).find((q) => q.Expression)
     ?.Expression ?? "";
@@ -184,6 +186,8 @@ describe("severity and routes", () => {
       [
         "AvailabilityBurn-Fast",
         "AvailabilityBurn-Slow",
+        "ApiEdge-Errors",
+        "Heartbeat",
         "LeakedSockets",
         "DeadlineOverrun",
         "InternalErrors",
@@ -265,6 +269,57 @@ describe("availability SLO burn rates", () => {
     expect(exprs).toHaveLength(6);
     for (const e of exprs) expect(e).toMatch(/ \/ 0\.01$/);
     expect(() => synth({ slo: { availabilityTarget: 100 } })).toThrow(/availabilityTarget 100/);
+  });
+});
+
+describe("the API edge, delivery and enrichment", () => {
+  const metricsOf = (name: string) =>
+    JSON.stringify((byName(name)?.Metrics as unknown[] | undefined) ?? byName(name));
+
+  it("pages on 5XX answers beyond the API function's invocations (the edge's own errors)", () => {
+    const a = byName("ApiEdge-Errors") as Props;
+    expect(expressionOf(a)).toBe("MAX([FILL(e5xx, 0) - FILL(inv, 0), 0])");
+    expect(metricsOf("ApiEdge-Errors")).toContain('"MetricName":"5XXError"');
+    expect(metricsOf("ApiEdge-Errors")).toContain('"Namespace":"AWS/ApiGateway"');
+    expect(metricsOf("ApiEdge-Errors")).toContain('"MetricName":"Invocations"');
+    expect(a.Threshold).toBe(5);
+    expect(topicOfNotify("ApiEdge-Errors")).toMatch(/PageAlarmTopic/);
+  });
+
+  it("tickets on integration latency p99 at 90 % of the integration timeout, 3 periods", () => {
+    const a = byName("ApiEdge-Latency") as Props;
+    expect(a).toMatchObject({
+      MetricName: "IntegrationLatency",
+      Namespace: "AWS/ApiGateway",
+      ExtendedStatistic: "p99",
+      EvaluationPeriods: 3,
+    });
+    // The default stack's integration timeout is 29 s.
+    expect(a.Threshold).toBe(Math.floor(0.9 * 29_000));
+    expect(topicOfNotify("ApiEdge-Latency")).toMatch(/TicketAlarmTopic/);
+  });
+
+  it("tickets on SNS delivery failures of every route topic", () => {
+    const metrics = metricsOf("NotificationFailures");
+    expect(expressionOf(byName("NotificationFailures"))).toBe(
+      "FILL(page, 0) + FILL(ticket, 0) + FILL(fleet, 0)",
+    );
+    expect(metrics.match(/"MetricName":"NumberOfNotificationsFailed"/g)).toHaveLength(3);
+    for (const route of ["Page", "Ticket", "Fleet"]) {
+      expect(metrics).toMatch(new RegExp(`${route}Topic[0-9A-F]+","TopicName"`));
+    }
+    expect(topicOfNotify("NotificationFailures")).toMatch(/TicketAlarmTopic/);
+  });
+
+  it("tickets on errors of any route's enrichment function", () => {
+    const metrics = metricsOf("EnrichmentErrors");
+    expect(metrics.match(/"MetricName":"Errors"/g)).toHaveLength(3);
+    expect(metrics).toContain('"Namespace":"AWS/Lambda"');
+    expect(topicOfNotify("EnrichmentErrors")).toMatch(/TicketAlarmTopic/);
+  });
+
+  it("pages on Heartbeat: while it fires every other alarm is blind", () => {
+    expect(topicOfNotify("Heartbeat")).toMatch(/PageAlarmTopic/);
   });
 });
 
