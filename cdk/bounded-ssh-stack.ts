@@ -297,6 +297,10 @@ export class BoundedSshStack extends Stack {
       workflowLogGroups: [this.workflows.singleHostLogs, this.workflows.fleetLogs],
       api: this.api.api,
       apiIntegrationTimeout: api.integrationTimeout,
+      tables: {
+        idempotency: this.fleetState.idempotencyTable,
+        breaker: this.fleetState.breakerTable,
+      },
       stage: props.stage,
       namespace,
       thresholds: props.thresholds,

@@ -362,6 +362,44 @@ export const ALARM_CATALOG = {
     query: "WorkflowFailures",
     subjects: ["SingleHost", "Fleet"],
   },
+  TaskConcurrency: {
+    severity: "ticket",
+    meaning:
+      "The task function's concurrent executions reached 90 % of its reserved concurrency for three periods: fleet runs are about to be throttled (LambdaThrottles-Task follows, then retries and slower runs).",
+    why: "Capacity trend before failure: a ticket to raise the reservation or lower fleet maxConcurrency.",
+    checks: [
+      "Run the query: which callers and fleet runs drove the volume",
+      "Fleet runs' maxConcurrency against reservedConcurrency.fleet (docs/fleet.md)",
+      "Account concurrency left unreserved; the task function's Duration (slower hosts hold slots longer)",
+    ],
+    query: "CallerVolume",
+  },
+  WorkflowThrottles: {
+    severity: "ticket",
+    meaning:
+      "Step Functions throttled workflow executions (ExecutionThrottled): StartExecution or state transitions over the account's quota; runs start late or callers get ThrottlingException.",
+    why: "Quota, not correctness: a ticket to raise the Step Functions quota or spread the callers.",
+    checks: [
+      "Run the query: failed executions and their error names",
+      "Service Quotas: StartExecution and StateTransition rates of the account and region",
+      "Which caller starts executions in bursts (CloudTrail StartExecution)",
+    ],
+    query: "WorkflowFailures",
+    subjects: ["SingleHost", "Fleet"],
+  },
+  DynamoThrottles: {
+    severity: "ticket",
+    meaning:
+      "A state table throttled reads or writes (ReadThrottleEvents + WriteThrottleEvents). Idempotency: duplicate detection slows or fails; Breaker: host quarantine bookkeeping lags (the handler bounds each call by its deadline, so sessions are not held up beyond it).",
+    why: "On-demand tables throttle only on hot keys or sudden multiples of traffic: a ticket to find the hot key.",
+    checks: [
+      "Which table and operation (the table's CloudWatch metrics by Operation)",
+      "Hot keys: one host or one idempotency key hammered (Contributor Insights on the table)",
+      "A sudden traffic multiple: run the caller-volume query",
+    ],
+    query: "CallerVolume",
+    subjects: ["Idempotency", "Breaker"],
+  },
   ApiEdge: {
     severity: "page",
     subjectSeverity: { Latency: "ticket" },

@@ -7,6 +7,7 @@
 import { CfnOutput, Duration, Stack } from "aws-cdk-lib";
 import type * as apigw from "aws-cdk-lib/aws-apigateway";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
+import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import * as lambda from "aws-cdk-lib/aws-lambda";
 import * as logs from "aws-cdk-lib/aws-logs";
 import * as sns from "aws-cdk-lib/aws-sns";
@@ -140,6 +141,8 @@ export interface MonitoringProps {
   readonly thresholds?: MonitoringThresholds;
   /** @default availability 99.9 % */
   readonly slo?: SloConfig;
+  /** The state tables watched for throttles (DynamoThrottles). @default none watched */
+  readonly tables?: { readonly idempotency: dynamodb.ITable; readonly breaker: dynamodb.ITable };
 }
 
 /**
@@ -427,6 +430,50 @@ export class Monitoring extends Construct {
       ]),
     ) as Record<Severity, AlarmEnrichment>;
     this.enrichment = this.enrichments.page;
+
+    // --- capacity: concurrency, workflow and table throttles --------------------------------
+    const reserved = (fns.Task.function.node.defaultChild as lambda.CfnFunction)
+      .reservedConcurrentExecutions;
+    if (typeof reserved === "number") {
+      f.create({
+        kind: "TaskConcurrency",
+        metric: fns.Task.function.metric("ConcurrentExecutions", { period, statistic: "Maximum" }),
+        threshold: Math.ceil(0.9 * reserved),
+        evaluationPeriods: 3,
+      });
+    }
+    for (const [subject, machine] of [
+      ["SingleHost", props.singleHost],
+      ["Fleet", props.fleet],
+    ] as const) {
+      f.create({
+        kind: "WorkflowThrottles",
+        subject,
+        metric: machine.metric("ExecutionThrottled", { period, statistic: "Sum" }),
+        threshold: 1,
+      });
+    }
+    if (props.tables) {
+      for (const [subject, table] of [
+        ["Idempotency", props.tables.idempotency],
+        ["Breaker", props.tables.breaker],
+      ] as const) {
+        f.create({
+          kind: "DynamoThrottles",
+          subject,
+          metric: new cloudwatch.MathExpression({
+            expression: "FILL(r, 0) + FILL(w, 0)",
+            usingMetrics: {
+              r: table.metric("ReadThrottleEvents", { period, statistic: "Sum" }),
+              w: table.metric("WriteThrottleEvents", { period, statistic: "Sum" }),
+            },
+            period,
+            label: "read + write throttle events",
+          }),
+          threshold: 1,
+        });
+      }
+    }
 
     // --- the API edge, delivery and enrichment ----------------------------------------------
     if (props.api) {

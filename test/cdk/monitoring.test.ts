@@ -323,6 +323,52 @@ describe("the API edge, delivery and enrichment", () => {
   });
 });
 
+describe("capacity", () => {
+  it("tickets the task function at 90 % of its reserved concurrency (default 50), 3 periods", () => {
+    const a = byName("TaskConcurrency") as Props;
+    expect(a).toMatchObject({
+      MetricName: "ConcurrentExecutions",
+      Namespace: "AWS/Lambda",
+      Statistic: "Maximum",
+      Threshold: 45,
+      EvaluationPeriods: 3,
+    });
+    expect(topicOfNotify("TaskConcurrency")).toMatch(/TicketAlarmTopic/);
+  });
+
+  it("has no concurrency alarm when the task function is unreserved", () => {
+    const t = synth({ taskReservedConcurrency: null }).template;
+    const names = Object.values(t.findResources("AWS::CloudWatch::Alarm")).map(
+      (r) => (r.Properties as Props).AlarmName,
+    );
+    expect(names).not.toContain("dev-BoundedSsh-TaskConcurrency");
+  });
+
+  it.each(["SingleHost", "Fleet"])("tickets Step Functions throttles of %s", (subject) => {
+    const a = byName(`WorkflowThrottles-${subject}`) as Props;
+    expect(a).toMatchObject({
+      MetricName: "ExecutionThrottled",
+      Namespace: "AWS/States",
+      Statistic: "Sum",
+      Threshold: 1,
+    });
+    expect(topicOfNotify(`WorkflowThrottles-${subject}`)).toMatch(/TicketAlarmTopic/);
+  });
+
+  it.each(["Idempotency", "Breaker"])(
+    "tickets read + write throttles of the %s table",
+    (subject) => {
+      const a = byName(`DynamoThrottles-${subject}`) as Props;
+      const metrics = JSON.stringify(a.Metrics);
+      expect(expressionOf(a)).toBe("FILL(r, 0) + FILL(w, 0)");
+      expect(metrics).toContain('"MetricName":"ReadThrottleEvents"');
+      expect(metrics).toContain('"MetricName":"WriteThrottleEvents"');
+      expect(metrics).toMatch(new RegExp(`FleetState${subject}[0-9A-F]+"`));
+      expect(topicOfNotify(`DynamoThrottles-${subject}`)).toMatch(/TicketAlarmTopic/);
+    },
+  );
+});
+
 describe("hangs counted in hosts", () => {
   it("has a Contributor Insights rule on the audit lines keyed on the attributed host and port", () => {
     const rule = Object.values(template.findResources("AWS::CloudWatch::InsightRule"))[0]
