@@ -17,7 +17,7 @@ import {
   validateTimeoutOrder,
 } from "./config.ts";
 import { FleetState } from "./constructs/fleet-state.ts";
-import { Monitoring, type MonitoringThresholds } from "./constructs/monitoring.ts";
+import { Monitoring, type MonitoringThresholds, type SloConfig } from "./constructs/monitoring.ts";
 import { RunApi } from "./constructs/run-api.ts";
 import { SpillBucket, type SpillBucketProps } from "./constructs/spill-bucket.ts";
 import { SshFunction } from "./constructs/ssh-function.ts";
@@ -83,6 +83,8 @@ export interface BoundedSshStackProps extends StackProps {
   readonly apiReservedConcurrency?: number;
   readonly retry?: RetrySettings;
   readonly thresholds?: MonitoringThresholds;
+  /** Service level objectives (the deploy config's `slo`). @default availability 99.9 % */
+  readonly slo?: SloConfig;
   /**
    * Reserved concurrency of the task function: how many hosts all fleets together can touch at
    * once, and a floor no other function can take. `null` leaves it unreserved (accounts with a
@@ -302,9 +304,15 @@ export class BoundedSshStack extends Stack {
       fleet: this.workflows.fleet,
       workflowLogGroups: [this.workflows.singleHostLogs, this.workflows.fleetLogs],
       api: this.api.api,
+      apiIntegrationTimeout: api.integrationTimeout,
+      tables: {
+        idempotency: this.fleetState.idempotencyTable,
+        breaker: this.fleetState.breakerTable,
+      },
       stage: props.stage,
       namespace,
       thresholds: props.thresholds,
+      ...(props.slo ? { slo: props.slo } : {}),
       // Subscribers per route and suppression (cdk/constructs/monitoring.ts).
       ...(props.alarmSubscriptions ? { routing: props.alarmSubscriptions } : {}),
       ...(props.alarmSubscriptions?.runbookBaseUrl
@@ -402,6 +410,7 @@ export function deployConfigProps(loaded: LoadedDeployConfig): BoundedSshStackPr
     vpc: config.vpc,
     sshEgress: loaded.sshEgress,
     alarmSubscriptions: config.alarms,
+    ...(config.slo ? { slo: config.slo } : {}),
     apiReservedConcurrency: config.reservedConcurrency?.api,
     // The fleet ceiling defaults to the task function's reservation less the single-host
     // headroom (the workflows check the three at synth).

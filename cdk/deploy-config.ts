@@ -32,6 +32,11 @@ export interface DeployConfig {
   /** Alarm routing (docs/alarms.md, "Routes"; docs/deploy.md, "Alarms"). @default nobody subscribed (the topics exist) */
   readonly alarms?: AlarmRoutingConfig;
   /**
+   * Service level objectives (docs/alarms.md, "SLOs"): `availabilityTarget` in percent over 30
+   * days, the AvailabilityBurn alarms' budget. @default { availabilityTarget: 99.9 }
+   */
+  readonly slo?: { readonly availabilityTarget?: number };
+  /**
    * Reserved concurrent executions per function, and how the task function's share splits:
    * `fleet` is the ceiling on a fleet's `maxConcurrency`, `singleHost` what a fleet at that
    * ceiling leaves for single-host runs; `fleet + singleHost <= task` (synth error otherwise).
@@ -360,6 +365,14 @@ export const DEPLOY_CONFIG_SCHEMA = {
       },
     },
     alarms: ALARMS_SCHEMA,
+    // --- slo (issue 22 item 1) ---
+    slo: {
+      type: "object",
+      additionalProperties: false,
+      properties: {
+        availabilityTarget: { type: "number", exclusiveMinimum: 0, exclusiveMaximum: 100 },
+      },
+    },
     reservedConcurrency: {
       type: "object",
       additionalProperties: false,

@@ -5,7 +5,7 @@
  *
  * Pure data: no aws-cdk-lib import, so the enrichment function bundles the same table.
  */
-import { type ErrorName, PHASE_TIMEOUT_ERROR } from "../lib/names.ts";
+import { ERROR_NAMES, ERRORS, type ErrorName, PHASE_TIMEOUT_ERROR } from "../lib/names.ts";
 import { AUDIT_FIELDS as F } from "./audit-fields.ts";
 import type { QuerySpec } from "./queries.ts";
 
@@ -69,6 +69,20 @@ const hosts = (id: string, errors: readonly ErrorName[] | "any"): QuerySpec => (
  * free text (docs/alarms.md, "What a remote cannot trip").
  */
 export const LAMBDA_TIMEOUT_LINE = "^\\S+\\s+\\S+\\s+Task timed out after [0-9.]+ seconds\\s*$";
+
+/**
+ * Errors this service causes (the availability SLI's bad events; docs/alarms.md, "SLOs"): the
+ * names of the error table (lib/names.ts) whose status class is `internal`, except
+ * `CommandFailed` (the command's own non-zero exit, with `failOnNonZeroExit`: the host's
+ * outcome). Today: `CredentialUnavailable` (the secret store did not answer), `CredentialInvalid`
+ * (the stored key does not parse: this service's configuration) and `InternalError` (a bug).
+ * Everything else is the target host's or the caller's doing (timeouts, refusals, auth
+ * failures, host key problems, non-zero exits, policy refusals) and counts as good: the service
+ * did its job and reported it. Derived, so a new `internal` name joins without an edit here.
+ */
+export const SERVICE_ERRORS: readonly ErrorName[] = ERROR_NAMES.filter(
+  (name) => ERRORS[name].status === "internal" && name !== "CommandFailed",
+);
 
 /** The saved queries, by key. Host queries list first/last seen, address and source. */
 export const QUERIES = {
@@ -176,6 +190,20 @@ export const ALARM_CATALOG = {
       "Host side: sshd MaxStartups/load, UseDNS/PAM stalls, a middlebox answering TCP for a dead sshd",
     ],
     query: "HangHosts",
+  },
+  AvailabilityBurn: {
+    severity: "page",
+    subjectSeverity: { Budget: "ticket" },
+    meaning:
+      "The availability SLO's error budget is burning: bad / all invocations over 1 - SLO target. Bad = this service's faults (service-caused error names, API crashes, throttles, workflow hard timeouts); host outcomes (timeouts, refusals, auth, host keys, exit codes) count as good. Fast: 1 h and 5 min burn >= 14.4. Slow: 6 h and 30 min >= 6. Budget: 3 d and 6 h >= 1.",
+    why: "Symptom, not cause: pages when callers feel this service fail, whichever cause; two windows so a page is both significant (long) and current (short), and resets soon after the fix. Budget is a ticket: slow burns are fixed in office hours.",
+    checks: [
+      "Which cause alarm fires beside it (InternalErrors, LambdaErrors-Api, LambdaThrottles, DeadlineOverrun)",
+      "Run the query: the failing invocations, error names, stacks",
+      "Recent deploys, secret rotation (Credential*), concurrency (throttles)",
+    ],
+    query: "InvocationFailures",
+    subjects: ["Fast", "Slow", "Budget"],
   },
   LeakedSockets: {
     severity: "page",
@@ -334,11 +362,87 @@ export const ALARM_CATALOG = {
     query: "WorkflowFailures",
     subjects: ["SingleHost", "Fleet"],
   },
-  Heartbeat: {
+  TaskConcurrency: {
     severity: "ticket",
     meaning:
+      "The task function's concurrent executions reached 90 % of its reserved concurrency for three periods: fleet runs are about to be throttled (LambdaThrottles-Task follows, then retries and slower runs).",
+    why: "Capacity trend before failure: a ticket to raise the reservation or lower fleet maxConcurrency.",
+    checks: [
+      "Run the query: which callers and fleet runs drove the volume",
+      "Fleet runs' maxConcurrency against reservedConcurrency.fleet (docs/fleet.md)",
+      "Account concurrency left unreserved; the task function's Duration (slower hosts hold slots longer)",
+    ],
+    query: "CallerVolume",
+  },
+  WorkflowThrottles: {
+    severity: "ticket",
+    meaning:
+      "Step Functions throttled workflow executions (ExecutionThrottled): StartExecution or state transitions over the account's quota; runs start late or callers get ThrottlingException.",
+    why: "Quota, not correctness: a ticket to raise the Step Functions quota or spread the callers.",
+    checks: [
+      "Run the query: failed executions and their error names",
+      "Service Quotas: StartExecution and StateTransition rates of the account and region",
+      "Which caller starts executions in bursts (CloudTrail StartExecution)",
+    ],
+    query: "WorkflowFailures",
+    subjects: ["SingleHost", "Fleet"],
+  },
+  DynamoThrottles: {
+    severity: "ticket",
+    meaning:
+      "A state table throttled reads or writes (ReadThrottleEvents + WriteThrottleEvents). Idempotency: duplicate detection slows or fails; Breaker: host quarantine bookkeeping lags (the handler bounds each call by its deadline, so sessions are not held up beyond it).",
+    why: "On-demand tables throttle only on hot keys or sudden multiples of traffic: a ticket to find the hot key.",
+    checks: [
+      "Which table and operation (the table's CloudWatch metrics by Operation)",
+      "Hot keys: one host or one idempotency key hammered (Contributor Insights on the table)",
+      "A sudden traffic multiple: run the caller-volume query",
+    ],
+    query: "CallerVolume",
+    subjects: ["Idempotency", "Breaker"],
+  },
+  ApiEdge: {
+    severity: "page",
+    subjectSeverity: { Latency: "ticket" },
+    meaning:
+      "Errors: API Gateway answered 5XX more often than the API function was invoked (5XXError - Invocations >= 5 in a period): the edge's own errors (integration permission, stage, deleted function): no function alarm sees them. Latency: integration p99 at 90 % of the integration timeout for three periods: callers near the gateway's own 504.",
+    why: "Errors pages: callers are refused and nothing else fires. 5XX alone cannot page: by contract hosts' timeouts and protocol errors are 504/502 answers. Latency is a ticket: the handler's deadline sits below the integration timeout, so it warns before callers fail.",
+    checks: [
+      "API Gateway console: the stage's execution logs and 5XX by resource; the integration's permission to invoke the function",
+      "Run the query: did the API function run at all (invocation lines in the same minutes)?",
+      "Recent deploys of the API stage, authorizer or resource policy; for Latency, the API function's Duration and the sessionBudget vs integrationTimeout",
+    ],
+    query: "InvocationFailures",
+    subjects: ["Errors", "Latency"],
+  },
+  NotificationFailures: {
+    severity: "ticket",
+    meaning:
+      "SNS failed to deliver notifications from a route topic (NumberOfNotificationsFailed, page, ticket and fleet topics together): a subscriber (email, HTTPS pager, chat function) is not receiving alarms.",
+    why: "A lost page is the worst failure of monitoring; it goes to the ticket route so a broken page subscription is still reported through another channel.",
+    checks: [
+      "SNS console: which topic and subscription (delivery status logs, the subscription's pending/confirmed state)",
+      "HTTPS endpoint: status codes and TLS of the pager integration; Lambda subscriber: its errors and permission",
+      "The subscription's filter policy: malformed attributes are dropped, not failed",
+    ],
+    query: "InvocationFailures",
+  },
+  EnrichmentErrors: {
+    severity: "ticket",
+    meaning:
+      "An alarm enrichment function failed (Lambda Errors of the page, ticket or fleet enrichment): notifications still go out plain (the plain alarm is published first; a failed enrichment falls back to its route's topic), without the host list.",
+    why: "Context is lost, not the notification: a ticket.",
+    checks: [
+      "The enrichment functions' log groups: error and stack",
+      "Logs Insights permissions and quotas (StartQuery throttling), the KMS key of the topics",
+      "Recent changes to the catalog or saved queries (an invalid query fails the run)",
+    ],
+    query: "InvocationFailures",
+  },
+  Heartbeat: {
+    severity: "page",
+    meaning:
       "Lambda ran invocations but fewer than half of them published BoundedSsh Invocations, for three periods: metrics stopped (permissions, namespace, EMF) or handlers crash before the metrics middleware. Every other alarm is blind meanwhile.",
-    why: "Watches the watchers; three periods so a publish delayed across a period boundary never fires it.",
+    why: "Watches the watchers: while it fires every other alarm, the SLO pages included, is blind, so it pages; three periods so a publish delayed across a period boundary never fires it.",
     checks: [
       "Run the query: runtime error lines (init crashes) in the function logs",
       "The functions' BSSH_METRICS_MODE (default emf) and namespace; in api mode the cloudwatch:PutMetricData permission",

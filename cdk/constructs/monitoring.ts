@@ -7,6 +7,7 @@
 import { CfnOutput, Duration, Stack } from "aws-cdk-lib";
 import type * as apigw from "aws-cdk-lib/aws-apigateway";
 import * as cloudwatch from "aws-cdk-lib/aws-cloudwatch";
+import type * as dynamodb from "aws-cdk-lib/aws-dynamodb";
 import * as lambda from "aws-cdk-lib/aws-lambda";
 import * as logs from "aws-cdk-lib/aws-logs";
 import * as sns from "aws-cdk-lib/aws-sns";
@@ -19,6 +20,7 @@ import {
   QUERIES,
   type QueryKey,
   ROUTES,
+  SERVICE_ERRORS,
   type Severity,
 } from "../../operations/alarm-catalog.ts";
 import { queryName, renderQuery } from "../../operations/queries.ts";
@@ -73,6 +75,29 @@ export interface MonitoringThresholds {
   readonly fleetFailures?: number;
 }
 
+/** Service level objectives (docs/alarms.md, "SLOs"; the deploy config's `slo`). */
+export interface SloConfig {
+  /**
+   * Availability target in percent over 30 days: the share of invocations not failed by this
+   * service (host outcomes count as good). Error budget = 100 - target. @default 99.9
+   */
+  readonly availabilityTarget?: number;
+}
+
+/**
+ * The multiwindow burn-rate alarms (Google SRE workbook, "Alerting on SLOs", table 5-8), per
+ * subject of `AvailabilityBurn`: long and short window (seconds) and the burn rate both must
+ * reach. 14.4 over 1 h spends 2 % of a 30-day budget; 6 over 6 h spends 5 %; 1 over 3 d spends
+ * it exactly on schedule. A period of 1 h or more may span up to 7 days in one alarm
+ * (PutMetricAlarm: Period × EvaluationPeriods ≤ 604,800 s; ≤ 86,400 s below 1 h), so each
+ * window is one datapoint whose period is the window, 3 d included.
+ */
+export const BURN_WINDOWS = [
+  { subject: "Fast", long: ["1h", 3600], short: ["5m", 300], burn: 14.4 },
+  { subject: "Slow", long: ["6h", 21600], short: ["30m", 1800], burn: 6 },
+  { subject: "Budget", long: ["3d", 259200], short: ["6h", 21600], burn: 1 },
+] as const;
+
 /** Properties of {@link Monitoring}. */
 export interface MonitoringProps {
   readonly apiFunction: SshFunction;
@@ -80,8 +105,13 @@ export interface MonitoringProps {
   readonly singleHost: sfn.StateMachine;
   readonly fleet: sfn.StateMachine;
   readonly workflowLogGroups: readonly logs.ILogGroup[];
-  /** For the dashboard's API Gateway widget. @default no widget */
+  /** For the dashboard's API Gateway widget and the ApiEdge alarms. @default neither */
   readonly api?: apigw.RestApi;
+  /**
+   * The API's integration timeout: ApiEdge-Latency fires at 90 % of it.
+   * @default Duration.seconds(29), API Gateway's default
+   */
+  readonly apiIntegrationTimeout?: Duration;
   /** Stage name: prefixes alarm, rule, query and dashboard names. @default "dev" */
   readonly stage?: string;
   /** @default DEFAULT_METRIC_NAMESPACE */
@@ -109,6 +139,10 @@ export interface MonitoringProps {
   readonly hostPeriod?: Duration;
   /** @default MonitoringThresholds defaults */
   readonly thresholds?: MonitoringThresholds;
+  /** @default availability 99.9 % */
+  readonly slo?: SloConfig;
+  /** The state tables watched for throttles (DynamoThrottles). @default none watched */
+  readonly tables?: { readonly idempotency: dynamodb.ITable; readonly breaker: dynamodb.ITable };
 }
 
 /**
@@ -259,6 +293,9 @@ export class Monitoring extends Construct {
       datapointsToAlarm: 1,
     });
 
+    // --- symptoms: the availability SLO's burn rate ------------------------------------------
+    this.availabilityBurn(f, m, fns, props.slo ?? {});
+
     // --- page level -----------------------------------------------------------------------
     f.create({
       kind: "LeakedSockets",
@@ -375,20 +412,6 @@ export class Monitoring extends Construct {
       evaluationPeriods: 3,
     });
 
-    this.page = f.createPage();
-    this.alarms = f.alarms;
-
-    this.dashboard = new MonitoringDashboard(this, "Dashboard", {
-      dashboardName,
-      metrics: m,
-      apiFunction: props.apiFunction,
-      taskFunction: props.taskFunction,
-      stateMachines: { SingleHost: props.singleHost, Fleet: props.fleet },
-      api: props.api,
-      hangRuleName: this.hangRule.ruleName,
-      alarms: [this.page, ...this.alarms.map((a) => a.alarm)],
-    }).dashboard;
-
     // One enrichment per route; the page route keeps the construct id it always had.
     this.enrichments = Object.fromEntries(
       ROUTES.map((route) => [
@@ -407,6 +430,174 @@ export class Monitoring extends Construct {
       ]),
     ) as Record<Severity, AlarmEnrichment>;
     this.enrichment = this.enrichments.page;
+
+    // --- capacity: concurrency, workflow and table throttles --------------------------------
+    const reserved = (fns.Task.function.node.defaultChild as lambda.CfnFunction)
+      .reservedConcurrentExecutions;
+    if (typeof reserved === "number") {
+      f.create({
+        kind: "TaskConcurrency",
+        metric: fns.Task.function.metric("ConcurrentExecutions", { period, statistic: "Maximum" }),
+        threshold: Math.ceil(0.9 * reserved),
+        evaluationPeriods: 3,
+      });
+    }
+    for (const [subject, machine] of [
+      ["SingleHost", props.singleHost],
+      ["Fleet", props.fleet],
+    ] as const) {
+      f.create({
+        kind: "WorkflowThrottles",
+        subject,
+        metric: machine.metric("ExecutionThrottled", { period, statistic: "Sum" }),
+        threshold: 1,
+      });
+    }
+    if (props.tables) {
+      for (const [subject, table] of [
+        ["Idempotency", props.tables.idempotency],
+        ["Breaker", props.tables.breaker],
+      ] as const) {
+        f.create({
+          kind: "DynamoThrottles",
+          subject,
+          metric: new cloudwatch.MathExpression({
+            expression: "FILL(r, 0) + FILL(w, 0)",
+            usingMetrics: {
+              r: table.metric("ReadThrottleEvents", { period, statistic: "Sum" }),
+              w: table.metric("WriteThrottleEvents", { period, statistic: "Sum" }),
+            },
+            period,
+            label: "read + write throttle events",
+          }),
+          threshold: 1,
+        });
+      }
+    }
+
+    // --- the API edge, delivery and enrichment ----------------------------------------------
+    if (props.api) {
+      const api = props.api;
+      // Each invocation answers at most once: 5XX beyond the invocations came from the edge.
+      f.create({
+        kind: "ApiEdge",
+        subject: "Errors",
+        metric: new cloudwatch.MathExpression({
+          expression: "MAX([FILL(e5xx, 0) - FILL(inv, 0), 0])",
+          usingMetrics: {
+            e5xx: api.metricServerError({ period, statistic: "Sum" }),
+            inv: fns.Api.function.metricInvocations({ period }),
+          },
+          period,
+          label: "5XX answered without an invocation",
+        }),
+        threshold: 5,
+      });
+      const timeoutMs = (props.apiIntegrationTimeout ?? Duration.seconds(29)).toMilliseconds();
+      f.create({
+        kind: "ApiEdge",
+        subject: "Latency",
+        metric: api.metricIntegrationLatency({ period, statistic: "p99" }),
+        threshold: Math.floor(0.9 * timeoutMs),
+        evaluationPeriods: 3,
+      });
+    }
+    f.create({
+      kind: "NotificationFailures",
+      metric: new cloudwatch.MathExpression({
+        expression: ROUTES.map((r) => `FILL(${r}, 0)`).join(" + "),
+        usingMetrics: Object.fromEntries(
+          ROUTES.map((r) => [
+            r,
+            topics.routes[r].metricNumberOfNotificationsFailed({ period, statistic: "Sum" }),
+          ]),
+        ),
+        period,
+        label: "SNS notifications failed (route topics)",
+      }),
+      threshold: 1,
+    });
+    f.create({
+      kind: "EnrichmentErrors",
+      metric: new cloudwatch.MathExpression({
+        expression: ROUTES.map((r) => `FILL(${r}, 0)`).join(" + "),
+        usingMetrics: Object.fromEntries(
+          ROUTES.map((r) => [r, this.enrichments[r].function.metricErrors({ period })]),
+        ),
+        period,
+        label: "enrichment errors",
+      }),
+      threshold: 1,
+    });
+
+    this.page = f.createPage();
+    this.alarms = f.alarms;
+
+    this.dashboard = new MonitoringDashboard(this, "Dashboard", {
+      dashboardName,
+      metrics: m,
+      apiFunction: props.apiFunction,
+      taskFunction: props.taskFunction,
+      stateMachines: { SingleHost: props.singleHost, Fleet: props.fleet },
+      api: props.api,
+      hangRuleName: this.hangRule.ruleName,
+      alarms: [this.page, ...this.alarms.map((a) => a.alarm)],
+    }).dashboard;
+  }
+
+  /**
+   * `AvailabilityBurn` (docs/alarms.md, "SLOs"): bad / all per window, over the error budget.
+   * Bad: {@link SERVICE_ERRORS} (our Errors by name), API function crashes (Lambda Errors: it
+   * answers SSH errors as responses), throttles of either function and workflow hard timeouts.
+   * All: our Invocations plus the invocations that never reached our metrics (throttled,
+   * crashed). Host outcomes are in the denominator only: good for this service.
+   */
+  private availabilityBurn(
+    f: AlarmFactory,
+    m: SshMetrics,
+    fns: Readonly<Record<"Api" | "Task", SshFunction>>,
+    slo: SloConfig,
+  ): void {
+    const target = slo.availabilityTarget ?? 99.9;
+    if (!(target > 0 && target < 100)) {
+      throw new Error(
+        `slo.availabilityTarget ${target} must be a percentage above 0 and below 100 (e.g. 99.9)`,
+      );
+    }
+    const budget = Number((1 - target / 100).toPrecision(6));
+    const burn = (seconds: number) => {
+      const period = Duration.seconds(seconds);
+      const errs = Object.fromEntries(
+        SERVICE_ERRORS.map((name, i) => [`e${i}`, m.errors(name).with({ period })]),
+      );
+      const used: Record<string, cloudwatch.IMetric> = {
+        ...errs,
+        crashApi: fns.Api.function.metricErrors({ period }),
+        thrApi: fns.Api.function.metricThrottles({ period }),
+        thrTask: fns.Task.function.metricThrottles({ period }),
+        sfnHard: m.derived("WorkflowHardTimeouts").with({ period }),
+        all: m.invocationsTotal().with({ period }),
+      };
+      const sum = (ids: readonly string[]) => ids.map((id) => `FILL(${id}, 0)`).join(" + ");
+      const bad = sum([...Object.keys(errs), "crashApi", "thrApi", "thrTask", "sfnHard"]);
+      const all = sum(["all", "crashApi", "thrApi", "thrTask"]);
+      return new cloudwatch.MathExpression({
+        expression: `(${bad}) / MAX([${all}, 1]) / ${budget}`,
+        usingMetrics: used,
+        period,
+        label: `availability burn rate (SLO ${target} %)`,
+      });
+    };
+    for (const w of BURN_WINDOWS) {
+      f.createMultiWindow({
+        kind: "AvailabilityBurn",
+        subject: w.subject,
+        windows: [
+          { label: w.long[0], metric: burn(w.long[1]), threshold: w.burn },
+          { label: w.short[0], metric: burn(w.short[1]), threshold: w.burn },
+        ],
+      });
+    }
   }
 
   /**

@@ -32,6 +32,16 @@ export interface AlarmSpec {
   readonly treatMissingData?: cloudwatch.TreatMissingData;
 }
 
+/** One window of a multiwindow alarm ({@link AlarmFactory.createMultiWindow}). */
+export interface MultiWindow {
+  /** Suffix of the window's alarm name, e.g. `1h`, `5m`. */
+  readonly label: string;
+  /** A value over the whole window: its period is the window. */
+  readonly metric: cloudwatch.IMetric;
+  /** Fires at or above it. */
+  readonly threshold: number;
+}
+
 /** Properties of {@link AlarmFactory}. */
 export interface AlarmFactoryProps {
   readonly stage: string;
@@ -63,7 +73,8 @@ export interface CatalogAlarm {
   readonly kind: AlarmKind;
   readonly subject?: string;
   readonly severity: Severity;
-  readonly alarm: cloudwatch.Alarm;
+  /** The metric alarm, or for a multiwindow burn rate the composite AND of its windows. */
+  readonly alarm: cloudwatch.AlarmBase;
   /** The composite carrying its notifications, with a suppressor. */
   readonly notify?: cloudwatch.CompositeAlarm;
 }
@@ -152,6 +163,61 @@ export class AlarmFactory {
       ...(notify ? { notify } : {}),
     });
     return alarm;
+  }
+
+  /**
+   * A multiwindow burn-rate alarm (Google SRE workbook, ch. 5): one metric alarm per window
+   * (`<name>-<window>`, no actions, read only by the composite) and the composite
+   * `<name>` = ALARM(long) AND ALARM(short), which is routed and carries the suppressor itself
+   * (a composite can: no `-Notify` needed). The long window says the budget is really burning,
+   * the short one that it still is (the page resets within the short window once fixed).
+   *
+   * @param spec the kind, subject and one metric + threshold per window, long first.
+   */
+  createMultiWindow(spec: {
+    readonly kind: AlarmKind;
+    readonly subject: string;
+    readonly windows: readonly [MultiWindow, MultiWindow];
+  }): cloudwatch.CompositeAlarm {
+    const severity = severityOf(spec.kind, spec.subject);
+    const name = alarmName(this.props.stage, spec.kind, spec.subject);
+    const children = spec.windows.map(
+      (w) =>
+        new cloudwatch.Alarm(this.scope, `${spec.kind}${spec.subject}${w.label}`, {
+          alarmName: `${name}-${w.label}`,
+          // The window is in the name; no actions (the composite carries them).
+          alarmDescription: this.description(spec.kind, spec.subject),
+          metric: w.metric,
+          threshold: w.threshold,
+          comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+          evaluationPeriods: 1,
+          treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+        }),
+    );
+    const composite = new cloudwatch.CompositeAlarm(this.scope, `${spec.kind}${spec.subject}`, {
+      compositeAlarmName: name,
+      alarmDescription: this.description(spec.kind, spec.subject),
+      alarmRule: cloudwatch.AlarmRule.allOf(
+        ...children.map((c) => cloudwatch.AlarmRule.fromAlarm(c, cloudwatch.AlarmState.ALARM)),
+      ),
+      ...(this.props.suppressor
+        ? {
+            actionsSuppressor: this.props.suppressor,
+            actionsSuppressorWaitPeriod: Duration.minutes(1),
+            actionsSuppressorExtensionPeriod:
+              this.props.suppressorExtension ?? Duration.minutes(10),
+          }
+        : {}),
+    });
+    this.props.actions.addAlarmActions({
+      alarm: composite,
+      kind: spec.kind,
+      subject: spec.subject,
+      severity,
+      composite: false,
+    });
+    this.alarms.push({ kind: spec.kind, subject: spec.subject, severity, alarm: composite });
+    return composite;
   }
 
   /**

@@ -6,7 +6,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { Match } from "aws-cdk-lib/assertions";
 import { describe, expect, it } from "vitest";
-import { HARD_TIMEOUT_MARGIN_MS } from "../../cdk/constructs/monitoring.ts";
+import { BURN_WINDOWS, HARD_TIMEOUT_MARGIN_MS } from "../../cdk/constructs/monitoring.ts";
 import { DEFAULT_METRIC_NAMESPACE, METRIC } from "../../lib/names.ts";
 import {
   ALARM_CATALOG,
@@ -17,6 +17,7 @@ import {
   QUERIES,
   runbookFile,
   runbookHeader,
+  SERVICE_ERRORS,
   severityOf,
 } from "../../operations/alarm-catalog.ts";
 import { AUDIT_TYPE } from "../../operations/audit-fields.ts";
@@ -39,17 +40,31 @@ const composites = Object.entries(template.findResources("AWS::CloudWatch::Compo
 const composite = composites.find(([, p]) => p.AlarmName === "dev-BoundedSsh-Page")?.[1] as Props;
 const notifyOf = (name: string) =>
   composites.find(([, p]) => p.AlarmName === `${name}-Notify`)?.[1];
+const topicOfNotify = (name: string) =>
+  JSON.stringify(notifyOf(`dev-BoundedSsh-${name}`)?.AlarmActions ?? null);
 const expressionOf = (p: Props | undefined) =>
   ((p?.Metrics as { Expression?: string }[] | undefined) ?? []).find((q) => q.Expression)
     ?.Expression ?? "";
 
+/** Multiwindow kinds: the routed alarm is a composite over one metric alarm per window. */
+const MULTI_WINDOW = new Set(["AvailabilityBurn"]);
+const burnName = (subject: string) => `dev-BoundedSsh-AvailabilityBurn-${subject}`;
+const windowNames = BURN_WINDOWS.flatMap((w) =>
+  [w.long[0], w.short[0]].map((label) => `${burnName(w.subject)}-${label}`),
+);
+const isWindow = (name: unknown) => windowNames.includes(String(name));
+
 describe("alarm names", () => {
   it("are <stage>-BoundedSsh-<Kind>[-<Subject>] for every catalog kind, and nothing else", () => {
-    const expected = ALARM_KINDS.filter((k) => k !== "Page").flatMap((k) => alarmNamesOf("dev", k));
-    expect(alarms.map((a) => a.AlarmName).sort()).toEqual(expected.sort());
-    expect(composites.map(([, p]) => p.AlarmName).sort()).toEqual(
-      ["dev-BoundedSsh-Page", ...expected.map((n) => `${n}-Notify`)].sort(),
+    const single = ALARM_KINDS.filter((k) => k !== "Page" && !MULTI_WINDOW.has(k)).flatMap((k) =>
+      alarmNamesOf("dev", k),
     );
+    const multi = [...MULTI_WINDOW].flatMap((k) => alarmNamesOf("dev", k as "AvailabilityBurn"));
+    expect(alarms.map((a) => a.AlarmName).sort()).toEqual([...single, ...windowNames].sort());
+    expect(composites.map(([, p]) => p.AlarmName).sort()).toEqual(
+      ["dev-BoundedSsh-Page", ...multi, ...single.map((n) => `${n}-Notify`)].sort(),
+    );
+    const expected = [...single, ...multi, ...windowNames];
     for (const name of expected) {
       expect(kindOfAlarmName("dev", name)).toBeDefined();
       // The -Notify composite stands for its alarm (enrichment, message attributes).
@@ -109,6 +124,11 @@ describe("severity and routes", () => {
     for (const [id, resource] of Object.entries(ids)) {
       const p = resource.Properties as Props;
       if (p.AlarmName === "dev-BoundedSsh-Maintenance") continue;
+      if (isWindow(p.AlarmName)) {
+        // A burn-rate window is read only by its composite, which carries the actions.
+        expect(p.AlarmActions, String(p.AlarmName)).toBeUndefined();
+        continue;
+      }
       const found = kindOfAlarmName("dev", p.AlarmName as string);
       if (!found) throw new Error(`unknown alarm ${p.AlarmName}`);
       const severity = severityOf(found.kind, found.subject);
@@ -163,11 +183,190 @@ describe("severity and routes", () => {
       }),
     );
     expect(pages.sort()).toEqual(
-      ["LeakedSockets", "DeadlineOverrun", "InternalErrors", "LambdaErrors-Api", "HostKeyMismatch"]
+      [
+        "AvailabilityBurn-Fast",
+        "AvailabilityBurn-Slow",
+        "ApiEdge-Errors",
+        "Heartbeat",
+        "LeakedSockets",
+        "DeadlineOverrun",
+        "InternalErrors",
+        "LambdaErrors-Api",
+        "HostKeyMismatch",
+      ]
         .map((n) => `dev-BoundedSsh-${n}`)
         .sort(),
     );
   });
+});
+
+describe("availability SLO burn rates", () => {
+  const windowAlarm = (name: string) => alarms.find((a) => a.AlarmName === name);
+  it("counts only service-caused errors as bad: internal status names, not a command's exit", () => {
+    expect([...SERVICE_ERRORS].sort()).toEqual(
+      ["CredentialInvalid", "CredentialUnavailable", "InternalError"].sort(),
+    );
+  });
+
+  it.each(BURN_WINDOWS.map((w) => [w.subject, w] as const))(
+    "%s: ALARM(long) AND ALARM(short) at the burn rate, routed by severity, suppressible",
+    (subject, w) => {
+      const found = composites.find(([, p]) => p.AlarmName === burnName(subject));
+      expect(found).toBeDefined();
+      const [, c] = found as (typeof composites)[number];
+      const rule = JSON.stringify(c.AlarmRule);
+      const ids = Object.entries(template.findResources("AWS::CloudWatch::Alarm"));
+      for (const [label, seconds] of [w.long, w.short]) {
+        const a = windowAlarm(`${burnName(subject)}-${label}`) as Props;
+        const [id] = ids.find(([, r]) => (r.Properties as Props).AlarmName === a.AlarmName) ?? [];
+        expect(rule).toContain(`ALARM(\\"`);
+        expect(rule).toContain(`"${id}"`);
+        expect(a.Threshold).toBe(w.burn);
+        expect(a.ComparisonOperator).toBe("GreaterThanOrEqualToThreshold");
+        expect(a.EvaluationPeriods).toBe(1);
+        // PutMetricAlarm: Period × EvaluationPeriods ≤ 7 days (≤ 1 day below an hour).
+        expect(seconds).toBeLessThanOrEqual(seconds >= 3600 ? 604_800 : 86_400);
+        const metrics = a.Metrics as {
+          Id: string;
+          Expression?: string;
+          Period?: number;
+          MetricStat?: Props;
+        }[];
+        const expr = expressionOf(a);
+        // Bad over all, over the 99.9 % budget; every metric over the window.
+        expect(expr).toMatch(/^\(.+\) \/ MAX\(\[.+, 1\]\) \/ 0\.001$/);
+        expect(metrics.find((q) => q.Expression)?.Period ?? seconds).toBe(seconds);
+        for (const q of metrics.filter((m) => m.MetricStat)) {
+          expect(q.MetricStat?.Period, q.Id).toBe(seconds);
+        }
+        const errorNames = metrics
+          .filter((q) => JSON.stringify(q.MetricStat ?? {}).includes('"ErrorName"'))
+          .map((q) => JSON.stringify(q.MetricStat));
+        expect(errorNames).toHaveLength(SERVICE_ERRORS.length);
+        for (const n of SERVICE_ERRORS) expect(errorNames.join()).toContain(`"${n}"`);
+        // Host outcomes are never bad: no timeout, refusal or auth error in the numerator.
+        expect(JSON.stringify(metrics)).not.toMatch(/Timeout"|ConnectRefused|AuthFailed|HostKey/);
+        expect(metrics.length).toBeLessThanOrEqual(10);
+        expect(a.AlarmActions).toBeUndefined();
+      }
+      const topic =
+        severityOf("AvailabilityBurn", subject) === "page" ? /PageAlarm/ : /TicketAlarm/;
+      expect(c.AlarmActions).toEqual([{ Ref: expect.stringMatching(topic) }]);
+      expect(c.OKActions).toEqual(c.AlarmActions);
+      expect(c.ActionsSuppressor).toBeDefined();
+      expect(
+        JSON.stringify(composite.AlarmRule).includes(JSON.stringify(found?.[0]).slice(1, -1)),
+      ).toBe(subject !== "Budget");
+    },
+  );
+
+  it("takes the target from the deploy config's slo and refuses a target that is no percentage", () => {
+    const t = synth({ slo: { availabilityTarget: 99 } }).template;
+    const exprs = Object.values(t.findResources("AWS::CloudWatch::Alarm"))
+      .map((r) => r.Properties as Props)
+      .filter((p) => String(p.AlarmName).includes("AvailabilityBurn"))
+      .map(expressionOf);
+    expect(exprs).toHaveLength(6);
+    for (const e of exprs) expect(e).toMatch(/ \/ 0\.01$/);
+    expect(() => synth({ slo: { availabilityTarget: 100 } })).toThrow(/availabilityTarget 100/);
+  });
+});
+
+describe("the API edge, delivery and enrichment", () => {
+  const metricsOf = (name: string) =>
+    JSON.stringify((byName(name)?.Metrics as unknown[] | undefined) ?? byName(name));
+
+  it("pages on 5XX answers beyond the API function's invocations (the edge's own errors)", () => {
+    const a = byName("ApiEdge-Errors") as Props;
+    expect(expressionOf(a)).toBe("MAX([FILL(e5xx, 0) - FILL(inv, 0), 0])");
+    expect(metricsOf("ApiEdge-Errors")).toContain('"MetricName":"5XXError"');
+    expect(metricsOf("ApiEdge-Errors")).toContain('"Namespace":"AWS/ApiGateway"');
+    expect(metricsOf("ApiEdge-Errors")).toContain('"MetricName":"Invocations"');
+    expect(a.Threshold).toBe(5);
+    expect(topicOfNotify("ApiEdge-Errors")).toMatch(/PageAlarmTopic/);
+  });
+
+  it("tickets on integration latency p99 at 90 % of the integration timeout, 3 periods", () => {
+    const a = byName("ApiEdge-Latency") as Props;
+    expect(a).toMatchObject({
+      MetricName: "IntegrationLatency",
+      Namespace: "AWS/ApiGateway",
+      ExtendedStatistic: "p99",
+      EvaluationPeriods: 3,
+    });
+    // The default stack's integration timeout is 29 s.
+    expect(a.Threshold).toBe(Math.floor(0.9 * 29_000));
+    expect(topicOfNotify("ApiEdge-Latency")).toMatch(/TicketAlarmTopic/);
+  });
+
+  it("tickets on SNS delivery failures of every route topic", () => {
+    const metrics = metricsOf("NotificationFailures");
+    expect(expressionOf(byName("NotificationFailures"))).toBe(
+      "FILL(page, 0) + FILL(ticket, 0) + FILL(fleet, 0)",
+    );
+    expect(metrics.match(/"MetricName":"NumberOfNotificationsFailed"/g)).toHaveLength(3);
+    for (const route of ["Page", "Ticket", "Fleet"]) {
+      expect(metrics).toMatch(new RegExp(`${route}Topic[0-9A-F]+","TopicName"`));
+    }
+    expect(topicOfNotify("NotificationFailures")).toMatch(/TicketAlarmTopic/);
+  });
+
+  it("tickets on errors of any route's enrichment function", () => {
+    const metrics = metricsOf("EnrichmentErrors");
+    expect(metrics.match(/"MetricName":"Errors"/g)).toHaveLength(3);
+    expect(metrics).toContain('"Namespace":"AWS/Lambda"');
+    expect(topicOfNotify("EnrichmentErrors")).toMatch(/TicketAlarmTopic/);
+  });
+
+  it("pages on Heartbeat: while it fires every other alarm is blind", () => {
+    expect(topicOfNotify("Heartbeat")).toMatch(/PageAlarmTopic/);
+  });
+});
+
+describe("capacity", () => {
+  it("tickets the task function at 90 % of its reserved concurrency (default 50), 3 periods", () => {
+    const a = byName("TaskConcurrency") as Props;
+    expect(a).toMatchObject({
+      MetricName: "ConcurrentExecutions",
+      Namespace: "AWS/Lambda",
+      Statistic: "Maximum",
+      Threshold: 45,
+      EvaluationPeriods: 3,
+    });
+    expect(topicOfNotify("TaskConcurrency")).toMatch(/TicketAlarmTopic/);
+  });
+
+  it("has no concurrency alarm when the task function is unreserved", () => {
+    const t = synth({ taskReservedConcurrency: null }).template;
+    const names = Object.values(t.findResources("AWS::CloudWatch::Alarm")).map(
+      (r) => (r.Properties as Props).AlarmName,
+    );
+    expect(names).not.toContain("dev-BoundedSsh-TaskConcurrency");
+  });
+
+  it.each(["SingleHost", "Fleet"])("tickets Step Functions throttles of %s", (subject) => {
+    const a = byName(`WorkflowThrottles-${subject}`) as Props;
+    expect(a).toMatchObject({
+      MetricName: "ExecutionThrottled",
+      Namespace: "AWS/States",
+      Statistic: "Sum",
+      Threshold: 1,
+    });
+    expect(topicOfNotify(`WorkflowThrottles-${subject}`)).toMatch(/TicketAlarmTopic/);
+  });
+
+  it.each(["Idempotency", "Breaker"])(
+    "tickets read + write throttles of the %s table",
+    (subject) => {
+      const a = byName(`DynamoThrottles-${subject}`) as Props;
+      const metrics = JSON.stringify(a.Metrics);
+      expect(expressionOf(a)).toBe("FILL(r, 0) + FILL(w, 0)");
+      expect(metrics).toContain('"MetricName":"ReadThrottleEvents"');
+      expect(metrics).toContain('"MetricName":"WriteThrottleEvents"');
+      expect(metrics).toMatch(new RegExp(`FleetState${subject}[0-9A-F]+"`));
+      expect(topicOfNotify(`DynamoThrottles-${subject}`)).toMatch(/TicketAlarmTopic/);
+    },
+  );
 });
 
 describe("hangs counted in hosts", () => {
