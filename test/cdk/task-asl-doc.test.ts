@@ -26,7 +26,7 @@ function states(asl: Asl): Asl["States"] {
 }
 
 describe("docs/api.md Step Functions ASL", () => {
-  it("is the builder's current output (run npx tsx scripts/generate-task-asl.ts)", async () => {
+  it("is the builder's current output (run npm run generate)", async () => {
     // Values, not text: Biome lays out the JSON inside the markdown.
     expect(documentedAsl(readFileSync(API_DOC, "utf8"))).toEqual(await taskAsl());
   });
