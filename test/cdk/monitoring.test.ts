@@ -853,6 +853,13 @@ describe("dashboard", () => {
     expect(body).toContain("ConcurrentExecutions");
   });
 
+  it("graphs the bounded SLI's bad events: Unbounded Sum beside leaks and hard timeouts", () => {
+    const [dash] = Object.values(template.findResources("AWS::CloudWatch::Dashboard"));
+    const body = JSON.stringify(dash?.Properties);
+    expect(body).toContain("Unbounded (slack < 0 or a leak)");
+    expect(body).toMatch(/\\"Unbounded\\".{0,200}\\"stat\\":\\"Sum\\"/);
+  });
+
   it("counts hosts the breaker refused (Errors, ErrorName=HostQuarantined)", () => {
     const [dash] = Object.values(template.findResources("AWS::CloudWatch::Dashboard"));
     const body = JSON.stringify(dash?.Properties);
