@@ -83,7 +83,7 @@ export interface BoundedSshStackProps extends StackProps {
   readonly apiReservedConcurrency?: number;
   readonly retry?: RetrySettings;
   readonly thresholds?: MonitoringThresholds;
-  /** Service level objectives (the deploy config's `slo`). @default availability 99.9 % */
+  /** Service level objectives (the deploy config's `slo`). @default availability and bounded 99.9 % */
   readonly slo?: SloConfig;
   /**
    * Reserved concurrency of the task function: how many hosts all fleets together can touch at

@@ -32,10 +32,11 @@ export interface DeployConfig {
   /** Alarm routing (docs/alarms.md, "Routes"; docs/deploy.md, "Alarms"). @default nobody subscribed (the topics exist) */
   readonly alarms?: AlarmRoutingConfig;
   /**
-   * Service level objectives (docs/alarms.md, "SLOs"): `availabilityTarget` in percent over 30
-   * days, the AvailabilityBurn alarms' budget. @default { availabilityTarget: 99.9 }
+   * Service level objectives (docs/alarms.md, "SLOs"), in percent over 30 days:
+   * `availabilityTarget`, the AvailabilityBurn alarms' budget; `boundedTarget`, the BoundedBurn
+   * alarms' budget. @default { availabilityTarget: 99.9, boundedTarget: 99.9 }
    */
-  readonly slo?: { readonly availabilityTarget?: number };
+  readonly slo?: { readonly availabilityTarget?: number; readonly boundedTarget?: number };
   /**
    * Reserved concurrent executions per function, and how the task function's share splits:
    * `fleet` is the ceiling on a fleet's `maxConcurrency`, `singleHost` what a fleet at that
@@ -371,6 +372,7 @@ export const DEPLOY_CONFIG_SCHEMA = {
       additionalProperties: false,
       properties: {
         availabilityTarget: { type: "number", exclusiveMinimum: 0, exclusiveMaximum: 100 },
+        boundedTarget: { type: "number", exclusiveMinimum: 0, exclusiveMaximum: 100 },
       },
     },
     reservedConcurrency: {

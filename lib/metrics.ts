@@ -33,6 +33,7 @@ export const METRIC_UNIT = {
   [METRIC.DeadlineSlack]: "Milliseconds",
   [METRIC.LeakedSockets]: "Count",
   [METRIC.OutputTruncated]: "Count",
+  [METRIC.Unbounded]: "Count",
 } as const satisfies Record<MetricName, MetricUnit>;
 
 /** One value of one metric with its dimensions; `{}` means the metric without dimensions. */
@@ -60,6 +61,19 @@ export interface MetricInput {
   deadlineSlackMs: number;
   /** TCP sockets found open at invocation start (leaks carried over from earlier invocations). */
   leakedSockets: number;
+}
+
+/**
+ * Whether an invocation broke its bound, as far as it can tell itself (the "bounded" SLI's bad
+ * event, docs/alarms.md "SLOs"): it returned after its deadline (`deadlineSlackMs < 0`, the
+ * same test as the `DeadlineOverrun` alarm's `DeadlineSlack` Minimum < 0), or it found TCP
+ * sockets left open in its container (`leakedSockets > 0`: a wait without an end sits beside
+ * it). A hard timeout is the third bad event, but Lambda kills that invocation before it can
+ * report anything: the alarms count it from Lambda's `Duration` and the workflows' structured
+ * failure events instead (cdk/constructs/monitoring.ts, `boundedBurn`).
+ */
+function isUnbounded(input: Pick<MetricInput, "deadlineSlackMs" | "leakedSockets">): boolean {
+  return input.deadlineSlackMs < 0 || input.leakedSockets > 0;
 }
 
 /** Outcome when there is no result at all (validation failure, crash before a session). */
@@ -103,7 +117,7 @@ function phaseTiming(timings: PhaseTimings, phase: Phase): number | null {
  * ```
  *
  * Count metrics without dimensions (`Timeouts`, `HandshakeHangs`, `LeakedSockets`,
- * `OutputTruncated`) are always emitted, 0 when nothing happened: alarms then see data on
+ * `OutputTruncated`, `Unbounded`) are always emitted, 0 when nothing happened: alarms then see data on
  * every healthy invocation instead of "missing", and `Average` reads as a rate. Metrics with
  * a dimension (`Errors` by `ErrorName`, `Timeouts` by `Phase`) are emitted only when they
  * occurred, to keep one series per value that actually exists.
@@ -138,5 +152,6 @@ export function toMetricDatums(input: MetricInput): MetricDatum[] {
   add(METRIC.DeadlineSlack, input.deadlineSlackMs);
   add(METRIC.LeakedSockets, input.leakedSockets);
   add(METRIC.OutputTruncated, result?.output.truncated ? 1 : 0);
+  add(METRIC.Unbounded, isUnbounded(input) ? 1 : 0);
   return datums;
 }

@@ -163,6 +163,7 @@ export const METRIC = {
   DeadlineSlack: "DeadlineSlack",
   LeakedSockets: "LeakedSockets",
   OutputTruncated: "OutputTruncated",
+  Unbounded: "Unbounded",
 } as const;
 export type MetricName = (typeof METRIC)[keyof typeof METRIC];
 

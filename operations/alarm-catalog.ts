@@ -170,7 +170,7 @@ export const ALARM_CATALOG = {
   Page: {
     severity: "page",
     meaning:
-      "Summary: at least one page-level bounded-ssh alarm is in ALARM (leaked sockets, a real deadline overrun, an internal error, API function errors or a host-key mismatch). It notifies no one: each page-level alarm pages on its own, so a second fault is never hidden behind a first. Read it on the dashboard.",
+      "Summary: at least one page-level bounded-ssh alarm is in ALARM (an SLO burning, leaked sockets, a real deadline overrun, an internal error, API function errors or a host-key mismatch). It notifies no one: each page-level alarm pages on its own, so a second fault is never hidden behind a first. Read it on the dashboard.",
     why: "One glance at 'is anything page-level firing'; never a notification, because a composite that pages once per incident hid every later fault (issue 22).",
     checks: [
       "Open the enriched notification or the dashboard: which child alarm is in ALARM",
@@ -203,6 +203,20 @@ export const ALARM_CATALOG = {
       "Recent deploys, secret rotation (Credential*), concurrency (throttles)",
     ],
     query: "InvocationFailures",
+    subjects: ["Fast", "Slow", "Budget"],
+  },
+  BoundedBurn: {
+    severity: "page",
+    subjectSeverity: { Budget: "ticket" },
+    meaning:
+      "The bounded SLO's error budget is burning: unbounded / all invocations over 1 - SLO target. Unbounded = returned after its deadline (slack < 0), found a leaked socket, or hard-timed out (Lambda's Duration at the timeout, a workflow's Sandbox.Timedout event). Fast: 1 h and 5 min burn >= 14.4. Slow: 6 h and 30 min >= 6. Budget: 3 d and 6 h >= 1.",
+    why: "The product's promise as a share of traffic: DeadlineOverrun and LeakedSockets page on the first unbounded invocation, this says it is systemic (a leaking container, a reserve too small for the load) rather than a one-off. Budget is a ticket: a steady trickle is fixed in office hours.",
+    checks: [
+      "Which cause alarm fires beside it: DeadlineOverrun (slack, hard timeouts) or LeakedSockets",
+      "Run the query: invocations with slackMs < 0 and Lambda's own timeout lines; the leaked-sockets query for leaks",
+      "Dashboard DeadlineSlack minimum and Duration vs timeout; recent deploys of lib/ or functions/",
+    ],
+    query: "DeadlineOverruns",
     subjects: ["Fast", "Slow", "Budget"],
   },
   LeakedSockets: {

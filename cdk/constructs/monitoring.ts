@@ -31,6 +31,7 @@ import { AlarmTopics } from "../monitoring/alarm-topics.ts";
 import { MonitoringDashboard } from "../monitoring/dashboard.ts";
 import { AlarmEnrichment } from "../monitoring/enrichment.ts";
 import { ContactedHostsRule, HangHostsRule } from "../monitoring/hang-hosts-rule.ts";
+import { createSloAlarms, sumOf } from "../monitoring/slo.ts";
 import type { SshFunction } from "./ssh-function.ts";
 import { DERIVED_METRIC, SshMetrics } from "./ssh-metrics.ts";
 import { HARD_TIMEOUT_ERRORS } from "./workflow-tasks.ts";
@@ -41,6 +42,7 @@ export {
   type AlarmKind,
   alarmName,
 } from "../../operations/alarm-catalog.ts";
+export { BURN_WINDOWS } from "../monitoring/slo.ts";
 
 /** Thresholds (count per evaluation period unless noted). */
 export interface MonitoringThresholds {
@@ -82,21 +84,22 @@ export interface SloConfig {
    * service (host outcomes count as good). Error budget = 100 - target. @default 99.9
    */
   readonly availabilityTarget?: number;
+  /**
+   * "Bounded" target in percent over 30 days: the share of invocations that ended within
+   * their bound (slack ≥ 0, no hard timeout, no leaked socket). Error budget = 100 - target.
+   * @default 99.9
+   */
+  readonly boundedTarget?: number;
 }
 
+/** Default `slo.availabilityTarget` (percent). */
+export const DEFAULT_AVAILABILITY_TARGET = 99.9;
 /**
- * The multiwindow burn-rate alarms (Google SRE workbook, "Alerting on SLOs", table 5-8), per
- * subject of `AvailabilityBurn`: long and short window (seconds) and the burn rate both must
- * reach. 14.4 over 1 h spends 2 % of a 30-day budget; 6 over 6 h spends 5 %; 1 over 3 d spends
- * it exactly on schedule. A period of 1 h or more may span up to 7 days in one alarm
- * (PutMetricAlarm: Period × EvaluationPeriods ≤ 604,800 s; ≤ 86,400 s below 1 h), so each
- * window is one datapoint whose period is the window, 3 d included.
+ * Default `slo.boundedTarget` (percent): docs/alarms.md, "SLOs", says why not stricter (each
+ * unbounded invocation already pages through LeakedSockets or DeadlineOverrun; the burn alarms
+ * say how much of the traffic it is).
  */
-export const BURN_WINDOWS = [
-  { subject: "Fast", long: ["1h", 3600], short: ["5m", 300], burn: 14.4 },
-  { subject: "Slow", long: ["6h", 21600], short: ["30m", 1800], burn: 6 },
-  { subject: "Budget", long: ["3d", 259200], short: ["6h", 21600], burn: 1 },
-] as const;
+export const DEFAULT_BOUNDED_TARGET = 99.9;
 
 /** Properties of {@link Monitoring}. */
 export interface MonitoringProps {
@@ -139,7 +142,7 @@ export interface MonitoringProps {
   readonly hostPeriod?: Duration;
   /** @default MonitoringThresholds defaults */
   readonly thresholds?: MonitoringThresholds;
-  /** @default availability 99.9 % */
+  /** @default availability 99.9 %, bounded 99.9 % */
   readonly slo?: SloConfig;
   /** The state tables watched for throttles (DynamoThrottles). @default none watched */
   readonly tables?: { readonly idempotency: dynamodb.ITable; readonly breaker: dynamodb.ITable };
@@ -167,6 +170,11 @@ export const RUNBOOK_BASE_URL =
  * below for any reserve above 60 ms.
  */
 export const HARD_TIMEOUT_MARGIN_MS = 10;
+
+/** Lambda `Duration` at or above this (ms) is a hard timeout of the function. */
+function hardTimeoutLimitMs(fn: SshFunction): number {
+  return fn.timeout.toMilliseconds() - HARD_TIMEOUT_MARGIN_MS;
+}
 
 /**
  * SPEC §8: alarms, topics, saved queries, the hang-hosts rule, a dashboard and enrichment.
@@ -293,8 +301,9 @@ export class Monitoring extends Construct {
       datapointsToAlarm: 1,
     });
 
-    // --- symptoms: the availability SLO's burn rate ------------------------------------------
+    // --- symptoms: the SLOs' burn rates (availability, bounded) ------------------------------
     this.availabilityBurn(f, m, fns, props.slo ?? {});
+    this.boundedBurn(f, m, fns, props.slo ?? {});
 
     // --- page level -----------------------------------------------------------------------
     f.create({
@@ -313,8 +322,7 @@ export class Monitoring extends Construct {
     const terms = ["FILL(sfnHard, 0)", "IF(FILL(slack, 0) < 0, 1, 0)"];
     for (const [key, fn] of Object.entries(fns)) {
       overrun[`dur${key}`] = fn.function.metricDuration({ statistic: "Maximum", period });
-      const limit = fn.timeout.toMilliseconds() - HARD_TIMEOUT_MARGIN_MS;
-      terms.push(`IF(FILL(dur${key}, 0) >= ${limit}, 1, 0)`);
+      terms.push(`IF(FILL(dur${key}, 0) >= ${hardTimeoutLimitMs(fn)}, 1, 0)`);
     }
     f.create({
       kind: "DeadlineOverrun",
@@ -558,46 +566,71 @@ export class Monitoring extends Construct {
     fns: Readonly<Record<"Api" | "Task", SshFunction>>,
     slo: SloConfig,
   ): void {
-    const target = slo.availabilityTarget ?? 99.9;
-    if (!(target > 0 && target < 100)) {
-      throw new Error(
-        `slo.availabilityTarget ${target} must be a percentage above 0 and below 100 (e.g. 99.9)`,
-      );
-    }
-    const budget = Number((1 - target / 100).toPrecision(6));
-    const burn = (seconds: number) => {
-      const period = Duration.seconds(seconds);
-      const errs = Object.fromEntries(
-        SERVICE_ERRORS.map((name, i) => [`e${i}`, m.errors(name).with({ period })]),
-      );
-      const used: Record<string, cloudwatch.IMetric> = {
-        ...errs,
-        crashApi: fns.Api.function.metricErrors({ period }),
-        thrApi: fns.Api.function.metricThrottles({ period }),
-        thrTask: fns.Task.function.metricThrottles({ period }),
-        sfnHard: m.derived("WorkflowHardTimeouts").with({ period }),
-        all: m.invocationsTotal().with({ period }),
-      };
-      const sum = (ids: readonly string[]) => ids.map((id) => `FILL(${id}, 0)`).join(" + ");
-      const bad = sum([...Object.keys(errs), "crashApi", "thrApi", "thrTask", "sfnHard"]);
-      const all = sum(["all", "crashApi", "thrApi", "thrTask"]);
-      return new cloudwatch.MathExpression({
-        expression: `(${bad}) / MAX([${all}, 1]) / ${budget}`,
-        usingMetrics: used,
-        period,
-        label: `availability burn rate (SLO ${target} %)`,
-      });
-    };
-    for (const w of BURN_WINDOWS) {
-      f.createMultiWindow({
-        kind: "AvailabilityBurn",
-        subject: w.subject,
-        windows: [
-          { label: w.long[0], metric: burn(w.long[1]), threshold: w.burn },
-          { label: w.short[0], metric: burn(w.short[1]), threshold: w.burn },
-        ],
-      });
-    }
+    createSloAlarms(f, {
+      kind: "AvailabilityBurn",
+      sli: "availability",
+      targetKey: "slo.availabilityTarget",
+      target: slo.availabilityTarget ?? DEFAULT_AVAILABILITY_TARGET,
+      counts: (period) => {
+        const errs = Object.fromEntries(
+          SERVICE_ERRORS.map((name, i) => [`e${i}`, m.errors(name).with({ period })]),
+        );
+        return {
+          metrics: {
+            ...errs,
+            crashApi: fns.Api.function.metricErrors({ period }),
+            thrApi: fns.Api.function.metricThrottles({ period }),
+            thrTask: fns.Task.function.metricThrottles({ period }),
+            sfnHard: m.derived("WorkflowHardTimeouts").with({ period }),
+            all: m.invocationsTotal().with({ period }),
+          },
+          bad: sumOf([...Object.keys(errs), "crashApi", "thrApi", "thrTask", "sfnHard"]),
+          all: sumOf(["all", "crashApi", "thrApi", "thrTask"]),
+        };
+      },
+    });
+  }
+
+  /**
+   * `BoundedBurn` (docs/alarms.md, "SLOs"): unbounded / all invocations per window, over the
+   * error budget. Unbounded is what the handler reports of itself (`Unbounded`: slack < 0 or a
+   * leaked socket, `lib/metrics.ts`) plus hard timeouts, which it cannot report: the signals
+   * `DeadlineOverrun` reads, as counts. Task: the workflows' failure events whose structured
+   * `details.error` is a hard timeout (`WorkflowHardTimeouts`, one per invocation), at least 1
+   * when Lambda's `Duration` Maximum reached the timeout (an invocation no project workflow
+   * made). Api: when its `Duration` reached the timeout, its Lambda `Errors` in the window (it
+   * answers SSH errors as responses, so its Lambda errors are crashes or hard timeouts; a crash
+   * in the same window counts too), at least 1. Hard-timed-out invocations never published
+   * `Invocations`: they join the denominator.
+   */
+  private boundedBurn(
+    f: AlarmFactory,
+    m: SshMetrics,
+    fns: Readonly<Record<"Api" | "Task", SshFunction>>,
+    slo: SloConfig,
+  ): void {
+    createSloAlarms(f, {
+      kind: "BoundedBurn",
+      sli: "bounded",
+      targetKey: "slo.boundedTarget",
+      target: slo.boundedTarget ?? DEFAULT_BOUNDED_TARGET,
+      counts: (period) => {
+        const hardApi = `IF(FILL(durApi, 0) >= ${hardTimeoutLimitMs(fns.Api)}, MAX([FILL(errApi, 0), 1]), 0)`;
+        const hardTask = `MAX([FILL(sfnHard, 0), IF(FILL(durTask, 0) >= ${hardTimeoutLimitMs(fns.Task)}, 1, 0)])`;
+        return {
+          metrics: {
+            unbounded: m.unbounded().with({ period }),
+            all: m.invocationsTotal().with({ period }),
+            sfnHard: m.derived("WorkflowHardTimeouts").with({ period }),
+            durApi: fns.Api.function.metricDuration({ statistic: "Maximum", period }),
+            errApi: fns.Api.function.metricErrors({ period }),
+            durTask: fns.Task.function.metricDuration({ statistic: "Maximum", period }),
+          },
+          bad: `${sumOf(["unbounded"])} + ${hardApi} + ${hardTask}`,
+          all: `${sumOf(["all"])} + ${hardApi} + ${hardTask}`,
+        };
+      },
+    });
   }
 
   /**

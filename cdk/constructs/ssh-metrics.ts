@@ -56,6 +56,11 @@ export class SshMetrics {
     return this.metric(METRIC.LeakedSockets, cloudwatch.Stats.MAXIMUM);
   }
 
+  /** Invocations that broke their bound as they report it themselves (Sum = how many). */
+  unbounded(): cloudwatch.Metric {
+    return this.metric(METRIC.Unbounded, cloudwatch.Stats.SUM);
+  }
+
   /** All invocations (the dimensionless series). */
   invocationsTotal(): cloudwatch.Metric {
     return this.metric(METRIC.Invocations, cloudwatch.Stats.SUM);

@@ -137,8 +137,12 @@ export class MonitoringDashboard extends Construct {
         width: 12,
       }),
       new cloudwatch.GraphWidget({
-        title: "Leaks and hard timeouts",
-        left: [m.leakedSockets(), m.derived("WorkflowHardTimeouts")],
+        title: "Unbounded invocations, leaks and hard timeouts (the bounded SLI's bad events)",
+        left: [
+          m.unbounded().with({ label: "Unbounded (slack < 0 or a leak)" }),
+          m.leakedSockets(),
+          m.derived("WorkflowHardTimeouts"),
+        ],
         width: 12,
       }),
       new cloudwatch.GraphWidget({

@@ -312,6 +312,19 @@ describe("deploy config checks at synth", () => {
     ).toEqual({ errors: ["BannerTimeout"], threshold: 5, probeSeconds: 60 });
   });
 
+  it("takes both SLO targets and refuses one that is no percentage, naming it", () => {
+    expect(
+      loadDeployConfigFile(variant({ slo: { availabilityTarget: 99.5, boundedTarget: 99.99 } }))
+        .config.slo,
+    ).toEqual({ availabilityTarget: 99.5, boundedTarget: 99.99 });
+    expect(() => loadDeployConfigFile(variant({ slo: { boundedTarget: 100 } }))).toThrow(
+      /slo\/boundedTarget/,
+    );
+    expect(() => loadDeployConfigFile(variant({ slo: { boundedTaget: 99 } }))).toThrow(
+      /boundedTaget/,
+    );
+  });
+
   it("refuses unknown fields and a bad stage name, naming them", () => {
     expect(() => loadDeployConfigFile(variant({ stag: "x" }))).toThrow(/stag/);
     expect(() => loadDeployConfigFile(variant({ stage: "Prod_1" }))).toThrow(/\/stage/);

@@ -4,6 +4,7 @@
  * What the alarms do on real traffic is the drill's job (test/drill/drill.test.ts).
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
+import type { CfnElement } from "aws-cdk-lib";
 import { Match } from "aws-cdk-lib/assertions";
 import { describe, expect, it } from "vitest";
 import { BURN_WINDOWS, HARD_TIMEOUT_MARGIN_MS } from "../../cdk/constructs/monitoring.ts";
@@ -46,20 +47,24 @@ const expressionOf = (p: Props | undefined) =>
   ((p?.Metrics as { Expression?: string }[] | undefined) ?? []).find((q) => q.Expression)
     ?.Expression ?? "";
 
-/** Multiwindow kinds: the routed alarm is a composite over one metric alarm per window. */
-const MULTI_WINDOW = new Set(["AvailabilityBurn"]);
-const burnName = (subject: string) => `dev-BoundedSsh-AvailabilityBurn-${subject}`;
-const windowNames = BURN_WINDOWS.flatMap((w) =>
-  [w.long[0], w.short[0]].map((label) => `${burnName(w.subject)}-${label}`),
+/** Multiwindow kinds (the SLOs): the routed alarm is a composite over one metric alarm per window. */
+const MULTI_WINDOW = ["AvailabilityBurn", "BoundedBurn"] as const;
+type BurnKind = (typeof MULTI_WINDOW)[number];
+const isMultiWindow = (k: string) => (MULTI_WINDOW as readonly string[]).includes(k);
+const burnName = (kind: BurnKind, subject: string) => `dev-BoundedSsh-${kind}-${subject}`;
+const windowNames = MULTI_WINDOW.flatMap((kind) =>
+  BURN_WINDOWS.flatMap((w) =>
+    [w.long[0], w.short[0]].map((label) => `${burnName(kind, w.subject)}-${label}`),
+  ),
 );
 const isWindow = (name: unknown) => windowNames.includes(String(name));
 
 describe("alarm names", () => {
   it("are <stage>-BoundedSsh-<Kind>[-<Subject>] for every catalog kind, and nothing else", () => {
-    const single = ALARM_KINDS.filter((k) => k !== "Page" && !MULTI_WINDOW.has(k)).flatMap((k) =>
+    const single = ALARM_KINDS.filter((k) => k !== "Page" && !isMultiWindow(k)).flatMap((k) =>
       alarmNamesOf("dev", k),
     );
-    const multi = [...MULTI_WINDOW].flatMap((k) => alarmNamesOf("dev", k as "AvailabilityBurn"));
+    const multi = MULTI_WINDOW.flatMap((k) => alarmNamesOf("dev", k));
     expect(alarms.map((a) => a.AlarmName).sort()).toEqual([...single, ...windowNames].sort());
     expect(composites.map(([, p]) => p.AlarmName).sort()).toEqual(
       ["dev-BoundedSsh-Page", ...multi, ...single.map((n) => `${n}-Notify`)].sort(),
@@ -186,6 +191,8 @@ describe("severity and routes", () => {
       [
         "AvailabilityBurn-Fast",
         "AvailabilityBurn-Slow",
+        "BoundedBurn-Fast",
+        "BoundedBurn-Slow",
         "ApiEdge-Errors",
         "Heartbeat",
         "LeakedSockets",
@@ -211,13 +218,15 @@ describe("availability SLO burn rates", () => {
   it.each(BURN_WINDOWS.map((w) => [w.subject, w] as const))(
     "%s: ALARM(long) AND ALARM(short) at the burn rate, routed by severity, suppressible",
     (subject, w) => {
-      const found = composites.find(([, p]) => p.AlarmName === burnName(subject));
+      const found = composites.find(
+        ([, p]) => p.AlarmName === burnName("AvailabilityBurn", subject),
+      );
       expect(found).toBeDefined();
       const [, c] = found as (typeof composites)[number];
       const rule = JSON.stringify(c.AlarmRule);
       const ids = Object.entries(template.findResources("AWS::CloudWatch::Alarm"));
       for (const [label, seconds] of [w.long, w.short]) {
-        const a = windowAlarm(`${burnName(subject)}-${label}`) as Props;
+        const a = windowAlarm(`${burnName("AvailabilityBurn", subject)}-${label}`) as Props;
         const [id] = ids.find(([, r]) => (r.Properties as Props).AlarmName === a.AlarmName) ?? [];
         expect(rule).toContain(`ALARM(\\"`);
         expect(rule).toContain(`"${id}"`);
@@ -269,6 +278,106 @@ describe("availability SLO burn rates", () => {
     expect(exprs).toHaveLength(6);
     for (const e of exprs) expect(e).toMatch(/ \/ 0\.01$/);
     expect(() => synth({ slo: { availabilityTarget: 100 } })).toThrow(/availabilityTarget 100/);
+  });
+});
+
+describe("bounded SLO burn rates", () => {
+  const { stack } = synthOnce();
+  const fnId = (fn: typeof stack.apiFunction) =>
+    stack.resolve((fn.function.node.defaultChild as CfnElement).logicalId) as string;
+  type Query = { Id: string; Expression?: string; Period?: number; MetricStat?: Props };
+  const queriesOf = (a: Props) => a.Metrics as Query[];
+  const stat = (a: Props, id: string) =>
+    queriesOf(a).find((q) => q.Id === id)?.MetricStat as
+      | { Metric: { Namespace: string; MetricName: string; Dimensions?: unknown }; Stat: string }
+      | undefined;
+
+  it.each(BURN_WINDOWS.map((w) => [w.subject, w] as const))(
+    "%s: ALARM(long) AND ALARM(short) of unbounded / all over the budget, routed like availability",
+    (subject, w) => {
+      const found = composites.find(([, p]) => p.AlarmName === burnName("BoundedBurn", subject));
+      expect(found).toBeDefined();
+      const [compositeId, c] = found as (typeof composites)[number];
+      const ids = Object.entries(template.findResources("AWS::CloudWatch::Alarm"));
+      for (const [label, seconds] of [w.long, w.short]) {
+        const name = `${burnName("BoundedBurn", subject)}-${label}`;
+        const [id, r] = ids.find(([, x]) => (x.Properties as Props).AlarmName === name) ?? [];
+        const a = r?.Properties as Props;
+        expect(JSON.stringify(c.AlarmRule)).toContain(`"${id}"`);
+        expect(a).toMatchObject({
+          Threshold: w.burn,
+          ComparisonOperator: "GreaterThanOrEqualToThreshold",
+          EvaluationPeriods: 1,
+          TreatMissingData: "notBreaching",
+        });
+        expect(a.AlarmActions).toBeUndefined();
+        const expr = expressionOf(a);
+        expect(expr).toMatch(/^\(.+\) \/ MAX\(\[.+, 1\]\) \/ 0\.001$/);
+        // What the handlers report of themselves: Unbounded Sum (slack < 0 or a leak) ...
+        expect(stat(a, "unbounded")).toMatchObject({
+          Metric: { Namespace: DEFAULT_METRIC_NAMESPACE, MetricName: METRIC.Unbounded },
+          Stat: "Sum",
+        });
+        expect(stat(a, "all")?.Metric.MetricName).toBe(METRIC.Invocations);
+        // ... and the hard timeouts they cannot: the workflows' structured failure events and
+        // each function's Duration at its own timeout, never free text.
+        expect(stat(a, "sfnHard")?.Metric.MetricName).toBe("WorkflowHardTimeouts");
+        for (const [key, fn] of [
+          ["Api", stack.apiFunction],
+          ["Task", stack.taskFunction],
+        ] as const) {
+          expect(stat(a, `dur${key}`)).toMatchObject({
+            Metric: {
+              Namespace: "AWS/Lambda",
+              MetricName: "Duration",
+              Dimensions: [{ Name: "FunctionName", Value: { Ref: fnId(fn) } }],
+            },
+            Stat: "Maximum",
+          });
+          expect(expr).toContain(
+            `FILL(dur${key}, 0) >= ${fn.timeout.toMilliseconds() - HARD_TIMEOUT_MARGIN_MS}`,
+          );
+        }
+        expect(stat(a, "errApi")?.Metric).toMatchObject({
+          MetricName: "Errors",
+          Dimensions: [{ Name: "FunctionName", Value: { Ref: fnId(stack.apiFunction) } }],
+        });
+        // Every metric over the window; within CloudWatch's 10 metrics per alarm.
+        for (const q of queriesOf(a)) {
+          expect(q.MetricStat?.Period ?? q.Period ?? seconds, q.Id).toBe(seconds);
+        }
+        expect(queriesOf(a).length).toBeLessThanOrEqual(10);
+        // Hard timeouts never published Invocations: in the denominator as well.
+        const [bad, all] = expr.slice(1).split(") / MAX([");
+        for (const term of ["FILL(durApi, 0)", "FILL(durTask, 0)", "FILL(sfnHard, 0)"]) {
+          expect(bad).toContain(term);
+          expect(all).toContain(term);
+        }
+        expect(bad).toContain("FILL(unbounded, 0)");
+        expect(bad).not.toContain("FILL(all, 0)");
+      }
+      const topic = severityOf("BoundedBurn", subject) === "page" ? /PageAlarm/ : /TicketAlarm/;
+      expect(c.AlarmActions).toEqual([{ Ref: expect.stringMatching(topic) }]);
+      expect(c.OKActions).toEqual(c.AlarmActions);
+      expect(c.ActionsSuppressor).toBeDefined();
+      expect(JSON.stringify(composite.AlarmRule).includes(`"${compositeId}"`)).toBe(
+        subject !== "Budget",
+      );
+      expect(severityOf("BoundedBurn", subject)).toBe(severityOf("AvailabilityBurn", subject));
+    },
+  );
+
+  it("takes slo.boundedTarget from the deploy config, apart from availability, and refuses 100", () => {
+    const t = synth({ slo: { boundedTarget: 99.99 } }).template;
+    const exprsOf = (kind: BurnKind) =>
+      Object.values(t.findResources("AWS::CloudWatch::Alarm"))
+        .map((r) => r.Properties as Props)
+        .filter((p) => String(p.AlarmName).includes(`-${kind}-`))
+        .map(expressionOf);
+    expect(exprsOf("BoundedBurn")).toHaveLength(6);
+    for (const e of exprsOf("BoundedBurn")) expect(e).toMatch(/ \/ 0\.0001$/);
+    for (const e of exprsOf("AvailabilityBurn")) expect(e).toMatch(/ \/ 0\.001$/);
+    expect(() => synth({ slo: { boundedTarget: 100 } })).toThrow(/slo\.boundedTarget 100/);
   });
 });
 
@@ -742,6 +851,13 @@ describe("dashboard", () => {
     for (const ns of ["AWS/Lambda", "AWS/States", "AWS/ApiGateway"]) expect(body).toContain(ns);
     expect(body).toContain("ExecutionsTimedOut");
     expect(body).toContain("ConcurrentExecutions");
+  });
+
+  it("graphs the bounded SLI's bad events: Unbounded Sum beside leaks and hard timeouts", () => {
+    const [dash] = Object.values(template.findResources("AWS::CloudWatch::Dashboard"));
+    const body = JSON.stringify(dash?.Properties);
+    expect(body).toContain("Unbounded (slack < 0 or a leak)");
+    expect(body).toMatch(/\\"Unbounded\\".{0,200}\\"stat\\":\\"Sum\\"/);
   });
 
   it("counts hosts the breaker refused (Errors, ErrorName=HostQuarantined)", () => {

@@ -141,7 +141,7 @@ describe("EMF series against the synthesized alarms", () => {
 
     // Assess: the alarms cover these kinds at least (a vacuous list would prove nothing).
     expect(new Set(watched.map((s) => s.name))).toEqual(
-      new Set(["Errors", "Timeouts", "LeakedSockets", "DeadlineSlack", "Invocations"]),
+      new Set(["Errors", "Timeouts", "LeakedSockets", "DeadlineSlack", "Invocations", "Unbounded"]),
     );
     expect(missing).toEqual([]);
     expect(wrongUnit).toEqual([]);

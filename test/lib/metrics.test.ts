@@ -41,6 +41,7 @@ describe("toMetricDatums", () => {
         "DeadlineSlack{}=850",
         "LeakedSockets{}=0",
         "OutputTruncated{}=0",
+        "Unbounded{}=0",
       ].sort(),
     );
   });
@@ -109,6 +110,7 @@ describe("toMetricDatums", () => {
         "DeadlineSlack{}=2900",
         "LeakedSockets{}=0",
         "OutputTruncated{}=0",
+        "Unbounded{}=0",
       ].sort(),
     );
   });
@@ -132,6 +134,26 @@ describe("toMetricDatums", () => {
     expect(shown).toContain("Errors{ErrorName=CommandFailed}=1");
     expect(shown).toContain("Timeouts{}=0");
   });
+
+  it.each([
+    ["on time, no leak", 850, 0, 0],
+    ["exactly at the deadline", 0, 0, 0],
+    ["after the deadline", -1, 0, 1],
+    ["beside a leaked socket", 850, 1, 1],
+    ["late and beside a leak", -300, 2, 1],
+  ] as const)(
+    "counts the bounded SLI's bad event once per invocation: %s",
+    (_case, deadlineSlackMs, leakedSockets, expected) => {
+      // Act
+      const datums = toMetricDatums({ result: succeededResult(), deadlineSlackMs, leakedSockets });
+
+      // Assess: one dimensionless datum, 0 or 1, whatever the outcome.
+      const unbounded = datums.filter((d) => d.name === METRIC.Unbounded);
+      expect(unbounded).toEqual([
+        { name: METRIC.Unbounded, unit: "Count", value: expected, dimensions: {} },
+      ]);
+    },
+  );
 
   it("counts truncated output", () => {
     // Prepare
