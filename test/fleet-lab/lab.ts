@@ -27,7 +27,13 @@ import { createTaskHandler } from "../../functions/task.ts";
 import { STATUSES } from "../../lib/names.ts";
 import { lambdaContext } from "../../local/lambda-context.ts";
 import { type LocalConfig, localRuntime } from "../../local/local-config.ts";
-import { lambdaError, localStateMachineArn, runLocally, withThrottles } from "../cdk/local-sfn.ts";
+import {
+  type ExecutionEvent,
+  lambdaError,
+  localStateMachineArn,
+  runLocally,
+  withThrottles,
+} from "../cdk/local-sfn.ts";
 import { definitionOf, synth } from "../cdk/synth.ts";
 import { LOOPBACK_DENY } from "../functions/support.ts";
 import { generateEd25519KeyPair } from "../helpers/keys.ts";
@@ -89,6 +95,12 @@ export interface ScenarioRow {
   /** Task invocations, including the throttled (refused) ones. */
   invocations: number;
   throttled: number;
+  /** Handler run time summed over the invocations that ran (what Lambda bills as duration). */
+  lambdaMs: number;
+  /** State transitions as Step Functions bills them: states entered plus retries, children included. */
+  transitions: number;
+  /** Distributed Map child executions (one per host that started). */
+  children: number;
   outcomes: Record<string, number>;
   notStarted: number;
   /** SUCCEEDED, or FAILED (error). */
@@ -260,14 +272,24 @@ export async function runFleetLab(
     /** One scenario's Lambda boundary: throttles injected, every invocation counted. */
     const boundary = () => {
       let invocations = 0;
+      let lambdaMs = 0;
       const childInputs = new Map<string, unknown>();
+      const timed = async (event: unknown) => {
+        const t0 = Date.now();
+        try {
+          return await asLambda(event);
+        } finally {
+          lambdaMs += Date.now() - t0;
+        }
+      };
       const injected = withThrottles(
-        asLambda,
+        timed,
         (event) => (event as TaskEvent).request.host,
         (host, attempt) => throttledAttempt(indexOf.get(host) ?? -1, attempt),
       );
       return {
         invocations: () => invocations,
+        lambdaMs: () => lambdaMs,
         throttled: injected.refused,
         childInputs,
         task: (event: unknown) => {
@@ -331,6 +353,8 @@ export async function runFleetLab(
         wallMs: Date.now() - t0,
         invocations: b.invocations(),
         throttled: b.throttled(),
+        lambdaMs: b.lambdaMs(),
+        ...billing(run.events),
         outcomes,
         notStarted: notStarted ?? Number.NaN,
         execution: executionStatus(run),
@@ -370,6 +394,18 @@ export async function runFleetLab(
   }
 }
 
+/** What Step Functions bills, counted on the execution's events (map children included). */
+function billing(events: ExecutionEvent[]): { transitions: number; children: number } {
+  let transitions = 0;
+  let children = 0;
+  for (const e of events) {
+    if (e.type === "StateEntered" || e.type === "StateRetried") transitions++;
+    const parent = (e as { parentState?: { name?: string } }).parentState?.name ?? "";
+    if (e.type === "MapIterationStarted" && parent.startsWith("RunFleet")) children++;
+  }
+  return { transitions, children };
+}
+
 function executionStatus(run: { failed?: { Error?: string } | undefined; error: unknown }): string {
   if (run.failed) return `FAILED (${run.failed.Error})`;
   if (run.error) return `FAILED (${String((run.error as Error).name ?? run.error)})`;
@@ -388,6 +424,7 @@ async function runS3Fleet(
   b: {
     task: (event: unknown) => Promise<unknown>;
     invocations: () => number;
+    lambdaMs: () => number;
     throttled: () => number;
     childInputs: Map<string, unknown>;
   },
@@ -466,6 +503,8 @@ async function runS3Fleet(
       wallMs: Date.now() - t0,
       invocations: b.invocations(),
       throttled: b.throttled(),
+      lambdaMs: b.lambdaMs(),
+      ...billing(run.events),
       notStarted: 0,
       execution: executionStatus(run),
       output,
@@ -532,6 +571,8 @@ export function formatLabReport(r: LabReport): string {
     "hosts",
     "wall",
     "invocations (throttled)",
+    "transitions",
+    "Lambda s",
     "outcomes",
     "not started",
     "execution",
@@ -541,6 +582,8 @@ export function formatLabReport(r: LabReport): string {
     String(row.hosts),
     `${(row.wallMs / 1000).toFixed(1)} s`,
     `${row.invocations} (${row.throttled})`,
+    String(row.transitions),
+    (row.lambdaMs / 1000).toFixed(1),
     Object.entries(row.outcomes)
       .filter(([, n]) => n > 0)
       .map(([s, n]) => `${s} ${n}`)

@@ -117,6 +117,10 @@ export async function startLoopbackFleet(options: LoopbackFleetOptions): Promise
   const tarpit = (socket: net.Socket) => {
     track(socket);
     tarpitAccepts++;
+    // Read and drop what the client sends, answer nothing; close once the client has gone
+    // (else every abandoned connection stays in CLOSE-WAIT until the fleet closes).
+    socket.resume();
+    socket.once("end", () => socket.destroy());
   };
 
   for (let attempt = 0; attempt < 5; attempt++) {
