@@ -19,6 +19,11 @@ const HOSTS = 100;
 /** 1 attempt + the throttle retrier's 6. */
 const THROTTLE_ATTEMPTS = 7;
 let report: LabReport;
+const scenario = (key: string) => {
+  const found = report.rows.find((r) => r.key === key);
+  if (!found) throw new Error(`no scenario ${key}`);
+  return found;
+};
 
 /** Invocations Lambda refuses for host `i` before one runs (or all of them). */
 const refusedFor = (i: number) => {
@@ -45,7 +50,7 @@ describe(`fleet lab, ${HOSTS} hosts on distinct loopback addresses`, () => {
   });
 
   it("hostsKey fleet: every result kept in S3, once per host; the output is a bounded pointer", () => {
-    const row = report.rows[0]!;
+    const row = scenario("s3");
     expect(row.execution).toBe("SUCCEEDED");
     expect(report.s3).toMatchObject({ records: HOSTS, distinctHosts: HOSTS, missing: 0 });
     expect(report.s3.manifestKey).toMatch(/^fleet-results\/[0-9a-f-]{36}\/manifest\.json$/);
@@ -68,7 +73,7 @@ describe(`fleet lab, ${HOSTS} hosts on distinct loopback addresses`, () => {
   });
 
   it("throttled children never fail the run: each throttle is retried, one past its retries is that host's outcome", () => {
-    const row = report.rows[0]!;
+    const row = scenario("s3");
     const expected = Array.from({ length: HOSTS }, (_, i) => refusedFor(i)).reduce((a, b) => a + b);
     expect(expected).toBeGreaterThan(10);
     expect(row.throttled).toBe(expected);
@@ -81,7 +86,7 @@ describe(`fleet lab, ${HOSTS} hosts on distinct loopback addresses`, () => {
   ] as const)(
     "the wrong command stops at the canary: maxErrors %i, %i hosts ran",
     (maxErrors, ran) => {
-      const row = report.rows[1 + maxErrors]!;
+      const row = scenario(`wrong-${maxErrors}`);
       const throttled = Array.from({ length: ran }, (_, i) => refusedFor(i)).reduce(
         (a, b) => a + b,
       );
@@ -97,8 +102,25 @@ describe(`fleet lab, ${HOSTS} hosts on distinct loopback addresses`, () => {
     },
   );
 
+  it("the right command passes the canary: every batch runs under a 10 % budget the dead hosts stay inside", () => {
+    const row = scenario("canary-ok");
+    const roles = Array.from({ length: HOSTS }, (_, i) => fivePercentDead(i));
+    const tarpits = roles.filter((r) => r === "tarpit").length;
+    const closed = roles.filter((r) => r === "closed").length;
+    const dead = tarpits + closed;
+    expect(row).toMatchObject({ execution: "SUCCEEDED", notStarted: 0 });
+    // The dead hosts and the one throttled past its retries are the budget's errors.
+    expect(row.output).toMatchObject({ ended: "completed", errors: dead + 1 });
+    expect(row.outcomes).toEqual({
+      succeeded: HOSTS - dead - 1,
+      failed: 0,
+      timed_out: tarpits,
+      error: closed + 1,
+    });
+  });
+
   it("a hostsKey fleet with canary controls is refused before any host starts", () => {
-    const row = report.rows[3]!;
+    const row = scenario("s3-controls");
     expect(row).toMatchObject({ execution: "FAILED (ValidationError)", invocations: 0 });
   });
 
