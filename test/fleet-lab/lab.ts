@@ -25,11 +25,9 @@ import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { Duration } from "aws-cdk-lib";
 import { createTaskHandler } from "../../functions/task.ts";
 import { STATUSES } from "../../lib/names.ts";
-import { lambdaContext } from "../../local/lambda-context.ts";
 import { type LocalConfig, localRuntime } from "../../local/local-config.ts";
 import {
   type ExecutionEvent,
-  lambdaError,
   localStateMachineArn,
   runLocally,
   withThrottles,
@@ -37,6 +35,7 @@ import {
 import { definitionOf, synth } from "../cdk/synth.ts";
 import { LOOPBACK_DENY } from "../functions/support.ts";
 import { generateEd25519KeyPair } from "../helpers/keys.ts";
+import { asLambda } from "../helpers/lambda-invoke.ts";
 import {
   type FleetHost,
   type LoopbackFleet,
@@ -245,33 +244,9 @@ export async function runFleetLab(
       metrics: { mode: "emf", writeLine: () => {} },
     });
     const handler = createTaskHandler(runtime);
-    // The handler invoked the way Lambda invokes it for Step Functions: JSON in and out, a
-    // fresh context per invocation, the runtime's error envelope, a hard timeout.
-    const asLambda = async (input: unknown) => {
-      const event = JSON.parse(JSON.stringify(input)) as TaskEvent;
-      let timer: NodeJS.Timeout | undefined;
-      const hard = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          const cause = {
-            errorType: "Sandbox.Timedout",
-            errorMessage: `Task timed out after ${(FUNCTION_TIMEOUT_MS / 1000).toFixed(2)} seconds`,
-          };
-          reject(Object.assign(new Error(JSON.stringify(cause)), { name: "Sandbox.Timedout" }));
-        }, FUNCTION_TIMEOUT_MS);
-      });
-      try {
-        const invocation = handler(event, lambdaContext({ timeoutMs: FUNCTION_TIMEOUT_MS })).then(
-          (result) => JSON.parse(JSON.stringify(result)) as unknown,
-          (err: unknown) => {
-            const error = err as Error;
-            throw lambdaError(error, (error.stack ?? "").split("\n"));
-          },
-        );
-        return await Promise.race([invocation, hard]);
-      } finally {
-        clearTimeout(timer);
-      }
-    };
+    // The handler invoked the way Lambda invokes it for Step Functions (JSON in and out, a
+    // fresh context, the runtime's error envelope, a hard timeout).
+    const lambda = asLambda(handler, { timeoutMs: FUNCTION_TIMEOUT_MS });
     const indexOf = new Map(fleet.hosts.map((h, i) => [h.host, i]));
     /** One scenario's Lambda boundary: throttles injected, every invocation counted. */
     const boundary = () => {
@@ -281,7 +256,7 @@ export async function runFleetLab(
       const timed = async (event: unknown) => {
         const t0 = Date.now();
         try {
-          return await asLambda(event);
+          return await lambda(event);
         } finally {
           lambdaMs += Date.now() - t0;
         }
