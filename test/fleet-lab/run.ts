@@ -21,8 +21,8 @@ the execution status per scenario, and what stays unverified without AWS.
 
 Needs root (port 22 on 127.0.0.0/8 addresses; a free 127.R.0.0/16 block is picked at random).
 
-cost: ~30 s for 1000 hosts on a 2-core machine (synth, in-process servers, s3rver); about
-4 minutes for 10000; writes nothing in the checkout (config and S3 data in temporary
+cost: ~30–50 s for 1000 hosts on a shared 2-core machine (synth, in-process servers, s3rver);
+about 3 minutes for 10000; writes nothing in the checkout (config and S3 data in temporary
 directories).
 `;
 
