@@ -124,6 +124,14 @@ describe(`fleet lab, ${HOSTS} hosts on distinct loopback addresses`, () => {
     expect(row).toMatchObject({ execution: "FAILED (ValidationError)", invocations: 0 });
   });
 
+  it("changed nothing in the synthesized definition but the S3 map's reader and writer", () => {
+    expect(report.substituted).toEqual([
+      "RunFleetFromS3.ItemReader",
+      "RunFleetFromS3.ItemsPath",
+      "RunFleetFromS3.ResultWriter",
+    ]);
+  });
+
   it("substitutes only the map's ItemReader and ResultWriter", () => {
     const definition = {
       StartAt: "M",

@@ -130,6 +130,8 @@ export interface LabReport {
   serverExecs: number;
   tarpitAccepts: number;
   elapsedMs: number;
+  /** Fields the substitution changed in the synthesized definition (`state.field`). */
+  substituted: string[];
 }
 
 type Definition = Record<string, unknown>;
@@ -374,11 +376,34 @@ export async function runFleetLab(
       serverExecs: stats.execs,
       tarpitAccepts: stats.tarpitAccepts,
       elapsedMs: Date.now() - started,
+      substituted: changedFields(fleetDefinition, s3Path.definition),
     };
   } finally {
     await Promise.all([fleet?.close(), s3?.close()]);
     if (configDir) await rm(configDir, { recursive: true, force: true });
   }
+}
+
+/** `state.field` for every field that differs between two definitions, nested states included. */
+export function changedFields(before: Definition, after: Definition): string[] {
+  const out: string[] = [];
+  const walk = (a: Record<string, unknown>, b: Record<string, unknown>) => {
+    const states = (d: Record<string, unknown>) => (d.States ?? {}) as Record<string, Definition>;
+    for (const name of new Set([...Object.keys(states(a)), ...Object.keys(states(b))])) {
+      const x = states(a)[name] ?? {};
+      const y = states(b)[name] ?? {};
+      for (const field of new Set([...Object.keys(x), ...Object.keys(y)])) {
+        if (field === "ItemProcessor" || field === "Iterator") continue;
+        if (JSON.stringify(x[field]) !== JSON.stringify(y[field])) out.push(`${name}.${field}`);
+      }
+      for (const nested of ["ItemProcessor", "Iterator"]) {
+        if (x[nested] || y[nested])
+          walk((x[nested] ?? {}) as Definition, (y[nested] ?? {}) as Definition);
+      }
+    }
+  };
+  walk(before, after);
+  return out.sort();
 }
 
 /** What Step Functions bills, counted on the execution's events (map children included). */
@@ -590,6 +615,7 @@ export function formatLabReport(r: LabReport): string {
     `execution output (bounded): ${r.rows.map((row) => `${row.outputBytes} B`).join(", ")}`,
     `ssh2 server: ${r.serverExecs} commands run; tarpits: ${r.tarpitAccepts} connections accepted`,
     "",
+    `Substituted in the synthesized definition (everything else runs as deployed): ${r.substituted.join(", ")}`,
     "Not run here (aws-local-stepfunctions 3.0 has no ItemReader/ResultWriter; unverified without AWS):",
     ...UNVERIFIED.map((u) => `  - ${u}`),
     "",
