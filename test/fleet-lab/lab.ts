@@ -8,8 +8,8 @@
  * Scenarios:
  * - `hostsKey` fleet (the S3 path, for fleets over the inline limit): the host list is an object
  *   in s3rver; results go to s3rver in ResultWriter's layout and are read back.
- * - the wrong command as an inline canary over the first min(N, 400) hosts, with
- *   `batches [1, 5, "20%"]` and `maxErrors` 0 and 1;
+ * - inline canaries over the first min(N, 400) hosts, `batches [1, 5, "20%"]`: the right
+ *   command under `maxErrors "10%"` (every batch runs), the wrong one under `maxErrors` 0 and 1;
  * - the wrong command on the `hostsKey` fleet with the same controls.
  *
  * aws-local-stepfunctions 3.0 runs a Distributed Map as an inline Map: it has no ItemReader and
