@@ -19,19 +19,13 @@ import { DEFAULT_INLINE_HOST_LIMIT } from "../../cdk/constructs/fleet-workflow.t
 import type { AuditLine } from "../../functions/audit/audit-log.ts";
 import { createTaskHandler } from "../../functions/task.ts";
 import { RETRYABLE_ERRORS } from "../../lib/names.ts";
-import { lambdaContext } from "../../local/lambda-context.ts";
 import type { LocalConfig } from "../../local/local-config.ts";
 import { localRuntime } from "../../local/local-config.ts";
 import { LOOPBACK_DENY } from "../functions/support.ts";
 import { type Adversary, closedPort, tarpit } from "../helpers/adversaries.ts";
+import { asLambda as invokeAsLambda } from "../helpers/lambda-invoke.ts";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
-import {
-  lambdaError,
-  localStateMachineArn,
-  runLocally,
-  THROTTLE_ERROR,
-  withThrottles,
-} from "./local-sfn.ts";
+import { localStateMachineArn, runLocally, THROTTLE_ERROR, withThrottles } from "./local-sfn.ts";
 import { definitionOf, synthOnce } from "./synth.ts";
 
 const { template } = synthOnce();
@@ -124,40 +118,15 @@ interface Request {
 const keyOf = (r: Request) => `${r.port}|${r.username}|${r.credential ?? "default"}|${r.command}`;
 
 /**
- * The real handler invoked the way Lambda invokes it for Step Functions: JSON in, JSON out,
- * a fresh context per invocation, a thrown error reported as Error = `name`,
- * Cause = the Node runtime's `{"errorType","errorMessage","trace"}` envelope, and an
- * invocation that outlives the function timeout reported as `Sandbox.Timedout` (which the
- * workflows route to LambdaHardTimeout: none of these tests may end there).
+ * The real handler invoked the way Lambda invokes it for Step Functions (test/helpers/
+ * lambda-invoke.ts): an invocation that outlives the function timeout is `Sandbox.Timedout`,
+ * which the workflows route to LambdaHardTimeout: none of these tests may end there.
  */
 function asLambda(calls: string[]) {
-  return async (input: unknown) => {
-    const event = JSON.parse(JSON.stringify(input)) as { request: Request };
-    calls.push(keyOf(event.request));
-    let timer: NodeJS.Timeout | undefined;
-    const hardTimeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        const seconds = (FUNCTION_TIMEOUT_MS / 1000).toFixed(2);
-        const cause = {
-          errorType: "Sandbox.Timedout",
-          errorMessage: `Task timed out after ${seconds} seconds`,
-        };
-        reject(Object.assign(new Error(JSON.stringify(cause)), { name: "Sandbox.Timedout" }));
-      }, FUNCTION_TIMEOUT_MS);
-    });
-    try {
-      const invocation = handler(event, lambdaContext({ timeoutMs: FUNCTION_TIMEOUT_MS })).then(
-        (result) => JSON.parse(JSON.stringify(result)) as unknown,
-        (err: unknown) => {
-          const error = err as Error;
-          throw lambdaError(error, (error.stack ?? "").split("\n"));
-        },
-      );
-      return await Promise.race([invocation, hardTimeout]);
-    } finally {
-      clearTimeout(timer);
-    }
-  };
+  return invokeAsLambda(handler, {
+    timeoutMs: FUNCTION_TIMEOUT_MS,
+    onEvent: (event) => calls.push(keyOf((event as { request: Request }).request)),
+  });
 }
 
 async function run(definition: Record<string, unknown>, taskState: string, input: unknown) {

@@ -1,0 +1,169 @@
+/**
+ * The fleet lab's CI variant (`npm run fleet-lab` runs 1,000 hosts): the synthesized fleet
+ * definition on aws-local-stepfunctions with the real task handler over 100 hosts on distinct
+ * loopback addresses (127.R.a.b:22), 5 % tarpits and closed ports, throttles injected at the
+ * Lambda boundary. Needs root (port 22).
+ */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { fivePercentDead } from "../helpers/loopback-fleet.ts";
+import {
+  fleetLabProblems,
+  LAB_ITEMS,
+  type LabReport,
+  runFleetLab,
+  substituteS3Map,
+  throttledAttempt,
+} from "./lab.ts";
+
+const HOSTS = 100;
+/** 1 attempt + the throttle retrier's 6. */
+const THROTTLE_ATTEMPTS = 7;
+let report: LabReport;
+const scenario = (key: string) => {
+  const found = report.rows.find((r) => r.key === key);
+  if (!found) throw new Error(`no scenario ${key}`);
+  return found;
+};
+
+/** Invocations Lambda refuses for host `i` before one runs (or all of them). */
+const refusedFor = (i: number) => {
+  let n = 0;
+  while (n < THROTTLE_ATTEMPTS && throttledAttempt(i, n + 1)) n++;
+  return n;
+};
+
+beforeAll(async () => {
+  report = await runFleetLab({ hosts: HOSTS });
+}, 120_000);
+
+afterAll(() => {
+  // The lab closes its servers itself; nothing of it may stay open.
+  const open = process
+    .getActiveResourcesInfo()
+    .filter((r) => r === "TCPServerWrap" || r === "TCPSocketWrap");
+  expect(open).toEqual([]);
+});
+
+describe(`fleet lab, ${HOSTS} hosts on distinct loopback addresses`, () => {
+  it("passes its own checks (the ones `npm run fleet-lab` exits non-zero on)", () => {
+    expect(fleetLabProblems(report)).toEqual([]);
+  });
+
+  it("hostsKey fleet: every result kept in S3, once per host; the output is a bounded pointer", () => {
+    const row = scenario("s3");
+    expect(row.execution).toBe("SUCCEEDED");
+    expect(report.s3).toMatchObject({ records: HOSTS, distinctHosts: HOSTS, missing: 0 });
+    expect(report.s3.manifestKey).toMatch(/^fleet-results\/[0-9a-f-]{36}\/manifest\.json$/);
+    // Bounded: no per-host data, only where the results are.
+    expect(row.outputBytes).toBeLessThan(1_024);
+    expect(JSON.stringify(row.output)).not.toContain(LAB_ITEMS);
+    expect(row.output).toMatchObject({
+      resultWriter: { ResultWriterDetails: { Key: report.s3.manifestKey } },
+    });
+    // Every host's outcome is its own: dead hosts end in their phase, healthy ones ran.
+    const dead = Array.from({ length: HOSTS }, (_, i) => fivePercentDead(i));
+    expect(report.s3.byRole).toEqual({
+      healthy: {
+        succeeded: dead.filter((r) => r === "healthy").length - 1,
+        "error:Lambda.TooManyRequestsException": 1,
+      },
+      tarpit: { "timed_out:BannerTimeout": dead.filter((r) => r === "tarpit").length },
+      closed: { "error:ConnectRefused": dead.filter((r) => r === "closed").length },
+    });
+  });
+
+  it("throttled children never fail the run: each throttle is retried, one past its retries is that host's outcome", () => {
+    const row = scenario("s3");
+    const expected = Array.from({ length: HOSTS }, (_, i) => refusedFor(i)).reduce((a, b) => a + b);
+    expect(expected).toBeGreaterThan(10);
+    expect(row.throttled).toBe(expected);
+    expect(row.execution).toBe("SUCCEEDED");
+  });
+
+  it.each([
+    [0, 1],
+    [1, 6],
+  ] as const)(
+    "the wrong command stops at the canary: maxErrors %i, %i hosts ran",
+    (maxErrors, ran) => {
+      const row = scenario(`wrong-${maxErrors}`);
+      const throttled = Array.from({ length: ran }, (_, i) => refusedFor(i)).reduce(
+        (a, b) => a + b,
+      );
+      expect(row).toMatchObject({
+        execution: "SUCCEEDED",
+        hosts: HOSTS,
+        notStarted: HOSTS - ran,
+        invocations: ran + throttled,
+        throttled,
+        outcomes: { succeeded: 0, failed: ran, timed_out: 0, error: 0 },
+      });
+      expect(row.output).toMatchObject({ ended: "maxErrorsExceeded", errors: ran });
+    },
+  );
+
+  it("the right command passes the canary: every batch runs under a 10 % budget the dead hosts stay inside", () => {
+    const row = scenario("canary-ok");
+    const roles = Array.from({ length: HOSTS }, (_, i) => fivePercentDead(i));
+    const tarpits = roles.filter((r) => r === "tarpit").length;
+    const closed = roles.filter((r) => r === "closed").length;
+    const dead = tarpits + closed;
+    expect(row).toMatchObject({ execution: "SUCCEEDED", notStarted: 0 });
+    // The dead hosts and the one throttled past its retries are the budget's errors.
+    expect(row.output).toMatchObject({ ended: "completed", errors: dead + 1 });
+    expect(row.outcomes).toEqual({
+      succeeded: HOSTS - dead - 1,
+      failed: 0,
+      timed_out: tarpits,
+      error: closed + 1,
+    });
+  });
+
+  it("a hostsKey fleet with canary controls is refused before any host starts", () => {
+    const row = scenario("s3-controls");
+    expect(row).toMatchObject({ execution: "FAILED (ValidationError)", invocations: 0 });
+  });
+
+  it("changed nothing in the synthesized definition but the S3 map's reader and writer", () => {
+    expect(report.substituted).toEqual([
+      "RunFleetFromS3.ItemReader",
+      "RunFleetFromS3.ItemsPath",
+      "RunFleetFromS3.ResultWriter",
+    ]);
+  });
+
+  it("substitutes only the map's ItemReader and ResultWriter", () => {
+    const definition = {
+      StartAt: "M",
+      States: {
+        M: {
+          Type: "Map",
+          ItemReader: {
+            Resource: "arn:aws:states:::s3:getObject",
+            Parameters: { Bucket: "b", "Key.$": "$.k" },
+          },
+          ResultWriter: {
+            Resource: "arn:aws:states:::s3:putObject",
+            Parameters: { Bucket: "b", Prefix: "p" },
+          },
+          ResultPath: "$.r",
+          ItemProcessor: { StartAt: "P", States: { P: { Type: "Pass", End: true } } },
+          End: true,
+        },
+      },
+    };
+    const out = substituteS3Map(definition);
+    const { ItemReader: _r, ResultWriter: _w, ...kept } = definition.States.M;
+    expect(out.definition).toEqual({
+      StartAt: "M",
+      States: { M: { ...kept, ItemsPath: `$.${LAB_ITEMS}` } },
+    });
+    expect(out).toMatchObject({
+      mapState: "M",
+      reader: { bucket: "b", keyPath: "$.k" },
+      writer: { bucket: "b", prefix: "p" },
+      resultPath: "$.r",
+    });
+    expect(definition.States.M.ItemReader).toBeDefined();
+  });
+});

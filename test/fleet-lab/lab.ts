@@ -1,0 +1,676 @@
+/**
+ * The fleet lab (issue 21, item 5): the SYNTHESIZED fleet state machine, run on
+ * aws-local-stepfunctions with the REAL task handler (`createTaskHandler`, local mode's runtime)
+ * over N hosts on distinct loopback addresses (127.R.a.b:22, test/helpers/loopback-fleet.ts):
+ * 5 % dead or hung (tarpits that never send a banner, closed ports), Lambda throttles injected
+ * at the Lambda boundary (`withThrottles`), and a wrong command (`exit 1` everywhere).
+ *
+ * Scenarios:
+ * - `hostsKey` fleet (the S3 path, for fleets over the inline limit): the host list is an object
+ *   in s3rver; results go to s3rver in ResultWriter's layout and are read back.
+ * - inline canaries over the first min(N, 400) hosts, `batches [1, 5, "20%"]`: the right
+ *   command under `maxErrors "10%"` (every batch runs), the wrong one under `maxErrors` 0 and 1;
+ * - the wrong command on the `hostsKey` fleet with the same controls.
+ *
+ * aws-local-stepfunctions 3.0 runs a Distributed Map as an inline Map: it has no ItemReader and
+ * no ResultWriter (its MapStateAction reads `ItemsPath` only and returns the results in the
+ * state). The lab substitutes exactly those two fields (see {@link substituteS3Map}) and says
+ * so in its output; everything else is the synthesized definition as deployed.
+ */
+import { randomUUID } from "node:crypto";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
+import { Duration } from "aws-cdk-lib";
+import { createTaskHandler } from "../../functions/task.ts";
+import { STATUSES } from "../../lib/names.ts";
+import { type LocalConfig, localRuntime } from "../../local/local-config.ts";
+import {
+  type ExecutionEvent,
+  localStateMachineArn,
+  runLocally,
+  withThrottles,
+} from "../cdk/local-sfn.ts";
+import { definitionOf, synth } from "../cdk/synth.ts";
+import { LOOPBACK_DENY } from "../functions/support.ts";
+import { generateEd25519KeyPair } from "../helpers/keys.ts";
+import { asLambda } from "../helpers/lambda-invoke.ts";
+import {
+  type FleetHost,
+  type LoopbackFleet,
+  startLoopbackFleet,
+} from "../helpers/loopback-fleet.ts";
+import { type LocalS3, startS3rver } from "../helpers/s3rver.ts";
+
+/** Short timeouts so the lab takes minutes; the order is still edge > Lambda > session + reserve. */
+export const LAB_TIMEOUTS = {
+  taskTimeout: Duration.seconds(12),
+  functionTimeout: Duration.seconds(10),
+  sessionBudget: Duration.millis(9_700),
+  reserve: Duration.millis(200),
+} as const;
+const FUNCTION_TIMEOUT_MS = LAB_TIMEOUTS.functionTimeout.toMilliseconds();
+/** Every host's `timeoutMs` (the same for all, as a real fleet run). */
+export const HOST_TIMEOUT_MS = 8_000;
+/**
+ * The operator's phase caps (`BSSH_PHASE_CAPS`): a dead host costs its cap, not the command's
+ * budget. A tarpit costs 3 attempts × 1 s, and holds its canary batch that long. A healthy host
+ * is misread only if its banner is late by a second three times in a row (BannerTimeout is
+ * retried): a margin that holds on a loaded 2-core machine, where the in-process server sends
+ * its banner at once.
+ */
+export const LAB_PHASE_CAPS = { connect: 1_000, banner: 1_000 } as const;
+const STAGE = "lab";
+const FLEET_ARN = localStateMachineArn("lab-Fleet");
+const USERNAME = "fleet";
+/** The fleet's shared request; each host item adds its `host` (port 22 by default). */
+const REQUEST = { username: USERNAME, credential: "default", timeoutMs: HOST_TIMEOUT_MS };
+/** Inline fleets are limited to this many hosts (DEFAULT_INLINE_HOST_LIMIT). */
+const INLINE_LIMIT = 400;
+const CANARY = { batches: [1, 5, "20%"] } as const;
+
+/**
+ * Throttles injected at the Lambda boundary, by host index: every 10th host's first invocation
+ * (from host 3), every 100th host's first three (from host 42), and host 7 on every attempt
+ * (past the retries: its outcome is the throttle, the run goes on).
+ */
+export function throttledAttempt(index: number, attempt: number): boolean {
+  if (index === 7) return true;
+  if (index % 100 === 42) return attempt <= 3;
+  return index % 10 === 3 && attempt === 1;
+}
+
+/** What the lab states it did not run, printed with the table and kept in docs/fleet.md. */
+export const UNVERIFIED = [
+  "ItemReader: the lab reads the hostsKey object from s3rver with the real S3 client and hands its items to the map (ItemsPath); Step Functions' own read (JSON parsing, item limits, IAM) is not run.",
+  "ResultWriter: the lab writes the map's child results to s3rver in ResultWriter's layout (fleet-results/<map run>/manifest.json, SUCCEEDED_0.json); Step Functions' own export is not run.",
+  "Child executions: the local interpreter runs the item processor in-process (no child execution ARNs, no ToleratedFailurePercentage, no map run); every child here records an outcome and succeeds.",
+  "Retry waits: the retriers' ErrorEquals and MaxAttempts are the synthesized ones; their waits (2 s × 2ⁿ with full jitter for throttles) are skipped.",
+];
+
+export interface ScenarioRow {
+  /** s3, canary-ok, wrong-0, wrong-1, s3-controls */
+  key: string;
+  scenario: string;
+  hosts: number;
+  wallMs: number;
+  /** Task invocations, including the throttled (refused) ones. */
+  invocations: number;
+  throttled: number;
+  /** Handler run time summed over the invocations that ran (what Lambda bills as duration). */
+  lambdaMs: number;
+  /** State transitions as Step Functions bills them: states entered plus retries, children included. */
+  transitions: number;
+  /** Distributed Map child executions (one per host that started). */
+  children: number;
+  outcomes: Record<string, number>;
+  notStarted: number;
+  /** SUCCEEDED, or FAILED (error). */
+  execution: string;
+  /** The execution output (bounded summary), as Step Functions would return it. */
+  output: unknown;
+  outputBytes: number;
+}
+
+export interface S3Check {
+  manifestKey: string;
+  /** Child result records read back from the result files. */
+  records: number;
+  /** Distinct hosts among them, and hosts of the list missing from them. */
+  distinctHosts: number;
+  missing: number;
+  byRole: Record<string, Record<string, number>>;
+}
+
+export interface LabReport {
+  rows: ScenarioRow[];
+  s3: S3Check;
+  fleet: { hosts: number; port: number; roles: Record<string, number> };
+  serverExecs: number;
+  tarpitAccepts: number;
+  elapsedMs: number;
+  /** Fields the substitution changed in the synthesized definition (`state.field`). */
+  substituted: string[];
+}
+
+type Definition = Record<string, unknown>;
+type MapState = Record<string, unknown> & {
+  ItemReader?: { Parameters: { Bucket: string; "Key.$": string } };
+  ResultWriter?: { Parameters: { Bucket: string; Prefix: string } };
+};
+
+/** The field of the execution input the lab hands the map's items in (ItemReader's stand-in). */
+export const LAB_ITEMS = "labItemReaderItems";
+
+/**
+ * The smallest substitution that lets the local interpreter run the S3 path: in the map with an
+ * `ItemReader`, the reader becomes `ItemsPath: $.labItemReaderItems` (the lab puts the object's
+ * items there) and the `ResultWriter` is dropped (the results stay in the map's `ResultPath`;
+ * the lab writes them to S3 in ResultWriter's layout). Nothing else changes.
+ *
+ * @returns a copy of the definition, and the reader's and writer's parameters.
+ */
+export function substituteS3Map(definition: Definition): {
+  definition: Definition;
+  mapState: string;
+  reader: { bucket: string; keyPath: string };
+  writer: { bucket: string; prefix: string };
+  resultPath: string;
+} {
+  const copy = structuredClone(definition);
+  const states = copy.States as Record<string, MapState>;
+  const name = Object.keys(states).find((s) => states[s]?.ItemReader);
+  const map = name ? states[name] : undefined;
+  if (!name || !map?.ItemReader || !map.ResultWriter) {
+    throw new Error("fleet definition: no top-level map with ItemReader and ResultWriter");
+  }
+  const reader = {
+    bucket: map.ItemReader.Parameters.Bucket,
+    keyPath: map.ItemReader.Parameters["Key.$"],
+  };
+  const writer = {
+    bucket: map.ResultWriter.Parameters.Bucket,
+    prefix: map.ResultWriter.Parameters.Prefix,
+  };
+  delete map.ItemReader;
+  delete map.ResultWriter;
+  map.ItemsPath = `$.${LAB_ITEMS}`;
+  return { definition: copy, mapState: name, reader, writer, resultPath: String(map.ResultPath) };
+}
+
+interface TaskEvent {
+  request: { host: string; command: string };
+  execution: unknown;
+}
+
+/** Runs the lab; `log` receives progress lines. */
+export async function runFleetLab(
+  options: { hosts: number; log?: (line: string) => void } = { hosts: 1_000 },
+): Promise<LabReport> {
+  const log = options.log ?? (() => {});
+  const started = Date.now();
+  const { template } = synth({ stage: STAGE, taskTimeouts: LAB_TIMEOUTS });
+  const fleetDefinition = definitionOf(template, "WorkflowsFleet");
+  const s3Path = substituteS3Map(fleetDefinition);
+  log(`synthesized stage "${STAGE}"; S3 map "${s3Path.mapState}" reads via the lab (see below)`);
+
+  let fleet: LoopbackFleet | undefined;
+  let s3: LocalS3 | undefined;
+  let configDir: string | undefined;
+  try {
+    [fleet, s3] = await Promise.all([
+      startLoopbackFleet({ count: options.hosts }),
+      startS3rver(s3Path.reader.bucket),
+    ]);
+    const roles: Record<string, number> = {};
+    for (const h of fleet.hosts) roles[h.role] = (roles[h.role] ?? 0) + 1;
+    log(
+      `${fleet.hosts.length} hosts on ${fleet.hosts[0]?.host} … ${fleet.hosts.at(-1)?.host} port ${fleet.port}: ${JSON.stringify(roles)}`,
+    );
+
+    // --- the real task handler, local mode's runtime --------------------------------------
+    configDir = await mkdtemp(path.join(os.tmpdir(), "bssh-fleet-lab-"));
+    const key = generateEd25519KeyPair("fleet-lab");
+    await writeFile(path.join(configDir, "id_ed25519"), key.private, { mode: 0o600 });
+    await writeFile(path.join(configDir, "known_hosts"), `${fleet.knownHostsLine}\n`);
+    const config: LocalConfig = {
+      credentials: { default: { privateKeyFile: "id_ed25519" } },
+      knownHostsFile: "known_hosts",
+      callerArn: FLEET_ARN,
+      policy: {
+        denyCidrs: LOOPBACK_DENY,
+        replaceDefaultDenyCidrs: true,
+        rules: [
+          {
+            id: "fleet-lab",
+            callers: [FLEET_ARN],
+            credentials: ["default"],
+            targets: { cidrs: ["127.0.0.0/8"], ports: [fleet.port], usernames: [USERNAME] },
+            commands: { patterns: ["echo [a-z0-9-]+", "exit [0-9]+"] },
+          },
+        ],
+      },
+    };
+    await writeFile(path.join(configDir, "config.json"), JSON.stringify(config));
+    let auditLines = 0;
+    const runtime = localRuntime(path.join(configDir, "config.json"), {
+      settings: {
+        reserveMs: LAB_TIMEOUTS.reserve.toMilliseconds(),
+        stateMachineArns: [FLEET_ARN],
+        phaseCaps: LAB_PHASE_CAPS,
+      },
+      writeAuditLine: () => {
+        auditLines++;
+      },
+      metrics: { mode: "emf", writeLine: () => {} },
+    });
+    const handler = createTaskHandler(runtime);
+    // The handler invoked the way Lambda invokes it for Step Functions (JSON in and out, a
+    // fresh context, the runtime's error envelope, a hard timeout).
+    const lambda = asLambda(handler, { timeoutMs: FUNCTION_TIMEOUT_MS });
+    const indexOf = new Map(fleet.hosts.map((h, i) => [h.host, i]));
+    /** One scenario's Lambda boundary: throttles injected, every invocation counted. */
+    const boundary = () => {
+      let invocations = 0;
+      let lambdaMs = 0;
+      const childInputs = new Map<string, unknown>();
+      const timed = async (event: unknown) => {
+        const t0 = Date.now();
+        try {
+          return await lambda(event);
+        } finally {
+          lambdaMs += Date.now() - t0;
+        }
+      };
+      const injected = withThrottles(
+        timed,
+        (event) => (event as TaskEvent).request.host,
+        (host, attempt) => throttledAttempt(indexOf.get(host) ?? -1, attempt),
+      );
+      return {
+        invocations: () => invocations,
+        lambdaMs: () => lambdaMs,
+        throttled: injected.refused,
+        childInputs,
+        task: (event: unknown) => {
+          invocations++;
+          childInputs.set((event as TaskEvent).request.host, event);
+          return injected.task(event);
+        },
+      };
+    };
+    const items = (hosts: FleetHost[]) => hosts.map((h) => ({ host: h.host }));
+    const rows: ScenarioRow[] = [];
+
+    // --- 1. the S3 path: every host, results to S3 ----------------------------------------
+    const hostsKey = `inputs/lab-${fleet.hosts.length}.json`;
+    await s3.client.send(
+      new PutObjectCommand({
+        Bucket: s3Path.reader.bucket,
+        Key: hostsKey,
+        Body: JSON.stringify(items(fleet.hosts)),
+        ContentType: "application/json",
+      }),
+    );
+    log(`hostsKey fleet: ${fleet.hosts.length} hosts, echo ok`);
+    const s3Run = await runS3Fleet(
+      s3Path,
+      s3,
+      { request: { ...REQUEST, command: "echo ok" }, hostsKey },
+      boundary(),
+    );
+    const s3Check = await readBackResults(s3, s3Run.manifestKey, fleet.hosts);
+    rows.push({
+      ...s3Run.row,
+      key: "s3",
+      scenario: "hostsKey, echo ok (5 % dead/hung, throttles)",
+      outcomes: s3Check.outcomes,
+    });
+
+    // --- 2. inline canaries over the first hosts: the right command, then the wrong one --
+    const canaryHosts = fleet.hosts.slice(0, INLINE_LIMIT);
+    const canaries = [
+      { key: "canary-ok", command: "echo ok", maxErrors: "10%" },
+      { key: "wrong-0", command: "exit 1", maxErrors: 0 },
+      { key: "wrong-1", command: "exit 1", maxErrors: 1 },
+    ] as const;
+    for (const { key: rowKey, command, maxErrors } of canaries) {
+      log(`inline canary: ${canaryHosts.length} hosts, ${command}, maxErrors ${maxErrors}`);
+      const b = boundary();
+      const t0 = Date.now();
+      const run = await runLocally(
+        fleetDefinition,
+        "InlineRunHost",
+        {
+          request: { ...REQUEST, command },
+          hosts: items(canaryHosts),
+          ...CANARY,
+          maxErrors,
+          maxConcurrency: 40,
+        },
+        b.task,
+        FLEET_ARN,
+      );
+      const out = run.output as { summary?: Record<string, number> } | undefined;
+      const { total: _t, notStarted, ...outcomes } = out?.summary ?? {};
+      rows.push({
+        key: rowKey,
+        scenario: `inline canary, ${command}, batches [1,5,"20%"], maxErrors ${JSON.stringify(maxErrors)}`,
+        hosts: canaryHosts.length,
+        wallMs: Date.now() - t0,
+        invocations: b.invocations(),
+        throttled: b.throttled(),
+        lambdaMs: b.lambdaMs(),
+        ...billing(run.events),
+        outcomes,
+        notStarted: notStarted ?? Number.NaN,
+        execution: executionStatus(run),
+        output: run.output,
+        outputBytes: JSON.stringify(run.output ?? null).length,
+      });
+    }
+
+    // --- 3. the wrong command on the S3 path with the same controls -----------------------
+    log(`hostsKey fleet with canary controls: ${fleet.hosts.length} hosts, exit 1, maxErrors 0`);
+    const refused = await runS3Fleet(
+      s3Path,
+      s3,
+      { request: { ...REQUEST, command: "exit 1" }, hostsKey, ...CANARY, maxErrors: 0 },
+      boundary(),
+    );
+    rows.push({
+      ...refused.row,
+      key: "s3-controls",
+      scenario: `hostsKey, exit 1, batches [1,5,"20%"], maxErrors 0`,
+      outcomes: {},
+      notStarted: refused.row.invocations === 0 ? fleet.hosts.length : Number.NaN,
+    });
+
+    const stats = fleet.stats();
+    log(`${auditLines} audit lines`);
+    return {
+      rows,
+      s3: s3Check.check,
+      fleet: { hosts: fleet.hosts.length, port: fleet.port, roles },
+      serverExecs: stats.execs,
+      tarpitAccepts: stats.tarpitAccepts,
+      elapsedMs: Date.now() - started,
+      substituted: changedFields(fleetDefinition, s3Path.definition),
+    };
+  } finally {
+    await Promise.all([fleet?.close(), s3?.close()]);
+    if (configDir) await rm(configDir, { recursive: true, force: true });
+  }
+}
+
+/** `state.field` for every field that differs between two definitions, nested states included. */
+export function changedFields(before: Definition, after: Definition): string[] {
+  const out: string[] = [];
+  const walk = (a: Record<string, unknown>, b: Record<string, unknown>) => {
+    const states = (d: Record<string, unknown>) => (d.States ?? {}) as Record<string, Definition>;
+    for (const name of new Set([...Object.keys(states(a)), ...Object.keys(states(b))])) {
+      const x = states(a)[name] ?? {};
+      const y = states(b)[name] ?? {};
+      for (const field of new Set([...Object.keys(x), ...Object.keys(y)])) {
+        if (field === "ItemProcessor" || field === "Iterator") continue;
+        if (JSON.stringify(x[field]) !== JSON.stringify(y[field])) out.push(`${name}.${field}`);
+      }
+      for (const nested of ["ItemProcessor", "Iterator"]) {
+        if (x[nested] || y[nested])
+          walk((x[nested] ?? {}) as Definition, (y[nested] ?? {}) as Definition);
+      }
+    }
+  };
+  walk(before, after);
+  return out.sort();
+}
+
+/** What Step Functions bills, counted on the execution's events (map children included). */
+function billing(events: ExecutionEvent[]): { transitions: number; children: number } {
+  let transitions = 0;
+  let children = 0;
+  for (const e of events) {
+    if (e.type === "StateEntered" || e.type === "StateRetried") transitions++;
+    const parent = (e as { parentState?: { name?: string } }).parentState?.name ?? "";
+    if (e.type === "MapIterationStarted" && parent.startsWith("RunFleet")) children++;
+  }
+  return { transitions, children };
+}
+
+function executionStatus(run: { failed?: { Error?: string } | undefined; error: unknown }): string {
+  if (run.failed) return `FAILED (${run.failed.Error})`;
+  if (run.error) return `FAILED (${String((run.error as Error).name ?? run.error)})`;
+  return "SUCCEEDED";
+}
+
+/**
+ * Runs the S3 path of the definition: reads the `hostsKey` object from S3 as the ItemReader
+ * would and hands its items to the map; afterwards writes the map's results to S3 in
+ * ResultWriter's layout and puts `{MapRunArn, ResultWriterDetails}` where the results were.
+ */
+async function runS3Fleet(
+  s3Path: ReturnType<typeof substituteS3Map>,
+  s3: LocalS3,
+  input: { hostsKey: string } & Record<string, unknown>,
+  b: {
+    task: (event: unknown) => Promise<unknown>;
+    invocations: () => number;
+    lambdaMs: () => number;
+    throttled: () => number;
+    childInputs: Map<string, unknown>;
+  },
+): Promise<{ row: Omit<ScenarioRow, "key" | "scenario" | "outcomes">; manifestKey: string }> {
+  const t0 = Date.now();
+  // ItemReader's stand-in: the object named by the input, read with the real S3 client.
+  const object = await s3.client.send(
+    new GetObjectCommand({ Bucket: s3Path.reader.bucket, Key: input.hostsKey }),
+  );
+  const hostItems = JSON.parse(
+    await (object.Body as { transformToString(): Promise<string> }).transformToString(),
+  ) as { host: string }[];
+  const run = await runLocally(
+    s3Path.definition,
+    "S3RunHost",
+    { ...input, [LAB_ITEMS]: hostItems },
+    b.task,
+    FLEET_ARN,
+  );
+  let output = run.output as Record<string, unknown> | undefined;
+  let manifestKey = "";
+  const field = s3Path.resultPath.replace(/^\$\./, "");
+  if (output && Array.isArray(output[field])) {
+    // ResultWriter's stand-in: one child record per item, in ResultWriter's layout.
+    const results = output[field] as { host: string }[];
+    const mapRunId = randomUUID();
+    const mapRunArn = `${FLEET_ARN.replace(":stateMachine:", ":mapRun:")}/${s3Path.mapState}:${mapRunId}`;
+    const prefix = `${s3Path.writer.prefix}/${mapRunId}`;
+    const now = new Date().toISOString();
+    const records = results.map((result, i) => ({
+      ExecutionArn: `${mapRunArn.replace(":mapRun:", ":execution:")}:${i}`,
+      Input: JSON.stringify(b.childInputs.get(hostItems[i]?.host ?? "") ?? hostItems[i]),
+      InputDetails: { Included: true },
+      Name: String(i),
+      Output: JSON.stringify(result),
+      OutputDetails: { Included: true },
+      RedriveCount: 0,
+      RedriveStatus: "NOT_REDRIVABLE",
+      RedriveStatusReason: "Execution is SUCCEEDED and cannot be redriven",
+      StartDate: now,
+      StateMachineArn: mapRunArn,
+      Status: "SUCCEEDED",
+      StopDate: now,
+    }));
+    const body = JSON.stringify(records);
+    const succeededKey = `${prefix}/SUCCEEDED_0.json`;
+    await put(s3, s3Path.writer.bucket, succeededKey, body);
+    manifestKey = `${prefix}/manifest.json`;
+    await put(
+      s3,
+      s3Path.writer.bucket,
+      manifestKey,
+      JSON.stringify({
+        DestinationBucket: s3Path.writer.bucket,
+        MapRunArn: mapRunArn,
+        ResultFiles: {
+          FAILED: [],
+          PENDING: [],
+          SUCCEEDED: [{ Key: succeededKey, Size: Buffer.byteLength(body) }],
+        },
+      }),
+    );
+    const { [LAB_ITEMS]: _items, [field]: _results, ...rest } = output;
+    output = {
+      ...rest,
+      [field]: {
+        MapRunArn: mapRunArn,
+        ResultWriterDetails: { Bucket: s3Path.writer.bucket, Key: manifestKey },
+      },
+    };
+  }
+  return {
+    manifestKey,
+    row: {
+      hosts: hostItems.length,
+      wallMs: Date.now() - t0,
+      invocations: b.invocations(),
+      throttled: b.throttled(),
+      lambdaMs: b.lambdaMs(),
+      ...billing(run.events),
+      notStarted: 0,
+      execution: executionStatus(run),
+      output,
+      outputBytes: JSON.stringify(output ?? null).length,
+    },
+  };
+}
+
+async function put(s3: LocalS3, bucket: string, key: string, body: string): Promise<void> {
+  await s3.client.send(
+    new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: "application/json" }),
+  );
+}
+
+/** Reads the results back through the manifest, as an operator would, and checks every host is there once. */
+async function readBackResults(
+  s3: LocalS3,
+  manifestKey: string,
+  hosts: FleetHost[],
+): Promise<{ check: S3Check; outcomes: Record<string, number> }> {
+  const get = async (key: string) => {
+    const out = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }));
+    return JSON.parse(
+      await (out.Body as { transformToString(): Promise<string> }).transformToString(),
+    ) as unknown;
+  };
+  const outcomes: Record<string, number> = Object.fromEntries(STATUSES.map((s) => [s, 0]));
+  const byRole: Record<string, Record<string, number>> = {};
+  const check: S3Check = { manifestKey, records: 0, distinctHosts: 0, missing: 0, byRole };
+  if (!manifestKey) return { check, outcomes };
+  const manifest = (await get(manifestKey)) as {
+    ResultFiles: Record<string, { Key: string }[]>;
+  };
+  const role = new Map(hosts.map((h) => [h.host, h.role]));
+  const seen = new Set<string>();
+  for (const [status, files] of Object.entries(manifest.ResultFiles)) {
+    for (const file of files) {
+      for (const record of (await get(file.Key)) as { Output: string; Status: string }[]) {
+        check.records++;
+        const outcome = JSON.parse(record.Output) as {
+          host: string;
+          status: string;
+          error?: string;
+        };
+        seen.add(outcome.host);
+        const label = status === "SUCCEEDED" ? outcome.status : `child ${status}`;
+        outcomes[label] = (outcomes[label] ?? 0) + 1;
+        const r = role.get(outcome.host) ?? "unknown";
+        byRole[r] ??= {};
+        const key = outcome.error ? `${outcome.status}:${outcome.error}` : outcome.status;
+        byRole[r][key] = (byRole[r][key] ?? 0) + 1;
+      }
+    }
+  }
+  check.distinctHosts = seen.size;
+  check.missing = hosts.filter((h) => !seen.has(h.host)).length;
+  return { check, outcomes };
+}
+
+/** The report as `npm run fleet-lab` prints it. */
+export function formatLabReport(r: LabReport): string {
+  const header = [
+    "scenario",
+    "hosts",
+    "wall",
+    "invocations (throttled)",
+    "transitions",
+    "Lambda s",
+    "outcomes",
+    "not started",
+    "execution",
+  ];
+  const lines = r.rows.map((row) => [
+    row.scenario,
+    String(row.hosts),
+    `${(row.wallMs / 1000).toFixed(1)} s`,
+    `${row.invocations} (${row.throttled})`,
+    String(row.transitions),
+    (row.lambdaMs / 1000).toFixed(1),
+    Object.entries(row.outcomes)
+      .filter(([, n]) => n > 0)
+      .map(([s, n]) => `${s} ${n}`)
+      .join(", ") || "—",
+    Number.isNaN(row.notStarted) ? "?" : String(row.notStarted),
+    row.execution,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]?.length ?? 0)));
+  const fmt = (cells: string[]) =>
+    `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(" | ")} |`;
+  const out = [fmt(header), fmt(widths.map((w) => "-".repeat(w))), ...lines.map(fmt)];
+  const s = r.s3;
+  out.push(
+    "",
+    `hostsKey results read back through ${s.manifestKey}: ${s.records} records, ${s.distinctHosts} distinct hosts, ${s.missing} missing`,
+    `  by role: ${JSON.stringify(s.byRole)}`,
+    `execution output (bounded): ${r.rows.map((row) => `${row.outputBytes} B`).join(", ")}`,
+    `ssh2 server: ${r.serverExecs} commands run; tarpits: ${r.tarpitAccepts} connections accepted`,
+    "",
+    `Substituted in the synthesized definition (everything else runs as deployed): ${r.substituted.join(", ")}`,
+    "Not run here (aws-local-stepfunctions 3.0 has no ItemReader/ResultWriter; unverified without AWS):",
+    ...UNVERIFIED.map((u) => `  - ${u}`),
+    "",
+    `Lab took ${(r.elapsedMs / 1000).toFixed(1)} s`,
+  );
+  return out.join("\n");
+}
+
+/** What the lab must show; empty when it passed. */
+export function fleetLabProblems(r: LabReport): string[] {
+  const problems: string[] = [];
+  const row = (key: string) => r.rows.find((x) => x.key === key);
+  const [s3Row, canaryOk, canary0, canary1, refused] = [
+    "s3",
+    "canary-ok",
+    "wrong-0",
+    "wrong-1",
+    "s3-controls",
+  ].map(row);
+  if (!s3Row || !canaryOk || !canary0 || !canary1 || !refused) return ["a scenario did not run"];
+  const okOut = canaryOk.output as { ended?: string; summary?: { total: number } } | undefined;
+  if (canaryOk.notStarted !== 0 || okOut?.ended !== "completed") {
+    problems.push(
+      `${canaryOk.scenario}: ${canaryOk.notStarted} not started, ended ${okOut?.ended}`,
+    );
+  }
+  if (s3Row.execution !== "SUCCEEDED") problems.push(`hostsKey run: ${s3Row.execution}`);
+  if (s3Row.throttled === 0) problems.push("no throttle was injected");
+  if (
+    r.s3.records !== r.fleet.hosts ||
+    r.s3.missing !== 0 ||
+    r.s3.distinctHosts !== r.fleet.hosts
+  ) {
+    problems.push(
+      `results lost: ${r.s3.records} records, ${r.s3.distinctHosts} distinct hosts of ${r.fleet.hosts}`,
+    );
+  }
+  if (s3Row.outputBytes > 2_048)
+    problems.push(`hostsKey output ${s3Row.outputBytes} B: not bounded`);
+  for (const [wrong, ran] of [
+    [canary0, 1],
+    [canary1, 6],
+  ] as const) {
+    const started = wrong.hosts - wrong.notStarted;
+    if (
+      wrong.execution !== "SUCCEEDED" ||
+      started !== ran ||
+      (wrong.outcomes.failed ?? 0) !== ran
+    ) {
+      problems.push(
+        `${wrong.scenario}: ${started} hosts started (want ${ran}), ${wrong.execution}`,
+      );
+    }
+  }
+  if (refused.invocations !== 0)
+    problems.push(`${refused.scenario}: ${refused.invocations} invocations`);
+  return problems;
+}
