@@ -153,7 +153,9 @@ export async function startLoopbackFleet(options: LoopbackFleetOptions): Promise
       },
     };
   }
-  throw new Error(`no free 127.R.0.0/16 block on port ${port} in 5 tries`);
+  throw new Error(
+    `no free 127.R.0.0/16 block on port ${port} in 5 tries: something listens on every tried address (a server bound to 0.0.0.0:${port}, such as a system sshd, takes the port on all of 127.0.0.0/8); stop it or bind it to one address`,
+  );
 }
 
 function closeServer(server: net.Server): Promise<void> {
