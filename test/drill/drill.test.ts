@@ -47,16 +47,32 @@ describe("incident drill", () => {
   });
 
   it("counts hung hosts as a share of distinct hosts contacted, from 18 hang sessions", () => {
+    // Every host has its own name and address and listens on port 22, as in production: 6 hang
+    // hosts of 22 contacted. Earlier periods are empty.
+    expect(new Set(report.hosts.map((h) => h.name)).size).toBe(22);
+    expect(new Set(report.hosts.map((h) => h.address)).size).toBe(22);
+    expect(new Set(report.hosts.map((h) => h.port))).toEqual(new Set([22]));
     const hang = report.alarms.find((a) => a.name === "drill-BoundedSsh-HandshakeHangs");
-    // Hosts are host:port: the 14 healthy and full-budget hosts share the one sshd (one
-    // contributor), so 6 hang hosts of 8 distinct hosts contacted. Earlier periods are empty.
-    const contacted = new Set(report.hosts.map((h) => h.port)).size;
-    expect(contacted).toBe(8);
-    expect(hang?.values.at(-1)).toBeCloseTo((100 * 6) / contacted, 6);
+    expect(hang?.values.at(-1)).toBeCloseTo((100 * 6) / 22, 6);
     const sessions = report.events.filter((e) => matches(QUERIES.HangHosts, e)).length;
     // 5 tarpits and the auth host, 3 attempts each; the frozen host (lost during its
     // command) is not a hang.
     expect(sessions).toBe(6 * 3);
+  });
+
+  it("ends every baseline and adversary with its own expected outcome", () => {
+    const outcome = (role: string) =>
+      report.hosts.flatMap((h, i) => {
+        const r = report.results[i];
+        return h.role === role ? [`${r?.status} ${r?.error ?? "-"} ${r?.phase ?? "-"}`] : [];
+      });
+    expect(outcome("full-budget")).toEqual(["succeeded - exec"]);
+    expect(outcome("tarpit")).toEqual(Array(5).fill("timed_out BannerTimeout banner"));
+    expect(outcome("auth")).toEqual(["timed_out AuthTimeout auth"]);
+    expect(outcome("freeze")).toEqual(["error ConnectionLost exec"]);
+    expect(outcome("healthy")).toEqual(Array(13).fill("succeeded - exec"));
+    expect(outcome("nonzero")).toEqual(["failed - exec"]);
+    expect(report.fullBudget.released).toBe(true);
   });
 
   it("does not count an audit line that quotes 'Task timed out after' as a hard timeout", () => {

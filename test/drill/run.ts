@@ -8,11 +8,13 @@ const HELP = `
 usage: npm run drill
 
 The incident drill: synthesizes the stack (stage "drill", short task timeouts), runs the fleet
-workflow locally (aws-local-stepfunctions) with the real task handler over 20 loopback hosts
-(tarpits, a freeze, an auth hang, a full-budget command, healthy hosts), evaluates every alarm
-of the template on the captured metrics and sends the notifications through the real
-enrichment handler (AWS faked at the wire). Prints which alarms fired and the enriched page;
-exits 1 when anything but the intended alarms fired.
+workflow locally (aws-local-stepfunctions) with the real task handler over 22 hosts, each with
+its own name and loopback address (127.0.X.n), all on port 22 (tarpits, a freeze, an auth
+hang, a full-budget command, healthy hosts), evaluates every alarm of the template on the
+captured metrics and sends the notifications through the real enrichment handler (AWS faked
+at the wire). Prints each host's outcome, which alarms fired and the enriched page; exits 1
+when anything but the intended alarms fired or any host ended other than expected.
+Needs root or CAP_NET_BIND_SERVICE (port 22 on 127.0.X.n).
 
 cost: ~30 s on a quiet 2-core machine (synth, real sshd, 20 hosts); writes nothing in the
 checkout (its config and synth output go to temporary directories).

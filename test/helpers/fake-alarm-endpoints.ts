@@ -91,6 +91,8 @@ export class FakeLogs extends HttpFake {
     endTime: number;
   }[] = [];
   readonly stopped: string[] = [];
+  /** Query texts refused with MalformedQueryException, and why. */
+  readonly refused: string[] = [];
   readonly #queries = new Map<string, RunningQuery>();
 
   static async start(): Promise<FakeLogs> {
@@ -114,6 +116,7 @@ export class FakeLogs extends HttpFake {
         const queryString = input.queryString as string;
         const spec = Object.values(QUERIES).find((s) => renderQuery(s) === queryString);
         if (!spec) {
+          this.refused.push(queryString);
           reply(400, { __type: "MalformedQueryException", message: "unknown query" });
           return;
         }
