@@ -4,8 +4,10 @@
  *
  * - CloudWatch Logs, AWS JSON 1.1 (`X-Amz-Target: Logs_20140328.StartQuery` /
  *   `GetQueryResults` / `StopQuery`). Queries are answered from captured lines with
- *   `logs-insights.ts`; a query text that is not one of the catalog's is rejected the way the
- *   service rejects a malformed query (`MalformedQueryException`).
+ *   `logs-insights.ts`. Every query text is parsed first (`logs-insights-grammar.ts`): an
+ *   invalid one is refused the way the service refuses it (`MalformedQueryException`, with
+ *   the checker's message); a valid one that is not a catalog query is refused too (it has no
+ *   evaluator here).
  * - SNS `Publish`, awsQuery (form-encoded request, XML response) — what
  *   @aws-sdk/client-sns 3.1169 sends.
  */
@@ -15,6 +17,7 @@ import type { AddressInfo, Socket } from "node:net";
 import { QUERIES } from "../../operations/alarm-catalog.ts";
 import { type QuerySpec, renderQuery } from "../../operations/queries.ts";
 import { evaluate, type LogEvent } from "./logs-insights.ts";
+import { checkQuery } from "./logs-insights-grammar.ts";
 
 /** Test clients: any static credentials, one region, no retries waiting on backoff. */
 export const FAKE_CLIENT_CONFIG = {
@@ -114,10 +117,22 @@ export class FakeLogs extends HttpFake {
           return;
         }
         const queryString = input.queryString as string;
+        // The grammar first, as the service parses before it runs: an invalid query is refused
+        // whatever its text (logs-insights-grammar.ts).
+        const invalid = checkQuery(queryString);
+        if (invalid.length > 0) {
+          this.refused.push(queryString);
+          reply(400, { __type: "MalformedQueryException", message: invalid.join("; ") });
+          return;
+        }
+        // A valid query is answered by evaluating its spec; one with no spec here cannot be.
         const spec = Object.values(QUERIES).find((s) => renderQuery(s) === queryString);
         if (!spec) {
           this.refused.push(queryString);
-          reply(400, { __type: "MalformedQueryException", message: "unknown query" });
+          reply(400, {
+            __type: "MalformedQueryException",
+            message: "valid, but not a catalog query: the fake cannot evaluate it",
+          });
           return;
         }
         const groups = input.logGroupNames as string[];
