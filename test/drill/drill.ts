@@ -56,6 +56,7 @@ import type { LogEvent } from "../helpers/logs-insights.ts";
 import { type Ssh2Server, startSsh2Server } from "../helpers/ssh2-server.ts";
 import { type SshdServer, startSshd } from "../helpers/sshd.ts";
 import { type AlarmResult, type Datum, evaluateAlarms } from "./alarm-evaluator.ts";
+import type { ScenarioIds } from "./page-scenario.ts";
 
 const execFileAsync = promisify(execFile);
 
@@ -136,6 +137,10 @@ export interface DrillReport {
 
 /** One drill run's captured data: enough to evaluate any variant of the template again. */
 export interface Recorded {
+  stage: string;
+  /** What the page scenario's data names (page-scenario.ts). */
+  scenarioIds: ScenarioIds;
+  taskTimeoutMs: number;
   template: Template;
   datums: Datum[];
   events: LogEvent[];
@@ -337,6 +342,7 @@ export async function runDrill(log: (line: string) => void = () => {}): Promise<
   const { stack, template } = synth({ stage: STAGE, taskTimeouts: DRILL_TIMEOUTS });
   const ids = {
     taskFunction: logicalId(stack.taskFunction.function),
+    apiFunction: logicalId(stack.apiFunction.function),
     taskLogs: logicalId(stack.taskFunction.logGroup),
     apiLogs: logicalId(stack.apiFunction.logGroup),
     fleet: logicalId(stack.workflows.fleet),
@@ -441,6 +447,7 @@ export async function runDrill(log: (line: string) => void = () => {}): Promise<
               dimensions: d.dimensions,
               value: d.value,
               timestamp: doc._aws.Timestamp,
+              ...(d.unit ? { unit: d.unit } : {}),
             });
           }
         },
@@ -462,6 +469,7 @@ export async function runDrill(log: (line: string) => void = () => {}): Promise<
         dimensions: { FunctionName: ids.taskFunction },
         value,
         timestamp,
+        unit: name === "Duration" ? "Milliseconds" : "Count",
       });
     let invocations = 0;
     let fullBudget = {
@@ -591,8 +599,21 @@ export async function runDrill(log: (line: string) => void = () => {}): Promise<
 
     // --- evaluate the template's alarms -------------------------------------------------
     const now = Date.now();
+    const templateJson = template.toJSON() as Template;
+    const restApi = Object.values(templateJson.Resources).find(
+      (r) => r.Type === "AWS::ApiGateway::RestApi",
+    );
     const recorded: Recorded = {
-      template: template.toJSON() as Template,
+      stage: STAGE,
+      scenarioIds: {
+        taskFunction: ids.taskFunction,
+        apiFunction: ids.apiFunction,
+        taskLogs: ids.taskLogs,
+        apiName: String(restApi?.Properties.Name),
+        pageTopic: logicalId(stack.monitoring.alarmTopics.page as unknown as Construct),
+      },
+      taskTimeoutMs: FUNCTION_TIMEOUT_MS,
+      template: templateJson,
       datums,
       events,
       origin,
