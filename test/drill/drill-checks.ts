@@ -1,4 +1,17 @@
-import { type DrillHost, type DrillReport, outcomeMatches, routeTopicArn } from "./drill.ts";
+import { QUERIES } from "../../operations/alarm-catalog.ts";
+import { type QuerySpec, queryName, renderQuery } from "../../operations/queries.ts";
+import { evaluate } from "../helpers/logs-insights.ts";
+import { checkQuery } from "../helpers/logs-insights-grammar.ts";
+import { templateQueries } from "../helpers/shipped-queries.ts";
+import { evaluateAlarms } from "./alarm-evaluator.ts";
+import {
+  type DrillHost,
+  type DrillReport,
+  outcomeMatches,
+  routeTopicArn,
+  type Template,
+} from "./drill.ts";
+import { evaluateScenario, pageProblems, pageScenario } from "./page-scenario.ts";
 
 /** The alarms the drill's incident must fire, and only these. */
 export const INTENDED = [
@@ -13,13 +26,16 @@ export const INTENDED = [
   "drill-BoundedSsh-AuthTimeouts-Notify",
 ] as const;
 
-/** What makes the drill pass; empty when it does. */
+/**
+ * What makes the drill pass; empty when it does. Each problem starts with the check that
+ * found it (`[fired]`, `[hang-ratio]`, …): the mutation table names them.
+ */
 export function drillProblems(r: DrillReport): string[] {
   const problems: string[] = [];
   const fired = [...r.fired].sort();
   if (JSON.stringify(fired) !== JSON.stringify([...INTENDED].sort())) {
     problems.push(
-      `fired ${JSON.stringify(fired)}, intended ${JSON.stringify([...INTENDED].sort())}`,
+      `[fired] fired ${JSON.stringify(fired)}, intended ${JSON.stringify([...INTENDED].sort())}`,
     );
   }
   // Every host's own outcome, baselines included: a baseline that ends otherwise (the
@@ -28,19 +44,19 @@ export function drillProblems(r: DrillReport): string[] {
     const res = r.results[i];
     if (!outcomeMatches(h, res)) {
       problems.push(
-        `${h.role} host ${h.name} ended ${JSON.stringify(res ?? null)}, expected ${JSON.stringify(h.expect)}`,
+        `[outcome] ${h.role} host ${h.name} ended ${JSON.stringify(res ?? null)}, expected ${JSON.stringify(h.expect)}`,
       );
     }
   }
   if (r.results.length !== r.hosts.length) {
-    problems.push(`${r.results.length} results for ${r.hosts.length} hosts`);
+    problems.push(`[outcome] ${r.results.length} results for ${r.hosts.length} hosts`);
   }
   // Distinct hosts the way production has them: one name and one address each, one port.
   const distinct = (f: (h: DrillHost) => string) => new Set(r.hosts.map(f)).size;
   if (distinct((h) => h.name) !== r.hosts.length || distinct((h) => h.address) !== r.hosts.length) {
-    problems.push("drill hosts share a name or an address");
+    problems.push("[hosts] drill hosts share a name or an address");
   }
-  if (distinct((h) => String(h.port)) !== 1) problems.push("drill hosts differ by port");
+  if (distinct((h) => String(h.port)) !== 1) problems.push("[hosts] drill hosts differ by port");
   // The hang alarm counts the 6 hung hosts of the 22 contacted: any other value means a rule
   // counts something else (sessions, ports, addresses).
   const hang = r.alarms.find((a) => a.name === "drill-BoundedSsh-HandshakeHangs");
@@ -49,33 +65,53 @@ export function drillProblems(r: DrillReport): string[] {
   const got = hang?.values.at(-1);
   if (got === undefined || Math.abs(got - want) > 1e-6) {
     problems.push(
-      `HandshakeHangs reads ${got} %, expected ${want} % (${hung} of ${r.hosts.length} hosts)`,
+      `[hang-ratio] HandshakeHangs reads ${got} %, expected ${want} % (${hung} of ${r.hosts.length} hosts)`,
     );
   }
+  // AuthTimeouts counts sessions: the auth host's 3 attempts, nothing else.
+  const auth = r.alarms.find((a) => a.name === "drill-BoundedSsh-AuthTimeouts");
+  const authWant = 3 * r.hosts.filter((h) => h.role === "auth").length;
+  if (auth?.values.at(-1) !== authWant) {
+    problems.push(`[auth-count] AuthTimeouts reads ${auth?.values.at(-1)}, expected ${authWant}`);
+  }
   if (r.queries.refused.length > 0) {
-    problems.push(`the Logs endpoint refused queries: ${r.queries.refused.join(" ;; ")}`);
+    problems.push(
+      `[logs-endpoint] the Logs endpoint refused queries: ${r.queries.refused.join(" ;; ")}`,
+    );
   }
   const fb = r.fullBudget;
   if (!fb.released)
-    problems.push("the full-budget command was never released (it had not started)");
+    problems.push("[full-budget] the full-budget command was never released (it had not started)");
   if (!(fb.durationMs > 0.9 * fb.timeoutMs)) {
     problems.push(
-      `the full-budget run used ${fb.durationMs} ms of ${fb.timeoutMs}: not past 90 %, so it does not prove the old rule wrong`,
+      `[full-budget] the full-budget run used ${fb.durationMs} ms of ${fb.timeoutMs}: not past 90 %, so it does not prove the old rule wrong`,
     );
   }
-  if (!(fb.slackMs >= 0)) problems.push(`the full-budget run overran (slack ${fb.slackMs} ms)`);
+  if (!(fb.slackMs >= 0))
+    problems.push(`[full-budget] the full-budget run overran (slack ${fb.slackMs} ms)`);
+  // Every alarm that fires notifies the fleet owners' topic and nothing else (what the
+  // notifications below show for this run; checked on the alarms too, so a re-evaluated
+  // variant of the template is held to it).
+  const fleetTopic = r.recorded.topics.fleet;
+  for (const a of r.alarms) {
+    if (a.state === "ALARM" && a.alarmActions.some((t) => t !== fleetTopic)) {
+      problems.push(
+        `[route] ${a.name} notifies ${a.alarmActions.join(", ")}, not only the fleet topic`,
+      );
+    }
+  }
   // Nothing reaches this service's pager: the hosts are the fleet owners' problem.
   const paged = r.notifications.filter((n) => n.topicArn === routeTopicArn("page"));
-  if (paged.length) problems.push(`paged: ${paged.map((n) => n.subject).join("; ")}`);
+  if (paged.length) problems.push(`[paged] paged: ${paged.map((n) => n.subject).join("; ")}`);
   // The plain alarm goes out first on the fleet topic; the hosts follow in a second one.
   const subject = "ALARM: drill-BoundedSsh-HandshakeHangs-Notify (fleet)";
   const fleet = r.notifications.filter((n) => n.topicArn === routeTopicArn("fleet"));
   const plain = fleet.find((n) => n.subject === subject);
-  if (!plain) problems.push("no plain fleet notification for HandshakeHangs");
+  if (!plain) problems.push("[notification] no plain fleet notification for HandshakeHangs");
   const page = fleet.find((n) => n.subject === `${subject} - hosts`);
-  if (!page) problems.push("no enriched fleet notification for HandshakeHangs");
+  if (!page) problems.push("[notification] no enriched fleet notification for HandshakeHangs");
   else if (plain && r.notifications.indexOf(plain) > r.notifications.indexOf(page)) {
-    problems.push("the enrichment went out before the plain notification");
+    problems.push("[notification] the enrichment went out before the plain notification");
   }
   for (const n of [plain, page]) {
     if (
@@ -83,7 +119,7 @@ export function drillProblems(r: DrillReport): string[] {
       (n.attributes.severity !== "fleet" ||
         n.attributes.alarm !== "drill-BoundedSsh-HandshakeHangs")
     ) {
-      problems.push(`attributes of "${n.subject}": ${JSON.stringify(n.attributes)}`);
+      problems.push(`[notification] attributes of "${n.subject}": ${JSON.stringify(n.attributes)}`);
     }
   }
   const expected: Record<string, [string, string]> = {
@@ -96,10 +132,95 @@ export function drillProblems(r: DrillReport): string[] {
       ? `${h.name}:${h.port} (${h.address}) ${want[0]} in ${want[1]}`
       : `${h.name}:${h.port} `;
     if (want && !page?.message.includes(entry))
-      problems.push(`the fleet notification does not name ${h.role} host: "${entry}"`);
+      problems.push(
+        `[notification] the fleet notification does not name ${h.role} host: "${entry}"`,
+      );
     if (h.role === "freeze" && page?.message.includes(entry)) {
-      problems.push("the fleet notification lists the host lost during its command as a hang");
+      problems.push(
+        "[notification] the fleet notification lists the host lost during its command as a hang",
+      );
     }
   }
   return problems;
+}
+
+/** The catalog's queries, by key (a mutation may replace one). */
+export type Queries = Readonly<Record<string, QuerySpec>>;
+
+/**
+ * The saved queries and the queries the enrichment runs, on the recorded lines:
+ *
+ * - `[query-grammar]` every saved query of the template parses (logs-insights-grammar.ts);
+ * - `[query-drift]` every saved query is the rendering of a catalog spec, the one the drill
+ *   evaluates (the fake Logs endpoint evaluates specs, so a saved text that differs is one the
+ *   drill never ran), and every spec is saved;
+ * - `[hang-query]` the hang-hosts spec lists exactly the hung hosts (not the frozen one), the
+ *   auth-timeout spec exactly the auth host.
+ */
+export function queryProblems(
+  template: Template,
+  stage: string,
+  r: Pick<DrillReport, "hosts" | "events">,
+  queries: Queries = QUERIES,
+): string[] {
+  const problems: string[] = [];
+  const saved = templateQueries(template);
+  for (const q of saved) {
+    for (const p of checkQuery(q.text)) problems.push(`[query-grammar] ${q.where}: ${p}`);
+  }
+  for (const spec of Object.values(queries)) {
+    const name = queryName(stage, spec);
+    const q = saved.find((s) => s.where.includes(`(${name})`));
+    if (!q) problems.push(`[query-drift] no saved query ${name}`);
+    else if (q.text !== renderQuery(spec)) {
+      problems.push(`[query-drift] saved query ${name} is not what the drill evaluated`);
+    }
+  }
+  const listed = (spec: QuerySpec | undefined) =>
+    spec
+      ? evaluate(spec, r.events)
+          .map((row) => row.find((f) => f.field === "error.host")?.value ?? "")
+          .sort()
+      : [];
+  const names = (roles: string[]) =>
+    r.hosts
+      .filter((h) => roles.includes(h.role))
+      .map((h) => h.name)
+      .sort();
+  const hang = listed(queries.HangHosts);
+  if (JSON.stringify(hang) !== JSON.stringify(names(["tarpit", "auth"]))) {
+    problems.push(`[hang-query] the hang-hosts query lists ${JSON.stringify(hang)}`);
+  }
+  const auth = listed(queries.AuthTimeoutHosts);
+  if (JSON.stringify(auth) !== JSON.stringify(names(["auth"]))) {
+    problems.push(`[hang-query] the auth-timeout-hosts query lists ${JSON.stringify(auth)}`);
+  }
+  return problems;
+}
+
+/**
+ * Every check of one drill run on a variant of its template (and catalog queries), without
+ * new sessions: the recorded datums and lines are evaluated again (alarms, drill checks,
+ * query checks) and the page scenario runs on the variant. Empty for the template as
+ * synthesized; the mutation test expects problems for each mutation.
+ */
+export function recordedProblems(
+  report: DrillReport,
+  template: Template = report.recorded.template,
+  queries: Queries = QUERIES,
+): string[] {
+  const rec = report.recorded;
+  let evaluation: ReturnType<typeof evaluateAlarms>;
+  let page: ReturnType<typeof evaluateScenario>;
+  try {
+    evaluation = evaluateAlarms(template, rec.datums, rec.events, rec.origin, rec.now);
+    page = evaluateScenario(template, pageScenario(rec.scenarioIds, rec.taskTimeoutMs));
+  } catch (err) {
+    return [`[evaluation] ${(err as Error).message}`];
+  }
+  return [
+    ...drillProblems({ ...report, alarms: evaluation.alarms, fired: evaluation.fired }),
+    ...queryProblems(template, rec.stage, report, queries),
+    ...pageProblems(page, rec.stage, rec.scenarioIds.pageTopic).map((p) => `[page-scenario] ${p}`),
+  ];
 }

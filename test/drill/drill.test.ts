@@ -7,9 +7,11 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { QUERIES } from "../../operations/alarm-catalog.ts";
 import { evaluate, matches } from "../helpers/logs-insights.ts";
-import { filterMatches } from "./alarm-evaluator.ts";
+import { evaluateAlarms, filterMatches } from "./alarm-evaluator.ts";
 import { type DrillReport, formatReport, runDrill } from "./drill.ts";
-import { drillProblems, INTENDED } from "./drill-checks.ts";
+import { drillProblems, INTENDED, recordedProblems } from "./drill-checks.ts";
+import { checkOf, MUTATIONS, mutationProblems, thresholdMutations } from "./mutations.ts";
+import { evaluateScenario, pageLevelAlarms, pageScenario } from "./page-scenario.ts";
 
 let report: DrillReport;
 
@@ -95,5 +97,55 @@ describe("incident drill", () => {
       6 * 3 + 1,
     );
     expect(evaluate(QUERIES.InvocationFailures, report.events)).toEqual([]);
+  });
+});
+
+describe("mutations of the template and catalog (on the recorded run: no new sessions)", () => {
+  it("passes every recorded check with the template as synthesized", () => {
+    expect(recordedProblems(report)).toEqual([]);
+  });
+
+  it("fails the drill when the hang rule is keyed on the port alone", () => {
+    const m = MUTATIONS.find((x) => x.id === "hang-rule-port-only");
+    const problems = m ? mutationProblems(report, m) : [];
+    // Every host is on port 22: one "hung host", under the minimum of 5, so nothing fires.
+    expect(problems.map(checkOf)).toEqual(expect.arrayContaining(["fired", "hang-ratio"]));
+    expect(problems.join("\n")).toMatch(/HandshakeHangs reads 0 %/);
+  });
+
+  it("catches every hand-picked mutation (key, threshold, dimension, statistic, unit, periods, route, filter, query)", () => {
+    const rows = MUTATIONS.map((m) => {
+      const problems = mutationProblems(report, m);
+      return { id: m.id, what: m.what, caughtBy: [...new Set(problems.map(checkOf))].join(", ") };
+    });
+    console.log(
+      [
+        "| mutation | caught by |",
+        "| --- | --- |",
+        ...rows.map((r) => `| ${r.what} | ${r.caughtBy || "NOT CAUGHT"} |`),
+      ].join("\n"),
+    );
+    expect(rows.filter((r) => r.caughtBy === "")).toEqual([]);
+  });
+
+  it("catches a threshold moved past the value of every checked alarm that fires (drill and page scenario)", () => {
+    const rec = report.recorded;
+    // Checked: the drill's intended alarms, and the page-level alarms with their windows
+    // (AvailabilityBurn-Fast-1h, -5m). A ticket that fires on the way (the burn's Budget
+    // windows) is no check's business, so moving its threshold is not a mutation it can catch.
+    const page = pageLevelAlarms(rec.stage);
+    const checked = (name: string) =>
+      (INTENDED as readonly string[]).includes(name) ||
+      page.some((p) => name === p || name.startsWith(`${p}-`));
+    const firing = [
+      ...evaluateAlarms(rec.template, rec.datums, rec.events, rec.origin, rec.now).alarms,
+      ...evaluateScenario(rec.template, pageScenario(rec.scenarioIds, rec.taskTimeoutMs)),
+    ].filter((a) => a.state === "ALARM" && checked(a.name));
+    const mutations = thresholdMutations(firing);
+    // The drill's two, and the page scenario's metric alarms (the burn windows among them).
+    expect(mutations.length).toBeGreaterThanOrEqual(12);
+    console.log(mutations.map((m) => m.what).join("\n"));
+    const survivors = mutations.filter((m) => mutationProblems(report, m).length === 0);
+    expect(survivors.map((m) => m.what)).toEqual([]);
   });
 });

@@ -141,6 +141,8 @@ export interface Recorded {
   /** What the page scenario's data names (page-scenario.ts). */
   scenarioIds: ScenarioIds;
   taskTimeoutMs: number;
+  /** Route → logical id of its alarm topic (what alarm actions name). */
+  topics: Record<Severity, string>;
   template: Template;
   datums: Datum[];
   events: LogEvent[];
@@ -613,6 +615,9 @@ export async function runDrill(log: (line: string) => void = () => {}): Promise<
         pageTopic: logicalId(stack.monitoring.alarmTopics.page as unknown as Construct),
       },
       taskTimeoutMs: FUNCTION_TIMEOUT_MS,
+      topics: Object.fromEntries(
+        ROUTES.map((r) => [r, logicalId(stack.monitoring.alarmTopics[r] as unknown as Construct)]),
+      ) as Record<Severity, string>,
       template: templateJson,
       datums,
       events,

@@ -33,7 +33,11 @@ beforeAll(() => {
     taskFunction: logicalId(stack.taskFunction.function),
     apiFunction: logicalId(stack.apiFunction.function),
     taskLogs: logicalId(stack.taskFunction.logGroup),
-    apiName: stack.api.api.restApiName,
+    // As deployed: the name the template gives the RestApi (not the construct's view of it).
+    apiName: String(
+      Object.values(template.Resources).find((r) => r.Type === "AWS::ApiGateway::RestApi")
+        ?.Properties.Name,
+    ),
     pageTopic: logicalId(stack.monitoring.alarmTopics.page as unknown as Construct),
   };
 }, 240_000);
@@ -77,6 +81,13 @@ describe("page scenario", () => {
     expect(pageProblems(quiet, "drill", ids.pageTopic)[0]).toMatch(
       /Heartbeat did not fire in the page scenario/,
     );
+  });
+
+  it("reads API Gateway metrics of the API the template deploys (every ApiName dimension)", () => {
+    const names = JSON.stringify(template).match(/"Name":"ApiName","Value":"[^"]*"/g) ?? [];
+    expect(names.length).toBeGreaterThanOrEqual(2); // ApiEdge-Errors and -Latency, at least
+    expect(new Set(names)).toEqual(new Set([`"Name":"ApiName","Value":"${ids.apiName}"`]));
+    expect(ids.apiName).toBe("drill-bounded-ssh-api");
   });
 
   it("sends nothing to the page topic without the faults (40 healthy sessions only)", () => {
