@@ -122,7 +122,14 @@ export interface DrillReport {
   auditLines: number;
   datums: number;
   /** Lambda Duration of the full-budget run against the function timeout. */
-  fullBudget: { durationMs: number; timeoutMs: number; slackMs: number; released: boolean };
+  fullBudget: {
+    durationMs: number;
+    timeoutMs: number;
+    slackMs: number;
+    /** Its session's setup (resolve … channel), ms. */
+    setupMs: number;
+    released: boolean;
+  };
   alarms: AlarmResult[];
   fired: string[];
   notifications: Published[];
@@ -478,6 +485,7 @@ export async function runDrill(log: (line: string) => void = () => {}): Promise<
       durationMs: 0,
       timeoutMs: FUNCTION_TIMEOUT_MS,
       slackMs: 0,
+      setupMs: 0,
       released: false,
     };
     const isFullBudget = (command: string) => command === `cat ${fifo}`;
@@ -590,14 +598,25 @@ export async function runDrill(log: (line: string) => void = () => {}): Promise<
     const audit = events
       .map((e) => {
         try {
-          return JSON.parse(e.message) as { type?: string; command?: string; slackMs?: number };
+          return JSON.parse(e.message) as {
+            type?: string;
+            command?: string;
+            slackMs?: number;
+            timings?: Record<string, number | null>;
+          };
         } catch {
           return undefined;
         }
       })
       .filter((a) => a?.type === "bounded-ssh.audit");
-    fullBudget.slackMs =
-      audit.find((a) => a?.command !== undefined && isFullBudget(a.command))?.slackMs ?? Number.NaN;
+    const fbAudit = audit.find((a) => a?.command !== undefined && isFullBudget(a.command));
+    fullBudget.slackMs = fbAudit?.slackMs ?? Number.NaN;
+    // Session setup before the command ran (resolve … channel): what a fixed-length command
+    // had to fit beside, and what varies with load.
+    fullBudget.setupMs = ["resolve", "connect", "banner", "handshake", "auth", "channel"].reduce(
+      (sum, p) => sum + (fbAudit?.timings?.[`${p}Ms`] ?? 0),
+      0,
+    );
 
     // --- evaluate the template's alarms -------------------------------------------------
     const now = Date.now();
@@ -737,7 +756,7 @@ export function formatReport(r: DrillReport): string {
   }
   const fb = r.fullBudget;
   out.push(
-    `Full-budget run: Lambda Duration ${fb.durationMs} ms = ${((100 * fb.durationMs) / fb.timeoutMs).toFixed(1)} % of the ${fb.timeoutMs} ms timeout, slack ${fb.slackMs} ms`,
+    `Full-budget run: Lambda Duration ${fb.durationMs} ms = ${((100 * fb.durationMs) / fb.timeoutMs).toFixed(1)} % of the ${fb.timeoutMs} ms timeout, slack ${fb.slackMs} ms, session setup ${fb.setupMs} ms`,
   );
   out.push("", "Alarms (evaluated on the captured data):");
   for (const a of [...r.alarms].sort((x, y) => x.name.localeCompare(y.name))) {
