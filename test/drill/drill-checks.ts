@@ -2,6 +2,7 @@ import { QUERIES } from "../../operations/alarm-catalog.ts";
 import { type QuerySpec, queryName, renderQuery } from "../../operations/queries.ts";
 import { evaluate } from "../helpers/logs-insights.ts";
 import { checkQuery } from "../helpers/logs-insights-grammar.ts";
+import { runQuery } from "../helpers/logs-insights-run.ts";
 import { templateQueries } from "../helpers/shipped-queries.ts";
 import { evaluateAlarms } from "./alarm-evaluator.ts";
 import {
@@ -154,8 +155,10 @@ export type Queries = Readonly<Record<string, QuerySpec>>;
  * - `[query-drift]` every saved query is the rendering of a catalog spec, the one the drill
  *   evaluates (the fake Logs endpoint evaluates specs, so a saved text that differs is one the
  *   drill never ran), and every spec is saved;
- * - `[hang-query]` the hang-hosts spec lists exactly the hung hosts (not the frozen one), the
- *   auth-timeout spec exactly the auth host.
+ * - `[saved-query]` the saved hang-hosts and auth-timeout-hosts TEXTS, run by the Logs
+ *   Insights interpreter over the recorded lines, list exactly the hung hosts / the auth host;
+ * - `[hang-query]` the catalog's hang-hosts spec (what the enrichment runs) lists exactly the
+ *   hung hosts (not the frozen one), the auth-timeout spec exactly the auth host.
  */
 export function queryProblems(
   template: Template,
@@ -187,6 +190,28 @@ export function queryProblems(
       .filter((h) => roles.includes(h.role))
       .map((h) => h.name)
       .sort();
+  // The saved TEXT, run as Logs Insights would run it (logs-insights-run.ts), must list the
+  // same hosts: what the on-call engineer opens is what the drill vouches for.
+  const listedByText = (id: string) => {
+    const q = saved.find((x) => x.where.includes(`(bounded-ssh-${stage}/${id})`));
+    if (!q) return [];
+    try {
+      return runQuery(q.text, r.events)
+        .map((row) => row.find((f) => f.field === "error.host")?.value ?? "")
+        .sort();
+    } catch (err) {
+      return [`(refused: ${(err as Error).message})`];
+    }
+  };
+  for (const [id, roles] of [
+    ["hang-hosts", ["tarpit", "auth"]],
+    ["auth-timeout-hosts", ["auth"]],
+  ] as const) {
+    const got = listedByText(id);
+    if (JSON.stringify(got) !== JSON.stringify(names([...roles]))) {
+      problems.push(`[saved-query] the saved ${id} query, run, lists ${JSON.stringify(got)}`);
+    }
+  }
   const hang = listed(queries.HangHosts);
   if (JSON.stringify(hang) !== JSON.stringify(names(["tarpit", "auth"]))) {
     problems.push(`[hang-query] the hang-hosts query lists ${JSON.stringify(hang)}`);

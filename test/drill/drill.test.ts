@@ -6,7 +6,9 @@
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import { QUERIES } from "../../operations/alarm-catalog.ts";
+import { renderQuery } from "../../operations/queries.ts";
 import { evaluate, matches } from "../helpers/logs-insights.ts";
+import { runQuery } from "../helpers/logs-insights-run.ts";
 import { evaluateAlarms, filterMatches } from "./alarm-evaluator.ts";
 import { type DrillReport, formatReport, runDrill } from "./drill.ts";
 import { drillProblems, INTENDED, recordedProblems } from "./drill-checks.ts";
@@ -97,6 +99,27 @@ describe("incident drill", () => {
       6 * 3 + 1,
     );
     expect(evaluate(QUERIES.InvocationFailures, report.events)).toEqual([]);
+  });
+});
+
+describe("the drill's queries, read two ways", () => {
+  it("finds the same rows by running each catalog query's text and by evaluating its spec", () => {
+    const norm = (rows: { field: string; value: string }[][]) =>
+      rows
+        .map((r) =>
+          JSON.stringify(
+            r.filter((f) => f.value !== "").sort((a, b) => a.field.localeCompare(b.field)),
+          ),
+        )
+        .sort();
+    let nonEmpty = 0;
+    for (const spec of Object.values(QUERIES)) {
+      if (spec.shape !== "hosts" && spec.shape !== "invocations") continue;
+      const byText = runQuery(renderQuery(spec), report.events);
+      expect(norm(byText), spec.id).toEqual(norm(evaluate(spec, report.events)));
+      if (byText.length > 0) nonEmpty++;
+    }
+    expect(nonEmpty).toBeGreaterThanOrEqual(3); // hosts-by-error, hang-hosts, auth-timeout-hosts, …
   });
 });
 

@@ -1,7 +1,7 @@
 /**
  * A checker for the CloudWatch Logs Insights query language (Logs Insights QL), the subset this
  * project writes and a little more: a query the service would refuse (or silently read another
- * way) fails here first. It parses, it does not run: `logs-insights.ts` evaluates.
+ * way) fails here first. It parses; `logs-insights-run.ts` runs the parsed commands.
  *
  * Grammar (AWS, "CloudWatch Logs Insights language query syntax", CWL_QuerySyntax*):
  *
