@@ -137,6 +137,33 @@ describe("every query the project ships", () => {
     }
   });
 
+  it("reads a dashboard's log widgets (SOURCE prefix dropped) and finds none in ours today", () => {
+    const body = {
+      widgets: [
+        { type: "metric", properties: { title: "m" } },
+        {
+          type: "log",
+          properties: {
+            title: "hangs",
+            query: "SOURCE 'a' | SOURCE 'b' | fields @message | limit 5",
+          },
+        },
+      ],
+    };
+    const t = {
+      Resources: {
+        D: {
+          Type: "AWS::CloudWatch::Dashboard",
+          Properties: { DashboardBody: { "Fn::Join": ["", [JSON.stringify(body)]] } },
+        },
+      },
+    };
+    expect(dashboardQueries(t)).toEqual([
+      { where: 'D widget "hangs"', text: "fields @message | limit 5" },
+    ]);
+    expect(dashboardQueries(template)).toEqual([]);
+  });
+
   it("marks doc blocks by their fence only", () => {
     const md = "```logs-insights\nfields a\n```\n\n```sh\nfilter x\n```\n\n~~~cwl\nlimit 1\n~~~\n";
     expect(markdownQueries(md, "x.md").map((q) => q.text)).toEqual(["fields a", "limit 1"]);
