@@ -1,7 +1,6 @@
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { CfnOutput, Duration, Stack, type StackProps, Validations } from "aws-cdk-lib";
-import type * as apigw from "aws-cdk-lib/aws-apigateway";
 import * as ec2 from "aws-cdk-lib/aws-ec2";
 import type * as kms from "aws-cdk-lib/aws-kms";
 import type * as lambda from "aws-cdk-lib/aws-lambda";
@@ -235,6 +234,10 @@ export class BoundedSshStack extends Stack {
       integrationTimeout: api.integrationTimeout,
       throttlingRateLimit: props.apiThrottle?.rateLimit,
       throttlingBurstLimit: props.apiThrottle?.burstLimit,
+      // The name the ApiEdge alarms' ApiName dimension reads: renaming only the L1 afterwards
+      // left them watching "Api", an API that does not exist (found by the drill's page
+      // scenario, which takes the name from the template's RestApi).
+      ...(names ? { restApiName: names.restApi } : {}),
     });
     this.workflows = new Workflows(this, "Workflows", {
       handler: this.taskFunction.function,
@@ -356,7 +359,6 @@ export class BoundedSshStack extends Stack {
     }
     (this.api.accessLogs.node.defaultChild as logs.CfnLogGroup).logGroupName =
       names.apiAccessLogGroup;
-    (this.api.api.node.defaultChild as apigw.CfnRestApi).name = names.restApi;
     for (const [route, enrichment] of Object.entries(this.monitoring.enrichments)) {
       const name = names.routeEnrichmentFunction(route as keyof typeof this.monitoring.enrichments);
       (enrichment.function.node.defaultChild as lambda.CfnFunction).functionName = name;

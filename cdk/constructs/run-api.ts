@@ -22,6 +22,11 @@ export interface RunApiProps {
   readonly logRetention?: logs.RetentionDays;
   /** @default "v1" */
   readonly stageName?: string;
+  /**
+   * The REST API's name. Set here, never on the L1 afterwards: API Gateway's metrics (and the
+   * ApiEdge alarms reading them) carry it as the `ApiName` dimension. @default the construct id
+   */
+  readonly restApiName?: string;
 }
 
 /**
@@ -62,6 +67,7 @@ export class RunApi extends Construct {
     });
 
     this.api = new apigw.RestApi(this, "Api", {
+      ...(props.restApiName ? { restApiName: props.restApiName } : {}),
       description: "bounded-ssh: bounded remote command execution over SSH",
       endpointTypes: [apigw.EndpointType.REGIONAL],
       // Stage logging needs the account-level CloudWatch role.

@@ -93,6 +93,22 @@ describe("alarms", () => {
     expect(otherDims.fired).toEqual([]);
   });
 
+  it("reads only datums of the unit an alarm names (CloudWatch: another unit is no data)", () => {
+    const t = alarm({
+      Namespace: "N",
+      MetricName: "M",
+      Statistic: "Sum",
+      Period: 300,
+      Unit: "Count",
+    });
+    const counted = { ...datum("M", 2), unit: "Count" };
+    const seconds = { ...datum("M", 2), unit: "Seconds" };
+    expect(evaluateAlarms(t, [counted], [], T0, T0 + 20).fired).toEqual(["a", "p"]);
+    expect(evaluateAlarms(t, [seconds, datum("M", 2)], [], T0, T0 + 20).fired).toEqual([]);
+    const any = alarm({ Namespace: "N", MetricName: "M", Statistic: "Sum", Period: 300 });
+    expect(evaluateAlarms(any, [seconds], [], T0, T0 + 20).fired).toEqual(["a", "p"]);
+  });
+
   it("evaluates math with FILL/IF and missing data", () => {
     const t = alarm({
       Metrics: [

@@ -7,7 +7,8 @@
  * - Contributor Insights rules (JSON log rules, `In` and `NotIn` filters, `UniqueContributors`);
  * - alarms on one metric (`Sum`, `Maximum`, `Minimum`, `Average`, `SampleCount`) or on metric
  *   math (`+ - * /`, comparisons, `AND`/`OR`, `IF`, `FILL`, `MAX([…])`, `INSIGHT_RULE_METRIC`);
- * - `EvaluationPeriods`, `DatapointsToAlarm`, `TreatMissingData`;
+ * - `EvaluationPeriods`, `DatapointsToAlarm`, `TreatMissingData`, `Unit` (an alarm naming a
+ *   unit reads only datums published with it);
  * - metric math over other expressions (`ReturnData: false` ids);
  * - composite alarms (`ALARM("…") OR …`), their actions and `ActionsSuppressor`.
  *
@@ -25,6 +26,8 @@ export interface Datum {
   dimensions: Record<string, string>;
   value: number;
   timestamp: number;
+  /** As published (EMF `Unit`); an alarm that names a unit reads only datums of that unit. */
+  unit?: string;
 }
 
 type Cfn = Record<string, unknown>;
@@ -396,6 +399,8 @@ interface MetricRef {
   dimensions: Record<string, string>;
   stat: string;
   period: number;
+  /** The alarm's `Unit`: only datums published with it count (CloudWatch: else no data). */
+  unit?: string;
 }
 
 function statistic(stat: string, values: number[]): Value {
@@ -486,6 +491,7 @@ export function evaluateAlarms(
               d.namespace === ref.namespace &&
               d.name === ref.name &&
               sameDims(ref.dimensions, d.dimensions) &&
+              (ref.unit === undefined || d.unit === ref.unit) &&
               d.timestamp >= start &&
               d.timestamp < end,
           )
@@ -498,6 +504,7 @@ export function evaluateAlarms(
         dimensions: dims(p.Dimensions),
         stat: String(p.Statistic),
         period,
+        ...(p.Unit ? { unit: String(p.Unit) } : {}),
       };
       valueAt = (s, e) => metricValue(ref, s, e);
     } else {
@@ -510,6 +517,7 @@ export function evaluateAlarms(
           Metric: { Namespace: string; MetricName: string; Dimensions?: unknown };
           Period: number;
           Stat: string;
+          Unit?: string;
         };
       }[];
       const refs = new Map<string, MetricRef>();
@@ -523,6 +531,7 @@ export function evaluateAlarms(
             dimensions: dims(q.MetricStat.Metric.Dimensions),
             stat: q.MetricStat.Stat,
             period: q.MetricStat.Period,
+            ...(q.MetricStat.Unit ? { unit: q.MetricStat.Unit } : {}),
           });
           period ||= q.MetricStat.Period;
         } else if (q.Expression && q.ReturnData !== false) {

@@ -11,6 +11,7 @@
  * handler writes lines and datums of this shape; this file proves what the alarms do with a
  * night of them.
  */
+import { METRIC_UNIT } from "../../lib/metrics.ts";
 import type { LogEvent } from "../helpers/logs-insights.ts";
 import { type AlarmResult, type Datum, evaluateAlarms } from "./alarm-evaluator.ts";
 
@@ -38,6 +39,17 @@ export interface Notification {
   topic: string;
 }
 
+/**
+ * The unit a datum is published with, as the handler's EMF (`METRIC_UNIT`) and AWS's own
+ * metrics carry it: alarms that name a unit read only datums of that unit.
+ */
+function unitOf(ours: boolean, name: string): string {
+  if (ours) return (METRIC_UNIT as Record<string, string>)[name] ?? "Count";
+  return name === "Duration" || name === "IntegrationLatency" || name === "Latency"
+    ? "Milliseconds"
+    : "Count";
+}
+
 /** Builds the night's lines and datums. */
 export class NightData {
   readonly events: LogEvent[] = [];
@@ -62,7 +74,14 @@ export class NightData {
     const key = JSON.stringify([namespace, name, dimensions, minute]);
     const d = this.sums.get(key);
     if (!d) {
-      this.sums.set(key, { namespace, name, dimensions, value, timestamp: minute });
+      this.sums.set(key, {
+        namespace,
+        name,
+        dimensions,
+        value,
+        timestamp: minute,
+        unit: unitOf(namespace === this.ids.namespace, name),
+      });
       return;
     }
     const how = opts.how ?? "sum";

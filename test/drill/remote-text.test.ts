@@ -129,6 +129,7 @@ async function invoke(port: number, into: Captured): Promise<void> {
       dimensions: { FunctionName: ids.taskFunction },
       value,
       timestamp: t0,
+      unit: name === "Duration" ? "Milliseconds" : "Count",
     });
   lambda("Invocations", 1);
   try {
@@ -183,6 +184,7 @@ async function invoke(port: number, into: Captured): Promise<void> {
         dimensions: d.dimensions,
         value: d.value,
         timestamp: t0,
+        unit: d.unit,
       });
     }
   }
@@ -290,6 +292,7 @@ describe("no remote text changes any alarm", () => {
       dimensions: {},
       value: -5,
       timestamp: Date.now(),
+      unit: "Milliseconds",
     };
     const ev = evaluate({ ...captured, datums: [...captured.datums, slack] }, origin);
     expect(ev.alarms.find((a) => a.name === OVERRUN)?.state).toBe("ALARM");

@@ -4,17 +4,18 @@
  *
  * - CloudWatch Logs, AWS JSON 1.1 (`X-Amz-Target: Logs_20140328.StartQuery` /
  *   `GetQueryResults` / `StopQuery`). Queries are answered from captured lines with
- *   `logs-insights.ts`; a query text that is not one of the catalog's is rejected the way the
- *   service rejects a malformed query (`MalformedQueryException`).
+ *   the query TEXT itself: parsed by `logs-insights-grammar.ts` (an invalid one is refused the
+ *   way the service refuses it, `MalformedQueryException` with the checker's message) and run
+ *   by `logs-insights-run.ts`; nothing is looked up by its text.
  * - SNS `Publish`, awsQuery (form-encoded request, XML response) — what
  *   @aws-sdk/client-sns 3.1169 sends.
  */
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
-import { QUERIES } from "../../operations/alarm-catalog.ts";
-import { type QuerySpec, renderQuery } from "../../operations/queries.ts";
-import { evaluate, type LogEvent } from "./logs-insights.ts";
+import type { LogEvent, ResultRow } from "./logs-insights.ts";
+import { checkQuery } from "./logs-insights-grammar.ts";
+import { runQuery } from "./logs-insights-run.ts";
 
 /** Test clients: any static credentials, one region, no retries waiting on backoff. */
 export const FAKE_CLIENT_CONFIG = {
@@ -73,8 +74,7 @@ export type LogsBehaviour =
   | "fail";
 
 interface RunningQuery {
-  spec: QuerySpec;
-  rows: ReturnType<typeof evaluate>;
+  rows: ResultRow[];
   polls: number;
 }
 
@@ -91,6 +91,8 @@ export class FakeLogs extends HttpFake {
     endTime: number;
   }[] = [];
   readonly stopped: string[] = [];
+  /** Query texts refused with MalformedQueryException, and why. */
+  readonly refused: string[] = [];
   readonly #queries = new Map<string, RunningQuery>();
 
   static async start(): Promise<FakeLogs> {
@@ -112,9 +114,12 @@ export class FakeLogs extends HttpFake {
           return;
         }
         const queryString = input.queryString as string;
-        const spec = Object.values(QUERIES).find((s) => renderQuery(s) === queryString);
-        if (!spec) {
-          reply(400, { __type: "MalformedQueryException", message: "unknown query" });
+        // The grammar first, as the service parses before it runs: an invalid query is refused
+        // whatever its text (logs-insights-grammar.ts).
+        const invalid = checkQuery(queryString);
+        if (invalid.length > 0) {
+          this.refused.push(queryString);
+          reply(400, { __type: "MalformedQueryException", message: invalid.join("; ") });
           return;
         }
         const groups = input.logGroupNames as string[];
@@ -128,11 +133,16 @@ export class FakeLogs extends HttpFake {
             e.timestamp <= endTime * 1000,
         );
         const queryId = randomUUID();
-        this.#queries.set(queryId, {
-          spec,
-          rows: evaluate(spec, inWindow, input.limit as number | undefined),
-          polls: 0,
-        });
+        let rows: ResultRow[];
+        try {
+          // The text itself is run (logs-insights-run.ts): what it says is what it finds.
+          rows = runQuery(queryString, inWindow, input.limit as number | undefined);
+        } catch (err) {
+          this.refused.push(queryString);
+          reply(400, { __type: "MalformedQueryException", message: (err as Error).message });
+          return;
+        }
+        this.#queries.set(queryId, { rows, polls: 0 });
         reply(200, { queryId });
         return;
       }

@@ -4,8 +4,8 @@
  * `GetQueryResults` does (`[{ field, value }]`). It implements exactly what the rendered text
  * says (JSON field discovery, `=`/`in`/`ispresent`/`<`/`>`, the `not ispresent(type) and
  * @message like /re/` branch, `stats count(*), min/max(@timestamp) by …`, sort, limit); it
- * does not parse arbitrary query text. The fake Logs endpoint maps a received query string to
- * its spec by comparing it with `renderQuery(spec)`.
+ * does not parse query text: the fake Logs endpoint runs the text itself
+ * (`logs-insights-run.ts`), and a test holds the two readings to the same rows.
  */
 import { AUDIT_TYPE, AUDIT_FIELDS as F, readField } from "../../operations/audit-fields.ts";
 import {
