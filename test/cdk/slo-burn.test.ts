@@ -10,6 +10,7 @@ import type { Construct } from "constructs";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ROUTES, type Severity } from "../../operations/alarm-catalog.ts";
 import { type AlarmResult, type Datum, evaluateAlarms, resolve } from "../drill/alarm-evaluator.ts";
+import { unitOf } from "../drill/night.ts";
 import type { LogEvent } from "../helpers/logs-insights.ts";
 import { synth } from "./synth.ts";
 
@@ -88,8 +89,10 @@ class Traffic {
     const dimensions = opts.dimensions ?? {};
     const key = JSON.stringify([namespace, name, dimensions, minute]);
     const d = this.sums.get(key);
-    if (!d) this.sums.set(key, { namespace, name, dimensions, value, timestamp: minute });
-    else d.value = opts.max ? Math.max(d.value, value) : d.value + value;
+    if (!d) {
+      const unit = unitOf(namespace === ids.namespace, name);
+      this.sums.set(key, { namespace, name, dimensions, value, timestamp: minute, unit });
+    } else d.value = opts.max ? Math.max(d.value, value) : d.value + value;
   }
 
   /**

@@ -43,7 +43,7 @@ export interface Notification {
  * The unit a datum is published with, as the handler's EMF (`METRIC_UNIT`) and AWS's own
  * metrics carry it: alarms that name a unit read only datums of that unit.
  */
-function unitOf(ours: boolean, name: string): string {
+export function unitOf(ours: boolean, name: string): string {
   if (ours) return (METRIC_UNIT as Record<string, string>)[name] ?? "Count";
   return name === "Duration" || name === "IntegrationLatency" || name === "Latency"
     ? "Milliseconds"
