@@ -30,6 +30,14 @@ import {
   measureRetainedHeap,
 } from "./concurrency.ts";
 import { loadBaseEngine, loadEngine, loadWrapper } from "./engine.ts";
+import {
+  buildGoClient,
+  GO_INSTALL_COMMAND,
+  type GoClient,
+  GoClientUnavailable,
+  type GoRun,
+  startGoClient,
+} from "./go-client.ts";
 import { measureLatency, rawSsh2Client } from "./latency.ts";
 import { KEBAB, measurePatterns } from "./patterns.ts";
 import { measurePrecision, PRECISION_BUDGET_MS } from "./precision.ts";
@@ -43,7 +51,7 @@ import {
   TARGET_COMMAND,
   targetCpuClients,
 } from "./target-cpu.ts";
-import { measureThroughput } from "./throughput.ts";
+import { measureThroughput, THROUGHPUT_BYTES } from "./throughput.ts";
 
 const SECTIONS = [
   "latency",
@@ -60,8 +68,10 @@ type Section = (typeof SECTIONS)[number];
 const HELP = `
 usage: npm run bench [-- <section> …]
 
-Every figure beside its anchor (OpenSSH client, raw ssh2, node-ssh, …) measured in the same
-run, as a ratio, against a real sshd on loopback; prints a Markdown table.
+Every figure beside its anchor (OpenSSH client, raw ssh2, node-ssh, a Go x/crypto/ssh client,
+…) measured in the same run, as a ratio, against a real sshd on loopback; prints a Markdown
+table. The Go client (bench/go/) is built offline into .bench/go/ from Debian's packages
+(${GO_INSTALL_COMMAND}); when it cannot be built, its rows say why and the bench exits 1.
 sections: ${SECTIONS.join(", ")} (default: all)
 
 cost: ~4 min for all sections on a quiet 2-core machine, both cores busy (it measures: run it
@@ -99,6 +109,19 @@ const row = (r: Partial<Row> & Pick<Row, "section" | "measure" | "value">) =>
   rows.push({ anchor: "", ratio: "", target: "", met: "", ...r });
 const ok = (b: boolean) => (b ? "yes" : "**no**");
 
+/** The Go anchor's name in every row. */
+const GO = "Go x/crypto/ssh client";
+/** The Go anchor's binary, or why it is unavailable (said in its rows, on stderr, exit 1). */
+let goBinary: { path: string } | { error: string } | undefined;
+const goUnavailable = () =>
+  goBinary && "error" in goBinary ? `**unavailable: ${goBinary.error}**` : undefined;
+/** Starts the Go anchor against `srv`, or undefined when it could not be built. */
+const startGo = (srv: SshdServer): GoClient | undefined =>
+  goBinary && "path" in goBinary ? startGoClient(goBinary.path, srv) : undefined;
+/** A row saying loudly that the Go anchor is missing. */
+const goMissingRow = (section: string, measure: string) =>
+  row({ section, measure, value: goUnavailable() ?? "", met: "**no**" });
+
 /** CPU ms used by sshd and its reaped children (per-session processes) so far. */
 const sshdCpuMs = (srv: SshdServer): number => processTreeCpuMs(srv.pid);
 
@@ -114,6 +137,16 @@ async function main({ positionals }: CliArgs): Promise<void> {
   (globalThis as { gc?: () => void }).gc = vm.runInNewContext("gc") as () => void;
   const engine = await loadEngine();
   const t0 = performance.now();
+  if (run("latency") || run("throughput") || run("concurrency")) {
+    try {
+      goBinary = { path: await buildGoClient() };
+    } catch (err) {
+      if (!(err instanceof GoClientUnavailable)) throw err;
+      goBinary = { error: err.message };
+      console.error(`\nbench: ${GO} ANCHOR UNAVAILABLE — ${err.message}\n`);
+      process.exitCode = 1;
+    }
+  }
   let single = Number.NaN;
 
   if (run("latency") || run("precision") || run("throughput")) {
@@ -122,7 +155,13 @@ async function main({ positionals }: CliArgs): Promise<void> {
       if (run("latency")) {
         const cpu0 = process.cpuUsage();
         const sshd0 = sshdCpuMs(srv);
-        const lat = await measureLatency(engine, srv, ROUNDS);
+        const go = startGo(srv);
+        let lat: Awaited<ReturnType<typeof measureLatency>>;
+        try {
+          lat = await measureLatency(engine, srv, ROUNDS, go ? { [GO]: () => go.session() } : {});
+        } finally {
+          await go?.close();
+        }
         const cpu = process.cpuUsage(cpu0);
         const sshdCpu = sshdCpuMs(srv) - sshd0;
         raw.latency = lat;
@@ -140,6 +179,7 @@ async function main({ positionals }: CliArgs): Promise<void> {
         const anchors: Array<[string, string, ((r: number) => boolean) | undefined, string]> = [
           ["OpenSSH client", "≤ 0.12×", (r) => r <= 0.12, "process per session"],
           ["ssh2 tuned", "≤ 0.8×", (r) => r <= 0.8, "TCP_NODELAY sock, publickey only"],
+          [GO, "", undefined, "one long-lived Go process, x/crypto defaults, time taken in Go"],
           ["OpenSSH client (curve25519 kex)", "", undefined, ""],
           ["node-ssh 13", "", undefined, ""],
           ["ssh2 default", "", undefined, ""],
@@ -150,6 +190,10 @@ async function main({ positionals }: CliArgs): Promise<void> {
           ["engine keepalive:false", "", undefined, ""],
         ];
         for (const [name, target, pass, note] of anchors) {
+          if (name === GO && goUnavailable()) {
+            goMissingRow("latency", `engine ÷ ${GO}`);
+            continue;
+          }
           const a = m(name);
           row({
             section: "latency",
@@ -173,7 +217,7 @@ async function main({ positionals }: CliArgs): Promise<void> {
         });
         row({
           section: "latency",
-          measure: "CPU per session over all clients: this process / sshd (incl. its children)",
+          measure: `CPU per session over all clients: this process / sshd (incl. its children)${goUnavailable() ? "" : ` (the ${GO}'s own CPU not included)`}`,
           value: `${ms((cpu.user + cpu.system) / 1000 / sessions)} ms`,
           anchor: `${ms(sshdCpu / sessions)} ms`,
         });
@@ -222,7 +266,26 @@ async function main({ positionals }: CliArgs): Promise<void> {
       }
       if (run("throughput")) {
         if (!Number.isFinite(single)) single = Number.NaN;
-        const tp = await measureThroughput(engine, srv, Number(process.env.BENCH_TP_ROUNDS ?? 5));
+        const go = startGo(srv);
+        let tp: Awaited<ReturnType<typeof measureThroughput>>;
+        try {
+          tp = await measureThroughput(
+            engine,
+            srv,
+            Number(process.env.BENCH_TP_ROUNDS ?? 5),
+            go
+              ? {
+                  [GO]: {
+                    drain: () =>
+                      go.session(`head -c ${THROUGHPUT_BYTES} /dev/zero`, THROUGHPUT_BYTES),
+                    true: () => go.session(),
+                  },
+                }
+              : {},
+          );
+        } finally {
+          await go?.close();
+        }
         raw.throughput = tp;
         const r = tp.engineMBps / tp.opensshMBps;
         row({
@@ -234,6 +297,16 @@ async function main({ positionals }: CliArgs): Promise<void> {
           target: "≥ 0.8×",
           met: ok(r >= 0.8),
         });
+        const goTp = tp.anchors[GO];
+        if (goTp) {
+          row({
+            section: "throughput",
+            measure: `drain 100 MB stdout: engine ÷ ${GO} (same rounds, handshake subtracted; the Go client ÷ OpenSSH ${ratio(goTp.MBps / tp.opensshMBps)})`,
+            value: `${ms(tp.engineMBps)} MB/s`,
+            anchor: `${ms(goTp.MBps)} MB/s Go`,
+            ratio: ratio(tp.engineMBps / goTp.MBps),
+          });
+        } else goMissingRow("throughput", `drain 100 MB stdout: engine ÷ ${GO}`);
         const rs = tp.spilledMBps / tp.engineMBps;
         row({
           section: "throughput",
@@ -335,12 +408,28 @@ async function main({ positionals }: CliArgs): Promise<void> {
         const floor = cpuFloorMs(c.clientCpuMs, sshdCpu, cores);
         const rawSshd0 = await sshdCpuMs();
         const rawRun = await measureConcurrentClient(rawSsh2Client(srv, { tuned: true }), n);
-        const rawFloor = cpuFloorMs(rawRun.clientCpuMs, (await sshdCpuMs()) - rawSshd0, cores);
+        const rawSshdCpu = (await sshdCpuMs()) - rawSshd0;
+        const rawFloor = cpuFloorMs(rawRun.clientCpuMs, rawSshdCpu, cores);
+        // The Go client the same way: n sessions at once from one Go process (goroutines).
+        const go = startGo(srv);
+        let goRun: (GoRun & { sshdCpuMs: number; floorMs: number }) | undefined;
+        if (go) {
+          try {
+            const goSshd0 = await sshdCpuMs();
+            const r = await go.run(n, "true");
+            const goSshdCpu = (await sshdCpuMs()) - goSshd0;
+            goRun = { ...r, sshdCpuMs: goSshdCpu, floorMs: cpuFloorMs(r.cpuMs, goSshdCpu, cores) };
+          } finally {
+            await go.close();
+          }
+        }
         raw[`concurrency${n}`] = {
           ...(raw[`concurrency${n}`] as object),
           cores,
           floorMs: floor,
-          rawSsh2: { ...rawRun, floorMs: rawFloor },
+          rawSsh2: { ...rawRun, sshdCpuMs: rawSshdCpu, floorMs: rawFloor },
+          go: goRun ? { ...goRun, ms: undefined, bytes: undefined } : goUnavailable(),
+          load: os.loadavg(),
         };
         row({
           section: "concurrency",
@@ -353,12 +442,39 @@ async function main({ positionals }: CliArgs): Promise<void> {
         });
         row({
           section: "concurrency",
-          measure: `${n} at once: CPU per session, this process / sshd (${meter.method})`,
-          value: `${ms(c.clientCpuMs / n)} ms`,
-          anchor: `${ms(sshdCpu / n)} ms`,
-          ratio: "",
-          target: "",
+          measure: `${n} at once: CPU per session, this process / sshd (${meter.method}); anchor: tuned raw ssh2's sshd CPU per session`,
+          value: `${ms(c.clientCpuMs / n)} / ${ms(sshdCpu / n)} ms`,
+          anchor: `${ms(rawSshdCpu / n)} ms`,
+          ratio: ratio(sshdCpu / rawSshdCpu),
         });
+        const clientCpu = c.clientCpuMs / n;
+        const rawCpu = rawRun.clientCpuMs / n;
+        row({
+          section: "concurrency",
+          measure: `${n} at once: client CPU per session (this process, user + system): engine ÷ tuned raw ssh2`,
+          value: `${ms(clientCpu)} ms`,
+          anchor: `${ms(rawCpu)} ms`,
+          ratio: ratio(clientCpu / rawCpu),
+          target: "≤ 0.8×",
+          met: ok(clientCpu / rawCpu <= 0.8),
+        });
+        if (goRun) {
+          const goCpu = goRun.cpuMs / n;
+          row({
+            section: "concurrency",
+            measure: `${n} at once: client CPU per session: engine ÷ ${GO} (its whole process, getrusage)`,
+            value: `${ms(clientCpu)} ms`,
+            anchor: `${ms(goCpu)} ms`,
+            ratio: ratio(clientCpu / goCpu),
+          });
+          row({
+            section: "concurrency",
+            measure: `${n} at once: ${GO}: wall ÷ its CPU floor ((Go + sshd CPU) ÷ ${cores} cores); anchor: completed, sshd CPU per session`,
+            value: `${ms(goRun.wallMs)} ms ÷ ${ms(goRun.floorMs)} ms`,
+            anchor: `${goRun.ms.length}/${n}, ${ms(goRun.sshdCpuMs / n)} ms${goRun.failures.length ? `; ${goRun.failures[0]}` : ""}`,
+            ratio: ratio(goRun.wallMs / goRun.floorMs),
+          });
+        } else goMissingRow("concurrency", `${n} at once: client CPU per session: engine ÷ ${GO}`);
         row({
           section: "concurrency",
           measure: `${n} at once: heap per session (peak heapUsed − baseline) ÷ n, garbage included (depends on when V8 collects)`,
