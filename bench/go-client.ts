@@ -30,7 +30,6 @@ export const GO_SOURCE_DIR = path.join(import.meta.dirname, "go");
 /** Default build directory (binary + Go build cache), ignored by git. */
 export const GO_BUILD_DIR = path.join(import.meta.dirname, "..", ".bench", "go");
 
-const X_CRYPTO_SSH = path.join(DEBIAN_GOPATH, "src", "golang.org", "x", "crypto", "ssh");
 const BUILD_TIMEOUT_MS = 180_000;
 /** One request's ceiling (500 sessions at once on a loaded 2-core machine take ~10–30 s). */
 const RUN_TIMEOUT_MS = 600_000;
@@ -49,11 +48,11 @@ function goBinary(): string | undefined {
 }
 
 /** The environment of an offline GOPATH-mode build against Debian's packaged sources. */
-function goEnv(buildDir: string): NodeJS.ProcessEnv {
+function goEnv(buildDir: string, gopath: string): NodeJS.ProcessEnv {
   return {
     ...process.env,
     GO111MODULE: "off",
-    GOPATH: DEBIAN_GOPATH,
+    GOPATH: gopath,
     GOFLAGS: "",
     GOPROXY: "off",
     GOTOOLCHAIN: "local",
@@ -66,12 +65,17 @@ function goEnv(buildDir: string): NodeJS.ProcessEnv {
 /**
  * Builds bench/go into `buildDir` (default `.bench/go/`) and returns the binary's path. Go's
  * build cache lives beside it, so a rebuild with unchanged sources takes well under a second.
+ * `gopath` is where golang.org/x/crypto is looked for (default Debian's {@link DEBIAN_GOPATH}).
  */
-export async function buildGoClient(buildDir = GO_BUILD_DIR): Promise<string> {
+export async function buildGoClient(
+  buildDir = GO_BUILD_DIR,
+  { gopath = DEBIAN_GOPATH }: { gopath?: string } = {},
+): Promise<string> {
   const go = goBinary();
+  const xCryptoSsh = path.join(gopath, "src", "golang.org", "x", "crypto", "ssh");
   const missing = [
     ...(go ? [] : ["golang-go (no `go` on the PATH)"]),
-    ...(existsSync(X_CRYPTO_SSH) ? [] : [`golang-golang-x-crypto-dev (no ${X_CRYPTO_SSH})`]),
+    ...(existsSync(xCryptoSsh) ? [] : [`golang-golang-x-crypto-dev (no ${xCryptoSsh})`]),
   ];
   if (missing.length > 0 || !go) {
     throw new GoClientUnavailable(
@@ -83,7 +87,7 @@ export async function buildGoClient(buildDir = GO_BUILD_DIR): Promise<string> {
   try {
     await execFileAsync(go, ["build", "-o", binary, "."], {
       cwd: GO_SOURCE_DIR,
-      env: goEnv(buildDir),
+      env: goEnv(buildDir, gopath),
       timeout: BUILD_TIMEOUT_MS,
       killSignal: "SIGKILL",
       maxBuffer: 4 * 2 ** 20,
@@ -94,7 +98,7 @@ export async function buildGoClient(buildDir = GO_BUILD_DIR): Promise<string> {
       ? `timed out after ${BUILD_TIMEOUT_MS / 1000} s`
       : (e.stderr?.trim() ?? "") || e.message;
     throw new GoClientUnavailable(
-      `the Go anchor failed to build (GO111MODULE=off GOPATH=${DEBIAN_GOPATH} go build in bench/go): ${why}`,
+      `the Go anchor failed to build (GO111MODULE=off GOPATH=${gopath} go build in bench/go): ${why}`,
     );
   }
   return binary;
