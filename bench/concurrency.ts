@@ -4,7 +4,7 @@
  * session = (peak heapUsed − baseline after GC) / N.
  */
 import { readFileSync } from "node:fs";
-import { monitorEventLoopDelay } from "node:perf_hooks";
+import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import v8 from "node:v8";
 import type { SshdServer } from "../test/helpers/sshd.ts";
 import type { Engine } from "./engine.ts";
@@ -25,6 +25,7 @@ export interface ConcurrencyResult {
   machine: MachineCpu;
   /** This process's event-loop delay during the wall time. */
   loopDelay: LoopDelay;
+  mainThread: MainThread;
 }
 
 /** All cores' time over an interval, from /proc/stat (10 ms resolution), in ms. */
@@ -39,6 +40,18 @@ export interface LoopDelay {
   p50: number;
   p99: number;
   max: number;
+}
+
+/**
+ * This process's main thread over an interval (ms): the event loop idle in its poll phase
+ * (nothing to run: waiting for the network, sshd or a timer), or active; of the active time,
+ * on a core (the thread's own CPU) or not (runnable, but the kernel gave the core to another
+ * task: the wait for a core on a busy machine).
+ */
+export interface MainThread {
+  loopIdleMs: number;
+  loopActiveMs: number;
+  cpuMs: number;
 }
 
 /** The machine's busy and idle CPU ms so far (all cores summed), from /proc/stat's `cpu` line. */
@@ -56,15 +69,26 @@ export function machineCpuNow(): MachineCpu {
 }
 
 /** Measures the machine's cores and this process's loop delay from now until `stop()`. */
-export function watchMachine(): { stop(): { machine: MachineCpu; loopDelay: LoopDelay } } {
+export function watchMachine(): {
+  stop(): { machine: MachineCpu; loopDelay: LoopDelay; mainThread: MainThread };
+} {
   const m0 = machineCpuNow();
   const loop = monitorEventLoopDelay({ resolution: 10 });
   loop.enable();
+  const elu0 = performance.eventLoopUtilization();
+  // Node ≥ 23.9 (the bench runs on the `node` devDependency, 24): the main thread alone.
+  const threadCpu = () => {
+    const t = typeof process.threadCpuUsage === "function" ? process.threadCpuUsage() : undefined;
+    return t ? (t.user + t.system) / 1000 : Number.NaN;
+  };
+  const t0 = threadCpu();
   return {
     stop() {
       loop.disable();
+      const elu = performance.eventLoopUtilization(elu0);
       const m1 = machineCpuNow();
       return {
+        mainThread: { loopIdleMs: elu.idle, loopActiveMs: elu.active, cpuMs: threadCpu() - t0 },
         machine: { busyMs: m1.busyMs - m0.busyMs, idleMs: m1.idleMs - m0.idleMs },
         loopDelay: {
           p50: loop.percentile(50) / 1e6,
@@ -139,6 +163,7 @@ export async function measureConcurrentClient(
   failures: number;
   machine: MachineCpu;
   loopDelay: LoopDelay;
+  mainThread: MainThread;
 }> {
   const cpu0 = process.cpuUsage();
   const watch = watchMachine();

@@ -13,7 +13,7 @@
  */
 
 import { execFileSync } from "node:child_process";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { monitorEventLoopDelay } from "node:perf_hooks";
@@ -28,6 +28,7 @@ import {
   cpuFloorMs,
   type LoopDelay,
   type MachineCpu,
+  type MainThread,
   measureConcurrency,
   measureConcurrentClient,
   measureRetainedHeap,
@@ -92,6 +93,9 @@ environment:
   BENCH_FAULT_RUNS      precision runs per fault (default 12)
   BENCH_TP_ROUNDS       throughput rounds (default 5)
   BENCH_CONC_ROUNDS     concurrency rounds of engine, raw ssh2 and Go at each N (default 3)
+  BENCH_CONC_NICE       e.g. -10: this process's scheduler autogroup nice during each
+                        concurrency batch (Linux, root for < 0): sshd runs every connection
+                        in a session (autogroup) of its own; see docs/benchmarks.md
   BENCH_SPAWNS          cold-start spawns (default 12)
   BENCH_JSON=<file>     where the raw samples go (default .bench/results.json)
 `;
@@ -128,6 +132,45 @@ const startGo = (srv: SshdServer): GoClient | undefined =>
 const goMissingRow = (section: string, measure: string) =>
   row({ section, measure, value: goUnavailable() ?? "", met: "**no**" });
 
+/**
+ * `BENCH_CONC_NICE`: the nice of this process's scheduler autogroup during each concurrency
+ * batch, or undefined. With autogroup scheduling (Debian's default) every session (setsid)
+ * shares the cores as one group, and sshd puts every connection in a session of its own, so at
+ * N at once this whole process weighs as much as one of N sshd connections. The group's nice
+ * before is restored after each batch (the group is the shell session's too).
+ */
+function concurrencyNice(): { during: number; before: number } | undefined {
+  const v = process.env.BENCH_CONC_NICE;
+  if (v === undefined || v === "") return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < -20 || n > 19) {
+    throw new UsageError(`BENCH_CONC_NICE=${JSON.stringify(v)}: an integer from -20 to 19`);
+  }
+  let before: number;
+  try {
+    before = Number(/nice (-?\d+)/.exec(readFileSync("/proc/self/autogroup", "utf8"))?.[1]);
+  } catch {
+    before = Number.NaN;
+  }
+  if (!Number.isInteger(before)) {
+    throw new UsageError(
+      "BENCH_CONC_NICE needs Linux autogroup scheduling (/proc/self/autogroup, kernel.sched_autogroup_enabled=1)",
+    );
+  }
+  setAutogroupNice(before); // fails here, before any batch, when it cannot work
+  return { during: n, before };
+}
+
+function setAutogroupNice(n: number): void {
+  try {
+    writeFileSync("/proc/self/autogroup", String(n));
+  } catch (err) {
+    throw new UsageError(
+      `BENCH_CONC_NICE: cannot set this process's autogroup nice (${(err as Error).message}): it needs Linux autogroup scheduling (/proc/self/autogroup) and root for a negative value`,
+    );
+  }
+}
+
 /** CPU ms used by sshd and its reaped children (per-session processes) so far. */
 const sshdCpuMs = (srv: SshdServer): number => processTreeCpuMs(srv.pid);
 
@@ -141,6 +184,8 @@ async function main({ positionals }: CliArgs): Promise<void> {
   wanted = positionals;
   v8.setFlagsFromString("--expose-gc");
   (globalThis as { gc?: () => void }).gc = vm.runInNewContext("gc") as () => void;
+  // Checked before any measuring: a wrong setting fails at once.
+  const nice = run("concurrency") ? concurrencyNice() : undefined;
   const engine = await loadEngine();
   const t0 = performance.now();
   if (run("latency") || run("throughput") || run("concurrency")) {
@@ -388,13 +433,20 @@ async function main({ positionals }: CliArgs): Promise<void> {
       }
       const cores = os.availableParallelism();
       const rounds = Math.max(1, Number(process.env.BENCH_CONC_ROUNDS ?? 3));
+      const niceNote = nice === undefined ? "" : `, client autogroup nice ${nice.during}`;
       /** One batch of n at once: the client's own figures, then sshd's CPU once all are reaped. */
       const batch = async <T extends { clientCpuMs: number }>(
         go: () => Promise<T>,
       ): Promise<T & { sshdCpuMs: number; floorMs: number }> => {
         globalThis.gc?.(); // the previous batch's garbage is not this one's CPU
         const sshd0 = await sshdCpuMs();
-        const r = await go();
+        if (nice !== undefined) setAutogroupNice(nice.during);
+        let r: T;
+        try {
+          r = await go();
+        } finally {
+          if (nice !== undefined) setAutogroupNice(nice.before);
+        }
         const sshd = (await sshdCpuMs()) - sshd0;
         return { ...r, sshdCpuMs: sshd, floorMs: cpuFloorMs(r.clientCpuMs, sshd, cores) };
       };
@@ -470,7 +522,7 @@ async function main({ positionals }: CliArgs): Promise<void> {
         const rf = med(rawRuns, (e) => e.wallMs / e.floorMs);
         row({
           section: "concurrency",
-          measure: `${n} at once: wall ÷ CPU floor ((client + sshd CPU) ÷ ${cores} cores), median of ${rounds}; anchor: tuned raw ssh2's${goRuns.length ? `, and the ${GO}'s ${ratio(med(goRuns, (e) => e.wallMs / e.floorMs))}` : ""}`,
+          measure: `${n} at once: wall ÷ CPU floor ((client + sshd CPU) ÷ ${cores} cores), median of ${rounds}${niceNote}; anchor: tuned raw ssh2's${goRuns.length ? `, and the ${GO}'s ${ratio(med(goRuns, (e) => e.wallMs / e.floorMs))}` : ""}`,
           value: `${ms(wall)} ms ÷ ${ms(med(engineRuns, (e) => e.floorMs))} ms`,
           anchor: `${ms(med(rawRuns, (e) => e.wallMs))} ms ÷ ${ms(med(rawRuns, (e) => e.floorMs))} ms = ${ratio(rf)}`,
           ratio: ratio(ef),
@@ -494,6 +546,19 @@ async function main({ positionals }: CliArgs): Promise<void> {
           measure: `${n} at once: the cores over the wall (${cores} × wall, /proc/stat, medians): idle / other processes / client + sshd; anchor: tuned raw ssh2 the same${goRuns.length ? `; ${GO}: ${split(goRuns)}` : ""}`,
           value: split(engineRuns),
           anchor: split(rawRuns),
+        });
+        // Where the client's own thread spends the wall: nothing to run (waiting for sshd or
+        // the network), runnable without a core, or on a core.
+        const thread = (runs: Array<{ wallMs: number; mainThread: MainThread }>): string => {
+          const pc = (f: (t: MainThread) => number) =>
+            `${(100 * med(runs, (x) => f(x.mainThread) / x.wallMs)).toFixed(0)}%`;
+          return `nothing to run ${pc((t) => t.loopIdleMs)} · runnable, no core ${pc((t) => Math.max(0, t.loopActiveMs - t.cpuMs))} · on a core ${pc((t) => t.cpuMs)}`;
+        };
+        row({
+          section: "concurrency",
+          measure: `${n} at once: this process's main thread over the wall (event-loop idle / active − thread CPU / thread CPU, medians); anchor: tuned raw ssh2 the same`,
+          value: thread(engineRuns),
+          anchor: thread(rawRuns),
         });
         const sshdE = med(engineRuns, (e) => e.sshdCpuMs / n);
         const sshdR = med(rawRuns, (e) => e.sshdCpuMs / n);
