@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: every figure beside its anchor, measured in the same run, as a ratio.
  *
- *   npm run bench                       # everything (~4 min on 2 cores)
+ *   npm run bench                       # everything (~5 min on 2 cores)
  *   npm run bench -- latency precision  # some sections only
  *   BENCH_LIB=.bench/lib-try npm run bench -- latency   # a scratch copy of lib/
  *   BENCH_ROUNDS=30 (latency rounds)  BENCH_JSON=.bench/results.json (raw samples)
@@ -80,8 +80,9 @@ table. The Go client (bench/go/) is built offline into .bench/go/ from Debian's 
 when it cannot be built, its rows say why and the bench exits 1.
 sections: ${SECTIONS.join(", ")} (default: all)
 
-cost: ~4 min for all sections on a quiet 2-core machine, both cores busy (it measures: run it
-on a quiet machine); writes .bench/results.json (raw samples) and .bench/coldstart/ (bundles).
+cost: ~5 min for all sections on a quiet 2-core machine, both cores busy (it measures: run it
+on a quiet machine); writes .bench/results.json (raw samples), .bench/coldstart/ (bundles) and
+.bench/go/ (the Go anchor and its build cache).
 
 environment:
   BENCH_LIB=<dir>       a scratch copy of lib/ to measure instead (e.g. .bench/lib-try)
