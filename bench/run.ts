@@ -93,6 +93,7 @@ environment:
   BENCH_TARGET_AT       … of this many sessions at once (default 20)
   BENCH_FAULT_RUNS      precision runs per fault (default 12)
   BENCH_TP_ROUNDS       throughput rounds (default 5)
+  BENCH_GOPATH          where golang.org/x/crypto's source is (default /usr/share/gocode)
   BENCH_CONC_ROUNDS     concurrency rounds of engine, raw ssh2 and Go at each N (default 3)
   BENCH_CONC_NICE       e.g. -10: this process's scheduler autogroup nice during each
                         concurrency batch (Linux, root for < 0): sshd runs every connection
@@ -191,7 +192,8 @@ async function main({ positionals }: CliArgs): Promise<void> {
   const t0 = performance.now();
   if (run("latency") || run("throughput") || run("concurrency")) {
     try {
-      goBinary = { path: await buildGoClient() };
+      const gopath = process.env.BENCH_GOPATH || undefined;
+      goBinary = { path: await buildGoClient(undefined, gopath ? { gopath } : {}) };
     } catch (err) {
       if (!(err instanceof GoClientUnavailable)) throw err;
       goBinary = { error: err.message };
@@ -819,6 +821,8 @@ async function main({ positionals }: CliArgs): Promise<void> {
     process.env.BENCH_JSON ?? path.join(import.meta.dirname, "..", ".bench", "results.json");
   mkdirSync(path.dirname(jsonPath), { recursive: true });
   writeFileSync(jsonPath, JSON.stringify({ rows, raw }, null, 1));
+  const missing = goUnavailable();
+  if (missing) console.error(`\nbench: exit 1 — the ${GO} anchor is ${missing.replace(/\*/g, "")}`);
 }
 
 await runCli("bench", HELP, main, { maxPositionals: SECTIONS.length });
