@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `npm test`'s pretest: the suite runs against real servers and tools (OpenSSH sshd and
 # client, Dropbear, TinySSH, AsyncSSH for the strict-KEX re-key test, iproute2 for the
-# network namespace tests, procps). Missing ones
+# network namespace tests, procps, Go and golang.org/x/crypto for the bench's Go anchor, whose
+# offline build test/bench/go-anchor.test.ts checks). Missing ones
 # are installed when running as root on Debian; otherwise this prints the one command that
 # installs them and fails. Nothing is ever skipped for want of a package.
 set -euo pipefail
@@ -13,8 +14,9 @@ case "${1-}" in
 usage: bash .ci/ensure-test-deps.sh      (npm test runs it first, as pretest)
 
 Checks that the suite's real servers and tools are installed (OpenSSH sshd and client,
-Dropbear, TinySSH, AsyncSSH, iproute2, procps). Missing ones are installed with apt-get when
-run as root on Debian; otherwise prints the one apt-get command and fails.
+Dropbear, TinySSH, AsyncSSH, iproute2, procps, Go with golang.org/x/crypto). Missing ones are
+installed with apt-get when run as root on Debian; otherwise prints the one apt-get command and
+fails.
 
 cost: well under a second when all are present (nothing written); otherwise apt-get update
 and install (a minute or two, network to the Debian mirror, system packages changed).
@@ -41,13 +43,15 @@ checks=(
   "ps procps"
   "/usr/bin/python3 python3"
   "/usr/lib/python3/dist-packages/asyncssh/__init__.py python3-asyncssh"
+  "/usr/bin/go golang-go"
+  "/usr/share/gocode/src/golang.org/x/crypto/ssh/client.go golang-golang-x-crypto-dev"
 )
 
 missing_packages() {
   local entry what pkg out=()
   for entry in "${checks[@]}"; do
     read -r what pkg <<<"$entry"
-    if [[ "$what" == *.py ]]; then
+    if [[ "$what" == *.py || "$what" == *.go ]]; then
       [[ -f "$what" ]] && continue
     elif [[ "$what" == /* ]]; then
       [[ -x "$what" ]] && continue

@@ -147,7 +147,14 @@ async function measureFirstInvocation(
   samples: number,
 ): Promise<ColdStartResult["firstInvocation"]> {
   const key = generateEd25519KeyPair("bench");
-  const server = await startSsh2Server({ exec: (ctx) => ctx.exit(0) });
+  // Exit status, then EOF and close, as a real server does: since the engine reads the output
+  // to its end after the exit status, an exit alone ends in OutputIncomplete after 1 s.
+  const server = await startSsh2Server({
+    exec: (ctx) => {
+      ctx.exit(0);
+      ctx.close();
+    },
+  });
   const sns = await FakeSns.start();
   const sm: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];

@@ -3,6 +3,8 @@
  * raised). All must complete; p95 is compared with the single-session median; heap per
  * session = (peak heapUsed − baseline after GC) / N.
  */
+import { readFileSync } from "node:fs";
+import { monitorEventLoopDelay, performance } from "node:perf_hooks";
 import v8 from "node:v8";
 import type { SshdServer } from "../test/helpers/sshd.ts";
 import type { Engine } from "./engine.ts";
@@ -19,6 +21,83 @@ export interface ConcurrencyResult {
   heapPerSession: number;
   /** CPU time of this process during the run (user + system, ms). */
   clientCpuMs: number;
+  /** What every core of the machine did during the wall time. */
+  machine: MachineCpu;
+  /** This process's event-loop delay during the wall time. */
+  loopDelay: LoopDelay;
+  mainThread: MainThread;
+}
+
+/** All cores' time over an interval, from /proc/stat (10 ms resolution), in ms. */
+export interface MachineCpu {
+  /** Cores busy (user, nice, system, irq, softirq, steal) summed over all cores. */
+  busyMs: number;
+  /** Cores idle or waiting for I/O, summed over all cores. */
+  idleMs: number;
+}
+
+export interface LoopDelay {
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/**
+ * This process's main thread over an interval (ms): the event loop idle in its poll phase
+ * (nothing to run: waiting for the network, sshd or a timer), or active; of the active time,
+ * on a core (the thread's own CPU) or not (runnable, but the kernel gave the core to another
+ * task: the wait for a core on a busy machine).
+ */
+export interface MainThread {
+  loopIdleMs: number;
+  loopActiveMs: number;
+  cpuMs: number;
+}
+
+/** The machine's busy and idle CPU ms so far (all cores summed), from /proc/stat's `cpu` line. */
+export function machineCpuNow(): MachineCpu {
+  const line = readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "";
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, idle, iowait, irq, softirq, steal] = f as number[];
+  const tick = 1000 / 100; // USER_HZ is 100 on Linux
+  return {
+    busyMs:
+      ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) *
+      tick,
+    idleMs: ((idle ?? 0) + (iowait ?? 0)) * tick,
+  };
+}
+
+/** Measures the machine's cores and this process's loop delay from now until `stop()`. */
+export function watchMachine(): {
+  stop(): { machine: MachineCpu; loopDelay: LoopDelay; mainThread: MainThread };
+} {
+  const m0 = machineCpuNow();
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+  const elu0 = performance.eventLoopUtilization();
+  // Node ≥ 23.9 (the bench runs on the `node` devDependency, 24): the main thread alone.
+  const threadCpu = () => {
+    const t = typeof process.threadCpuUsage === "function" ? process.threadCpuUsage() : undefined;
+    return t ? (t.user + t.system) / 1000 : Number.NaN;
+  };
+  const t0 = threadCpu();
+  return {
+    stop() {
+      loop.disable();
+      const elu = performance.eventLoopUtilization(elu0);
+      const m1 = machineCpuNow();
+      return {
+        mainThread: { loopIdleMs: elu.idle, loopActiveMs: elu.active, cpuMs: threadCpu() - t0 },
+        machine: { busyMs: m1.busyMs - m0.busyMs, idleMs: m1.idleMs - m0.idleMs },
+        loopDelay: {
+          p50: loop.percentile(50) / 1e6,
+          p99: loop.percentile(99) / 1e6,
+          max: loop.max / 1e6,
+        },
+      };
+    },
+  };
 }
 
 export async function measureConcurrency(
@@ -33,6 +112,7 @@ export async function measureConcurrency(
     peak = Math.max(peak, process.memoryUsage().heapUsed);
   }, 5);
   const cpu0 = process.cpuUsage();
+  const watch = watchMachine();
   const t0 = performance.now();
   const failures: Record<string, number> = {};
   const samples: number[] = [];
@@ -56,9 +136,11 @@ export async function measureConcurrency(
     }),
   );
   const wallMs = performance.now() - t0;
+  const seen = watch.stop();
   clearInterval(sampler);
   const cpu = process.cpuUsage(cpu0);
   return {
+    ...seen,
     sessions,
     completed: samples.length,
     failures,
@@ -75,8 +157,16 @@ export async function measureConcurrency(
 export async function measureConcurrentClient(
   client: () => Promise<number>,
   sessions: number,
-): Promise<{ wallMs: number; clientCpuMs: number; failures: number }> {
+): Promise<{
+  wallMs: number;
+  clientCpuMs: number;
+  failures: number;
+  machine: MachineCpu;
+  loopDelay: LoopDelay;
+  mainThread: MainThread;
+}> {
   const cpu0 = process.cpuUsage();
+  const watch = watchMachine();
   const t0 = performance.now();
   let failures = 0;
   await Promise.all(
@@ -87,8 +177,9 @@ export async function measureConcurrentClient(
     ),
   );
   const wallMs = performance.now() - t0;
+  const seen = watch.stop();
   const cpu = process.cpuUsage(cpu0);
-  return { wallMs, clientCpuMs: (cpu.user + cpu.system) / 1000, failures };
+  return { ...seen, wallMs, clientCpuMs: (cpu.user + cpu.system) / 1000, failures };
 }
 
 /**

@@ -144,6 +144,8 @@ export async function measureLatency(
   engine: Engine,
   srv: SshdServer,
   rounds: number,
+  /** More anchors, interleaved with the others (e.g. the Go client, bench/go-client.ts). */
+  extra: Record<string, Client> = {},
 ): Promise<LatencyResult> {
   const phases: Array<Omit<PhaseTimings, "totalMs"> & { totalMs: number }> = [];
   const clients: Record<string, Client> = {
@@ -167,6 +169,7 @@ export async function measureLatency(
       tuned: true,
       algorithms: { kex: ["ecdh-sha2-nistp256"] },
     }),
+    ...extra,
   };
   const samples = await measureRoundRobin(clients, rounds);
   const phaseMedians: Record<string, number> = {};

@@ -32,6 +32,8 @@ export interface ThroughputResult {
   engineMBps: number;
   spilledMBps: number;
   opensshMBps: number;
+  /** Other clients' drains and `true` sessions (ms) and MB/s, interleaved the same way. */
+  anchors: Record<string, { drain: number[]; true: number[]; MBps: number }>;
   /** Peak growth over the pre-run baseline during the engine's drains (bytes). */
   peakRssDelta: number;
   peakHeapDelta: number;
@@ -53,6 +55,8 @@ export async function measureThroughput(
   engine: Engine,
   srv: SshdServer,
   rounds: number,
+  /** More anchors: a 100 MB drain of {@link THROUGHPUT_BYTES} and a `true` session (ms each). */
+  anchors: Record<string, { drain: () => Promise<number>; true: () => Promise<number> }> = {},
 ): Promise<ThroughputResult> {
   const drain = async (): Promise<number> => {
     const t0 = performance.now();
@@ -107,6 +111,9 @@ export async function measureThroughput(
     engineMBps: 0,
     spilledMBps: 0,
     opensshMBps: 0,
+    anchors: Object.fromEntries(
+      Object.keys(anchors).map((k) => [k, { drain: [], true: [], MBps: Number.NaN }]),
+    ),
     peakRssDelta: 0,
     peakHeapDelta: 0,
   };
@@ -125,9 +132,11 @@ export async function measureThroughput(
       res.engine.push(await drain());
       res.spilled.push(await spilledDrain());
       res.openssh.push(await opensshDrain(srv));
+      for (const [k, a] of Object.entries(anchors)) res.anchors[k]!.drain.push(await a.drain());
       for (let j = 0; j < 3; j++) {
         res.engineTrue.push(await engTrue());
         res.opensshTrue.push(await sshTrue());
+        for (const [k, a] of Object.entries(anchors)) res.anchors[k]!.true.push(await a.true());
       }
     }
   } finally {
@@ -140,5 +149,8 @@ export async function measureThroughput(
   res.engineMBps = mb / ((median(res.engine) - median(res.engineTrue)) / 1000);
   res.spilledMBps = mb / ((median(res.spilled) - median(res.engineTrue)) / 1000);
   res.opensshMBps = mb / ((median(res.openssh) - median(res.opensshTrue)) / 1000);
+  for (const a of Object.values(res.anchors)) {
+    a.MBps = mb / ((median(a.drain) - median(a.true)) / 1000);
+  }
   return res;
 }
