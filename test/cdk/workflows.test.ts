@@ -876,6 +876,48 @@ describe("hostsKey fleet failure budget (maxErrors on S3 lists)", () => {
     },
   );
 
+  it("takes the deploy config's default budget (fleet.maxErrors) on hostsKey fleets too", async () => {
+    const app = new App();
+    const stack = new Stack(app, "S");
+    const handler = new lambda.Function(stack, "Fn", {
+      runtime: lambda.Runtime.NODEJS_22_X,
+      handler: "index.handler",
+      code: lambda.Code.fromInline("exports.handler = async () => ({})"),
+    });
+    new Workflows(stack, "Workflows", {
+      handler,
+      taskTimeout: Duration.seconds(75),
+      defaultMaxErrors: "5%",
+    });
+    const budgeted = definitionOf(Template.fromStack(stack), "WorkflowsFleet");
+    const enter = async (controls: Record<string, unknown>) => {
+      const calls = new Map<string, number>();
+      const execution = await run(
+        budgeted,
+        "S3RunHost",
+        { request, hostsKey: "inputs/prod.json", ...controls },
+        calls,
+      );
+      expect(calls.size).toBe(0);
+      return execution;
+    };
+    const byDefault = await enter({});
+    const entered = byDefault.events.find(
+      (e) => e.type === "StateEntered" && e.state?.name.startsWith("RunFleetFromS3"),
+    ) as { state: { name: string; input: Record<string, unknown> } } | undefined;
+    expect(entered?.state.name).toBe("RunFleetFromS3WithPercentBudget");
+    expect(entered?.state.input).toMatchObject({ maxErrors: "5%", budget: { percent: 5 } });
+    // The default budget is in force, so toleratedFailurePercentage alone is refused too.
+    const conflict = await enter({ toleratedFailurePercentage: 10 });
+    expect(conflict.failed?.Error).toBe("ValidationError");
+    expect(String((conflict.error as Error).message)).toMatch(/Give one of maxErrors/);
+    // "100%" in the input lifts the default budget: as before.
+    const lifted = await enter({ maxErrors: "100%", toleratedFailurePercentage: 10 });
+    expect(
+      lifted.events.some((e) => e.type === "StateEntered" && e.state?.name === "RunFleetFromS3"),
+    ).toBe(true);
+  });
+
   it("refuses toleratedFailurePercentage beside a budget (the budget counts malformed items too)", async () => {
     const routed = await route({ maxErrors: 3, toleratedFailurePercentage: 10 });
     expect(routed.failed?.Error).toBe("ValidationError");
