@@ -118,7 +118,9 @@ export function fleetControlProblem(name: string, value: unknown, min: 0 | 1): s
  * retried with full jitter; after their retries they, a task-state timeout or any other task
  * error become the host's `error` outcome (`States.ALL` catch). Only a malformed item (a
  * runtime error outside the task) still fails a child: that is what
- * `ToleratedFailurePercentage` budgets.
+ * `ToleratedFailurePercentage` budgets. The exception: a `hostsKey` fleet under a failure
+ * budget (`maxErrors`), whose children fail when their host did not succeed so that the map's
+ * own tolerated failure threshold keeps the budget (see `s3Fleet`).
  *
  * @example
  * const fleet = new FleetWorkflow(this, "Fleet", {
