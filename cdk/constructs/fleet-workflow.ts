@@ -74,6 +74,16 @@ export const DEFAULT_INLINE_HOST_LIMIT = 400;
 /** Failing outcome records listed in the summary (the first ones, in host order). */
 export const FAILURES_LISTED = 20;
 
+/** Why a fleet control was refused (the inline and the S3 checks). */
+const CONTROL_CAUSE = `maxErrors and maxConcurrency must be integers >= 0, batches a non-empty list of integers >= 1; a percentage is one of 0% (maxErrors, maxConcurrency), ${FLEET_PERCENTAGES.join(", ")}; nothing ran.`;
+
+/**
+ * The Error of a hostsKey fleet child whose host did not succeed while a failure budget
+ * applies (its Cause is the outcome record, JSON): what the map's tolerated failure threshold
+ * counts, and what ResultWriter keeps in `FAILED_*.json`.
+ */
+export const HOST_NOT_SUCCEEDED = "HostNotSucceeded";
+
 /** The host outcomes that count against `maxErrors`: every one but `succeeded`. */
 const FAILING_STATUSES = STATUSES.filter((s) => s !== "succeeded");
 
@@ -108,7 +118,9 @@ export function fleetControlProblem(name: string, value: unknown, min: 0 | 1): s
  * retried with full jitter; after their retries they, a task-state timeout or any other task
  * error become the host's `error` outcome (`States.ALL` catch). Only a malformed item (a
  * runtime error outside the task) still fails a child: that is what
- * `ToleratedFailurePercentage` budgets.
+ * `ToleratedFailurePercentage` budgets. The exception: a `hostsKey` fleet under a failure
+ * budget (`maxErrors`), whose children fail when their host did not succeed so that the map's
+ * own tolerated failure threshold keeps the budget (see `s3Fleet`).
  *
  * @example
  * const fleet = new FleetWorkflow(this, "Fleet", {
@@ -156,25 +168,52 @@ export class FleetWorkflow extends Construct {
       throw new Error(`${this.node.path}: inlineHostLimit must be an integer >= 1`);
     }
 
-    // The budget and batches are kept by the inline loop only: asked for on an S3 list they
-    // would protect nothing, so they are refused rather than ignored.
-    const s3Controls = new sfn.Fail(this, "ControlsNeedInlineHosts", {
+    // Canary batches are cut by the inline loop only: asked for on an S3 list they would
+    // protect nothing, so they are refused rather than ignored. A failure budget (maxErrors)
+    // runs on S3 lists too (the map's own tolerated failure threshold, see s3Fleet), but then
+    // it is the one budget: every child that did not succeed counts against it, malformed
+    // items included, so an explicit toleratedFailurePercentage beside it is refused too.
+    const s3Batches = new sfn.Fail(this, "ControlsNeedInlineHosts", {
       error: "ValidationError",
       cause:
-        "batches and maxErrors apply to inline host lists (hosts); a hostsKey fleet runs as one Distributed Map. Run the canary as an inline fleet first, or split the list into objects and start one execution per object; nothing ran.",
+        "batches apply to inline host lists (hosts); a hostsKey fleet runs as one Distributed Map (maxErrors works there, canary batches do not yet). Run the canary as an inline fleet first, or split the list into objects and start one execution per object; nothing ran.",
+    });
+    const s3TwoBudgets = new sfn.Fail(this, "S3BudgetConflict", {
+      error: "ValidationError",
+      cause:
+        'a hostsKey fleet with a failure budget (maxErrors other than "100%") counts every child that did not succeed against it, malformed items included: toleratedFailurePercentage does not apply then. Give one of maxErrors and toleratedFailurePercentage; nothing ran.',
     });
     const defaults = this.inputDefaults(props);
     defaults.next(this.hostsSource(ceiling, props));
+    // Nested, not ANDed: a condition on an absent path is a runtime error in Step Functions.
+    const explicitBudget = new sfn.Choice(this, "CheckS3ExplicitBudget")
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.isString("$.maxErrors"),
+          sfn.Condition.stringEquals("$.maxErrors", "100%"),
+        ),
+        defaults,
+      )
+      .otherwise(s3TwoBudgets);
+    // Without maxErrors in the input, the deploy config's default (known at synth) decides.
+    const defaultBudget = (props.defaultMaxErrors ?? "100%") !== "100%";
+    const twoBudgets = new sfn.Choice(this, "CheckS3Budgets")
+      .when(sfn.Condition.isPresent("$.maxErrors"), explicitBudget)
+      .otherwise(defaultBudget ? s3TwoBudgets : defaults);
     const definition = new sfn.Choice(this, "CheckControlsSource")
       .when(
         sfn.Condition.and(
           sfn.Condition.isPresent("$.hostsKey"),
-          sfn.Condition.or(
-            sfn.Condition.isPresent("$.batches"),
-            sfn.Condition.isPresent("$.maxErrors"),
-          ),
+          sfn.Condition.isPresent("$.batches"),
         ),
-        s3Controls,
+        s3Batches,
+      )
+      .when(
+        sfn.Condition.and(
+          sfn.Condition.isPresent("$.hostsKey"),
+          sfn.Condition.isPresent("$.toleratedFailurePercentage"),
+        ),
+        twoBudgets,
       )
       .otherwise(defaults);
 
@@ -257,20 +296,7 @@ export class FleetWorkflow extends Construct {
       mapExecutionType: sfn.StateMachineType.STANDARD,
     } as const;
 
-    const fromS3 = new sfn.DistributedMap(this, "RunFleetFromS3", {
-      ...mapOptions,
-      itemReader: new sfn.S3JsonItemReader({
-        bucket: props.bucket,
-        key: sfn.JsonPath.stringAt("$.hostsKey"),
-      }),
-      resultWriterV2: new sfn.ResultWriterV2({
-        bucket: props.bucket,
-        prefix: "fleet-results",
-      }),
-      resultPath: "$.resultWriter",
-    });
-    fromS3.itemProcessor(this.hostProcessor("S3", props));
-
+    const fromS3 = this.s3Fleet(mapOptions, props);
     // Host lists live under `inputs/`: a caller cannot make the fleet read another
     // execution's results (`fleet-results/`) or anything else in the bucket.
     const badKey = new sfn.Fail(this, "HostsKeyNotAllowed", {
@@ -288,6 +314,130 @@ export class FleetWorkflow extends Construct {
       )
       .when(sfn.Condition.isPresent("$.hostsKey"), badKey)
       .otherwise(this.inlineFleet(ceiling, mapOptions, props));
+  }
+
+  /**
+   * A hostsKey fleet: one Distributed Map reading the list from S3 (ItemReader) and writing
+   * every child's result to `fleet-results/` (ResultWriter). Without a failure budget
+   * (`maxErrors` "100%", the default) every child records its host's outcome and succeeds, as
+   * before. With one, a child whose host did not succeed ends FAILED (`HostNotSucceeded`, its
+   * outcome record as the Cause) and the map runs with Step Functions' own tolerated failure
+   * threshold (`ToleratedFailureCount` for a count, `ToleratedFailurePercentage` for a
+   * percentage of the list): once more children failed than that, Step Functions stops
+   * starting children and the map fails with `States.ExceedToleratedFailureThreshold`, caught
+   * here into a bounded summary.
+   */
+  private s3Fleet(
+    mapOptions: Omit<sfn.DistributedMapProps, "itemsPath" | "resultPath">,
+    props: FleetWorkflowProps,
+  ): sfn.IChainable {
+    const s3Map = (
+      id: string,
+      prefix: string,
+      threshold: Partial<sfn.DistributedMapProps>,
+      budget: boolean,
+    ) => {
+      const map = new sfn.DistributedMap(this, id, {
+        ...mapOptions,
+        ...threshold,
+        itemReader: new sfn.S3JsonItemReader({
+          bucket: props.bucket,
+          key: sfn.JsonPath.stringAt("$.hostsKey"),
+        }),
+        resultWriterV2: new sfn.ResultWriterV2({
+          bucket: props.bucket,
+          prefix: "fleet-results",
+        }),
+        resultPath: "$.resultWriter",
+      });
+      map.itemProcessor(this.hostProcessor(prefix, props, budget));
+      return map;
+    };
+    const unbudgeted = s3Map("RunFleetFromS3", "S3", {}, false);
+    const byCount = s3Map(
+      "RunFleetFromS3WithBudget",
+      "S3Budget",
+      // 100 %: never exceeded, so the count is the one threshold (either one exceeded
+      // fails the map run).
+      {
+        toleratedFailurePercentagePath: undefined,
+        toleratedFailurePercentage: 100,
+        toleratedFailureCountPath: "$.maxErrors",
+      },
+      true,
+    );
+    const byPercent = s3Map(
+      "RunFleetFromS3WithPercentBudget",
+      "S3PercentBudget",
+      { toleratedFailurePercentagePath: "$.budget.percent" },
+      true,
+    );
+    // The budget was exceeded: Step Functions stopped starting children. The results of the
+    // children that ran are under fleet-results/<map run id>/ (ListMapRuns names the map run).
+    const exceeded = new sfn.Pass(this, "S3BudgetExceeded", {
+      parameters: {
+        ended: "maxErrorsExceeded",
+        "maxErrors.$": "$.maxErrors",
+        "hostsKey.$": "$.hostsKey",
+        "error.$": "$.budgetError",
+        results: { bucket: props.bucket.bucketName, prefix: "fleet-results/" },
+      },
+    });
+    for (const map of [byCount, byPercent]) {
+      map.addCatch(exceeded, {
+        errors: ["States.ExceedToleratedFailureThreshold"],
+        resultPath: "$.budgetError",
+      });
+    }
+    const invalid = new sfn.Fail(this, "S3ControlInvalid", {
+      error: "ValidationError",
+      cause: CONTROL_CAUSE,
+    });
+    const percent = new sfn.Pass(this, "S3BudgetPercent", {
+      parameters: {
+        "percent.$":
+          "States.StringToJson(States.ArrayGetItem(States.StringSplit($.maxErrors, '%'), 0))",
+      },
+      resultPath: "$.budget",
+    });
+    percent.next(byPercent);
+    // A count must be an integer (ASL has no integer test: its JSON text has no "." or "e").
+    const asText = new sfn.Pass(this, "S3BudgetText", {
+      parameters: { "text.$": "States.JsonToString($.maxErrors)" },
+      resultPath: "$.budget",
+    });
+    asText.next(
+      new sfn.Choice(this, "S3BudgetCount")
+        .when(
+          sfn.Condition.or(
+            sfn.Condition.stringMatches("$.budget.text", "*.*"),
+            sfn.Condition.stringMatches("$.budget.text", "*e*"),
+            sfn.Condition.stringMatches("$.budget.text", "*E*"),
+            sfn.Condition.numberLessThan("$.maxErrors", 0),
+          ),
+          invalid,
+        )
+        .otherwise(byCount),
+    );
+    const isString = sfn.Condition.isString("$.maxErrors");
+    return new sfn.Choice(this, "S3Budget")
+      .when(
+        sfn.Condition.and(isString, sfn.Condition.stringEquals("$.maxErrors", "100%")),
+        unbudgeted,
+      )
+      .when(sfn.Condition.isNumeric("$.maxErrors"), asText)
+      .when(
+        sfn.Condition.and(
+          isString,
+          sfn.Condition.or(
+            ...["0%", ...FLEET_PERCENTAGES].map((p) =>
+              sfn.Condition.stringEquals("$.maxErrors", p),
+            ),
+          ),
+        ),
+        percent,
+      )
+      .otherwise(invalid);
   }
 
   /**
@@ -312,10 +462,9 @@ export class FleetWorkflow extends Construct {
       error: "ValidationError",
       cause: `hosts lists more than ${limit} hosts, the most an inline fleet can carry and summarize inside the 256 KiB Step Functions payload limit; nothing ran. Put the list in the fleet bucket under inputs/ and start the fleet with hostsKey: results then go to S3 (ResultWriter).`,
     });
-    const controlCause = `maxErrors and maxConcurrency must be integers >= 0, batches a non-empty list of integers >= 1; a percentage is one of 0% (maxErrors, maxConcurrency), ${FLEET_PERCENTAGES.join(", ")}; nothing ran.`;
     const badControl = new sfn.Fail(this, "FleetControlInvalid", {
       error: "ValidationError",
-      cause: controlCause,
+      cause: CONTROL_CAUSE,
     });
     const count = new sfn.Pass(this, "CountHosts", {
       parameters: { "total.$": "States.ArrayLength($.hosts)" },
@@ -343,7 +492,7 @@ export class FleetWorkflow extends Construct {
     });
     resolve.itemProcessor(
       this.controlResolver(
-        new sfn.Fail(this, "ControlInvalid", { error: "ValidationError", cause: controlCause }),
+        new sfn.Fail(this, "ControlInvalid", { error: "ValidationError", cause: CONTROL_CAUSE }),
       ),
     );
     const apply = new sfn.Pass(this, "ApplyControls", {
@@ -683,7 +832,7 @@ export class FleetWorkflow extends Construct {
   }
 
   /** One host of a fleet: run, then record a compact outcome whatever happened. */
-  private hostProcessor(prefix: string, props: TaskSettings): sfn.IChainable {
+  private hostProcessor(prefix: string, props: TaskSettings, budget = false): sfn.IChainable {
     const run = boundedSshTask(this, `${prefix}RunHost`, {
       taskFunction: props.handler,
       taskTimeout: props.taskTimeout,
@@ -758,6 +907,27 @@ export class FleetWorkflow extends Construct {
     // it): no child fails, so no child failure can fail the run and lose the other results.
     run.addCatch(noResult, { errors: ["States.ALL"], resultPath: "$.error" });
     parsed.end.next(errorHop);
-    return run.next(outcome);
+    const chain = run.next(outcome);
+    if (!budget) return chain;
+    // Under a failure budget, a host that did not succeed fails its child, so the map's
+    // tolerated failure threshold counts it; the outcome record is the Cause (ResultWriter
+    // keeps it in FAILED_*.json), so nothing of it is lost.
+    const done = new sfn.Succeed(this, `${prefix}HostSucceeded`);
+    const cause = new sfn.Pass(this, `${prefix}HostCause`, {
+      parameters: { "cause.$": "States.JsonToString($)" },
+    });
+    cause.next(
+      new sfn.Fail(this, `${prefix}HostNotSucceeded`, {
+        error: HOST_NOT_SUCCEEDED,
+        causePath: "$.cause",
+      }),
+    );
+    const check = new sfn.Choice(this, `${prefix}HostCheckOutcome`)
+      .when(sfn.Condition.stringEquals("$.status", "succeeded"), done)
+      .otherwise(cause);
+    for (const end of [outcome, errorOutcome, viaErrorOutcome, targetErrorOutcome, noResult]) {
+      end.next(check);
+    }
+    return chain;
   }
 }

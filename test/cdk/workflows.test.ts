@@ -12,7 +12,10 @@ import { Template } from "aws-cdk-lib/assertions";
 import * as lambda from "aws-cdk-lib/aws-lambda";
 import { describe, expect, it } from "vitest";
 import { deployConfigProps } from "../../cdk/bounded-ssh-stack.ts";
-import { DEFAULT_INLINE_HOST_LIMIT } from "../../cdk/constructs/fleet-workflow.ts";
+import {
+  DEFAULT_INLINE_HOST_LIMIT,
+  HOST_NOT_SUCCEEDED,
+} from "../../cdk/constructs/fleet-workflow.ts";
 import {
   fleetConcurrencyCeiling,
   LAMBDA_SERVICE_ERRORS,
@@ -538,8 +541,8 @@ describe("fleet controls: canary batches and the failure budget (stand-in handle
     expect(calls.size).toBe(0);
   });
 
-  it.each([[{ maxErrors: 0 }], [{ batches: [1, "10%"] }]])(
-    "refuses %j on a hostsKey fleet (the budget is kept for inline lists only)",
+  it.each([[{ batches: [1, "10%"] }], [{ batches: [5], maxErrors: 0 }]])(
+    "refuses %j on a hostsKey fleet (canary batches are cut for inline lists only)",
     async (controls) => {
       const calls = new Map<string, number>();
       const { failed, error } = await run(
@@ -549,7 +552,9 @@ describe("fleet controls: canary batches and the failure budget (stand-in handle
         calls,
       );
       expect(failed?.Error).toBe("ValidationError");
-      expect(String((error as Error).message)).toMatch(/apply to inline host lists/);
+      expect(String((error as Error).message)).toMatch(
+        /batches apply to inline host lists.*maxErrors works there/,
+      );
       expect(calls.size).toBe(0);
     },
   );
@@ -773,4 +778,193 @@ describe("one construct per state machine", () => {
       "WorkflowsSingleHostRoleDefaultPolicy67B797A2",
     ]);
   });
+});
+
+/** All states of a definition by name, map item processors included. */
+function allStates(asl: Record<string, unknown>): Record<string, Record<string, unknown>> {
+  const out: Record<string, Record<string, unknown>> = {};
+  const visit = (node: Record<string, unknown>) => {
+    for (const [name, state] of Object.entries(
+      (node.States ?? {}) as Record<string, Record<string, unknown>>,
+    )) {
+      out[name] = state;
+      if (state.ItemProcessor) visit(state.ItemProcessor as Record<string, unknown>);
+    }
+  };
+  visit(asl);
+  return out;
+}
+
+describe("hostsKey fleet failure budget (maxErrors on S3 lists)", () => {
+  const states = allStates(fleet);
+  /** The map state a hostsKey input reaches, and its input (locally the map itself cannot run: no ItemReader). */
+  const route = async (controls: Record<string, unknown>) => {
+    const calls = new Map<string, number>();
+    const execution = await run(
+      fleet,
+      "S3RunHost",
+      { request, hostsKey: "inputs/prod.json", ...controls },
+      calls,
+    );
+    const entered = execution.events
+      .filter((e) => e.type === "StateEntered")
+      .map((e) => e.state?.name ?? "");
+    const map = entered.find((n) => n.startsWith("RunFleetFromS3"));
+    const mapInput = (
+      execution.events.find((e) => e.type === "StateEntered" && e.state?.name === map) as
+        | { state: { input: Record<string, unknown> } }
+        | undefined
+    )?.state.input;
+    return { ...execution, map, mapInput, calls };
+  };
+
+  it("runs a count on Step Functions' ToleratedFailureCount, a percentage on ToleratedFailurePercentage, no budget as before", () => {
+    expect(states.RunFleetFromS3WithBudget).toMatchObject({
+      ToleratedFailureCountPath: "$.maxErrors",
+      // Never exceeded: the count is the one threshold.
+      ToleratedFailurePercentage: 100,
+      Catch: [
+        {
+          ErrorEquals: ["States.ExceedToleratedFailureThreshold"],
+          ResultPath: "$.budgetError",
+          Next: "S3BudgetExceeded",
+        },
+      ],
+      ResultWriter: { Parameters: { Prefix: "fleet-results" } },
+    });
+    expect(states.RunFleetFromS3WithBudget).not.toHaveProperty("ToleratedFailurePercentagePath");
+    expect(states.RunFleetFromS3WithPercentBudget).toMatchObject({
+      ToleratedFailurePercentagePath: "$.budget.percent",
+      Catch: [{ ErrorEquals: ["States.ExceedToleratedFailureThreshold"] }],
+    });
+    expect(states.RunFleetFromS3WithPercentBudget).not.toHaveProperty("ToleratedFailureCountPath");
+    // Without a budget: exactly as before (malformed items budgeted by toleratedFailurePercentage).
+    expect(states.RunFleetFromS3).toMatchObject({
+      ToleratedFailurePercentagePath: "$.toleratedFailurePercentage",
+    });
+    expect(states.RunFleetFromS3).not.toHaveProperty("ToleratedFailureCountPath");
+    expect(states.RunFleetFromS3).not.toHaveProperty("Catch");
+  });
+
+  it.each([
+    [{}, "RunFleetFromS3", {}],
+    [{ maxErrors: "100%" }, "RunFleetFromS3", {}],
+    [{ toleratedFailurePercentage: 5 }, "RunFleetFromS3", { toleratedFailurePercentage: 5 }],
+    [{ maxErrors: 0 }, "RunFleetFromS3WithBudget", { maxErrors: 0 }],
+    [{ maxErrors: 25 }, "RunFleetFromS3WithBudget", { maxErrors: 25 }],
+    [{ maxErrors: "0%" }, "RunFleetFromS3WithPercentBudget", { budget: { percent: 0 } }],
+    [{ maxErrors: "10%" }, "RunFleetFromS3WithPercentBudget", { budget: { percent: 10 } }],
+  ] as const)(
+    "routes %j to %s, with the threshold its path reads",
+    async (controls, map, reads) => {
+      const routed = await route(controls);
+      expect(routed.map).toBe(map);
+      expect(routed.mapInput).toMatchObject(reads);
+      expect(routed.calls.size).toBe(0);
+    },
+  );
+
+  it.each([["15%"], [-1], [0.5], ["ten"], [true]])(
+    "refuses maxErrors %j before any host starts",
+    async (maxErrors) => {
+      const routed = await route({ maxErrors });
+      expect(routed.failed?.Error).toBe("ValidationError");
+      expect(String((routed.error as Error).message)).toMatch(
+        /maxErrors and maxConcurrency must be/,
+      );
+      expect(routed.map).toBeUndefined();
+    },
+  );
+
+  it("takes the deploy config's default budget (fleet.maxErrors) on hostsKey fleets too", async () => {
+    const app = new App();
+    const stack = new Stack(app, "S");
+    const handler = new lambda.Function(stack, "Fn", {
+      runtime: lambda.Runtime.NODEJS_22_X,
+      handler: "index.handler",
+      code: lambda.Code.fromInline("exports.handler = async () => ({})"),
+    });
+    new Workflows(stack, "Workflows", {
+      handler,
+      taskTimeout: Duration.seconds(75),
+      defaultMaxErrors: "5%",
+    });
+    const budgeted = definitionOf(Template.fromStack(stack), "WorkflowsFleet");
+    const enter = async (controls: Record<string, unknown>) => {
+      const calls = new Map<string, number>();
+      const execution = await run(
+        budgeted,
+        "S3RunHost",
+        { request, hostsKey: "inputs/prod.json", ...controls },
+        calls,
+      );
+      expect(calls.size).toBe(0);
+      return execution;
+    };
+    const byDefault = await enter({});
+    const entered = byDefault.events.find(
+      (e) => e.type === "StateEntered" && e.state?.name.startsWith("RunFleetFromS3"),
+    ) as { state: { name: string; input: Record<string, unknown> } } | undefined;
+    expect(entered?.state.name).toBe("RunFleetFromS3WithPercentBudget");
+    expect(entered?.state.input).toMatchObject({ maxErrors: "5%", budget: { percent: 5 } });
+    // The default budget is in force, so toleratedFailurePercentage alone is refused too.
+    const conflict = await enter({ toleratedFailurePercentage: 10 });
+    expect(conflict.failed?.Error).toBe("ValidationError");
+    expect(String((conflict.error as Error).message)).toMatch(/Give one of maxErrors/);
+    // "100%" in the input lifts the default budget: as before.
+    const lifted = await enter({ maxErrors: "100%", toleratedFailurePercentage: 10 });
+    expect(
+      lifted.events.some((e) => e.type === "StateEntered" && e.state?.name === "RunFleetFromS3"),
+    ).toBe(true);
+  });
+
+  it("refuses toleratedFailurePercentage beside a budget (the budget counts malformed items too)", async () => {
+    const routed = await route({ maxErrors: 3, toleratedFailurePercentage: 10 });
+    expect(routed.failed?.Error).toBe("ValidationError");
+    expect(String((routed.error as Error).message)).toMatch(
+      /Give one of maxErrors and toleratedFailurePercentage/,
+    );
+    expect(routed.map).toBeUndefined();
+    // "100%" is no budget: toleratedFailurePercentage applies as before.
+    expect((await route({ maxErrors: "100%", toleratedFailurePercentage: 10 })).map).toBe(
+      "RunFleetFromS3",
+    );
+  });
+
+  /** One child of the budgeted map, run as its own execution (what a Distributed Map child is). */
+  const child = async (host: string) => {
+    const { ProcessorConfig: _c, ...processor } = (states.RunFleetFromS3WithBudget?.ItemProcessor ??
+      {}) as Record<string, unknown>;
+    const calls = new Map<string, number>();
+    return runLocally(
+      processor,
+      "S3BudgetRunHost",
+      {
+        request: { ...request, host },
+        execution: { id: "arn:x", stateMachine: localStateMachineArn("Test-Fleet") },
+      },
+      standIn(calls, []),
+      localStateMachineArn("Test-Fleet"),
+    );
+  };
+
+  it("a child whose host succeeded succeeds with its outcome record", async () => {
+    const { output, failed } = await child("ok-1");
+    expect(failed).toBeUndefined();
+    expect(output).toMatchObject({ host: "ok-1", status: "succeeded", phase: "teardown" });
+  });
+
+  it.each([
+    ["exit1-1", { status: "failed", exitCode: 1 }],
+    ["banner-1", { status: "timed_out", error: "BannerTimeout" }],
+    ["auth-1", { status: "error", error: "AuthFailed", errorHost: "auth-1" }],
+    ["hard-1", { status: "error", error: "Sandbox.Timedout" }],
+  ] as const)(
+    "a child whose host did not succeed (%s) fails HostNotSucceeded, its outcome record the Cause",
+    async (host, record) => {
+      const { failed } = await child(host);
+      expect(failed?.Error).toBe(HOST_NOT_SUCCEEDED);
+      expect(JSON.parse(String(failed?.Cause))).toMatchObject({ host, ...record });
+    },
+  );
 });

@@ -119,17 +119,84 @@ describe(`fleet lab, ${HOSTS} hosts on distinct loopback addresses`, () => {
     });
   });
 
-  it("a hostsKey fleet with canary controls is refused before any host starts", () => {
+  it("hostsKey under maxErrors 0: the wrong command stops after at most MaxConcurrency hosts, their records kept", () => {
+    const row = scenario("s3-wrong-budget");
+    const check = report.s3Budget["s3-wrong-budget"];
+    // The first 10 children start at once; the first failure stops the dispatch; the running
+    // ones finish.
+    expect(row.children).toBe(10);
+    const throttled = Array.from({ length: 10 }, (_, i) => refusedFor(i)).reduce((a, b) => a + b);
+    expect(row).toMatchObject({
+      execution: "SUCCEEDED",
+      notStarted: HOSTS - 10,
+      // Host 7 is refused on every attempt (7 throttles, no run); the others run once.
+      invocations: 9 + throttled,
+      throttled,
+    });
+    expect(row.invocations).toBeLessThan(HOSTS / 4);
+    expect(row.output).toMatchObject({
+      ended: "maxErrorsExceeded",
+      maxErrors: 0,
+      error: { Error: "States.ExceedToleratedFailureThreshold" },
+      results: { prefix: "fleet-results/" },
+    });
+    expect(row.outputBytes).toBeLessThan(1_024);
+    // Host 7 is throttled on every attempt: its record is an `error`, the others `failed`.
+    expect(row.outcomes).toMatchObject({ failed: 9, error: 1, succeeded: 0 });
+    expect(check).toMatchObject({ records: 10, distinctHosts: 10, missing: HOSTS - 10 });
+  });
+
+  it('hostsKey under maxErrors "10%": the right command runs every host, every result kept', () => {
+    const row = scenario("s3-ok-budget");
+    const roles = Array.from({ length: HOSTS }, (_, i) => fivePercentDead(i));
+    const tarpits = roles.filter((r) => r === "tarpit").length;
+    const closed = roles.filter((r) => r === "closed").length;
+    expect(row).toMatchObject({ execution: "SUCCEEDED", notStarted: 0, children: HOSTS });
+    expect(row.output).toMatchObject({ resultWriter: { ResultWriterDetails: {} } });
+    expect(row.output).not.toHaveProperty("ended");
+    // Those that did not succeed are kept in FAILED_0.json with their outcome record.
+    expect(row.outcomes).toMatchObject({
+      succeeded: HOSTS - tarpits - closed - 1,
+      timed_out: tarpits,
+      error: closed + 1,
+    });
+    expect(report.s3Budget["s3-ok-budget"]).toMatchObject({
+      records: HOSTS,
+      distinctHosts: HOSTS,
+      missing: 0,
+    });
+  });
+
+  it("a hostsKey fleet with canary batches is refused before any host starts", () => {
     const row = scenario("s3-controls");
     expect(row).toMatchObject({ execution: "FAILED (ValidationError)", invocations: 0 });
   });
 
-  it("changed nothing in the synthesized definition but the S3 map's reader and writer", () => {
-    expect(report.substituted).toEqual([
-      "RunFleetFromS3.ItemReader",
-      "RunFleetFromS3.ItemsPath",
-      "RunFleetFromS3.ResultWriter",
-    ]);
+  it("changed nothing in the synthesized definition but the S3 maps' reader, writer and (budgeted) map run", () => {
+    const budgetedMap = (state: string) =>
+      [
+        "ItemProcessor",
+        "ItemReader",
+        "ItemSelector",
+        "MaxConcurrencyPath",
+        "Resource",
+        "ResultWriter",
+        state === "RunFleetFromS3WithBudget"
+          ? ["ToleratedFailureCountPath", "ToleratedFailurePercentage"]
+          : ["ToleratedFailurePercentagePath"],
+        "Type",
+      ]
+        .flat()
+        .map((f) => `${state}.${f}`);
+    expect(report.substituted).toEqual(
+      [
+        "RunFleetFromS3.ItemReader",
+        "RunFleetFromS3.ItemsPath",
+        "RunFleetFromS3.ResultWriter",
+        ...budgetedMap("RunFleetFromS3WithBudget"),
+        ...budgetedMap("RunFleetFromS3WithPercentBudget"),
+      ].sort(),
+    );
   });
 
   it("substitutes only the map's ItemReader and ResultWriter", () => {

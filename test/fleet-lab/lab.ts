@@ -10,12 +10,15 @@
  *   in s3rver; results go to s3rver in ResultWriter's layout and are read back.
  * - inline canaries over the first min(N, 400) hosts, `batches [1, 5, "20%"]`: the right
  *   command under `maxErrors "10%"` (every batch runs), the wrong one under `maxErrors` 0 and 1;
- * - the wrong command on the `hostsKey` fleet with the same controls.
+ * - the wrong command on the `hostsKey` fleet with canary batches (refused);
+ * - `hostsKey` fleets under a failure budget: the wrong command with `maxErrors` 0 (stops after
+ *   at most MaxConcurrency hosts), the right one with `maxErrors "10%"` (every result kept).
  *
  * aws-local-stepfunctions 3.0 runs a Distributed Map as an inline Map: it has no ItemReader and
  * no ResultWriter (its MapStateAction reads `ItemsPath` only and returns the results in the
- * state). The lab substitutes exactly those two fields (see {@link substituteS3Map}) and says
- * so in its output; everything else is the synthesized definition as deployed.
+ * state), and no ToleratedFailureCount/Percentage (its Map fails on the first failed child).
+ * The lab substitutes exactly those (see {@link substituteS3Map}) and says so in its output;
+ * everything else is the synthesized definition as deployed.
  */
 import { randomUUID } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -23,6 +26,8 @@ import os from "node:os";
 import path from "node:path";
 import { GetObjectCommand, PutObjectCommand } from "@aws-sdk/client-s3";
 import { Duration } from "aws-cdk-lib";
+import { StateMachine } from "aws-local-stepfunctions";
+import { HOST_NOT_SUCCEEDED } from "../../cdk/constructs/fleet-workflow.ts";
 import { createTaskHandler } from "../../functions/task.ts";
 import { STATUSES } from "../../lib/names.ts";
 import { type LocalConfig, localRuntime } from "../../local/local-config.ts";
@@ -69,6 +74,15 @@ const REQUEST = { username: USERNAME, credential: "default", timeoutMs: HOST_TIM
 /** Inline fleets are limited to this many hosts (DEFAULT_INLINE_HOST_LIMIT). */
 const INLINE_LIMIT = 400;
 const CANARY = { batches: [1, 5, "20%"] } as const;
+/**
+ * hostsKey fleets under a failure budget: the wrong command with no error allowed (at most
+ * MaxConcurrency children start: those running when the first fails), the right one under a
+ * 10 % budget the dead hosts (5 %) stay inside.
+ */
+const S3_BUDGETS = [
+  { key: "s3-wrong-budget", command: "exit 1", maxErrors: 0, maxConcurrency: 10 },
+  { key: "s3-ok-budget", command: "echo ok", maxErrors: "10%", maxConcurrency: 40 },
+] as const;
 
 /**
  * Throttles injected at the Lambda boundary, by host index: every 10th host's first invocation
@@ -85,7 +99,8 @@ export function throttledAttempt(index: number, attempt: number): boolean {
 export const UNVERIFIED = [
   "ItemReader: the lab reads the hostsKey object from s3rver with the real S3 client and hands its items to the map (ItemsPath); Step Functions' own read (JSON parsing, item limits, IAM) is not run.",
   "ResultWriter: the lab writes the map's child results to s3rver in ResultWriter's layout (fleet-results/<map run>/manifest.json, SUCCEEDED_0.json); Step Functions' own export is not run.",
-  "Child executions: the local interpreter runs the item processor in-process (no child execution ARNs, no ToleratedFailurePercentage, no map run); every child here records an outcome and succeeds.",
+  "Child executions: the local interpreter runs the item processor in-process (no child execution ARNs, no map run to describe or stop); without a budget every child records an outcome and succeeds.",
+  "The failure threshold (ToleratedFailureCount/Percentage): under a budget the whole map run is the lab's stand-in (mapRunStandIn): each child runs the synthesized ItemSelector and ItemProcessor as its own local execution, but the rule (fail once failed > count, or failed/total > p %; no child starts after; running ones finish) and the writing of FAILED_0.json on a failed run are the documented behaviour as the lab implements it, not Step Functions'.",
   "Retry waits: the retriers' ErrorEquals and MaxAttempts are the synthesized ones; their waits (2 s × 2ⁿ with full jitter for throttles) are skipped.",
 ];
 
@@ -126,6 +141,8 @@ export interface S3Check {
 export interface LabReport {
   rows: ScenarioRow[];
   s3: S3Check;
+  /** The budgeted hostsKey runs' results read back, by scenario key. */
+  s3Budget: Record<string, S3Check>;
   fleet: { hosts: number; port: number; roles: Record<string, number> };
   serverExecs: number;
   tarpitAccepts: number;
@@ -143,13 +160,41 @@ type MapState = Record<string, unknown> & {
 /** The field of the execution input the lab hands the map's items in (ItemReader's stand-in). */
 export const LAB_ITEMS = "labItemReaderItems";
 
+/** The error Step Functions fails a map run with once its failed children exceed the threshold. */
+export const THRESHOLD_ERROR = "States.ExceedToleratedFailureThreshold";
+
+/** The resource of the Task that stands in for a budgeted Distributed Map run (see {@link substituteS3Map}). */
+export const LAB_MAP_RUN = "arn:aws:states:::lab:distributedMapRun";
+
+/** A budgeted S3 map as the lab runs it: its threshold, processor and selector, read from the definition. */
+export interface BudgetedMap {
+  state: string;
+  reader: { bucket: string; keyPath: string };
+  writer: { bucket: string; prefix: string };
+  itemSelector: unknown;
+  itemProcessor: Definition;
+  maxConcurrencyPath: string;
+  /** `ToleratedFailureCount(Path)` and `ToleratedFailurePercentage(Path)`: a number or a `$.` path. */
+  toleratedCount?: number | string;
+  toleratedPercentage?: number | string;
+}
+
 /**
- * The smallest substitution that lets the local interpreter run the S3 path: in the map with an
- * `ItemReader`, the reader becomes `ItemsPath: $.labItemReaderItems` (the lab puts the object's
- * items there) and the `ResultWriter` is dropped (the results stay in the map's `ResultPath`;
- * the lab writes them to S3 in ResultWriter's layout). Nothing else changes.
+ * The smallest substitution that lets the local interpreter run the S3 path:
+ * - the map without a failure budget (no Catch for {@link THRESHOLD_ERROR}): the reader becomes
+ *   `ItemsPath: $.labItemReaderItems` (the lab puts the object's items there) and the
+ *   `ResultWriter` is dropped (the results stay in the map's `ResultPath`; the lab writes them
+ *   to S3 in ResultWriter's layout);
+ * - each map with a failure budget (a Catch for {@link THRESHOLD_ERROR}): the interpreter has
+ *   no ToleratedFailureCount/Percentage (its Map fails on the first failed child), so the whole
+ *   map run is the lab's stand-in: the state becomes a Task ({@link LAB_MAP_RUN}) keeping its
+ *   ResultPath, Catch and Next/End; the lab reads the items from S3, runs each through the
+ *   map's own ItemSelector and ItemProcessor as its own local execution, applies the
+ *   threshold as Step Functions documents it, writes ResultWriter's layout and fails with
+ *   {@link THRESHOLD_ERROR} when exceeded.
+ * Nothing else changes.
  *
- * @returns a copy of the definition, and the reader's and writer's parameters.
+ * @returns a copy of the definition, the plain map's reader and writer, and the budgeted maps.
  */
 export function substituteS3Map(definition: Definition): {
   definition: Definition;
@@ -157,26 +202,71 @@ export function substituteS3Map(definition: Definition): {
   reader: { bucket: string; keyPath: string };
   writer: { bucket: string; prefix: string };
   resultPath: string;
+  budgeted: BudgetedMap[];
 } {
   const copy = structuredClone(definition);
   const states = copy.States as Record<string, MapState>;
-  const name = Object.keys(states).find((s) => states[s]?.ItemReader);
+  const withReader = Object.keys(states).filter((s) => states[s]?.ItemReader);
+  const hasBudget = (m: MapState) =>
+    ((m.Catch ?? []) as { ErrorEquals: string[] }[]).some((c) =>
+      c.ErrorEquals.includes(THRESHOLD_ERROR),
+    );
+  const name = withReader.find((s) => !hasBudget(states[s] as MapState));
   const map = name ? states[name] : undefined;
   if (!name || !map?.ItemReader || !map.ResultWriter) {
     throw new Error("fleet definition: no top-level map with ItemReader and ResultWriter");
   }
-  const reader = {
-    bucket: map.ItemReader.Parameters.Bucket,
-    keyPath: map.ItemReader.Parameters["Key.$"],
-  };
-  const writer = {
-    bucket: map.ResultWriter.Parameters.Bucket,
-    prefix: map.ResultWriter.Parameters.Prefix,
-  };
+  const readerOf = (m: MapState) => ({
+    bucket: m.ItemReader?.Parameters.Bucket ?? "",
+    keyPath: m.ItemReader?.Parameters["Key.$"] ?? "",
+  });
+  const writerOf = (m: MapState) => ({
+    bucket: m.ResultWriter?.Parameters.Bucket ?? "",
+    prefix: m.ResultWriter?.Parameters.Prefix ?? "",
+  });
+  const reader = readerOf(map);
+  const writer = writerOf(map);
   delete map.ItemReader;
   delete map.ResultWriter;
   map.ItemsPath = `$.${LAB_ITEMS}`;
-  return { definition: copy, mapState: name, reader, writer, resultPath: String(map.ResultPath) };
+  const budgeted: BudgetedMap[] = [];
+  for (const state of withReader.filter((s) => hasBudget(states[s] as MapState))) {
+    const m = states[state] as MapState;
+    const { ProcessorConfig: _c, ...itemProcessor } = m.ItemProcessor as Definition;
+    budgeted.push({
+      state,
+      reader: readerOf(m),
+      writer: writerOf(m),
+      itemSelector: m.ItemSelector,
+      itemProcessor,
+      maxConcurrencyPath: String(m.MaxConcurrencyPath ?? ""),
+      toleratedCount: (m.ToleratedFailureCountPath ?? m.ToleratedFailureCount) as
+        | string
+        | number
+        | undefined,
+      toleratedPercentage: (m.ToleratedFailurePercentagePath ?? m.ToleratedFailurePercentage) as
+        | string
+        | number
+        | undefined,
+    });
+    const { ResultPath, Catch, Next, End } = m;
+    states[state] = {
+      Type: "Task",
+      Resource: LAB_MAP_RUN,
+      ResultPath,
+      Catch,
+      ...(Next ? { Next } : {}),
+      ...(End ? { End } : {}),
+    } as MapState;
+  }
+  return {
+    definition: copy,
+    mapState: name,
+    reader,
+    writer,
+    resultPath: String(map.ResultPath),
+    budgeted,
+  };
 }
 
 interface TaskEvent {
@@ -367,11 +457,57 @@ export async function runFleetLab(
       notStarted: refused.row.invocations === 0 ? fleet.hosts.length : Number.NaN,
     });
 
+    // --- 4. the S3 path under a failure budget (Distributed Map's own threshold) ----------
+    const budgetRuns: Record<string, S3Check> = {};
+    for (const { key: rowKey, command, maxErrors, maxConcurrency } of S3_BUDGETS) {
+      log(
+        `hostsKey fleet with maxErrors ${JSON.stringify(maxErrors)}: ${command}, C = ${maxConcurrency}`,
+      );
+      const b = boundary();
+      const stats: MapRunStats = {
+        started: 0,
+        failed: 0,
+        exceeded: false,
+        transitions: 0,
+        manifestKey: "",
+      };
+      const handlers = Object.fromEntries(
+        s3Path.budgeted.map((m) => [m.state, mapRunStandIn(m, s3 as LocalS3, b.task, stats)]),
+      );
+      const t0 = Date.now();
+      const run = await runWith(s3Path.definition, handlers, {
+        request: { ...REQUEST, command },
+        hostsKey,
+        maxErrors,
+        maxConcurrency,
+      });
+      const back = await readBackResults(s3, stats.manifestKey, fleet.hosts);
+      budgetRuns[rowKey] = back.check;
+      const { transitions } = billing(run.events);
+      rows.push({
+        key: rowKey,
+        scenario: `hostsKey, ${command}, maxErrors ${JSON.stringify(maxErrors)}, maxConcurrency ${maxConcurrency}`,
+        hosts: fleet.hosts.length,
+        wallMs: Date.now() - t0,
+        invocations: b.invocations(),
+        throttled: b.throttled(),
+        lambdaMs: b.lambdaMs(),
+        transitions: transitions + stats.transitions,
+        children: stats.started,
+        outcomes: back.outcomes,
+        notStarted: fleet.hosts.length - stats.started,
+        execution: executionStatus(run),
+        output: run.output,
+        outputBytes: JSON.stringify(run.output ?? null).length,
+      });
+    }
+
     const stats = fleet.stats();
     log(`${auditLines} audit lines`);
     return {
       rows,
       s3: s3Check.check,
+      s3Budget: budgetRuns,
       fleet: { hosts: fleet.hosts.length, port: fleet.port, roles },
       serverExecs: stats.execs,
       tarpitAccepts: stats.tarpitAccepts,
@@ -397,8 +533,9 @@ export function changedFields(before: Definition, after: Definition): string[] {
         if (JSON.stringify(x[field]) !== JSON.stringify(y[field])) out.push(`${name}.${field}`);
       }
       for (const nested of ["ItemProcessor", "Iterator"]) {
-        if (x[nested] || y[nested])
-          walk((x[nested] ?? {}) as Definition, (y[nested] ?? {}) as Definition);
+        if (x[nested] && y[nested]) walk(x[nested] as Definition, y[nested] as Definition);
+        // A processor replaced whole (the budgeted map run's stand-in) is one change.
+        else if (x[nested] || y[nested]) out.push(`${name}.${nested}`);
       }
     }
   };
@@ -554,15 +691,22 @@ async function readBackResults(
   const seen = new Set<string>();
   for (const [status, files] of Object.entries(manifest.ResultFiles)) {
     for (const file of files) {
-      for (const record of (await get(file.Key)) as { Output: string; Status: string }[]) {
+      for (const record of (await get(file.Key)) as {
+        Output?: string;
+        Error?: string;
+        Cause?: string;
+        Status: string;
+      }[]) {
         check.records++;
-        const outcome = JSON.parse(record.Output) as {
+        // A child failed under a failure budget keeps its outcome record as the Cause.
+        const kept = status === "FAILED" && record.Error === HOST_NOT_SUCCEEDED;
+        const outcome = JSON.parse(String(kept ? record.Cause : record.Output)) as {
           host: string;
           status: string;
           error?: string;
         };
         seen.add(outcome.host);
-        const label = status === "SUCCEEDED" ? outcome.status : `child ${status}`;
+        const label = status === "SUCCEEDED" || kept ? outcome.status : `child ${status}`;
         outcomes[label] = (outcomes[label] ?? 0) + 1;
         const r = role.get(outcome.host) ?? "unknown";
         byRole[r] ??= {};
@@ -611,12 +755,16 @@ export function formatLabReport(r: LabReport): string {
   out.push(
     "",
     `hostsKey results read back through ${s.manifestKey}: ${s.records} records, ${s.distinctHosts} distinct hosts, ${s.missing} missing`,
+    ...Object.entries(r.s3Budget).map(
+      ([k, c]) =>
+        `${k}: results read back through ${c.manifestKey}: ${c.records} records (FAILED_0.json keeps the hosts that did not succeed), ${c.distinctHosts} distinct hosts`,
+    ),
     `  by role: ${JSON.stringify(s.byRole)}`,
     `execution output (bounded): ${r.rows.map((row) => `${row.outputBytes} B`).join(", ")}`,
     `ssh2 server: ${r.serverExecs} commands run; tarpits: ${r.tarpitAccepts} connections accepted`,
     "",
     `Substituted in the synthesized definition (everything else runs as deployed): ${r.substituted.join(", ")}`,
-    "Not run here (aws-local-stepfunctions 3.0 has no ItemReader/ResultWriter; unverified without AWS):",
+    "Not run here (aws-local-stepfunctions 3.0 has no ItemReader/ResultWriter/tolerated failure threshold; unverified without AWS):",
     ...UNVERIFIED.map((u) => `  - ${u}`),
     "",
     `Lab took ${(r.elapsedMs / 1000).toFixed(1)} s`,
@@ -672,5 +820,258 @@ export function fleetLabProblems(r: LabReport): string[] {
   }
   if (refused.invocations !== 0)
     problems.push(`${refused.scenario}: ${refused.invocations} invocations`);
+  // hostsKey under a budget: the wrong command stops after at most MaxConcurrency hosts, every
+  // record of the hosts that ran kept; the right one runs every host, every record kept.
+  const [wrongS3, okS3] = ["s3-wrong-budget", "s3-ok-budget"].map(row);
+  const wrongCheck = r.s3Budget["s3-wrong-budget"];
+  const okCheck = r.s3Budget["s3-ok-budget"];
+  if (!wrongS3 || !okS3 || !wrongCheck || !okCheck)
+    return [...problems, "a budget scenario did not run"];
+  const wrongOut = wrongS3.output as { ended?: string } | undefined;
+  const cap = S3_BUDGETS[0].maxConcurrency;
+  if (
+    wrongS3.execution !== "SUCCEEDED" ||
+    wrongOut?.ended !== "maxErrorsExceeded" ||
+    wrongS3.children < 1 ||
+    wrongS3.children > cap ||
+    wrongCheck.records !== wrongS3.children ||
+    (wrongS3.outcomes.succeeded ?? 0) !== 0
+  ) {
+    problems.push(
+      `${wrongS3.scenario}: ${wrongS3.children} started (want 1..${cap}), ${wrongCheck.records} records, ended ${wrongOut?.ended}, ${wrongS3.execution}`,
+    );
+  }
+  const okOutput = okS3.output as { resultWriter?: unknown; ended?: string } | undefined;
+  if (
+    okS3.execution !== "SUCCEEDED" ||
+    okOutput?.resultWriter === undefined ||
+    okOutput.ended !== undefined ||
+    okCheck.records !== r.fleet.hosts ||
+    okCheck.distinctHosts !== r.fleet.hosts ||
+    okCheck.missing !== 0
+  ) {
+    problems.push(
+      `${okS3.scenario}: ${okCheck.records} records of ${r.fleet.hosts}, ${okS3.execution}`,
+    );
+  }
   return problems;
+}
+
+/** What the lab's stand-in of a budgeted map run did (see {@link mapRunStandIn}). */
+export interface MapRunStats {
+  /** Children started (hosts that ran). */
+  started: number;
+  /** Children that ended FAILED (HostNotSucceeded). */
+  failed: number;
+  /** Whether the threshold was exceeded (the map run failed with {@link THRESHOLD_ERROR}). */
+  exceeded: boolean;
+  /** State transitions of the children, as Step Functions bills them. */
+  transitions: number;
+  manifestKey: string;
+}
+
+/** A `$.a.b` reference path into `input` (the only form the fleet's map fields use). */
+function at(path: string, input: unknown): unknown {
+  return path
+    .replace(/^\$\.?/, "")
+    .split(".")
+    .filter(Boolean)
+    .reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], input);
+}
+
+/**
+ * The lab's stand-in of one budgeted Distributed Map run, as the Task handler of the state
+ * {@link substituteS3Map} put in its place. What it does is Step Functions' documented
+ * behaviour, not Step Functions: the items come from the `hostsKey` object (the real S3
+ * client, s3rver); each item runs as its own local execution of the map's ItemSelector and
+ * ItemProcessor (a one-item Map around them, so the interpreter applies the selector; its
+ * `$$.Map.Item.Index` is 0, which the fleet's selector does not read), at most MaxConcurrency
+ * at once; the map run fails once the failed children exceed ToleratedFailureCount, or
+ * failed/total exceeds ToleratedFailurePercentage %; no child starts after that and the running
+ * ones finish. The results go to S3 in ResultWriter's layout (FAILED_0.json keeps each failed
+ * child's Error and Cause), also when the run failed.
+ */
+export function mapRunStandIn(
+  map: BudgetedMap,
+  s3: LocalS3,
+  task: (event: unknown) => Promise<unknown>,
+  stats: MapRunStats,
+): (input: unknown) => Promise<unknown> {
+  const taskState = Object.entries(map.itemProcessor.States as Record<string, Definition>).find(
+    ([, st]) => st.Type === "Task",
+  )?.[0];
+  if (!taskState) throw new Error(`${map.state}: no task in the item processor`);
+  const wrapper = new StateMachine(
+    {
+      StartAt: "Item",
+      States: {
+        Item: {
+          Type: "Map",
+          ItemsPath: "$.labItem",
+          ItemSelector: map.itemSelector,
+          ItemProcessor: map.itemProcessor,
+          MaxConcurrency: 1,
+          End: true,
+        },
+      },
+    } as never,
+    { validationOptions: { checkArn: false } },
+  );
+  return async (input) => {
+    const object = await s3.client.send(
+      new GetObjectCommand({
+        Bucket: map.reader.bucket,
+        Key: String(at(map.reader.keyPath, input)),
+      }),
+    );
+    const items = JSON.parse(
+      await (object.Body as { transformToString(): Promise<string> }).transformToString(),
+    ) as unknown[];
+    const limit = Number(at(map.maxConcurrencyPath, input)) || 40;
+    const threshold = (v: number | string | undefined) =>
+      v === undefined ? undefined : typeof v === "number" ? v : Number(at(v, input));
+    const count = threshold(map.toleratedCount);
+    const percentage = threshold(map.toleratedPercentage);
+    const exceeded = () =>
+      (count !== undefined && stats.failed > count) ||
+      (percentage !== undefined && (stats.failed * 100) / items.length > percentage);
+    const mapRunId = randomUUID();
+    const mapRunArn = `${FLEET_ARN.replace(":stateMachine:", ":mapRun:")}/${map.state}:${mapRunId}`;
+    const executionArn = `${FLEET_ARN.replace(":stateMachine:", ":execution:")}:${mapRunId}`;
+    const records: Record<string, unknown>[] = [];
+    let next = 0;
+    const runChild = async (index: number) => {
+      stats.started++;
+      const start = new Date().toISOString();
+      const execution = wrapper.run({ ...(input as object), labItem: [items[index]] } as never, {
+        context: {
+          Execution: { Id: executionArn, Name: mapRunId, Input: input as never },
+          StateMachine: { Id: FLEET_ARN, Name: FLEET_ARN.split(":").pop() },
+        },
+        overrides: {
+          taskResourceLocalHandlers: { [taskState]: task as never },
+          retryIntervalOverrides: { [taskState]: 0 },
+        },
+      });
+      const events: { type: string; Error?: string; Cause?: string }[] = [];
+      const collecting = (async () => {
+        for await (const e of execution.eventLogs) events.push(e as never);
+      })();
+      let output: unknown;
+      try {
+        output = ((await execution.result) as unknown[])[0];
+      } catch {}
+      await collecting;
+      // The wrapper's own Map state is not the child's.
+      stats.transitions +=
+        events.filter((e) => e.type === "StateEntered" || e.type === "StateRetried").length - 1;
+      const failed = events.find((e) => e.type === "ExecutionFailed");
+      const record = {
+        ExecutionArn: `${mapRunArn.replace(":mapRun:", ":execution:")}:${index}`,
+        Input: JSON.stringify(items[index]),
+        InputDetails: { Included: true },
+        Name: String(index),
+        StartDate: start,
+        StateMachineArn: mapRunArn,
+        StopDate: new Date().toISOString(),
+        index,
+      };
+      if (failed) {
+        stats.failed++;
+        records.push({ ...record, Error: failed.Error, Cause: failed.Cause, Status: "FAILED" });
+        if (exceeded()) stats.exceeded = true;
+      } else {
+        records.push({
+          ...record,
+          Output: JSON.stringify(output),
+          OutputDetails: { Included: true },
+          Status: "SUCCEEDED",
+        });
+      }
+    };
+    // MaxConcurrency workers; none starts a child once the threshold is exceeded.
+    const worker = async () => {
+      while (!stats.exceeded && next < items.length) await runChild(next++);
+    };
+    await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+
+    const prefix = `${map.writer.prefix}/${mapRunId}`;
+    const files: Record<string, { Key: string; Size: number }[]> = {
+      FAILED: [],
+      PENDING: [],
+      SUCCEEDED: [],
+    };
+    records.sort((a, b) => Number(a.index) - Number(b.index));
+    for (const status of ["SUCCEEDED", "FAILED"]) {
+      const these = records.filter((r) => r.Status === status).map(({ index: _i, ...r }) => r);
+      if (these.length === 0) continue;
+      const body = JSON.stringify(these);
+      const key = `${prefix}/${status}_0.json`;
+      await put(s3, map.writer.bucket, key, body);
+      files[status]?.push({ Key: key, Size: Buffer.byteLength(body) });
+    }
+    stats.manifestKey = `${prefix}/manifest.json`;
+    await put(
+      s3,
+      map.writer.bucket,
+      stats.manifestKey,
+      JSON.stringify({
+        DestinationBucket: map.writer.bucket,
+        MapRunArn: mapRunArn,
+        ResultFiles: files,
+      }),
+    );
+    if (stats.exceeded) {
+      throw Object.assign(
+        new Error(
+          `The number of failed items exceeded the tolerated failure threshold (${stats.failed} failed of ${items.length}; count ${count ?? "-"}, percentage ${percentage ?? "-"})`,
+        ),
+        { name: THRESHOLD_ERROR },
+      );
+    }
+    return {
+      MapRunArn: mapRunArn,
+      ResultWriterDetails: { Bucket: map.writer.bucket, Key: stats.manifestKey },
+    };
+  };
+}
+
+/** Runs a definition locally with a local handler per Task state (runLocally binds one). */
+async function runWith(
+  definition: Definition,
+  handlers: Record<string, (input: unknown) => Promise<unknown>>,
+  input: unknown,
+): Promise<{
+  output: unknown;
+  error: unknown;
+  failed?: { Error?: string };
+  events: ExecutionEvent[];
+}> {
+  const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
+  const executionArn = `${FLEET_ARN.replace(":stateMachine:", ":execution:")}:${randomUUID()}`;
+  const execution = machine.run(input as never, {
+    context: {
+      Execution: { Id: executionArn, Name: executionArn.split(":").pop(), Input: input as never },
+      StateMachine: { Id: FLEET_ARN, Name: FLEET_ARN.split(":").pop() },
+    },
+    overrides: { taskResourceLocalHandlers: handlers as never },
+  });
+  const events: ExecutionEvent[] = [];
+  const collecting = (async () => {
+    for await (const e of execution.eventLogs) events.push(e as never);
+  })();
+  let output: unknown;
+  let error: unknown;
+  try {
+    output = await execution.result;
+  } catch (e) {
+    error = e;
+  }
+  await collecting;
+  return {
+    output,
+    error,
+    failed: events.find((e) => e.type === "ExecutionFailed") as { Error?: string } | undefined,
+    events,
+  };
 }
