@@ -243,10 +243,14 @@ Generates everything derived from the contract's schemas, in order:
   lib/request-validator.generated.ts and schemas/request.schema.json (from lib/request-schema.ts,
     scripts/generate-validator.ts),
   schemas/error.schema.json (the error envelope) and schemas/openapi.json (OpenAPI 3.1 for
-    POST /run, from the request and result schemas and lib's error table).
-Run it after editing a schema or an error's status; tests fail while any committed file is stale.
+    POST /run, from the request and result schemas and lib's error table),
+  docs/api.md's Step Functions ASL block (from the task-state builder,
+    scripts/generate-task-asl.ts; it synthesizes a small CDK app).
+Run it after editing a schema, an error's status or the task builder; tests fail while any
+generated file is stale.
 
-cost: about a second; rewrites those four files in the checkout (review with git diff).
+cost: a few seconds (the ASL block loads aws-cdk-lib); rewrites those four files and one block of
+docs/api.md in the checkout (review with git diff).
 `;
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
@@ -261,5 +265,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
     console.log(`wrote ${ERROR_SCHEMA_JSON}`);
     writeFileSync(OPENAPI_JSON, await generateOpenApiJson());
     console.log(`wrote ${OPENAPI_JSON}`);
+    const { writeTaskAslDoc } = await import("./generate-task-asl.ts");
+    await writeTaskAslDoc();
   });
 }

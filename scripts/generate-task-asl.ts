@@ -75,7 +75,7 @@ export function withAsl(doc: string, asl: Record<string, unknown>): string {
 }
 
 const HELP = `
-usage: npx tsx scripts/generate-task-asl.ts
+usage: npx tsx scripts/generate-task-asl.ts   (npm run generate runs it too)
 
 Rewrites the Step Functions ASL block of docs/api.md (between its task-asl markers) from the
 task-state builder (boundedSshTask + catchBoundedSshErrors, cdk/constructs/bounded-ssh-task.ts)
@@ -84,11 +84,14 @@ with the default task timeout and retry, then formats docs/api.md with Biome. te
 cost: a few seconds (loads aws-cdk-lib); rewrites docs/api.md in the checkout (review with git diff).
 `;
 
+/** Rewrites docs/api.md's ASL block (also run by `npm run generate`). */
+export async function writeTaskAslDoc(): Promise<void> {
+  writeFileSync(API_DOC, withAsl(readFileSync(API_DOC, "utf8"), await taskAsl()));
+  // The house formatter (npm run lint) lays out the JSON block; the drift test compares values.
+  execFileSync("npx", ["biome", "format", "--write", API_DOC], { stdio: "inherit" });
+  console.log(`wrote ${API_DOC}`);
+}
+
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  await runCli("generate-task-asl", HELP, async () => {
-    writeFileSync(API_DOC, withAsl(readFileSync(API_DOC, "utf8"), await taskAsl()));
-    // The house formatter (npm run lint) lays out the JSON block; the drift test compares values.
-    execFileSync("npx", ["biome", "format", "--write", API_DOC], { stdio: "inherit" });
-    console.log(`wrote ${API_DOC}`);
-  });
+  await runCli("generate-task-asl", HELP, writeTaskAslDoc);
 }
