@@ -21,6 +21,7 @@ import { Keepalive, type KeepaliveSettings } from "./keepalive.ts";
 import { SessionOutput } from "./output-capture.ts";
 import { signFirstAttempt } from "./sign-first.ts";
 import {
+  CIPHER_ORDER,
   Client,
   closedByPeer,
   execWhenSent,
@@ -424,16 +425,19 @@ export class SshConnection {
       // ssh2's keepalive uses only global requests, which TinySSH never answers: the engine
       // runs its own (startKeepalive).
       keepaliveInterval: 0,
-      ...(hostKeys.serverHostKeyAlgorithms
-        ? {
-            algorithms: {
+      algorithms: {
+        // Fastest measured first (docs/benchmarks.md, "Drain"); fixed here, not left to ssh2,
+        // whose order depends on an optional native binding and CPU probe.
+        cipher: CIPHER_ORDER as never,
+        ...(hostKeys.serverHostKeyAlgorithms
+          ? {
               // Host certificate types only where this ssh2 negotiates them (its patch).
               serverHostKey: hostKeys.serverHostKeyAlgorithms.filter(
                 (a) => !a.includes("-cert-v01@") || HOST_CERT_ALGORITHMS.includes(a),
               ) as never,
-            },
-          }
-        : {}),
+            }
+          : {}),
+      },
       // Synchronous form: ssh2 treats a returned Promise as acceptance.
       hostVerifier: (key: Buffer): boolean => {
         this.#hostKeySha256 = fingerprintSha256(key);

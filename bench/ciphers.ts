@@ -1,0 +1,120 @@
+/**
+ * Drain throughput and session latency per cipher (issue 26 item 1). For each cipher ssh2
+ * offers in pure JS, an sshd that offers ONLY that cipher (and, for AES-CTR, only
+ * hmac-sha2-256-etm): the engine, unchanged, negotiates it from its default list, and the
+ * OpenSSH client is measured against the same server in the same rounds, so each ratio
+ * compares the two clients on one cipher. Drain = 100 MB of stdout with the median `true`
+ * session of the same client subtracted (as in throughput.ts).
+ *
+ *   npx tsx bench/ciphers.ts          # this section alone (also `npm run bench -- ciphers`)
+ */
+import { spawn } from "node:child_process";
+import { SSH_PATH, type SshdServer, startSshd } from "../test/helpers/sshd.ts";
+import type { Engine } from "./engine.ts";
+import { engineClient, opensshClient } from "./latency.ts";
+import { median } from "./stats.ts";
+
+const BYTES = 100_000_000;
+const COMMAND = `head -c ${BYTES} /dev/zero`;
+
+/** Each cipher (and the MAC it needs, when it is not an AEAD) as sshd_config names them. */
+export const BENCH_CIPHERS: ReadonlyArray<{ cipher: string; mac?: string }> = [
+  { cipher: "aes128-gcm@openssh.com" },
+  { cipher: "aes256-gcm@openssh.com" },
+  { cipher: "aes128-ctr", mac: "hmac-sha2-256-etm@openssh.com" },
+  { cipher: "chacha20-poly1305@openssh.com" },
+];
+
+export interface CipherResult {
+  name: string;
+  /** Drain times (ms), handshake included. */
+  engine: number[];
+  openssh: number[];
+  /** `true` session times (ms). */
+  engineTrue: number[];
+  opensshTrue: number[];
+  engineMBps: number;
+  opensshMBps: number;
+}
+
+function opensshDrain(srv: SshdServer, extra: string[]): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const t0 = performance.now();
+    const child = spawn(SSH_PATH, srv.sshArgs(srv.keys.ed25519, extra).concat(COMMAND), {
+      stdio: "ignore",
+    });
+    child.once("error", reject);
+    child.once("exit", (code) => {
+      if (code === 0) resolve(performance.now() - t0);
+      else reject(new Error(`ssh exited ${code}`));
+    });
+  });
+}
+
+async function engineDrain(engine: Engine, srv: SshdServer): Promise<number> {
+  const t0 = performance.now();
+  const r = await engine.runCommand(
+    { host: srv.host, port: srv.port, username: srv.username, command: COMMAND },
+    {
+      budgetMs: 120_000,
+      secret: { privateKey: srv.keys.ed25519.privateKey },
+      knownHosts: srv.knownHostsLine,
+    },
+  );
+  if (r.status !== "succeeded" || r.output.stdoutBytes !== BYTES) {
+    throw new Error(`engine drain failed: ${r.status} ${r.output.stdoutBytes} bytes`);
+  }
+  return performance.now() - t0;
+}
+
+export async function measureCiphers(engine: Engine, rounds: number): Promise<CipherResult[]> {
+  const results: CipherResult[] = [];
+  for (const { cipher, mac } of BENCH_CIPHERS) {
+    const srv = await startSshd({
+      passwordAuthentication: false,
+      extraConfig: [`Ciphers ${cipher}`, ...(mac ? [`MACs ${mac}`] : [])],
+    });
+    try {
+      const extra = ["-c", cipher, ...(mac ? ["-m", mac] : [])];
+      const engTrue = engineClient(engine, srv);
+      const sshTrue = opensshClient(srv, extra);
+      const res: CipherResult = {
+        name: mac ? `${cipher} + ${mac}` : cipher,
+        engine: [],
+        openssh: [],
+        engineTrue: [],
+        opensshTrue: [],
+        engineMBps: 0,
+        opensshMBps: 0,
+      };
+      await engineDrain(engine, srv); // warm-up (JIT for this cipher's code path)
+      for (let i = 0; i < rounds; i++) {
+        res.engine.push(await engineDrain(engine, srv));
+        res.openssh.push(await opensshDrain(srv, extra));
+        for (let j = 0; j < 3; j++) {
+          res.engineTrue.push(await engTrue());
+          res.opensshTrue.push(await sshTrue());
+        }
+      }
+      const mb = BYTES / 1e6;
+      res.engineMBps = mb / ((median(res.engine) - median(res.engineTrue)) / 1000);
+      res.opensshMBps = mb / ((median(res.openssh) - median(res.opensshTrue)) / 1000);
+      results.push(res);
+    } finally {
+      await srv.stop();
+    }
+  }
+  return results;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const { loadEngine } = await import("./engine.ts");
+  const engine = await loadEngine();
+  const rounds = Number(process.env.BENCH_TP_ROUNDS ?? 3);
+  for (const r of await measureCiphers(engine, rounds)) {
+    console.log(
+      `${r.name.padEnd(52)} engine ${r.engineMBps.toFixed(1)} MB/s  OpenSSH ${r.opensshMBps.toFixed(1)} MB/s  ${(r.engineMBps / r.opensshMBps).toFixed(2)}×  true: engine ${median(r.engineTrue).toFixed(1)} ms, OpenSSH ${median(r.opensshTrue).toFixed(1)} ms`,
+    );
+  }
+  process.exit(0);
+}
