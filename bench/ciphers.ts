@@ -4,11 +4,14 @@
  * hmac-sha2-256-etm): the engine, unchanged, negotiates it from its default list, and the
  * OpenSSH client is measured against the same server in the same rounds, so each ratio
  * compares the two clients on one cipher. Drain = 100 MB of stdout with the median `true`
- * session of the same client subtracted (as in throughput.ts).
+ * session of the same client subtracted (as in throughput.ts). Client CPU per drain (the
+ * engine: this process's user + system time; OpenSSH: its reaped `ssh` process's, from
+ * /proc/self/stat) is the load-proof figure: wall-clock ratios move with the machine's load.
  *
  *   npx tsx bench/ciphers.ts          # this section alone (also `npm run bench -- ciphers`)
  */
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { SSH_PATH, type SshdServer, startSshd } from "../test/helpers/sshd.ts";
 import type { Engine } from "./engine.ts";
 import { engineClient, opensshClient } from "./latency.ts";
@@ -35,24 +38,38 @@ export interface CipherResult {
   opensshTrue: number[];
   engineMBps: number;
   opensshMBps: number;
+  /** Client CPU per drain (ms), median, handshake included. */
+  engineCpuMs: number[];
+  opensshCpuMs: number[];
 }
 
-function opensshDrain(srv: SshdServer, extra: string[]): Promise<number> {
+/** CPU time (ms) of this process's reaped children (cutime + cstime, /proc/self/stat). */
+function childrenCpuMs(): number {
+  const stat = readFileSync("/proc/self/stat", "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // Fields 16 and 17 of proc(5), counted from the state field (3) here.
+  return ((Number(fields[13]) + Number(fields[14])) * 1000) / 100;
+}
+
+function opensshDrain(srv: SshdServer, extra: string[], cpu: number[]): Promise<number> {
   return new Promise<number>((resolve, reject) => {
     const t0 = performance.now();
+    const c0 = childrenCpuMs();
     const child = spawn(SSH_PATH, srv.sshArgs(srv.keys.ed25519, extra).concat(COMMAND), {
       stdio: "ignore",
     });
     child.once("error", reject);
     child.once("exit", (code) => {
+      cpu.push(childrenCpuMs() - c0);
       if (code === 0) resolve(performance.now() - t0);
       else reject(new Error(`ssh exited ${code}`));
     });
   });
 }
 
-async function engineDrain(engine: Engine, srv: SshdServer): Promise<number> {
+async function engineDrain(engine: Engine, srv: SshdServer, cpu: number[]): Promise<number> {
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   const r = await engine.runCommand(
     { host: srv.host, port: srv.port, username: srv.username, command: COMMAND },
     {
@@ -64,7 +81,10 @@ async function engineDrain(engine: Engine, srv: SshdServer): Promise<number> {
   if (r.status !== "succeeded" || r.output.stdoutBytes !== BYTES) {
     throw new Error(`engine drain failed: ${r.status} ${r.output.stdoutBytes} bytes`);
   }
-  return performance.now() - t0;
+  const elapsed = performance.now() - t0;
+  const c = process.cpuUsage(c0);
+  cpu.push((c.user + c.system) / 1000);
+  return elapsed;
 }
 
 export async function measureCiphers(engine: Engine, rounds: number): Promise<CipherResult[]> {
@@ -86,11 +106,13 @@ export async function measureCiphers(engine: Engine, rounds: number): Promise<Ci
         opensshTrue: [],
         engineMBps: 0,
         opensshMBps: 0,
+        engineCpuMs: [],
+        opensshCpuMs: [],
       };
-      await engineDrain(engine, srv); // warm-up (JIT for this cipher's code path)
+      await engineDrain(engine, srv, []); // warm-up (JIT for this cipher's code path)
       for (let i = 0; i < rounds; i++) {
-        res.engine.push(await engineDrain(engine, srv));
-        res.openssh.push(await opensshDrain(srv, extra));
+        res.engine.push(await engineDrain(engine, srv, res.engineCpuMs));
+        res.openssh.push(await opensshDrain(srv, extra, res.opensshCpuMs));
         for (let j = 0; j < 3; j++) {
           res.engineTrue.push(await engTrue());
           res.opensshTrue.push(await sshTrue());
@@ -113,7 +135,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const rounds = Number(process.env.BENCH_TP_ROUNDS ?? 3);
   for (const r of await measureCiphers(engine, rounds)) {
     console.log(
-      `${r.name.padEnd(52)} engine ${r.engineMBps.toFixed(1)} MB/s  OpenSSH ${r.opensshMBps.toFixed(1)} MB/s  ${(r.engineMBps / r.opensshMBps).toFixed(2)}×  true: engine ${median(r.engineTrue).toFixed(1)} ms, OpenSSH ${median(r.opensshTrue).toFixed(1)} ms`,
+      `${r.name.padEnd(52)} engine ${r.engineMBps.toFixed(1)} MB/s  OpenSSH ${r.opensshMBps.toFixed(1)} MB/s  ${(r.engineMBps / r.opensshMBps).toFixed(2)}×  CPU/drain engine ${median(r.engineCpuMs).toFixed(0)} ms, OpenSSH ${median(r.opensshCpuMs).toFixed(0)} ms  true: engine ${median(r.engineTrue).toFixed(1)} ms, OpenSSH ${median(r.opensshTrue).toFixed(1)} ms`,
     );
   }
   process.exit(0);
