@@ -8,7 +8,10 @@
  * engine: this process's user + system time; OpenSSH: its reaped `ssh` process's, from
  * /proc/self/stat) is the load-proof figure: wall-clock ratios move with the machine's load.
  *
- *   npx tsx bench/ciphers.ts          # this section alone (also `npm run bench -- ciphers`)
+ *   npx tsx bench/ciphers.ts                                  # this part alone
+ *   BENCH_BASE_LIB=.bench/before/lib npx tsx bench/ciphers.ts # an older lib/ in the same rounds
+ * (an older lib/ resolves `ssh2` from its own node_modules first: put the ssh2 to compare
+ * beside it, e.g. .bench/before/node_modules/ssh2).
  */
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
@@ -38,9 +41,11 @@ export interface CipherResult {
   opensshTrue: number[];
   engineMBps: number;
   opensshMBps: number;
-  /** Client CPU per drain (ms), median, handshake included. */
+  /** Client CPU per drain (ms), handshake included. */
   engineCpuMs: number[];
   opensshCpuMs: number[];
+  /** The BENCH_BASE_LIB engine in the same rounds, when given. */
+  base?: { drains: number[]; trues: number[]; cpuMs: number[]; MBps: number };
 }
 
 /** CPU time (ms) of this process's reaped children (cutime + cstime, /proc/self/stat). */
@@ -79,7 +84,7 @@ async function engineDrain(engine: Engine, srv: SshdServer, cpu: number[]): Prom
     },
   );
   if (r.status !== "succeeded" || r.output.stdoutBytes !== BYTES) {
-    throw new Error(`engine drain failed: ${r.status} ${r.output.stdoutBytes} bytes`);
+    throw new Error(`engine drain failed: ${r.status} ${r.output.stdoutBytes} bytes ${JSON.stringify(r.error)}`);
   }
   const elapsed = performance.now() - t0;
   const c = process.cpuUsage(c0);
@@ -87,7 +92,11 @@ async function engineDrain(engine: Engine, srv: SshdServer, cpu: number[]): Prom
   return elapsed;
 }
 
-export async function measureCiphers(engine: Engine, rounds: number): Promise<CipherResult[]> {
+export async function measureCiphers(
+  engine: Engine,
+  rounds: number,
+  baseEngine?: Engine,
+): Promise<CipherResult[]> {
   const results: CipherResult[] = [];
   for (const { cipher, mac } of BENCH_CIPHERS) {
     const srv = await startSshd({
@@ -109,16 +118,30 @@ export async function measureCiphers(engine: Engine, rounds: number): Promise<Ci
         engineCpuMs: [],
         opensshCpuMs: [],
       };
+      const base: CipherResult["base"] = baseEngine && {
+        drains: [],
+        trues: [],
+        cpuMs: [],
+        MBps: 0,
+      };
+      const baseTrue = baseEngine && engineClient(baseEngine, srv);
       await engineDrain(engine, srv, []); // warm-up (JIT for this cipher's code path)
+      if (baseEngine) await engineDrain(baseEngine, srv, []);
       for (let i = 0; i < rounds; i++) {
         res.engine.push(await engineDrain(engine, srv, res.engineCpuMs));
+        if (baseEngine && base) base.drains.push(await engineDrain(baseEngine, srv, base.cpuMs));
         res.openssh.push(await opensshDrain(srv, extra, res.opensshCpuMs));
         for (let j = 0; j < 3; j++) {
           res.engineTrue.push(await engTrue());
+          if (baseTrue && base) base.trues.push(await baseTrue());
           res.opensshTrue.push(await sshTrue());
         }
       }
       const mb = BYTES / 1e6;
+      if (base) {
+        base.MBps = mb / ((median(base.drains) - median(base.trues)) / 1000);
+        res.base = base;
+      }
       res.engineMBps = mb / ((median(res.engine) - median(res.engineTrue)) / 1000);
       res.opensshMBps = mb / ((median(res.openssh) - median(res.opensshTrue)) / 1000);
       results.push(res);
@@ -130,13 +153,22 @@ export async function measureCiphers(engine: Engine, rounds: number): Promise<Ci
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
-  const { loadEngine } = await import("./engine.ts");
+  const { loadBaseEngine, loadEngine } = await import("./engine.ts");
   const engine = await loadEngine();
   const rounds = Number(process.env.BENCH_TP_ROUNDS ?? 3);
-  for (const r of await measureCiphers(engine, rounds)) {
+  const results = await measureCiphers(engine, rounds, await loadBaseEngine());
+  for (const r of results) {
     console.log(
       `${r.name.padEnd(52)} engine ${r.engineMBps.toFixed(1)} MB/s  OpenSSH ${r.opensshMBps.toFixed(1)} MB/s  ${(r.engineMBps / r.opensshMBps).toFixed(2)}×  CPU/drain engine ${median(r.engineCpuMs).toFixed(0)} ms, OpenSSH ${median(r.opensshCpuMs).toFixed(0)} ms  true: engine ${median(r.engineTrue).toFixed(1)} ms, OpenSSH ${median(r.opensshTrue).toFixed(1)} ms`,
     );
+    if (r.base) {
+      console.log(
+        `${"  BENCH_BASE_LIB".padEnd(52)} engine ${r.base.MBps.toFixed(1)} MB/s  ${(r.base.MBps / r.opensshMBps).toFixed(2)}×  CPU/drain ${median(r.base.cpuMs).toFixed(0)} ms  true ${median(r.base.trues).toFixed(1)} ms`,
+      );
+    }
   }
+  const { writeFileSync, mkdirSync } = await import("node:fs");
+  mkdirSync(".bench", { recursive: true });
+  writeFileSync(".bench/ciphers.json", JSON.stringify(results, null, 1));
   process.exit(0);
 }
