@@ -33,6 +33,7 @@ it("the installed ssh2 carries the drain patch (npm ci ran postinstall)", () => 
   const crypto = readFileSync(path.join(ROOT, "node_modules/ssh2/lib/protocol/crypto.js"), "utf8");
   expect(crypto).toContain("this._decipherKey = createSecretKey(dec.decipherKey)");
   expect(crypto).toContain("this._onWrite(Buffer.concat([lenData, encrypted, final, tag]))");
+  expect(crypto).toContain("this._ct = Buffer.allocUnsafe(MAX_PACKET_SIZE)");
 });
 
 it("the engine offers the fastest measured cipher first, and every cipher TinySSH needs", () => {
