@@ -84,7 +84,9 @@ async function engineDrain(engine: Engine, srv: SshdServer, cpu: number[]): Prom
     },
   );
   if (r.status !== "succeeded" || r.output.stdoutBytes !== BYTES) {
-    throw new Error(`engine drain failed: ${r.status} ${r.output.stdoutBytes} bytes ${JSON.stringify(r.error)}`);
+    throw new Error(
+      `engine drain failed: ${r.status} ${r.output.stdoutBytes} bytes ${JSON.stringify(r.error)}`,
+    );
   }
   const elapsed = performance.now() - t0;
   const c = process.cpuUsage(c0);
