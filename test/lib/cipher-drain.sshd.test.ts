@@ -11,8 +11,9 @@ import { type SshdServer, startSshd } from "../helpers/sshd.ts";
 
 // Drain throughput (issue 26 item 1): patches/ssh2+1.17.0.patch changes ssh2's pure-JS
 // cipher classes (one KeyObject per AES-GCM key instead of one per packet; one socket write
-// per outgoing packet instead of one per part). Per cipher the engine offers, against an sshd
-// that offers only that cipher and re-keys every 1 MiB: multi-MiB output and stdin arrive
+// per outgoing packet instead of one per part; no view of a read kept past it), and the engine
+// reads every dialled socket into one reused buffer. Per cipher the engine offers, against an
+// sshd that offers only that cipher and re-keys every 1 MiB: multi-MiB output and stdin arrive
 // whole (byte count and SHA-256), and every packet goes out in one write; sessions at once
 // stay apart.
 
@@ -34,6 +35,7 @@ it("the installed ssh2 carries the drain patch (npm ci ran postinstall)", () => 
   expect(crypto).toContain("this._decipherKey = createSecretKey(dec.decipherKey)");
   expect(crypto).toContain("this._onWrite(Buffer.concat([lenData, encrypted, final, tag]))");
   expect(crypto).toContain("this._ct = Buffer.allocUnsafe(MAX_PACKET_SIZE)");
+  expect(crypto).toContain("this._packet = Buffer.from(encrypted)");
 });
 
 it("the engine offers the fastest measured cipher first, and every cipher TinySSH needs", () => {
