@@ -26,6 +26,7 @@ import {
   closedByPeer,
   execWhenSent,
   HOST_CERT_ALGORITHMS,
+  READS_IN_PLACE,
   sendChannelKeepalive,
   sendGlobalKeepalive,
   sendSignal,
@@ -278,8 +279,11 @@ export class SshConnection {
       keepAliveInitialDelay: TCP_KEEPALIVE_INITIAL_MS,
       // Reads land in one process-wide buffer instead of a new one per read (100 MB of
       // allocations, and the major GCs they trigger, per 100 MB drained). A chunk is valid
-      // only during this callback: see #received.
-      onread: { buffer: READ_BUFFER, callback: (n) => this.#received(sock, n) },
+      // only during this callback: see #received. Only where ssh2 keeps no view of its input
+      // (READS_IN_PLACE: its pure-JS deciphers, patched).
+      ...(READS_IN_PLACE
+        ? { onread: { buffer: READ_BUFFER, callback: (n: number) => this.#received(sock, n) } }
+        : {}),
     });
     this.useTransport(sock);
     this.#dialled = true;

@@ -45,6 +45,15 @@ export const CIPHER_ORDER: readonly string[] = [
   "chacha20-poly1305@openssh.com",
 ].filter((name) => (sshConstants.SUPPORTED_CIPHER as readonly string[]).includes(name));
 
+/**
+ * True when the socket's reads may reach ssh2 in a buffer reused by the next read (connection.ts
+ * READ_BUFFER): ssh2 decrypts with its pure-JS deciphers (no native binding, as in the Lambda
+ * bundle) and carries the project's patch, under which they keep no view of their input. A stock
+ * ssh2's ChaCha20-Poly1305 decipher, and every decipher of its binding, keep one (a packet body
+ * awaiting its MAC): then every read is a Buffer of its own, as Node allocates by default.
+ */
+export const READS_IN_PLACE: boolean = sshConstants.DECIPHER_KEEPS_NO_INPUT === true;
+
 /** ssh2's key parser: OpenSSH, PEM and PuTTY private keys, optionally encrypted. */
 export const parseKey: (data: string | Buffer, passphrase?: string | Buffer) => ParsedKey | Error =
   keyParser.parseKey;
