@@ -22,6 +22,7 @@ import vm from "node:vm";
 import { type CliArgs, runCli, UsageError } from "../local/cli.ts";
 import { type SshdServer, startSshd } from "../test/helpers/sshd.ts";
 import { measureCertificates } from "./certificates.ts";
+import { measureCiphers } from "./ciphers.ts";
 import { measureColdStart } from "./coldstart.ts";
 import {
   type ConcurrencyResult,
@@ -378,6 +379,25 @@ async function main({ positionals }: CliArgs): Promise<void> {
           anchor: "output cap 64 KiB/stream; a spill buffers ≤ 3 × 8 MiB parts + 1 MiB",
           target: "flat",
         });
+        // Per cipher, each against an sshd offering only it (bench/ciphers.ts).
+        const ciphers = await measureCiphers(engine, Number(process.env.BENCH_TP_ROUNDS ?? 5));
+        raw.ciphers = ciphers;
+        for (const c of ciphers) {
+          row({
+            section: "throughput",
+            measure: `drain, ${c.name} (\`true\` ${ms(median(c.engineTrue))} vs ${ms(median(c.opensshTrue))} ms)`,
+            value: `${ms(c.engineMBps)} MB/s`,
+            anchor: `${ms(c.opensshMBps)} MB/s OpenSSH, same cipher`,
+            ratio: ratio(c.engineMBps / c.opensshMBps),
+          });
+          row({
+            section: "throughput",
+            measure: `client CPU per 100 MB drain, ${c.name}`,
+            value: `${ms(median(c.engineCpuMs))} ms`,
+            anchor: `${ms(median(c.opensshCpuMs))} ms OpenSSH`,
+            ratio: ratio(median(c.engineCpuMs) / median(c.opensshCpuMs)),
+          });
+        }
       }
     } finally {
       await srv.stop();

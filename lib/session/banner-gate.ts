@@ -54,6 +54,26 @@ export class BannerGate extends Duplex {
     this.#sock.off("error", this.#onError);
   }
 
+  /**
+   * Hands ssh2 a chunk that is valid only during this call (a read into a reused buffer),
+   * when it can take it synchronously: past the identification line, flowing, nothing queued
+   * (what `push` itself does then: emit `data` at once). False, having done nothing, when it
+   * would be queued instead; the caller then passes a copy as usual.
+   */
+  receiveInPlace(chunk: Buffer): boolean {
+    if (
+      !this.#open ||
+      this.destroyed ||
+      this.readableFlowing !== true ||
+      this.readableLength !== 0 ||
+      this.listenerCount("data") === 0
+    ) {
+      return false;
+    }
+    this.emit("data", chunk);
+    return true;
+  }
+
   readonly #onData = (chunk: Buffer): void => {
     if (this.#open) {
       if (!this.push(chunk)) this.#sock.pause();

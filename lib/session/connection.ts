@@ -21,10 +21,12 @@ import { Keepalive, type KeepaliveSettings } from "./keepalive.ts";
 import { SessionOutput } from "./output-capture.ts";
 import { signFirstAttempt } from "./sign-first.ts";
 import {
+  CIPHER_ORDER,
   Client,
   closedByPeer,
   execWhenSent,
   HOST_CERT_ALGORITHMS,
+  READS_IN_PLACE,
   sendChannelKeepalive,
   sendGlobalKeepalive,
   sendSignal,
@@ -54,6 +56,13 @@ export const CLEANUP_CONFIRM_KEEP_MS = 125;
 export const TEARDOWN_SLACK_MS = 30;
 /** TCP keepalive: first probe after this much idle time (SSH keepalive does the fast work). */
 const TCP_KEEPALIVE_INITIAL_MS = 15_000;
+
+/**
+ * Where every dialled socket reads (net's `onread`): one buffer for the whole process. Reads
+ * are synchronous on the event loop and each chunk is consumed or copied before its callback
+ * returns ({@link SshConnection}'s #received), so connections never see each other's bytes.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 /**
  * Where the session stands, owned by the phase script (run-command.ts) and read here to
@@ -178,6 +187,8 @@ export class SshConnection {
   /** The transport ended, closed or failed. */
   #transportDown = false;
   #gate: BannerGate | undefined;
+  /** ssh2 authenticated: inbound packets are all encrypted (see #received). */
+  #sessionReady = false;
   #client: Client | undefined;
   #channel: ClientChannel | undefined;
   /** The session channel the exec request went out on, before the server answered it. */
@@ -260,12 +271,19 @@ export class SshConnection {
    * always destroy.
    */
   dial(address: string, port: number): Promise<void> {
-    const sock = net.connect({
+    const sock: net.Socket = net.connect({
       host: address,
       port,
       noDelay: true,
       keepAlive: true,
       keepAliveInitialDelay: TCP_KEEPALIVE_INITIAL_MS,
+      // Reads land in one process-wide buffer instead of a new one per read (100 MB of
+      // allocations, and the major GCs they trigger, per 100 MB drained). A chunk is valid
+      // only during this callback: see #received. Only where ssh2 keeps no view of its input
+      // (READS_IN_PLACE: its pure-JS deciphers, patched).
+      ...(READS_IN_PLACE
+        ? { onread: { buffer: READ_BUFFER, callback: (n: number) => this.#received(sock, n) } }
+        : {}),
     });
     this.useTransport(sock);
     this.#dialled = true;
@@ -283,6 +301,20 @@ export class SshConnection {
         sock.once("error", onError);
       }),
     );
+  }
+
+  /**
+   * One read of the dialled socket, in {@link READ_BUFFER} (reused by the next read of any
+   * connection). Once authenticated (every inbound packet is then decrypted into a buffer of
+   * its own, and ssh2 keeps nothing of its input), the banner gate hands the bytes to ssh2
+   * in place; before that (the banner, the clear-text key exchange: ssh2 keeps views of
+   * those packets), or when the gate would have to queue them, they are copied.
+   */
+  #received(sock: net.Socket, n: number): boolean {
+    const chunk = READ_BUFFER.subarray(0, n);
+    const gate = this.#gate;
+    if (!(this.#sessionReady && gate?.receiveInPlace(chunk))) sock.emit("data", Buffer.from(chunk));
+    return true; // go on reading (the gate pauses the socket itself when ssh2 falls behind)
   }
 
   /**
@@ -364,6 +396,7 @@ export class SshConnection {
       this.#kexDone.done();
     });
     client.once("ready", () => {
+      this.#sessionReady = true;
       if (this.#keepaliveAtAuth) this.startKeepalive();
       this.#authDone.done();
     });
@@ -424,16 +457,19 @@ export class SshConnection {
       // ssh2's keepalive uses only global requests, which TinySSH never answers: the engine
       // runs its own (startKeepalive).
       keepaliveInterval: 0,
-      ...(hostKeys.serverHostKeyAlgorithms
-        ? {
-            algorithms: {
+      algorithms: {
+        // Fastest measured first (docs/benchmarks.md, "Drain"); fixed here, not left to ssh2,
+        // whose order depends on an optional native binding and CPU probe.
+        cipher: CIPHER_ORDER as never,
+        ...(hostKeys.serverHostKeyAlgorithms
+          ? {
               // Host certificate types only where this ssh2 negotiates them (its patch).
               serverHostKey: hostKeys.serverHostKeyAlgorithms.filter(
                 (a) => !a.includes("-cert-v01@") || HOST_CERT_ALGORITHMS.includes(a),
               ) as never,
-            },
-          }
-        : {}),
+            }
+          : {}),
+      },
       // Synchronous form: ssh2 treats a returned Promise as acceptance.
       hostVerifier: (key: Buffer): boolean => {
         this.#hostKeySha256 = fingerprintSha256(key);

@@ -19,6 +19,10 @@ declare module "ssh2/lib/protocol/constants.js" {
   const constants: {
     /** Only with the project's ssh2 patch: host certificate type → certified key type. */
     CERT_SERVER_HOST_KEY?: Record<string, string>;
+    /** Every cipher this ssh2 can negotiate on this Node (its OpenSSL has it). */
+    SUPPORTED_CIPHER: string[];
+    /** Only with the project's ssh2 patch: its deciphers keep no view of their input. */
+    DECIPHER_KEEPS_NO_INPUT?: boolean;
   };
   export default constants;
 }

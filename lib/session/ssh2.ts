@@ -28,6 +28,32 @@ export const HOST_CERT_ALGORITHMS: readonly string[] = Object.keys(
   sshConstants.CERT_SERVER_HOST_KEY ?? {},
 );
 
+/**
+ * The ciphers the engine offers, in order of preference: the pure-JS path's drain throughput
+ * against OpenSSH 9.2 sshd, measured per cipher by `npm run bench -- ciphers`
+ * (docs/benchmarks.md, "Drain"). AES-GCM decrypts and authenticates in one OpenSSL call;
+ * AES-CTR adds an HMAC-SHA2 over every byte; ChaCha20-Poly1305 runs Poly1305 in ssh2's
+ * WebAssembly. All stay offered: TinySSH has only chacha20-poly1305, Dropbear and Go x/crypto
+ * negotiate AES-GCM or AES-CTR. Filtered to what this Node's OpenSSL has (ssh2's own check).
+ */
+export const CIPHER_ORDER: readonly string[] = [
+  "aes128-gcm@openssh.com",
+  "aes256-gcm@openssh.com",
+  "aes128-ctr",
+  "aes192-ctr",
+  "aes256-ctr",
+  "chacha20-poly1305@openssh.com",
+].filter((name) => (sshConstants.SUPPORTED_CIPHER as readonly string[]).includes(name));
+
+/**
+ * True when the socket's reads may reach ssh2 in a buffer reused by the next read (connection.ts
+ * READ_BUFFER): ssh2 decrypts with its pure-JS deciphers (no native binding, as in the Lambda
+ * bundle) and carries the project's patch, under which they keep no view of their input. A stock
+ * ssh2's ChaCha20-Poly1305 decipher, and every decipher of its binding, keep one (a packet body
+ * awaiting its MAC): then every read is a Buffer of its own, as Node allocates by default.
+ */
+export const READS_IN_PLACE: boolean = sshConstants.DECIPHER_KEEPS_NO_INPUT === true;
+
 /** ssh2's key parser: OpenSSH, PEM and PuTTY private keys, optionally encrypted. */
 export const parseKey: (data: string | Buffer, passphrase?: string | Buffer) => ParsedKey | Error =
   keyParser.parseKey;

@@ -132,6 +132,8 @@ describe("handler assets (cdk/bundling.ts)", () => {
       // Minified: `{ firstPacket: false, rekey: true }` and `!this._strictMode || state.rekey`.
       expect(chunk).toMatch(/firstPacket:!1,rekey:!0/);
       expect(chunk).toMatch(/!this\._strictMode\|\|[\w$]+\.rekey/);
+      // The drain patch (issue 26 item 1): one AES-GCM key object per key.
+      expect(chunk).toMatch(/_decipherKey=[\w$]+\([\w$]+\.decipherKey\)/);
     }
   });
 

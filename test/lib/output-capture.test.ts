@@ -49,6 +49,24 @@ describe("OutputCapture", () => {
     const out = cap.text();
     expect(out.text.length).toBeLessThan(1024 + 64);
   });
+
+  it("a tail cut from a chunk keeps a view of a packet-sized chunk, a copy of a huge one", () => {
+    // A view costs nothing per chunk (ssh2 hands over one packet per chunk); a copy stops a
+    // small tail from pinning a huge chunk's memory until the session ends.
+    const small = Buffer.alloc(32 * 1024, 0x61);
+    const huge = Buffer.alloc(4 * 1024 * 1024, 0x62);
+    const capSmall = new OutputCapture(64 * 1024);
+    capSmall.write(Buffer.alloc(32 * 1024, 0x7a)); // fills the head
+    capSmall.write(small);
+    small.fill(0x63); // the view sees it: no copy was made
+    expect(capSmall.text().text.endsWith("c".repeat(32 * 1024))).toBe(true);
+    const capHuge = new OutputCapture(64 * 1024);
+    capHuge.write(huge);
+    huge.fill(0x63); // the copy does not
+    const text = capHuge.text().text;
+    expect(text.endsWith("b".repeat(32 * 1024))).toBe(true);
+    expect(capHuge.bytes).toBe(4 * 1024 * 1024);
+  });
 });
 
 describe("OutputCapture encoding: JSON never inflates a stream beyond base64's 4/3", () => {
