@@ -225,7 +225,13 @@ export class FleetWorkflow extends Construct {
         .when(sfn.Condition.isPresent("$.toleratedFailurePercentage"), twoBudgets)
         .otherwise(defaults),
     );
+    // `s3Canary` is the state's own field: an input naming it is refused, not obeyed.
+    const internal = new sfn.Fail(this, "InternalFieldInInput", {
+      error: "ValidationError",
+      cause: "s3Canary is set by the fleet itself from batches; give batches instead; nothing ran.",
+    });
     const definition = new sfn.Choice(this, "CheckControlsSource")
+      .when(sfn.Condition.isPresent("$.s3Canary"), internal)
       .when(
         sfn.Condition.and(
           sfn.Condition.isPresent("$.hostsKey"),

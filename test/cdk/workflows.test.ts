@@ -1100,6 +1100,13 @@ describe("hostsKey fleet canary batches (batches on S3 lists)", () => {
     },
   );
 
+  it("refuses an input naming the canary's internal field (s3Canary) instead of obeying it", async () => {
+    const routed = await route({ s3Canary: { sizes: [1, 5] } });
+    expect(routed.failed?.Error).toBe("ValidationError");
+    expect(String((routed.error as Error).message)).toMatch(/give batches instead/);
+    expect(routed.entered).not.toContain("ReadCanaryHosts");
+  });
+
   it("refuses toleratedFailurePercentage beside a canary's budget", async () => {
     const routed = await route({ batches: [1, 5], maxErrors: 0, toleratedFailurePercentage: 5 });
     expect(routed.failed?.Error).toBe("ValidationError");
