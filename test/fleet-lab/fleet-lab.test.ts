@@ -226,6 +226,30 @@ describe(`fleet lab, ${HOSTS} hosts on distinct loopback addresses`, () => {
     expect(row.output).not.toHaveProperty("ended");
   });
 
+  it("hostsKey with canary batches under a count: the canary passes, the rest stops on what it left of the budget", () => {
+    const row = scenario("s3-canary-budget");
+    const check = report.s3Canary["s3-canary-budget"];
+    const canaryDead = Array.from({ length: 6 }, (_, i) => fivePercentDead(i)).filter(
+      (r) => r !== "healthy",
+    ).length;
+    expect(canaryDead).toBeLessThanOrEqual(3);
+    expect(row.execution).toBe("SUCCEEDED");
+    expect(row.output).toMatchObject({
+      ended: "maxErrorsExceeded",
+      maxErrors: 3,
+      error: { Error: "States.ExceedToleratedFailureThreshold" },
+      results: { prefix: "fleet-results/" },
+      canary: { ended: "completed", errors: canaryDead, batches: 2 },
+    });
+    // The rest's threshold was 3 less the canary's errors: more than 3 hosts in all did not
+    // succeed, and the canary's hosts ran once (skipped in the rest).
+    const notSucceeded = row.hosts - row.notStarted - (row.outcomes.succeeded ?? 0);
+    expect(notSucceeded).toBeGreaterThan(3);
+    expect(check).toMatchObject({ canaryHosts: 6, canaryRecords: 6, ranTwice: 0 });
+    expect(check?.rest?.skipped).toBe(6);
+    expect(row.outputBytes).toBeLessThan(4_096);
+  });
+
   it("changed nothing in the synthesized definition but the S3 maps' reader, writer and stood-in map runs", () => {
     const standInMap = (state: string) =>
       [

@@ -84,11 +84,13 @@ const CANARY = { batches: [1, 5, "20%"] } as const;
 /**
  * hostsKey fleets with canary batches ({@link CANARY}: a canary of 1 + 5 hosts, the last batch
  * is the rest of the list): the wrong command stops after the canary's first batch, the right
- * one passes it and the rest runs from S3.
+ * one passes it and the rest runs from S3; under a count (3) the canary passes and the rest
+ * stops once the dead hosts use what the canary left of the budget.
  */
 const S3_CANARIES = [
   { key: "s3-canary-wrong", command: "exit 1", maxErrors: 0 },
   { key: "s3-canary-ok", command: "echo ok", maxErrors: "10%" },
+  { key: "s3-canary-budget", command: "echo ok", maxErrors: 3 },
 ] as const;
 const S3_BUDGETS = [
   { key: "s3-wrong-budget", command: "exit 1", maxErrors: 0, maxConcurrency: 10 },
@@ -1035,6 +1037,23 @@ export function fleetLabProblems(r: LabReport): string[] {
   ) {
     problems.push(
       `${s3Wrong.scenario}: ${s3Wrong.hosts - s3Wrong.notStarted} hosts started (want 1), rest ${s3WrongOut?.rest}, ${s3Wrong.execution}`,
+    );
+  }
+  const s3Budget = row("s3-canary-budget");
+  const s3BudgetCheck = r.s3Canary["s3-canary-budget"];
+  const s3BudgetOut = s3Budget?.output as
+    | { ended?: string; canary?: { ended?: string; errors?: number } }
+    | undefined;
+  if (
+    !s3Budget ||
+    !s3BudgetCheck ||
+    s3Budget.execution !== "SUCCEEDED" ||
+    s3BudgetOut?.ended !== "maxErrorsExceeded" ||
+    s3BudgetOut.canary?.ended !== "completed" ||
+    s3BudgetCheck.ranTwice !== 0
+  ) {
+    problems.push(
+      `hostsKey canary, maxErrors 3: ended ${s3BudgetOut?.ended}, canary ${s3BudgetOut?.canary?.ended}, ${s3BudgetCheck?.ranTwice} ran twice, ${s3Budget?.execution}`,
     );
   }
   const k = s3OkCheck.canaryHosts;

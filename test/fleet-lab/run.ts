@@ -17,7 +17,8 @@ tarpits and closed ports), with Lambda throttles injected at the Lambda boundary
     batches [1, 5, "20%"], maxErrors 0 and 1;
   - the hostsKey fleet with the same canary batches: exit 1 with maxErrors 0 (stops after the
     canary, the rest of the list never starts) and echo ok with maxErrors "10%" (the canary's
-    6 hosts inline, the rest from S3 with those 6 skipped, every host run once);
+    6 hosts inline, the rest from S3 with those 6 skipped, every host run once) and echo ok
+    with maxErrors 3 (the canary passes, the rest stops on what the canary left of the count);
   - hostsKey fleets under a failure budget (the map's own threshold, a lab stand-in locally):
     exit 1 with maxErrors 0 and maxConcurrency 10, echo ok with maxErrors "10%".
 Prints wall time, task invocations (throttled ones included), outcomes, hosts not started and
