@@ -109,6 +109,26 @@ export function fleetControlProblem(name: string, value: unknown, min: 0 | 1): s
 }
 
 /**
+ * An S3 JSON item reader that reads at most the number of items a path names
+ * (`ReaderConfig.MaxItemsPath`, a reference path to a positive integer; CDK renders only a
+ * fixed `MaxItems`).
+ */
+class FirstItemsReader extends sfn.S3JsonItemReader {
+  constructor(
+    private readonly maxItemsPath: string,
+    props: sfn.S3FileItemReaderProps,
+  ) {
+    super(props);
+  }
+
+  override render(queryLanguage?: sfn.QueryLanguage): Record<string, unknown> {
+    const rendered = super.render(queryLanguage) as Record<string, unknown>;
+    const config = (rendered.ReaderConfig ?? {}) as Record<string, unknown>;
+    return { ...rendered, ReaderConfig: { ...config, MaxItemsPath: this.maxItemsPath } };
+  }
+}
+
+/**
  * One command on many hosts (SPEC §2, Distributed Map): hosts inline (`hosts`: results and a
  * per-outcome `summary` in the output) or from the bucket (`hostsKey` under `inputs/`: results
  * written to `fleet-results/`).
@@ -120,7 +140,7 @@ export function fleetControlProblem(name: string, value: unknown, min: 0 | 1): s
  * runtime error outside the task) still fails a child: that is what
  * `ToleratedFailurePercentage` budgets. The exception: a `hostsKey` fleet under a failure
  * budget (`maxErrors`), whose children fail when their host did not succeed so that the map's
- * own tolerated failure threshold keeps the budget (see `s3Fleet`).
+ * own tolerated failure threshold keeps the budget (see `s3Run`).
  *
  * @example
  * const fleet = new FleetWorkflow(this, "Fleet", {
@@ -168,15 +188,15 @@ export class FleetWorkflow extends Construct {
       throw new Error(`${this.node.path}: inlineHostLimit must be an integer >= 1`);
     }
 
-    // Canary batches are cut by the inline loop only: asked for on an S3 list they would
-    // protect nothing, so they are refused rather than ignored. A failure budget (maxErrors)
-    // runs on S3 lists too (the map's own tolerated failure threshold, see s3Fleet), but then
-    // it is the one budget: every child that did not succeed counts against it, malformed
-    // items included, so an explicit toleratedFailurePercentage beside it is refused too.
-    const s3Batches = new sfn.Fail(this, "ControlsNeedInlineHosts", {
-      error: "ValidationError",
-      cause:
-        "batches apply to inline host lists (hosts); a hostsKey fleet runs as one Distributed Map (maxErrors works there, canary batches do not yet). Run the canary as an inline fleet first, or split the list into objects and start one execution per object; nothing ran.",
+    // Canary batches on an S3 list (see s3Canary): the input's own `batches` only (the deploy
+    // config's default batches shape inline fleets), kept aside before the defaults fill in
+    // `batches`. A failure budget (maxErrors) on an S3 list is the map's own tolerated failure
+    // threshold (see s3Run), so it is the one budget: every child that did not succeed
+    // counts against it, malformed items included, and an explicit toleratedFailurePercentage
+    // beside it is refused.
+    const s3Batches = new sfn.Pass(this, "S3CanaryBatches", {
+      parameters: { "sizes.$": "$.batches" },
+      resultPath: "$.s3Canary",
     });
     const s3TwoBudgets = new sfn.Fail(this, "S3BudgetConflict", {
       error: "ValidationError",
@@ -200,7 +220,18 @@ export class FleetWorkflow extends Construct {
     const twoBudgets = new sfn.Choice(this, "CheckS3Budgets")
       .when(sfn.Condition.isPresent("$.maxErrors"), explicitBudget)
       .otherwise(defaultBudget ? s3TwoBudgets : defaults);
+    s3Batches.next(
+      new sfn.Choice(this, "CheckS3CanaryBudgets")
+        .when(sfn.Condition.isPresent("$.toleratedFailurePercentage"), twoBudgets)
+        .otherwise(defaults),
+    );
+    // `s3Canary` is the state's own field: an input naming it is refused, not obeyed.
+    const internal = new sfn.Fail(this, "InternalFieldInInput", {
+      error: "ValidationError",
+      cause: "s3Canary is set by the fleet itself from batches; give batches instead; nothing ran.",
+    });
     const definition = new sfn.Choice(this, "CheckControlsSource")
+      .when(sfn.Condition.isPresent("$.s3Canary"), internal)
       .when(
         sfn.Condition.and(
           sfn.Condition.isPresent("$.hostsKey"),
@@ -297,6 +328,9 @@ export class FleetWorkflow extends Construct {
     } as const;
 
     const fromS3 = this.s3Fleet(mapOptions, props);
+    const inline = this.inlineFleet(ceiling, mapOptions, props, fromS3.afterCanary);
+    // The canary's hosts (read from the list) run through the inline fleet's checks and loop.
+    fromS3.canaryHosts.next(inline.count);
     // Host lists live under `inputs/`: a caller cannot make the fleet read another
     // execution's results (`fleet-results/`) or anything else in the bucket.
     const badKey = new sfn.Fail(this, "HostsKeyNotAllowed", {
@@ -310,36 +344,258 @@ export class FleetWorkflow extends Construct {
           sfn.Condition.isString("$.hostsKey"),
           sfn.Condition.stringMatches("$.hostsKey", "inputs/*"),
         ),
-        this.clampConcurrency("S3", ceiling, fromS3),
+        this.clampConcurrency("S3", ceiling, fromS3.entry),
       )
       .when(sfn.Condition.isPresent("$.hostsKey"), badKey)
-      .otherwise(this.inlineFleet(ceiling, mapOptions, props));
+      .otherwise(inline.entry);
   }
 
   /**
    * A hostsKey fleet: one Distributed Map reading the list from S3 (ItemReader) and writing
-   * every child's result to `fleet-results/` (ResultWriter). Without a failure budget
-   * (`maxErrors` "100%", the default) every child records its host's outcome and succeeds, as
-   * before. With one, a child whose host did not succeed ends FAILED (`HostNotSucceeded`, its
-   * outcome record as the Cause) and the map runs with Step Functions' own tolerated failure
-   * threshold (`ToleratedFailureCount` for a count, `ToleratedFailurePercentage` for a
-   * percentage of the list): once more children failed than that, Step Functions stops
-   * starting children and the map fails with `States.ExceedToleratedFailureThreshold`, caught
-   * here into a bounded summary.
+   * every child's result to `fleet-results/` (ResultWriter), after a canary when the input
+   * gives `batches` (see {@link s3Canary}).
+   *
+   * @returns the entry, the state that hands the canary's hosts to the inline fleet, and what
+   *   runs after the canary's summary.
    */
   private s3Fleet(
     mapOptions: Omit<sfn.DistributedMapProps, "itemsPath" | "resultPath">,
     props: FleetWorkflowProps,
+  ): { entry: sfn.IChainable; canaryHosts: sfn.Pass; afterCanary: sfn.IChainable } {
+    const plain = this.s3Run("", mapOptions, props);
+    const rest = this.s3Run("Rest", mapOptions, props);
+    const canary = this.s3Canary(props, rest);
+    const entry = new sfn.Choice(this, "S3CanaryRequested")
+      .when(sfn.Condition.isPresent("$.s3Canary.sizes[1]"), canary.entry)
+      .otherwise(plain);
+    return { entry, canaryHosts: canary.canaryHosts, afterCanary: canary.afterCanary };
+  }
+
+  /**
+   * Canary batches on a hostsKey fleet: every batch but the last is the canary, a count each
+   * (a percentage needs the list's length, which the state does not have before the list is
+   * read), K hosts in all, K at most the inline limit. The first K items are read from the
+   * list (a Distributed Map with `ReaderConfig.MaxItemsPath` whose children only return their
+   * item) and run through the inline fleet (its checks, batch loop, budget and summary). If
+   * the budget held, the rest of the list runs from S3 ({@link s3Run} "Rest": the same map
+   * over the whole list, whose children for the first K items return a `skipped` marker
+   * without a task), under what is left of a count budget.
+   */
+  private s3Canary(
+    props: FleetWorkflowProps,
+    rest: sfn.IChainable,
+  ): { entry: sfn.IChainable; canaryHosts: sfn.Pass; afterCanary: sfn.IChainable } {
+    const limit = props.inlineHostLimit ?? DEFAULT_INLINE_HOST_LIMIT;
+    const invalid = new sfn.Fail(this, "S3CanaryInvalid", {
+      error: "ValidationError",
+      cause: CONTROL_CAUSE,
+    });
+    const percentage = new sfn.Fail(this, "S3CanaryPercentage", {
+      error: "ValidationError",
+      cause:
+        'a hostsKey fleet\'s canary batches (every batch but the last) must be counts: a percentage needs the number of hosts, which a list in S3 does not give before it is read. Give counts, e.g. batches [1, 5, "100%"]; nothing ran.',
+    });
+    const tooLargeCause = `a hostsKey fleet's canary batches (every batch but the last) add up to more than ${limit} hosts, the most the canary can carry and summarize inline; nothing ran. Give smaller canary batches; the last batch is the rest of the list.`;
+    const tooLarge = new sfn.Fail(this, "S3CanaryTooLarge", {
+      error: "ValidationError",
+      cause: tooLargeCause,
+    });
+    // Inside the size check's item processor (a state belongs to one graph).
+    const batchTooLarge = new sfn.Fail(this, "S3CanaryBatchTooLarge", {
+      error: "ValidationError",
+      cause: tooLargeCause,
+    });
+    const last = new sfn.Pass(this, "S3CanaryLast", {
+      parameters: { "last.$": "States.MathAdd(States.ArrayLength($.s3Canary.sizes), -1)" },
+      resultPath: "$.s3CanaryCheck",
+    });
+    // One batch size to `{range: [1..n]}` (a canary batch) or `{}` (the last: the rest).
+    const sizes = new sfn.Map(this, "S3CanarySizes", {
+      itemsPath: "$.s3Canary.sizes",
+      itemSelector: {
+        "spec.$": "$$.Map.Item.Value",
+        "index.$": "$$.Map.Item.Index",
+        "last.$": "$.s3CanaryCheck.last",
+      },
+      resultPath: "$.s3CanaryCheck.sizes",
+    });
+    const text = new sfn.Pass(this, "S3CanarySizeText", {
+      parameters: {
+        "spec.$": "$.spec",
+        "index.$": "$.index",
+        "last.$": "$.last",
+        "text.$": "States.JsonToString($.spec)",
+      },
+    });
+    const theRest = new sfn.Pass(this, "S3CanaryRestBatch", { parameters: { range: [] } });
+    const canaryBatch = new sfn.Pass(this, "S3CanaryBatch", {
+      parameters: { "count.$": "$.spec", "range.$": "States.ArrayRange(1, $.spec, 1)" },
+    });
+    const isLast = sfn.Condition.numberEqualsJsonPath("$.index", "$.last");
+    const isCount = sfn.Condition.and(
+      sfn.Condition.isNumeric("$.spec"),
+      sfn.Condition.numberGreaterThanEquals("$.spec", 1),
+    );
+    text.next(
+      new sfn.Choice(this, "S3CanarySize")
+        .when(
+          sfn.Condition.and(
+            sfn.Condition.isNumeric("$.spec"),
+            sfn.Condition.or(
+              sfn.Condition.stringMatches("$.text", "*.*"),
+              sfn.Condition.stringMatches("$.text", "*e*"),
+              sfn.Condition.stringMatches("$.text", "*E*"),
+            ),
+          ),
+          invalid,
+        )
+        .when(
+          sfn.Condition.and(
+            sfn.Condition.isString("$.spec"),
+            sfn.Condition.or(
+              ...FLEET_PERCENTAGES.map((p) => sfn.Condition.stringEquals("$.spec", p)),
+            ),
+            isLast,
+          ),
+          theRest,
+        )
+        .when(sfn.Condition.and(isCount, isLast), theRest)
+        .when(
+          sfn.Condition.and(
+            sfn.Condition.isString("$.spec"),
+            sfn.Condition.or(
+              ...FLEET_PERCENTAGES.map((p) => sfn.Condition.stringEquals("$.spec", p)),
+            ),
+          ),
+          percentage,
+        )
+        .when(
+          sfn.Condition.and(isCount, sfn.Condition.numberGreaterThan("$.spec", limit)),
+          batchTooLarge,
+        )
+        .when(isCount, canaryBatch)
+        .otherwise(invalid),
+    );
+    sizes.itemProcessor(text);
+    // `[*].count` skips the last (it has none): the canary's batches, as counts.
+    const flatten = new sfn.Pass(this, "S3CanaryFlatten", {
+      parameters: {
+        "ranges.$": "$.s3CanaryCheck.sizes[*].range[*]",
+        "batches.$": "$.s3CanaryCheck.sizes[*].count",
+      },
+      resultPath: "$.s3CanaryCheck",
+    });
+    const total = new sfn.Pass(this, "S3CanaryTotal", {
+      parameters: {
+        "k.$": "States.ArrayLength($.s3CanaryCheck.ranges)",
+        "batches.$": "$.s3CanaryCheck.batches",
+      },
+      resultPath: "$.s3CanaryCheck",
+    });
+    // The first K items of the list, inline: children that only return their item.
+    const read = new sfn.DistributedMap(this, "ReadCanaryHosts", {
+      itemReader: new FirstItemsReader("$.s3CanaryCheck.k", {
+        bucket: props.bucket,
+        key: sfn.JsonPath.stringAt("$.hostsKey"),
+      }),
+      mapExecutionType: sfn.StateMachineType.EXPRESS,
+      maxConcurrencyPath: "$.maxConcurrency",
+      resultPath: "$.s3CanaryCheck.hosts",
+    });
+    read.itemProcessor(new sfn.Pass(this, "CanaryHostItem"));
+    // The inline fleet's input; `after` says where its summary goes.
+    const canaryHosts = new sfn.Pass(this, "S3CanaryInline", {
+      parameters: {
+        "request.$": "$.request",
+        "hosts.$": "$.s3CanaryCheck.hosts",
+        "batches.$": "$.s3CanaryCheck.batches",
+        "maxErrors.$": "$.maxErrors",
+        "maxConcurrency.$": "$.maxConcurrency",
+        "toleratedFailurePercentage.$": "$.toleratedFailurePercentage",
+        after: {
+          next: "s3",
+          "request.$": "$.request",
+          "hostsKey.$": "$.hostsKey",
+          "maxErrors.$": "$.maxErrors",
+          "maxConcurrency.$": "$.maxConcurrency",
+          "toleratedFailurePercentage.$": "$.toleratedFailurePercentage",
+          "skip.$": "$.s3CanaryCheck.k",
+        },
+      },
+    });
+    last.next(sizes).next(flatten).next(total);
+    total.next(
+      new sfn.Choice(this, "S3CanaryLimit")
+        .when(sfn.Condition.numberGreaterThan("$.s3CanaryCheck.k", limit), tooLarge)
+        .otherwise(read),
+    );
+    read.next(canaryHosts);
+
+    // After the canary's summary (`canary`): stop, or the rest from S3.
+    const stopped = new sfn.Pass(this, "S3CanaryStopped", {
+      parameters: {
+        ended: "maxErrorsExceeded",
+        stoppedBy: "canary",
+        "hostsKey.$": "$.after.hostsKey",
+        "canary.$": "$.canary",
+        rest: "never started",
+      },
+    });
+    const restInput = new sfn.Pass(this, "S3RestInput", {
+      parameters: {
+        "request.$": "$.after.request",
+        "hostsKey.$": "$.after.hostsKey",
+        "maxErrors.$": "$.after.maxErrors",
+        "maxConcurrency.$": "$.after.maxConcurrency",
+        "toleratedFailurePercentage.$": "$.after.toleratedFailurePercentage",
+        "skip.$": "$.after.skip",
+        "canary.$": "$.canary",
+      },
+    });
+    restInput.next(rest);
+    const afterCanary = new sfn.Choice(this, "CanaryPassed")
+      .when(sfn.Condition.stringEquals("$.canary.ended", "maxErrorsExceeded"), stopped)
+      .otherwise(restInput);
+    return { entry: last, canaryHosts, afterCanary };
+  }
+
+  /**
+   * One S3 map run over the list (states named as before for the plain run; prefixed `Rest`
+   * for the run after a canary, whose children skip the first `$.skip` items). Without a
+   * failure budget (`maxErrors` "100%", the default) every child records its host's outcome
+   * and succeeds. With one, a child whose host did not succeed ends FAILED
+   * (`HostNotSucceeded`, its outcome record as the Cause) and the map runs with Step
+   * Functions' own tolerated failure threshold (`ToleratedFailureCount` for a count,
+   * `ToleratedFailurePercentage` for a percentage of the list): once more children failed
+   * than that, Step Functions stops starting children and the map fails with
+   * `States.ExceedToleratedFailureThreshold`, caught here into a bounded summary. After a
+   * canary, a count budget is what the canary left of it.
+   */
+  private s3Run(
+    prefix: "" | "Rest",
+    mapOptions: Omit<sfn.DistributedMapProps, "itemsPath" | "resultPath">,
+    props: FleetWorkflowProps,
   ): sfn.IChainable {
+    const afterCanary = prefix === "Rest";
+    const name = (id: string) => `${prefix}${id}`;
     const s3Map = (
       id: string,
-      prefix: string,
+      processorPrefix: string,
       threshold: Partial<sfn.DistributedMapProps>,
       budget: boolean,
     ) => {
       const map = new sfn.DistributedMap(this, id, {
         ...mapOptions,
         ...threshold,
+        ...(afterCanary
+          ? {
+              itemSelector: {
+                ...mapOptions.itemSelector,
+                "index.$": "$$.Map.Item.Index",
+                "skip.$": "$.skip",
+              },
+            }
+          : {}),
         itemReader: new sfn.S3JsonItemReader({
           bucket: props.bucket,
           key: sfn.JsonPath.stringAt("$.hostsKey"),
@@ -350,37 +606,57 @@ export class FleetWorkflow extends Construct {
         }),
         resultPath: "$.resultWriter",
       });
-      map.itemProcessor(this.hostProcessor(prefix, props, budget));
+      const host = this.hostProcessor(processorPrefix, props, budget);
+      if (!afterCanary) {
+        map.itemProcessor(host);
+        return map;
+      }
+      // The canary's hosts ran already: their children return a marker, no task, and
+      // succeed (they never count against the budget).
+      const skipped = new sfn.Pass(this, `${processorPrefix}CanaryHostSkipped`, {
+        parameters: { skipped: "canary", "host.$": "$.request.host", "index.$": "$.index" },
+      });
+      map.itemProcessor(
+        new sfn.Choice(this, `${processorPrefix}SkipCanaryHost`)
+          .when(sfn.Condition.numberLessThanJsonPath("$.index", "$.skip"), skipped)
+          .otherwise(host),
+      );
       return map;
     };
-    const unbudgeted = s3Map("RunFleetFromS3", "S3", {}, false);
+    const unbudgeted = s3Map(
+      afterCanary ? "RunRestFromS3" : "RunFleetFromS3",
+      name("S3"),
+      {},
+      false,
+    );
     const byCount = s3Map(
-      "RunFleetFromS3WithBudget",
-      "S3Budget",
+      afterCanary ? "RunRestFromS3WithBudget" : "RunFleetFromS3WithBudget",
+      name("S3Budget"),
       // 100 %: never exceeded, so the count is the one threshold (either one exceeded
       // fails the map run).
       {
         toleratedFailurePercentagePath: undefined,
         toleratedFailurePercentage: 100,
-        toleratedFailureCountPath: "$.maxErrors",
+        toleratedFailureCountPath: afterCanary ? "$.budget.left" : "$.maxErrors",
       },
       true,
     );
     const byPercent = s3Map(
-      "RunFleetFromS3WithPercentBudget",
-      "S3PercentBudget",
+      afterCanary ? "RunRestFromS3WithPercentBudget" : "RunFleetFromS3WithPercentBudget",
+      name("S3PercentBudget"),
       { toleratedFailurePercentagePath: "$.budget.percent" },
       true,
     );
     // The budget was exceeded: Step Functions stopped starting children. The results of the
     // children that ran are under fleet-results/<map run id>/ (ListMapRuns names the map run).
-    const exceeded = new sfn.Pass(this, "S3BudgetExceeded", {
+    const exceeded = new sfn.Pass(this, name("S3BudgetExceeded"), {
       parameters: {
         ended: "maxErrorsExceeded",
         "maxErrors.$": "$.maxErrors",
         "hostsKey.$": "$.hostsKey",
         "error.$": "$.budgetError",
         results: { bucket: props.bucket.bucketName, prefix: "fleet-results/" },
+        ...(afterCanary ? { "canary.$": "$.canary" } : {}),
       },
     });
     for (const map of [byCount, byPercent]) {
@@ -389,11 +665,11 @@ export class FleetWorkflow extends Construct {
         resultPath: "$.budgetError",
       });
     }
-    const invalid = new sfn.Fail(this, "S3ControlInvalid", {
+    const invalid = new sfn.Fail(this, name("S3ControlInvalid"), {
       error: "ValidationError",
       cause: CONTROL_CAUSE,
     });
-    const percent = new sfn.Pass(this, "S3BudgetPercent", {
+    const percent = new sfn.Pass(this, name("S3BudgetPercent"), {
       parameters: {
         "percent.$":
           "States.StringToJson(States.ArrayGetItem(States.StringSplit($.maxErrors, '%'), 0))",
@@ -401,13 +677,25 @@ export class FleetWorkflow extends Construct {
       resultPath: "$.budget",
     });
     percent.next(byPercent);
+    // After a canary, a count budget is what the canary's errors left of it (ASL has no
+    // subtraction: −e is the JSON text "-e").
+    const countBudget = afterCanary
+      ? new sfn.Pass(this, "RestS3BudgetLeft", {
+          parameters: {
+            "left.$":
+              "States.MathAdd($.maxErrors, States.StringToJson(States.Format('-{}', $.canary.errors)))",
+          },
+          resultPath: "$.budget",
+        })
+      : undefined;
+    countBudget?.next(byCount);
     // A count must be an integer (ASL has no integer test: its JSON text has no "." or "e").
-    const asText = new sfn.Pass(this, "S3BudgetText", {
+    const asText = new sfn.Pass(this, name("S3BudgetText"), {
       parameters: { "text.$": "States.JsonToString($.maxErrors)" },
       resultPath: "$.budget",
     });
     asText.next(
-      new sfn.Choice(this, "S3BudgetCount")
+      new sfn.Choice(this, name("S3BudgetCount"))
         .when(
           sfn.Condition.or(
             sfn.Condition.stringMatches("$.budget.text", "*.*"),
@@ -417,10 +705,10 @@ export class FleetWorkflow extends Construct {
           ),
           invalid,
         )
-        .otherwise(byCount),
+        .otherwise(countBudget ?? byCount),
     );
     const isString = sfn.Condition.isString("$.maxErrors");
-    return new sfn.Choice(this, "S3Budget")
+    return new sfn.Choice(this, name("S3Budget"))
       .when(
         sfn.Condition.and(isString, sfn.Condition.stringEquals("$.maxErrors", "100%")),
         unbudgeted,
@@ -451,7 +739,8 @@ export class FleetWorkflow extends Construct {
     ceiling: number,
     mapOptions: Omit<sfn.DistributedMapProps, "itemsPath" | "resultPath">,
     props: FleetWorkflowProps,
-  ): sfn.IChainable {
+    afterCanary: sfn.IChainable,
+  ): { entry: sfn.IChainable; count: sfn.Pass } {
     const limit = props.inlineHostLimit ?? DEFAULT_INLINE_HOST_LIMIT;
     const noHosts = new sfn.Fail(this, "HostsMissing", {
       error: "ValidationError",
@@ -511,10 +800,12 @@ export class FleetWorkflow extends Construct {
         // filter then always matches (AWS yields [] for no match; the local interpreter fails)
         // and each count is its length less 1.
         sentinels: SENTINELS,
+        // Where the summary goes: the output, or the rest of a hostsKey list after its canary.
+        "after.$": "$.after",
       },
     });
 
-    const loop = this.batchLoop(mapOptions, props);
+    const loop = this.batchLoop(mapOptions, props, afterCanary);
     gather
       .next(flatten)
       .next(resolve)
@@ -526,9 +817,17 @@ export class FleetWorkflow extends Construct {
         .when(sfn.Condition.not(sfn.Condition.isPresent("$.batches[0]")), badControl)
         .otherwise(gather),
     );
-    return new sfn.Choice(this, "CheckInlineHosts")
-      .when(sfn.Condition.not(sfn.Condition.isPresent("$.hosts[0]")), noHosts)
-      .otherwise(count);
+    // An inline input's summary is the output (a caller's own `after` is overwritten).
+    const entry = new sfn.Pass(this, "InlineFleet", {
+      parameters: { next: "output" },
+      resultPath: "$.after",
+    });
+    entry.next(
+      new sfn.Choice(this, "CheckInlineHosts")
+        .when(sfn.Condition.not(sfn.Condition.isPresent("$.hosts[0]")), noHosts)
+        .otherwise(count),
+    );
+    return { entry, count };
   }
 
   /**
@@ -623,6 +922,7 @@ export class FleetWorkflow extends Construct {
   private batchLoop(
     mapOptions: Omit<sfn.DistributedMapProps, "itemsPath" | "resultPath">,
     props: FleetWorkflowProps,
+    afterCanary: sfn.IChainable,
   ): sfn.IChainable {
     const cut = new sfn.Pass(this, "CutBatch", {
       parameters: {
@@ -694,6 +994,7 @@ export class FleetWorkflow extends Construct {
       "maxErrors.$": "$.maxErrors",
       "maxConcurrency.$": "$.maxConcurrency",
       "sentinels.$": "$.sentinels",
+      "after.$": "$.after",
     };
     const append = new sfn.Pass(this, "AddBatchResults", {
       parameters: {
@@ -715,7 +1016,7 @@ export class FleetWorkflow extends Construct {
         "results.$": "$.nested[*][*]",
       },
     });
-    const summary = this.summary();
+    const summary = this.summary(afterCanary);
     const stopped = new sfn.Pass(this, "BudgetExceeded", {
       parameters: { reason: "maxErrorsExceeded" },
       resultPath: "$.stopped",
@@ -753,7 +1054,7 @@ export class FleetWorkflow extends Construct {
    * (`notStarted`: hosts the budget kept from starting), why it stopped, the first failing
    * outcome records, the hosts never started, every outcome record.
    */
-  private summary(): sfn.IChainable {
+  private summary(afterCanary: sfn.IChainable): sfn.IChainable {
     // Only what the output needs, the records once (behind the sentinels): the largest state
     // of an inline fleet is this one plus its groups, about twice the records.
     const meta = {
@@ -763,6 +1064,7 @@ export class FleetWorkflow extends Construct {
       "maxErrors.$": "$.maxErrors",
       "errors.$": "$.errors",
       "batch.$": "$.batch",
+      "after.$": "$.after",
     };
     const marked = new sfn.Pass(this, "MarkResults", {
       parameters: { ...meta, "nested.$": "States.Array($.sentinels, $.results)" },
@@ -813,20 +1115,26 @@ export class FleetWorkflow extends Construct {
     for (const status of FAILING_STATUSES) {
       failures[`${status}.$`] = `$.failures.${status}.list`;
     }
+    const output = {
+      summary: counts,
+      "ended.$": "$.stopped.reason",
+      "maxErrors.$": "$.maxErrors",
+      "errors.$": "$.errors",
+      "batches.$": "$.batch",
+      failures,
+      "notStarted.$": "$.pending",
+      // The records in host order, without the sentinels.
+      "results.$": `$.marked[${SENTINELS.length}:]`,
+    };
+    // A hostsKey list's canary: its summary is `canary`, and the rest of the list follows.
+    const canary = new sfn.Pass(this, "SummarizeCanary", {
+      parameters: { canary: output, "after.$": "$.after" },
+    });
+    canary.next(afterCanary);
     chain.next(
-      new sfn.Pass(this, "Summarize", {
-        parameters: {
-          summary: counts,
-          "ended.$": "$.stopped.reason",
-          "maxErrors.$": "$.maxErrors",
-          "errors.$": "$.errors",
-          "batches.$": "$.batch",
-          failures,
-          "notStarted.$": "$.pending",
-          // The records in host order, without the sentinels.
-          "results.$": `$.marked[${SENTINELS.length}:]`,
-        },
-      }),
+      new sfn.Choice(this, "SummaryFor")
+        .when(sfn.Condition.stringEquals("$.after.next", "s3"), canary)
+        .otherwise(new sfn.Pass(this, "Summarize", { parameters: output })),
     );
     return head;
   }

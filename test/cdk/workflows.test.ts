@@ -541,24 +541,6 @@ describe("fleet controls: canary batches and the failure budget (stand-in handle
     expect(calls.size).toBe(0);
   });
 
-  it.each([[{ batches: [1, "10%"] }], [{ batches: [5], maxErrors: 0 }]])(
-    "refuses %j on a hostsKey fleet (canary batches are cut for inline lists only)",
-    async (controls) => {
-      const calls = new Map<string, number>();
-      const { failed, error } = await run(
-        fleet,
-        "InlineRunHost",
-        { request, hostsKey: "inputs/prod.json", ...controls },
-        calls,
-      );
-      expect(failed?.Error).toBe("ValidationError");
-      expect(String((error as Error).message)).toMatch(
-        /batches apply to inline host lists.*maxErrors works there/,
-      );
-      expect(calls.size).toBe(0);
-    },
-  );
-
   it("stopped mid-run (StopExecution): no further host starts; the running ones finish", async () => {
     const calls = new Map<string, number>();
     const executions: { id: string; stateMachine: string }[] = [];
@@ -967,4 +949,170 @@ describe("hostsKey fleet failure budget (maxErrors on S3 lists)", () => {
       expect(JSON.parse(String(failed?.Cause))).toMatchObject({ host, ...record });
     },
   );
+});
+
+describe("hostsKey fleet canary batches (batches on S3 lists)", () => {
+  const states = allStates(fleet);
+  /** Where a hostsKey input with `batches` goes (locally no ItemReader: the run ends at the reader). */
+  const route = async (controls: Record<string, unknown>) => {
+    const calls = new Map<string, number>();
+    const execution = await run(
+      fleet,
+      "InlineRunHost",
+      { request, hostsKey: "inputs/prod.json", ...controls },
+      calls,
+    );
+    const entered = execution.events
+      .filter((e) => e.type === "StateEntered")
+      .map((e) => e.state?.name ?? "");
+    const inputOf = (name: string) =>
+      (
+        execution.events.find((e) => e.type === "StateEntered" && e.state?.name === name) as
+          | { state: { input: Record<string, unknown> } }
+          | undefined
+      )?.state.input;
+    return { ...execution, entered, inputOf, calls };
+  };
+
+  it("reads the canary's K hosts with ReaderConfig.MaxItemsPath, children that only return their item", () => {
+    expect(states.ReadCanaryHosts).toMatchObject({
+      ItemReader: {
+        ReaderConfig: { InputType: "JSON", MaxItemsPath: "$.s3CanaryCheck.k" },
+        Parameters: { "Key.$": "$.hostsKey" },
+      },
+      ItemProcessor: {
+        ProcessorConfig: { Mode: "DISTRIBUTED", ExecutionType: "EXPRESS" },
+        StartAt: "CanaryHostItem",
+        States: { CanaryHostItem: { Type: "Pass", End: true } },
+      },
+      ResultPath: "$.s3CanaryCheck.hosts",
+    });
+    expect(states.ReadCanaryHosts).not.toHaveProperty("ResultWriter");
+  });
+
+  it("runs the rest of the list as the S3 maps do, each child first skipping the canary's items (no task)", () => {
+    for (const [map, processor] of [
+      ["RunRestFromS3", "RestS3"],
+      ["RunRestFromS3WithBudget", "RestS3Budget"],
+      ["RunRestFromS3WithPercentBudget", "RestS3PercentBudget"],
+    ] as const) {
+      const rest = states[map] as Record<string, unknown> & {
+        ItemProcessor: { StartAt: string; States: Record<string, Record<string, unknown>> };
+      };
+      const plain = states[map.replace("RunRestFromS3", "RunFleetFromS3")] as Record<
+        string,
+        unknown
+      >;
+      expect(rest.ItemSelector).toEqual({
+        ...(plain.ItemSelector as object),
+        "index.$": "$$.Map.Item.Index",
+        "skip.$": "$.skip",
+      });
+      // Same reader, writer and concurrency as the plain run.
+      for (const field of ["ItemReader", "ResultWriter", "MaxConcurrencyPath"]) {
+        expect(rest[field]).toEqual(plain[field]);
+      }
+      expect(rest.ItemProcessor.StartAt).toBe(`${processor}SkipCanaryHost`);
+      expect(rest.ItemProcessor.States[`${processor}SkipCanaryHost`]).toMatchObject({
+        Type: "Choice",
+        Choices: [
+          {
+            Variable: "$.index",
+            NumericLessThanPath: "$.skip",
+            Next: `${processor}CanaryHostSkipped`,
+          },
+        ],
+        Default: `${processor}RunHost`,
+      });
+      expect(rest.ItemProcessor.States[`${processor}CanaryHostSkipped`]).toMatchObject({
+        Type: "Pass",
+        End: true,
+      });
+    }
+    // A count budget is what the canary left of it.
+    expect(states.RunRestFromS3WithBudget).toMatchObject({
+      ToleratedFailureCountPath: "$.budget.left",
+      ToleratedFailurePercentage: 100,
+      Catch: [
+        { ErrorEquals: ["States.ExceedToleratedFailureThreshold"], Next: "RestS3BudgetExceeded" },
+      ],
+    });
+    expect(states.RunRestFromS3WithPercentBudget).toMatchObject({
+      ToleratedFailurePercentagePath: "$.budget.percent",
+    });
+  });
+
+  it.each([
+    [{ batches: [1, 5, "100%"] }, 6, [1, 5]],
+    [{ batches: [1, 5, 10], maxErrors: 0 }, 6, [1, 5]],
+    [{ batches: [2, "20%"], maxErrors: "10%" }, 2, [2]],
+    [{ batches: [399, 1, 7] }, 400, [399, 1]],
+  ] as const)(
+    "routes %j to the canary reader: K = %i hosts in batches %j",
+    async (controls, k, batches) => {
+      const routed = await route(controls);
+      expect(routed.entered).toContain("ReadCanaryHosts");
+      expect(routed.inputOf("ReadCanaryHosts")?.s3CanaryCheck).toEqual({ k, batches });
+      expect(routed.calls.size).toBe(0);
+    },
+  );
+
+  it("one batch on a hostsKey list is no canary: the list runs as before", async () => {
+    const routed = await route({ batches: [5], maxErrors: 0 });
+    expect(routed.entered).not.toContain("ReadCanaryHosts");
+    expect(routed.entered).toContain("RunFleetFromS3WithBudget");
+  });
+
+  it.each([
+    [[1, "10%", "100%"], /canary batches \(every batch but the last\) must be counts.*Give counts/],
+    [["5%", 10], /canary batches \(every batch but the last\) must be counts/],
+    [[300, 101, "100%"], /add up to more than 400 hosts.*Give smaller canary batches/],
+    [[401, 5], /add up to more than 400 hosts/],
+    [[1, 2.5, 10], /maxErrors and maxConcurrency must be/],
+    [[0, 10], /maxErrors and maxConcurrency must be/],
+    [[1, "30%"], /maxErrors and maxConcurrency must be/],
+    [[1, 0], /maxErrors and maxConcurrency must be/],
+  ])("refuses batches %j before any host starts or the list is read", async (batches, cause) => {
+    const routed = await route({ batches, maxErrors: 0 });
+    expect(routed.failed?.Error).toBe("ValidationError");
+    expect(String((routed.error as Error).message)).toMatch(cause);
+    expect(routed.entered).not.toContain("ReadCanaryHosts");
+    expect(routed.calls.size).toBe(0);
+  });
+
+  it.each([
+    [3, 0, 3],
+    [3, 1, 2],
+    [5, 5, 0],
+  ])(
+    "a count budget of %i after a canary with %i errors leaves %i for the rest",
+    async (maxErrors, errors, left) => {
+      const { Next: _next, ...pass } = states.RestS3BudgetLeft as Record<string, unknown>;
+      const { output, error } = await runLocally(
+        { StartAt: "Left", States: { Left: { ...pass, End: true } } },
+        "none",
+        { maxErrors, canary: { errors } },
+        async () => ({}),
+      );
+      expect(error).toBeUndefined();
+      expect(output).toMatchObject({ budget: { left } });
+      expect(states.RestS3BudgetLeft).toMatchObject({ Next: "RunRestFromS3WithBudget" });
+    },
+  );
+
+  it("refuses an input naming the canary's internal field (s3Canary) instead of obeying it", async () => {
+    const routed = await route({ s3Canary: { sizes: [1, 5] } });
+    expect(routed.failed?.Error).toBe("ValidationError");
+    expect(String((routed.error as Error).message)).toMatch(/give batches instead/);
+    expect(routed.entered).not.toContain("ReadCanaryHosts");
+  });
+
+  it("refuses toleratedFailurePercentage beside a canary's budget", async () => {
+    const routed = await route({ batches: [1, 5], maxErrors: 0, toleratedFailurePercentage: 5 });
+    expect(routed.failed?.Error).toBe("ValidationError");
+    expect(String((routed.error as Error).message)).toMatch(
+      /Give one of maxErrors and toleratedFailurePercentage/,
+    );
+    expect(routed.calls.size).toBe(0);
+  });
 });

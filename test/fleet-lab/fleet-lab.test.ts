@@ -9,6 +9,7 @@ import { fivePercentDead } from "../helpers/loopback-fleet.ts";
 import {
   fleetLabProblems,
   LAB_ITEMS,
+  LAB_READ_ITEMS,
   type LabReport,
   runFleetLab,
   substituteS3Map,
@@ -167,13 +168,90 @@ describe(`fleet lab, ${HOSTS} hosts on distinct loopback addresses`, () => {
     });
   });
 
-  it("a hostsKey fleet with canary batches is refused before any host starts", () => {
-    const row = scenario("s3-controls");
-    expect(row).toMatchObject({ execution: "FAILED (ValidationError)", invocations: 0 });
+  it("hostsKey with canary batches, the wrong command: stops after the canary's first batch, the rest never starts", () => {
+    const row = scenario("s3-canary-wrong");
+    const check = report.s3Canary["s3-canary-wrong"];
+    const throttled = refusedFor(0);
+    expect(row).toMatchObject({
+      execution: "SUCCEEDED",
+      hosts: HOSTS,
+      notStarted: HOSTS - 1,
+      invocations: 1 + throttled,
+      throttled,
+      children: 0,
+    });
+    expect(row.outcomes).toEqual({ succeeded: 0, failed: 1, timed_out: 0, error: 0 });
+    expect(row.output).toMatchObject({
+      ended: "maxErrorsExceeded",
+      stoppedBy: "canary",
+      rest: "never started",
+      canary: { ended: "maxErrorsExceeded", errors: 1, batches: 1, maxErrors: 0 },
+    });
+    // The canary read its 6 hosts (1 + 5) from the list; the 5 of its second batch never started.
+    expect(check).toMatchObject({ canaryHosts: 6, canaryRecords: 1, restInvoked: 0, ranTwice: 0 });
+    expect(check?.rest).toBeUndefined();
+    expect(row.outputBytes).toBeLessThan(4_096);
   });
 
-  it("changed nothing in the synthesized definition but the S3 maps' reader, writer and (budgeted) map run", () => {
-    const budgetedMap = (state: string) =>
+  it("hostsKey with canary batches, the right command: the canary inline, the rest from S3, every host once", () => {
+    const row = scenario("s3-canary-ok");
+    const check = report.s3Canary["s3-canary-ok"];
+    const roles = Array.from({ length: HOSTS }, (_, i) => fivePercentDead(i));
+    const tarpits = roles.filter((r) => r === "tarpit").length;
+    const closed = roles.filter((r) => r === "closed").length;
+    const canaryDead = roles.slice(0, 6).filter((r) => r !== "healthy").length;
+    expect(row).toMatchObject({ execution: "SUCCEEDED", notStarted: 0, children: HOSTS });
+    // Every host has one outcome record: the canary's 6 in the output, the others in S3.
+    expect(row.outcomes).toEqual({
+      succeeded: HOSTS - tarpits - closed - 1,
+      failed: 0,
+      timed_out: tarpits,
+      error: closed + 1,
+    });
+    expect(check).toMatchObject({
+      canaryHosts: 6,
+      canaryRecords: 6,
+      distinctHosts: HOSTS,
+      missing: 0,
+      ranTwice: 0,
+      restInvoked: HOSTS - 6,
+    });
+    // The rest's map run has a child per item; the canary's 6 only returned a marker.
+    expect(check?.rest).toMatchObject({ records: HOSTS, skipped: 6, distinctHosts: HOSTS - 6 });
+    expect(row.output).toMatchObject({
+      canary: { ended: "completed", batches: 2, errors: canaryDead },
+      skip: 6,
+      resultWriter: { ResultWriterDetails: { Key: check?.rest?.manifestKey } },
+    });
+    expect(row.output).not.toHaveProperty("ended");
+  });
+
+  it("hostsKey with canary batches under a count: the canary passes, the rest stops on what it left of the budget", () => {
+    const row = scenario("s3-canary-budget");
+    const check = report.s3Canary["s3-canary-budget"];
+    const canaryDead = Array.from({ length: 6 }, (_, i) => fivePercentDead(i)).filter(
+      (r) => r !== "healthy",
+    ).length;
+    expect(canaryDead).toBeLessThanOrEqual(3);
+    expect(row.execution).toBe("SUCCEEDED");
+    expect(row.output).toMatchObject({
+      ended: "maxErrorsExceeded",
+      maxErrors: 3,
+      error: { Error: "States.ExceedToleratedFailureThreshold" },
+      results: { prefix: "fleet-results/" },
+      canary: { ended: "completed", errors: canaryDead, batches: 2 },
+    });
+    // The rest's threshold was 3 less the canary's errors: more than 3 hosts in all did not
+    // succeed, and the canary's hosts ran once (skipped in the rest).
+    const notSucceeded = row.hosts - row.notStarted - (row.outcomes.succeeded ?? 0);
+    expect(notSucceeded).toBeGreaterThan(3);
+    expect(check).toMatchObject({ canaryHosts: 6, canaryRecords: 6, ranTwice: 0 });
+    expect(check?.rest?.skipped).toBe(6);
+    expect(row.outputBytes).toBeLessThan(4_096);
+  });
+
+  it("changed nothing in the synthesized definition but the S3 maps' reader, writer and stood-in map runs", () => {
+    const standInMap = (state: string) =>
       [
         "ItemProcessor",
         "ItemReader",
@@ -181,7 +259,7 @@ describe(`fleet lab, ${HOSTS} hosts on distinct loopback addresses`, () => {
         "MaxConcurrencyPath",
         "Resource",
         "ResultWriter",
-        state === "RunFleetFromS3WithBudget"
+        state.endsWith("WithBudget")
           ? ["ToleratedFailureCountPath", "ToleratedFailurePercentage"]
           : ["ToleratedFailurePercentagePath"],
         "Type",
@@ -190,11 +268,21 @@ describe(`fleet lab, ${HOSTS} hosts on distinct loopback addresses`, () => {
         .map((f) => `${state}.${f}`);
     expect(report.substituted).toEqual(
       [
+        "ReadCanaryHosts.ItemProcessor",
+        "ReadCanaryHosts.ItemReader",
+        "ReadCanaryHosts.MaxConcurrencyPath",
+        "ReadCanaryHosts.Resource",
+        "ReadCanaryHosts.Type",
         "RunFleetFromS3.ItemReader",
         "RunFleetFromS3.ItemsPath",
         "RunFleetFromS3.ResultWriter",
-        ...budgetedMap("RunFleetFromS3WithBudget"),
-        ...budgetedMap("RunFleetFromS3WithPercentBudget"),
+        ...standInMap("RunFleetFromS3WithBudget"),
+        ...standInMap("RunFleetFromS3WithPercentBudget"),
+        // The rest after a canary (no budget): in the map run's stand-in too, its selector
+        // reading each child's real $$.Map.Item.Index.
+        ...standInMap("RunRestFromS3"),
+        ...standInMap("RunRestFromS3WithBudget"),
+        ...standInMap("RunRestFromS3WithPercentBudget"),
       ].sort(),
     );
   });
@@ -232,5 +320,43 @@ describe(`fleet lab, ${HOSTS} hosts on distinct loopback addresses`, () => {
       resultPath: "$.r",
     });
     expect(definition.States.M.ItemReader).toBeDefined();
+  });
+
+  it("replaces a map that only reads the list's first items (MaxItemsPath, no ResultWriter) by the reader's stand-in", () => {
+    const reader = {
+      Type: "Map",
+      ItemReader: {
+        Resource: "arn:aws:states:::s3:getObject",
+        ReaderConfig: { InputType: "JSON", MaxItemsPath: "$.k" },
+        Parameters: { Bucket: "b", "Key.$": "$.key" },
+      },
+      ItemProcessor: { StartAt: "P", States: { P: { Type: "Pass", End: true } } },
+      ResultPath: "$.first",
+      Next: "M",
+    };
+    const definition = {
+      StartAt: "R",
+      States: {
+        R: reader,
+        M: {
+          Type: "Map",
+          ItemReader: { Resource: "x", Parameters: { Bucket: "b", "Key.$": "$.key" } },
+          ResultWriter: { Resource: "y", Parameters: { Bucket: "b", Prefix: "p" } },
+          ResultPath: "$.r",
+          ItemProcessor: { StartAt: "P", States: { P: { Type: "Pass", End: true } } },
+          End: true,
+        },
+      },
+    };
+    const out = substituteS3Map(definition);
+    expect(out.definition.States).toMatchObject({
+      R: { Type: "Task", Resource: LAB_READ_ITEMS, ResultPath: "$.first", Next: "M" },
+      M: { Type: "Map", ItemsPath: `$.${LAB_ITEMS}` },
+    });
+    expect(out.readers).toEqual([
+      { state: "R", reader: { bucket: "b", keyPath: "$.key" }, maxItemsPath: "$.k" },
+    ]);
+    expect(out.mapState).toBe("M");
+    expect(out.budgeted).toEqual([]);
   });
 });

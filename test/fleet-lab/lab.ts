@@ -10,7 +10,9 @@
  *   in s3rver; results go to s3rver in ResultWriter's layout and are read back.
  * - inline canaries over the first min(N, 400) hosts, `batches [1, 5, "20%"]`: the right
  *   command under `maxErrors "10%"` (every batch runs), the wrong one under `maxErrors` 0 and 1;
- * - the wrong command on the `hostsKey` fleet with canary batches (refused);
+ * - `hostsKey` fleets with the same canary batches: the wrong command under `maxErrors` 0
+ *   (stops after the canary; the rest never starts), the right one under `maxErrors "10%"`
+ *   (the canary inline, the rest from S3 with the canary's hosts skipped, every host once);
  * - `hostsKey` fleets under a failure budget: the wrong command with `maxErrors` 0 (stops after
  *   at most MaxConcurrency hosts), the right one with `maxErrors "10%"` (every result kept).
  *
@@ -79,6 +81,17 @@ const CANARY = { batches: [1, 5, "20%"] } as const;
  * MaxConcurrency children start: those running when the first fails), the right one under a
  * 10 % budget the dead hosts (5 %) stay inside.
  */
+/**
+ * hostsKey fleets with canary batches ({@link CANARY}: a canary of 1 + 5 hosts, the last batch
+ * is the rest of the list): the wrong command stops after the canary's first batch, the right
+ * one passes it and the rest runs from S3; under a count (3) the canary passes and the rest
+ * stops once the dead hosts use what the canary left of the budget.
+ */
+const S3_CANARIES = [
+  { key: "s3-canary-wrong", command: "exit 1", maxErrors: 0 },
+  { key: "s3-canary-ok", command: "echo ok", maxErrors: "10%" },
+  { key: "s3-canary-budget", command: "echo ok", maxErrors: 3 },
+] as const;
 const S3_BUDGETS = [
   { key: "s3-wrong-budget", command: "exit 1", maxErrors: 0, maxConcurrency: 10 },
   { key: "s3-ok-budget", command: "echo ok", maxErrors: "10%", maxConcurrency: 40 },
@@ -101,11 +114,12 @@ export const UNVERIFIED = [
   "ResultWriter: the lab writes the map's child results to s3rver in ResultWriter's layout (fleet-results/<map run>/manifest.json, SUCCEEDED_0.json); Step Functions' own export is not run.",
   "Child executions: the local interpreter runs the item processor in-process (no child execution ARNs, no map run to describe or stop); without a budget every child records an outcome and succeeds.",
   "The failure threshold (ToleratedFailureCount/Percentage): under a budget the whole map run is the lab's stand-in (mapRunStandIn): each child runs the synthesized ItemSelector and ItemProcessor as its own local execution, but the rule (fail once failed > count, or failed/total > p %; no child starts after; running ones finish) and the writing of FAILED_0.json on a failed run are the documented behaviour as the lab implements it, not Step Functions'.",
+  "Canary batches on a hostsKey list: the reader of the canary's hosts (ReadCanaryHosts, ReaderConfig.MaxItemsPath) is the lab's stand-in (readItemsStandIn: the first K items of the object, read with the real S3 client); the rest of the list runs in the map run's stand-in, each child with its real $$.Map.Item.Index (the stand-in puts the index where the synthesized ItemSelector reads it), so Step Functions' own MaxItemsPath, item order and Map.Item.Index are not run.",
   "Retry waits: the retriers' ErrorEquals and MaxAttempts are the synthesized ones; their waits (2 s × 2ⁿ with full jitter for throttles) are skipped.",
 ];
 
 export interface ScenarioRow {
-  /** s3, canary-ok, wrong-0, wrong-1, s3-controls */
+  /** s3, canary-ok, wrong-0, wrong-1, s3-canary-wrong, s3-canary-ok, s3-wrong-budget, s3-ok-budget */
   key: string;
   scenario: string;
   hosts: number;
@@ -135,7 +149,25 @@ export interface S3Check {
   /** Distinct hosts among them, and hosts of the list missing from them. */
   distinctHosts: number;
   missing: number;
+  /** Records of children that skipped their item (a canary's hosts, run before the rest). */
+  skipped: number;
   byRole: Record<string, Record<string, number>>;
+}
+
+/** A hostsKey fleet with canary batches: the canary's records (inline) and the rest's (S3). */
+export interface S3CanaryCheck {
+  /** Hosts the canary read from the list (K) and the outcome records in its summary. */
+  canaryHosts: number;
+  canaryRecords: number;
+  /** The rest's map run, read back (undefined when it never started). */
+  rest?: S3Check;
+  /** Hosts with an outcome record (canary or rest) and list hosts without one. */
+  distinctHosts: number;
+  missing: number;
+  /** Hosts the task ran for in both the canary and the rest (must be 0). */
+  ranTwice: number;
+  /** Hosts the task ran for in the rest's map run. */
+  restInvoked: number;
 }
 
 export interface LabReport {
@@ -143,6 +175,8 @@ export interface LabReport {
   s3: S3Check;
   /** The budgeted hostsKey runs' results read back, by scenario key. */
   s3Budget: Record<string, S3Check>;
+  /** The hostsKey runs with canary batches, by scenario key. */
+  s3Canary: Record<string, S3CanaryCheck>;
   fleet: { hosts: number; port: number; roles: Record<string, number> };
   serverExecs: number;
   tarpitAccepts: number;
@@ -153,7 +187,10 @@ export interface LabReport {
 
 type Definition = Record<string, unknown>;
 type MapState = Record<string, unknown> & {
-  ItemReader?: { Parameters: { Bucket: string; "Key.$": string } };
+  ItemReader?: {
+    Parameters: { Bucket: string; "Key.$": string };
+    ReaderConfig?: { MaxItemsPath?: string };
+  };
   ResultWriter?: { Parameters: { Bucket: string; Prefix: string } };
 };
 
@@ -165,6 +202,16 @@ export const THRESHOLD_ERROR = "States.ExceedToleratedFailureThreshold";
 
 /** The resource of the Task that stands in for a budgeted Distributed Map run (see {@link substituteS3Map}). */
 export const LAB_MAP_RUN = "arn:aws:states:::lab:distributedMapRun";
+
+/** The resource of the Task that stands in for a map that only reads items (see {@link substituteS3Map}). */
+export const LAB_READ_ITEMS = "arn:aws:states:::lab:readItems";
+
+/** A map that only reads the first items of the list (ReaderConfig.MaxItemsPath, no ResultWriter). */
+export interface ItemsReaderMap {
+  state: string;
+  reader: { bucket: string; keyPath: string };
+  maxItemsPath: string;
+}
 
 /** A budgeted S3 map as the lab runs it: its threshold, processor and selector, read from the definition. */
 export interface BudgetedMap {
@@ -185,6 +232,11 @@ export interface BudgetedMap {
  *   `ItemsPath: $.labItemReaderItems` (the lab puts the object's items there) and the
  *   `ResultWriter` is dropped (the results stay in the map's `ResultPath`; the lab writes them
  *   to S3 in ResultWriter's layout);
+ * - a map that only reads items (ItemReader with `ReaderConfig.MaxItemsPath`, no ResultWriter:
+ *   a canary's hosts) becomes a Task ({@link LAB_READ_ITEMS}) keeping its ResultPath and Next:
+ *   the lab returns the object's first MaxItemsPath items ({@link readItemsStandIn});
+ * - the map of the rest of a list after its canary (its ItemSelector reads `$$.Map.Item.Index`)
+ *   runs in the map run's stand-in like a budgeted one, budget or not;
  * - each map with a failure budget (a Catch for {@link THRESHOLD_ERROR}): the interpreter has
  *   no ToleratedFailureCount/Percentage (its Map fails on the first failed child), so the whole
  *   map run is the lab's stand-in: the state becomes a Task ({@link LAB_MAP_RUN}) keeping its
@@ -203,6 +255,7 @@ export function substituteS3Map(definition: Definition): {
   writer: { bucket: string; prefix: string };
   resultPath: string;
   budgeted: BudgetedMap[];
+  readers: ItemsReaderMap[];
 } {
   const copy = structuredClone(definition);
   const states = copy.States as Record<string, MapState>;
@@ -211,7 +264,20 @@ export function substituteS3Map(definition: Definition): {
     ((m.Catch ?? []) as { ErrorEquals: string[] }[]).some((c) =>
       c.ErrorEquals.includes(THRESHOLD_ERROR),
     );
-  const name = withReader.find((s) => !hasBudget(states[s] as MapState));
+  const readsIndex = (m: MapState) =>
+    JSON.stringify(m.ItemSelector ?? {}).includes("$$.Map.Item.Index");
+  const onlyReads = (m: MapState) => !m.ResultWriter;
+  const standIn = (m: MapState) => hasBudget(m) || readsIndex(m);
+  // Classified before anything is changed.
+  const readerStates = withReader.filter((s) => onlyReads(states[s] as MapState));
+  const standInStates = withReader.filter((s) => {
+    const m = states[s] as MapState;
+    return !onlyReads(m) && standIn(m);
+  });
+  const name = withReader.find((s) => {
+    const m = states[s] as MapState;
+    return !onlyReads(m) && !standIn(m);
+  });
   const map = name ? states[name] : undefined;
   if (!name || !map?.ItemReader || !map.ResultWriter) {
     throw new Error("fleet definition: no top-level map with ItemReader and ResultWriter");
@@ -229,8 +295,25 @@ export function substituteS3Map(definition: Definition): {
   delete map.ItemReader;
   delete map.ResultWriter;
   map.ItemsPath = `$.${LAB_ITEMS}`;
+  const readers: ItemsReaderMap[] = [];
+  for (const state of readerStates) {
+    const m = states[state] as MapState;
+    readers.push({
+      state,
+      reader: readerOf(m),
+      maxItemsPath: String(m.ItemReader?.ReaderConfig?.MaxItemsPath ?? ""),
+    });
+    const { ResultPath, Next, End } = m;
+    states[state] = {
+      Type: "Task",
+      Resource: LAB_READ_ITEMS,
+      ResultPath,
+      ...(Next ? { Next } : {}),
+      ...(End ? { End } : {}),
+    } as MapState;
+  }
   const budgeted: BudgetedMap[] = [];
-  for (const state of withReader.filter((s) => hasBudget(states[s] as MapState))) {
+  for (const state of standInStates) {
     const m = states[state] as MapState;
     const { ProcessorConfig: _c, ...itemProcessor } = m.ItemProcessor as Definition;
     budgeted.push({
@@ -254,7 +337,7 @@ export function substituteS3Map(definition: Definition): {
       Type: "Task",
       Resource: LAB_MAP_RUN,
       ResultPath,
-      Catch,
+      ...(Catch ? { Catch } : {}),
       ...(Next ? { Next } : {}),
       ...(End ? { End } : {}),
     } as MapState;
@@ -266,6 +349,7 @@ export function substituteS3Map(definition: Definition): {
     writer,
     resultPath: String(map.ResultPath),
     budgeted,
+    readers,
   };
 }
 
@@ -441,21 +525,93 @@ export async function runFleetLab(
       });
     }
 
-    // --- 3. the wrong command on the S3 path with the same controls -----------------------
-    log(`hostsKey fleet with canary controls: ${fleet.hosts.length} hosts, exit 1, maxErrors 0`);
-    const refused = await runS3Fleet(
-      s3Path,
-      s3,
-      { request: { ...REQUEST, command: "exit 1" }, hostsKey, ...CANARY, maxErrors: 0 },
-      boundary(),
-    );
-    rows.push({
-      ...refused.row,
-      key: "s3-controls",
-      scenario: `hostsKey, exit 1, batches [1,5,"20%"], maxErrors 0`,
-      outcomes: {},
-      notStarted: refused.row.invocations === 0 ? fleet.hosts.length : Number.NaN,
-    });
+    // --- 3. the S3 path with the same canary batches: the canary's K hosts inline, then the
+    // rest from S3 (the wrong command stops after the canary; the right one runs every host once)
+    const canaryRuns: Record<string, S3CanaryCheck> = {};
+    for (const { key: rowKey, command, maxErrors } of S3_CANARIES) {
+      log(`hostsKey fleet with canary batches: ${command}, maxErrors ${JSON.stringify(maxErrors)}`);
+      const b = boundary();
+      const stats: MapRunStats = {
+        started: 0,
+        failed: 0,
+        exceeded: false,
+        transitions: 0,
+        manifestKey: "",
+      };
+      const read = { read: 0 };
+      const inCanary = new Set<string>();
+      const inRest = new Set<string>();
+      const taskIn = (set: Set<string>) => (event: unknown) => {
+        set.add((event as TaskEvent).request.host);
+        return b.task(event);
+      };
+      const handlers: Record<string, (input: unknown) => Promise<unknown>> = {
+        InlineRunHost: taskIn(inCanary),
+        ...Object.fromEntries(
+          s3Path.budgeted.map((m) => [
+            m.state,
+            mapRunStandIn(m, s3 as LocalS3, taskIn(inRest), stats),
+          ]),
+        ),
+        ...Object.fromEntries(
+          s3Path.readers.map((m) => [m.state, readItemsStandIn(m, s3 as LocalS3, read)]),
+        ),
+      };
+      const t0 = Date.now();
+      const run = await runWith(
+        s3Path.definition,
+        handlers,
+        { request: { ...REQUEST, command }, hostsKey, ...CANARY, maxErrors, maxConcurrency: 40 },
+        ["InlineRunHost"],
+      );
+      const out = run.output as
+        | {
+            canary?: {
+              summary?: Record<string, number>;
+              results?: { host: string }[];
+            };
+          }
+        | undefined;
+      const rest = stats.manifestKey
+        ? await readBackResults(s3, stats.manifestKey, fleet.hosts)
+        : undefined;
+      const { total: _t, notStarted: _n, ...canaryOutcomes } = out?.canary?.summary ?? {};
+      const outcomes: Record<string, number> = { ...canaryOutcomes };
+      for (const [k, n] of Object.entries(rest?.outcomes ?? {}))
+        outcomes[k] = (outcomes[k] ?? 0) + n;
+      const canaryResults = out?.canary?.results ?? [];
+      const restSeen = new Set(
+        fleet.hosts.map((h) => h.host).filter((h) => !inCanary.has(h) && inRest.has(h)),
+      );
+      const withRecord = new Set(canaryResults.map((r) => r.host));
+      const restRecordHosts = rest ? rest.check.distinctHosts : 0;
+      canaryRuns[rowKey] = {
+        canaryHosts: read.read,
+        canaryRecords: canaryResults.length,
+        ...(rest ? { rest: rest.check } : {}),
+        distinctHosts: withRecord.size + restRecordHosts,
+        missing: fleet.hosts.length - withRecord.size - restRecordHosts,
+        ranTwice: [...inCanary].filter((h) => inRest.has(h)).length,
+        restInvoked: inRest.size,
+      };
+      const { transitions } = billing(run.events);
+      rows.push({
+        key: rowKey,
+        scenario: `hostsKey with canary, ${command}, batches [1,5,"20%"], maxErrors ${JSON.stringify(maxErrors)}`,
+        hosts: fleet.hosts.length,
+        wallMs: Date.now() - t0,
+        invocations: b.invocations(),
+        throttled: b.throttled(),
+        lambdaMs: b.lambdaMs(),
+        transitions: transitions + stats.transitions,
+        children: stats.started,
+        outcomes,
+        notStarted: fleet.hosts.length - inCanary.size - restSeen.size,
+        execution: executionStatus(run),
+        output: run.output,
+        outputBytes: JSON.stringify(run.output ?? null).length,
+      });
+    }
 
     // --- 4. the S3 path under a failure budget (Distributed Map's own threshold) ----------
     const budgetRuns: Record<string, S3Check> = {};
@@ -508,6 +664,7 @@ export async function runFleetLab(
       rows,
       s3: s3Check.check,
       s3Budget: budgetRuns,
+      s3Canary: canaryRuns,
       fleet: { hosts: fleet.hosts.length, port: fleet.port, roles },
       serverExecs: stats.execs,
       tarpitAccepts: stats.tarpitAccepts,
@@ -669,6 +826,38 @@ async function put(s3: LocalS3, bucket: string, key: string, body: string): Prom
 }
 
 /** Reads the results back through the manifest, as an operator would, and checks every host is there once. */
+/**
+ * The lab's stand-in of a map that only reads the first items of the list (see
+ * {@link substituteS3Map}): the `hostsKey` object read with the real S3 client, its first
+ * MaxItemsPath items returned, as the map's children (a Pass each) would return them.
+ */
+export function readItemsStandIn(
+  map: ItemsReaderMap,
+  s3: LocalS3,
+  stats: { read: number },
+): (input: unknown) => Promise<unknown> {
+  return async (input) => {
+    const object = await s3.client.send(
+      new GetObjectCommand({
+        Bucket: map.reader.bucket,
+        Key: String(at(map.reader.keyPath, input)),
+      }),
+    );
+    const items = JSON.parse(
+      await (object.Body as { transformToString(): Promise<string> }).transformToString(),
+    ) as unknown[];
+    const max = Number(at(map.maxItemsPath, input));
+    if (!Number.isInteger(max) || max < 1) {
+      throw Object.assign(new Error(`MaxItemsPath ${map.maxItemsPath} is not a positive integer`), {
+        name: "States.Runtime",
+      });
+    }
+    const first = items.slice(0, max);
+    stats.read += first.length;
+    return first;
+  };
+}
+
 async function readBackResults(
   s3: LocalS3,
   manifestKey: string,
@@ -682,7 +871,14 @@ async function readBackResults(
   };
   const outcomes: Record<string, number> = Object.fromEntries(STATUSES.map((s) => [s, 0]));
   const byRole: Record<string, Record<string, number>> = {};
-  const check: S3Check = { manifestKey, records: 0, distinctHosts: 0, missing: 0, byRole };
+  const check: S3Check = {
+    manifestKey,
+    records: 0,
+    distinctHosts: 0,
+    missing: 0,
+    skipped: 0,
+    byRole,
+  };
   if (!manifestKey) return { check, outcomes };
   const manifest = (await get(manifestKey)) as {
     ResultFiles: Record<string, { Key: string }[]>;
@@ -704,7 +900,13 @@ async function readBackResults(
           host: string;
           status: string;
           error?: string;
+          skipped?: string;
         };
+        // A canary's host in the rest's map run: its child only returned a marker.
+        if (outcome.skipped !== undefined) {
+          check.skipped++;
+          continue;
+        }
         seen.add(outcome.host);
         const label = status === "SUCCEEDED" || kept ? outcome.status : `child ${status}`;
         outcomes[label] = (outcomes[label] ?? 0) + 1;
@@ -759,6 +961,10 @@ export function formatLabReport(r: LabReport): string {
       ([k, c]) =>
         `${k}: results read back through ${c.manifestKey}: ${c.records} records (FAILED_0.json keeps the hosts that did not succeed), ${c.distinctHosts} distinct hosts`,
     ),
+    ...Object.entries(r.s3Canary).map(
+      ([k, c]) =>
+        `${k}: canary ${c.canaryHosts} hosts read from the list, ${c.canaryRecords} records inline; rest ${c.rest ? `read back through ${c.rest.manifestKey}: ${c.rest.records} records (${c.rest.skipped} canary hosts skipped)` : "never started"}; ${c.distinctHosts} distinct hosts with a record, ${c.missing} without, ${c.ranTwice} ran twice`,
+    ),
     `  by role: ${JSON.stringify(s.byRole)}`,
     `execution output (bounded): ${r.rows.map((row) => `${row.outputBytes} B`).join(", ")}`,
     `ssh2 server: ${r.serverExecs} commands run; tarpits: ${r.tarpitAccepts} connections accepted`,
@@ -776,14 +982,8 @@ export function formatLabReport(r: LabReport): string {
 export function fleetLabProblems(r: LabReport): string[] {
   const problems: string[] = [];
   const row = (key: string) => r.rows.find((x) => x.key === key);
-  const [s3Row, canaryOk, canary0, canary1, refused] = [
-    "s3",
-    "canary-ok",
-    "wrong-0",
-    "wrong-1",
-    "s3-controls",
-  ].map(row);
-  if (!s3Row || !canaryOk || !canary0 || !canary1 || !refused) return ["a scenario did not run"];
+  const [s3Row, canaryOk, canary0, canary1] = ["s3", "canary-ok", "wrong-0", "wrong-1"].map(row);
+  if (!s3Row || !canaryOk || !canary0 || !canary1) return ["a scenario did not run"];
   const okOut = canaryOk.output as { ended?: string; summary?: { total: number } } | undefined;
   if (canaryOk.notStarted !== 0 || okOut?.ended !== "completed") {
     problems.push(
@@ -818,8 +1018,60 @@ export function fleetLabProblems(r: LabReport): string[] {
       );
     }
   }
-  if (refused.invocations !== 0)
-    problems.push(`${refused.scenario}: ${refused.invocations} invocations`);
+  // hostsKey with canary batches: the wrong command stops after the canary's first batch (the
+  // rest never starts); the right one runs every host once, the canary's inline, the rest's in S3.
+  const [s3Wrong, s3Ok] = ["s3-canary-wrong", "s3-canary-ok"].map(row);
+  const s3WrongCheck = r.s3Canary["s3-canary-wrong"];
+  const s3OkCheck = r.s3Canary["s3-canary-ok"];
+  if (!s3Wrong || !s3Ok || !s3WrongCheck || !s3OkCheck)
+    return [...problems, "a hostsKey canary scenario did not run"];
+  const s3WrongOut = s3Wrong.output as { ended?: string; rest?: string } | undefined;
+  if (
+    s3Wrong.execution !== "SUCCEEDED" ||
+    s3WrongOut?.ended !== "maxErrorsExceeded" ||
+    s3WrongOut.rest !== "never started" ||
+    s3WrongCheck.rest !== undefined ||
+    s3WrongCheck.restInvoked !== 0 ||
+    s3Wrong.hosts - s3Wrong.notStarted !== 1 ||
+    (s3Wrong.outcomes.failed ?? 0) !== 1
+  ) {
+    problems.push(
+      `${s3Wrong.scenario}: ${s3Wrong.hosts - s3Wrong.notStarted} hosts started (want 1), rest ${s3WrongOut?.rest}, ${s3Wrong.execution}`,
+    );
+  }
+  const s3Budget = row("s3-canary-budget");
+  const s3BudgetCheck = r.s3Canary["s3-canary-budget"];
+  const s3BudgetOut = s3Budget?.output as
+    | { ended?: string; canary?: { ended?: string; errors?: number } }
+    | undefined;
+  if (
+    !s3Budget ||
+    !s3BudgetCheck ||
+    s3Budget.execution !== "SUCCEEDED" ||
+    s3BudgetOut?.ended !== "maxErrorsExceeded" ||
+    s3BudgetOut.canary?.ended !== "completed" ||
+    s3BudgetCheck.ranTwice !== 0
+  ) {
+    problems.push(
+      `hostsKey canary, maxErrors 3: ended ${s3BudgetOut?.ended}, canary ${s3BudgetOut?.canary?.ended}, ${s3BudgetCheck?.ranTwice} ran twice, ${s3Budget?.execution}`,
+    );
+  }
+  const k = s3OkCheck.canaryHosts;
+  if (
+    s3Ok.execution !== "SUCCEEDED" ||
+    s3Ok.notStarted !== 0 ||
+    k < 1 ||
+    s3OkCheck.canaryRecords !== k ||
+    s3OkCheck.rest?.records !== r.fleet.hosts ||
+    s3OkCheck.rest.skipped !== k ||
+    s3OkCheck.distinctHosts !== r.fleet.hosts ||
+    s3OkCheck.missing !== 0 ||
+    s3OkCheck.ranTwice !== 0
+  ) {
+    problems.push(
+      `${s3Ok.scenario}: canary ${s3OkCheck.canaryRecords} of ${k}, rest ${s3OkCheck.rest?.records} records (${s3OkCheck.rest?.skipped} skipped), ${s3OkCheck.distinctHosts} distinct hosts, ${s3OkCheck.ranTwice} ran twice, ${s3Ok.execution}`,
+    );
+  }
   // hostsKey under a budget: the wrong command stops after at most MaxConcurrency hosts, every
   // record of the hosts that ran kept; the right one runs every host, every record kept.
   const [wrongS3, okS3] = ["s3-wrong-budget", "s3-ok-budget"].map(row);
@@ -901,6 +1153,11 @@ export function mapRunStandIn(
     ([, st]) => st.Type === "Task",
   )?.[0];
   if (!taskState) throw new Error(`${map.state}: no task in the item processor`);
+  // The one-item wrapper's own index is 0: the child's real index is put where the selector
+  // reads `$$.Map.Item.Index`.
+  const itemSelector = JSON.parse(
+    JSON.stringify(map.itemSelector ?? null).replaceAll('"$$.Map.Item.Index"', '"$.labItemIndex"'),
+  ) as unknown;
   const wrapper = new StateMachine(
     {
       StartAt: "Item",
@@ -908,7 +1165,7 @@ export function mapRunStandIn(
         Item: {
           Type: "Map",
           ItemsPath: "$.labItem",
-          ItemSelector: map.itemSelector,
+          ...(itemSelector ? { ItemSelector: itemSelector } : {}),
           ItemProcessor: map.itemProcessor,
           MaxConcurrency: 1,
           End: true,
@@ -943,16 +1200,19 @@ export function mapRunStandIn(
     const runChild = async (index: number) => {
       stats.started++;
       const start = new Date().toISOString();
-      const execution = wrapper.run({ ...(input as object), labItem: [items[index]] } as never, {
-        context: {
-          Execution: { Id: executionArn, Name: mapRunId, Input: input as never },
-          StateMachine: { Id: FLEET_ARN, Name: FLEET_ARN.split(":").pop() },
+      const execution = wrapper.run(
+        { ...(input as object), labItem: [items[index]], labItemIndex: index } as never,
+        {
+          context: {
+            Execution: { Id: executionArn, Name: mapRunId, Input: input as never },
+            StateMachine: { Id: FLEET_ARN, Name: FLEET_ARN.split(":").pop() },
+          },
+          overrides: {
+            taskResourceLocalHandlers: { [taskState]: task as never },
+            retryIntervalOverrides: { [taskState]: 0 },
+          },
         },
-        overrides: {
-          taskResourceLocalHandlers: { [taskState]: task as never },
-          retryIntervalOverrides: { [taskState]: 0 },
-        },
-      });
+      );
       const events: { type: string; Error?: string; Cause?: string }[] = [];
       const collecting = (async () => {
         for await (const e of execution.eventLogs) events.push(e as never);
@@ -1041,6 +1301,8 @@ async function runWith(
   definition: Definition,
   handlers: Record<string, (input: unknown) => Promise<unknown>>,
   input: unknown,
+  /** Task states whose retry waits are skipped (as runLocally does for its task). */
+  noRetryWaits: string[] = [],
 ): Promise<{
   output: unknown;
   error: unknown;
@@ -1054,7 +1316,10 @@ async function runWith(
       Execution: { Id: executionArn, Name: executionArn.split(":").pop(), Input: input as never },
       StateMachine: { Id: FLEET_ARN, Name: FLEET_ARN.split(":").pop() },
     },
-    overrides: { taskResourceLocalHandlers: handlers as never },
+    overrides: {
+      taskResourceLocalHandlers: handlers as never,
+      retryIntervalOverrides: Object.fromEntries(noRetryWaits.map((t) => [t, 0])),
+    },
   });
   const events: ExecutionEvent[] = [];
   const collecting = (async () => {

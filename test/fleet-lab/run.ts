@@ -15,7 +15,10 @@ tarpits and closed ports), with Lambda throttles injected at the Lambda boundary
   - the hostsKey (S3) fleet, echo ok: the list from s3rver, results to s3rver and read back;
   - the wrong command (exit 1) as an inline canary over the first 400 hosts,
     batches [1, 5, "20%"], maxErrors 0 and 1;
-  - the wrong command on the hostsKey fleet with canary batches (refused);
+  - the hostsKey fleet with the same canary batches: exit 1 with maxErrors 0 (stops after the
+    canary, the rest of the list never starts) and echo ok with maxErrors "10%" (the canary's
+    6 hosts inline, the rest from S3 with those 6 skipped, every host run once) and echo ok
+    with maxErrors 3 (the canary passes, the rest stops on what the canary left of the count);
   - hostsKey fleets under a failure budget (the map's own threshold, a lab stand-in locally):
     exit 1 with maxErrors 0 and maxConcurrency 10, echo ok with maxErrors "10%".
 Prints wall time, task invocations (throttled ones included), outcomes, hosts not started and
