@@ -126,7 +126,13 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
     options.onOutput,
   );
   const run = new PhaseRunner(deadline, options.onPhase);
-  const conn = new SshConnection({ deadline, progress: run, output, keepalive: options.keepalive });
+  const conn = new SshConnection({
+    deadline,
+    progress: run,
+    output,
+    keepalive: options.keepalive,
+    readsInPlace: options.readsInPlace,
+  });
   let address: string | null = null;
   /** Request `via`: the jump host whose forward is the transport (lib/session/jump.ts). */
   let jump: JumpHost | undefined;

@@ -111,6 +111,8 @@ export interface SshConnectionOptions {
    * them when the request has `via`)
    */
   hop?: Hop | undefined;
+  /** `RunOptions.readsInPlace`: reads into the shared buffer (see {@link READ_BUFFER}). @default false */
+  readsInPlace?: boolean | undefined;
 }
 
 /** How messages name the peer of a connection, by hop. */
@@ -187,6 +189,8 @@ export class SshConnection {
   /** The transport ended, closed or failed. */
   #transportDown = false;
   #gate: BannerGate | undefined;
+  /** Reads land in {@link READ_BUFFER} (asked for, and safe with this ssh2). */
+  readonly #readsInPlace: boolean;
   /** ssh2 authenticated: inbound packets are all encrypted (see #received). */
   #sessionReady = false;
   #client: Client | undefined;
@@ -236,6 +240,7 @@ export class SshConnection {
     this.#keepaliveOption = options.keepalive;
     this.#keepaliveAtAuth = options.keepaliveAtAuth !== false;
     this.#hop = options.hop;
+    this.#readsInPlace = options.readsInPlace === true && READS_IN_PLACE;
     this.#words = PEER_WORDS[options.hop ?? "target"];
     this.#failure = new Promise<never>((_, reject) => {
       this.#rejectFailure = reject;
@@ -280,8 +285,9 @@ export class SshConnection {
       // Reads land in one process-wide buffer instead of a new one per read (100 MB of
       // allocations, and the major GCs they trigger, per 100 MB drained). A chunk is valid
       // only during this callback: see #received. Only where ssh2 keeps no view of its input
-      // (READS_IN_PLACE: its pure-JS deciphers, patched).
-      ...(READS_IN_PLACE
+      // (READS_IN_PLACE: its pure-JS deciphers, patched), and only when asked for
+      // (RunOptions.readsInPlace, off by default).
+      ...(this.#readsInPlace
         ? { onread: { buffer: READ_BUFFER, callback: (n: number) => this.#received(sock, n) } }
         : {}),
     });

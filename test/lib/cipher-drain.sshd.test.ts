@@ -80,7 +80,11 @@ describe("sessions draining at once", () => {
             command: `cat ${file}`,
             maxOutputBytes: 1024,
           },
-          { budgetMs: 30_000, secret: { privateKey: sshd.keys.ed25519.privateKey } },
+          {
+            budgetMs: 30_000,
+            secret: { privateKey: sshd.keys.ed25519.privateKey },
+            readsInPlace: true,
+          },
         ),
       ),
     );
@@ -124,7 +128,11 @@ describe.each(CIPHERS)("sshd offering only $name, re-keying every 1 MiB", ({ cip
         stdin,
         maxOutputBytes: 1024,
       },
-      { budgetMs: 30_000, secret: { privateKey: sshd.keys.ed25519.privateKey } },
+      {
+        budgetMs: 30_000,
+        secret: { privateKey: sshd.keys.ed25519.privateKey },
+        readsInPlace: true,
+      },
     );
     expect(result.error).toBeUndefined();
     expect(result.status).toBe("succeeded");
