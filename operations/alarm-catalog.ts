@@ -366,7 +366,7 @@ export const ALARM_CATALOG = {
   WorkflowFailures: {
     severity: "ticket",
     meaning:
-      "Workflow executions failed, timed out or were aborted. Fleet: the run broke (input, item list, timeout, or more child executions broke than toleratedFailurePercentage allows; a host that failed is an outcome in the summary, never a failed child). Single host: each failed session fails one.",
+      "Workflow executions failed, timed out or were aborted. Fleet: the run broke (input, item list, timeout, or more child executions broke than toleratedFailurePercentage allows; a host that failed is an outcome in the summary: under a maxErrors budget on a hostsKey list it also fails its child (HostNotSucceeded), and a broken budget ends the run SUCCEEDED with ended: maxErrorsExceeded, not here). Single host: each failed session fails one.",
     why: "Failed, timed-out and aborted executions all leave work undone.",
     checks: [
       "Run the query: failed executions and their error names",

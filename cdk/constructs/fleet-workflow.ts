@@ -217,9 +217,15 @@ export class FleetWorkflow extends Construct {
       .otherwise(s3TwoBudgets);
     // Without maxErrors in the input, the deploy config's default (known at synth) decides.
     const defaultBudget = (props.defaultMaxErrors ?? "100%") !== "100%";
+    const twoBudgetsByDefault = defaultBudget
+      ? new sfn.Fail(this, "S3DefaultBudgetConflict", {
+          error: "ValidationError",
+          cause: `this deployment gives every hostsKey fleet a failure budget (fleet.maxErrors ${JSON.stringify(props.defaultMaxErrors)} in its deploy config), which counts every child that did not succeed, malformed items included: toleratedFailurePercentage does not apply then. To budget only malformed items, also give "maxErrors": "100%" (no budget on host outcomes); nothing ran.`,
+        })
+      : defaults;
     const twoBudgets = new sfn.Choice(this, "CheckS3Budgets")
       .when(sfn.Condition.isPresent("$.maxErrors"), explicitBudget)
-      .otherwise(defaultBudget ? s3TwoBudgets : defaults);
+      .otherwise(twoBudgetsByDefault);
     s3Batches.next(
       new sfn.Choice(this, "CheckS3CanaryBudgets")
         .when(sfn.Condition.isPresent("$.toleratedFailurePercentage"), twoBudgets)
@@ -365,8 +371,52 @@ export class FleetWorkflow extends Construct {
     const plain = this.s3Run("", mapOptions, props);
     const rest = this.s3Run("Rest", mapOptions, props);
     const canary = this.s3Canary(props, rest);
+    // One batch is no canary (it is "the rest": the whole list), but it is checked like any
+    // batch; an empty list or anything but a list is refused, as on an inline fleet.
+    const badBatches = new sfn.Fail(this, "S3BatchesInvalid", {
+      error: "ValidationError",
+      cause: CONTROL_CAUSE,
+    });
+    const single = new sfn.Pass(this, "S3SingleBatch", {
+      parameters: {
+        "spec.$": "$.s3Canary.sizes[0]",
+        "text.$": "States.JsonToString($.s3Canary.sizes[0])",
+      },
+      resultPath: "$.s3CanaryCheck",
+    });
+    single.next(
+      new sfn.Choice(this, "S3SingleBatchValid")
+        .when(
+          sfn.Condition.and(
+            sfn.Condition.isNumeric("$.s3CanaryCheck.spec"),
+            sfn.Condition.numberGreaterThanEquals("$.s3CanaryCheck.spec", 1),
+            sfn.Condition.not(
+              sfn.Condition.or(
+                sfn.Condition.stringMatches("$.s3CanaryCheck.text", "*.*"),
+                sfn.Condition.stringMatches("$.s3CanaryCheck.text", "*e*"),
+                sfn.Condition.stringMatches("$.s3CanaryCheck.text", "*E*"),
+              ),
+            ),
+          ),
+          plain,
+        )
+        .when(
+          sfn.Condition.and(
+            sfn.Condition.isString("$.s3CanaryCheck.spec"),
+            sfn.Condition.or(
+              ...FLEET_PERCENTAGES.map((p) =>
+                sfn.Condition.stringEquals("$.s3CanaryCheck.spec", p),
+              ),
+            ),
+          ),
+          plain,
+        )
+        .otherwise(badBatches),
+    );
     const entry = new sfn.Choice(this, "S3CanaryRequested")
       .when(sfn.Condition.isPresent("$.s3Canary.sizes[1]"), canary.entry)
+      .when(sfn.Condition.isPresent("$.s3Canary.sizes[0]"), single)
+      .when(sfn.Condition.isPresent("$.s3Canary"), badBatches)
       .otherwise(plain);
     return { entry, canaryHosts: canary.canaryHosts, afterCanary: canary.afterCanary };
   }

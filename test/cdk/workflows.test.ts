@@ -892,7 +892,10 @@ describe("hostsKey fleet failure budget (maxErrors on S3 lists)", () => {
     // The default budget is in force, so toleratedFailurePercentage alone is refused too.
     const conflict = await enter({ toleratedFailurePercentage: 10 });
     expect(conflict.failed?.Error).toBe("ValidationError");
-    expect(String((conflict.error as Error).message)).toMatch(/Give one of maxErrors/);
+    // It names the deploy config's value and the way out, which the caller didn't choose.
+    expect(String((conflict.error as Error).message)).toMatch(
+      /fleet\.maxErrors "5%" in its deploy config.*also give "maxErrors": "100%"/,
+    );
     // "100%" in the input lifts the default budget: as before.
     const lifted = await enter({ maxErrors: "100%", toleratedFailurePercentage: 10 });
     expect(
@@ -1057,11 +1060,27 @@ describe("hostsKey fleet canary batches (batches on S3 lists)", () => {
     },
   );
 
-  it("one batch on a hostsKey list is no canary: the list runs as before", async () => {
-    const routed = await route({ batches: [5], maxErrors: 0 });
-    expect(routed.entered).not.toContain("ReadCanaryHosts");
-    expect(routed.entered).toContain("RunFleetFromS3WithBudget");
-  });
+  it.each([[[5]], [["20%"]], [["100%"]]])(
+    "one batch %j on a hostsKey list is no canary: the list runs as before",
+    async (batches) => {
+      const routed = await route({ batches, maxErrors: 0 });
+      expect(routed.entered).not.toContain("ReadCanaryHosts");
+      expect(routed.entered).toContain("RunFleetFromS3WithBudget");
+    },
+  );
+
+  it.each([[[0]], [[]], [["ten"]], [["30%"]], [[2.5]], ["5"], [5], [{ size: 5 }]])(
+    "refuses batches %j on a hostsKey list before the list is read, as on an inline fleet",
+    async (batches) => {
+      const routed = await route({ batches, maxErrors: 0 });
+      expect(routed.failed?.Error).toBe("ValidationError");
+      expect(String((routed.error as Error).message)).toMatch(
+        /maxErrors and maxConcurrency must be/,
+      );
+      expect(routed.entered.some((s: string) => s.includes("FromS3"))).toBe(false);
+      expect(routed.calls.size).toBe(0);
+    },
+  );
 
   it.each([
     [[1, "10%", "100%"], /canary batches \(every batch but the last\) must be counts.*Give counts/],
