@@ -91,6 +91,27 @@ const FAILING_STATUSES = STATUSES.filter((s) => s !== "succeeded");
 const SENTINELS = STATUSES.map((status) => ({ host: "-", status }));
 
 /**
+ * A number's JSON text (`States.JsonToString`) at `textPath` shows a fraction or an exponent:
+ * ASL has no integer test, so a count is a number whose text has no ".", "e" or "E".
+ */
+function notWholeText(textPath: string): sfn.Condition {
+  return sfn.Condition.or(...notWholeTextCases(textPath));
+}
+
+/** {@link notWholeText}'s cases, to join into a wider `or`. */
+function notWholeTextCases(textPath: string): sfn.Condition[] {
+  return ["*.*", "*e*", "*E*"].map((glob) => sfn.Condition.stringMatches(textPath, glob));
+}
+
+/** The value at `path` is one of {@link FLEET_PERCENTAGES}. */
+function isFleetPercentage(path: string): sfn.Condition {
+  return sfn.Condition.and(
+    sfn.Condition.isString(path),
+    sfn.Condition.or(...FLEET_PERCENTAGES.map((p) => sfn.Condition.stringEquals(path, p))),
+  );
+}
+
+/**
  * Checks a fleet control the way the state machine checks the input's (synth-time check of
  * the deploy-config defaults).
  *
@@ -390,27 +411,11 @@ export class FleetWorkflow extends Construct {
           sfn.Condition.and(
             sfn.Condition.isNumeric("$.s3CanaryCheck.spec"),
             sfn.Condition.numberGreaterThanEquals("$.s3CanaryCheck.spec", 1),
-            sfn.Condition.not(
-              sfn.Condition.or(
-                sfn.Condition.stringMatches("$.s3CanaryCheck.text", "*.*"),
-                sfn.Condition.stringMatches("$.s3CanaryCheck.text", "*e*"),
-                sfn.Condition.stringMatches("$.s3CanaryCheck.text", "*E*"),
-              ),
-            ),
+            sfn.Condition.not(notWholeText("$.s3CanaryCheck.text")),
           ),
           plain,
         )
-        .when(
-          sfn.Condition.and(
-            sfn.Condition.isString("$.s3CanaryCheck.spec"),
-            sfn.Condition.or(
-              ...FLEET_PERCENTAGES.map((p) =>
-                sfn.Condition.stringEquals("$.s3CanaryCheck.spec", p),
-              ),
-            ),
-          ),
-          plain,
-        )
+        .when(isFleetPercentage("$.s3CanaryCheck.spec"), plain)
         .otherwise(badBatches),
     );
     const entry = new sfn.Choice(this, "S3CanaryRequested")
@@ -488,17 +493,7 @@ export class FleetWorkflow extends Construct {
     );
     text.next(
       new sfn.Choice(this, "S3CanarySize")
-        .when(
-          sfn.Condition.and(
-            sfn.Condition.isNumeric("$.spec"),
-            sfn.Condition.or(
-              sfn.Condition.stringMatches("$.text", "*.*"),
-              sfn.Condition.stringMatches("$.text", "*e*"),
-              sfn.Condition.stringMatches("$.text", "*E*"),
-            ),
-          ),
-          invalid,
-        )
+        .when(sfn.Condition.and(sfn.Condition.isNumeric("$.spec"), notWholeText("$.text")), invalid)
         .when(
           sfn.Condition.and(
             sfn.Condition.isString("$.spec"),
@@ -510,15 +505,7 @@ export class FleetWorkflow extends Construct {
           theRest,
         )
         .when(sfn.Condition.and(isCount, isLast), theRest)
-        .when(
-          sfn.Condition.and(
-            sfn.Condition.isString("$.spec"),
-            sfn.Condition.or(
-              ...FLEET_PERCENTAGES.map((p) => sfn.Condition.stringEquals("$.spec", p)),
-            ),
-          ),
-          percentage,
-        )
+        .when(isFleetPercentage("$.spec"), percentage)
         .when(
           sfn.Condition.and(isCount, sfn.Condition.numberGreaterThan("$.spec", limit)),
           batchTooLarge,
@@ -748,9 +735,7 @@ export class FleetWorkflow extends Construct {
       new sfn.Choice(this, name("S3BudgetCount"))
         .when(
           sfn.Condition.or(
-            sfn.Condition.stringMatches("$.budget.text", "*.*"),
-            sfn.Condition.stringMatches("$.budget.text", "*e*"),
-            sfn.Condition.stringMatches("$.budget.text", "*E*"),
+            ...notWholeTextCases("$.budget.text"),
             sfn.Condition.numberLessThan("$.maxErrors", 0),
           ),
           invalid,
@@ -916,17 +901,7 @@ export class FleetWorkflow extends Construct {
       },
     });
     const choice = new sfn.Choice(this, "ResolveControl")
-      .when(
-        sfn.Condition.and(
-          sfn.Condition.isNumeric("$.spec"),
-          sfn.Condition.or(
-            sfn.Condition.stringMatches("$.text", "*.*"),
-            sfn.Condition.stringMatches("$.text", "*e*"),
-            sfn.Condition.stringMatches("$.text", "*E*"),
-          ),
-        ),
-        invalid,
-      )
+      .when(sfn.Condition.and(sfn.Condition.isNumeric("$.spec"), notWholeText("$.text")), invalid)
       .when(
         sfn.Condition.and(
           sfn.Condition.isNumeric("$.spec"),
@@ -942,15 +917,7 @@ export class FleetWorkflow extends Construct {
         ),
         zero,
       )
-      .when(
-        sfn.Condition.and(
-          sfn.Condition.isString("$.spec"),
-          sfn.Condition.or(
-            ...FLEET_PERCENTAGES.map((p) => sfn.Condition.stringEquals("$.spec", p)),
-          ),
-        ),
-        percent,
-      )
+      .when(isFleetPercentage("$.spec"), percent)
       .when(
         sfn.Condition.and(
           sfn.Condition.isString("$.spec"),

@@ -45,6 +45,36 @@ export async function runLocally(
   /** Receives the execution's `abort` (what StopExecution does), e.g. for a task to call. */
   onStart?: (abort: () => void) => void,
 ): Promise<LocalExecution> {
+  return runLocallyWith(definition, input, {
+    handlers: { [taskState]: task },
+    retryIntervals: { [taskState]: retryIntervals },
+    stateMachineArn,
+    ...(onStart ? { onStart } : {}),
+  });
+}
+
+/** What {@link runLocallyWith} binds and overrides. */
+export interface LocalRunOptions {
+  /** A local function per Task state name. */
+  handlers: Record<string, (event: unknown) => Promise<unknown>>;
+  /** Retrier waits (ms) per Task state: the retriers stay, only their waits change. */
+  retryIntervals?: Record<string, number | number[]>;
+  /** @default localStateMachineArn("Test-SingleHost") */
+  stateMachineArn?: string;
+  /** Receives the execution's `abort` (what StopExecution does). */
+  onStart?: (abort: () => void) => void;
+}
+
+/**
+ * The general form of {@link runLocally}: any number of Task states bound to local functions,
+ * `$$.Execution` and `$$.StateMachine` as AWS sets them, every event collected.
+ */
+export async function runLocallyWith(
+  definition: Record<string, unknown>,
+  input: unknown,
+  options: LocalRunOptions,
+): Promise<LocalExecution> {
+  const stateMachineArn = options.stateMachineArn ?? localStateMachineArn("Test-SingleHost");
   const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
   const name = stateMachineArn.split(":").pop();
   const executionArn = `${stateMachineArn.replace(":stateMachine:", ":execution:")}:${crypto.randomUUID()}`;
@@ -55,12 +85,11 @@ export async function runLocally(
       StateMachine: { Id: stateMachineArn, Name: name },
     },
     overrides: {
-      taskResourceLocalHandlers: { [taskState]: task as never },
-      // Keep the configured retriers; only skip (or shorten) their seconds-long waits.
-      retryIntervalOverrides: { [taskState]: retryIntervals },
+      taskResourceLocalHandlers: options.handlers as never,
+      retryIntervalOverrides: options.retryIntervals ?? {},
     },
   });
-  onStart?.(() => execution.abort());
+  options.onStart?.(() => execution.abort());
   const events: ExecutionEvent[] = [];
   const collecting = (async () => {
     for await (const e of execution.eventLogs) events.push(e as never);

@@ -35,8 +35,10 @@ import { STATUSES } from "../../lib/names.ts";
 import { type LocalConfig, localRuntime } from "../../local/local-config.ts";
 import {
   type ExecutionEvent,
+  type LocalExecution,
   localStateMachineArn,
   runLocally,
+  runLocallyWith,
   withThrottles,
 } from "../cdk/local-sfn.ts";
 import { definitionOf, synth } from "../cdk/synth.ts";
@@ -1297,46 +1299,16 @@ export function mapRunStandIn(
 }
 
 /** Runs a definition locally with a local handler per Task state (runLocally binds one). */
-async function runWith(
+function runWith(
   definition: Definition,
   handlers: Record<string, (input: unknown) => Promise<unknown>>,
   input: unknown,
   /** Task states whose retry waits are skipped (as runLocally does for its task). */
   noRetryWaits: string[] = [],
-): Promise<{
-  output: unknown;
-  error: unknown;
-  failed?: { Error?: string };
-  events: ExecutionEvent[];
-}> {
-  const machine = new StateMachine(definition as never, { validationOptions: { checkArn: false } });
-  const executionArn = `${FLEET_ARN.replace(":stateMachine:", ":execution:")}:${randomUUID()}`;
-  const execution = machine.run(input as never, {
-    context: {
-      Execution: { Id: executionArn, Name: executionArn.split(":").pop(), Input: input as never },
-      StateMachine: { Id: FLEET_ARN, Name: FLEET_ARN.split(":").pop() },
-    },
-    overrides: {
-      taskResourceLocalHandlers: handlers as never,
-      retryIntervalOverrides: Object.fromEntries(noRetryWaits.map((t) => [t, 0])),
-    },
+): Promise<LocalExecution> {
+  return runLocallyWith(definition as Record<string, unknown>, input, {
+    handlers,
+    retryIntervals: Object.fromEntries(noRetryWaits.map((t) => [t, 0])),
+    stateMachineArn: FLEET_ARN,
   });
-  const events: ExecutionEvent[] = [];
-  const collecting = (async () => {
-    for await (const e of execution.eventLogs) events.push(e as never);
-  })();
-  let output: unknown;
-  let error: unknown;
-  try {
-    output = await execution.result;
-  } catch (e) {
-    error = e;
-  }
-  await collecting;
-  return {
-    output,
-    error,
-    failed: events.find((e) => e.type === "ExecutionFailed") as { Error?: string } | undefined,
-    events,
-  };
 }

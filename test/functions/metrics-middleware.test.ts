@@ -1,4 +1,4 @@
-import { connect, createServer, type Server, type Socket } from "node:net";
+import { connect, type Socket } from "node:net";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import middy from "@middy/core";
 import type { Context } from "aws-lambda";
@@ -22,6 +22,7 @@ import {
 import { ValidationError } from "../../lib/errors.ts";
 import type { MetricDatum } from "../../lib/metrics.ts";
 import { ENV } from "../../operations/environment.ts";
+import { type PeerListener, startPeerListener } from "../helpers/leaks.ts";
 import { FakeCloudWatch } from "./metrics-cloudwatch-server.ts";
 import { bannerTimeoutResult, succeededResult } from "./metrics-fixtures.ts";
 
@@ -332,21 +333,15 @@ describe("metricsMiddleware", () => {
 });
 
 describe("LeakedSockets", () => {
-  let server: Server;
-  let port: number;
+  // Only the function's side of a connection to it counts, as with a remote sshd.
+  let peer: PeerListener;
 
   beforeAll(async () => {
-    server = createServer((socket) => {
-      // Only the function's side of the connection should count, as with a remote sshd.
-      socket.unref();
-    });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    server.unref();
-    port = (server.address() as { port: number }).port;
+    peer = await startPeerListener();
   });
 
   afterAll(async () => {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await peer.close();
   });
 
   it("counts a socket an earlier invocation left open, and only that one", async () => {
@@ -356,7 +351,7 @@ describe("LeakedSockets", () => {
     const handler = withInvocation(async (event: { leak?: boolean; close?: boolean }) => {
       if (event.leak) {
         leaked = await new Promise<Socket>((resolve, reject) => {
-          const s = connect(port, "127.0.0.1", () => resolve(s));
+          const s = connect(peer.port, "127.0.0.1", () => resolve(s));
           s.once("error", reject);
         });
       }

@@ -4,7 +4,7 @@
  * a late invocation and one that finds a leaked socket count 1, a normal one 0. Hard timeouts
  * cannot report themselves: the alarms count them (test/cdk/slo-burn.test.ts).
  */
-import { connect, createServer, type Server, type Socket } from "node:net";
+import { connect, type Socket } from "node:net";
 import middy from "@middy/core";
 import type { Context } from "aws-lambda";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -14,6 +14,7 @@ import { LeakGauge } from "../../functions/metrics/leak-gauge.ts";
 import { metricsMiddleware } from "../../functions/metrics/middleware.ts";
 import type { MetricDatum } from "../../lib/metrics.ts";
 import { METRIC } from "../../lib/names.ts";
+import { type PeerListener, startPeerListener } from "../helpers/leaks.ts";
 
 /** A Lambda context whose clock runs out `timeoutMs` from now. */
 function fakeContext(timeoutMs: number): Context {
@@ -102,21 +103,15 @@ describe("Unbounded, per invocation", () => {
   });
 
   describe("leaked sockets", () => {
-    let server: Server;
-    let port: number;
+    // Only the function's side of a connection to it counts, as with a remote sshd.
+    let peer: PeerListener;
 
     beforeAll(async () => {
-      server = createServer((socket) => {
-        // Only the function's side of the connection should count, as with a remote sshd.
-        socket.unref();
-      });
-      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-      server.unref();
-      port = (server.address() as { port: number }).port;
+      peer = await startPeerListener();
     });
 
     afterAll(async () => {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await peer.close();
     });
 
     it("is 1 for each invocation that finds a socket an earlier one left open, 0 once it is closed", async () => {
@@ -124,7 +119,7 @@ describe("Unbounded, per invocation", () => {
       const { call, published } = stack(async (event) => {
         if (event.leak) {
           leaked = await new Promise<Socket>((resolve, reject) => {
-            const s = connect(port, "127.0.0.1", () => resolve(s));
+            const s = connect(peer.port, "127.0.0.1", () => resolve(s));
             s.once("error", reject);
           });
         }

@@ -1,3 +1,4 @@
+import { type AddressInfo, createServer } from "node:net";
 /** Counts of live resources by type, from `process.getActiveResourcesInfo()`. */
 export type HandleCounts = Record<string, number>;
 
@@ -85,4 +86,27 @@ export async function expectNoSessionLeaks(
     }
     await new Promise<void>((r) => setTimeout(r, 10));
   }
+}
+
+/** A loopback listener standing for a remote peer (see {@link startPeerListener}). */
+export interface PeerListener {
+  port: number;
+  close(): Promise<void>;
+}
+
+/**
+ * A loopback TCP listener whose accepted sockets are unref'd: a connection to it counts only on
+ * the caller's side, as with a remote sshd, so a leak test sees exactly the sockets the code
+ * under test left open. Owned by the test: close it in afterAll.
+ */
+export async function startPeerListener(): Promise<PeerListener> {
+  const server = createServer((socket) => {
+    socket.unref();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  server.unref();
+  return {
+    port: (server.address() as AddressInfo).port,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
