@@ -739,12 +739,9 @@ async function runS3Fleet(
 ): Promise<{ row: Omit<ScenarioRow, "key" | "scenario" | "outcomes">; manifestKey: string }> {
   const t0 = Date.now();
   // ItemReader's stand-in: the object named by the input, read with the real S3 client.
-  const object = await s3.client.send(
-    new GetObjectCommand({ Bucket: s3Path.reader.bucket, Key: input.hostsKey }),
-  );
-  const hostItems = JSON.parse(
-    await (object.Body as { transformToString(): Promise<string> }).transformToString(),
-  ) as { host: string }[];
+  const hostItems = (await readJson(s3, s3Path.reader.bucket, input.hostsKey)) as {
+    host: string;
+  }[];
   const run = await runLocally(
     s3Path.definition,
     "S3RunHost",
@@ -839,15 +836,11 @@ export function readItemsStandIn(
   stats: { read: number },
 ): (input: unknown) => Promise<unknown> {
   return async (input) => {
-    const object = await s3.client.send(
-      new GetObjectCommand({
-        Bucket: map.reader.bucket,
-        Key: String(at(map.reader.keyPath, input)),
-      }),
-    );
-    const items = JSON.parse(
-      await (object.Body as { transformToString(): Promise<string> }).transformToString(),
-    ) as unknown[];
+    const items = (await readJson(
+      s3,
+      map.reader.bucket,
+      String(at(map.reader.keyPath, input)),
+    )) as unknown[];
     const max = Number(at(map.maxItemsPath, input));
     if (!Number.isInteger(max) || max < 1) {
       throw Object.assign(new Error(`MaxItemsPath ${map.maxItemsPath} is not a positive integer`), {
@@ -865,12 +858,7 @@ async function readBackResults(
   manifestKey: string,
   hosts: FleetHost[],
 ): Promise<{ check: S3Check; outcomes: Record<string, number> }> {
-  const get = async (key: string) => {
-    const out = await s3.client.send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }));
-    return JSON.parse(
-      await (out.Body as { transformToString(): Promise<string> }).transformToString(),
-    ) as unknown;
-  };
+  const get = (key: string) => readJson(s3, s3.bucket, key);
   const outcomes: Record<string, number> = Object.fromEntries(STATUSES.map((s) => [s, 0]));
   const byRole: Record<string, Record<string, number>> = {};
   const check: S3Check = {
@@ -1177,15 +1165,11 @@ export function mapRunStandIn(
     { validationOptions: { checkArn: false } },
   );
   return async (input) => {
-    const object = await s3.client.send(
-      new GetObjectCommand({
-        Bucket: map.reader.bucket,
-        Key: String(at(map.reader.keyPath, input)),
-      }),
-    );
-    const items = JSON.parse(
-      await (object.Body as { transformToString(): Promise<string> }).transformToString(),
-    ) as unknown[];
+    const items = (await readJson(
+      s3,
+      map.reader.bucket,
+      String(at(map.reader.keyPath, input)),
+    )) as unknown[];
     const limit = Number(at(map.maxConcurrencyPath, input)) || 40;
     const threshold = (v: number | string | undefined) =>
       v === undefined ? undefined : typeof v === "number" ? v : Number(at(v, input));
@@ -1311,4 +1295,12 @@ function runWith(
     retryIntervals: Object.fromEntries(noRetryWaits.map((t) => [t, 0])),
     stateMachineArn: FLEET_ARN,
   });
+}
+
+/** A JSON object from the lab's S3 (s3rver), read with the real S3 client. */
+async function readJson(s3: LocalS3, bucket: string, key: string): Promise<unknown> {
+  const object = await s3.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return JSON.parse(
+    await (object.Body as { transformToString(): Promise<string> }).transformToString(),
+  ) as unknown;
 }
