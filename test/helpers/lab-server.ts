@@ -211,16 +211,25 @@ export async function killTrees(children: Iterable<ChildProcess>): Promise<void>
     for (const pid of descendantsOf(child.pid, procs)) victims.add(pid);
   }
   for (const pid of victims) killPid(pid, "SIGKILL");
-  await Promise.race([
-    Promise.all(
-      live.map((c) =>
-        c.exitCode !== null || c.signalCode !== null
-          ? undefined
-          : new Promise((r) => c.once("exit", r)),
+  // The 2 s cap is cleared once the children exited: a live timer would outlast the kill and
+  // show up as a leaked handle in the caller's session check.
+  let cap: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      Promise.all(
+        live.map((c) =>
+          c.exitCode !== null || c.signalCode !== null
+            ? undefined
+            : new Promise((r) => c.once("exit", r)),
+        ),
       ),
-    ),
-    new Promise((r) => setTimeout(r, 2_000)),
-  ]);
+      new Promise((r) => {
+        cap = setTimeout(r, 2_000);
+      }),
+    ]);
+  } finally {
+    clearTimeout(cap);
+  }
 }
 
 /** `SHA256:…` (unpadded base64, as OpenSSH prints it) of a `type base64 [comment]` line. */

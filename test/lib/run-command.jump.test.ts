@@ -58,12 +58,22 @@ interface Timed {
   elapsedMs: number;
 }
 
-/** One session; asserts nothing of it is alive when runCommand has resolved. */
-async function timed(req: RunRequest, opts: RunOptions, leakWaitMs = 0): Promise<Timed> {
+/**
+ * One session; asserts nothing of it is alive when runCommand has resolved. `settled`: the
+ * test's own fault machinery (a kill it started mid-session) to finish first, so only the
+ * session's handles are counted.
+ */
+async function timed(
+  req: RunRequest,
+  opts: RunOptions,
+  leakWaitMs = 0,
+  settled?: () => Promise<unknown>,
+): Promise<Timed> {
   const baseline = activeHandles();
   const start = performance.now();
   const result = await runCommand(req, opts);
   const elapsedMs = performance.now() - start;
+  await settled?.();
   await expectNoSessionLeaks(baseline, { waitMs: leakWaitMs });
   return { result, elapsedMs };
 }
@@ -365,8 +375,9 @@ describe("jump host (via) — the jump host dies mid-command", () => {
           }
         },
       }),
+      0,
+      async () => killed,
     );
-    await killed;
     await dying.stop();
     const seen = JSON.stringify({ error: result.error, via: result.via, elapsedMs });
     expect(result.error?.name, seen).toBe("ConnectionLost");
