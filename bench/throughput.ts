@@ -10,6 +10,7 @@
  * and assembles the object on completion: a stand-in slower than S3's own ingestion.
  */
 import { spawn } from "node:child_process";
+import { constants, PerformanceObserver } from "node:perf_hooks";
 import { DeleteObjectCommand } from "@aws-sdk/client-s3";
 import { S3SpillStore } from "../functions/spill/s3-spill.ts";
 import { startS3rverProcess } from "../test/helpers/s3rver.ts";
@@ -28,6 +29,15 @@ export interface ThroughputResult {
   opensshTrue: number[];
   /** The engine's drains with stdout spilled to s3rver (ms). */
   spilled: number[];
+  /**
+   * The same engine in the same rounds without this stop's two drain changes: reads copied
+   * (`readsInPlace: false`) and no young-GC hint (V8's `gc` hidden during the drain).
+   */
+  legacy: number[];
+  legacyMBps: number;
+  /** Client CPU (ms) and garbage collections per plain drain, and per legacy drain. */
+  perDrain: { cpuMs: number[]; major: number[]; minor: number[] };
+  perLegacyDrain: { cpuMs: number[]; major: number[]; minor: number[] };
   /** MB/s with the handshake (median `true` session) subtracted. */
   engineMBps: number;
   spilledMBps: number;
@@ -58,20 +68,51 @@ export async function measureThroughput(
   /** More anchors: a 100 MB drain of {@link THROUGHPUT_BYTES} and a `true` session (ms each). */
   anchors: Record<string, { drain: () => Promise<number>; true: () => Promise<number> }> = {},
 ): Promise<ThroughputResult> {
-  const drain = async (): Promise<number> => {
-    const t0 = performance.now();
-    const r = await engine.runCommand(
-      { host: srv.host, port: srv.port, username: srv.username, command: COMMAND },
-      {
-        budgetMs: 120_000,
-        secret: { privateKey: srv.keys.ed25519.privateKey },
-        knownHosts: srv.knownHostsLine,
-      },
-    );
-    if (r.status !== "succeeded" || r.output.stdoutBytes !== THROUGHPUT_BYTES) {
-      throw new Error(`engine drain failed: ${r.status} ${r.output.stdoutBytes} bytes`);
+  const gcs = { major: 0, minor: 0 };
+  const observer = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as { detail?: { kind?: number } }).detail?.kind;
+      if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) gcs.major++;
+      else if (kind === constants.NODE_PERFORMANCE_GC_MINOR) gcs.minor++;
     }
-    return performance.now() - t0;
+  });
+  observer.observe({ entryTypes: ["gc"] });
+  const drainWith = async (
+    legacy: boolean,
+    stats?: { cpuMs: number[]; major: number[]; minor: number[] },
+  ): Promise<number> => {
+    const g = globalThis as { gc?: unknown };
+    const gc = g.gc;
+    if (legacy) delete g.gc;
+    const t0 = performance.now();
+    const c0 = process.cpuUsage();
+    const g0 = { ...gcs };
+    try {
+      const r = await engine.runCommand(
+        { host: srv.host, port: srv.port, username: srv.username, command: COMMAND },
+        {
+          budgetMs: 120_000,
+          secret: { privateKey: srv.keys.ed25519.privateKey },
+          knownHosts: srv.knownHostsLine,
+          ...(legacy ? { readsInPlace: false } : {}),
+        },
+      );
+      if (r.status !== "succeeded" || r.output.stdoutBytes !== THROUGHPUT_BYTES) {
+        throw new Error(
+          `engine drain failed: ${r.status} ${r.output.stdoutBytes} bytes ${JSON.stringify(r.error)}`,
+        );
+      }
+      const elapsed = performance.now() - t0;
+      // GC entries arrive on a later tick: let them land before counting.
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      const c = process.cpuUsage(c0);
+      stats?.cpuMs.push((c.user + c.system) / 1000);
+      stats?.major.push(gcs.major - g0.major);
+      stats?.minor.push(gcs.minor - g0.minor);
+      return elapsed;
+    } finally {
+      if (legacy && gc !== undefined) g.gc = gc;
+    }
   };
   const s3 = await startS3rverProcess("bench-spill");
   const store = new S3SpillStore({ client: s3.client, bucket: s3.bucket });
@@ -108,6 +149,10 @@ export async function measureThroughput(
     engineTrue: [],
     opensshTrue: [],
     spilled: [],
+    legacy: [],
+    legacyMBps: 0,
+    perDrain: { cpuMs: [], major: [], minor: [] },
+    perLegacyDrain: { cpuMs: [], major: [], minor: [] },
     engineMBps: 0,
     spilledMBps: 0,
     opensshMBps: 0,
@@ -117,7 +162,8 @@ export async function measureThroughput(
     peakRssDelta: 0,
     peakHeapDelta: 0,
   };
-  await drain(); // warm-up (JIT, key cache)
+  await drainWith(false); // warm-up (JIT, key cache)
+  await drainWith(true);
   globalThis.gc?.();
   const base = process.memoryUsage();
   let peakRss = base.rss;
@@ -129,7 +175,8 @@ export async function measureThroughput(
   }, 20);
   try {
     for (let i = 0; i < rounds; i++) {
-      res.engine.push(await drain());
+      res.engine.push(await drainWith(false, res.perDrain));
+      res.legacy.push(await drainWith(true, res.perLegacyDrain));
       res.spilled.push(await spilledDrain());
       res.openssh.push(await opensshDrain(srv));
       for (const [k, a] of Object.entries(anchors)) res.anchors[k]!.drain.push(await a.drain());
@@ -141,6 +188,7 @@ export async function measureThroughput(
     }
   } finally {
     clearInterval(sampler);
+    observer.disconnect();
     await s3.close();
   }
   res.peakRssDelta = peakRss - base.rss;
@@ -148,6 +196,7 @@ export async function measureThroughput(
   const mb = THROUGHPUT_BYTES / 1e6;
   res.engineMBps = mb / ((median(res.engine) - median(res.engineTrue)) / 1000);
   res.spilledMBps = mb / ((median(res.spilled) - median(res.engineTrue)) / 1000);
+  res.legacyMBps = mb / ((median(res.legacy) - median(res.engineTrue)) / 1000);
   res.opensshMBps = mb / ((median(res.openssh) - median(res.opensshTrue)) / 1000);
   for (const a of Object.values(res.anchors)) {
     a.MBps = mb / ((median(a.drain) - median(a.true)) / 1000);

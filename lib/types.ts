@@ -197,11 +197,12 @@ export interface RunOptions {
   remoteBound?: boolean;
   /**
    * Read the socket into one process-wide buffer reused by every read, instead of a new buffer
-   * per read (fewer allocations and major GCs: about 10 % less client CPU on a 100 MB drain,
-   * docs/benchmarks.md "Drain"). Takes effect only with the project's ssh2 patch and its pure-JS
-   * deciphers (`READS_IN_PLACE`); otherwise ignored. Off by default: one unexplained AES-GCM
-   * "Invalid MAC" in a full bench run before the ChaCha20 fix is not ruled out, and a decipher
-   * failure would surface as a host's `ProtocolError`. @default false
+   * per read (half the external allocations of a drain, and the major GCs they trigger:
+   * docs/benchmarks.md "Drain"). Takes effect only with the project's ssh2 patch and its
+   * pure-JS deciphers (`READS_IN_PLACE`); otherwise ignored. The first decipher failure of a
+   * connection reading in place (a packet whose MAC or tag does not verify) ends that session
+   * with `ProtocolError` naming it, and turns in-place reads off for the rest of the process.
+   * `false` reads into a new buffer per read. @default true
    */
   readsInPlace?: boolean;
   /** SSH keepalive after auth. @default { intervalMs: derived from the budget, countMax: 3 } */

@@ -151,9 +151,13 @@ export class SshFunction extends Construct {
       [HANDLER_ENV.auditCommand]: props.auditCommand ?? "plain",
       [HANDLER_ENV.metricsMode]: props.metricsMode ?? DEFAULT_METRICS_MODE,
       [HANDLER_ENV.metricsNamespace]: namespace,
-      // No NODE_OPTIONS=--enable-source-maps: the bundle is minified, but Node would parse its
-      // map at every cold start (+5-12 ms). The unexpected-error log maps its stack on demand
+      // No --enable-source-maps: the bundle is minified, but Node would parse its map at every
+      // cold start (+5-12 ms). The unexpected-error log maps its stack on demand
       // (functions/audit/source-mapped-stack.ts); index.js.map ships beside the bundle.
+      // --expose-gc: the engine asks V8 for a minor GC every 8 MiB of output it drains, so the
+      // decrypted packets' buffers die young instead of triggering full mark-compacts
+      // (lib/session/young-gc.ts; docs/benchmarks.md, "Drain: the garbage collector").
+      NODE_OPTIONS: "--expose-gc",
     };
     if (props.apiEdge) {
       environment[HANDLER_ENV.edgeTimeoutMs] = String(props.apiEdge.toMilliseconds());

@@ -65,6 +65,35 @@ const TCP_KEEPALIVE_INITIAL_MS = 15_000;
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 /**
+ * Set for the rest of the process by the first decipher failure of a connection that read in
+ * place: every later connection reads into buffers of its own (as with `readsInPlace: false`).
+ * No path that keeps a chunk past its read is known (docs/benchmarks.md, "Drain"); if one
+ * exists, the packet's MAC or tag catches it (the session ends `ProtocolError`, never with
+ * wrong bytes) and the process stops taking the risk.
+ */
+let inPlaceWithdrawn = false;
+
+/** ssh2's messages for a packet that failed to decrypt or authenticate (crypto.js). */
+const DECIPHER_FAILURES = new Set([
+  "Invalid MAC",
+  "Bad packet length",
+  "Unsupported state or unable to authenticate data",
+]);
+
+/** A decipher failure while reading in place withdraws in-place reads (see {@link inPlaceWithdrawn}). */
+function withdrawOnDecipherFailure(err: Error): Error {
+  if (!DECIPHER_FAILURES.has(err.message)) return err;
+  inPlaceWithdrawn = true;
+  err.message = `${err.message} (the socket was read in place; in-place reads are now off in this process)`;
+  return err;
+}
+
+/** True once a decipher failure withdrew in-place reads for this process (tests, operators). */
+export function readsInPlaceWithdrawn(): boolean {
+  return inPlaceWithdrawn;
+}
+
+/**
  * Where the session stands, owned by the phase script (run-command.ts) and read here to
  * attribute a failure. The connection writes `phase` once: at the server's identification line
  * (see {@link SshConnection.startSsh}); and `commandStarted`, which only it can know: true
@@ -111,7 +140,7 @@ export interface SshConnectionOptions {
    * them when the request has `via`)
    */
   hop?: Hop | undefined;
-  /** `RunOptions.readsInPlace`: reads into the shared buffer (see {@link READ_BUFFER}). @default false */
+  /** `RunOptions.readsInPlace`: reads into the shared buffer (see {@link READ_BUFFER}). @default true */
   readsInPlace?: boolean | undefined;
 }
 
@@ -240,7 +269,7 @@ export class SshConnection {
     this.#keepaliveOption = options.keepalive;
     this.#keepaliveAtAuth = options.keepaliveAtAuth !== false;
     this.#hop = options.hop;
-    this.#readsInPlace = options.readsInPlace === true && READS_IN_PLACE;
+    this.#readsInPlace = options.readsInPlace !== false && READS_IN_PLACE && !inPlaceWithdrawn;
     this.#words = PEER_WORDS[options.hop ?? "target"];
     this.#failure = new Promise<never>((_, reject) => {
       this.#rejectFailure = reject;
@@ -386,7 +415,9 @@ export class SshConnection {
     this.#gate = gate;
     const client = new Client();
     this.#client = client;
-    client.on("error", (err) => this.fail(err));
+    client.on("error", (err) =>
+      this.fail(this.#readsInPlace ? withdrawOnDecipherFailure(err) : err),
+    );
     client.on("close", () => {
       // Before ssh2 ends the channel's streams (it does so right after this event).
       this.#transportLost = true;

@@ -2,6 +2,7 @@ import { createHash, type Hash } from "node:crypto";
 import type { Deadline } from "../deadline.ts";
 import { InternalError } from "../errors.ts";
 import type { OnOutput, OutputSpill, SpillObject, SpillOptions } from "../types.ts";
+import { noteShortLivedBytes } from "./young-gc.ts";
 
 /** Default of `SpillOptions.maxBytes`. */
 export const DEFAULT_SPILL_MAX_BYTES = 1024 ** 3;
@@ -50,6 +51,7 @@ export class OutputCapture {
 
   /** Keeps, counts and hashes a chunk; false: pause the stream until {@link drained}. */
   write(chunk: Buffer): boolean {
+    noteShortLivedBytes(chunk.length);
     if (
       this.#spillWith &&
       this.#spillState === "none" &&

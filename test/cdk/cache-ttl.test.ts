@@ -36,6 +36,8 @@ describe("cache lifetimes", () => {
       expect(vars![HANDLER_ENV.knownHostsCacheTtlMs]).toBe("60000");
       expect(vars![HANDLER_ENV.credentialsCacheTtlMs]).toBe("0");
       expect(vars![HANDLER_ENV.policyCacheTtlMs]).toBeUndefined();
+      // The engine's young-GC hint needs V8's gc (lib/session/young-gc.ts).
+      expect(vars!.NODE_OPTIONS).toBe("--expose-gc");
     }
   });
 

@@ -1,0 +1,86 @@
+import net from "node:net";
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { runCommand } from "../../lib/index.ts";
+import { readsInPlaceWithdrawn } from "../../lib/session/connection.ts";
+import { type SshdServer, startSshd } from "../helpers/sshd.ts";
+
+// In-place reads (RunOptions.readsInPlace, on by default) withdraw themselves: a packet that
+// fails to decrypt or authenticate on a connection that read in place ends that session with
+// ProtocolError naming it, and every later connection of the process reads into buffers of its
+// own. Here a proxy between the engine and a real sshd flips one byte of the server's stream
+// 256 KiB into a drain (well past authentication): the AES-GCM tag no longer verifies. Its own
+// file: the withdrawal is process state.
+
+let sshd: SshdServer;
+let proxy: net.Server;
+let proxyPort = 0;
+const sockets = new Set<net.Socket>();
+
+beforeAll(async () => {
+  sshd = await startSshd({ passwordAuthentication: false });
+  proxy = net.createServer((client) => {
+    const upstream = net.connect({ host: sshd.host, port: sshd.port });
+    sockets.add(client).add(upstream);
+    let fromServer = 0;
+    let flipped = false;
+    upstream.on("data", (chunk: Buffer) => {
+      const at = 256 * 1024 - fromServer;
+      fromServer += chunk.length;
+      if (!flipped && at >= 0 && at < chunk.length) {
+        flipped = true;
+        const copy = Buffer.from(chunk);
+        copy[at] = copy[at]! ^ 0x01;
+        client.write(copy);
+        return;
+      }
+      client.write(chunk);
+    });
+    client.on("data", (chunk: Buffer) => upstream.write(chunk));
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("close", end).on("error", end);
+    upstream.on("close", end).on("error", end);
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  proxyPort = (proxy.address() as net.AddressInfo).port;
+});
+
+afterAll(async () => {
+  for (const s of sockets) s.destroy();
+  await new Promise<void>((resolve) => proxy?.close(() => resolve()));
+  await sshd?.stop();
+});
+
+const drain = (port: number) =>
+  runCommand(
+    {
+      host: sshd.host,
+      port,
+      username: sshd.username,
+      hostKey: sshd.hostKeyLine,
+      command: "head -c 4000000 /dev/zero",
+      maxOutputBytes: 1024,
+    },
+    { budgetMs: 30_000, secret: { privateKey: sshd.keys.ed25519.privateKey } },
+  );
+
+it("a corrupted packet while reading in place: ProtocolError naming it, and in-place reads off", async () => {
+  expect(readsInPlaceWithdrawn()).toBe(false);
+  const direct = await drain(sshd.port);
+  expect(direct.status).toBe("succeeded");
+  expect(readsInPlaceWithdrawn()).toBe(false);
+
+  const corrupted = await drain(proxyPort);
+  expect(corrupted.status).not.toBe("succeeded");
+  expect(corrupted.error?.name).toBe("ProtocolError");
+  expect(corrupted.error?.message).toContain("unable to authenticate data");
+  expect(corrupted.error?.message).toContain("in-place reads are now off in this process");
+  expect(readsInPlaceWithdrawn()).toBe(true);
+
+  // Later sessions read into buffers of their own, and still drain whole.
+  const after = await drain(sshd.port);
+  expect(after.status).toBe("succeeded");
+  expect(after.output.stdoutBytes).toBe(4_000_000);
+});
