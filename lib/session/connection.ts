@@ -84,7 +84,9 @@ const DECIPHER_FAILURES = new Set([
 function withdrawOnDecipherFailure(err: Error): Error {
   if (!DECIPHER_FAILURES.has(err.message)) return err;
   inPlaceWithdrawn = true;
-  err.message = `${err.message} (the socket was read in place; in-place reads are now off in this process)`;
+  // Either cause is possible: a packet damaged before it arrived (the usual one), or a read
+  // clobbered in this process. The message names both; the process stops reading in place.
+  err.message = `${err.message} (a packet failed to verify: damaged in transit, or by this process's in-place socket reads, which are now off in this process)`;
   return err;
 }
 

@@ -76,7 +76,8 @@ it("a corrupted packet while reading in place: ProtocolError naming it, and in-p
   expect(corrupted.status).not.toBe("succeeded");
   expect(corrupted.error?.name).toBe("ProtocolError");
   expect(corrupted.error?.message).toContain("unable to authenticate data");
-  expect(corrupted.error?.message).toContain("in-place reads are now off in this process");
+  expect(corrupted.error?.message).toContain("damaged in transit, or by this process's");
+  expect(corrupted.error?.message).toContain("in-place socket reads, which are now off");
   expect(readsInPlaceWithdrawn()).toBe(true);
 
   // Later sessions read into buffers of their own, and still drain whole.
