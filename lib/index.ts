@@ -7,5 +7,6 @@ export { type ProbedHostKey, type ProbeHostKeyOptions, probeHostKey } from "./pr
 export { REQUEST_LIMITS } from "./request-schema.ts";
 export { runCommand } from "./run-command.ts";
 export { DEFAULT_SPILL_MAX_BYTES } from "./session/output-capture.ts";
+export { readsInPlaceWithdrawn } from "./session/reads-in-place.ts";
 export type * from "./types.ts";
 export { validateRequest } from "./validate-request.ts";

@@ -194,6 +194,7 @@ export async function runCommand(request: RunRequest, options: RunOptions): Prom
         progress: run,
         knownHosts: options.knownHosts,
         keepalive: options.keepalive,
+        readsInPlace: options.readsInPlace,
         lookup: options.lookup,
         checkAddress: options.checkAddress,
         target: { host: request.host, port },

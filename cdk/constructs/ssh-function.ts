@@ -157,6 +157,7 @@ export class SshFunction extends Construct {
       // --expose-gc: the engine asks V8 for a minor GC every 8 MiB of output it drains, so the
       // decrypted packets' buffers die young instead of triggering full mark-compacts
       // (lib/session/young-gc.ts; docs/benchmarks.md, "Drain: the garbage collector").
+      // Adding Node options later: append to this value, never replace it.
       NODE_OPTIONS: "--expose-gc",
     };
     if (props.apiEdge) {

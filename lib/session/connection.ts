@@ -19,6 +19,7 @@ import type { PreparedAuth } from "./credentials.ts";
 import { fingerprintSha256, type HostKeyPolicy } from "./host-keys.ts";
 import { Keepalive, type KeepaliveSettings } from "./keepalive.ts";
 import { SessionOutput } from "./output-capture.ts";
+import { readsInPlaceWithdrawn, withdrawOnDecipherFailure } from "./reads-in-place.ts";
 import { signFirstAttempt } from "./sign-first.ts";
 import {
   CIPHER_ORDER,
@@ -63,37 +64,6 @@ const TCP_KEEPALIVE_INITIAL_MS = 15_000;
  * returns ({@link SshConnection}'s #received), so connections never see each other's bytes.
  */
 const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
-
-/**
- * Set for the rest of the process by the first decipher failure of a connection that read in
- * place: every later connection reads into buffers of its own (as with `readsInPlace: false`).
- * No path that keeps a chunk past its read is known (docs/benchmarks.md, "Drain"); if one
- * exists, the packet's MAC or tag catches it (the session ends `ProtocolError`, never with
- * wrong bytes) and the process stops taking the risk.
- */
-let inPlaceWithdrawn = false;
-
-/** ssh2's messages for a packet that failed to decrypt or authenticate (crypto.js). */
-const DECIPHER_FAILURES = new Set([
-  "Invalid MAC",
-  "Bad packet length",
-  "Unsupported state or unable to authenticate data",
-]);
-
-/** A decipher failure while reading in place withdraws in-place reads (see {@link inPlaceWithdrawn}). */
-function withdrawOnDecipherFailure(err: Error): Error {
-  if (!DECIPHER_FAILURES.has(err.message)) return err;
-  inPlaceWithdrawn = true;
-  // Either cause is possible: a packet damaged before it arrived (the usual one), or a read
-  // clobbered in this process. The message names both; the process stops reading in place.
-  err.message = `${err.message} (a packet failed to verify: damaged in transit, or by this process's in-place socket reads, which are now off in this process)`;
-  return err;
-}
-
-/** True once a decipher failure withdrew in-place reads for this process (tests, operators). */
-export function readsInPlaceWithdrawn(): boolean {
-  return inPlaceWithdrawn;
-}
 
 /**
  * Where the session stands, owned by the phase script (run-command.ts) and read here to
@@ -222,6 +192,11 @@ export class SshConnection {
   #gate: BannerGate | undefined;
   /** Reads land in {@link READ_BUFFER} (asked for, and safe with this ssh2). */
   readonly #readsInPlace: boolean;
+  /** True once a read was handed to ssh2 in place (then a decipher failure may be one's). */
+  #handedInPlace = false;
+  #bytesRead = 0;
+  /** The server-to-client cipher, once negotiated (for a decipher failure's message). */
+  #inboundCipher = "unknown";
   /** ssh2 authenticated: inbound packets are all encrypted (see #received). */
   #sessionReady = false;
   #client: Client | undefined;
@@ -271,7 +246,8 @@ export class SshConnection {
     this.#keepaliveOption = options.keepalive;
     this.#keepaliveAtAuth = options.keepaliveAtAuth !== false;
     this.#hop = options.hop;
-    this.#readsInPlace = options.readsInPlace !== false && READS_IN_PLACE && !inPlaceWithdrawn;
+    this.#readsInPlace =
+      options.readsInPlace !== false && READS_IN_PLACE && !readsInPlaceWithdrawn();
     this.#words = PEER_WORDS[options.hop ?? "target"];
     this.#failure = new Promise<never>((_, reject) => {
       this.#rejectFailure = reject;
@@ -350,7 +326,9 @@ export class SshConnection {
   #received(sock: net.Socket, n: number): boolean {
     const chunk = READ_BUFFER.subarray(0, n);
     const gate = this.#gate;
-    if (!(this.#sessionReady && gate?.receiveInPlace(chunk))) sock.emit("data", Buffer.from(chunk));
+    this.#bytesRead += n;
+    if (this.#sessionReady && gate?.receiveInPlace(chunk)) this.#handedInPlace = true;
+    else sock.emit("data", Buffer.from(chunk));
     return true; // go on reading (the gate pauses the socket itself when ssh2 falls behind)
   }
 
@@ -418,7 +396,13 @@ export class SshConnection {
     const client = new Client();
     this.#client = client;
     client.on("error", (err) =>
-      this.fail(this.#readsInPlace ? withdrawOnDecipherFailure(err) : err),
+      // Only a connection that handed ssh2 a read in place (#received, after authentication)
+      // can blame in-place reads: a failure before it, or over a jump channel, is not theirs.
+      this.fail(
+        this.#handedInPlace
+          ? withdrawOnDecipherFailure(err, this.#inboundCipher, this.#bytesRead)
+          : err,
+      ),
     );
     client.on("close", () => {
       // Before ssh2 ends the channel's streams (it does so right after this event).
@@ -430,7 +414,8 @@ export class SshConnection {
         }),
       );
     });
-    client.once("handshake", () => {
+    client.once("handshake", (negotiated: { sc?: { cipher?: string } }) => {
+      this.#inboundCipher = negotiated?.sc?.cipher ?? "unknown";
       this.#sessionUp = true;
       this.#kexDone.done();
     });

@@ -67,6 +67,8 @@ export interface JumpHostOptions {
   keepalive?: KeepaliveSettings | false | undefined;
   /** The target session's progress: its phase and whether the command started. */
   progress: SessionProgress;
+  /** `RunOptions.readsInPlace`, for the jump connection's own socket. @default true */
+  readsInPlace?: boolean | undefined;
   /** Where the `direct-tcpip` channel goes: the request's target, as given. */
   target: { host: string; port: number };
   /**
@@ -102,6 +104,7 @@ export class JumpHost {
       keepalive: options.keepalive,
       keepaliveAtAuth: false,
       hop: "via",
+      readsInPlace: options.readsInPlace,
     });
   }
 

@@ -9,12 +9,13 @@
  * mark-compacts, each marking the whole heap: 4–7 per 100 MB, more CPU than the AES-GCM
  * decryption itself, and the more the process holds (the AWS SDK, a service's own state)
  * the more each costs. A minor GC every {@link YOUNG_GC_EVERY_BYTES} of output frees those
- * buffers before the limit is reached: in the bench process, the engine's client CPU per
- * 100 MB aes128-gcm drain went from 644 to 213–371 ms.
+ * buffers before the limit is reached. With in-place reads (which halve those bytes), in
+ * the bench process: client CPU per 100 MB drain 599 → 343 ms, mark-compacts 4 → 1; the hint
+ * alone, in a small process: 432 → 333 ms (docs/benchmarks.md).
  *
  * The hint needs V8's `gc` function, which Node exposes only with `--expose-gc` (the Lambda
  * functions set it in NODE_OPTIONS; a long-running service that drains large outputs should
- * too). Without it, this does nothing. The counter is per process: sessions draining at once
+ * too). Only output is counted: a jump host's channel traffic is not. Without it, this does nothing. The counter is per process: sessions draining at once
  * share it, so the rate of minor GCs follows the bytes the process receives, whatever the
  * number of sessions.
  */
@@ -36,8 +37,12 @@ export function noteShortLivedBytes(bytes: number): void {
   if (typeof gc !== "function") return;
   try {
     // Async: V8 runs it as a task of its own, never inside this data callback.
+    // It answers with a promise, from the context `gc` came from (not always this realm's
+    // Promise): any thenable gets a rejection handler.
     const pending = (gc as V8Gc)({ type: "minor", execution: "async" });
-    if (pending instanceof Promise) pending.catch(() => {});
+    if (typeof (pending as PromiseLike<unknown> | undefined)?.then === "function") {
+      (pending as PromiseLike<unknown>).then(undefined, () => {});
+    }
   } catch {
     // A `gc` that is not V8's, or refuses the options: the hint is only a hint.
   }
