@@ -200,9 +200,11 @@ export interface RunOptions {
    * per read (half the external allocations of a drain, and the major GCs they trigger:
    * docs/benchmarks.md "Drain"). Takes effect only with the project's ssh2 patch and its
    * pure-JS deciphers (`READS_IN_PLACE`); otherwise ignored. The first decipher failure of a
-   * connection reading in place (a packet whose MAC or tag does not verify) ends that session
-   * with `ProtocolError` naming it, and turns in-place reads off for the rest of the process.
-   * `false` reads into a new buffer per read. @default true
+   * connection that has handed ssh2 a read in place (after authentication; a packet whose MAC
+   * or tag does not verify) ends that session with an error naming it (`ProtocolError`; at hop
+   * `via`, `ConnectionLost`) and turns in-place reads off for the rest of the process
+   * (`readsInPlaceWithdrawn()`). `false` reads into a new buffer per read, on the jump
+   * connection too. @default true
    */
   readsInPlace?: boolean;
   /** SSH keepalive after auth. @default { intervalMs: derived from the budget, countMax: 3 } */

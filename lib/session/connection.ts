@@ -192,7 +192,11 @@ export class SshConnection {
   #gate: BannerGate | undefined;
   /** Reads land in {@link READ_BUFFER} (asked for, and safe with this ssh2). */
   readonly #readsInPlace: boolean;
-  /** True once a read was handed to ssh2 in place (then a decipher failure may be one's). */
+  /**
+   * True once a read was handed to ssh2 in place (then a decipher failure may be one's). Set
+   * after the hand-off on purpose: a failure inside the first in-place chunk (ssh2 emits
+   * `error` synchronously within it) cannot be a clobbered earlier read, since there was none.
+   */
   #handedInPlace = false;
   #bytesRead = 0;
   /** The server-to-client cipher, once negotiated (for a decipher failure's message). */
@@ -292,8 +296,8 @@ export class SshConnection {
       // Reads land in one process-wide buffer instead of a new one per read (100 MB of
       // allocations, and the major GCs they trigger, per 100 MB drained). A chunk is valid
       // only during this callback: see #received. Only where ssh2 keeps no view of its input
-      // (READS_IN_PLACE: its pure-JS deciphers, patched), and only when asked for
-      // (RunOptions.readsInPlace, off by default).
+      // (READS_IN_PLACE: its pure-JS deciphers, patched), unless the caller opted out
+      // (RunOptions.readsInPlace: false) or a decipher failure withdrew it (reads-in-place.ts).
       ...(this.#readsInPlace
         ? { onread: { buffer: READ_BUFFER, callback: (n: number) => this.#received(sock, n) } }
         : {}),
@@ -414,8 +418,9 @@ export class SshConnection {
         }),
       );
     });
-    client.once("handshake", (negotiated: { sc?: { cipher?: string } }) => {
-      this.#inboundCipher = negotiated?.sc?.cipher ?? "unknown";
+    client.once("handshake", (negotiated: { sc?: { cipher?: string; mac?: string } }) => {
+      const { cipher, mac } = negotiated?.sc ?? {};
+      this.#inboundCipher = cipher ? (mac ? `${cipher} + ${mac}` : cipher) : "unknown";
       this.#sessionUp = true;
       this.#kexDone.done();
     });

@@ -15,9 +15,10 @@
  *
  * The hint needs V8's `gc` function, which Node exposes only with `--expose-gc` (the Lambda
  * functions set it in NODE_OPTIONS; a long-running service that drains large outputs should
- * too). Only output is counted: a jump host's channel traffic is not. Without it, this does nothing. The counter is per process: sessions draining at once
- * share it, so the rate of minor GCs follows the bytes the process receives, whatever the
- * number of sessions.
+ * too). Without the flag, this does nothing. The counter is per process: sessions draining at
+ * once share it, so the rate of minor GCs follows the bytes the process receives, whatever
+ * the number of sessions. Only command output is counted: a jump host's channel traffic,
+ * decrypted once more on the jump connection, is not.
  */
 
 /** Output bytes between two minor GCs. 8 MiB: below the external growth (≈ 15 MB) at which
