@@ -76,7 +76,6 @@ export async function measureThroughput(
       else if (kind === constants.NODE_PERFORMANCE_GC_MINOR) gcs.minor++;
     }
   });
-  observer.observe({ entryTypes: ["gc"] });
   const drainWith = async (
     legacy: boolean,
     stats?: { cpuMs: number[]; major: number[]; minor: number[] },
@@ -162,18 +161,24 @@ export async function measureThroughput(
     peakRssDelta: 0,
     peakHeapDelta: 0,
   };
-  await drainWith(false); // warm-up (JIT, key cache)
-  await drainWith(true);
-  globalThis.gc?.();
-  const base = process.memoryUsage();
-  let peakRss = base.rss;
-  let peakHeap = base.heapUsed;
-  const sampler = setInterval(() => {
-    const m = process.memoryUsage();
-    peakRss = Math.max(peakRss, m.rss);
-    peakHeap = Math.max(peakHeap, m.heapUsed);
-  }, 20);
+  // One owner for the s3rver process, the GC observer and the memory sampler: the finally.
+  let base = process.memoryUsage();
+  let peakRss = 0;
+  let peakHeap = 0;
+  let sampler: ReturnType<typeof setInterval> | undefined;
+  observer.observe({ entryTypes: ["gc"] });
   try {
+    await drainWith(false); // warm-up (JIT, key cache)
+    await drainWith(true);
+    globalThis.gc?.();
+    base = process.memoryUsage();
+    peakRss = base.rss;
+    peakHeap = base.heapUsed;
+    sampler = setInterval(() => {
+      const m = process.memoryUsage();
+      peakRss = Math.max(peakRss, m.rss);
+      peakHeap = Math.max(peakHeap, m.heapUsed);
+    }, 20);
     for (let i = 0; i < rounds; i++) {
       res.engine.push(await drainWith(false, res.perDrain));
       res.legacy.push(await drainWith(true, res.perLegacyDrain));
